@@ -67,6 +67,7 @@ const state = {
   label: opts.label,
   url: opts.url,
   connect_attempts: 0,
+  create_failures: [],  // errors of `create` while retrying (server still starting)
   steps: [],            // signalling steps done, in order
   events: [],           // Janus events seen on the handle / session / connection
   media: [],            // media events {type, mid, receiving}
@@ -120,27 +121,46 @@ process.on('unhandledRejection', (e) => {
 });
 
 // ---- helpers ----------------------------------------------------------------------
-async function connectWithRetry() {
+// Connect and create a session, retrying both while the server is starting (a proxy may
+// accept WebSockets before its backend is connected and refuse `create` until then).
+// Bounded by --connect-timeout-ms. Janode's own log is muted during the attempts.
+async function connectAndCreate() {
   const deadline = Date.now() + opts.connectTimeoutMs;
   let lastErr = null;
-  while (Date.now() < deadline) {
-    state.connect_attempts++;
-    try {
-      // max_retries: 0 -> one attempt per call; the retry loop is ours (bounded).
-      return await Janode.connect({
-        is_admin: false,
-        address: { url: opts.url },
-        retry_time_secs: 0.1,
-        max_retries: 0,
-        ws_options: { handshakeTimeout: 2000 },
-      });
-    } catch (e) {
-      lastErr = e;
-      await delay(100);
+  Janode.Logger.setLevel(opts.verbose ? 'debug' : 'none');
+  try {
+    while (Date.now() < deadline) {
+      state.connect_attempts++;
+      let connection = null;
+      try {
+        // max_retries: 0 -> one attempt per call; the retry loop is ours.
+        connection = await Janode.connect({
+          is_admin: false,
+          address: { url: opts.url },
+          retry_time_secs: 0.1,
+          max_retries: 0,
+          ws_options: { handshakeTimeout: 2000 },
+        });
+      } catch (e) {
+        lastErr = e;
+        await delay(100);
+        continue;
+      }
+      try {
+        const session = await connection.create();
+        return { connection, session };
+      } catch (e) {
+        lastErr = e;
+        state.create_failures.push(e && e.message ? e.message : String(e));
+        try { await Promise.race([connection.close(), delay(500)]); } catch (_) { /* ignore */ }
+        await delay(200);
+      }
     }
+  } finally {
+    Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
   }
-  throw new Error(`could not connect to ${opts.url} within ${opts.connectTimeoutMs} ms ` +
-    `(${state.connect_attempts} attempts): ${lastErr && lastErr.message}`);
+  throw new Error(`could not connect to ${opts.url} and create a session within ` +
+    `${opts.connectTimeoutMs} ms (${state.connect_attempts} attempts): ${lastErr && lastErr.message}`);
 }
 
 async function waitFor(what, pred, ms, pollMs = 50) {
@@ -226,8 +246,8 @@ async function run() {
   let pc = null;
   let sources = null;
   try {
-    connection = await connectWithRetry();
-    state.steps.push('connect');
+    ({ connection, session } = await connectAndCreate());
+    state.steps.push('connect', 'create');
     log(`connected after ${state.connect_attempts} attempt(s)`);
     connection.once(Janode.EVENT.CONNECTION_CLOSED, () => state.events.push('connection_closed'));
     connection.on(Janode.EVENT.CONNECTION_ERROR, (e) => {
@@ -235,8 +255,6 @@ async function run() {
       state.errors.push(`connection_error: ${e && e.message}`);
     });
 
-    session = await connection.create();
-    state.steps.push('create');
     session.once(Janode.EVENT.SESSION_DESTROYED, () => state.events.push('session_destroyed'));
 
     handle = await session.attach(EchoTestPlugin);
