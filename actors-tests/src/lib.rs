@@ -1,1 +1,387 @@
-pub fn x(){}
+//! Test harness: real Janus processes on free loopback ports, the proxy in-process, and a plain
+//! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
+
+pub mod compare;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub use janus_proxy::ProxyConfig;
+
+pub fn init_logging() {
+    let _ = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .is_test(true)
+        .try_init();
+}
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn conf_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("janus-conf")
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct JanusOptions {
+    /// `-s`: session timeout in seconds (Janus default 60).
+    pub session_timeout: Option<u64>,
+    /// `-m`: reclaim session timeout in seconds (Janus default 0).
+    pub reclaim_session_timeout: Option<u64>,
+}
+
+/// A real Janus (Debian package) with a private config folder on free loopback ports. Killed
+/// when dropped.
+pub struct JanusServer {
+    pub ws_port: u16,
+    pub admin_port: u16,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl JanusServer {
+    pub async fn start() -> anyhow::Result<JanusServer> {
+        Self::start_with(JanusOptions::default()).await
+    }
+
+    pub async fn start_with(options: JanusOptions) -> anyhow::Result<JanusServer> {
+        let mut last_error = anyhow!("not started");
+        // A free port can be taken by someone else before Janus binds it: try a few times.
+        for _ in 0..3 {
+            match Self::try_start(&options).await {
+                Ok(server) => return Ok(server),
+                Err(e) => last_error = e,
+            }
+        }
+        Err(last_error)
+    }
+
+    async fn try_start(options: &JanusOptions) -> anyhow::Result<JanusServer> {
+        let dir = tempfile::Builder::new().prefix("janus-test-").tempdir()?;
+        let ws_port = free_port()?;
+        let admin_port = free_port()?;
+        for entry in std::fs::read_dir(conf_dir())? {
+            let entry = entry?;
+            let text = std::fs::read_to_string(entry.path())?
+                .replace("@WS_PORT@", &ws_port.to_string())
+                .replace("@ADMIN_PORT@", &admin_port.to_string())
+                .replace("@NAME@", &format!("janus-test-{ws_port}"))
+                .replace("@CONF_DIR@", &dir.path().display().to_string());
+            std::fs::write(dir.path().join(entry.file_name()), text)?;
+        }
+        let mut cmd = Command::new("janus");
+        cmd.arg("-F")
+            .arg(dir.path())
+            .arg("-L")
+            .arg(dir.path().join("janus.log"))
+            .arg("-N")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(t) = options.session_timeout {
+            cmd.arg(format!("--session-timeout={t}"));
+        }
+        if let Some(t) = options.reclaim_session_timeout {
+            cmd.arg(format!("--reclaim-session-timeout={t}"));
+        }
+        let child = cmd
+            .spawn()
+            .context("cannot start janus (apt-get install janus)")?;
+        let mut server = JanusServer {
+            ws_port,
+            admin_port,
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(c) = JanusClient::connect(&server.ws_url()).await {
+                drop(c);
+                return Ok(server);
+            }
+            if let Some(child) = server.child.as_mut() {
+                if let Some(status) = child.try_wait()? {
+                    bail!("janus exited at start-up: {status}; log: {}", server.log());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("janus did not accept connections in 10 s; log: {}", server.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+
+    pub fn admin_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.admin_port)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("janus.log")).unwrap_or_default()
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for JanusServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The proxy, in-process, on its own actix system thread. Stopped when dropped.
+pub struct ProxyUnderTest {
+    pub ws_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<janus_proxy::state::ProxyState>,
+    system: actix::System,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// A proxy configuration for tests: loopback, ephemeral ports, the given backends.
+pub fn proxy_config(backends: &[(&str, String)]) -> ProxyConfig {
+    let mut config = ProxyConfig::default();
+    config.ws.listen = "127.0.0.1:0".parse().expect("literal address");
+    config.admin.listen = "127.0.0.1:0".parse().expect("literal address");
+    config.ws.workers = 2;
+    config.backend.servers = backends
+        .iter()
+        .map(|(name, url)| janus_proxy::config::StaticServer {
+            name: (*name).to_owned(),
+            url: url.clone(),
+        })
+        .collect();
+    config
+}
+
+impl ProxyUnderTest {
+    /// Starts the proxy and waits until at least one backend is ready (if any are configured).
+    pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyUnderTest> {
+        let wait_ready = !config.backend.servers.is_empty();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let system = actix::System::new();
+            let started = system.block_on(async move {
+                match janus_proxy::start(config) {
+                    Ok(proxy) => {
+                        let info = (
+                            proxy.ws_addr,
+                            proxy.admin_addr,
+                            proxy.state.clone(),
+                            actix::System::current(),
+                        );
+                        let _ = tx.send(Ok(info));
+                        // Keep the servers alive (dropping them closes them) until the system
+                        // stops.
+                        actix_rt::spawn(async move {
+                            let _ = proxy.wait().await;
+                        });
+                        true
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        false
+                    }
+                }
+            });
+            // The servers run on this system until `System::stop`.
+            if started {
+                let _ = system.run();
+            }
+        });
+        let (ws_addr, admin_addr, state, system) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .context("proxy did not start")??;
+        let proxy = ProxyUnderTest {
+            ws_addr,
+            admin_addr,
+            state,
+            system,
+            thread: Some(thread),
+        };
+        if wait_ready {
+            proxy.wait_ready(Duration::from_secs(10)).await?;
+        }
+        Ok(proxy)
+    }
+
+    pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        while !self.state.backends.any_ready() {
+            if Instant::now() > deadline {
+                bail!("no backend became ready in {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}", self.ws_addr)
+    }
+}
+
+impl Drop for ProxyUnderTest {
+    fn drop(&mut self) {
+        self.system.stop();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A Janus API client over a plain WebSocket.
+pub struct JanusClient {
+    ws: Ws,
+}
+
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl JanusClient {
+    pub async fn connect(url: &str) -> anyhow::Result<JanusClient> {
+        Self::connect_with_protocol(url, Some("janus-protocol")).await
+    }
+
+    pub async fn connect_with_protocol(
+        url: &str,
+        protocol: Option<&str>,
+    ) -> anyhow::Result<JanusClient> {
+        let mut request = url.into_client_request()?;
+        if let Some(p) = protocol {
+            request
+                .headers_mut()
+                .insert("Sec-WebSocket-Protocol", p.parse()?);
+        }
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .context("connect timed out")??;
+        Ok(JanusClient { ws })
+    }
+
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        self.ws.send(Message::Text(text.to_owned())).await?;
+        Ok(())
+    }
+
+    pub async fn send(&mut self, value: &Value) -> anyhow::Result<()> {
+        self.send_text(&value.to_string()).await
+    }
+
+    /// The next JSON frame, or None after `limit`.
+    pub async fn recv_within(&mut self, limit: Duration) -> anyhow::Result<Option<Value>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next()).await;
+            match next {
+                Err(_) => return Ok(None),
+                Ok(None) => bail!("connection closed"),
+                Ok(Some(msg)) => match msg? {
+                    Message::Text(t) => return Ok(Some(serde_json::from_str(&t)?)),
+                    Message::Binary(b) => return Ok(Some(serde_json::from_slice(&b)?)),
+                    _ => continue,
+                },
+            }
+        }
+    }
+
+    pub async fn recv(&mut self) -> anyhow::Result<Value> {
+        self.recv_within(RECV_TIMEOUT)
+            .await?
+            .ok_or_else(|| anyhow!("no frame within {RECV_TIMEOUT:?}"))
+    }
+
+    /// Sends and returns the first frame that answers the request's transaction.
+    pub async fn request(&mut self, value: Value) -> anyhow::Result<Value> {
+        let transaction = value["transaction"].clone();
+        self.send(&value).await?;
+        loop {
+            let frame = self.recv().await?;
+            if frame["transaction"] == transaction {
+                return Ok(frame);
+            }
+        }
+    }
+
+    /// Receives frames until one satisfies `pred` (others are returned too, in order).
+    pub async fn recv_until(
+        &mut self,
+        limit: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Vec<Value>> {
+        let deadline = Instant::now() + limit;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.recv_within(left).await? {
+                Some(frame) => {
+                    let done = pred(&frame);
+                    seen.push(frame);
+                    if done {
+                        return Ok(seen);
+                    }
+                }
+                None => bail!("condition not met within {limit:?}; got {seen:?}"),
+            }
+        }
+    }
+
+    /// Closes the socket and waits for the server's close reply.
+    pub async fn close(mut self) -> anyhow::Result<()> {
+        self.ws.close(None).await?;
+        while let Some(msg) = tokio::time::timeout(RECV_TIMEOUT, self.ws.next())
+            .await
+            .context("close not acknowledged")?
+        {
+            if msg.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// `create` then return the session id.
+    pub async fn create_session(&mut self) -> anyhow::Result<u64> {
+        let reply = self
+            .request(serde_json::json!({"janus": "create", "transaction": "c"}))
+            .await?;
+        reply["data"]["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("create failed: {reply}"))
+    }
+
+    pub async fn attach(&mut self, session: u64, plugin: &str) -> anyhow::Result<u64> {
+        let reply = self
+            .request(serde_json::json!({"janus": "attach", "session_id": session,
+                "plugin": plugin, "transaction": "a"}))
+            .await?;
+        reply["data"]["id"]
+            .as_u64()
+            .ok_or_else(|| anyhow!("attach failed: {reply}"))
+    }
+}

@@ -95,6 +95,13 @@ impl Incoming {
     pub fn parse(text: &str) -> Result<Incoming, ApiError> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, json_error_text(&e)))?;
+        // jansson decodes only an object or an array at the top level.
+        if !(value.is_object() || value.is_array()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidJson,
+                "Invalid Janus API request - <string>(1,1): '[' or '{' expected",
+            ));
+        }
         Incoming::from_value(value)
     }
 
@@ -170,8 +177,11 @@ impl Incoming {
                 .filter(|id| *id > 0);
             return Ok(Target::Root(RootRequest::Create { id }));
         }
-        if self.session_id == 0 || (self.handle_given && self.handle_id == 0) {
+        if self.session_id == 0 {
             return Err(self.error(ApiError::default_for(ErrorCode::SessionNotFound)));
+        }
+        if self.handle_given && self.handle_id == 0 {
+            return Err(self.error(ApiError::default_for(ErrorCode::HandleNotFound)));
         }
         Ok(Target::Session {
             session_id: self.session_id,
@@ -332,7 +342,9 @@ mod tests {
         let e = err(r#"{"janus":"message","handle_id":5,"transaction":"t","body":{}}"#);
         assert_eq!((e.code, e.reason.as_str()), (ErrorCode::SessionNotFound, "Session not found"));
         let e = err(r#"{"janus":"message","session_id":5,"handle_id":"x","transaction":"t"}"#);
-        assert_eq!(e.code, ErrorCode::SessionNotFound);
+        assert_eq!((e.code, e.reason.as_str()), (ErrorCode::HandleNotFound, "Handle not found"));
+        assert_eq!(err(r#""hello""#).code, ErrorCode::InvalidJson);
+        assert_eq!(err("5").code, ErrorCode::InvalidJson);
         assert_eq!(e.session_id, 5);
     }
 

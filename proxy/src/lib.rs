@@ -1,1 +1,61 @@
-pub fn x(){}
+//! janus-proxy: speaks the Janus WebSocket API to clients and relays it to a cluster of Janus
+//! servers. See `DESIGN.md` in the shared folder for the actor tree.
+
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod info;
+pub mod plugin;
+pub mod registry;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod transport;
+pub mod wsframes;
+
+pub use config::ProxyConfig;
+pub use error::ProxyError;
+pub use server::{start, RunningProxy};
+
+/// `janus-proxy [config-file]`: loads the configuration and runs until SIGINT/SIGTERM.
+pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
+    let path = match args {
+        [_, path] => Some(std::path::PathBuf::from(path)),
+        [_] => None,
+        _ => {
+            return Err(ProxyError::Config(
+                "usage: janus-proxy [config-file]".to_owned(),
+            ))
+        }
+    };
+    let config = ProxyConfig::load(path.as_deref())?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        let proxy = start(config)?;
+        let ws = proxy.ws_server.clone();
+        let admin = proxy.admin_server.clone();
+        actix_rt::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            log::info!("janus-proxy: shutting down");
+            ws.stop(true).await;
+            admin.stop(true).await;
+        });
+        #[cfg(unix)]
+        {
+            let ws = proxy.ws_server.clone();
+            let admin = proxy.admin_server.clone();
+            actix_rt::spawn(async move {
+                if let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                {
+                    term.recv().await;
+                    log::info!("janus-proxy: SIGTERM, shutting down");
+                    ws.stop(true).await;
+                    admin.stop(true).await;
+                }
+            });
+        }
+        proxy.wait().await.map_err(|e| ProxyError::Config(e.to_string()))
+    })
+}

@@ -1,0 +1,131 @@
+//! Requests sent to a backend Janus that wait for their first reply (`ack`, `success`,
+//! `error`). A plain struct fed with the current time: the link asks it which requests have
+//! waited too long and turns each into an error for whoever sent it.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub struct TransactionTable<T> {
+    pending: HashMap<u64, T>,
+    /// Deadlines in insertion order; every request gets the same timeout, so this is sorted.
+    deadlines: VecDeque<(Instant, u64)>,
+    next_id: u64,
+    timeout: Duration,
+}
+
+impl<T> TransactionTable<T> {
+    pub fn new(timeout: Duration) -> Self {
+        TransactionTable {
+            pending: HashMap::new(),
+            deadlines: VecDeque::new(),
+            next_id: 1,
+            timeout,
+        }
+    }
+
+    /// Registers a request sent at `now`; returns its transaction number.
+    pub fn insert(&mut self, entry: T, now: Instant) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.pending.insert(id, entry);
+        self.deadlines.push_back((now + self.timeout, id));
+        id
+    }
+
+    /// The reply for `id` arrived: the entry, if it was still waiting.
+    pub fn take(&mut self, id: u64) -> Option<T> {
+        self.pending.remove(&id)
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.pending.contains_key(&id)
+    }
+
+    /// Entries whose deadline is at or before `now`, removed from the table.
+    pub fn expire(&mut self, now: Instant) -> Vec<(u64, T)> {
+        let mut out = Vec::new();
+        while let Some(&(deadline, id)) = self.deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            if let Some(entry) = self.pending.remove(&id) {
+                out.push((id, entry));
+            }
+        }
+        // Answered entries leave their deadline behind; drop those lazily.
+        if self.pending.is_empty() {
+            self.deadlines.clear();
+        }
+        out
+    }
+
+    /// Everything still waiting (the link went down).
+    pub fn drain(&mut self) -> Vec<(u64, T)> {
+        self.deadlines.clear();
+        self.pending.drain().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+}
+
+/// The transaction string sent to the backend: our number, then the client's transaction, so
+/// an asynchronous plugin `event` (routed by handle, not by this table) still carries the
+/// client's transaction back without a lookup.
+pub fn backend_transaction(id: u64, client_transaction: Option<&str>) -> String {
+    match client_transaction {
+        Some(t) => format!("{id}/{t}"),
+        None => id.to_string(),
+    }
+}
+
+/// Splits a backend transaction into our number and the client's transaction.
+pub fn split_transaction(transaction: &str) -> Option<(u64, Option<&str>)> {
+    match transaction.split_once('/') {
+        Some((id, client)) => Some((id.parse().ok()?, Some(client))),
+        None => Some((transaction.parse().ok()?, None)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_and_timeouts() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(Duration::from_secs(10));
+        let a = table.insert("a", t0);
+        let b = table.insert("b", t0 + Duration::from_secs(1));
+        let c = table.insert("c", t0 + Duration::from_secs(2));
+        assert_ne!(a, b);
+        assert_eq!(table.take(b), Some("b"));
+        assert_eq!(table.take(b), None);
+        assert!(table.expire(t0 + Duration::from_secs(9)).is_empty());
+        assert_eq!(table.expire(t0 + Duration::from_secs(11)), vec![(a, "a")]);
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.expire(t0 + Duration::from_secs(12)), vec![(c, "c")]);
+        assert!(table.is_empty());
+        let d = table.insert("d", t0);
+        assert_eq!(table.drain(), vec![(d, "d")]);
+        assert!(table.expire(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn transaction_strings() {
+        assert_eq!(backend_transaction(7, Some("abc/def")), "7/abc/def");
+        assert_eq!(split_transaction("7/abc/def"), Some((7, Some("abc/def"))));
+        assert_eq!(split_transaction("12"), Some((12, None)));
+        assert_eq!(split_transaction("x/1"), None);
+        assert_eq!(split_transaction(""), None);
+        assert_eq!(backend_transaction(3, Some("")), "3/");
+        assert_eq!(split_transaction("3/"), Some((3, Some(""))));
+    }
+}

@@ -1,0 +1,344 @@
+//! janus-proxy configuration: one struct per section, every field defaulted, unknown keys
+//! refused. Layered as built-in defaults → file (TOML or YAML) → environment variables named
+//! `JANUS_PROXY__<SECTION>__<KEY>` (e.g. `JANUS_PROXY__WS__LISTEN=0.0.0.0:8288`).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use janus_protocol::JsonStyle;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ProxyError;
+
+pub const ENV_PREFIX: &str = "JANUS_PROXY";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    pub general: GeneralConfig,
+    pub ws: WsConfig,
+    pub admin: AdminConfig,
+    pub backend: BackendConfig,
+    pub plugins: PluginsConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneralConfig {
+    /// Shown as `server-name` in `info`.
+    pub server_name: String,
+    /// Seconds without a request before a client session times out (0: never), as Janus's
+    /// `session_timeout`.
+    pub session_timeout: u64,
+    /// Seconds a session outlives its WebSocket, waiting to be `claim`ed (0: destroyed at
+    /// once), as Janus's `reclaim_session_timeout`.
+    pub reclaim_session_timeout: u64,
+    /// Wire format of frames sent to clients: indented (Janus's default), plain or compact.
+    pub json: JsonStyle,
+}
+
+impl Default for GeneralConfig {
+    fn default() -> Self {
+        GeneralConfig {
+            server_name: "janus-proxy".into(),
+            session_timeout: 60,
+            reclaim_session_timeout: 0,
+            json: JsonStyle::Indented,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WsConfig {
+    /// Client WebSocket listen address (subprotocol `janus-protocol`, any path).
+    pub listen: SocketAddr,
+    /// Largest client message, continuation frames included, in bytes.
+    pub max_message_size: usize,
+    /// HTTP worker threads (0: one per CPU core).
+    pub workers: usize,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
+            max_message_size: 1 << 20,
+            workers: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Admin REST listen address; loopback by default.
+    pub listen: SocketAddr,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendConfig {
+    /// How long a backend Janus may take to answer a request before the client gets an error.
+    pub request_timeout_ms: u64,
+    /// WebSocket connect + handshake limit.
+    pub connect_timeout_ms: u64,
+    /// Reconnect backoff after a link failure: starts here, doubles, jittered…
+    pub reconnect_min_ms: u64,
+    /// …up to this cap.
+    pub reconnect_max_ms: u64,
+    /// Largest backend message (continuation frames reassembled), in bytes.
+    pub max_message_size: usize,
+    /// Backend Janus servers known from the configuration.
+    pub servers: Vec<StaticServer>,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            request_timeout_ms: 10_000,
+            connect_timeout_ms: 3_000,
+            reconnect_min_ms: 100,
+            reconnect_max_ms: 10_000,
+            max_message_size: 8 << 20,
+            servers: Vec::new(),
+        }
+    }
+}
+
+impl BackendConfig {
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticServer {
+    /// `^[\w-]{1,64}$`, unique.
+    pub name: String,
+    /// `ws://` or `wss://` URL of the Janus WebSocket transport.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Janus plugins relayed as they are to one backend per handle.
+    pub relay: Vec<String>,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            relay: [
+                "janus.plugin.echotest",
+                "janus.plugin.streaming",
+                "janus.plugin.recordplay",
+                "janus.plugin.textroom",
+                "janus.plugin.nosip",
+                "janus.plugin.sip",
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        }
+    }
+}
+
+fn valid_server_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl ProxyConfig {
+    /// Defaults, then the file (if any), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<ProxyConfig, ProxyError> {
+        Self::load_with_env(file, std::env::vars())
+    }
+
+    /// As [`ProxyConfig::load`], with the environment given explicitly (for tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ProxyConfig, ProxyError> {
+        let mut builder = config::Config::builder()
+            .add_source(config::Config::try_from(&ProxyConfig::default()).map_err(cfg_err)?);
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ProxyError::Config(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(path));
+        }
+        let env: std::collections::HashMap<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("plugins.relay")
+                .source(Some(env)),
+        );
+        let cfg: ProxyConfig = builder
+            .build()
+            .map_err(cfg_err)?
+            .try_deserialize()
+            .map_err(cfg_err)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<(), ProxyError> {
+        let mut names = std::collections::HashSet::new();
+        for server in &self.backend.servers {
+            if !valid_server_name(&server.name) {
+                return Err(ProxyError::Config(format!(
+                    "backend server name {:?} must be 1-64 letters, digits, '_' or '-'",
+                    server.name
+                )));
+            }
+            if !names.insert(server.name.as_str()) {
+                return Err(ProxyError::Config(format!(
+                    "backend server name {:?} appears twice",
+                    server.name
+                )));
+            }
+            if !(server.url.starts_with("ws://") || server.url.starts_with("wss://")) {
+                return Err(ProxyError::Config(format!(
+                    "backend server {:?}: url {:?} must start with ws:// or wss://",
+                    server.name, server.url
+                )));
+            }
+        }
+        if self.general.session_timeout > 86_400 {
+            return Err(ProxyError::Config(
+                "general.session_timeout must be at most 86400 seconds".into(),
+            ));
+        }
+        if self.ws.max_message_size < 1024 {
+            return Err(ProxyError::Config(
+                "ws.max_message_size must be at least 1024 bytes".into(),
+            ));
+        }
+        if self.backend.reconnect_min_ms == 0
+            || self.backend.reconnect_max_ms < self.backend.reconnect_min_ms
+        {
+            return Err(ProxyError::Config(
+                "backend.reconnect_min_ms must be > 0 and <= reconnect_max_ms".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn cfg_err(e: config::ConfigError) -> ProxyError {
+    ProxyError::Config(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(content: &str, ext: &str) -> tempfile::TempPath {
+        let mut f = tempfile::Builder::new()
+            .suffix(&format!(".{ext}"))
+            .tempfile()
+            .unwrap();
+        f.write_all(content.as_bytes()).unwrap();
+        f.into_temp_path()
+    }
+
+    fn no_env() -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    #[test]
+    fn defaults_without_file() {
+        let cfg = ProxyConfig::load_with_env(None, no_env()).unwrap();
+        assert_eq!(cfg, ProxyConfig::default());
+        assert_eq!(cfg.admin.listen.ip().to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let file = write(
+            r#"
+[general]
+session_timeout = 30
+[ws]
+listen = "127.0.0.1:9000"
+[[backend.servers]]
+name = "janus-1"
+url = "ws://127.0.0.1:8188"
+"#,
+            "toml",
+        );
+        let env = vec![
+            ("JANUS_PROXY__WS__LISTEN".to_string(), "127.0.0.1:9100".to_string()),
+            ("JANUS_PROXY__ADMIN__LISTEN".to_string(), "127.0.0.1:9200".to_string()),
+            ("JANUS_PROXY__GENERAL__RECLAIM_SESSION_TIMEOUT".to_string(), "5".to_string()),
+            (
+                "JANUS_PROXY__PLUGINS__RELAY".to_string(),
+                "janus.plugin.echotest,janus.plugin.streaming".to_string(),
+            ),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let cfg = ProxyConfig::load_with_env(Some(&file), env).unwrap();
+        assert_eq!(cfg.general.session_timeout, 30);
+        assert_eq!(cfg.general.reclaim_session_timeout, 5);
+        assert_eq!(cfg.ws.listen.port(), 9100);
+        assert_eq!(cfg.admin.listen.port(), 9200);
+        assert_eq!(cfg.backend.servers.len(), 1);
+        assert_eq!(cfg.plugins.relay.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let file = write("[ws]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n", "toml");
+        let err = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+
+        let file = write("[[backend.servers]]\nname = \"a b\"\nurl = \"ws://x\"\n", "toml");
+        assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+        let file = write("[[backend.servers]]\nname = \"a\"\nurl = \"http://x\"\n", "toml");
+        assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+
+        let env = vec![("JANUS_PROXY__WS__LISTEN".to_string(), "nonsense".to_string())];
+        assert!(ProxyConfig::load_with_env(None, env).is_err());
+        let missing = Path::new("/nonexistent/janus-proxy.toml");
+        assert!(ProxyConfig::load_with_env(Some(missing), no_env()).is_err());
+    }
+
+    #[test]
+    fn deploy_example_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/janus-proxy.toml");
+        let cfg = ProxyConfig::load_with_env(Some(&path), no_env()).unwrap();
+        assert!(!cfg.backend.servers.is_empty());
+    }
+
+    #[test]
+    fn yaml_works_too() {
+        let file = write("general:\n  session_timeout: 12\n", "yaml");
+        let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();
+        assert_eq!(cfg.general.session_timeout, 12);
+    }
+}

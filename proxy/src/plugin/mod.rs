@@ -1,0 +1,100 @@
+//! Plugins: what a client attaches to. A plugin turns an `attach` into a handle actor that
+//! takes the handle's requests ([`HandleCommand`]) and sends the client its frames through the
+//! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
+//! state across backends (videocall, videoroom, …) implement the same trait.
+
+pub mod relay;
+pub mod rewrite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use janus_protocol::{ApiError, JsonMap, Trickle};
+use serde_json::Value;
+
+use crate::session::ClientSession;
+use crate::state::ProxyState;
+use crate::transport::ReplyTo;
+
+/// A request for one handle. Replies go to `reply_to` (the connection that asked); events go
+/// to the session's owner.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub enum HandleCommand {
+    Message {
+        transaction: String,
+        body: JsonMap,
+        jsep: Option<JsonMap>,
+        reply_to: ReplyTo,
+    },
+    Trickle {
+        transaction: String,
+        trickle: Trickle,
+        reply_to: ReplyTo,
+    },
+    Hangup {
+        transaction: String,
+        reply_to: ReplyTo,
+    },
+    /// The client detached: answer `success`, then send `detached`.
+    Detach {
+        transaction: String,
+        reply_to: ReplyTo,
+    },
+    /// The session is going away (destroy, timeout, socket closed): release everything
+    /// without telling the client, as Janus does.
+    SessionClosing,
+}
+
+/// Everything a plugin needs to create a handle.
+pub struct AttachContext {
+    pub state: Arc<ProxyState>,
+    pub session: Addr<ClientSession>,
+    pub session_id: u64,
+    pub handle_id: u64,
+    pub package: String,
+    pub opaque_id: Option<String>,
+}
+
+pub type AttachResult = Result<Recipient<HandleCommand>, ApiError>;
+
+pub trait Plugin: Send + Sync {
+    /// The Janus package name, e.g. `janus.plugin.echotest`.
+    fn package(&self) -> &str;
+
+    /// The entry for `info`'s `plugins`, or None while the plugin is not available.
+    fn descriptor(&self, state: &ProxyState) -> Option<Value>;
+
+    /// Creates the handle; resolves once it can take requests.
+    fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult>;
+}
+
+/// The plugins clients can attach to, by package.
+#[derive(Default)]
+pub struct PluginRegistry {
+    plugins: BTreeMap<String, Arc<dyn Plugin>>,
+}
+
+impl PluginRegistry {
+    pub fn from_config(config: &crate::config::PluginsConfig) -> Self {
+        let mut registry = PluginRegistry::default();
+        for package in &config.relay {
+            registry.add(Arc::new(relay::RelayPlugin::new(package)));
+        }
+        registry
+    }
+
+    pub fn add(&mut self, plugin: Arc<dyn Plugin>) {
+        self.plugins.insert(plugin.package().to_owned(), plugin);
+    }
+
+    pub fn get(&self, package: &str) -> Option<Arc<dyn Plugin>> {
+        self.plugins.get(package).cloned()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Plugin>> {
+        self.plugins.values()
+    }
+}

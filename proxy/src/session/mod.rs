@@ -1,0 +1,307 @@
+//! `ClientSession`: one actor per Janus session a client created. It owns the session's handles,
+//! answers the session-level requests itself and hands handle-level ones to the handle actors.
+//! It outlives its WebSocket for `reclaim_session_timeout` so another connection can `claim` it.
+
+pub mod directory;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
+
+use crate::plugin::{AttachContext, HandleCommand};
+use crate::state::ProxyState;
+use crate::transport::{ClientConnection, ClientFrame, ReplyTo, SessionClaimed, SessionReleased};
+use directory::Expiry;
+
+/// A session-level or handle-level request from a connection.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionRequest {
+    pub incoming: Incoming,
+    pub conn_id: u64,
+    pub conn: Addr<ClientConnection>,
+}
+
+/// A frame for whoever owns the session now (dropped while nobody does, as in Janus).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Deliver(pub String);
+
+/// A handle ended on its own (detached by the backend, backend lost).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct HandleGone(pub u64);
+
+/// The sweeper found the session expired; it is already out of the directory.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionExpired(pub Expiry);
+
+/// The owner's WebSocket closed and sessions are not kept for reclaiming: end quietly.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct OwnerGone {
+    pub conn_id: u64,
+    pub destroy: bool,
+}
+
+struct HandleEntry {
+    commands: Recipient<HandleCommand>,
+    #[allow(dead_code)]
+    package: String,
+}
+
+pub struct ClientSession {
+    id: u64,
+    state: Arc<ProxyState>,
+    owner: Option<(u64, Addr<ClientConnection>)>,
+    handles: HashMap<u64, HandleEntry>,
+    /// Handle ids of attaches still waiting for their backend.
+    attaching: std::collections::HashSet<u64>,
+}
+
+impl ClientSession {
+    pub fn new(id: u64, state: Arc<ProxyState>, owner: (u64, Addr<ClientConnection>)) -> Self {
+        ClientSession {
+            id,
+            state,
+            owner: Some(owner),
+            handles: HashMap::new(),
+            attaching: Default::default(),
+        }
+    }
+
+    fn reply(&self, conn: &ReplyTo, frame: &ServerMessage) {
+        conn.do_send(ClientFrame(self.state.encode(frame)));
+    }
+
+    fn reply_error(&self, conn: &ReplyTo, err: ApiError) {
+        self.reply(conn, &ServerMessage::error(&err));
+    }
+
+    fn new_handle_id(&self) -> u64 {
+        loop {
+            let id = rand::random::<u64>() & MAX_ID;
+            if id != 0 && !self.handles.contains_key(&id) && !self.attaching.contains(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Ends the session: handles released without events, the owner told to forget it.
+    fn close(&mut self, ctx: &mut Context<Self>) {
+        for (_, handle) in self.handles.drain() {
+            handle.commands.do_send(HandleCommand::SessionClosing);
+        }
+        if let Some((_, owner)) = self.owner.take() {
+            owner.do_send(SessionReleased(self.id));
+        }
+        ctx.stop();
+    }
+
+    fn attach(
+        &mut self,
+        ctx: &mut Context<Self>,
+        incoming: Incoming,
+        conn: ReplyTo,
+        package: String,
+        opaque_id: Option<String>,
+    ) {
+        let Some(plugin) = self.state.plugins.get(&package) else {
+            self.reply_error(&conn, incoming.error(ApiError::no_such_plugin(&package)));
+            return;
+        };
+        let handle_id = self.new_handle_id();
+        self.attaching.insert(handle_id);
+        let fut = plugin.attach(AttachContext {
+            state: self.state.clone(),
+            session: ctx.address(),
+            session_id: self.id,
+            handle_id,
+            package: package.clone(),
+            opaque_id,
+        });
+        ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
+            act.attaching.remove(&handle_id);
+            match result {
+                Ok(commands) => {
+                    act.handles
+                        .insert(handle_id, HandleEntry { commands, package });
+                    let reply = ServerMessage::created(act.id, &incoming.transaction, handle_id);
+                    act.reply(&conn, &reply);
+                }
+                Err(e) => act.reply_error(&conn, incoming.error(e)),
+            }
+        }));
+    }
+}
+
+impl Actor for ClientSession {
+    type Context = Context<Self>;
+
+    fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        // Also reached when the system shuts down: release the backend handles.
+        for (_, handle) in self.handles.drain() {
+            handle.commands.do_send(HandleCommand::SessionClosing);
+        }
+        Running::Stop
+    }
+}
+
+impl Handler<SessionRequest> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) {
+        let SessionRequest {
+            incoming,
+            conn_id,
+            conn,
+        } = msg;
+        let handle_id = incoming.handle_id;
+        let handle = if handle_id > 0 {
+            match self.handles.get(&handle_id) {
+                Some(h) => Some(h.commands.clone()),
+                None => {
+                    let err = ApiError::no_such_handle(handle_id, self.id);
+                    self.reply_error(&conn, incoming.error(err));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        let verb = match incoming.verb(handle.is_some()) {
+            Ok(verb) => verb,
+            Err(e) => return self.reply_error(&conn, e),
+        };
+        let transaction = incoming.transaction.clone();
+        match (verb, handle) {
+            (SessionVerb::Keepalive, _) => {
+                self.reply(&conn, &ServerMessage::ack(self.id, &transaction));
+            }
+            (SessionVerb::Attach { plugin, opaque_id }, _) => {
+                self.attach(ctx, incoming, conn, plugin, opaque_id);
+            }
+            (SessionVerb::Destroy, _) => {
+                self.state.sessions.lock().remove(self.id);
+                self.reply(&conn, &ServerMessage::success(self.id, &transaction));
+                self.close(ctx);
+            }
+            (SessionVerb::Claim, _) => {
+                let same = self.owner.as_ref().is_some_and(|(id, _)| *id == conn_id);
+                if !same {
+                    if let Some((_, old)) = self.owner.take() {
+                        old.do_send(SessionReleased(self.id));
+                    }
+                    self.state.sessions.lock().set_owner(self.id, conn_id);
+                    conn.do_send(SessionClaimed(self.id));
+                    self.owner = Some((conn_id, conn.clone()));
+                }
+                self.reply(&conn, &ServerMessage::success(self.id, &transaction));
+            }
+            (SessionVerb::Detach, Some(_)) => {
+                if let Some(handle) = self.handles.remove(&handle_id) {
+                    handle.commands.do_send(HandleCommand::Detach {
+                        transaction,
+                        reply_to: conn,
+                    });
+                }
+            }
+            (SessionVerb::Hangup, Some(h)) => h.do_send(HandleCommand::Hangup {
+                transaction,
+                reply_to: conn,
+            }),
+            (SessionVerb::Message { body, jsep }, Some(h)) => h.do_send(HandleCommand::Message {
+                transaction,
+                body,
+                jsep,
+                reply_to: conn,
+            }),
+            (SessionVerb::Trickle(trickle), Some(h)) => h.do_send(HandleCommand::Trickle {
+                transaction,
+                trickle,
+                reply_to: conn,
+            }),
+            // `verb` refuses handle-level requests without a handle.
+            (_, None) => {
+                self.reply_error(&conn, incoming.error(ApiError::unhandled_at_path(&incoming.request)))
+            }
+        }
+    }
+}
+
+impl Handler<Deliver> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
+        if let Some((_, owner)) = &self.owner {
+            owner.do_send(ClientFrame(msg.0));
+        }
+    }
+}
+
+impl Handler<HandleGone> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: HandleGone, _: &mut Context<Self>) {
+        self.handles.remove(&msg.0);
+    }
+}
+
+impl Handler<SessionExpired> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionExpired, ctx: &mut Context<Self>) {
+        if msg.0 == Expiry::TimedOut {
+            if let Some((_, owner)) = &self.owner {
+                let frame = ServerMessage::timeout(self.id);
+                owner.do_send(ClientFrame(self.state.encode(&frame)));
+            }
+        }
+        self.close(ctx);
+    }
+}
+
+impl Handler<OwnerGone> for ClientSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: OwnerGone, ctx: &mut Context<Self>) {
+        if self.owner.as_ref().is_some_and(|(id, _)| *id == msg.conn_id) {
+            self.owner = None;
+            if msg.destroy {
+                self.close(ctx);
+            }
+        }
+    }
+}
+
+/// Runs the directory sweep: Janus checks every 2 s; once a second keeps the timeout closer to
+/// the configured value.
+pub struct SessionSweeper {
+    pub state: Arc<ProxyState>,
+}
+
+impl Actor for SessionSweeper {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(Duration::from_millis(500), |act, _| {
+            let general = &act.state.config.general;
+            let session_timeout =
+                (general.session_timeout > 0).then(|| Duration::from_secs(general.session_timeout));
+            let reclaim = Duration::from_secs(general.reclaim_session_timeout);
+            let expired = act.state.sessions.lock().sweep(
+                std::time::Instant::now(),
+                session_timeout,
+                reclaim,
+            );
+            for (id, addr, expiry) in expired {
+                log::debug!("session {id} expired: {expiry:?}");
+                addr.do_send(SessionExpired(expiry));
+            }
+        });
+    }
+}

@@ -1,0 +1,252 @@
+//! The client WebSocket endpoint: subprotocol `janus-protocol` (any other handshake is refused,
+//! as Janus does), one `ClientConnection` actor per socket. The connection parses and checks
+//! each request, answers the session-less ones (`info`, `ping`, `create`) and hands the rest
+//! to the session actor.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use janus_protocol::{
+    ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, Target, JANUS_PROTOCOL,
+};
+
+use crate::info::server_info;
+use crate::session::{ClientSession, OwnerGone, SessionRequest};
+use crate::state::ProxyState;
+use crate::wsframes::MessageAssembler;
+
+/// Where replies to a request go: the connection that sent it.
+pub type ReplyTo = Addr<ClientConnection>;
+
+/// A serialised frame to write to the client.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ClientFrame(pub String);
+
+/// The session now belongs to this connection (it claimed it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionClaimed(pub u64);
+
+/// The session no longer belongs to this connection (destroyed, or claimed elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SessionReleased(pub u64);
+
+pub struct ClientConnection {
+    id: u64,
+    state: Arc<ProxyState>,
+    /// Sessions created or claimed here; they end (or wait to be reclaimed) when it closes.
+    owned: HashSet<u64>,
+    assembler: MessageAssembler,
+}
+
+impl ClientConnection {
+    pub fn new(state: Arc<ProxyState>) -> Self {
+        ClientConnection {
+            id: state.next_connection_id(),
+            owned: HashSet::new(),
+            assembler: MessageAssembler::new(state.config.ws.max_message_size),
+            state,
+        }
+    }
+
+    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &ServerMessage) {
+        ctx.text(self.state.encode(frame));
+    }
+
+    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
+        let result = Incoming::parse(text).and_then(|incoming| {
+            let target = incoming.target()?;
+            Ok((incoming, target))
+        });
+        let (incoming, target) = match result {
+            Ok(ok) => ok,
+            Err(e) => return self.send(ctx, &ServerMessage::error(&e)),
+        };
+        match target {
+            Target::Root(RootRequest::Ping) => {
+                self.send(ctx, &ServerMessage::pong(&incoming.transaction))
+            }
+            Target::Root(RootRequest::Info) => {
+                let info = server_info(&self.state, Some(&incoming.transaction));
+                self.send(ctx, &ServerMessage::ServerInfo(info));
+            }
+            Target::Root(RootRequest::Create { id }) => self.create(ctx, &incoming, id),
+            Target::Session { session_id, .. } => {
+                let session = self.state.sessions.lock().touch(session_id, Instant::now());
+                match session {
+                    Some(session) => session.do_send(SessionRequest {
+                        incoming,
+                        conn_id: self.id,
+                        conn: ctx.address(),
+                    }),
+                    None => {
+                        let err = incoming.error(ApiError::no_such_session(session_id));
+                        self.send(ctx, &ServerMessage::error(&err));
+                    }
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, ctx: &mut ws::WebsocketContext<Self>, incoming: &Incoming, id: Option<u64>) {
+        let state = self.state.clone();
+        let owner = (self.id, ctx.address());
+        let created = self
+            .state
+            .sessions
+            .lock()
+            .insert(id, self.id, Instant::now(), |sid| {
+                ClientSession::new(sid, state, owner).start()
+            });
+        match created {
+            Ok(session_id) => {
+                self.owned.insert(session_id);
+                let reply = ServerMessage::created(0, &incoming.transaction, session_id);
+                self.send(ctx, &reply);
+            }
+            Err(_) => {
+                let err = ApiError::default_for(ErrorCode::SessionConflict)
+                    .with_session(id.unwrap_or(0))
+                    .with_transaction(incoming.transaction.clone());
+                self.send(ctx, &ServerMessage::error(&err));
+            }
+        }
+    }
+}
+
+impl Actor for ClientConnection {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        let reclaim = self.state.config.general.reclaim_session_timeout > 0;
+        for session_id in self.owned.drain() {
+            let mut sessions = self.state.sessions.lock();
+            if !sessions.orphan(session_id, self.id) {
+                continue;
+            }
+            let addr = if reclaim {
+                sessions.get(session_id)
+            } else {
+                sessions.remove(session_id)
+            };
+            drop(sessions);
+            if let Some(addr) = addr {
+                addr.do_send(OwnerGone {
+                    conn_id: self.id,
+                    destroy: !reclaim,
+                });
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ClientConnection {
+    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
+        let msg = match msg {
+            Ok(msg) => msg,
+            Err(e) => {
+                log::debug!("client connection {}: protocol error: {e}", self.id);
+                ctx.close(Some(ws::CloseReason {
+                    code: ws::CloseCode::Protocol,
+                    description: Some(e.to_string()),
+                }));
+                ctx.stop();
+                return;
+            }
+        };
+        let data = match msg {
+            ws::Message::Text(text) => text.into_bytes(),
+            ws::Message::Binary(data) => data,
+            ws::Message::Continuation(item) => match self.assembler.push(item) {
+                Ok(Some(data)) => data,
+                Ok(None) => return,
+                Err(e) => {
+                    ctx.close(Some(ws::CloseReason {
+                        code: ws::CloseCode::Size,
+                        description: Some(e.to_string()),
+                    }));
+                    ctx.stop();
+                    return;
+                }
+            },
+            ws::Message::Ping(data) => {
+                ctx.pong(&data);
+                return;
+            }
+            ws::Message::Pong(_) | ws::Message::Nop => return,
+            ws::Message::Close(reason) => {
+                ctx.close(reason);
+                ctx.stop();
+                return;
+            }
+        };
+        match std::str::from_utf8(&data) {
+            Ok(text) => self.on_text(ctx, text),
+            Err(_) => {
+                let err = ApiError::new(
+                    ErrorCode::InvalidJson,
+                    "Invalid Janus API request - <string>(1,0): unable to decode byte sequence",
+                );
+                self.send(ctx, &ServerMessage::error(&err));
+            }
+        }
+    }
+}
+
+impl Handler<ClientFrame> for ClientConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClientFrame, ctx: &mut Self::Context) {
+        ctx.text(msg.0);
+    }
+}
+
+impl Handler<SessionClaimed> for ClientConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionClaimed, _: &mut Self::Context) {
+        self.owned.insert(msg.0);
+    }
+}
+
+impl Handler<SessionReleased> for ClientConnection {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionReleased, _: &mut Self::Context) {
+        self.owned.remove(&msg.0);
+    }
+}
+
+/// Does the handshake offer `janus-protocol`?
+fn offers_janus_protocol(req: &HttpRequest) -> bool {
+    req.headers()
+        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == JANUS_PROTOCOL)
+}
+
+/// The WebSocket route (any path).
+pub async fn ws_endpoint(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<Arc<ProxyState>>,
+) -> Result<HttpResponse, actix_web::Error> {
+    if !offers_janus_protocol(&req) {
+        return Ok(HttpResponse::BadRequest()
+            .content_type("text/plain")
+            .body("WebSocket subprotocol 'janus-protocol' required\n"));
+    }
+    let state = state.get_ref().clone();
+    let max = state.config.ws.max_message_size;
+    ws::WsResponseBuilder::new(ClientConnection::new(state), &req, stream)
+        .protocols(&[JANUS_PROTOCOL])
+        .frame_size(max)
+        .start()
+}
