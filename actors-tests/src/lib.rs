@@ -2,6 +2,7 @@
 //! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
 
 pub mod compare;
+pub mod fake_janus;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,1 @@
+//! A scriptable fake Janus for fault injection (see tests/faults.rs).
