@@ -96,8 +96,9 @@ fn render(text: &str, ids: &mut HashMap<String, u64>) -> anyhow::Result<String> 
         let id = match ids.get(key) {
             Some(id) => *id,
             None if key.starts_with("R:") => {
-                let id = 1 + (std::process::id() as u64 * 7919 + ids.len() as u64 * 104_729)
-                    % 9_000_000_000_000;
+                let id = 1
+                    + (std::process::id() as u64 * 7919 + ids.len() as u64 * 104_729)
+                        % 9_000_000_000_000;
                 ids.insert(key.to_owned(), id);
                 id
             }

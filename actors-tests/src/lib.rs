@@ -118,7 +118,10 @@ impl JanusServer {
                 }
             }
             if Instant::now() > deadline {
-                bail!("janus did not accept connections in 10 s; log: {}", server.log());
+                bail!(
+                    "janus did not accept connections in 10 s; log: {}",
+                    server.log()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

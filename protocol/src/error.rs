@@ -68,7 +68,9 @@ impl ErrorCode {
     }
 
     pub fn from_code(code: u64) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|c| u64::from(c.code()) == code)
+        ErrorCode::ALL
+            .into_iter()
+            .find(|c| u64::from(c.code()) == code)
     }
 
     /// The reason Janus sends when the error has no specific text (`janus_get_api_error`).
@@ -233,6 +235,9 @@ mod tests {
             ApiError::unhandled_at_path("foo").reason,
             "Unhandled request 'foo' at this path"
         );
-        assert_eq!(ErrorCode::SessionNotFound.default_reason(), "Session not found");
+        assert_eq!(
+            ErrorCode::SessionNotFound.default_reason(),
+            "Session not found"
+        );
     }
 }

@@ -35,7 +35,9 @@ pub enum RootRequest {
     Info,
     Ping,
     /// `id`: the session id the client asks for (None or 0: the server picks).
-    Create { id: Option<u64> },
+    Create {
+        id: Option<u64>,
+    },
 }
 
 /// What a session-level or handle-level request asks for, after its own fields were checked.
@@ -121,7 +123,12 @@ impl Incoming {
         let transaction = match root.get("transaction") {
             None => return Err(envelope_error(ApiError::missing("transaction"))),
             Some(Value::String(s)) => s.clone(),
-            Some(_) => return Err(envelope_error(ApiError::wrong_type("transaction", "a string"))),
+            Some(_) => {
+                return Err(envelope_error(ApiError::wrong_type(
+                    "transaction",
+                    "a string",
+                )))
+            }
         };
         let request = match root.get("janus") {
             None => return Err(envelope_error(ApiError::missing("janus"))),
@@ -306,14 +313,18 @@ mod tests {
     use serde_json::json;
 
     fn err(text: &str) -> ApiError {
-        Incoming::parse(text).and_then(|i| i.target().map(|_| ())).unwrap_err()
+        Incoming::parse(text)
+            .and_then(|i| i.target().map(|_| ()))
+            .unwrap_err()
     }
 
     #[test]
     fn envelope_errors_match_janus() {
         let e = err("{not json");
         assert_eq!(e.code, ErrorCode::InvalidJson);
-        assert!(e.reason.starts_with("Invalid Janus API request - <string>(1,2)"));
+        assert!(e
+            .reason
+            .starts_with("Invalid Janus API request - <string>(1,2)"));
         assert_eq!(e.transaction, None);
 
         let e = err("[1,2]");
@@ -323,9 +334,15 @@ mod tests {
         assert_eq!(e.transaction, None);
         let e = err(r#"{"janus":"ping","transaction":12345}"#);
         assert_eq!(e.code, ErrorCode::InvalidElementType);
-        assert_eq!(e.reason, "Invalid element type (transaction should be a string)");
+        assert_eq!(
+            e.reason,
+            "Invalid element type (transaction should be a string)"
+        );
         let e = err(r#"{"janus":"create","id":"abc","transaction":"t"}"#);
-        assert_eq!(e.reason, "Invalid element type (id should be a positive integer)");
+        assert_eq!(
+            e.reason,
+            "Invalid element type (id should be a positive integer)"
+        );
         let e = err(r#"{"janus":"create","id":-4,"transaction":"t"}"#);
         assert_eq!(e.code, ErrorCode::InvalidElementType);
     }
@@ -340,9 +357,15 @@ mod tests {
         let e = err(r#"{"janus":"keepalive","session_id":"12","transaction":"t"}"#);
         assert_eq!(e.reason, "Unhandled request 'keepalive' at this path");
         let e = err(r#"{"janus":"message","handle_id":5,"transaction":"t","body":{}}"#);
-        assert_eq!((e.code, e.reason.as_str()), (ErrorCode::SessionNotFound, "Session not found"));
+        assert_eq!(
+            (e.code, e.reason.as_str()),
+            (ErrorCode::SessionNotFound, "Session not found")
+        );
         let e = err(r#"{"janus":"message","session_id":5,"handle_id":"x","transaction":"t"}"#);
-        assert_eq!((e.code, e.reason.as_str()), (ErrorCode::HandleNotFound, "Handle not found"));
+        assert_eq!(
+            (e.code, e.reason.as_str()),
+            (ErrorCode::HandleNotFound, "Handle not found")
+        );
         assert_eq!(err(r#""hello""#).code, ErrorCode::InvalidJson);
         assert_eq!(err("5").code, ErrorCode::InvalidJson);
         assert_eq!(e.session_id, 5);
@@ -351,8 +374,14 @@ mod tests {
     #[test]
     fn root_requests() {
         let t = |s: &str| Incoming::parse(s).unwrap().target().unwrap();
-        assert_eq!(t(r#"{"janus":"PING","transaction":"t"}"#), Target::Root(RootRequest::Ping));
-        assert_eq!(t(r#"{"janus":"info","transaction":"t"}"#), Target::Root(RootRequest::Info));
+        assert_eq!(
+            t(r#"{"janus":"PING","transaction":"t"}"#),
+            Target::Root(RootRequest::Ping)
+        );
+        assert_eq!(
+            t(r#"{"janus":"info","transaction":"t"}"#),
+            Target::Root(RootRequest::Info)
+        );
         assert_eq!(
             t(r#"{"janus":"create","id":77,"transaction":"t"}"#),
             Target::Root(RootRequest::Create { id: Some(77) })
@@ -363,7 +392,10 @@ mod tests {
         );
         assert_eq!(
             t(r#"{"janus":"keepalive","session_id":9,"handle_id":3,"transaction":"t"}"#),
-            Target::Session { session_id: 9, handle_id: 3 }
+            Target::Session {
+                session_id: 9,
+                handle_id: 3
+            }
         );
     }
 
@@ -373,20 +405,36 @@ mod tests {
 
     #[test]
     fn verbs_and_their_errors() {
-        let e = verb(json!({"janus":"attach","session_id":1,"transaction":"t"}), false).unwrap_err();
+        let e = verb(
+            json!({"janus":"attach","session_id":1,"transaction":"t"}),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "Missing mandatory element (plugin)");
         assert_eq!((e.session_id, e.transaction.as_deref()), (1, Some("t")));
-        let e = verb(json!({"janus":"attach","session_id":1,"plugin":5,"transaction":"t"}), false)
-            .unwrap_err();
+        let e = verb(
+            json!({"janus":"attach","session_id":1,"plugin":5,"transaction":"t"}),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "Invalid element type (plugin should be a string)");
-        let e = verb(json!({"janus":"attach","session_id":1,"plugin":"p","transaction":"t"}), true)
-            .unwrap_err();
+        let e = verb(
+            json!({"janus":"attach","session_id":1,"plugin":"p","transaction":"t"}),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidRequestPath);
-        let e = verb(json!({"janus":"message","session_id":1,"transaction":"t","body":{}}), false)
-            .unwrap_err();
+        let e = verb(
+            json!({"janus":"message","session_id":1,"transaction":"t","body":{}}),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "Unhandled request 'message' at this path");
-        let e = verb(json!({"janus":"message","session_id":1,"handle_id":2,"transaction":"t"}), true)
-            .unwrap_err();
+        let e = verb(
+            json!({"janus":"message","session_id":1,"handle_id":2,"transaction":"t"}),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "Missing mandatory element (body)");
         let e = verb(
             json!({"janus":"message","session_id":1,"handle_id":2,"transaction":"t","body":"x"}),
@@ -406,8 +454,11 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidJsonObject);
-        let e = verb(json!({"janus":"trickle","session_id":1,"handle_id":2,"transaction":"t"}), true)
-            .unwrap_err();
+        let e = verb(
+            json!({"janus":"trickle","session_id":1,"handle_id":2,"transaction":"t"}),
+            true,
+        )
+        .unwrap_err();
         assert_eq!(e.reason, "Missing mandatory element (candidate|candidates)");
         let e = verb(
             json!({"janus":"trickle","session_id":1,"handle_id":2,"transaction":"t","candidate":{},"candidates":[]}),
@@ -415,20 +466,39 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidJson);
-        let e = verb(json!({"janus":"bar","session_id":1,"transaction":"t"}), false).unwrap_err();
-        assert_eq!((e.code, e.reason.as_str()), (ErrorCode::UnknownRequest, "Unknown request 'bar'"));
+        let e = verb(
+            json!({"janus":"bar","session_id":1,"transaction":"t"}),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
-            verb(json!({"janus":"KeepAlive","session_id":1,"transaction":"t"}), false).unwrap(),
+            (e.code, e.reason.as_str()),
+            (ErrorCode::UnknownRequest, "Unknown request 'bar'")
+        );
+        assert_eq!(
+            verb(
+                json!({"janus":"KeepAlive","session_id":1,"transaction":"t"}),
+                false
+            )
+            .unwrap(),
             SessionVerb::Keepalive
         );
         assert_eq!(
-            verb(json!({"janus":"detach","session_id":1,"transaction":"t"}), false).unwrap_err().code,
+            verb(
+                json!({"janus":"detach","session_id":1,"transaction":"t"}),
+                false
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::InvalidRequestPath
         );
         assert_eq!(
-            verb(json!({"janus":"destroy","session_id":1,"handle_id":2,"transaction":"t"}), true)
-                .unwrap_err()
-                .code,
+            verb(
+                json!({"janus":"destroy","session_id":1,"handle_id":2,"transaction":"t"}),
+                true
+            )
+            .unwrap_err()
+            .code,
             ErrorCode::InvalidRequestPath
         );
     }

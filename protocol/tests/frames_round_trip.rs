@@ -49,7 +49,9 @@ fn frames(direction: char, with_admin: bool) -> Vec<(usize, String)> {
 }
 
 fn keys(v: &Value) -> Vec<String> {
-    v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+    v.as_object()
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 const ADMIN_REPLIES: [&str; 4] = ["sessions", "handles", "handle_id", "status"];
@@ -58,9 +60,10 @@ const ADMIN_REPLIES: [&str; 4] = ["sessions", "handles", "handle_id", "status"];
 fn every_server_frame_round_trips() {
     let mut checked = 0;
     for (line, text) in frames('<', true) {
-        let original: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("line {line}: {e}"));
-        let typed: ServerMessage =
-            serde_json::from_value(original.clone()).unwrap_or_else(|e| panic!("line {line}: {e}: {text}"));
+        let original: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("line {line}: {e}"));
+        let typed: ServerMessage = serde_json::from_value(original.clone())
+            .unwrap_or_else(|e| panic!("line {line}: {e}: {text}"));
         let back = serde_json::to_value(&typed).unwrap();
         assert_eq!(back, original, "line {line}");
         let admin = ADMIN_REPLIES.iter().any(|k| original.get(k).is_some());
@@ -89,7 +92,10 @@ fn every_client_request_round_trips_or_is_rejected_like_janus() {
         let outcome = Incoming::parse(&text).and_then(|i| i.target());
         if let Err(err) = outcome {
             let reply_line = lines[line]; // the line after the request (1-based `line`)
-            assert!(reply_line.starts_with("< "), "line {line}: no reply after request");
+            assert!(
+                reply_line.starts_with("< "),
+                "line {line}: no reply after request"
+            );
             let expected: Value = serde_json::from_str(&concrete(&reply_line[2..])).unwrap();
             let ours = serde_json::to_value(ServerMessage::error(&err)).unwrap();
             if err.code.code() == 454 {
@@ -103,5 +109,8 @@ fn every_client_request_round_trips_or_is_rejected_like_janus() {
         }
     }
     assert!(typed_ok > 60, "only {typed_ok} typed requests");
-    assert!(envelope_errors >= 8, "only {envelope_errors} envelope errors");
+    assert!(
+        envelope_errors >= 8,
+        "only {envelope_errors} envelope errors"
+    );
 }

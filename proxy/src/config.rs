@@ -293,9 +293,18 @@ url = "ws://127.0.0.1:8188"
             "toml",
         );
         let env = vec![
-            ("JANUS_PROXY__WS__LISTEN".to_string(), "127.0.0.1:9100".to_string()),
-            ("JANUS_PROXY__ADMIN__LISTEN".to_string(), "127.0.0.1:9200".to_string()),
-            ("JANUS_PROXY__GENERAL__RECLAIM_SESSION_TIMEOUT".to_string(), "5".to_string()),
+            (
+                "JANUS_PROXY__WS__LISTEN".to_string(),
+                "127.0.0.1:9100".to_string(),
+            ),
+            (
+                "JANUS_PROXY__ADMIN__LISTEN".to_string(),
+                "127.0.0.1:9200".to_string(),
+            ),
+            (
+                "JANUS_PROXY__GENERAL__RECLAIM_SESSION_TIMEOUT".to_string(),
+                "5".to_string(),
+            ),
             (
                 "JANUS_PROXY__PLUGINS__RELAY".to_string(),
                 "janus.plugin.echotest,janus.plugin.streaming".to_string(),
@@ -317,12 +326,21 @@ url = "ws://127.0.0.1:8188"
         let err = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap_err();
         assert!(err.to_string().contains("lisen"), "{err}");
 
-        let file = write("[[backend.servers]]\nname = \"a b\"\nurl = \"ws://x\"\n", "toml");
+        let file = write(
+            "[[backend.servers]]\nname = \"a b\"\nurl = \"ws://x\"\n",
+            "toml",
+        );
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
-        let file = write("[[backend.servers]]\nname = \"a\"\nurl = \"http://x\"\n", "toml");
+        let file = write(
+            "[[backend.servers]]\nname = \"a\"\nurl = \"http://x\"\n",
+            "toml",
+        );
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
 
-        let env = vec![("JANUS_PROXY__WS__LISTEN".to_string(), "nonsense".to_string())];
+        let env = vec![(
+            "JANUS_PROXY__WS__LISTEN".to_string(),
+            "nonsense".to_string(),
+        )];
         assert!(ProxyConfig::load_with_env(None, env).is_err());
         let missing = Path::new("/nonexistent/janus-proxy.toml");
         assert!(ProxyConfig::load_with_env(Some(missing), no_env()).is_err());

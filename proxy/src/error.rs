@@ -67,6 +67,12 @@ mod tests {
         assert_eq!(e.to_api_error().code.code(), 461);
         assert_eq!(e.http_status(), 503);
         assert_eq!(ProxyError::BackendTimeout("a".into()).http_status(), 504);
-        assert_eq!(ProxyError::BackendLost("a".into()).to_api_error().code.code(), 490);
+        assert_eq!(
+            ProxyError::BackendLost("a".into())
+                .to_api_error()
+                .code
+                .code(),
+            490
+        );
     }
 }

@@ -33,7 +33,10 @@ pub fn server_info(state: &ProxyState, transaction: Option<&str>) -> ServerInfo 
     put("data_channels", json!(true));
     put("accepting-new-sessions", json!(true));
     put("session-timeout", json!(general.session_timeout));
-    put("reclaim-session-timeout", json!(general.reclaim_session_timeout));
+    put(
+        "reclaim-session-timeout",
+        json!(general.reclaim_session_timeout),
+    );
     put("server-name", json!(general.server_name));
     put("api_secret", json!(false));
     put("auth_token", json!(false));

@@ -56,6 +56,9 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
                 }
             });
         }
-        proxy.wait().await.map_err(|e| ProxyError::Config(e.to_string()))
+        proxy
+            .wait()
+            .await
+            .map_err(|e| ProxyError::Config(e.to_string()))
     })
 }

@@ -76,10 +76,12 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     if ws_config.workers > 0 {
         ws = ws.workers(ws_config.workers);
     }
-    let ws = ws.bind(ws_config.listen).map_err(|source| ProxyError::Listen {
-        addr: ws_config.listen,
-        source,
-    })?;
+    let ws = ws
+        .bind(ws_config.listen)
+        .map_err(|source| ProxyError::Listen {
+            addr: ws_config.listen,
+            source,
+        })?;
     let ws_addr = ws.addrs().first().copied().unwrap_or(ws_config.listen);
     let ws = ws.run();
 

@@ -98,12 +98,21 @@ mod tests {
     #[test]
     fn refuses_bad_sequences_and_huge_messages() {
         let mut a = MessageAssembler::new(4);
-        assert_eq!(a.push(Item::Continue(b("x"))), Err(AssemblyError::NoFirstFrame));
+        assert_eq!(
+            a.push(Item::Continue(b("x"))),
+            Err(AssemblyError::NoFirstFrame)
+        );
         assert_eq!(a.push(Item::Last(b("x"))), Err(AssemblyError::NoFirstFrame));
         assert_eq!(a.push(Item::FirstText(b("abc"))), Ok(None));
-        assert_eq!(a.push(Item::Continue(b("de"))), Err(AssemblyError::TooLarge(4)));
+        assert_eq!(
+            a.push(Item::Continue(b("de"))),
+            Err(AssemblyError::TooLarge(4))
+        );
         assert_eq!(a.push(Item::FirstText(b("a"))), Ok(None));
-        assert_eq!(a.push(Item::FirstText(b("a"))), Err(AssemblyError::Interleaved));
+        assert_eq!(
+            a.push(Item::FirstText(b("a"))),
+            Err(AssemblyError::Interleaved)
+        );
         assert_eq!(a.push(Item::FirstText(b("ab"))), Ok(None));
         assert_eq!(a.push(Item::Last(b("cd"))), Ok(Some(b("abcd"))));
         assert!(a.check_whole(5).is_err());

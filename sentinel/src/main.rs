@@ -1,1 +1,4 @@
-fn main(){}
+fn main() -> std::process::ExitCode {
+    eprintln!("{}", janus_sentinel::NOT_YET);
+    std::process::ExitCode::from(2)
+}

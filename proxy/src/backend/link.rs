@@ -202,7 +202,11 @@ impl BackendLink {
                     act.send_internal(Internal::CreateSession, json!({"janus": "create"}));
                 }
                 Err(e) => {
-                    log::warn!("backend {}: cannot connect to {}: {e}", act.name(), act.status.url);
+                    log::warn!(
+                        "backend {}: cannot connect to {}: {e}",
+                        act.name(),
+                        act.status.url
+                    );
                     act.schedule_reconnect(ctx);
                 }
             }
@@ -304,7 +308,11 @@ impl BackendLink {
     }
 
     fn on_message(&mut self, ctx: &mut Context<Self>, data: &[u8]) {
-        log::trace!("backend {} -> {}", self.name(), String::from_utf8_lossy(data));
+        log::trace!(
+            "backend {} -> {}",
+            self.name(),
+            String::from_utf8_lossy(data)
+        );
         let frame: JsonMap = match serde_json::from_slice(data) {
             Ok(frame) => frame,
             Err(e) => {

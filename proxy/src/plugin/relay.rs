@@ -247,8 +247,8 @@ impl Handler<BackendIncoming> for RelayHandle {
                 client_transaction,
                 reply_to,
             } => {
-                let is_detach_reply = client_transaction.is_some()
-                    && client_transaction == self.detach_transaction;
+                let is_detach_reply =
+                    client_transaction.is_some() && client_transaction == self.detach_transaction;
                 let is_error = frame.get("janus").and_then(Value::as_str) == Some("error");
                 if is_detach_reply && is_error {
                     // The backend handle is already gone; for the client the detach worked.

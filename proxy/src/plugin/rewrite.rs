@@ -84,8 +84,10 @@ mod tests {
 
     #[test]
     fn events_get_frontend_ids_and_client_transaction() {
-        let f = map(json!({"janus":"event","session_id":555,"transaction":"9/msg-1","sender":987,
-            "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}}));
+        let f = map(
+            json!({"janus":"event","session_id":555,"transaction":"9/msg-1","sender":987,
+            "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}}),
+        );
         let out = rewrite(f, IDS, Transaction::FromBackend);
         assert_eq!(
             Value::Object(out.clone()),
@@ -93,14 +95,24 @@ mod tests {
                 "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}})
         );
         let keys: Vec<&str> = out.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["janus", "session_id", "transaction", "sender", "plugindata"]);
+        assert_eq!(
+            keys,
+            ["janus", "session_id", "transaction", "sender", "plugindata"]
+        );
 
         let f = map(json!({"janus":"webrtcup","session_id":555,"sender":987}));
         let out = rewrite(f, IDS, Transaction::FromBackend);
-        assert_eq!(Value::Object(out), json!({"janus":"webrtcup","session_id":11,"sender":22}));
+        assert_eq!(
+            Value::Object(out),
+            json!({"janus":"webrtcup","session_id":11,"sender":22})
+        );
         // our own transaction (no client part) is not leaked
-        let f = map(json!({"janus":"event","session_id":555,"transaction":"9","sender":987,"plugindata":{}}));
-        assert!(rewrite(f, IDS, Transaction::FromBackend).get("transaction").is_none());
+        let f = map(
+            json!({"janus":"event","session_id":555,"transaction":"9","sender":987,"plugindata":{}}),
+        );
+        assert!(rewrite(f, IDS, Transaction::FromBackend)
+            .get("transaction")
+            .is_none());
     }
 
     #[test]

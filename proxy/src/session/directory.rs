@@ -170,9 +170,13 @@ mod tests {
         let t0 = Instant::now();
         let mut t: SessionTable<&str> = SessionTable::default();
         let id = t.insert(None, 1, t0, |_| "s").unwrap();
-        assert!(t.sweep(t0 + 50 * S, Some(60 * S), Duration::ZERO).is_empty());
+        assert!(t
+            .sweep(t0 + 50 * S, Some(60 * S), Duration::ZERO)
+            .is_empty());
         assert_eq!(t.touch(id, t0 + 50 * S), Some("s"));
-        assert!(t.sweep(t0 + 100 * S, Some(60 * S), Duration::ZERO).is_empty());
+        assert!(t
+            .sweep(t0 + 100 * S, Some(60 * S), Duration::ZERO)
+            .is_empty());
         let gone = t.sweep(t0 + 110 * S, Some(60 * S), Duration::ZERO);
         assert_eq!(gone, vec![(id, "s", Expiry::TimedOut)]);
         assert!(t.is_empty());
@@ -192,7 +196,10 @@ mod tests {
         assert!(t.sweep(t0 + 5 * S, Some(60 * S), 10 * S).is_empty());
         assert_eq!(t.set_owner(id, 3), None);
         assert_eq!(t.owner(id), Some(3));
-        assert!(t.sweep(t0 + 20 * S, Some(60 * S), 10 * S).is_empty(), "claimed in time");
+        assert!(
+            t.sweep(t0 + 20 * S, Some(60 * S), 10 * S).is_empty(),
+            "claimed in time"
+        );
         assert!(t.orphan(id, 3));
         let gone = t.sweep(t0 + 20 * S, Some(60 * S), 10 * S);
         assert_eq!(gone, vec![(id, "s", Expiry::NotReclaimed)]);

@@ -226,9 +226,10 @@ impl Handler<SessionRequest> for ClientSession {
                 reply_to: conn,
             }),
             // `verb` refuses handle-level requests without a handle.
-            (_, None) => {
-                self.reply_error(&conn, incoming.error(ApiError::unhandled_at_path(&incoming.request)))
-            }
+            (_, None) => self.reply_error(
+                &conn,
+                incoming.error(ApiError::unhandled_at_path(&incoming.request)),
+            ),
         }
     }
 }
@@ -269,7 +270,11 @@ impl Handler<OwnerGone> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: OwnerGone, ctx: &mut Context<Self>) {
-        if self.owner.as_ref().is_some_and(|(id, _)| *id == msg.conn_id) {
+        if self
+            .owner
+            .as_ref()
+            .is_some_and(|(id, _)| *id == msg.conn_id)
+        {
             self.owner = None;
             if msg.destroy {
                 self.close(ctx);

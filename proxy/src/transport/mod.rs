@@ -94,7 +94,12 @@ impl ClientConnection {
         }
     }
 
-    fn create(&mut self, ctx: &mut ws::WebsocketContext<Self>, incoming: &Incoming, id: Option<u64>) {
+    fn create(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        incoming: &Incoming,
+        id: Option<u64>,
+    ) {
         let state = self.state.clone();
         let owner = (self.id, ctx.address());
         let created = self
