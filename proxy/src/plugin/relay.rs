@@ -61,6 +61,8 @@ impl Plugin for RelayPlugin {
             link: backend.link,
             attached: Some(tx),
             detach_transaction: None,
+            detach_replied: false,
+            detached_seen: false,
         }
         .start();
         Box::pin(async move {
@@ -87,6 +89,10 @@ pub struct RelayHandle {
     attached: Option<oneshot::Sender<Result<(), ApiError>>>,
     /// The client's detach transaction, once it asked to detach.
     detach_transaction: Option<String>,
+    /// Janus sends the detach `success` and the `detached` event in either order: the handle
+    /// ends once both went to the client.
+    detach_replied: bool,
+    detached_seen: bool,
 }
 
 impl RelayHandle {
@@ -264,15 +270,21 @@ impl Handler<BackendIncoming> for RelayHandle {
                     Transaction::Client(client_transaction.as_deref()),
                 );
                 self.to_client(&out, reply_to.as_ref());
+                if is_detach_reply {
+                    self.detach_replied = true;
+                    self.stop_when_detached(ctx);
+                }
             }
             BackendIncoming::Event { frame } => {
                 let detached = frame.get("janus").and_then(Value::as_str) == Some("detached");
                 let out = rewrite(frame, self.ids, Transaction::FromBackend);
                 self.to_client(&out, None);
                 if detached {
+                    // The link stops routing this backend handle after `detached`.
                     self.ids.backend_handle = None;
+                    self.detached_seen = true;
                     self.session.do_send(HandleGone(self.ids.frontend_handle));
-                    ctx.stop();
+                    self.stop_when_detached(ctx);
                 }
             }
             BackendIncoming::LinkLost => {
@@ -297,6 +309,15 @@ impl Handler<BackendIncoming> for RelayHandle {
 }
 
 impl RelayHandle {
+    /// Stops once the backend handle is gone and, if the client asked to detach, its reply
+    /// was relayed.
+    fn stop_when_detached(&mut self, ctx: &mut Context<Self>) {
+        let waiting_for_reply = self.detach_transaction.is_some() && !self.detach_replied;
+        if self.detached_seen && !waiting_for_reply {
+            ctx.stop();
+        }
+    }
+
     /// The handle is over for the client: `detached`, then gone.
     fn finish(&mut self, ctx: &mut Context<Self>) {
         let detached =

@@ -1,0 +1,501 @@
+//! Backend faults, as a client of the proxy sees them: a backend that never answers, one that
+//! answers slowly, one that splits its frames into continuation frames, a real Janus killed
+//! with `kill -9`, a link that drops and comes back, and backends that cannot be reached.
+//! The faulty backends are `actors_tests::fake_janus::FakeJanus`, except for the kill test.
+
+use std::time::{Duration, Instant};
+
+use actors_tests::fake_janus::{Behaviour, FakeJanus};
+use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
+use anyhow::{anyhow, bail, ensure};
+use futures_util::future::join_all;
+use serde_json::{json, Value};
+
+const ECHOTEST: &str = "janus.plugin.echotest";
+const BACKEND_LOST: &str = "Backend server unavailable";
+
+fn message(session: u64, handle: u64, transaction: &str, body: Value) -> Value {
+    json!({"janus": "message", "session_id": session, "handle_id": handle,
+        "transaction": transaction, "body": body})
+}
+
+/// Receives the `ack` and the `event` answering `transaction` (in either order, as Janus may
+/// send them); any other frame is an error. Returns the event.
+async fn ack_and_event(client: &mut JanusClient, transaction: &str) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (mut ack, mut event) = (false, None);
+    while !ack || event.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = client
+            .recv_within(left)
+            .await?
+            .ok_or_else(|| anyhow!("no ack + event for {transaction} (ack seen: {ack})"))?;
+        ensure!(
+            frame["transaction"] == transaction,
+            "unexpected frame {frame}"
+        );
+        match frame["janus"].as_str() {
+            Some("ack") if !ack => ack = true,
+            Some("event") if event.is_none() => event = Some(frame),
+            _ => bail!("unexpected frame for {transaction}: {frame}"),
+        }
+    }
+    Ok(event.expect("loop ends with an event"))
+}
+
+/// Sends an echotest message and checks its `ack` + `event` (`result: ok`, from `handle`).
+async fn echotest_ok(
+    client: &mut JanusClient,
+    session: u64,
+    handle: u64,
+    transaction: &str,
+) -> anyhow::Result<()> {
+    client
+        .send(&message(
+            session,
+            handle,
+            transaction,
+            json!({"audio": true}),
+        ))
+        .await?;
+    let event = ack_and_event(client, transaction).await?;
+    ensure!(event["session_id"] == session, "{event}");
+    ensure!(event["sender"] == handle, "{event}");
+    ensure!(event["plugindata"]["plugin"] == ECHOTEST, "{event}");
+    ensure!(event["plugindata"]["data"]["result"] == "ok", "{event}");
+    Ok(())
+}
+
+async fn keepalive_acked(client: &mut JanusClient, session: u64) -> anyhow::Result<()> {
+    let reply = client
+        .request(json!({"janus": "keepalive", "session_id": session, "transaction": "ka"}))
+        .await?;
+    let expected = json!({"janus": "ack", "session_id": session, "transaction": "ka"});
+    ensure!(reply == expected, "keepalive: {reply}");
+    Ok(())
+}
+
+/// `detach` → `success` then `detached`.
+async fn detach(client: &mut JanusClient, session: u64, handle: u64) -> anyhow::Result<()> {
+    client
+        .send(
+            &json!({"janus": "detach", "session_id": session, "handle_id": handle,
+            "transaction": "d"}),
+        )
+        .await?;
+    let frames = client
+        .recv_until(Duration::from_secs(5), |f| f["janus"] == "detached")
+        .await?;
+    ensure!(
+        frames.contains(&json!({"janus": "success", "session_id": session, "transaction": "d"})),
+        "detach: {frames:?}"
+    );
+    ensure!(
+        frames.last()
+            == Some(&json!({"janus": "detached", "session_id": session, "sender": handle})),
+        "detach: {frames:?}"
+    );
+    Ok(())
+}
+
+/// A client connection with one session and one echotest handle.
+struct Peer {
+    client: JanusClient,
+    session: u64,
+    handle: u64,
+}
+
+async fn peer(url: &str) -> anyhow::Result<Peer> {
+    let mut client = JanusClient::connect(url).await?;
+    let session = client.create_session().await?;
+    let handle = client.attach(session, ECHOTEST).await?;
+    Ok(Peer {
+        client,
+        session,
+        handle,
+    })
+}
+
+/// The two frames a client gets for a handle whose backend went away, in this order, each
+/// before `deadline`.
+async fn expect_backend_lost(peer: &mut Peer, deadline: Instant) -> anyhow::Result<()> {
+    let hangup = json!({"janus": "hangup", "session_id": peer.session, "sender": peer.handle,
+        "reason": BACKEND_LOST});
+    let detached = json!({"janus": "detached", "session_id": peer.session, "sender": peer.handle});
+    for expected in [hangup, detached] {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = peer.client.recv_within(left).await?;
+        ensure!(
+            frame.as_ref() == Some(&expected),
+            "expected {expected} in time, got {frame:?}"
+        );
+    }
+    Ok(())
+}
+
+/// (a) A backend that never answers a `message`: the client gets a Janus error 490 for that
+/// request once `request_timeout_ms` is over, and the connection, the session and the handle
+/// keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_backend_gives_error_490_not_a_hang() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour {
+        stall_messages: true,
+        ..Behaviour::default()
+    })
+    .await?;
+    let mut config = proxy_config(&[("fake", fake.ws_url())]);
+    config.backend.request_timeout_ms = 500;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let Peer {
+        mut client,
+        session,
+        handle,
+    } = peer(&proxy.ws_url()).await?;
+
+    // Two requests in flight at once: each gets its own error.
+    let sent = Instant::now();
+    client
+        .send(&message(
+            session,
+            handle,
+            "stalled-1",
+            json!({"audio": true}),
+        ))
+        .await?;
+    client
+        .send(&message(
+            session,
+            handle,
+            "stalled-2",
+            json!({"video": false}),
+        ))
+        .await?;
+    for transaction in ["stalled-1", "stalled-2"] {
+        let reply = client.recv().await?;
+        let waited = sent.elapsed();
+        assert_eq!(reply["janus"], "error", "{reply}");
+        assert_eq!(reply["session_id"], session, "{reply}");
+        assert_eq!(reply["transaction"], transaction, "{reply}");
+        assert_eq!(reply["error"]["code"], 490, "{reply}");
+        assert!(reply["error"]["reason"].is_string(), "{reply}");
+        assert!(
+            waited >= Duration::from_millis(450),
+            "error before the timeout: {waited:?}"
+        );
+        assert!(
+            waited < Duration::from_secs(2),
+            "error too late: {waited:?}"
+        );
+    }
+    // The backend did get both (they were stalled, not lost on the way).
+    assert_eq!(fake.stats().messages, 2);
+
+    // The socket is open and nothing else was queued before the pong.
+    client
+        .send(&json!({"janus": "ping", "transaction": "p"}))
+        .await?;
+    assert_eq!(
+        client.recv().await?,
+        json!({"janus": "pong", "transaction": "p"})
+    );
+    keepalive_acked(&mut client, session).await?;
+
+    // Once the backend answers again, the same handle works.
+    fake.update(|b| b.stall_messages = false);
+    echotest_ok(&mut client, session, handle, "after-stall").await?;
+    detach(&mut client, session, handle).await?;
+    client.close().await
+}
+
+/// (a') A backend slower than usual but within `request_timeout_ms`: no error, the real replies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_backend_within_the_timeout_is_fine() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour::default()).await?;
+    let mut config = proxy_config(&[("fake", fake.ws_url())]);
+    config.backend.request_timeout_ms = 1500;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let Peer {
+        mut client,
+        session,
+        handle,
+    } = peer(&proxy.ws_url()).await?;
+
+    fake.update(|b| b.reply_delay = Duration::from_millis(300));
+    let sent = Instant::now();
+    echotest_ok(&mut client, session, handle, "slow").await?;
+    let waited = sent.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300),
+        "the delay knob did not delay: {waited:?}"
+    );
+    keepalive_acked(&mut client, session).await?;
+    client.close().await
+}
+
+/// (b) A backend that sends every frame in 7-byte pieces (a text frame, then continuation
+/// frames, splitting UTF-8 characters too): the link still works, and a large plugin event
+/// reaches the client whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_frames_are_reassembled() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour {
+        split_frames: Some(7),
+        ..Behaviour::default()
+    })
+    .await?;
+    // Ready means the split `create` and `server_info` replies were understood.
+    let proxy = ProxyUnderTest::start(proxy_config(&[("fake", fake.ws_url())])).await?;
+    let Peer {
+        mut client,
+        session,
+        handle,
+    } = peer(&proxy.ws_url()).await?;
+
+    // The plugin descriptor came from the reassembled server_info.
+    let info = client
+        .request(json!({"janus": "info", "transaction": "i"}))
+        .await?;
+    assert_eq!(
+        info["plugins"][ECHOTEST]["version_string"], "0.0.7",
+        "{info}"
+    );
+
+    let pieces = ["abc", "é", "€", "😀", "\"", "\\", "\n", "{x}"];
+    let echo: String = pieces.iter().cycle().take(1600).copied().collect();
+    assert!(echo.len() > 2800, "{}", echo.len());
+    client
+        .send(&message(session, handle, "big", json!({"echo": echo})))
+        .await?;
+    let event = ack_and_event(&mut client, "big").await?;
+    assert!(event.to_string().len() > 2800);
+    assert_eq!(event["session_id"], session);
+    assert_eq!(event["sender"], handle);
+    assert_eq!(event["plugindata"]["plugin"], ECHOTEST);
+    assert_eq!(event["plugindata"]["data"]["result"], "ok");
+    assert!(
+        event["plugindata"]["data"]["echo"] == echo.as_str(),
+        "echo differs"
+    );
+
+    keepalive_acked(&mut client, session).await?;
+    detach(&mut client, session, handle).await?;
+    client.close().await
+}
+
+/// (c) Two real Janus servers; one is killed with `kill -9`. Exactly the handles that were on
+/// it get `hangup` + `detached` within a second; the others notice nothing and keep working;
+/// the affected sessions stay usable and new handles go to the surviving server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
+    init_logging();
+    let (mut doomed, survivor) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let proxy = ProxyUnderTest::start(proxy_config(&[
+        ("doomed", doomed.ws_url()),
+        ("survivor", survivor.ws_url()),
+    ]))
+    .await?;
+    // Both links ready, so that round-robin spreads the handles over both.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !proxy
+        .state
+        .backends
+        .servers()
+        .iter()
+        .all(|s| s.status.is_ready())
+    {
+        ensure!(Instant::now() < deadline, "both backends not ready in 10 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let mut peers = Vec::new();
+    for _ in 0..10 {
+        peers.push(peer(&proxy.ws_url()).await?);
+    }
+
+    let killed_at = Instant::now();
+    doomed.kill();
+    let limit = killed_at + Duration::from_secs(1);
+    // Every client at once: either the two frames before the limit, or silence until the
+    // limit and 300 ms more.
+    let outcomes = join_all(peers.iter_mut().map(|p| async move {
+        match p
+            .client
+            .recv_within(limit.saturating_duration_since(Instant::now()))
+            .await?
+        {
+            None => {
+                let late = p.client.recv_within(Duration::from_millis(300)).await?;
+                ensure!(late.is_none(), "unaffected client got {late:?}");
+                Ok(None)
+            }
+            Some(first) => {
+                let hangup = json!({"janus": "hangup", "session_id": p.session,
+                    "sender": p.handle, "reason": BACKEND_LOST});
+                ensure!(first == hangup, "expected {hangup}, got {first}");
+                let detached =
+                    json!({"janus": "detached", "session_id": p.session, "sender": p.handle});
+                let second = p
+                    .client
+                    .recv_within(limit.saturating_duration_since(Instant::now()))
+                    .await?;
+                ensure!(
+                    second.as_ref() == Some(&detached),
+                    "expected {detached} within 1 s of the kill, got {second:?}"
+                );
+                Ok(Some(killed_at.elapsed()))
+            }
+        }
+    }))
+    .await;
+    let mut affected = Vec::new();
+    let mut unaffected = Vec::new();
+    let mut slowest = Duration::ZERO;
+    for (peer, outcome) in peers.into_iter().zip(outcomes) {
+        match outcome? {
+            Some(latency) => {
+                slowest = slowest.max(latency);
+                affected.push(peer);
+            }
+            None => unaffected.push(peer),
+        }
+    }
+    eprintln!("kill -9 to the last `detached`: {slowest:?}");
+    assert!(
+        !affected.is_empty() && !unaffected.is_empty(),
+        "{} affected, {} unaffected",
+        affected.len(),
+        unaffected.len()
+    );
+
+    for (i, p) in unaffected.iter_mut().enumerate() {
+        echotest_ok(&mut p.client, p.session, p.handle, &format!("still-{i}")).await?;
+    }
+    for (i, p) in affected.iter_mut().enumerate() {
+        keepalive_acked(&mut p.client, p.session).await?;
+        // The lost handle is gone, as after a `detached` from Janus.
+        let reply = p
+            .client
+            .request(message(p.session, p.handle, "old", json!({"audio": true})))
+            .await?;
+        assert_eq!(reply["janus"], "error", "{reply}");
+        assert_eq!(reply["error"]["code"], 459, "{reply}");
+        // A new handle works, on the surviving server.
+        let handle = p.client.attach(p.session, ECHOTEST).await?;
+        echotest_ok(&mut p.client, p.session, handle, &format!("new-{i}")).await?;
+    }
+    let servers = proxy.state.backends.servers();
+    let status = |name: &str| {
+        servers
+            .iter()
+            .find(|s| s.status.name == name)
+            .map(|s| s.status.clone())
+            .expect("configured backend")
+    };
+    assert!(!status("doomed").is_ready());
+    assert_eq!(status("doomed").handle_count(), 0);
+    assert_eq!(status("survivor").handle_count(), 10);
+    Ok(())
+}
+
+/// (d) The backend drops every connection and refuses new ones for a while: the handles on it
+/// are hung up, attaches fail fast meanwhile, and once it accepts again the proxy reconnects
+/// by itself and new handles work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_blip_hangs_up_then_reconnects() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour::default()).await?;
+    let mut config = proxy_config(&[("fake", fake.ws_url())]);
+    config.backend.reconnect_min_ms = 50;
+    config.backend.reconnect_max_ms = 200;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let mut peers = Vec::new();
+    for _ in 0..3 {
+        peers.push(peer(&proxy.ws_url()).await?);
+    }
+    assert_eq!(fake.stats().accepted, 1, "one link, one connection");
+
+    fake.update(|b| b.refuse_connections = true);
+    fake.drop_connections();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    for p in &mut peers {
+        expect_backend_lost(p, deadline).await?;
+    }
+
+    // The proxy keeps trying; meanwhile nothing is ready and an attach fails at once.
+    fake.wait_for(Duration::from_secs(3), |s| s.refused >= 2)
+        .await?;
+    assert!(!proxy.state.backends.any_ready());
+    let p = &mut peers[0];
+    let reply = p
+        .client
+        .request(
+            json!({"janus": "attach", "session_id": p.session, "plugin": ECHOTEST,
+            "transaction": "no-backend"}),
+        )
+        .await?;
+    assert_eq!(reply["janus"], "error", "{reply}");
+    assert_eq!(reply["session_id"], p.session, "{reply}");
+    assert_eq!(reply["error"]["code"], 461, "{reply}");
+
+    fake.update(|b| b.refuse_connections = false);
+    proxy.wait_ready(Duration::from_secs(3)).await?;
+    let stats = fake.stats();
+    assert_eq!(stats.accepted, 2, "{stats:?}");
+    assert_eq!(stats.creates, 2, "a new backend session: {stats:?}");
+
+    for (i, p) in peers.iter_mut().enumerate() {
+        keepalive_acked(&mut p.client, p.session).await?;
+        let handle = p.client.attach(p.session, ECHOTEST).await?;
+        echotest_ok(&mut p.client, p.session, handle, &format!("back-{i}")).await?;
+    }
+    Ok(())
+}
+
+/// (e) Of three backends, one port has no listener and one fake resets every connection: all
+/// handles go to the one good backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_backends_are_not_used() -> anyhow::Result<()> {
+    init_logging();
+    // A bound socket that never listens: the port stays ours, connecting to it is refused.
+    let dead = tokio::net::TcpSocket::new_v4()?;
+    dead.bind("127.0.0.1:0".parse()?)?;
+    let dead_url = format!("ws://{}", dead.local_addr()?);
+    let refusing = FakeJanus::start(Behaviour {
+        refuse_connections: true,
+        ..Behaviour::default()
+    })
+    .await?;
+    let good = FakeJanus::start(Behaviour::default()).await?;
+    let proxy = ProxyUnderTest::start(proxy_config(&[
+        ("dead", dead_url),
+        ("refusing", refusing.ws_url()),
+        ("good", good.ws_url()),
+    ]))
+    .await?;
+    // The proxy did try the refusing one.
+    refusing
+        .wait_for(Duration::from_secs(3), |s| s.refused >= 1)
+        .await?;
+
+    let mut client = JanusClient::connect(&proxy.ws_url()).await?;
+    let session = client.create_session().await?;
+    for i in 0..10 {
+        let handle = client.attach(session, ECHOTEST).await?;
+        echotest_ok(&mut client, session, handle, &format!("m-{i}")).await?;
+    }
+    let stats = good.stats();
+    assert_eq!((stats.attaches, stats.messages), (10, 10), "{stats:?}");
+    assert_eq!(refusing.stats().accepted, 0);
+    let ready: Vec<String> = proxy
+        .state
+        .backends
+        .servers()
+        .iter()
+        .filter(|s| s.status.is_ready())
+        .map(|s| s.status.name.clone())
+        .collect();
+    assert_eq!(ready, ["good"]);
+    client.close().await
+}
