@@ -535,14 +535,6 @@ async fn proxy_answers_like_janus() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reclaim_after_reconnect_like_janus() -> anyhow::Result<()> {
     init_logging();
-    let janus = JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(20),
-        ..Default::default()
-    })
-    .await?;
-    let mut config = proxy_config(&[("janus-1", janus.ws_url())]);
-    config.general.reclaim_session_timeout = 20;
-    let proxy = ProxyUnderTest::start(config).await?;
     let script = vec![
         send_capture(
             "create",
@@ -578,25 +570,20 @@ async fn reclaim_after_reconnect_like_janus() -> anyhow::Result<()> {
             &["success"],
         ),
     ];
-    let direct = compare::run(&janus.ws_url(), &script).await?;
-    let proxied = compare::run(&proxy.ws_url(), &script).await?;
-    let diffs = compare::differences(&direct, &proxied);
-    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
-    Ok(())
+    assert_same_as_janus(
+        JanusOptions {
+            reclaim_session_timeout: Some(20),
+            ..Default::default()
+        },
+        &script,
+    )
+    .await
 }
 
 /// No keepalive for `session_timeout`: a `timeout` event, then the session is gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_timeout_like_janus() -> anyhow::Result<()> {
     init_logging();
-    let janus = JanusServer::start_with(JanusOptions {
-        session_timeout: Some(2),
-        ..Default::default()
-    })
-    .await?;
-    let mut config = proxy_config(&[("janus-1", janus.ws_url())]);
-    config.general.session_timeout = 2;
-    let proxy = ProxyUnderTest::start(config).await?;
     let script = vec![
         send_capture(
             "create",
@@ -605,13 +592,9 @@ async fn session_timeout_like_janus() -> anyhow::Result<()> {
             &["success"],
             "S:s",
         ),
-        send_capture(
-            "attach",
-            0,
-            r#"{"janus":"attach","session_id":{S:s},"plugin":"janus.plugin.echotest","transaction":"a"}"#,
-            &["success"],
-            "H:h",
-        ),
+        // No handle here: after a timeout Janus 1.1.2 sometimes sends `detached` for the
+        // session's handles and sometimes not (a race inside Janus), so that cannot be
+        // compared. Releasing the handles on timeout is checked in proxy_behaviour.rs.
         // Nothing else is sent: the next frame is the timeout (the step waits up to 8 s).
         send(
             "wait for the timeout",
@@ -626,8 +609,30 @@ async fn session_timeout_like_janus() -> anyhow::Result<()> {
             &["error"],
         ),
     ];
-    let direct = compare::run(&janus.ws_url(), &script).await?;
-    let proxied = compare::run(&proxy.ws_url(), &script).await?;
+    assert_same_as_janus(
+        JanusOptions {
+            session_timeout: Some(2),
+            ..Default::default()
+        },
+        &script,
+    )
+    .await
+}
+
+/// A Janus started with `options` and a proxy over it with the same timeouts; the script must
+/// give the same frames through both.
+async fn assert_same_as_janus(options: JanusOptions, script: &[Step]) -> anyhow::Result<()> {
+    let janus = JanusServer::start_with(options.clone()).await?;
+    let mut config = proxy_config(&[("janus-1", janus.ws_url())]);
+    if let Some(t) = options.session_timeout {
+        config.general.session_timeout = t;
+    }
+    if let Some(t) = options.reclaim_session_timeout {
+        config.general.reclaim_session_timeout = t;
+    }
+    let proxy = ProxyUnderTest::start(config).await?;
+    let direct = compare::run(&janus.ws_url(), script).await?;
+    let proxied = compare::run(&proxy.ws_url(), script).await?;
     let diffs = compare::differences(&direct, &proxied);
     assert!(diffs.is_empty(), "{}", diffs.join("\n"));
     Ok(())
