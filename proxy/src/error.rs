@@ -27,10 +27,7 @@ impl ProxyError {
     pub fn janus_code(&self) -> ErrorCode {
         match self {
             ProxyError::NoBackend(_) => ErrorCode::PluginAttach,
-            ProxyError::Config(_) | ProxyError::Listen { .. } => ErrorCode::Unknown,
-            ProxyError::BackendTimeout(_)
-            | ProxyError::BackendLost(_)
-            | ProxyError::BackendNotReady(_) => ErrorCode::Unknown,
+            _ => ErrorCode::Unknown,
         }
     }
 

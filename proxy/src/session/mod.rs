@@ -48,17 +48,11 @@ pub struct OwnerGone {
     pub destroy: bool,
 }
 
-struct HandleEntry {
-    commands: Recipient<HandleCommand>,
-    #[allow(dead_code)]
-    package: String,
-}
-
 pub struct ClientSession {
     id: u64,
     state: Arc<ProxyState>,
     owner: Option<(u64, Addr<ClientConnection>)>,
-    handles: HashMap<u64, HandleEntry>,
+    handles: HashMap<u64, Recipient<HandleCommand>>,
     /// Handle ids of attaches still waiting for their backend.
     attaching: std::collections::HashSet<u64>,
 }
@@ -91,11 +85,8 @@ impl ClientSession {
         }
     }
 
-    /// Ends the session: handles released without events, the owner told to forget it.
+    /// Ends the session: the owner is told to forget it; `stopping` releases the handles.
     fn close(&mut self, ctx: &mut Context<Self>) {
-        for (_, handle) in self.handles.drain() {
-            handle.commands.do_send(HandleCommand::SessionClosing);
-        }
         if let Some((_, owner)) = self.owner.take() {
             owner.do_send(SessionReleased(self.id));
         }
@@ -121,15 +112,14 @@ impl ClientSession {
             session: ctx.address(),
             session_id: self.id,
             handle_id,
-            package: package.clone(),
+            package,
             opaque_id,
         });
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.attaching.remove(&handle_id);
             match result {
                 Ok(commands) => {
-                    act.handles
-                        .insert(handle_id, HandleEntry { commands, package });
+                    act.handles.insert(handle_id, commands);
                     let reply = ServerMessage::created(act.id, &incoming.transaction, handle_id);
                     act.reply(&conn, &reply);
                 }
@@ -145,7 +135,7 @@ impl Actor for ClientSession {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         // Also reached when the system shuts down: release the backend handles.
         for (_, handle) in self.handles.drain() {
-            handle.commands.do_send(HandleCommand::SessionClosing);
+            handle.do_send(HandleCommand::SessionClosing);
         }
         Running::Stop
     }
@@ -163,7 +153,7 @@ impl Handler<SessionRequest> for ClientSession {
         let handle_id = incoming.handle_id;
         let handle = if handle_id > 0 {
             match self.handles.get(&handle_id) {
-                Some(h) => Some(h.commands.clone()),
+                Some(h) => Some(h.clone()),
                 None => {
                     let err = ApiError::no_such_handle(handle_id, self.id);
                     self.reply_error(&conn, incoming.error(err));
@@ -204,7 +194,7 @@ impl Handler<SessionRequest> for ClientSession {
             }
             (SessionVerb::Detach, Some(_)) => {
                 if let Some(handle) = self.handles.remove(&handle_id) {
-                    handle.commands.do_send(HandleCommand::Detach {
+                    handle.do_send(HandleCommand::Detach {
                         transaction,
                         reply_to: conn,
                     });
