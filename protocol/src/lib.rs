@@ -1,11 +1,13 @@
 //! The Janus WebRTC server's client API as data: request and reply frames, the checks Janus
 //! applies to incoming requests, error codes and wire formatting. No runtime, no I/O.
 
+pub mod admin;
 pub mod error;
 pub mod frames;
 pub mod json;
 pub mod request;
 
+pub use admin::{ReportError, ServerReport, ServerStatus};
 pub use error::{ApiError, ErrorBody, ErrorCode};
 pub use frames::{ClientRequest, JsonMap, PluginData, PluginDescriptor, ServerMessage};
 pub use json::JsonStyle;
