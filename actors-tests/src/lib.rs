@@ -3,6 +3,8 @@
 
 pub mod compare;
 pub mod fake_janus;
+pub mod http;
+pub mod tcp_relay;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -163,12 +165,16 @@ pub struct ProxyUnderTest {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+/// The admin token of test proxies.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token";
+
 /// A proxy configuration for tests: loopback, ephemeral ports, the given backends.
 pub fn proxy_config(backends: &[(&str, String)]) -> ProxyConfig {
     let mut config = ProxyConfig::default();
     config.ws.listen = "127.0.0.1:0".parse().expect("literal address");
     config.admin.listen = "127.0.0.1:0".parse().expect("literal address");
     config.ws.workers = 2;
+    config.admin.token = TEST_ADMIN_TOKEN.to_owned();
     config.backend.servers = backends
         .iter()
         .map(|(name, url)| janus_proxy::config::StaticServer {
@@ -232,13 +238,64 @@ impl ProxyUnderTest {
 
     pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
-        while !self.state.backends.any_ready() {
+        while !self.state.links.any_ready() {
             if Instant::now() > deadline {
                 bail!("no backend became ready in {limit:?}");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         Ok(())
+    }
+
+    /// `GET /backend_servers` of the admin API.
+    pub async fn servers(&self) -> anyhow::Result<Vec<Value>> {
+        let response = http::get(self.admin_addr, "/backend_servers").await?;
+        match response.json() {
+            Value::Array(servers) if response.status == 200 => Ok(servers),
+            _ => bail!(
+                "GET /backend_servers: {} {}",
+                response.status,
+                response.body
+            ),
+        }
+    }
+
+    /// `GET /backend_servers/{name}` of the admin API.
+    pub async fn server(&self, name: &str) -> anyhow::Result<Value> {
+        let response = http::get(self.admin_addr, &format!("/backend_servers/{name}")).await?;
+        if response.status != 200 {
+            bail!(
+                "GET /backend_servers/{name}: {} {}",
+                response.status,
+                response.body
+            );
+        }
+        Ok(response.json())
+    }
+
+    /// Polls `GET /backend_servers/{name}` until `check` holds (bounded by `limit`).
+    pub async fn wait_server(
+        &self,
+        name: &str,
+        limit: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> anyhow::Result<Value> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let server = self.server(name).await.unwrap_or(Value::Null);
+            if check(&server) {
+                return Ok(server);
+            }
+            if Instant::now() > deadline {
+                bail!("server {name} not as expected within {limit:?}: {server}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `POST` to the admin API with the test token and a JSON body.
+    pub async fn admin_post(&self, path: &str, body: &Value) -> anyhow::Result<http::Response> {
+        http::post_json(self.admin_addr, path, TEST_ADMIN_TOKEN, body).await
     }
 
     pub fn ws_url(&self) -> String {

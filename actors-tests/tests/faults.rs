@@ -297,16 +297,12 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
     ]))
     .await?;
     // Both links ready, so that round-robin spreads the handles over both.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !proxy
-        .state
-        .backends
-        .servers()
-        .iter()
-        .all(|s| s.status.is_ready())
-    {
-        ensure!(Instant::now() < deadline, "both backends not ready in 10 s");
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    for name in ["doomed", "survivor"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| {
+                s["link"]["ready"] == true
+            })
+            .await?;
     }
 
     let mut peers = Vec::new();
@@ -385,17 +381,12 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
         let handle = p.client.attach(p.session, ECHOTEST).await?;
         echotest_ok(&mut p.client, p.session, handle, &format!("new-{i}")).await?;
     }
-    let servers = proxy.state.backends.servers();
-    let status = |name: &str| {
-        servers
-            .iter()
-            .find(|s| s.status.name == name)
-            .map(|s| s.status.clone())
-            .expect("configured backend")
-    };
-    assert!(!status("doomed").is_ready());
-    assert_eq!(status("doomed").handle_count(), 0);
-    assert_eq!(status("survivor").handle_count(), 10);
+    let doomed = proxy.server("doomed").await?;
+    assert_eq!(doomed["link"]["ready"], false, "{doomed}");
+    assert_eq!(doomed["link"]["handles"], 0, "{doomed}");
+    assert_eq!(doomed["selectable"], false, "{doomed}");
+    let survivor = proxy.server("survivor").await?;
+    assert_eq!(survivor["link"]["handles"], 10, "{survivor}");
     Ok(())
 }
 
@@ -426,7 +417,7 @@ async fn link_blip_hangs_up_then_reconnects() -> anyhow::Result<()> {
     // The proxy keeps trying; meanwhile nothing is ready and an attach fails at once.
     fake.wait_for(Duration::from_secs(3), |s| s.refused >= 2)
         .await?;
-    assert!(!proxy.state.backends.any_ready());
+    assert!(!proxy.state.links.any_ready());
     let p = &mut peers[0];
     let reply = p
         .client
@@ -489,12 +480,11 @@ async fn unreachable_backends_are_not_used() -> anyhow::Result<()> {
     assert_eq!((stats.attaches, stats.messages), (10, 10), "{stats:?}");
     assert_eq!(refusing.stats().accepted, 0);
     let ready: Vec<String> = proxy
-        .state
-        .backends
         .servers()
+        .await?
         .iter()
-        .filter(|s| s.status.is_ready())
-        .map(|s| s.status.name.clone())
+        .filter(|s| s["link"]["ready"] == true)
+        .filter_map(|s| s["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(ready, ["good"]);
     client.close().await

@@ -9,7 +9,9 @@ use std::time::Duration;
 use janus_protocol::JsonStyle;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::breaker::BreakerConfig;
 use crate::error::ProxyError;
+use crate::registry::selection::SelectionPolicy;
 
 pub const ENV_PREFIX: &str = "JANUS_PROXY";
 
@@ -20,6 +22,8 @@ pub struct ProxyConfig {
     pub ws: WsConfig,
     pub admin: AdminConfig,
     pub backend: BackendConfig,
+    pub registry: RegistryConfig,
+    pub breaker: BreakerSection,
     pub plugins: PluginsConfig,
 }
 
@@ -75,12 +79,72 @@ impl Default for WsConfig {
 pub struct AdminConfig {
     /// Admin REST listen address; loopback by default.
     pub listen: SocketAddr,
+    /// Bearer token the mutating routes (POST, DELETE) require, as `Authorization: Bearer
+    /// <token>` or, for janus-cloud sentinels that cannot send headers, `?token=<token>` in
+    /// the URL. Empty: mutating routes are refused.
+    pub token: String,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
+            token: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// How a backend server is chosen for a new handle: round-robin (rr), random (rand),
+    /// weighted (wr) or least-loaded (lb).
+    pub policy: SelectionPolicy,
+    /// Handles a server is assumed to carry at full load, for servers that report a handle
+    /// count but no load figure (janus-cloud sentinels, static servers).
+    pub handle_capacity: u64,
+    /// Seconds a server whose report expired stays listed before it is removed.
+    pub remove_after_s: u64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            policy: SelectionPolicy::RoundRobin,
+            handle_capacity: 1000,
+            remove_after_s: 300,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerSection {
+    /// Consecutive link failures or request timeouts that open a server's breaker.
+    pub failure_threshold: u32,
+    /// How long an open breaker keeps new handles off the server at first…
+    pub ejection_ms: u64,
+    /// …doubling after every failed probe, up to this.
+    pub max_ejection_ms: u64,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            failure_threshold: 3,
+            ejection_ms: 5_000,
+            max_ejection_ms: 60_000,
+        }
+    }
+}
+
+impl BreakerSection {
+    pub fn breaker_config(&self, probe_timeout: Duration) -> BreakerConfig {
+        BreakerConfig {
+            failure_threshold: self.failure_threshold.max(1),
+            ejection: Duration::from_millis(self.ejection_ms),
+            max_ejection: Duration::from_millis(self.max_ejection_ms.max(self.ejection_ms)),
+            probe_timeout,
         }
     }
 }
@@ -96,6 +160,10 @@ pub struct BackendConfig {
     pub reconnect_min_ms: u64,
     /// …up to this cap.
     pub reconnect_max_ms: u64,
+    /// After the socket to a backend drops, the link has this long to reconnect and `claim`
+    /// its backend session (clients notice nothing); if it cannot, every handle on that
+    /// backend gets `hangup` and `detached`. Needs `reclaim_session_timeout` on the Janus.
+    pub reclaim_window_ms: u64,
     /// Largest backend message (continuation frames reassembled), in bytes.
     pub max_message_size: usize,
     /// Backend Janus servers known from the configuration.
@@ -109,6 +177,7 @@ impl Default for BackendConfig {
             connect_timeout_ms: 3_000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
+            reclaim_window_ms: 800,
             max_message_size: 8 << 20,
             servers: Vec::new(),
         }
@@ -153,13 +222,6 @@ impl Default for PluginsConfig {
             .collect(),
         }
     }
-}
-
-fn valid_server_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 impl ProxyConfig {
@@ -209,22 +271,15 @@ impl ProxyConfig {
     pub fn validate(&self) -> Result<(), ProxyError> {
         let mut names = std::collections::HashSet::new();
         for server in &self.backend.servers {
-            if !valid_server_name(&server.name) {
-                return Err(ProxyError::Config(format!(
-                    "backend server name {:?} must be 1-64 letters, digits, '_' or '-'",
-                    server.name
-                )));
-            }
+            janus_protocol::admin::check_server_name(&server.name)
+                .and_then(|()| janus_protocol::admin::check_server_url(&server.url))
+                .map_err(|e| {
+                    ProxyError::Config(format!("backend server {:?}: {e}", server.name))
+                })?;
             if !names.insert(server.name.as_str()) {
                 return Err(ProxyError::Config(format!(
                     "backend server name {:?} appears twice",
                     server.name
-                )));
-            }
-            if !(server.url.starts_with("ws://") || server.url.starts_with("wss://")) {
-                return Err(ProxyError::Config(format!(
-                    "backend server {:?}: url {:?} must start with ws:// or wss://",
-                    server.name, server.url
                 )));
             }
         }
@@ -243,6 +298,16 @@ impl ProxyConfig {
         {
             return Err(ProxyError::Config(
                 "backend.reconnect_min_ms must be > 0 and <= reconnect_max_ms".into(),
+            ));
+        }
+        if self.registry.handle_capacity == 0 {
+            return Err(ProxyError::Config(
+                "registry.handle_capacity must be at least 1".into(),
+            ));
+        }
+        if self.breaker.ejection_ms == 0 {
+            return Err(ProxyError::Config(
+                "breaker.ejection_ms must be at least 1".into(),
             ));
         }
         Ok(())

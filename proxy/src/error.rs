@@ -20,6 +20,16 @@ pub enum ProxyError {
     BackendLost(String),
     #[error("backend server {0} is not connected")]
     BackendNotReady(String),
+    #[error("no backend server named {0:?}")]
+    UnknownServer(String),
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("no admin token is configured (admin.token), so changes are refused")]
+    NoAdminToken,
+    #[error("the proxy is shutting down")]
+    Unavailable,
 }
 
 impl ProxyError {
@@ -39,6 +49,11 @@ impl ProxyError {
             ProxyError::NoBackend(_) | ProxyError::BackendNotReady(_) => 503,
             ProxyError::BackendTimeout(_) => 504,
             ProxyError::BackendLost(_) => 502,
+            ProxyError::UnknownServer(_) => 404,
+            ProxyError::BadRequest(_) => 400,
+            ProxyError::Unauthorized => 401,
+            ProxyError::NoAdminToken => 403,
+            ProxyError::Unavailable => 503,
         }
     }
 

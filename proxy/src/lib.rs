@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod info;
+pub mod metrics;
 pub mod plugin;
 pub mod registry;
 pub mod server;

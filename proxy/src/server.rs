@@ -7,11 +7,11 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
-use crate::backend::{BackendLink, LinkStatus};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::registry::{BackendEntry, BackendPool};
+use crate::registry::{LinkDirectory, ServerRegistry};
 use crate::session::SessionSweeper;
 use crate::state::ProxyState;
 use crate::transport::ws_endpoint;
@@ -23,40 +23,36 @@ pub struct RunningProxy {
     pub state: Arc<ProxyState>,
     pub(crate) ws_server: actix_web::dev::ServerHandle,
     pub(crate) admin_server: actix_web::dev::ServerHandle,
-    servers: Vec<actix_web::dev::Server>,
+    servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl RunningProxy {
     /// Runs until both servers stop (signal, or `stop`).
     pub async fn wait(self) -> std::io::Result<()> {
         for server in self.servers {
-            server.await?;
+            server.await.map_err(std::io::Error::other)??;
         }
         Ok(())
     }
 
     pub async fn stop(&self) {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.ws_server.stop(true).await;
         self.admin_server.stop(true).await;
     }
 }
 
-/// Starts everything on the current actix system. The servers run once awaited or spawned
-/// (`RunningProxy::wait`, or they are polled by the system when spawned by the caller).
+/// Starts everything on the current actix system: both servers are spawned at once (an actix
+/// `Server` does nothing until polled), `RunningProxy::wait` waits for them to end.
 pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     config.validate()?;
-    let backends = config
-        .backend
-        .servers
-        .iter()
-        .map(|server| {
-            let status = Arc::new(LinkStatus::new(&server.name, &server.url));
-            let link = BackendLink::new(status.clone(), config.backend.clone()).start();
-            BackendEntry { status, link }
-        })
-        .collect();
+    let metrics = Arc::new(Metrics::new());
+    let links = Arc::new(LinkDirectory::default());
+    let registry = ServerRegistry::new(&config, links.clone(), metrics.clone()).start();
     let plugins = PluginRegistry::from_config(&config.plugins);
-    let state = ProxyState::new(config, plugins, BackendPool::new(backends));
+    let state = ProxyState::new(config, plugins, registry, links, metrics);
     SessionSweeper {
         state: state.clone(),
     }
@@ -110,6 +106,6 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         state,
         ws_server: ws.handle(),
         admin_server: admin.handle(),
-        servers: vec![ws, admin],
+        servers: vec![actix_rt::spawn(ws), actix_rt::spawn(admin)],
     })
 }

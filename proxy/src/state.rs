@@ -1,7 +1,7 @@
 //! What every actor of one proxy shares: configuration, the session directory, the plugins and
 //! the backend servers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -9,8 +9,9 @@ use actix::Addr;
 use parking_lot::Mutex;
 
 use crate::config::ProxyConfig;
+use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::registry::BackendPool;
+use crate::registry::{LinkDirectory, ServerRegistry};
 use crate::session::directory::SessionTable;
 use crate::session::ClientSession;
 
@@ -20,21 +21,40 @@ pub struct ProxyState {
     /// cheaper than a round trip through an actor.
     pub sessions: Mutex<SessionTable<Addr<ClientSession>>>,
     pub plugins: PluginRegistry,
-    pub backends: BackendPool,
+    /// Servers and the choice among them.
+    pub registry: Addr<ServerRegistry>,
+    /// The servers' links, readable without asking the registry.
+    pub links: Arc<LinkDirectory>,
+    pub metrics: Arc<Metrics>,
     pub started: Instant,
+    /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
+    pub draining: AtomicBool,
     next_connection: AtomicU64,
 }
 
 impl ProxyState {
-    pub fn new(config: ProxyConfig, plugins: PluginRegistry, backends: BackendPool) -> Arc<Self> {
+    pub fn new(
+        config: ProxyConfig,
+        plugins: PluginRegistry,
+        registry: Addr<ServerRegistry>,
+        links: Arc<LinkDirectory>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(ProxyState {
             config,
             sessions: Mutex::new(SessionTable::default()),
             plugins,
-            backends,
+            registry,
+            links,
+            metrics,
             started: Instant::now(),
+            draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         })
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     pub fn next_connection_id(&self) -> u64 {

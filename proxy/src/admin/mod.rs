@@ -1,45 +1,331 @@
-//! The admin HTTP server: health endpoints and the proxy's description. (The full REST API for
-//! backend servers comes with the control plane.)
+//! The admin REST API, on its own listen address (loopback by default).
+//!
+//! Wire-compatible with janus-cloud's proxy API, so its sentinels can report here:
+//! `GET /info`, `GET /ping`, `GET /backend_servers`, `POST /backend_servers` and
+//! `POST /sentinel_callback` (create or update; form-encoded or JSON body, query parameters
+//! merged in), `DELETE /backend_servers/{name}`. Beyond it: one server with its link, breaker
+//! and load state, drain/undrain, client sessions, Prometheus metrics, health, and an OpenAPI
+//! document. Mutating routes need the configured admin token. Errors are JSON
+//! `{"error": …}` with a fitting HTTP status; bad input changes nothing.
 
 use std::sync::Arc;
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::future::join_all;
+use janus_protocol::{JsonMap, ReportError, ServerReport};
+use serde_json::{json, Value};
 
+use crate::error::ProxyError;
 use crate::info::server_info;
+use crate::registry::{
+    GetServer, ListServers, RemoveServer, SetDraining, Summarize, UpsertServer, Upserted,
+};
+use crate::session::DescribeSession;
 use crate::state::ProxyState;
+
+type State = web::Data<Arc<ProxyState>>;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/livez", web::get().to(livez))
         .route("/readyz", web::get().to(readyz))
         .route("/info", web::get().to(info))
+        .route("/ping", web::get().to(ping))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .route("/", web::get().to(dashboard))
+        .route("/sessions", web::get().to(sessions))
+        .route("/backend_servers", web::get().to(list_servers))
+        .route("/backend_servers", web::post().to(upsert_server))
+        .route("/sentinel_callback", web::post().to(upsert_server))
+        .route("/backend_servers/{name}", web::get().to(get_server))
+        .route("/backend_servers/{name}", web::delete().to(delete_server))
+        .route("/backend_servers/{name}/drain", web::post().to(drain))
+        .route("/backend_servers/{name}/undrain", web::post().to(undrain))
         .default_service(web::to(not_found));
+}
+
+/// An admin API error as JSON with its HTTP status.
+fn error_response(err: &ProxyError) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(err.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(json!({"error": err.to_string()}))
+}
+
+fn report_error(err: &ReportError) -> HttpResponse {
+    HttpResponse::BadRequest().json(json!({
+        "error": format!("bad request: {err}"),
+        "field": err.field,
+    }))
+}
+
+fn registry_gone() -> HttpResponse {
+    error_response(&ProxyError::Unavailable)
+}
+
+/// Mutating routes need `Authorization: Bearer <admin.token>`, or `?token=<admin.token>` for
+/// janus-cloud sentinels that can only be given a URL.
+fn authorize(state: &ProxyState, req: &HttpRequest) -> Result<(), ProxyError> {
+    let expected = state.config.admin.token.as_bytes();
+    if expected.is_empty() {
+        return Err(ProxyError::NoAdminToken);
+    }
+    let from_header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned());
+    let from_query = || {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string())
+            .ok()?
+            .into_iter()
+            .find_map(|(k, v)| (k == "token").then_some(v))
+    };
+    match from_header.or_else(from_query) {
+        Some(given) if constant_time_eq(given.as_bytes(), expected) => Ok(()),
+        _ => Err(ProxyError::Unauthorized),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Request parameters as janus-cloud reads them: query parameters, then the body (JSON object
+/// when the content type says JSON, form fields otherwise) on top. `token` is not a parameter.
+fn params(req: &HttpRequest, body: &[u8]) -> Result<JsonMap, ProxyError> {
+    let mut params = JsonMap::new();
+    let query: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+        .map_err(|e| ProxyError::BadRequest(format!("query string: {e}")))?;
+    for (k, v) in query {
+        params.insert(k, Value::String(v));
+    }
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.contains("json") {
+        if !body.iter().all(u8::is_ascii_whitespace) {
+            match serde_json::from_slice::<Value>(body) {
+                Ok(Value::Object(map)) => params.extend(map),
+                Ok(_) => return Err(ProxyError::BadRequest("body must be a JSON object".into())),
+                Err(e) => return Err(ProxyError::BadRequest(format!("body is not JSON: {e}"))),
+            }
+        }
+    } else {
+        let form: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|e| ProxyError::BadRequest(format!("form body: {e}")))?;
+        for (k, v) in form {
+            params.insert(k, Value::String(v));
+        }
+    }
+    params.remove("token");
+    Ok(params)
 }
 
 async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
-/// 200 once a backend server can take new handles; 503 before that.
-async fn readyz(state: web::Data<Arc<ProxyState>>) -> HttpResponse {
-    let servers: Vec<_> = state
-        .backends
-        .servers()
-        .iter()
-        .map(|s| json!({"name": s.status.name, "ready": s.status.is_ready()}))
-        .collect();
-    if state.backends.any_ready() {
-        HttpResponse::Ok().json(json!({"status": "ready", "backends": servers}))
+/// 200 when a backend server can take new handles and the proxy is not shutting down.
+async fn readyz(state: State) -> HttpResponse {
+    let Ok(summary) = state
+        .registry
+        .send(Summarize {
+            refresh_metrics: false,
+        })
+        .await
+    else {
+        return registry_gone();
+    };
+    let body = json!({
+        "servers": summary.servers,
+        "selectable": summary.selectable,
+    });
+    if state.is_draining() {
+        let mut body = body;
+        body["status"] = json!("draining");
+        HttpResponse::ServiceUnavailable().json(body)
+    } else if summary.selectable == 0 {
+        let mut body = body;
+        body["status"] = json!("no backend server available");
+        HttpResponse::ServiceUnavailable().json(body)
     } else {
-        HttpResponse::ServiceUnavailable()
-            .json(json!({"status": "no backend server available", "backends": servers}))
+        let mut body = body;
+        body["status"] = json!("ready");
+        HttpResponse::Ok().json(body)
     }
 }
 
-async fn info(state: web::Data<Arc<ProxyState>>) -> HttpResponse {
+async fn info(state: State) -> HttpResponse {
     HttpResponse::Ok().json(server_info(&state, None))
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(json!({"error": "not found"}))
+async fn ping() -> HttpResponse {
+    HttpResponse::Ok().json("pong")
+}
+
+async fn metrics(state: State) -> HttpResponse {
+    if state
+        .registry
+        .send(Summarize {
+            refresh_metrics: true,
+        })
+        .await
+        .is_err()
+    {
+        return registry_gone();
+    }
+    state
+        .metrics
+        .sessions
+        .set(state.sessions.lock().len() as i64);
+    let text = {
+        let _guard = state.metrics.scrape.lock();
+        state.metrics.encode()
+    };
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
+}
+
+async fn list_servers(state: State) -> HttpResponse {
+    match state.registry.send(ListServers).await {
+        Ok(servers) => HttpResponse::Ok().json(servers),
+        Err(_) => registry_gone(),
+    }
+}
+
+async fn get_server(state: State, name: web::Path<String>) -> HttpResponse {
+    let name = name.into_inner();
+    match state.registry.send(GetServer(name.clone())).await {
+        Ok(Some(server)) => HttpResponse::Ok().json(server),
+        Ok(None) => error_response(&ProxyError::UnknownServer(name)),
+        Err(_) => registry_gone(),
+    }
+}
+
+async fn upsert_server(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    let params = match params(&req, &body) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
+    };
+    let report = match ServerReport::from_params(&params) {
+        Ok(r) => r,
+        Err(e) => return report_error(&e),
+    };
+    let name = report.name.clone();
+    match state.registry.send(UpsertServer(report)).await {
+        Ok(Ok(outcome)) => match state.registry.send(GetServer(name)).await {
+            Ok(Some(server)) => HttpResponse::Ok().json(json!({
+                "created": outcome == Upserted::Created,
+                "server": server,
+            })),
+            _ => HttpResponse::Ok().json(json!({"created": outcome == Upserted::Created})),
+        },
+        Ok(Err(e)) => error_response(&e),
+        Err(_) => registry_gone(),
+    }
+}
+
+async fn delete_server(state: State, req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    // As janus-cloud: deleting an unknown server is not an error.
+    match state.registry.send(RemoveServer(name.into_inner())).await {
+        Ok(removed) => HttpResponse::Ok().json(json!({"removed": removed})),
+        Err(_) => registry_gone(),
+    }
+}
+
+async fn set_draining(
+    state: State,
+    req: HttpRequest,
+    name: String,
+    draining: bool,
+) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    let msg = SetDraining {
+        server: name,
+        draining,
+    };
+    match state.registry.send(msg).await {
+        Ok(Ok(server)) => HttpResponse::Ok().json(server),
+        Ok(Err(e)) => error_response(&e),
+        Err(_) => registry_gone(),
+    }
+}
+
+async fn drain(state: State, req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    set_draining(state, req, name.into_inner(), true).await
+}
+
+async fn undrain(state: State, req: HttpRequest, name: web::Path<String>) -> HttpResponse {
+    set_draining(state, req, name.into_inner(), false).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionsQuery {
+    #[serde(default = "default_limit")]
+    limit: usize,
+    #[serde(default)]
+    offset: usize,
+}
+
+fn default_limit() -> usize {
+    1000
+}
+
+/// Client sessions with their handles: plugin and backend server of each.
+async fn sessions(state: State, req: HttpRequest) -> HttpResponse {
+    let query: SessionsQuery = match serde_urlencoded::from_str(req.query_string()) {
+        Ok(q) => q,
+        Err(e) => return error_response(&ProxyError::BadRequest(format!("query string: {e}"))),
+    };
+    let (total, page) = {
+        let table = state.sessions.lock();
+        let mut all = table.addresses();
+        all.sort_by_key(|(id, _)| *id);
+        let total = all.len();
+        let page: Vec<_> = all
+            .into_iter()
+            .skip(query.offset)
+            .take(query.limit.min(10_000))
+            .collect();
+        (total, page)
+    };
+    let views = join_all(page.into_iter().map(|(_, addr)| addr.send(DescribeSession))).await;
+    let sessions: Vec<_> = views.into_iter().filter_map(Result::ok).collect();
+    HttpResponse::Ok().json(json!({
+        "total": total,
+        "offset": query.offset,
+        "sessions": sessions,
+    }))
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(include_str!("openapi.json"))
+}
+
+async fn dashboard() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("dashboard.html"))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({
+        "error": format!("no route {} {}", req.method(), req.path())
+    }))
 }

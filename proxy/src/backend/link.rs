@@ -2,9 +2,16 @@
 //! one backend session on it; every client handle placed on this server is a backend handle in
 //! that session. Replies are matched by transaction, events are routed by the backend handle
 //! id (`sender`) to the client handle's actor, in the order Janus sent them.
+//!
+//! When the socket drops but the Janus is still there, the link reconnects at once and
+//! `claim`s its backend session, so the handles survive and clients notice nothing; requests
+//! sent meanwhile wait for the claim. If that fails within `reclaim_window_ms` (Janus gone,
+//! restarted, or without `reclaim_session_timeout`), every handle is told the link is lost.
+//! Successes and failures are reported to the registry, whose circuit breaker keeps new
+//! handles off a failing server.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +24,8 @@ use awc::BoxedSocket;
 use futures_util::stream::{self, SplitSink, StreamExt};
 use janus_protocol::{JsonMap, JANUS_PROTOCOL};
 use parking_lot::RwLock;
+use prometheus_client::metrics::histogram::Histogram;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::backoff::Backoff;
@@ -34,9 +43,64 @@ pub struct LinkStatus {
     pub name: String,
     pub url: String,
     ready: AtomicBool,
+    phase: AtomicU8,
     handles: AtomicU64,
+    reconnects: AtomicU64,
+    reclaims: AtomicU64,
+    /// Set by the registry: while the breaker is not closed, the link reports every success.
+    breaker_closed: AtomicBool,
+    last_error: RwLock<String>,
     /// `plugins` of the backend's `info` reply: package → descriptor.
     plugins: RwLock<JsonMap>,
+}
+
+/// Where a link is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkPhase {
+    Connecting,
+    Ready,
+    /// Socket lost; reconnecting to claim the backend session, handles kept.
+    Reclaiming,
+    /// Connect failed; retrying with backoff.
+    Down,
+    /// Removed from the registry: serving its last handles, then closing.
+    Retiring,
+}
+
+impl LinkPhase {
+    fn from_u8(v: u8) -> Self {
+        match v {
+            1 => LinkPhase::Ready,
+            2 => LinkPhase::Reclaiming,
+            3 => LinkPhase::Down,
+            4 => LinkPhase::Retiring,
+            _ => LinkPhase::Connecting,
+        }
+    }
+
+    fn as_u8(self) -> u8 {
+        match self {
+            LinkPhase::Connecting => 0,
+            LinkPhase::Ready => 1,
+            LinkPhase::Reclaiming => 2,
+            LinkPhase::Down => 3,
+            LinkPhase::Retiring => 4,
+        }
+    }
+}
+
+/// A link's state for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkView {
+    pub phase: LinkPhase,
+    pub ready: bool,
+    pub handles: u64,
+    pub reconnects: u64,
+    pub reclaims: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+    pub plugins: Vec<String>,
 }
 
 impl LinkStatus {
@@ -45,8 +109,43 @@ impl LinkStatus {
             name: name.to_owned(),
             url: url.to_owned(),
             ready: AtomicBool::new(false),
+            phase: AtomicU8::new(LinkPhase::Connecting.as_u8()),
             handles: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            reclaims: AtomicU64::new(0),
+            breaker_closed: AtomicBool::new(true),
+            last_error: RwLock::new(String::new()),
             plugins: RwLock::new(JsonMap::new()),
+        }
+    }
+
+    pub fn phase(&self) -> LinkPhase {
+        LinkPhase::from_u8(self.phase.load(Ordering::Relaxed))
+    }
+
+    fn set_phase(&self, phase: LinkPhase) {
+        self.phase.store(phase.as_u8(), Ordering::Relaxed);
+        self.ready
+            .store(phase == LinkPhase::Ready, Ordering::Release);
+    }
+
+    pub fn set_breaker_closed(&self, closed: bool) {
+        self.breaker_closed.store(closed, Ordering::Relaxed);
+    }
+
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    pub fn view(&self) -> LinkView {
+        LinkView {
+            phase: self.phase(),
+            ready: self.is_ready(),
+            handles: self.handle_count(),
+            reconnects: self.reconnects(),
+            reclaims: self.reclaims.load(Ordering::Relaxed),
+            last_error: self.last_error.read().clone(),
+            plugins: self.plugins.read().keys().cloned().collect(),
         }
     }
 
@@ -106,11 +205,43 @@ pub struct LinkRequest {
 #[rtype(result = "()")]
 pub struct UnrouteHandle(pub u64);
 
+/// The server left the registry: take no new handles, close once the last one is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RetireLink;
+
+/// What a link tells the registry about its server's health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthEvent {
+    /// The backend answered (any reply, Janus errors included) or a session was established.
+    Succeeded,
+    /// Connect failed, the socket was lost, or a request timed out.
+    Failed,
+    /// The link actor stopped (retired, or unexpectedly).
+    Stopped,
+}
+
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct LinkHealth {
+    pub server: String,
+    pub link_id: u64,
+    pub event: HealthEvent,
+}
+
+/// Where a link reports its health, and under which id.
+pub struct HealthReporter {
+    pub to: Recipient<LinkHealth>,
+    pub link_id: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Internal {
     CreateSession,
+    Claim,
     Info,
     Keepalive,
+    Destroy,
 }
 
 enum Pending {
@@ -120,6 +251,7 @@ enum Pending {
         reply_to: Option<ReplyTo>,
         client_transaction: Option<String>,
         attach: bool,
+        sent: Instant,
     },
 }
 
@@ -135,6 +267,12 @@ struct Connection {
     session_id: Option<u64>,
 }
 
+/// A backend session the link lost its socket to and tries to `claim` on a new one.
+struct Reclaim {
+    session_id: u64,
+    deadline: Instant,
+}
+
 pub struct BackendLink {
     status: Arc<LinkStatus>,
     config: BackendConfig,
@@ -146,13 +284,35 @@ pub struct BackendLink {
     backoff: Backoff,
     keepalive_every: Duration,
     last_keepalive: Instant,
+    reclaim: Option<Reclaim>,
+    /// Requests of existing handles that arrived while reclaiming; sent after the claim.
+    queued: Vec<LinkRequest>,
+    health: Option<HealthReporter>,
+    /// A failure was reported and no success since.
+    failing: bool,
+    latency: Option<Histogram>,
+    retiring: bool,
+    /// A retiring link sent `destroy` for its backend session.
+    destroying: bool,
+    /// Connected at least once (so a later connection counts as a reconnect).
+    was_ready: bool,
 }
 
 const TICK: Duration = Duration::from_millis(100);
+/// Requests queued while reclaiming, at most (beyond that they fail at once).
+const MAX_QUEUED: usize = 10_000;
 
 impl BackendLink {
     pub fn new(status: Arc<LinkStatus>, config: BackendConfig) -> Self {
         BackendLink {
+            reclaim: None,
+            queued: Vec::new(),
+            health: None,
+            failing: false,
+            latency: None,
+            retiring: false,
+            destroying: false,
+            was_ready: false,
             status,
             pending: TransactionTable::new(config.request_timeout()),
             assembler: MessageAssembler::new(config.max_message_size),
@@ -169,14 +329,58 @@ impl BackendLink {
         }
     }
 
+    /// Reports health events to the registry.
+    pub fn with_health(mut self, health: HealthReporter) -> Self {
+        self.health = Some(health);
+        self
+    }
+
+    /// Observes each request's time to first reply.
+    pub fn with_latency(mut self, latency: Histogram) -> Self {
+        self.latency = Some(latency);
+        self
+    }
+
     fn name(&self) -> &str {
         &self.status.name
+    }
+
+    fn report(&mut self, event: HealthEvent) {
+        match event {
+            HealthEvent::Failed => self.failing = true,
+            HealthEvent::Succeeded => {
+                // Successes matter only to end a run of failures or to close a breaker;
+                // the rest would be one message per request for nothing.
+                if !self.failing && self.status.breaker_closed.load(Ordering::Relaxed) {
+                    return;
+                }
+                self.failing = false;
+            }
+            HealthEvent::Stopped => {}
+        }
+        if let Some(health) = &self.health {
+            health.to.do_send(LinkHealth {
+                server: self.status.name.clone(),
+                link_id: health.link_id,
+                event,
+            });
+        }
+    }
+
+    fn set_error(&self, why: &str) {
+        let mut last = self.status.last_error.write();
+        last.clear();
+        last.push_str(why);
     }
 
     fn connect(&mut self, ctx: &mut Context<Self>) {
         self.generation += 1;
         let generation = self.generation;
-        let client = backend_client(Duration::from_millis(self.config.connect_timeout_ms));
+        let mut timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        if let Some(reclaim) = &self.reclaim {
+            timeout = timeout.min(reclaim.deadline.saturating_duration_since(Instant::now()));
+        }
+        let client = backend_client(timeout);
         let request = client
             .ws(self.status.url.as_str())
             .protocols([JANUS_PROTOCOL])
@@ -199,15 +403,29 @@ impl BackendLink {
                         session_id: None,
                     });
                     log::info!("backend {}: connected to {}", act.name(), act.status.url);
-                    act.send_internal(Internal::CreateSession, json!({"janus": "create"}));
+                    match act.reclaim.as_ref().map(|r| r.session_id) {
+                        Some(session_id) => {
+                            let claim = json!({"janus": "claim", "session_id": session_id});
+                            act.send_internal(Internal::Claim, claim);
+                        }
+                        None => {
+                            act.send_internal(Internal::CreateSession, json!({"janus": "create"}))
+                        }
+                    }
                 }
                 Err(e) => {
-                    log::warn!(
-                        "backend {}: cannot connect to {}: {e}",
-                        act.name(),
-                        act.status.url
-                    );
+                    let why = format!("cannot connect to {}: {e}", act.status.url);
+                    log::warn!("backend {}: {why}", act.name());
+                    act.set_error(&why);
+                    act.report(HealthEvent::Failed);
+                    // A refused or failed reconnect means the Janus is gone: its handles
+                    // are lost, tell their clients now rather than at the deadline.
+                    act.abandon_reclaim("backend unreachable");
+                    if !act.retiring {
+                        act.status.set_phase(LinkPhase::Down);
+                    }
                     act.schedule_reconnect(ctx);
+                    act.stop_if_retired(ctx);
                 }
             }
         }));
@@ -223,24 +441,80 @@ impl BackendLink {
         });
     }
 
-    /// The link failed: every waiting request gets an error, every routed handle is told, and
-    /// a reconnect is scheduled.
+    /// The socket failed. Requests waiting for a reply get an error (their replies went to the
+    /// dead socket). If there was a backend session, the link reconnects at once to claim it
+    /// and the handles wait; otherwise it reconnects with backoff.
     fn lost(&mut self, ctx: &mut Context<Self>, why: &str) {
-        if let Some(mut conn) = self.conn.take() {
+        let session = self.conn.take().and_then(|mut conn| {
             conn.sink.close();
-        }
+            conn.session_id
+        });
         self.generation += 1;
-        self.status.ready.store(false, Ordering::Release);
         log::warn!("backend {}: link lost ({why})", self.name());
+        self.set_error(why);
+        self.report(HealthEvent::Failed);
         let reason = format!("connection to backend server {} lost", self.name());
         for (_, pending) in self.pending.drain() {
             self.fail(pending, &reason);
         }
+        let window = Duration::from_millis(self.config.reclaim_window_ms);
+        match session {
+            Some(session_id) if !window.is_zero() && self.reclaim.is_none() => {
+                log::info!(
+                    "backend {}: reconnecting to claim session {session_id}",
+                    self.name()
+                );
+                self.reclaim = Some(Reclaim {
+                    session_id,
+                    deadline: Instant::now() + window,
+                });
+                self.status.set_phase(LinkPhase::Reclaiming);
+                self.connect(ctx);
+            }
+            _ => {
+                self.abandon_reclaim(why);
+                self.drop_routes();
+                if !self.retiring {
+                    self.status.set_phase(LinkPhase::Down);
+                }
+                self.schedule_reconnect(ctx);
+                self.stop_if_retired(ctx);
+            }
+        }
+    }
+
+    /// Every handle on the backend is gone: their actors are told.
+    fn drop_routes(&mut self) {
         for (_, route) in self.routes.drain() {
             route.do_send(BackendIncoming::LinkLost);
         }
         self.status.handles.store(0, Ordering::Relaxed);
-        self.schedule_reconnect(ctx);
+    }
+
+    /// The backend session could not be claimed: the handles are lost, queued requests fail.
+    fn abandon_reclaim(&mut self, why: &str) {
+        if let Some(reclaim) = self.reclaim.take() {
+            log::warn!(
+                "backend {}: session {} not reclaimed ({why}); its handles are lost",
+                self.name(),
+                reclaim.session_id
+            );
+            self.drop_routes();
+            let reason = format!("connection to backend server {} lost", self.name());
+            for request in std::mem::take(&mut self.queued) {
+                self.fail(Self::pending_of(request, Instant::now()), &reason);
+            }
+        }
+    }
+
+    fn pending_of(msg: LinkRequest, now: Instant) -> Pending {
+        Pending::Client {
+            to: msg.reply.as_ref().map(|(to, _)| to.clone()),
+            reply_to: msg.reply.and_then(|(_, r)| r),
+            client_transaction: msg.client_transaction,
+            attach: msg.attach,
+            sent: now,
+        }
     }
 
     /// Answers a waiting client request with a Janus `error` (490) made up by the proxy.
@@ -268,8 +542,9 @@ impl BackendLink {
             return;
         };
         let id = self.pending.insert(Pending::Internal(kind), Instant::now());
-        // `info` is a session-less request (with a session id Janus answers 453).
-        let with_session = kind != Internal::Info;
+        // `info` is a session-less request (with a session id Janus answers 453); `claim`
+        // names its session itself.
+        let with_session = !matches!(kind, Internal::Info | Internal::Claim);
         self.write(request, None, &backend_transaction(id, None), with_session);
     }
 
@@ -326,10 +601,14 @@ impl BackendLink {
             "timeout" => {
                 let ours = self.conn.as_ref().and_then(|c| c.session_id);
                 if ours.is_some() && frame.get("session_id").and_then(Value::as_u64) == ours {
+                    // The session is gone on the backend: nothing to claim.
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.session_id = None;
+                    }
                     self.lost(ctx, "backend session timed out");
                 }
             }
-            _ => self.on_event(frame),
+            _ => self.on_event(ctx, frame),
         }
     }
 
@@ -349,7 +628,12 @@ impl BackendLink {
                 reply_to,
                 client_transaction,
                 attach,
+                sent,
             }) => {
+                if let Some(latency) = &self.latency {
+                    latency.observe(sent.elapsed().as_secs_f64());
+                }
+                self.report(HealthEvent::Succeeded);
                 let Some(to) = to else { return };
                 if attach && frame.get("janus").and_then(Value::as_str) == Some("success") {
                     if let Some(handle) = frame
@@ -394,6 +678,34 @@ impl BackendLink {
                     _ => self.lost(ctx, "backend refused to create a session"),
                 }
             }
+            Internal::Claim => {
+                let Some(reclaim) = self.reclaim.take() else {
+                    return;
+                };
+                if success {
+                    if let Some(conn) = self.conn.as_mut() {
+                        conn.session_id = Some(reclaim.session_id);
+                    }
+                    log::info!(
+                        "backend {}: session {} reclaimed, {} handles kept",
+                        self.name(),
+                        reclaim.session_id,
+                        self.routes.len()
+                    );
+                    self.status.reclaims.fetch_add(1, Ordering::Relaxed);
+                    self.backoff.reset();
+                    self.last_keepalive = Instant::now();
+                    self.became_ready(ctx);
+                    for request in std::mem::take(&mut self.queued) {
+                        self.send_request(request);
+                    }
+                } else {
+                    self.reclaim = Some(reclaim);
+                    self.abandon_reclaim("the backend refused the claim");
+                    self.send_internal(Internal::CreateSession, json!({"janus": "create"}));
+                }
+            }
+            Internal::Destroy => ctx.stop(),
             Internal::Info => {
                 if let Some(Value::Object(plugins)) = frame.get("plugins") {
                     *self.status.plugins.write() = plugins.clone();
@@ -407,7 +719,7 @@ impl BackendLink {
                     0 => Duration::from_secs(25),
                     t => Duration::from_millis((t * 1000 / 3).clamp(500, 25_000)),
                 };
-                self.status.ready.store(true, Ordering::Release);
+                self.became_ready(ctx);
                 log::info!("backend {}: ready", self.name());
             }
             Internal::Keepalive => {
@@ -418,7 +730,36 @@ impl BackendLink {
         }
     }
 
-    fn on_event(&mut self, frame: JsonMap) {
+    fn became_ready(&mut self, ctx: &mut Context<Self>) {
+        if self.was_ready {
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.was_ready = true;
+        self.status.last_error.write().clear();
+        self.report(HealthEvent::Succeeded);
+        if self.retiring {
+            self.status.set_phase(LinkPhase::Retiring);
+            self.stop_if_retired(ctx);
+        } else {
+            self.status.set_phase(LinkPhase::Ready);
+        }
+    }
+
+    /// A retiring link closes its backend session once no handle uses it, then stops.
+    fn stop_if_retired(&mut self, ctx: &mut Context<Self>) {
+        if !self.retiring || !self.routes.is_empty() || self.destroying {
+            return;
+        }
+        if self.conn.as_ref().is_some_and(|c| c.session_id.is_some()) {
+            // Stops when Janus confirms (or the request times out).
+            self.destroying = true;
+            self.send_internal(Internal::Destroy, json!({"janus": "destroy"}));
+        } else {
+            ctx.stop();
+        }
+    }
+
+    fn on_event(&mut self, ctx: &mut Context<Self>, frame: JsonMap) {
         let Some(sender) = frame.get("sender").and_then(Value::as_u64) else {
             log::debug!("backend {}: event without sender dropped", self.name());
             return;
@@ -437,6 +778,9 @@ impl BackendLink {
             Some(route) => route.do_send(BackendIncoming::Event { frame }),
             None => log::debug!("backend {}: event for unknown handle {sender}", self.name()),
         }
+        if detached {
+            self.stop_if_retired(ctx);
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -446,11 +790,24 @@ impl BackendLink {
             let reason = format!("backend server {} did not answer in time", self.name());
             let mut internal_failed = false;
             for (_, pending) in expired {
+                if let Pending::Internal(Internal::Destroy) = pending {
+                    ctx.stop();
+                    return;
+                }
                 internal_failed |= matches!(pending, Pending::Internal(_));
+                self.report(HealthEvent::Failed);
                 self.fail(pending, &reason);
             }
             if internal_failed {
                 self.lost(ctx, "backend did not answer the link's own request");
+                return;
+            }
+        }
+        if self.reclaim.as_ref().is_some_and(|r| now >= r.deadline) {
+            // Still no claimed session: stop holding the handles; keep reconnecting.
+            self.abandon_reclaim("no reconnection within the reclaim window");
+            if self.conn.as_ref().is_none_or(|c| c.session_id.is_none()) {
+                self.lost(ctx, "reclaim window over");
                 return;
             }
         }
@@ -471,10 +828,17 @@ impl Actor for BackendLink {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.status.set_phase(LinkPhase::Retiring);
         self.status.ready.store(false, Ordering::Release);
-        for (_, route) in self.routes.drain() {
-            route.do_send(BackendIncoming::LinkLost);
+        self.drop_routes();
+        let reason = format!("backend server {} was removed", self.name());
+        for (_, pending) in self.pending.drain() {
+            self.fail(pending, &reason);
         }
+        for request in std::mem::take(&mut self.queued) {
+            self.fail(Self::pending_of(request, Instant::now()), &reason);
+        }
+        self.report(HealthEvent::Stopped);
     }
 }
 
@@ -526,25 +890,38 @@ impl WriteHandler<ProtocolError> for BackendLink {
     fn finished(&mut self, _: &mut Self::Context) {}
 }
 
-impl Handler<LinkRequest> for BackendLink {
-    type Result = ();
-
-    fn handle(&mut self, msg: LinkRequest, _: &mut Context<Self>) {
+impl BackendLink {
+    /// Writes a client request, or answers it with an error when it cannot be sent.
+    fn send_request(&mut self, msg: LinkRequest) {
+        let now = Instant::now();
         let ready = self.conn.as_ref().is_some_and(|c| c.session_id.is_some());
-        let pending = Pending::Client {
-            to: msg.reply.as_ref().map(|(to, _)| to.clone()),
-            reply_to: msg.reply.and_then(|(_, r)| r),
-            client_transaction: msg.client_transaction.clone(),
-            attach: msg.attach,
-        };
-        if !ready {
-            let reason = format!("backend server {} is not connected", self.name());
-            self.fail(pending, &reason);
+        if !ready || (msg.attach && self.retiring) {
+            let reason = if self.retiring {
+                format!("backend server {} was removed", self.name())
+            } else {
+                format!("backend server {} is not connected", self.name())
+            };
+            self.fail(Self::pending_of(msg, now), &reason);
             return;
         }
-        let id = self.pending.insert(pending, Instant::now());
-        let transaction = backend_transaction(id, msg.client_transaction.as_deref());
-        if !self.write(msg.request, msg.backend_handle, &transaction, true) {
+        let LinkRequest {
+            request,
+            backend_handle,
+            client_transaction,
+            reply,
+            attach,
+        } = msg;
+        let transaction_of_client = client_transaction.clone();
+        let pending = Pending::Client {
+            to: reply.as_ref().map(|(to, _)| to.clone()),
+            reply_to: reply.and_then(|(_, r)| r),
+            client_transaction,
+            attach,
+            sent: now,
+        };
+        let id = self.pending.insert(pending, now);
+        let transaction = backend_transaction(id, transaction_of_client.as_deref());
+        if !self.write(request, backend_handle, &transaction, true) {
             if let Some(pending) = self.pending.take(id) {
                 let reason = format!("connection to backend server {} lost", self.name());
                 self.fail(pending, &reason);
@@ -553,13 +930,43 @@ impl Handler<LinkRequest> for BackendLink {
     }
 }
 
+impl Handler<LinkRequest> for BackendLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkRequest, _: &mut Context<Self>) {
+        // While reclaiming, existing handles' requests wait for the claimed session; new
+        // attaches go elsewhere (the registry does not pick a link that is not ready).
+        if self.reclaim.is_some() && !msg.attach && self.queued.len() < MAX_QUEUED {
+            self.queued.push(msg);
+            return;
+        }
+        self.send_request(msg);
+    }
+}
+
 impl Handler<UnrouteHandle> for BackendLink {
     type Result = ();
 
-    fn handle(&mut self, msg: UnrouteHandle, _: &mut Context<Self>) {
+    fn handle(&mut self, msg: UnrouteHandle, ctx: &mut Context<Self>) {
         self.routes.remove(&msg.0);
         self.status
             .handles
             .store(self.routes.len() as u64, Ordering::Relaxed);
+        self.stop_if_retired(ctx);
+    }
+}
+
+impl Handler<RetireLink> for BackendLink {
+    type Result = ();
+
+    fn handle(&mut self, _: RetireLink, ctx: &mut Context<Self>) {
+        log::info!(
+            "backend {}: retiring with {} handles",
+            self.name(),
+            self.routes.len()
+        );
+        self.retiring = true;
+        self.status.set_phase(LinkPhase::Retiring);
+        self.stop_if_retired(ctx);
     }
 }

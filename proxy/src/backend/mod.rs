@@ -1,9 +1,17 @@
 //! Links to backend Janus servers: one [`link::BackendLink`] actor per server multiplexes the
-//! backend sessions and handles of every client over one WebSocket.
+//! backend sessions and handles of every client over one WebSocket; the
+//! [`supervisor::BackendSupervisor`] starts and restarts them, a [`breaker::CircuitBreaker`]
+//! per server keeps new handles off failing ones.
 
 pub mod backoff;
+pub mod breaker;
 pub mod connector;
 pub mod link;
+pub mod supervisor;
 pub mod transactions;
 
-pub use link::{BackendIncoming, BackendLink, LinkRequest, LinkStatus, UnrouteHandle};
+pub use link::{
+    BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase, LinkRequest, LinkStatus,
+    LinkView, RetireLink, UnrouteHandle,
+};
+pub use supervisor::{BackendSupervisor, SupervisedLink};

@@ -58,7 +58,14 @@ pub struct AttachContext {
     pub opaque_id: Option<String>,
 }
 
-pub type AttachResult = Result<Recipient<HandleCommand>, ApiError>;
+/// A handle a plugin created.
+pub struct AttachedHandle {
+    pub commands: Recipient<HandleCommand>,
+    /// The backend server it lives on, if one (for the admin API).
+    pub backend: Option<String>,
+}
+
+pub type AttachResult = Result<AttachedHandle, ApiError>;
 
 pub trait Plugin: Send + Sync {
     /// The Janus package name, e.g. `janus.plugin.echotest`.

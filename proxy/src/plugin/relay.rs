@@ -11,9 +11,10 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use super::rewrite::{rewrite, IdMap, Transaction};
-use super::{AttachContext, AttachResult, HandleCommand, Plugin};
+use super::{AttachContext, AttachResult, AttachedHandle, HandleCommand, Plugin};
 use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
 use crate::error::ProxyError;
+use crate::registry::{PlacementEnded, SelectServer};
 use crate::session::{ClientSession, Deliver, HandleGone};
 use crate::state::ProxyState;
 use crate::transport::{ClientFrame, ReplyTo};
@@ -39,35 +40,46 @@ impl Plugin for RelayPlugin {
     }
 
     fn descriptor(&self, state: &ProxyState) -> Option<Value> {
-        state.backends.plugin_descriptor(&self.package)
+        state.links.plugin_descriptor(&self.package)
     }
 
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
-        let Some(backend) = ctx.state.backends.select(&self.package) else {
-            let err = ProxyError::NoBackend(self.package.clone()).to_api_error();
-            return Box::pin(async move { Err(err) });
-        };
-        let (tx, rx) = oneshot::channel();
-        let handle = RelayHandle {
-            ids: IdMap {
-                frontend_session: ctx.session_id,
-                frontend_handle: ctx.handle_id,
-                backend_handle: None,
-            },
-            state: ctx.state,
-            session: ctx.session,
-            package: self.package.clone(),
-            opaque_id: ctx.opaque_id,
-            link: backend.link,
-            attached: Some(tx),
-            detach_transaction: None,
-            detach_replied: false,
-            detached_seen: false,
-        }
-        .start();
+        let package = self.package.clone();
         Box::pin(async move {
+            let select = SelectServer {
+                package: package.clone(),
+            };
+            let placement = match ctx.state.registry.send(select).await {
+                Ok(Ok(placement)) => placement,
+                Ok(Err(e)) => return Err(e.to_api_error()),
+                Err(_) => return Err(ProxyError::Unavailable.to_api_error()),
+            };
+            let server = placement.server.clone();
+            let (tx, rx) = oneshot::channel();
+            let handle = RelayHandle {
+                ids: IdMap {
+                    frontend_session: ctx.session_id,
+                    frontend_handle: ctx.handle_id,
+                    backend_handle: None,
+                },
+                state: ctx.state,
+                session: ctx.session,
+                package,
+                opaque_id: ctx.opaque_id,
+                link: placement.link,
+                server: placement.server,
+                epoch: placement.epoch,
+                attached: Some(tx),
+                detach_transaction: None,
+                detach_replied: false,
+                detached_seen: false,
+            }
+            .start();
             match rx.await {
-                Ok(Ok(())) => Ok(handle.recipient()),
+                Ok(Ok(())) => Ok(AttachedHandle {
+                    commands: handle.recipient(),
+                    backend: Some(server),
+                }),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(ApiError::new(
                     ErrorCode::PluginAttach,
@@ -85,6 +97,9 @@ pub struct RelayHandle {
     package: String,
     opaque_id: Option<String>,
     link: Addr<BackendLink>,
+    /// The backend server and the registry epoch of the placement.
+    server: String,
+    epoch: u64,
     /// Waiting for the backend `attach` to answer.
     attached: Option<oneshot::Sender<Result<(), ApiError>>>,
     /// The client's detach transaction, once it asked to detach.
@@ -192,6 +207,13 @@ impl Actor for RelayHandle {
             attach: true,
         });
     }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.registry.do_send(PlacementEnded {
+            server: std::mem::take(&mut self.server),
+            epoch: self.epoch,
+        });
+    }
 }
 
 impl Handler<HandleCommand> for RelayHandle {
@@ -263,6 +285,14 @@ impl Handler<BackendIncoming> for RelayHandle {
                     self.to_client(&success, reply_to.as_ref());
                     self.finish(ctx);
                     return;
+                }
+                if is_error {
+                    let code = frame
+                        .get("error")
+                        .and_then(|e| e.get("code"))
+                        .and_then(Value::as_u64)
+                        .unwrap_or(490);
+                    self.state.metrics.error(u16::try_from(code).unwrap_or(490));
                 }
                 let out = rewrite(
                     frame,

@@ -1,73 +1,550 @@
-//! The backend servers this proxy can place handles on, and the choice among them.
-//! For now the servers come from the configuration and the choice is round-robin over the
-//! servers whose link is ready.
+//! `ServerRegistry`: the backend servers this proxy can place handles on — from the
+//! configuration, from sentinel reports and from the admin API — and the choice among them.
+//!
+//! A server is selectable when its status is normal, its last report is fresh, it is not
+//! draining, its link has a live backend session and its circuit breaker admits traffic.
+//! Reports that stop coming make a server unselectable after `expire` seconds and remove it
+//! `registry.remove_after_s` later; removing a server retires its link, which closes once its
+//! last handle is gone.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+pub mod record;
+pub mod selection;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::prelude::*;
+use janus_protocol::{ServerReport, ServerStatus};
+use parking_lot::RwLock;
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::backend::{BackendLink, LinkStatus};
+use crate::backend::breaker::{BreakerConfig, BreakerPhase, BreakerView, CircuitBreaker};
+use crate::backend::{
+    BackendLink, BackendSupervisor, HealthEvent, LinkHealth, LinkStatus, LinkView, SupervisedLink,
+};
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::metrics::{BackendLabels, Metrics};
+use record::{RecordView, ServerRecord};
+use selection::{Candidate, SelectionPolicy, Selector};
 
-#[derive(Clone)]
-pub struct BackendEntry {
-    pub status: Arc<LinkStatus>,
-    pub link: Addr<BackendLink>,
-}
-
+/// The links of all registered servers, readable without messaging the registry (for `info`'s
+/// plugin list and health checks).
 #[derive(Default)]
-pub struct BackendPool {
-    servers: Vec<BackendEntry>,
-    next: AtomicUsize,
+pub struct LinkDirectory {
+    links: RwLock<Vec<Arc<LinkStatus>>>,
 }
 
-impl BackendPool {
-    pub fn new(servers: Vec<BackendEntry>) -> Self {
-        BackendPool {
-            servers,
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn servers(&self) -> &[BackendEntry] {
-        &self.servers
+impl LinkDirectory {
+    fn set(&self, links: Vec<Arc<LinkStatus>>) {
+        *self.links.write() = links;
     }
 
     pub fn any_ready(&self) -> bool {
-        self.servers.iter().any(|s| s.status.is_ready())
-    }
-
-    /// Picks the next ready server for a handle of `package`. Servers that reported the plugin
-    /// are preferred; if none did, any ready server is used, so that the client gets the
-    /// backend's own answer (460) rather than a made-up one.
-    pub fn select(&self, package: &str) -> Option<BackendEntry> {
-        let ready: Vec<&BackendEntry> = self
-            .servers
-            .iter()
-            .filter(|s| s.status.is_ready())
-            .collect();
-        let with_plugin: Vec<&BackendEntry> = ready
-            .iter()
-            .copied()
-            .filter(|s| s.status.has_plugin(package))
-            .collect();
-        let candidates = if with_plugin.is_empty() {
-            ready
-        } else {
-            with_plugin
-        };
-        if candidates.is_empty() {
-            return None;
-        }
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        Some(candidates[n % candidates.len()].clone())
+        self.links.read().iter().any(|l| l.is_ready())
     }
 
     /// The descriptor of `package` as a connected backend reported it.
-    pub fn plugin_descriptor(&self, package: &str) -> Option<serde_json::Value> {
-        self.servers
+    pub fn plugin_descriptor(&self, package: &str) -> Option<Value> {
+        self.links
+            .read()
             .iter()
-            .filter(|s| s.status.is_ready())
-            .find_map(|s| s.status.plugin_descriptor(package))
+            .filter(|l| l.is_ready())
+            .find_map(|l| l.plugin_descriptor(package))
+    }
+}
+
+struct ServerEntry {
+    record: ServerRecord,
+    breaker: CircuitBreaker,
+    link: SupervisedLink,
+}
+
+/// Where a new handle goes.
+#[derive(Clone)]
+pub struct Placement {
+    pub server: String,
+    /// The report epoch the placement was made in (see [`ServerRecord::released`]).
+    pub epoch: u64,
+    pub link: Addr<BackendLink>,
+    pub status: Arc<LinkStatus>,
+}
+
+/// One server as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerView {
+    #[serde(flatten)]
+    pub record: RecordView,
+    pub from_config: bool,
+    pub draining: bool,
+    pub selectable: bool,
+    /// Why new handles do not go there, when they do not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unselectable_because: Option<&'static str>,
+    pub effective_load: f64,
+    pub placed_since_report: u64,
+    pub link: LinkView,
+    pub breaker: BreakerView,
+}
+
+pub struct ServerRegistry {
+    servers: BTreeMap<String, ServerEntry>,
+    selector: Selector,
+    supervisor: BackendSupervisor,
+    breaker: BreakerConfig,
+    capacity: f64,
+    remove_after: Duration,
+    directory: Arc<LinkDirectory>,
+    metrics: Arc<Metrics>,
+    static_servers: Vec<(String, String)>,
+}
+
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// Reasons starting with this are the breaker's alone.
+const BREAKER_REASON_PREFIX: &str = "circuit breaker";
+
+impl ServerRegistry {
+    pub fn new(config: &ProxyConfig, directory: Arc<LinkDirectory>, metrics: Arc<Metrics>) -> Self {
+        ServerRegistry {
+            servers: BTreeMap::new(),
+            selector: Selector::new(config.registry.policy),
+            supervisor: BackendSupervisor::new(config.backend.clone(), metrics.clone()),
+            breaker: config
+                .breaker
+                .breaker_config(config.backend.request_timeout() * 2),
+            capacity: config.registry.handle_capacity as f64,
+            remove_after: Duration::from_secs(config.registry.remove_after_s),
+            directory,
+            metrics,
+            static_servers: config
+                .backend
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), s.url.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn policy(&self) -> SelectionPolicy {
+        self.selector.policy()
+    }
+
+    fn publish_links(&self) {
+        self.directory.set(
+            self.servers
+                .values()
+                .map(|e| e.link.status.clone())
+                .collect(),
+        );
+    }
+
+    fn insert(&mut self, record: ServerRecord, ctx: &mut Context<Self>) {
+        let link = self
+            .supervisor
+            .start(&record.name, &record.url, ctx.address().recipient());
+        log::info!("registry: server {} at {} added", record.name, record.url);
+        let entry = ServerEntry {
+            breaker: CircuitBreaker::new(self.breaker),
+            record,
+            link,
+        };
+        self.servers.insert(entry.record.name.clone(), entry);
+        self.publish_links();
+    }
+
+    fn remove(&mut self, name: &str) -> bool {
+        let Some(entry) = self.servers.remove(name) else {
+            return false;
+        };
+        log::info!("registry: server {name} removed");
+        self.supervisor.retire(&entry.link);
+        self.supervisor.forget(name);
+        self.metrics.forget_backend(name);
+        self.publish_links();
+        true
+    }
+
+    /// Why `entry` takes no new handles now, or None if it does.
+    fn unselectable_because(entry: &mut ServerEntry, now: Instant) -> Option<&'static str> {
+        if entry.record.status != ServerStatus::Normal {
+            return Some(match entry.record.status {
+                ServerStatus::Abnormal => "status abnormal",
+                ServerStatus::Maintenance => "status maintenance",
+                _ => "status high-water-mark",
+            });
+        }
+        if !entry.record.is_fresh(now) {
+            return Some("report expired");
+        }
+        if entry.record.draining {
+            return Some("draining");
+        }
+        if !entry.link.status.is_ready() {
+            return Some("link not ready");
+        }
+        if !entry.breaker.admits(now) {
+            // Keep in step with BREAKER_REASON_PREFIX.
+            return Some(match entry.breaker.phase(now) {
+                BreakerPhase::Open => "circuit breaker open",
+                _ => "circuit breaker half-open, probe in flight",
+            });
+        }
+        None
+    }
+
+    fn view(entry: &mut ServerEntry, capacity: f64, now: Instant) -> ServerView {
+        let because = Self::unselectable_because(entry, now);
+        ServerView {
+            record: RecordView::from(&entry.record),
+            from_config: entry.record.from_config,
+            draining: entry.record.draining,
+            selectable: because.is_none(),
+            unselectable_because: because,
+            effective_load: entry.record.effective_load(capacity),
+            placed_since_report: entry.record.placed_since_report,
+            link: entry.link.status.view(),
+            breaker: entry.breaker.view(now),
+        }
+    }
+
+    fn select(&mut self, package: &str, now: Instant) -> Result<Placement, ProxyError> {
+        let capacity = self.capacity;
+        let mut selectable: Vec<&mut ServerEntry> = Vec::new();
+        let mut breaker_blocked: Vec<&mut ServerEntry> = Vec::new();
+        for entry in self.servers.values_mut() {
+            match Self::unselectable_because(entry, now) {
+                None => selectable.push(entry),
+                Some(why) if why.starts_with(BREAKER_REASON_PREFIX) => breaker_blocked.push(entry),
+                Some(_) => {}
+            }
+        }
+        // When breakers hold back every server that is otherwise up, trying one beats failing
+        // every attach for sure (Envoy's "panic mode"): a lone server recovers at once.
+        if selectable.is_empty() {
+            selectable = breaker_blocked;
+        }
+        // Prefer servers whose Janus has the plugin; if none reported it, any will do, so that
+        // the client gets that Janus's own answer.
+        if selectable.iter().any(|e| e.link.status.has_plugin(package)) {
+            selectable.retain(|e| e.link.status.has_plugin(package));
+        }
+        let candidates: Vec<Candidate<'_>> = selectable
+            .iter()
+            .map(|e| Candidate {
+                name: &e.record.name,
+                load: e.record.effective_load(capacity),
+                unit: e.record.unit_load(capacity),
+            })
+            .collect();
+        let chosen = self
+            .selector
+            .pick(&candidates, rand::random::<f64>())
+            .ok_or_else(|| ProxyError::NoBackend(package.to_owned()))?;
+        let entry = &mut selectable[chosen];
+        entry.breaker.on_placed(now);
+        let epoch = entry.record.placed();
+        Ok(Placement {
+            server: entry.record.name.clone(),
+            epoch,
+            link: entry.link.addr.clone(),
+            status: entry.link.status.clone(),
+        })
+    }
+
+    fn sweep(&mut self, now: Instant) {
+        let dead: Vec<String> = self
+            .servers
+            .values()
+            .filter(|e| e.record.is_dead(now, self.remove_after))
+            .map(|e| e.record.name.clone())
+            .collect();
+        for name in dead {
+            log::info!("registry: server {name} stopped reporting; removing it");
+            self.remove(&name);
+        }
+    }
+
+    /// Refreshes the per-backend gauges (called at each scrape).
+    fn refresh_metrics(&mut self, now: Instant) {
+        let _guard = self.metrics.scrape.lock();
+        let m = self.metrics.clone();
+        for family in [
+            &m.backend_up,
+            &m.backend_selectable,
+            &m.backend_breaker,
+            &m.backend_handles,
+            &m.backend_reconnects,
+        ] {
+            family.clear();
+        }
+        for entry in self.servers.values_mut() {
+            let labels = BackendLabels {
+                backend: entry.record.name.clone(),
+            };
+            let selectable = Self::unselectable_because(entry, now).is_none();
+            let status = &entry.link.status;
+            m.backend_up
+                .get_or_create(&labels)
+                .set(i64::from(status.is_ready()));
+            m.backend_selectable
+                .get_or_create(&labels)
+                .set(i64::from(selectable));
+            m.backend_breaker
+                .get_or_create(&labels)
+                .set(entry.breaker.phase(now).gauge());
+            m.backend_handles
+                .get_or_create(&labels)
+                .set(status.handle_count() as i64);
+            m.backend_reconnects
+                .get_or_create(&labels)
+                .set(status.reconnects() as i64);
+        }
+    }
+}
+
+impl Actor for ServerRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let now = Instant::now();
+        for (name, url) in std::mem::take(&mut self.static_servers) {
+            self.insert(ServerRecord::from_config(&name, &url, now), ctx);
+        }
+        ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep(Instant::now()));
+    }
+}
+
+/// Create or update a server (janus-cloud's `POST /backend_servers`).
+#[derive(Message)]
+#[rtype(result = "Result<Upserted, ProxyError>")]
+pub struct UpsertServer(pub ServerReport);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Upserted {
+    Created,
+    Updated,
+}
+
+impl Handler<UpsertServer> for ServerRegistry {
+    type Result = Result<Upserted, ProxyError>;
+
+    fn handle(&mut self, msg: UpsertServer, ctx: &mut Context<Self>) -> Self::Result {
+        let report = msg.0;
+        let now = Instant::now();
+        let Some(entry) = self.servers.get_mut(&report.name) else {
+            self.insert(ServerRecord::from_report(&report, now), ctx);
+            return Ok(Upserted::Created);
+        };
+        let url_changed = entry.record.url != report.url;
+        entry.record.apply(&report, now);
+        if url_changed {
+            // A server that moved gets a fresh link; handles on the old one finish there.
+            log::info!("registry: server {} moved to {}", report.name, report.url);
+            let old = std::mem::replace(
+                &mut entry.link,
+                self.supervisor
+                    .start(&report.name, &report.url, ctx.address().recipient()),
+            );
+            entry.breaker = CircuitBreaker::new(self.breaker);
+            self.supervisor.retire(&old);
+            self.publish_links();
+        }
+        Ok(Upserted::Updated)
+    }
+}
+
+/// Forget a server (`DELETE /backend_servers/{name}`); answers whether it existed.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct RemoveServer(pub String);
+
+impl Handler<RemoveServer> for ServerRegistry {
+    type Result = bool;
+
+    fn handle(&mut self, msg: RemoveServer, _: &mut Context<Self>) -> bool {
+        self.remove(&msg.0)
+    }
+}
+
+/// Stop (or resume) placing new handles on a server; existing handles stay.
+#[derive(Message)]
+#[rtype(result = "Result<ServerView, ProxyError>")]
+pub struct SetDraining {
+    pub server: String,
+    pub draining: bool,
+}
+
+impl Handler<SetDraining> for ServerRegistry {
+    type Result = Result<ServerView, ProxyError>;
+
+    fn handle(&mut self, msg: SetDraining, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let capacity = self.capacity;
+        let entry = self
+            .servers
+            .get_mut(&msg.server)
+            .ok_or_else(|| ProxyError::UnknownServer(msg.server.clone()))?;
+        entry.record.draining = msg.draining;
+        log::info!(
+            "registry: server {} {}",
+            msg.server,
+            if msg.draining {
+                "draining"
+            } else {
+                "undrained"
+            }
+        );
+        Ok(Self::view(entry, capacity, now))
+    }
+}
+
+/// Choose the server for a new handle of `package`.
+#[derive(Message)]
+#[rtype(result = "Result<Placement, ProxyError>")]
+pub struct SelectServer {
+    pub package: String,
+}
+
+impl Handler<SelectServer> for ServerRegistry {
+    type Result = Result<Placement, ProxyError>;
+
+    fn handle(&mut self, msg: SelectServer, _: &mut Context<Self>) -> Self::Result {
+        self.select(&msg.package, Instant::now())
+    }
+}
+
+/// A handle placed by [`SelectServer`] ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PlacementEnded {
+    pub server: String,
+    pub epoch: u64,
+}
+
+impl Handler<PlacementEnded> for ServerRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: PlacementEnded, _: &mut Context<Self>) {
+        if let Some(entry) = self.servers.get_mut(&msg.server) {
+            entry.record.released(msg.epoch);
+        }
+    }
+}
+
+impl Handler<LinkHealth> for ServerRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkHealth, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let Some(entry) = self.servers.get_mut(&msg.server) else {
+            return;
+        };
+        if entry.link.id != msg.link_id {
+            return; // a retired link of a server that moved
+        }
+        match msg.event {
+            HealthEvent::Succeeded => entry.breaker.on_success(now),
+            HealthEvent::Failed => {
+                let before = entry.breaker.phase(now);
+                entry.breaker.on_failure(now);
+                if before != BreakerPhase::Open && entry.breaker.phase(now) == BreakerPhase::Open {
+                    log::warn!("registry: circuit breaker of {} opened", msg.server);
+                }
+            }
+            HealthEvent::Stopped => {
+                // The link actor ended while its server is registered: start another.
+                let name = msg.server.clone();
+                let delay = self.supervisor.restart_delay(&name);
+                log::warn!("registry: link of {name} stopped; restarting in {delay:?}");
+                ctx.run_later(delay, move |act, ctx| {
+                    let Some(entry) = act.servers.get_mut(&name) else {
+                        return;
+                    };
+                    if entry.link.id == msg.link_id {
+                        entry.link = act.supervisor.start(
+                            &name,
+                            &entry.record.url,
+                            ctx.address().recipient(),
+                        );
+                        act.publish_links();
+                    }
+                });
+                return;
+            }
+        }
+        let closed = entry.breaker.phase(now) == BreakerPhase::Closed;
+        entry.link.status.set_breaker_closed(closed);
+    }
+}
+
+/// Every server, by name.
+#[derive(Message)]
+#[rtype(result = "Vec<ServerView>")]
+pub struct ListServers;
+
+impl Handler<ListServers> for ServerRegistry {
+    type Result = MessageResult<ListServers>;
+
+    fn handle(&mut self, _: ListServers, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        let capacity = self.capacity;
+        MessageResult(
+            self.servers
+                .values_mut()
+                .map(|e| Self::view(e, capacity, now))
+                .collect(),
+        )
+    }
+}
+
+/// One server.
+#[derive(Message)]
+#[rtype(result = "Option<ServerView>")]
+pub struct GetServer(pub String);
+
+impl Handler<GetServer> for ServerRegistry {
+    type Result = Option<ServerView>;
+
+    fn handle(&mut self, msg: GetServer, _: &mut Context<Self>) -> Self::Result {
+        let capacity = self.capacity;
+        let entry = self.servers.get_mut(&msg.0)?;
+        Some(Self::view(entry, capacity, Instant::now()))
+    }
+}
+
+/// How many servers take new handles now (for `/readyz`), after refreshing the metrics.
+#[derive(Message)]
+#[rtype(result = "RegistrySummary")]
+pub struct Summarize {
+    pub refresh_metrics: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RegistrySummary {
+    pub servers: usize,
+    pub selectable: usize,
+    pub policy: SelectionPolicy,
+}
+
+impl Handler<Summarize> for ServerRegistry {
+    type Result = MessageResult<Summarize>;
+
+    fn handle(&mut self, msg: Summarize, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        if msg.refresh_metrics {
+            self.refresh_metrics(now);
+        }
+        let selectable = self
+            .servers
+            .values_mut()
+            .filter_map(|e| Self::unselectable_because(e, now).is_none().then_some(()))
+            .count();
+        MessageResult(RegistrySummary {
+            servers: self.servers.len(),
+            selectable,
+            policy: self.policy(),
+        })
     }
 }

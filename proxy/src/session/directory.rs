@@ -145,6 +145,14 @@ impl<A: Clone> SessionTable<A> {
     pub fn ids(&self) -> Vec<u64> {
         self.entries.keys().copied().collect()
     }
+
+    /// Every session with its address.
+    pub fn addresses(&self) -> Vec<(u64, A)> {
+        self.entries
+            .iter()
+            .map(|(id, e)| (*id, e.addr.clone()))
+            .collect()
+    }
 }
 
 #[cfg(test)]

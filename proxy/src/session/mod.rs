@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
+use serde::Serialize;
 
 use crate::plugin::{AttachContext, HandleCommand};
 use crate::state::ProxyState;
@@ -48,11 +49,37 @@ pub struct OwnerGone {
     pub destroy: bool,
 }
 
+/// Describe the session for the admin API.
+#[derive(Message)]
+#[rtype(result = "SessionView")]
+pub struct DescribeSession;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    pub id: u64,
+    /// Connected to a client WebSocket (false while waiting to be reclaimed).
+    pub connected: bool,
+    pub handles: Vec<HandleView>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HandleView {
+    pub id: u64,
+    pub plugin: String,
+    pub backend_server: Option<String>,
+}
+
+struct HandleEntry {
+    commands: Recipient<HandleCommand>,
+    plugin: String,
+    backend: Option<String>,
+}
+
 pub struct ClientSession {
     id: u64,
     state: Arc<ProxyState>,
     owner: Option<(u64, Addr<ClientConnection>)>,
-    handles: HashMap<u64, Recipient<HandleCommand>>,
+    handles: HashMap<u64, HandleEntry>,
     /// Handle ids of attaches still waiting for their backend.
     attaching: std::collections::HashSet<u64>,
 }
@@ -73,6 +100,7 @@ impl ClientSession {
     }
 
     fn reply_error(&self, conn: &ReplyTo, err: ApiError) {
+        self.state.metrics.error(err.code.code());
         self.reply(conn, &ServerMessage::error(&err));
     }
 
@@ -112,14 +140,22 @@ impl ClientSession {
             session: ctx.address(),
             session_id: self.id,
             handle_id,
-            package,
+            package: package.clone(),
             opaque_id,
         });
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
             act.attaching.remove(&handle_id);
             match result {
-                Ok(commands) => {
-                    act.handles.insert(handle_id, commands);
+                Ok(attached) => {
+                    act.state.metrics.handles.inc();
+                    act.handles.insert(
+                        handle_id,
+                        HandleEntry {
+                            commands: attached.commands,
+                            plugin: package,
+                            backend: attached.backend,
+                        },
+                    );
                     let reply = ServerMessage::created(act.id, &incoming.transaction, handle_id);
                     act.reply(&conn, &reply);
                 }
@@ -135,7 +171,8 @@ impl Actor for ClientSession {
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         // Also reached when the system shuts down: release the backend handles.
         for (_, handle) in self.handles.drain() {
-            handle.do_send(HandleCommand::SessionClosing);
+            self.state.metrics.handles.dec();
+            handle.commands.do_send(HandleCommand::SessionClosing);
         }
         Running::Stop
     }
@@ -153,7 +190,7 @@ impl Handler<SessionRequest> for ClientSession {
         let handle_id = incoming.handle_id;
         let handle = if handle_id > 0 {
             match self.handles.get(&handle_id) {
-                Some(h) => Some(h.clone()),
+                Some(h) => Some(h.commands.clone()),
                 None => {
                     let err = ApiError::no_such_handle(handle_id, self.id);
                     self.reply_error(&conn, incoming.error(err));
@@ -194,7 +231,8 @@ impl Handler<SessionRequest> for ClientSession {
             }
             (SessionVerb::Detach, Some(_)) => {
                 if let Some(handle) = self.handles.remove(&handle_id) {
-                    handle.do_send(HandleCommand::Detach {
+                    self.state.metrics.handles.dec();
+                    handle.commands.do_send(HandleCommand::Detach {
                         transaction,
                         reply_to: conn,
                     });
@@ -238,7 +276,31 @@ impl Handler<HandleGone> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: HandleGone, _: &mut Context<Self>) {
-        self.handles.remove(&msg.0);
+        if self.handles.remove(&msg.0).is_some() {
+            self.state.metrics.handles.dec();
+        }
+    }
+}
+
+impl Handler<DescribeSession> for ClientSession {
+    type Result = MessageResult<DescribeSession>;
+
+    fn handle(&mut self, _: DescribeSession, _: &mut Context<Self>) -> Self::Result {
+        let mut handles: Vec<HandleView> = self
+            .handles
+            .iter()
+            .map(|(id, h)| HandleView {
+                id: *id,
+                plugin: h.plugin.clone(),
+                backend_server: h.backend.clone(),
+            })
+            .collect();
+        handles.sort_by_key(|h| h.id);
+        MessageResult(SessionView {
+            id: self.id,
+            connected: self.owner.is_some(),
+            handles,
+        })
     }
 }
 

@@ -56,11 +56,15 @@ impl ClientConnection {
     }
 
     fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &ServerMessage) {
+        if let ServerMessage::Error(e) = frame {
+            self.state.metrics.error(e.error.code);
+        }
         ctx.text(self.state.encode(frame));
     }
 
     fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         let result = Incoming::parse(text).and_then(|incoming| {
+            self.state.metrics.request(&incoming.request);
             let target = incoming.target()?;
             Ok((incoming, target))
         });
@@ -128,7 +132,12 @@ impl ClientConnection {
 impl Actor for ClientConnection {
     type Context = ws::WebsocketContext<Self>;
 
+    fn started(&mut self, _: &mut Self::Context) {
+        self.state.metrics.client_connections.inc();
+    }
+
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.state.metrics.client_connections.dec();
         let reclaim = self.state.config.general.reclaim_session_timeout > 0;
         for session_id in self.owned.drain() {
             let mut sessions = self.state.sessions.lock();

@@ -1,0 +1,83 @@
+//! `BackendSupervisor`: starts one [`BackendLink`] per registered server and restarts a link
+//! actor that stopped while its server is still registered. A link rides out socket failures
+//! itself (reconnect with capped, jittered backoff, claim after a blip); the supervisor is the
+//! second line: the actor's own end. Owned by the registry actor, which decides which servers
+//! exist, so it is a plain struct rather than an actor of its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+
+use super::backoff::Backoff;
+use super::link::{BackendLink, HealthReporter, LinkHealth, LinkStatus, RetireLink};
+use crate::config::BackendConfig;
+use crate::metrics::Metrics;
+
+/// A running link and what the rest of the proxy reads of it.
+#[derive(Clone)]
+pub struct SupervisedLink {
+    pub id: u64,
+    pub addr: Addr<BackendLink>,
+    pub status: Arc<LinkStatus>,
+}
+
+pub struct BackendSupervisor {
+    config: BackendConfig,
+    metrics: Arc<Metrics>,
+    next_id: u64,
+    /// Restart backoff per server, for links that keep stopping.
+    restarts: HashMap<String, Backoff>,
+}
+
+impl BackendSupervisor {
+    pub fn new(config: BackendConfig, metrics: Arc<Metrics>) -> Self {
+        BackendSupervisor {
+            config,
+            metrics,
+            next_id: 1,
+            restarts: HashMap::new(),
+        }
+    }
+
+    /// Starts a link to `url` that reports its health to `health`.
+    pub fn start(
+        &mut self,
+        name: &str,
+        url: &str,
+        health: Recipient<LinkHealth>,
+    ) -> SupervisedLink {
+        let id = self.next_id;
+        self.next_id += 1;
+        let status = Arc::new(LinkStatus::new(name, url));
+        let addr = BackendLink::new(status.clone(), self.config.clone())
+            .with_health(HealthReporter {
+                to: health,
+                link_id: id,
+            })
+            .with_latency(self.metrics.backend_latency(name))
+            .start();
+        SupervisedLink { id, addr, status }
+    }
+
+    /// The link's server left the registry: it closes once its last handle is gone.
+    pub fn retire(&mut self, link: &SupervisedLink) {
+        link.addr.do_send(RetireLink);
+    }
+
+    /// How long to wait before restarting the link of `name`, which stopped on its own.
+    pub fn restart_delay(&mut self, name: &str) -> Duration {
+        let min = Duration::from_millis(self.config.reconnect_min_ms);
+        let max = Duration::from_millis(self.config.reconnect_max_ms);
+        self.restarts
+            .entry(name.to_owned())
+            .or_insert_with(|| Backoff::new(min, max))
+            .next_delay(rand::random::<f64>() * 0.5 + 0.5)
+    }
+
+    /// The server is healthy again (or gone): forget its restart history.
+    pub fn forget(&mut self, name: &str) {
+        self.restarts.remove(name);
+    }
+}

@@ -1,0 +1,234 @@
+//! Prometheus metrics of one proxy. Counters on hot paths are resolved once, up front, so
+//! counting a request is one atomic add; per-backend gauges are refreshed from the registry
+//! at each scrape.
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Janus request types counted by name; anything else counts as `other`.
+const VERBS: &[&str] = &[
+    "create",
+    "attach",
+    "message",
+    "trickle",
+    "keepalive",
+    "detach",
+    "destroy",
+    "hangup",
+    "claim",
+    "info",
+    "ping",
+    "other",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub janus: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.25 ms … ~4 s
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    /// In the order of `VERBS`.
+    requests: Vec<Counter>,
+    errors: Family<ErrorLabels, Counter>,
+    pub sessions: Gauge,
+    pub handles: Gauge,
+    pub client_connections: Gauge,
+    backend_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
+    pub backend_up: Family<BackendLabels, Gauge>,
+    pub backend_selectable: Family<BackendLabels, Gauge>,
+    pub backend_breaker: Family<BackendLabels, Gauge>,
+    pub backend_handles: Family<BackendLabels, Gauge>,
+    pub backend_reconnects: Family<BackendLabels, Gauge>,
+    /// Serialises scrapes: the per-backend families are cleared and refilled by each.
+    pub scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("janus_proxy");
+        let requests_family = Family::<RequestLabels, Counter>::default();
+        let requests = VERBS
+            .iter()
+            .map(|verb| {
+                let counter = requests_family
+                    .get_or_create(&RequestLabels {
+                        janus: (*verb).to_owned(),
+                    })
+                    .clone();
+                counter
+            })
+            .collect();
+        registry.register(
+            "client_requests",
+            "Janus API requests from clients, by request type",
+            requests_family,
+        );
+        let errors = Family::<ErrorLabels, Counter>::default();
+        registry.register(
+            "client_errors",
+            "Janus error replies sent to clients, by error code",
+            errors.clone(),
+        );
+        let sessions = Gauge::default();
+        registry.register("sessions", "Client sessions", sessions.clone());
+        let handles = Gauge::default();
+        registry.register("handles", "Client plugin handles", handles.clone());
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Open client WebSocket connections",
+            client_connections.clone(),
+        );
+        let backend_latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "backend_request_duration_seconds",
+            "Time from a request to a backend Janus until its first reply",
+            backend_latency.clone(),
+        );
+        let backend_up = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_link_up",
+            "1 while the link to the backend has a live backend session",
+            backend_up.clone(),
+        );
+        let backend_selectable = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_selectable",
+            "1 while new handles may be placed on the backend",
+            backend_selectable.clone(),
+        );
+        let backend_breaker = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_breaker_state",
+            "Circuit breaker of the backend: 0 closed, 1 half-open, 2 open",
+            backend_breaker.clone(),
+        );
+        let backend_handles = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_handles",
+            "Backend handles this proxy holds on the backend",
+            backend_handles.clone(),
+        );
+        let backend_reconnects = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_link_reconnects",
+            "Times the link to the backend was re-established",
+            backend_reconnects.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            errors,
+            sessions,
+            handles,
+            client_connections,
+            backend_latency,
+            backend_up,
+            backend_selectable,
+            backend_breaker,
+            backend_handles,
+            backend_reconnects,
+            scrape: Mutex::new(()),
+        }
+    }
+
+    /// Counts one client request of type `janus` (matched case-insensitively, as Janus does).
+    pub fn request(&self, janus: &str) {
+        let index = VERBS
+            .iter()
+            .position(|v| v.eq_ignore_ascii_case(janus))
+            .unwrap_or(VERBS.len() - 1);
+        if let Some(counter) = self.requests.get(index) {
+            counter.inc();
+        }
+    }
+
+    /// Counts one error reply to a client.
+    pub fn error(&self, code: u16) {
+        self.errors.get_or_create(&ErrorLabels { code }).inc();
+    }
+
+    /// The latency histogram of one backend, for its link to observe into.
+    pub fn backend_latency(&self, backend: &str) -> Histogram {
+        self.backend_latency
+            .get_or_create(&BackendLabels {
+                backend: backend.to_owned(),
+            })
+            .clone()
+    }
+
+    /// Forgets a backend that left the registry.
+    pub fn forget_backend(&self, backend: &str) {
+        let labels = BackendLabels {
+            backend: backend.to_owned(),
+        };
+        self.backend_latency.remove(&labels);
+    }
+
+    /// The OpenMetrics text of everything.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_show_in_the_text() {
+        let m = Metrics::new();
+        m.request("attach");
+        m.request("attach");
+        m.request("bogus");
+        m.request("ATTACH");
+        m.error(458);
+        m.backend_latency("janus-1").observe(0.002);
+        m.backend_up
+            .get_or_create(&BackendLabels {
+                backend: "janus-1".into(),
+            })
+            .set(1);
+        let text = m.encode();
+        assert!(
+            text.contains("janus_proxy_client_requests_total{janus=\"attach\"} 3"),
+            "{text}"
+        );
+        assert!(text.contains("janus_proxy_client_requests_total{janus=\"other\"} 1"));
+        assert!(text.contains("janus_proxy_client_errors_total{code=\"458\"} 1"));
+        assert!(text
+            .contains("janus_proxy_backend_request_duration_seconds_count{backend=\"janus-1\"} 1"));
+        assert!(text.contains("janus_proxy_backend_link_up{backend=\"janus-1\"} 1"));
+    }
+}
