@@ -16,6 +16,9 @@ for f in actors-tests/janus-conf/*.jcfg; do
     "$f" > "$run_dir/$(basename "$f")"
 done
 
+# The admin API refuses changes without a token; make one unless the caller set one.
+export JANUS_PROXY__ADMIN__TOKEN="${JANUS_PROXY__ADMIN__TOKEN:-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')}"
+
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
@@ -31,7 +34,8 @@ for _ in $(seq 1 100); do
     echo
     echo "janus-cloud is up:"
     echo "  clients (Janus API, subprotocol janus-protocol): ws://127.0.0.1:8288"
-    echo "  proxy admin:                                     http://127.0.0.1:8200/readyz"
+    echo "  proxy admin:                                     http://127.0.0.1:8200/ (dashboard)"
+    echo "  admin token (Authorization: Bearer …):           $JANUS_PROXY__ADMIN__TOKEN"
     echo "  backend Janus:                                   ws://127.0.0.1:8188 (log: $run_dir/janus.log)"
     echo "Ctrl-C to stop."
     wait -n "${pids[@]}"

@@ -6,132 +6,14 @@
 use std::time::{Duration, Instant};
 
 use actors_tests::fake_janus::{Behaviour, FakeJanus};
+use actors_tests::scenario::{
+    ack_and_event, detach, echotest_ok, expect_backend_lost, keepalive_acked, message, peer, Peer,
+    BACKEND_LOST, ECHOTEST,
+};
 use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
-use anyhow::{anyhow, bail, ensure};
+use anyhow::ensure;
 use futures_util::future::join_all;
-use serde_json::{json, Value};
-
-const ECHOTEST: &str = "janus.plugin.echotest";
-const BACKEND_LOST: &str = "Backend server unavailable";
-
-fn message(session: u64, handle: u64, transaction: &str, body: Value) -> Value {
-    json!({"janus": "message", "session_id": session, "handle_id": handle,
-        "transaction": transaction, "body": body})
-}
-
-/// Receives the `ack` and the `event` answering `transaction` (in either order, as Janus may
-/// send them); any other frame is an error. Returns the event.
-async fn ack_and_event(client: &mut JanusClient, transaction: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let (mut ack, mut event) = (false, None);
-    while !ack || event.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = client
-            .recv_within(left)
-            .await?
-            .ok_or_else(|| anyhow!("no ack + event for {transaction} (ack seen: {ack})"))?;
-        ensure!(
-            frame["transaction"] == transaction,
-            "unexpected frame {frame}"
-        );
-        match frame["janus"].as_str() {
-            Some("ack") if !ack => ack = true,
-            Some("event") if event.is_none() => event = Some(frame),
-            _ => bail!("unexpected frame for {transaction}: {frame}"),
-        }
-    }
-    Ok(event.expect("loop ends with an event"))
-}
-
-/// Sends an echotest message and checks its `ack` + `event` (`result: ok`, from `handle`).
-async fn echotest_ok(
-    client: &mut JanusClient,
-    session: u64,
-    handle: u64,
-    transaction: &str,
-) -> anyhow::Result<()> {
-    client
-        .send(&message(
-            session,
-            handle,
-            transaction,
-            json!({"audio": true}),
-        ))
-        .await?;
-    let event = ack_and_event(client, transaction).await?;
-    ensure!(event["session_id"] == session, "{event}");
-    ensure!(event["sender"] == handle, "{event}");
-    ensure!(event["plugindata"]["plugin"] == ECHOTEST, "{event}");
-    ensure!(event["plugindata"]["data"]["result"] == "ok", "{event}");
-    Ok(())
-}
-
-async fn keepalive_acked(client: &mut JanusClient, session: u64) -> anyhow::Result<()> {
-    let reply = client
-        .request(json!({"janus": "keepalive", "session_id": session, "transaction": "ka"}))
-        .await?;
-    let expected = json!({"janus": "ack", "session_id": session, "transaction": "ka"});
-    ensure!(reply == expected, "keepalive: {reply}");
-    Ok(())
-}
-
-/// `detach` → `success` then `detached`.
-async fn detach(client: &mut JanusClient, session: u64, handle: u64) -> anyhow::Result<()> {
-    client
-        .send(
-            &json!({"janus": "detach", "session_id": session, "handle_id": handle,
-            "transaction": "d"}),
-        )
-        .await?;
-    let frames = client
-        .recv_until(Duration::from_secs(5), |f| f["janus"] == "detached")
-        .await?;
-    ensure!(
-        frames.contains(&json!({"janus": "success", "session_id": session, "transaction": "d"})),
-        "detach: {frames:?}"
-    );
-    ensure!(
-        frames.last()
-            == Some(&json!({"janus": "detached", "session_id": session, "sender": handle})),
-        "detach: {frames:?}"
-    );
-    Ok(())
-}
-
-/// A client connection with one session and one echotest handle.
-struct Peer {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-}
-
-async fn peer(url: &str) -> anyhow::Result<Peer> {
-    let mut client = JanusClient::connect(url).await?;
-    let session = client.create_session().await?;
-    let handle = client.attach(session, ECHOTEST).await?;
-    Ok(Peer {
-        client,
-        session,
-        handle,
-    })
-}
-
-/// The two frames a client gets for a handle whose backend went away, in this order, each
-/// before `deadline`.
-async fn expect_backend_lost(peer: &mut Peer, deadline: Instant) -> anyhow::Result<()> {
-    let hangup = json!({"janus": "hangup", "session_id": peer.session, "sender": peer.handle,
-        "reason": BACKEND_LOST});
-    let detached = json!({"janus": "detached", "session_id": peer.session, "sender": peer.handle});
-    for expected in [hangup, detached] {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let frame = peer.client.recv_within(left).await?;
-        ensure!(
-            frame.as_ref() == Some(&expected),
-            "expected {expected} in time, got {frame:?}"
-        );
-    }
-    Ok(())
-}
+use serde_json::json;
 
 /// (a) A backend that never answers a `message`: the client gets a Janus error 490 for that
 /// request once `request_timeout_ms` is over, and the connection, the session and the handle
@@ -284,9 +166,10 @@ async fn split_frames_are_reassembled() -> anyhow::Result<()> {
     client.close().await
 }
 
-/// (c) Two real Janus servers; one is killed with `kill -9`. Exactly the handles that were on
-/// it get `hangup` + `detached` within a second; the others notice nothing and keep working;
-/// the affected sessions stay usable and new handles go to the surviving server.
+/// (c) Two real Janus servers, 60 clients with a handle each; one Janus is killed with
+/// `kill -9`. Exactly the handles that were on it get `hangup` + `detached` within a second;
+/// the others notice nothing and keep working; every session stays usable and every new
+/// attach succeeds, on the surviving server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
     init_logging();
@@ -305,8 +188,9 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
             .await?;
     }
 
+    // Round-robin: 30 handles on each server.
     let mut peers = Vec::new();
-    for _ in 0..10 {
+    for _ in 0..60 {
         peers.push(peer(&proxy.ws_url()).await?);
     }
 
@@ -358,15 +242,16 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
         }
     }
     eprintln!("kill -9 to the last `detached`: {slowest:?}");
-    assert!(
-        !affected.is_empty() && !unaffected.is_empty(),
-        "{} affected, {} unaffected",
-        affected.len(),
-        unaffected.len()
+    assert_eq!(
+        (affected.len(), unaffected.len()),
+        (30, 30),
+        "affected, unaffected"
     );
 
     for (i, p) in unaffected.iter_mut().enumerate() {
         echotest_ok(&mut p.client, p.session, p.handle, &format!("still-{i}")).await?;
+        let handle = p.client.attach(p.session, ECHOTEST).await?;
+        echotest_ok(&mut p.client, p.session, handle, &format!("also-{i}")).await?;
     }
     for (i, p) in affected.iter_mut().enumerate() {
         keepalive_acked(&mut p.client, p.session).await?;
@@ -386,7 +271,7 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
     assert_eq!(doomed["link"]["handles"], 0, "{doomed}");
     assert_eq!(doomed["selectable"], false, "{doomed}");
     let survivor = proxy.server("survivor").await?;
-    assert_eq!(survivor["link"]["handles"], 10, "{survivor}");
+    assert_eq!(survivor["link"]["handles"], 90, "{survivor}");
     Ok(())
 }
 

@@ -36,9 +36,13 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
         let proxy = start(config)?;
         let ws = proxy.ws_server.clone();
         let admin = proxy.admin_server.clone();
+        let state = proxy.state.clone();
         actix_rt::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;
             log::info!("janus-proxy: shutting down");
+            state
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             ws.stop(true).await;
             admin.stop(true).await;
         });
@@ -46,12 +50,16 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
         {
             let ws = proxy.ws_server.clone();
             let admin = proxy.admin_server.clone();
+            let state = proxy.state.clone();
             actix_rt::spawn(async move {
                 if let Ok(mut term) =
                     tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                 {
                     term.recv().await;
                     log::info!("janus-proxy: SIGTERM, shutting down");
+                    state
+                        .draining
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     ws.stop(true).await;
                     admin.stop(true).await;
                 }

@@ -160,7 +160,8 @@ async fn readyz(state: State) -> HttpResponse {
 }
 
 async fn info(state: State) -> HttpResponse {
-    HttpResponse::Ok().json(server_info(&state, None))
+    let info = janus_protocol::ServerMessage::ServerInfo(server_info(&state, None));
+    HttpResponse::Ok().json(info)
 }
 
 async fn ping() -> HttpResponse {

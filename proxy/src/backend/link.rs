@@ -544,18 +544,22 @@ impl BackendLink {
         let id = self.pending.insert(Pending::Internal(kind), Instant::now());
         // `info` is a session-less request (with a session id Janus answers 453); `claim`
         // names its session itself.
-        let with_session = !matches!(kind, Internal::Info | Internal::Claim);
-        self.write(request, None, &backend_transaction(id, None), with_session);
+        let session = match kind {
+            Internal::Info => None,
+            Internal::Claim => self.reclaim.as_ref().map(|r| r.session_id),
+            _ => self.conn.as_ref().and_then(|c| c.session_id),
+        };
+        self.write(request, session, None, &backend_transaction(id, None));
     }
 
-    /// Writes a request with the link's session id, the handle id and the transaction, in
-    /// Janus's key order.
+    /// Writes a request with the session id, the handle id and the transaction, in Janus's key
+    /// order.
     fn write(
         &mut self,
         request: JsonMap,
+        session: Option<u64>,
         handle: Option<u64>,
         transaction: &str,
-        with_session: bool,
     ) -> bool {
         let Some(conn) = self.conn.as_mut() else {
             return false;
@@ -565,7 +569,7 @@ impl BackendLink {
         if let Some(janus) = rest.shift_remove("janus") {
             frame.insert("janus".into(), janus);
         }
-        if let Some(session_id) = conn.session_id.filter(|_| with_session) {
+        if let Some(session_id) = session {
             frame.insert("session_id".into(), session_id.into());
         }
         if let Some(handle) = handle {
@@ -701,7 +705,11 @@ impl BackendLink {
                     }
                 } else {
                     self.reclaim = Some(reclaim);
-                    self.abandon_reclaim("the backend refused the claim");
+                    let why = format!(
+                        "the backend refused the claim: {}",
+                        frame.get("error").map(Value::to_string).unwrap_or_default()
+                    );
+                    self.abandon_reclaim(&why);
                     self.send_internal(Internal::CreateSession, json!({"janus": "create"}));
                 }
             }
@@ -921,7 +929,8 @@ impl BackendLink {
         };
         let id = self.pending.insert(pending, now);
         let transaction = backend_transaction(id, transaction_of_client.as_deref());
-        if !self.write(request, backend_handle, &transaction, true) {
+        let session = self.conn.as_ref().and_then(|c| c.session_id);
+        if !self.write(request, session, backend_handle, &transaction) {
             if let Some(pending) = self.pending.take(id) {
                 let reason = format!("connection to backend server {} lost", self.name());
                 self.fail(pending, &reason);
