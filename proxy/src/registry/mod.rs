@@ -27,7 +27,7 @@ use crate::backend::{
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::metrics::{BackendLabels, Metrics};
-use record::{RecordView, ServerRecord};
+use record::ServerRecord;
 use selection::{Candidate, SelectionPolicy, Selector};
 
 /// The links of all registered servers, readable without messaging the registry (for `info`'s
@@ -76,15 +76,12 @@ pub struct Placement {
 #[derive(Debug, Clone, Serialize)]
 pub struct ServerView {
     #[serde(flatten)]
-    pub record: RecordView,
-    pub from_config: bool,
-    pub draining: bool,
+    pub record: ServerRecord,
     pub selectable: bool,
     /// Why new handles do not go there, when they do not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unselectable_because: Option<&'static str>,
     pub effective_load: f64,
-    pub placed_since_report: u64,
     pub link: LinkView,
     pub breaker: BreakerView,
 }
@@ -197,13 +194,10 @@ impl ServerRegistry {
     fn view(entry: &mut ServerEntry, capacity: f64, now: Instant) -> ServerView {
         let because = Self::unselectable_because(entry, now);
         ServerView {
-            record: RecordView::from(&entry.record),
-            from_config: entry.record.from_config,
-            draining: entry.record.draining,
+            record: entry.record.clone(),
             selectable: because.is_none(),
             unselectable_because: because,
             effective_load: entry.record.effective_load(capacity),
-            placed_since_report: entry.record.placed_since_report,
             link: entry.link.status.view(),
             breaker: entry.breaker.view(now),
         }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use janus_protocol::{ServerReport, ServerStatus};
 use serde::Serialize;
 
-#[derive(Debug, Clone)]
+/// Serialised as `GET /backend_servers` lists it: janus-cloud's fields first.
+#[derive(Debug, Clone, Serialize)]
 pub struct ServerRecord {
     pub name: String,
     pub url: String,
@@ -27,12 +28,14 @@ pub struct ServerRecord {
     pub utime: f64,
     pub ctime: f64,
     /// Monotonic time of the last update: what freshness is judged by.
+    #[serde(skip)]
     updated: Instant,
     /// From the configuration file (never expires unless a report sets `expire`).
     pub from_config: bool,
     /// No new handles; existing ones finish.
     pub draining: bool,
     /// Increments with every report; a placement remembers the epoch it was made in.
+    #[serde(skip)]
     pub epoch: u64,
     /// Handles placed here since the last report and still alive: the report does not know
     /// them yet, so least-loaded and weighted selection add their estimated cost.
@@ -164,48 +167,6 @@ impl ServerRecord {
     pub fn released(&mut self, epoch: u64) {
         if epoch == self.epoch {
             self.placed_since_report = self.placed_since_report.saturating_sub(1);
-        }
-    }
-}
-
-/// The janus-cloud fields of a server, as `GET /backend_servers` lists them.
-#[derive(Debug, Clone, Serialize)]
-pub struct RecordView {
-    pub name: String,
-    pub url: String,
-    pub status: ServerStatus,
-    pub session_timeout: u64,
-    pub session_num: Option<u64>,
-    pub handle_num: Option<u64>,
-    pub location: String,
-    pub isp: String,
-    pub expire: u64,
-    pub start_time: f64,
-    pub utime: f64,
-    pub ctime: f64,
-    pub load: Option<f64>,
-    pub cpu_percent: Option<f64>,
-    pub memory_percent: Option<f64>,
-}
-
-impl From<&ServerRecord> for RecordView {
-    fn from(r: &ServerRecord) -> Self {
-        RecordView {
-            name: r.name.clone(),
-            url: r.url.clone(),
-            status: r.status,
-            session_timeout: r.session_timeout,
-            session_num: r.session_num,
-            handle_num: r.handle_num,
-            location: r.location.clone(),
-            isp: r.isp.clone(),
-            expire: r.expire,
-            start_time: r.start_time,
-            utime: r.utime,
-            ctime: r.ctime,
-            load: r.load,
-            cpu_percent: r.cpu_percent,
-            memory_percent: r.memory_percent,
         }
     }
 }
