@@ -181,6 +181,8 @@ pub fn proxy_config(backends: &[(&str, String)]) -> ProxyConfig {
         .map(|(name, url)| janus_proxy::config::StaticServer {
             name: (*name).to_owned(),
             url: url.clone(),
+            api_secret: None,
+            token: None,
         })
         .collect();
     config

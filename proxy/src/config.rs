@@ -24,7 +24,54 @@ pub struct ProxyConfig {
     pub backend: BackendConfig,
     pub registry: RegistryConfig,
     pub breaker: BreakerSection,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub plugins: PluginsConfig,
+}
+
+/// Janus's client authentication (see `auth.rs`), same keys as Janus's `janus.jcfg`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every request but `info` and `ping` must carry `"apisecret": <this>` (empty: off).
+    pub api_secret: String,
+    /// Requests must carry a valid `"token"` (a valid `apisecret` also does).
+    pub token_auth: bool,
+    /// With `token_auth`: tokens are HMAC-SHA1 signed with this secret (Janus's
+    /// `token_auth_secret`); empty: tokens are stored, managed through the admin API.
+    pub token_auth_secret: String,
+}
+
+/// Limits on what one client may ask for; each is answered with a Janus error (or, for the
+/// frame size, a close code), never a crash. 0 = no limit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sessions one WebSocket connection may create.
+    pub sessions_per_connection: usize,
+    /// Handles one session may attach.
+    pub handles_per_session: usize,
+    /// Requests per second one connection may send (token bucket, burst of twice this).
+    pub requests_per_second: u32,
+    /// Open WebSocket connections from one client IP address.
+    pub connections_per_ip: usize,
+    /// Requests one connection may have waiting for a backend at once.
+    pub pending_per_connection: usize,
+    /// Largest admin API request body, in bytes.
+    pub admin_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            sessions_per_connection: 100,
+            handles_per_session: 100,
+            requests_per_second: 200,
+            connections_per_ip: 1000,
+            pending_per_connection: 1000,
+            admin_body_bytes: 64 * 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,6 +213,11 @@ pub struct BackendConfig {
     pub reclaim_window_ms: u64,
     /// Largest backend message (continuation frames reassembled), in bytes.
     pub max_message_size: usize,
+    /// `api_secret` sent to backend servers that have no `api_secret` of their own (servers
+    /// registered at run time use this). Empty: none.
+    pub api_secret: String,
+    /// Token sent to backend servers that have no `token` of their own. Empty: none.
+    pub token: String,
     /// Backend Janus servers known from the configuration.
     pub servers: Vec<StaticServer>,
 }
@@ -179,6 +231,8 @@ impl Default for BackendConfig {
             reconnect_max_ms: 10_000,
             reclaim_window_ms: 800,
             max_message_size: 8 << 20,
+            api_secret: String::new(),
+            token: String::new(),
             servers: Vec::new(),
         }
     }
@@ -197,6 +251,14 @@ pub struct StaticServer {
     pub name: String,
     /// `ws://` or `wss://` URL of the Janus WebSocket transport.
     pub url: String,
+    /// That Janus's `api_secret`, if it has one (else `backend.api_secret`). Never shown to
+    /// clients.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_secret: Option<String>,
+    /// A token that Janus accepts (stored or signed), if it uses token auth (else
+    /// `backend.token`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -38,8 +38,8 @@ pub fn server_info(state: &ProxyState, transaction: Option<&str>) -> ServerInfo 
         json!(general.reclaim_session_timeout),
     );
     put("server-name", json!(general.server_name));
-    put("api_secret", json!(false));
-    put("auth_token", json!(false));
+    put("api_secret", json!(state.auth.api_secret_enabled()));
+    put("auth_token", json!(state.auth.token_auth_enabled()));
     put("event_handlers", json!(false));
     put("opaqueid_in_api", json!(false));
     put(

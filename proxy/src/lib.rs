@@ -2,6 +2,7 @@
 //! servers. See `DESIGN.md` in the shared folder for the actor tree.
 
 pub mod admin;
+pub mod auth;
 pub mod backend;
 pub mod config;
 pub mod error;

@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix::Addr;
 use parking_lot::Mutex;
 
+use crate::auth::Authenticator;
 use crate::config::ProxyConfig;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
@@ -26,6 +27,8 @@ pub struct ProxyState {
     /// The servers' links, readable without asking the registry.
     pub links: Arc<LinkDirectory>,
     pub metrics: Arc<Metrics>,
+    /// `api_secret` / token checks, and the stored tokens.
+    pub auth: Authenticator,
     pub started: Instant,
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
@@ -40,7 +43,9 @@ impl ProxyState {
         links: Arc<LinkDirectory>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let auth = Authenticator::new(&config.auth);
         Arc::new(ProxyState {
+            auth,
             config,
             sessions: Mutex::new(SessionTable::default()),
             plugins,
@@ -51,6 +56,19 @@ impl ProxyState {
             draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         })
+    }
+
+    /// Unix time in seconds (for signed tokens).
+    pub fn unix_now() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default()
+    }
+
+    /// Janus's secret/token check for a request (not asked for `info` and `ping`).
+    pub fn authorizes(&self, incoming: &janus_protocol::Incoming) -> bool {
+        self.auth.authorizes(&incoming.root, Self::unix_now())
     }
 
     pub fn is_draining(&self) -> bool {

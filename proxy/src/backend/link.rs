@@ -229,6 +229,13 @@ pub struct LinkHealth {
     pub event: HealthEvent,
 }
 
+/// What a backend Janus wants in every request: its `api_secret` and/or a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendCredentials {
+    pub api_secret: Option<String>,
+    pub token: Option<String>,
+}
+
 /// Where a link reports its health, and under which id.
 pub struct HealthReporter {
     pub to: Recipient<LinkHealth>,
@@ -296,6 +303,7 @@ pub struct BackendLink {
     destroying: bool,
     /// Connected at least once (so a later connection counts as a reconnect).
     was_ready: bool,
+    credentials: BackendCredentials,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -313,6 +321,7 @@ impl BackendLink {
             retiring: false,
             destroying: false,
             was_ready: false,
+            credentials: BackendCredentials::default(),
             status,
             pending: TransactionTable::new(config.request_timeout()),
             assembler: MessageAssembler::new(config.max_message_size),
@@ -332,6 +341,12 @@ impl BackendLink {
     /// Reports health events to the registry.
     pub fn with_health(mut self, health: HealthReporter) -> Self {
         self.health = Some(health);
+        self
+    }
+
+    /// Sends the backend's own secret/token with every request.
+    pub fn with_credentials(mut self, credentials: BackendCredentials) -> Self {
+        self.credentials = credentials;
         self
     }
 
@@ -577,9 +592,19 @@ impl BackendLink {
         }
         frame.insert("transaction".into(), transaction.into());
         for (k, v) in rest {
-            if k != "session_id" && k != "handle_id" && k != "transaction" {
+            if !matches!(
+                k.as_str(),
+                "session_id" | "handle_id" | "transaction" | "apisecret" | "token"
+            ) {
                 frame.insert(k, v);
             }
+        }
+        // The backend's own credentials; whatever a client sent is never forwarded.
+        if let Some(secret) = &self.credentials.api_secret {
+            frame.insert("apisecret".into(), secret.clone().into());
+        }
+        if let Some(token) = &self.credentials.token {
+            frame.insert("token".into(), token.clone().into());
         }
         let text = Value::Object(frame).to_string();
         log::trace!("backend {} <- {text}", self.status.name);

@@ -11,7 +11,7 @@ pub mod supervisor;
 pub mod transactions;
 
 pub use link::{
-    BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase, LinkRequest, LinkStatus,
-    LinkView, RetireLink, UnrouteHandle,
+    BackendCredentials, BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase,
+    LinkRequest, LinkStatus, LinkView, RetireLink, UnrouteHandle,
 };
 pub use supervisor::{BackendSupervisor, SupervisedLink};

@@ -11,7 +11,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::backoff::Backoff;
-use super::link::{BackendLink, HealthReporter, LinkHealth, LinkStatus, RetireLink};
+use super::link::{
+    BackendCredentials, BackendLink, HealthReporter, LinkHealth, LinkStatus, RetireLink,
+};
 use crate::config::BackendConfig;
 use crate::metrics::Metrics;
 
@@ -29,15 +31,42 @@ pub struct BackendSupervisor {
     next_id: u64,
     /// Restart backoff per server, for links that keep stopping.
     restarts: HashMap<String, Backoff>,
+    /// Secrets of the servers from the configuration, by name.
+    credentials: HashMap<String, BackendCredentials>,
+    default_credentials: BackendCredentials,
 }
 
 impl BackendSupervisor {
     pub fn new(config: BackendConfig, metrics: Arc<Metrics>) -> Self {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let default_credentials = BackendCredentials {
+            api_secret: non_empty(&config.api_secret),
+            token: non_empty(&config.token),
+        };
+        let credentials = config
+            .servers
+            .iter()
+            .map(|s| {
+                let own = BackendCredentials {
+                    api_secret: s
+                        .api_secret
+                        .clone()
+                        .or_else(|| default_credentials.api_secret.clone()),
+                    token: s
+                        .token
+                        .clone()
+                        .or_else(|| default_credentials.token.clone()),
+                };
+                (s.name.clone(), own)
+            })
+            .collect();
         BackendSupervisor {
             config,
             metrics,
             next_id: 1,
             restarts: HashMap::new(),
+            credentials,
+            default_credentials,
         }
     }
 
@@ -57,6 +86,12 @@ impl BackendSupervisor {
                 link_id: id,
             })
             .with_latency(self.metrics.backend_latency(name))
+            .with_credentials(
+                self.credentials
+                    .get(name)
+                    .unwrap_or(&self.default_credentials)
+                    .clone(),
+            )
             .start();
         SupervisedLink { id, addr, status }
     }

@@ -133,6 +133,20 @@ impl ClientSession {
             self.reply_error(&conn, incoming.error(ApiError::no_such_plugin(&package)));
             return;
         };
+        // As Janus: with token auth on, a token in the request must allow the plugin.
+        let auth = &self.state.auth;
+        if auth.token_auth_enabled() {
+            if let Some(token) = incoming.root.get("token").and_then(|t| t.as_str()) {
+                if !auth.token_allows_plugin(token, &package, ProxyState::unix_now()) {
+                    let err = ApiError::new(
+                        janus_protocol::ErrorCode::UnauthorizedPlugin,
+                        format!("Provided token can't access plugin '{package}'"),
+                    );
+                    self.reply_error(&conn, incoming.error(err));
+                    return;
+                }
+            }
+        }
         let handle_id = self.new_handle_id();
         self.attaching.insert(handle_id);
         let fut = plugin.attach(AttachContext {

@@ -80,6 +80,12 @@ impl ClientConnection {
                 let info = server_info(&self.state, Some(&incoming.transaction));
                 self.send(ctx, &ServerMessage::ServerInfo(info));
             }
+            Target::Root(RootRequest::Create { .. }) | Target::Session { .. }
+                if !self.state.authorizes(&incoming) =>
+            {
+                let err = incoming.error(ApiError::default_for(ErrorCode::Unauthorized));
+                self.send(ctx, &ServerMessage::error(&err));
+            }
             Target::Root(RootRequest::Create { id }) => self.create(ctx, &incoming, id),
             Target::Session { session_id, .. } => {
                 let session = self.state.sessions.lock().touch(session_id, Instant::now());
