@@ -3,6 +3,8 @@
 
 pub mod compare;
 pub mod fake_janus;
+pub mod janus_conf;
+pub mod sentinel_kit;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};

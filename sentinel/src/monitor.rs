@@ -265,6 +265,11 @@ impl JanusMonitor {
     /// Recomputes the status and publishes the state: to the posters (at once when the status
     /// changed) and to the shared snapshot.
     fn publish(&mut self) {
+        self.publish_to(true);
+    }
+
+    /// As `publish`; `to_posters` false: the shared snapshot only.
+    fn publish_to(&mut self, to_posters: bool) {
         if self.stopping {
             return;
         }
@@ -304,6 +309,9 @@ impl JanusMonitor {
                 snap.status_changes += 1;
             }
             snap.report = report.clone();
+        }
+        if !to_posters {
+            return;
         }
         for poster in &self.posters {
             poster.do_send(ReportUpdated {
@@ -600,7 +608,8 @@ impl Handler<PrepareShutdown> for JanusMonitor {
         self.answering = false;
         self.maintenance = false;
         self.process_down = true;
-        self.publish();
+        // The posters get this report as their final one (`PostFinalReport`), not twice.
+        self.publish_to(false);
         self.stopping = true;
         if let Some(mut sink) = self.sink.take() {
             sink.close();

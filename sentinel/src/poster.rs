@@ -22,7 +22,8 @@ pub struct ReportUpdated {
     pub urgent: bool,
 }
 
-/// Shutdown: post this report once (no retries) and stop. Answers whether it was accepted.
+/// Shutdown: post this report once (no retries), after the post in flight if any, and stop.
+/// Answers whether it was accepted.
 #[derive(Message)]
 #[rtype(result = "Result<(), String>")]
 pub struct PostFinalReport(pub ServerReport);
@@ -81,6 +82,9 @@ pub struct Poster {
     retry: Backoff,
     retry_at: Option<SpawnHandle>,
     finished: bool,
+    /// Told when the post in flight ends (the final report waits for it, so that it is the
+    /// last report the proxy gets).
+    idle_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// Posts one report; Ok when the answer is 2xx.
@@ -138,6 +142,7 @@ impl Poster {
             again: false,
             retry_at: None,
             finished: false,
+            idle_waiters: Vec::new(),
         }
     }
 
@@ -164,10 +169,13 @@ impl Poster {
                 .into_actor(self)
                 .map(move |result, act, ctx| {
                     act.in_flight = false;
+                    act.record(&result, status);
+                    for waiter in act.idle_waiters.drain(..) {
+                        let _ = waiter.send(());
+                    }
                     if act.finished {
                         return;
                     }
-                    act.record(&result, status);
                     match result {
                         Ok(()) => {
                             act.retry.reset();
@@ -248,8 +256,16 @@ impl Handler<PostFinalReport> for Poster {
         let (client, target, timeout) = (self.client.clone(), self.target.clone(), self.timeout);
         let report = msg.0;
         let status = report.status.code();
+        let in_flight = self.in_flight.then(|| {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.idle_waiters.push(tx);
+            rx
+        });
         Box::pin(
             async move {
+                if let Some(rx) = in_flight {
+                    let _ = rx.await;
+                }
                 tokio::time::timeout(timeout, post(&client, &target, &report))
                     .await
                     .unwrap_or_else(|_| Err("timed out".into()))

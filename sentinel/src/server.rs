@@ -132,7 +132,8 @@ impl RunningSentinel {
     pub async fn shutdown(self) {
         let final_report = self.monitor.send(PrepareShutdown).await.ok();
         if let Some(report) = final_report {
-            let limit = Duration::from_millis(self.config.report.timeout_ms + 500);
+            // A post in flight first, then the final one.
+            let limit = Duration::from_millis(2 * self.config.report.timeout_ms + 500);
             let posts = join_all(
                 self.posters
                     .iter()
