@@ -249,8 +249,9 @@ impl JanusProcess {
             OnExit::Stay => {}
             OnExit::StartNow => {
                 self.on_exit = OnExit::Restart;
-                self.info.write().operator_restart_count += 1;
-                self.start(ctx);
+                if self.start(ctx) {
+                    self.info.write().operator_restart_count += 1;
+                }
             }
             OnExit::Restart => {
                 let stable = Duration::from_millis(self.config.stable_after_ms);
@@ -270,18 +271,24 @@ impl JanusProcess {
             if act.on_exit == OnExit::Stay {
                 return;
             }
-            act.info.write().auto_restart_count += 1;
-            act.start(ctx);
+            if act.start(ctx) {
+                act.info.write().auto_restart_count += 1;
+            }
         }));
     }
 
-    fn start(&mut self, ctx: &mut Context<Self>) {
+    /// Starts Janus; on failure schedules another try. True when started.
+    fn start(&mut self, ctx: &mut Context<Self>) -> bool {
         match launch(&self.config) {
-            Ok(child) => self.watch(child, ctx),
+            Ok(child) => {
+                self.watch(child, ctx);
+                true
+            }
             Err(e) => {
                 log::error!("{e}");
                 self.info.write().last_spawn_error = Some(e.to_string());
                 self.schedule_restart(ctx);
+                false
             }
         }
     }
@@ -330,8 +337,9 @@ impl Handler<RestartJanus> for JanusProcess {
                 ctx.cancel_future(handle);
             }
             self.backoff.reset();
-            self.info.write().operator_restart_count += 1;
-            self.start(ctx);
+            if self.start(ctx) {
+                self.info.write().operator_restart_count += 1;
+            }
         }
     }
 }
