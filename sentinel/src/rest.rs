@@ -39,32 +39,19 @@ pub const MAX_BODY: usize = 64 * 1024;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY))
-        .service(
-            web::resource("/sentinel/info")
-                .route(web::get().to(info))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/sentinel/op")
-                .route(web::post().to(op))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/sentinel/posters")
-                .route(web::get().to(posters))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/metrics")
-                .route(web::get().to(metrics))
-                .default_service(web::to(method_not_allowed)),
-        )
-        .service(
-            web::resource("/livez")
-                .route(web::get().to(livez))
-                .default_service(web::to(method_not_allowed)),
-        )
+        .service(resource("/sentinel/info", web::get().to(info)))
+        .service(resource("/sentinel/op", web::post().to(op)))
+        .service(resource("/sentinel/posters", web::get().to(posters)))
+        .service(resource("/metrics", web::get().to(metrics)))
+        .service(resource("/livez", web::get().to(livez)))
         .default_service(web::to(not_found));
+}
+
+/// A path with one method; any other method gets 405.
+fn resource(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn livez() -> HttpResponse {
