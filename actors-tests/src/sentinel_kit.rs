@@ -5,7 +5,7 @@
 //! client for the sentinel's REST API.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -187,12 +187,14 @@ pub struct ReceivedReport {
 
 struct ReceiverState {
     token: Option<String>,
+    /// Answer 503 to this many more posts.
+    fail_next: AtomicUsize,
     received: Mutex<Vec<ReceivedReport>>,
 }
 
 /// Stands in for a proxy's report endpoint: accepts `POST` on any path (JSON or form body),
-/// answers 200, or 401 when a token is required and missing, or 400 for a bad report, and
-/// records everything.
+/// answers 200, or 503 while told to fail, or 401 when a token is required and missing, or 400
+/// for a bad report, and records everything.
 pub struct ReportReceiver {
     pub addr: SocketAddr,
     state: Arc<ReceiverState>,
@@ -240,7 +242,13 @@ async fn receive(
             report,
         });
     }
-    if !authorised {
+    let failing = state
+        .fail_next
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok();
+    if failing {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"error": "failing on purpose"}))
+    } else if !authorised {
         HttpResponse::Unauthorized().json(serde_json::json!({"error": "bad token"}))
     } else if !valid {
         HttpResponse::BadRequest().json(serde_json::json!({"error": "bad report"}))
@@ -257,6 +265,7 @@ impl ReportReceiver {
     pub fn start_with_token(token: Option<&str>) -> anyhow::Result<ReportReceiver> {
         let state = Arc::new(ReceiverState {
             token: token.map(str::to_owned),
+            fail_next: AtomicUsize::new(0),
             received: Mutex::new(Vec::new()),
         });
         let data = web::Data::from(state.clone());
@@ -299,6 +308,11 @@ impl ReportReceiver {
             system,
             thread: Some(thread),
         })
+    }
+
+    /// Answer the next `n` posts with 503 (they are still recorded).
+    pub fn fail_next(&self, n: usize) {
+        self.state.fail_next.store(n, Ordering::Release);
     }
 
     /// The URL to configure in a sentinel (`report.urls`).

@@ -281,6 +281,45 @@ async fn every_url_is_reported_to_and_a_dead_one_delays_nobody() -> anyhow::Resu
     Ok(())
 }
 
+/// A URL that fails is retried with backoff until it accepts, without waiting for the next
+/// periodic report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_reports_are_retried_until_accepted() -> anyhow::Result<()> {
+    init_logging();
+    let janus = JanusServer::start().await?;
+    let receiver = ReportReceiver::start()?;
+    receiver.fail_next(3);
+    let mut config = sentinel_config("monitored-4", &janus.ws_url(), None);
+    // Periodic reports far away: only retries can deliver within the test.
+    config.report.interval_ms = 60_000;
+    config.report.urls = vec![receiver.url()];
+    let sentinel = SentinelUnderTest::start(config)?;
+    let (accepted, _) = receiver
+        .wait_for(3, SOON, "a report after 3 failures", |_| true)
+        .await?;
+    assert_eq!(accepted, 3, "the 4th post is the first accepted");
+    let (_, posters) = get_json(sentinel.rest_addr, "/sentinel/posters").await?;
+    let poster = &posters[0];
+    // Failures: the 3 refused posts (and possibly a status change posted meanwhile).
+    assert!(poster["posts_failed"].as_u64() >= Some(3), "{poster}");
+    let received = receiver.received();
+    let gaps: Vec<Duration> = received
+        .windows(2)
+        .take(3)
+        .map(|w| w[1].at.duration_since(w[0].at))
+        .collect();
+    // Backoff: a retry waits (100 ms first, doubling, jittered by 0.5-1) — except once, when
+    // the status change from abnormal (start) to normal is posted at once.
+    let quick = gaps
+        .iter()
+        .filter(|g| **g < Duration::from_millis(40))
+        .count();
+    assert!(quick <= 1, "{gaps:?}");
+    assert!(gaps.iter().all(|g| *g < Duration::from_secs(5)), "{gaps:?}");
+    drop(sentinel);
+    Ok(())
+}
+
 /// Sessions and handles opened on Janus raise the counts and the load figure (counts only, so
 /// that the figure is exact), up to high-water-mark; closing them brings it back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
