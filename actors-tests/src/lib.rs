@@ -4,7 +4,9 @@
 pub mod compare;
 pub mod fake_janus;
 pub mod http;
+pub mod janus_conf;
 pub mod scenario;
+pub mod sentinel_kit;
 pub mod tcp_relay;
 
 use std::net::{SocketAddr, TcpListener};
