@@ -46,6 +46,11 @@ pub struct JanusOptions {
     pub session_timeout: Option<u64>,
     /// `-m`: reclaim session timeout in seconds (Janus default 0).
     pub reclaim_session_timeout: Option<u64>,
+    /// More command-line arguments (e.g. `--apisecret=…`, `--token-auth`).
+    pub extra_args: Vec<String>,
+    /// Lines added to the `general` section of janus.jcfg (e.g. `token_auth_secret = "…"`,
+    /// which Janus 1.1.2's command line cannot take: it parses it as an integer).
+    pub general_settings: Vec<String>,
 }
 
 /// A real Janus (Debian package) with a private config folder on free loopback ports. Killed
@@ -85,6 +90,16 @@ impl JanusServer {
                 .replace("@ADMIN_PORT@", &admin_port.to_string())
                 .replace("@NAME@", &format!("janus-test-{ws_port}"))
                 .replace("@CONF_DIR@", &dir.path().display().to_string());
+            let text = if entry.file_name() == "janus.jcfg" {
+                let settings: String = options
+                    .general_settings
+                    .iter()
+                    .map(|line| format!("\n\t{line}"))
+                    .collect();
+                text.replacen("general: {", &format!("general: {{{settings}"), 1)
+            } else {
+                text
+            };
             std::fs::write(dir.path().join(entry.file_name()), text)?;
         }
         let mut cmd = Command::new("janus");
@@ -99,6 +114,7 @@ impl JanusServer {
         if let Some(t) = options.session_timeout {
             cmd.arg(format!("--session-timeout={t}"));
         }
+        cmd.args(&options.extra_args);
         if let Some(t) = options.reclaim_session_timeout {
             cmd.arg(format!("--reclaim-session-timeout={t}"));
         }

@@ -16,6 +16,7 @@ use futures_util::future::join_all;
 use janus_protocol::{JsonMap, ReportError, ServerReport};
 use serde_json::{json, Value};
 
+use crate::auth::constant_time_eq;
 use crate::error::ProxyError;
 use crate::info::server_info;
 use crate::registry::{
@@ -42,6 +43,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/backend_servers/{name}", web::delete().to(delete_server))
         .route("/backend_servers/{name}/drain", web::post().to(drain))
         .route("/backend_servers/{name}/undrain", web::post().to(undrain))
+        .route("/tokens", web::get().to(list_tokens))
+        .route("/tokens", web::post().to(add_token))
+        .route("/tokens/{token}", web::delete().to(remove_token))
         .default_service(web::to(not_found));
 }
 
@@ -86,10 +90,6 @@ fn authorize(state: &ProxyState, req: &HttpRequest) -> Result<(), ProxyError> {
         Some(given) if constant_time_eq(given.as_bytes(), expected) => Ok(()),
         _ => Err(ProxyError::Unauthorized),
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Request parameters as janus-cloud reads them: query parameters, then the body (JSON object
@@ -311,6 +311,59 @@ async fn sessions(state: State, req: HttpRequest) -> HttpResponse {
         "offset": query.offset,
         "sessions": sessions,
     }))
+}
+
+/// Stored tokens (token auth without `token_auth_secret`) are secrets: listing them needs the
+/// admin token too.
+async fn list_tokens(state: State, req: HttpRequest) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    HttpResponse::Ok().json(json!({
+        "token_auth": state.auth.token_auth_enabled(),
+        "signed": state.auth.signed_mode(),
+        "tokens": state.auth.tokens(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewToken {
+    token: String,
+    /// Plugins the token may attach to; absent: all.
+    #[serde(default)]
+    plugins: Option<Vec<String>>,
+}
+
+async fn add_token(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    if !state.auth.token_auth_enabled() || state.auth.signed_mode() {
+        return error_response(&ProxyError::BadRequest(
+            "stored tokens need auth.token_auth = true and no auth.token_auth_secret".into(),
+        ));
+    }
+    let new: NewToken = match serde_json::from_slice(&body) {
+        Ok(t) => t,
+        Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
+    };
+    if new.token.is_empty() || new.token.len() > 1024 || new.token.contains(char::is_control) {
+        return error_response(&ProxyError::BadRequest(
+            "token must be 1 to 1024 printable characters".into(),
+        ));
+    }
+    let plugins = new.plugins.map(|p| p.into_iter().collect());
+    state.auth.add_token(&new.token, plugins);
+    HttpResponse::Ok().json(json!({"added": new.token}))
+}
+
+async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) -> HttpResponse {
+    if let Err(e) = authorize(&state, &req) {
+        return error_response(&e);
+    }
+    let removed = state.auth.remove_token(&token);
+    HttpResponse::Ok().json(json!({"removed": removed}))
 }
 
 async fn openapi() -> HttpResponse {
