@@ -366,6 +366,26 @@ impl JanusClient {
         Ok(JanusClient { ws })
     }
 
+    pub async fn send_binary(&mut self, data: &[u8]) -> anyhow::Result<()> {
+        self.ws.send(Message::Binary(data.to_vec())).await?;
+        Ok(())
+    }
+
+    /// Waits for the server to close the connection; its close code (None: closed without a
+    /// close frame). Text frames before the close are skipped.
+    pub async fn closed_with(&mut self, limit: Duration) -> anyhow::Result<Option<u16>> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => bail!("connection not closed within {limit:?}"),
+                Ok(None) | Ok(Some(Err(_))) => return Ok(None),
+                Ok(Some(Ok(Message::Close(frame)))) => return Ok(frame.map(|f| u16::from(f.code))),
+                Ok(Some(Ok(_))) => {}
+            }
+        }
+    }
+
     pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
         self.ws.send(Message::Text(text.to_owned())).await?;
         Ok(())

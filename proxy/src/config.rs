@@ -55,8 +55,6 @@ pub struct LimitsConfig {
     pub requests_per_second: u32,
     /// Open WebSocket connections from one client IP address.
     pub connections_per_ip: usize,
-    /// Requests one connection may have waiting for a backend at once.
-    pub pending_per_connection: usize,
     /// Largest admin API request body, in bytes.
     pub admin_body_bytes: usize,
 }
@@ -68,7 +66,6 @@ impl Default for LimitsConfig {
             handles_per_session: 100,
             requests_per_second: 200,
             connections_per_ip: 1000,
-            pending_per_connection: 1000,
             admin_body_bytes: 64 * 1024,
         }
     }
@@ -213,6 +210,9 @@ pub struct BackendConfig {
     pub reclaim_window_ms: u64,
     /// Largest backend message (continuation frames reassembled), in bytes.
     pub max_message_size: usize,
+    /// Requests waiting for one backend server's reply at once; beyond, a request gets a
+    /// 490 at once instead of piling up behind a slow server.
+    pub max_pending: usize,
     /// `api_secret` sent to backend servers that have no `api_secret` of their own (servers
     /// registered at run time use this). Empty: none.
     pub api_secret: String,
@@ -231,6 +231,7 @@ impl Default for BackendConfig {
             reconnect_max_ms: 10_000,
             reclaim_window_ms: 800,
             max_message_size: 8 << 20,
+            max_pending: 10_000,
             api_secret: String::new(),
             token: String::new(),
             servers: Vec::new(),

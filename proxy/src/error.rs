@@ -30,6 +30,8 @@ pub enum ProxyError {
     NoAdminToken,
     #[error("the proxy is shutting down")]
     Unavailable,
+    #[error("request body larger than {0} bytes")]
+    PayloadTooLarge(usize),
 }
 
 impl ProxyError {
@@ -54,6 +56,7 @@ impl ProxyError {
             ProxyError::Unauthorized => 401,
             ProxyError::NoAdminToken => 403,
             ProxyError::Unavailable => 503,
+            ProxyError::PayloadTooLarge(_) => 413,
         }
     }
 

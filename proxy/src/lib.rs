@@ -7,6 +7,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod info;
+pub mod limits;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;

@@ -30,6 +30,8 @@ pub struct ProxyState {
     /// `api_secret` / token checks, and the stored tokens.
     pub auth: Authenticator,
     pub started: Instant,
+    /// Open client connections per address (`limits.connections_per_ip`).
+    pub connections: crate::limits::ConnectionCounter,
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
     next_connection: AtomicU64,
@@ -53,6 +55,7 @@ impl ProxyState {
             links,
             metrics,
             started: Instant::now(),
+            connections: Default::default(),
             draining: AtomicBool::new(false),
             next_connection: AtomicU64::new(1),
         })

@@ -125,6 +125,24 @@ fn params(req: &HttpRequest, body: &[u8]) -> Result<JsonMap, ProxyError> {
     Ok(params)
 }
 
+/// Reads a request body up to `limits.admin_body_bytes`.
+async fn read_body(
+    state: &ProxyState,
+    mut payload: web::Payload,
+) -> Result<web::Bytes, ProxyError> {
+    use futures_util::StreamExt as _;
+    let limit = state.config.limits.admin_body_bytes;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ProxyError::BadRequest(format!("body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ProxyError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 async fn livez() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
@@ -208,10 +226,14 @@ async fn get_server(state: State, name: web::Path<String>) -> HttpResponse {
     }
 }
 
-async fn upsert_server(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn upsert_server(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     if let Err(e) = authorize(&state, &req) {
         return error_response(&e);
     }
+    let body = match read_body(&state, payload).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
     let params = match params(&req, &body) {
         Ok(p) => p,
         Err(e) => return error_response(&e),
@@ -335,10 +357,14 @@ struct NewToken {
     plugins: Option<Vec<String>>,
 }
 
-async fn add_token(state: State, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+async fn add_token(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     if let Err(e) = authorize(&state, &req) {
         return error_response(&e);
     }
+    let body = match read_body(&state, payload).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
     if !state.auth.token_auth_enabled() || state.auth.signed_mode() {
         return error_response(&ProxyError::BadRequest(
             "stored tokens need auth.token_auth = true and no auth.token_auth_secret".into(),

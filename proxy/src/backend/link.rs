@@ -928,8 +928,15 @@ impl BackendLink {
     fn send_request(&mut self, msg: LinkRequest) {
         let now = Instant::now();
         let ready = self.conn.as_ref().is_some_and(|c| c.session_id.is_some());
-        if !ready || (msg.attach && self.retiring) {
-            let reason = if self.retiring {
+        let full = self.config.max_pending > 0 && self.pending.len() >= self.config.max_pending;
+        if !ready || full || (msg.attach && self.retiring) {
+            let reason = if full {
+                format!(
+                    "backend server {} is overloaded: {} requests waiting",
+                    self.name(),
+                    self.pending.len()
+                )
+            } else if self.retiring {
                 format!("backend server {} was removed", self.name())
             } else {
                 format!("backend server {} is not connected", self.name())

@@ -133,6 +133,17 @@ impl ClientSession {
             self.reply_error(&conn, incoming.error(ApiError::no_such_plugin(&package)));
             return;
         };
+        let limit = self.state.config.limits.handles_per_session;
+        if limit > 0 && self.handles.len() + self.attaching.len() >= limit {
+            let err = ApiError::new(
+                janus_protocol::ErrorCode::PluginAttach,
+                format!(
+                    "Couldn't attach to plugin: too many handles in this session (limit {limit})"
+                ),
+            );
+            self.reply_error(&conn, incoming.error(err));
+            return;
+        }
         // As Janus: with token auth on, a token in the request must allow the plugin.
         let auth = &self.state.auth;
         if auth.token_auth_enabled() {

@@ -40,15 +40,21 @@ pub struct SessionReleased(pub u64);
 pub struct ClientConnection {
     id: u64,
     state: Arc<ProxyState>,
+    /// The client's address, counted against `limits.connections_per_ip`.
+    peer: Option<std::net::IpAddr>,
+    limiter: Option<crate::limits::RateLimiter>,
     /// Sessions created or claimed here; they end (or wait to be reclaimed) when it closes.
     owned: HashSet<u64>,
     assembler: MessageAssembler,
 }
 
 impl ClientConnection {
-    pub fn new(state: Arc<ProxyState>) -> Self {
+    pub fn new(state: Arc<ProxyState>, peer: Option<std::net::IpAddr>) -> Self {
+        let rate = state.config.limits.requests_per_second;
         ClientConnection {
             id: state.next_connection_id(),
+            peer,
+            limiter: (rate > 0).then(|| crate::limits::RateLimiter::new(rate, Instant::now())),
             owned: HashSet::new(),
             assembler: MessageAssembler::new(state.config.ws.max_message_size),
             state,
@@ -72,6 +78,16 @@ impl ClientConnection {
             Ok(ok) => ok,
             Err(e) => return self.send(ctx, &ServerMessage::error(&e)),
         };
+        if let Some(limiter) = self.limiter.as_mut() {
+            if !limiter.allow(Instant::now()) {
+                let rate = self.state.config.limits.requests_per_second;
+                let err = incoming.error(ApiError::new(
+                    ErrorCode::Unknown,
+                    format!("Too many requests: more than {rate} a second on this connection"),
+                ));
+                return self.send(ctx, &ServerMessage::error(&err));
+            }
+        }
         match target {
             Target::Root(RootRequest::Ping) => {
                 self.send(ctx, &ServerMessage::pong(&incoming.transaction))
@@ -110,6 +126,16 @@ impl ClientConnection {
         incoming: &Incoming,
         id: Option<u64>,
     ) {
+        let limit = self.state.config.limits.sessions_per_connection;
+        if limit > 0 && self.owned.len() >= limit {
+            let err = ApiError::new(
+                ErrorCode::NotAcceptingSessions,
+                format!("Too many sessions on this connection (limit {limit})"),
+            )
+            .with_transaction(incoming.transaction.clone());
+            self.send(ctx, &ServerMessage::error(&err));
+            return;
+        }
         let state = self.state.clone();
         let owner = (self.id, ctx.address());
         let created = self
@@ -144,6 +170,9 @@ impl Actor for ClientConnection {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.state.metrics.client_connections.dec();
+        if let Some(ip) = self.peer {
+            self.state.connections.close(ip);
+        }
         let reclaim = self.state.config.general.reclaim_session_timeout > 0;
         for session_id in self.owned.drain() {
             let mut sessions = self.state.sessions.lock();
@@ -172,8 +201,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ClientConnection 
             Ok(msg) => msg,
             Err(e) => {
                 log::debug!("client connection {}: protocol error: {e}", self.id);
+                // A frame over ws.max_message_size is "message too big" (1009).
+                let code = match e {
+                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
+                    _ => ws::CloseCode::Protocol,
+                };
                 ctx.close(Some(ws::CloseReason {
-                    code: ws::CloseCode::Protocol,
+                    code,
                     description: Some(e.to_string()),
                 }));
                 ctx.stop();
@@ -264,9 +298,26 @@ pub async fn ws_endpoint(
             .body("WebSocket subprotocol 'janus-protocol' required\n"));
     }
     let state = state.get_ref().clone();
+    let peer = req.peer_addr().map(|a| a.ip());
+    if let Some(ip) = peer {
+        let limit = state.config.limits.connections_per_ip;
+        if !state.connections.try_open(ip, limit) {
+            return Ok(HttpResponse::TooManyRequests()
+                .content_type("text/plain")
+                .body(format!("Too many connections from {ip} (limit {limit})\n")));
+        }
+    }
     let max = state.config.ws.max_message_size;
-    ws::WsResponseBuilder::new(ClientConnection::new(state), &req, stream)
+    let connection = ClientConnection::new(state.clone(), peer);
+    let response = ws::WsResponseBuilder::new(connection, &req, stream)
         .protocols(&[JANUS_PROTOCOL])
         .frame_size(max)
-        .start()
+        .start();
+    if response.is_err() {
+        // The handshake failed, so the actor that would release the count never ran.
+        if let Some(ip) = peer {
+            state.connections.close(ip);
+        }
+    }
+    response
 }
