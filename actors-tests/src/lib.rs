@@ -4,6 +4,7 @@
 pub mod compare;
 pub mod fake_janus;
 pub mod http;
+pub mod netns;
 pub mod scenario;
 pub mod tcp_relay;
 
