@@ -639,3 +639,57 @@ async fn p2pcall_can_be_switched_off() -> anyhow::Result<()> {
     ensure!(reply["error"]["code"] == 460, "{reply}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_timeout_hangs_up_the_peer() -> anyhow::Result<()> {
+    init_logging();
+    let mut config = proxy_config(&[]);
+    config.general.session_timeout = 2;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let mut alice = User::connect(&proxy).await?;
+    let mut bob = User::connect(&proxy).await?;
+    alice.register("alice").await?;
+    bob.register("bob").await?;
+    establish(&mut alice, &mut bob, "bob").await?;
+
+    // alice goes silent; bob keeps his session alive until alice's times out.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let hangup = loop {
+        ensure!(
+            Instant::now() < deadline,
+            "no hangup after alice's session timed out"
+        );
+        let transaction = bob.tx("ka");
+        bob.client
+            .send(&json!({"janus": "keepalive", "session_id": bob.session,
+                "transaction": transaction}))
+            .await?;
+        let frame = bob
+            .client
+            .recv_within(Duration::from_millis(500))
+            .await?
+            .ok_or_else(|| anyhow!("no keepalive ack"))?;
+        if frame["janus"] == "ack" {
+            // The hangup may come right after the ack.
+            if let Some(next) = bob.client.recv_within(Duration::from_millis(500)).await? {
+                break next;
+            }
+            continue;
+        }
+        break frame;
+    };
+    bob.check_event(&hangup)?;
+    ensure!(
+        hangup["plugindata"]["data"]["result"]
+            == json!({"event": "hangup", "username": "alice",
+                "reason": "Remote session closed"}),
+        "{hangup}"
+    );
+    let timeout = alice.client.recv().await?;
+    ensure!(
+        timeout == json!({"janus": "timeout", "session_id": alice.session}),
+        "{timeout}"
+    );
+    ensure!(bob.list().await? == json!(["bob"]));
+    Ok(())
+}
