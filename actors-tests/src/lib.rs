@@ -5,6 +5,7 @@ pub mod compare;
 pub mod fake_janus;
 pub mod http;
 pub mod janus_conf;
+pub mod netns;
 pub mod scenario;
 pub mod sentinel_kit;
 pub mod tcp_relay;

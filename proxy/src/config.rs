@@ -267,6 +267,9 @@ pub struct StaticServer {
 pub struct PluginsConfig {
     /// Janus plugins relayed as they are to one backend per handle.
     pub relay: Vec<String>,
+    /// janus-cloud's signalling-only call plugin `janus.plugin.p2pcall` (videocall API; the
+    /// proxy relays SDP and candidates between the two peers, no backend involved).
+    pub p2pcall: bool,
 }
 
 impl Default for PluginsConfig {
@@ -283,6 +286,7 @@ impl Default for PluginsConfig {
             .into_iter()
             .map(String::from)
             .collect(),
+            p2pcall: true,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
+pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
 
@@ -89,6 +90,9 @@ impl PluginRegistry {
         let mut registry = PluginRegistry::default();
         for package in &config.relay {
             registry.add(Arc::new(relay::RelayPlugin::new(package)));
+        }
+        if config.p2pcall {
+            registry.add(Arc::new(p2pcall::P2pCallPlugin::default()));
         }
         registry
     }
