@@ -98,7 +98,7 @@ fn idle_compare_keeps_every_session() {
     assert!(r.contains_key("proxy_rss_growth_kib_per_session"), "{out}");
     assert!(r.contains_key("proxy_hold_cpu_percent"), "{out}");
     for figure in [
-        "RSS growth KiB/session",
+        "RSS growth KiB/session (round 1)",
         "CPU % of a core while holding",
         "errors 0",
     ] {

@@ -48,6 +48,8 @@ targets:
   --proxy-log FILTER            --spawn: RUST_LOG of the proxy (warn)
   --proxy-workers N             --spawn: ws.workers of the proxy (0 = one per core)
   --janus-conf DIR              --spawn: Janus config templates (actors-tests/janus-conf)
+  --janus-event-loops N         --spawn: Janus event_loops (0 = Janus default, a thread per
+                                handle; set it for tens of thousands of handles)
 
 load:
   --load cycle|idle             compare: which load (cycle)
@@ -165,6 +167,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
         proxy_bin: SpawnOptions::default_proxy_bin(),
         proxy_log: "warn".into(),
         proxy_workers: 0,
+        janus_event_loops: 0,
     };
     let mut it = args[1..].iter();
     while let Some(arg) = it.next() {
@@ -210,6 +213,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
             "--proxy-bin" => sp.proxy_bin = PathBuf::from(v),
             "--proxy-log" => sp.proxy_log = v,
             "--proxy-workers" => sp.proxy_workers = num(&v)?,
+            "--janus-event-loops" => sp.janus_event_loops = num(&v)?,
             "--janus-conf" => sp.janus_conf = PathBuf::from(v),
             "--load" => {
                 o.load = match v.as_str() {
@@ -615,7 +619,9 @@ async fn compare_idle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
     let avg = |v: &[(f64, f64, usize, usize)], f: fn(&(f64, f64, usize, usize)) -> f64| {
         v.iter().map(f).sum::<f64>() / v.len().max(1) as f64
     };
-    let (dg, pg) = (avg(&figures[0], |x| x.0), avg(&figures[1], |x| x.0));
+    // Memory is measured in the first round: later rounds reuse what the allocator kept.
+    let first = |v: &[(f64, f64, usize, usize)]| v.first().map(|x| x.0).unwrap_or(0.0);
+    let (dg, pg) = (first(&figures[0]), first(&figures[1]));
     let (dc, pc) = (avg(&figures[0], |x| x.1), avg(&figures[1], |x| x.1));
     let survived = |v: &[(f64, f64, usize, usize)]| v.iter().map(|x| x.3).min().unwrap_or(0);
     println!(
@@ -628,7 +634,7 @@ async fn compare_idle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
     );
     println!(
         "  {:<34} {:>10.2} {:>10.2} {:>12}",
-        "RSS growth KiB/session",
+        "RSS growth KiB/session (round 1)",
         dg,
         pg,
         ratio(pg, dg)

@@ -21,6 +21,8 @@ pub struct SpawnOptions {
     pub proxy_log: String,
     /// `ws.workers` of the proxy (0: one per core).
     pub proxy_workers: usize,
+    /// Janus `event_loops` (0: Janus's default, one thread per handle).
+    pub janus_event_loops: usize,
 }
 
 impl SpawnOptions {
@@ -56,6 +58,9 @@ pub struct Process {
     pub url: String,
     /// Janus only: its Admin API (WebSocket).
     pub admin_url: Option<String>,
+    log: PathBuf,
+    /// SIGTERM before SIGKILL when dropped.
+    graceful: bool,
     child: Child,
 }
 
@@ -74,6 +79,34 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            eprintln!(
+                "janus-bench: {} had exited ({status}) before the end; last lines of its log:",
+                self.label
+            );
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
+        if self.graceful {
+            // SIGTERM first: the proxy shuts down cleanly (and a profiler wrapper can write
+            // its output); SIGKILL if it takes too long.
+            if let Ok(pid) = i32::try_from(self.child.id()) {
+                // SAFETY: kill has no memory preconditions; the pid is our own child's.
+                unsafe {
+                    libc::kill(pid, libc::SIGTERM);
+                }
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -123,11 +156,20 @@ async fn start_janus(opts: &SpawnOptions, base: &Path, i: usize) -> anyhow::Resu
         .with_context(|| format!("janus config folder {}", opts.janus_conf.display()))?;
     for entry in entries {
         let entry = entry?;
-        let text = std::fs::read_to_string(entry.path())?
+        let mut text = std::fs::read_to_string(entry.path())?
             .replace("@WS_PORT@", &ws_port.to_string())
             .replace("@ADMIN_PORT@", &admin_port.to_string())
             .replace("@NAME@", &format!("janus-bench-{i}"))
             .replace("@CONF_DIR@", &conf.display().to_string());
+        if opts.janus_event_loops > 0 && entry.file_name() == "janus.jcfg" {
+            // Without it Janus starts a thread per handle: tens of thousands of handles hit
+            // the thread and memory-map limits.
+            text = text.replacen(
+                "general: {",
+                &format!("general: {{\n\tevent_loops = {}", opts.janus_event_loops),
+                1,
+            );
+        }
         std::fs::write(conf.join(entry.file_name()), text)?;
     }
     let log = conf.join("janus.log");
@@ -146,6 +188,8 @@ async fn start_janus(opts: &SpawnOptions, base: &Path, i: usize) -> anyhow::Resu
         label: format!("janus-{i}"),
         url: format!("ws://127.0.0.1:{ws_port}"),
         admin_url: Some(format!("ws://127.0.0.1:{admin_port}")),
+        log: log.clone(),
+        graceful: false,
         child,
     };
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -205,10 +249,13 @@ async fn start_proxy(
         label: "proxy".into(),
         url: format!("ws://127.0.0.1:{ws_port}"),
         admin_url: None,
+        log: log.clone(),
+        graceful: true,
         child,
     };
     let admin = SocketAddr::from(([127, 0, 0, 1], admin_port));
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: the proxy may run under a profiler (see BENCHMARKS.md).
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if proxy_ready(admin, &process.url, janus).await {
             return Ok(process);
