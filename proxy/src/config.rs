@@ -52,6 +52,8 @@ pub struct LimitsConfig {
     /// Handles one session may attach.
     pub handles_per_session: usize,
     /// Requests per second one connection may send (token bucket, burst of twice this).
+    /// Off by default: the proxy's own benchmark drives thousands a second over one
+    /// connection; `deploy/janus-proxy.toml` sets a value fit for browsers.
     pub requests_per_second: u32,
     /// Open WebSocket connections from one client IP address.
     pub connections_per_ip: usize,
@@ -64,7 +66,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             sessions_per_connection: 100,
             handles_per_session: 100,
-            requests_per_second: 200,
+            requests_per_second: 0,
             connections_per_ip: 1000,
             admin_body_bytes: 64 * 1024,
         }
