@@ -97,6 +97,14 @@ impl Incoming {
     pub fn parse(text: &str) -> Result<Incoming, ApiError> {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, json_error_text(&e)))?;
+        // jansson refuses integers beyond its 64-bit signed range ("too big integer"), which
+        // serde reads as u64 or f64; look at the text only when such a number is there.
+        if has_big_number(&value) && has_too_big_integer_literal(text) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidJson,
+                "Invalid Janus API request - <string>: too big integer",
+            ));
+        }
         // jansson decodes only an object or an array at the top level.
         if !(value.is_object() || value.is_array()) {
             return Err(ApiError::new(
@@ -307,9 +315,73 @@ impl Incoming {
     }
 }
 
+/// A number serde could not keep as an i64: a u64 above i64::MAX, or a float (which may have
+/// been written as a huge integer).
+fn has_big_number(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_i64().is_none(),
+        Value::Array(items) => items.iter().any(has_big_number),
+        Value::Object(map) => map.values().any(has_big_number),
+        _ => false,
+    }
+}
+
+/// Whether `text` holds an integer literal (no fraction, no exponent) outside the i64 range.
+fn has_too_big_integer_literal(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Skip the string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = i;
+                i += 1;
+                while i < bytes.len()
+                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                {
+                    i += 1;
+                }
+                let literal = &text[start..i];
+                let integer = !literal.contains(['.', 'e', 'E']);
+                if integer && literal.parse::<i64>().is_err() {
+                    return true;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integers_beyond_i64_are_refused_like_jansson() {
+        for text in [
+            r#"{"janus":"keepalive","session_id":184467440737095516150,"transaction":"t"}"#,
+            r#"{"janus":"keepalive","session_id":9223372036854775808,"transaction":"t"}"#,
+            r#"[-9223372036854775809]"#,
+        ] {
+            let err = Incoming::parse(text).expect_err(text);
+            assert_eq!(err.code, ErrorCode::InvalidJson, "{text}");
+        }
+        // Floats and strings that look like big numbers are fine.
+        for text in [
+            r#"{"janus":"ping","transaction":"184467440737095516150","x":1e30}"#,
+            r#"{"janus":"ping","transaction":"t","x":9223372036854775807}"#,
+        ] {
+            assert!(Incoming::parse(text).is_ok(), "{text}");
+        }
+    }
     use serde_json::json;
 
     fn err(text: &str) -> ApiError {
