@@ -224,7 +224,13 @@ impl ServerReport {
     /// strings. Empty strings count as absent for optional numbers.
     pub fn from_params(params: &JsonMap) -> Result<Self, ReportError> {
         if let Some(unknown) = params.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(ReportError::new(unknown, "unknown field"));
+            // A form like `a=1&=2` has a field without a name (found by fuzzing).
+            let name = if unknown.is_empty() {
+                "(no name)"
+            } else {
+                unknown
+            };
+            return Err(ReportError::new(name, "unknown field"));
         }
         let name = required_string(params, "name")?;
         check_server_name(&name)?;
@@ -404,6 +410,10 @@ mod tests {
                 "isp",
             ),
             (json!({"name": 5, "url": "ws://h", "status": 0}), "name"),
+            (
+                json!({"name": "a", "url": "ws://h", "status": 0, "": 1}),
+                "(no name)",
+            ),
         ];
         for (input, field) in cases {
             let err = ServerReport::from_params(&params(input.clone()))
