@@ -1,8 +1,8 @@
 //! Helpers for janus-sentinel tests: the sentinel in-process on its own actix system, a report
-//! receiver standing in for a proxy's `POST /sentinel_callback` (it records every body; swap
-//! it for the real proxy once the control plane lands: [`ReportReceiver::url`] is all a
-//! sentinel needs), a blackhole that accepts connections and never answers, and a tiny HTTP
-//! client for the sentinel's REST API.
+//! receiver standing in for a proxy's `POST /sentinel_callback` (it records every body, for
+//! tests of the sentinel alone), the real proxy's report URL ([`callback_url`], for end-to-end
+//! tests), a blackhole that accepts connections and never answers, and a tiny HTTP client for
+//! the sentinel's REST API.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -19,6 +19,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::janus_conf::JanusConfFolder;
+use crate::{ProxyUnderTest, TEST_ADMIN_TOKEN};
 
 /// A sentinel configuration for tests: loopback, ephemeral REST port, fast pings, counts and
 /// reports; monitor mode.
@@ -48,6 +49,41 @@ pub fn managed(config: &mut SentinelConfig, folder: &JanusConfFolder) {
     config.process.args = vec!["-L".into(), folder.log_path().display().to_string()];
     config.process.output = ProcessOutput::Null;
     config.process.stop_grace_ms = 3_000;
+}
+
+/// A proxy's `POST /sentinel_callback` URL (its admin listener), for `report.urls`.
+pub fn callback_url(proxy: &ProxyUnderTest) -> String {
+    format!("http://{}/sentinel_callback", proxy.admin_addr)
+}
+
+/// Managed mode ([`managed`]) with the Admin API for counts, reporting in JSON to each proxy's
+/// `/sentinel_callback` with the test proxies' admin token as bearer token.
+pub fn managed_reporting_to(
+    name: &str,
+    folder: &JanusConfFolder,
+    proxies: &[&ProxyUnderTest],
+) -> SentinelConfig {
+    let mut config = sentinel_config(name, &folder.ws_url(), Some(&folder.admin_url()));
+    managed(&mut config, folder);
+    config.report.urls = proxies.iter().map(|p| callback_url(p)).collect();
+    config.report.token = TEST_ADMIN_TOKEN.to_owned();
+    config
+}
+
+/// The managed Janus's PID in `/sentinel/info`.
+pub fn janus_pid(info: &Value) -> Option<u64> {
+    info["janus_watcher"]["pid"].as_u64()
+}
+
+/// `kill -9 <pid>`.
+pub fn kill_9(pid: u64) -> anyhow::Result<()> {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()?;
+    if !status.success() {
+        bail!("kill -9 {pid} failed: {status}");
+    }
+    Ok(())
 }
 
 /// janus-sentinel in-process, on its own actix system thread. `shutdown` stops it in order;

@@ -261,10 +261,28 @@ pub struct ResolvedTarget {
     pub token: Option<String>,
 }
 
+impl ResolvedTarget {
+    /// The URL as shown in the REST API, the metrics and the log: a `token` query parameter
+    /// (janus-cloud proxies take their token in the URL) has its value masked.
+    pub fn display_url(&self) -> String {
+        let Some((base, query)) = self.url.split_once('?') else {
+            return self.url.clone();
+        };
+        let query: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key == "token" => format!("{key}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        format!("{base}?{}", query.join("&"))
+    }
+}
+
 impl std::fmt::Debug for ResolvedTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResolvedTarget")
-            .field("url", &self.url)
+            .field("url", &self.display_url())
             .field("format", &self.format)
             .field("token", &self.token.as_ref().map(|_| "<set>"))
             .finish()
@@ -698,5 +716,25 @@ format = "form"
             token: Some("s3cret".into()),
         };
         assert!(!format!("{t:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn a_token_in_the_url_is_masked_for_display() {
+        let target = |url: &str| ResolvedTarget {
+            url: url.into(),
+            format: ReportFormat::Form,
+            token: None,
+        };
+        let t = target("http://x/sentinel_callback?a=1&token=s3cret&b=2");
+        assert_eq!(
+            t.display_url(),
+            "http://x/sentinel_callback?a=1&token=***&b=2"
+        );
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert_eq!(target("http://x/a").display_url(), "http://x/a");
+        assert_eq!(
+            target("http://x/a?tokens=1").display_url(),
+            "http://x/a?tokens=1"
+        );
     }
 }

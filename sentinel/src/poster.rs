@@ -29,7 +29,8 @@ pub struct ReportUpdated {
 pub struct PostFinalReport(pub ServerReport);
 
 /// What `GET /sentinel/posters` and `/metrics` show about one poster (janus-cloud's fields
-/// `post_type`, `name`, `connected`, `post_urls`, `expire`, plus counters). Never the token.
+/// `post_type`, `name`, `connected`, `post_urls`, `expire`, plus counters). Never the token:
+/// not the bearer token, nor a `token` in the URL's query (masked).
 #[derive(Debug, Clone, Serialize)]
 pub struct PosterStats {
     pub post_type: &'static str,
@@ -53,8 +54,8 @@ impl PosterStats {
     pub fn new(target: &ResolvedTarget, expire: u64) -> Self {
         PosterStats {
             post_type: "http",
-            name: target.url.clone(),
-            post_urls: vec![target.url.clone()],
+            name: target.display_url(),
+            post_urls: vec![target.display_url()],
             format: target.format,
             token: target.token.is_some(),
             expire,
@@ -208,7 +209,7 @@ impl Poster {
             }
             Err(e) => {
                 if stats.consecutive_failures == 0 {
-                    log::warn!("report to {} failed: {e}", self.target.url);
+                    log::warn!("report to {} failed: {e}", self.target.display_url());
                 }
                 stats.connected = false;
                 stats.posts_failed += 1;
