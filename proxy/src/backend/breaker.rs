@@ -138,6 +138,16 @@ impl CircuitBreaker {
         }
     }
 
+    /// The link re-established a backend session: the server is up again, so an open breaker
+    /// need not wait out its ejection — it goes half-open and the next attach is the probe.
+    /// (A server that flaps reopens at once with its doubled ejection time.)
+    pub fn on_recovered(&mut self, now: Instant) {
+        self.advance(now);
+        if let BreakerState::Open { .. } = self.state {
+            self.state = BreakerState::HalfOpen { probe_since: None };
+        }
+    }
+
     pub fn on_failure(&mut self, now: Instant) {
         self.advance(now);
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
@@ -257,6 +267,23 @@ mod tests {
         b.on_success(t0 + S / 2);
         assert_eq!(b.phase(t0 + S / 2), BreakerPhase::Open);
         assert_eq!(b.phase(t0 + S), BreakerPhase::HalfOpen);
+    }
+
+    #[test]
+    fn a_recovered_link_goes_half_open_at_once_and_a_flap_reopens_longer() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(config());
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        b.on_recovered(t0 + S / 10);
+        assert_eq!(b.phase(t0 + S / 10), BreakerPhase::HalfOpen);
+        b.on_placed(t0 + S / 10);
+        b.on_failure(t0 + S / 5);
+        assert_eq!(b.view(t0 + S / 5).reopens_in_ms, Some(2000), "doubled");
+        b.on_recovered(t0 + S / 2);
+        b.on_success(t0 + S / 2);
+        assert_eq!(b.phase(t0 + S / 2), BreakerPhase::Closed);
     }
 
     #[test]

@@ -213,8 +213,10 @@ pub struct RetireLink;
 /// What a link tells the registry about its server's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthEvent {
-    /// The backend answered (any reply, Janus errors included) or a session was established.
+    /// The backend answered (any reply, Janus errors included).
     Succeeded,
+    /// The link (re-)established a backend session.
+    Recovered,
     /// Connect failed, the socket was lost, or a request timed out.
     Failed,
     /// The link actor stopped (retired, or unexpectedly).
@@ -371,6 +373,7 @@ impl BackendLink {
                 }
                 self.failing = false;
             }
+            HealthEvent::Recovered => self.failing = false,
             HealthEvent::Stopped => {}
         }
         if let Some(health) = &self.health {
@@ -769,7 +772,7 @@ impl BackendLink {
         }
         self.was_ready = true;
         self.status.last_error.write().clear();
-        self.report(HealthEvent::Succeeded);
+        self.report(HealthEvent::Recovered);
         if self.retiring {
             self.status.set_phase(LinkPhase::Retiring);
             self.stop_if_retired(ctx);

@@ -440,6 +440,7 @@ impl Handler<LinkHealth> for ServerRegistry {
         }
         match msg.event {
             HealthEvent::Succeeded => entry.breaker.on_success(now),
+            HealthEvent::Recovered => entry.breaker.on_recovered(now),
             HealthEvent::Failed => {
                 let before = entry.breaker.phase(now);
                 entry.breaker.on_failure(now);
