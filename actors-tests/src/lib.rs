@@ -10,6 +10,7 @@ pub mod netns;
 pub mod scenario;
 pub mod sentinel_kit;
 pub mod tcp_relay;
+pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -362,6 +363,23 @@ impl JanusClient {
         let (ws, _) = tokio::time::timeout(
             Duration::from_secs(5),
             tokio_tungstenite::connect_async(request),
+        )
+        .await
+        .context("connect timed out")??;
+        Ok(JanusClient { ws })
+    }
+
+    /// Connects over `wss://`, trusting only the PEM certificate(s) in `trusted_pem`.
+    pub async fn connect_tls(url: &str, trusted_pem: &str) -> anyhow::Result<JanusClient> {
+        let mut request = url.into_client_request()?;
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            janus_protocol::JANUS_PROTOCOL.parse()?,
+        );
+        let connector = tokio_tungstenite::Connector::Rustls(tls::client_config(trusted_pem)?);
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(connector)),
         )
         .await
         .context("connect timed out")??;

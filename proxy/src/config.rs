@@ -3,7 +3,7 @@
 //! `JANUS_PROXY__<SECTION>__<KEY>` (e.g. `JANUS_PROXY__WS__LISTEN=0.0.0.0:8288`).
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use janus_protocol::JsonStyle;
@@ -108,6 +108,10 @@ pub struct WsConfig {
     pub max_message_size: usize,
     /// HTTP worker threads (0: one per CPU core).
     pub workers: usize,
+    /// PEM certificate chain and private key: serve `wss://` (empty: plain `ws://`, e.g.
+    /// behind a load balancer that terminates TLS). Reloaded on SIGHUP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 impl Default for WsConfig {
@@ -116,6 +120,8 @@ impl Default for WsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
             max_message_size: 1 << 20,
             workers: 0,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -129,6 +135,10 @@ pub struct AdminConfig {
     /// <token>` or, for janus-cloud sentinels that cannot send headers, `?token=<token>` in
     /// the URL. Empty: mutating routes are refused.
     pub token: String,
+    /// PEM certificate chain and private key: serve `https://` (empty: plain HTTP).
+    /// Reloaded on SIGHUP.
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
 }
 
 impl Default for AdminConfig {
@@ -136,6 +146,8 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
             token: String::new(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
         }
     }
 }
@@ -212,6 +224,8 @@ pub struct BackendConfig {
     pub reclaim_window_ms: u64,
     /// Largest backend message (continuation frames reassembled), in bytes.
     pub max_message_size: usize,
+    /// CA certificates (PEM) trusted for `wss://` backends (empty: the Mozilla roots).
+    pub tls_ca_file: PathBuf,
     /// Requests waiting for one backend server's reply at once; beyond, a request gets a
     /// 490 at once instead of piling up behind a slow server.
     pub max_pending: usize,
@@ -233,6 +247,7 @@ impl Default for BackendConfig {
             reconnect_max_ms: 10_000,
             reclaim_window_ms: 800,
             max_message_size: 8 << 20,
+            tls_ca_file: PathBuf::new(),
             max_pending: 10_000,
             api_secret: String::new(),
             token: String::new(),
@@ -368,6 +383,16 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "backend.reconnect_min_ms must be > 0 and <= reconnect_max_ms".into(),
             ));
+        }
+        for (section, cert, key) in [
+            ("ws", &self.ws.tls_cert, &self.ws.tls_key),
+            ("admin", &self.admin.tls_cert, &self.admin.tls_key),
+        ] {
+            if cert.as_os_str().is_empty() != key.as_os_str().is_empty() {
+                return Err(ProxyError::Config(format!(
+                    "{section}.tls_cert and {section}.tls_key go together"
+                )));
+            }
         }
         if self.registry.handle_capacity == 0 {
             return Err(ProxyError::Config(

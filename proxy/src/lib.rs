@@ -14,6 +14,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod tls;
 pub mod transport;
 pub mod wsframes;
 
@@ -48,6 +49,23 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
             ws.stop(true).await;
             admin.stop(true).await;
         });
+        #[cfg(unix)]
+        {
+            let reload = proxy.tls_reloader();
+            actix_rt::spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    match reload() {
+                        Ok(()) => log::info!("janus-proxy: SIGHUP, TLS certificates reloaded"),
+                        Err(e) => log::error!("janus-proxy: SIGHUP, certificates kept: {e}"),
+                    }
+                }
+            });
+        }
         #[cfg(unix)]
         {
             let ws = proxy.ws_server.clone();

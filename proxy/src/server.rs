@@ -14,7 +14,9 @@ use crate::plugin::PluginRegistry;
 use crate::registry::{LinkDirectory, ServerRegistry};
 use crate::session::SessionSweeper;
 use crate::state::ProxyState;
+use crate::tls::CertStore;
 use crate::transport::ws_endpoint;
+use std::path::Path;
 
 /// A started proxy. Dropping it does not stop it; `stop` does.
 pub struct RunningProxy {
@@ -24,6 +26,15 @@ pub struct RunningProxy {
     pub(crate) ws_server: actix_web::dev::ServerHandle,
     pub(crate) admin_server: actix_web::dev::ServerHandle,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
+    cert_stores: Vec<Arc<CertStore>>,
+}
+
+/// The certificate store of a listener, when it serves TLS.
+fn cert_store(cert: &Path, key: &Path) -> Result<Option<Arc<CertStore>>, ProxyError> {
+    if cert.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    CertStore::load(cert, key).map(Some)
 }
 
 impl RunningProxy {
@@ -33,6 +44,21 @@ impl RunningProxy {
             server.await.map_err(std::io::Error::other)??;
         }
         Ok(())
+    }
+
+    /// Reads the TLS certificates again (SIGHUP): new handshakes get them, established
+    /// connections carry on. On error the old certificates stay.
+    pub fn reload_tls(&self) -> Result<(), ProxyError> {
+        for store in &self.cert_stores {
+            store.reload()?;
+        }
+        Ok(())
+    }
+
+    /// A handle for reloading the certificates from elsewhere (a signal task).
+    pub fn tls_reloader(&self) -> impl Fn() -> Result<(), ProxyError> + 'static {
+        let stores = self.cert_stores.clone();
+        move || stores.iter().try_for_each(|s| s.reload())
     }
 
     pub async fn stop(&self) {
@@ -50,7 +76,14 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
     let links = Arc::new(LinkDirectory::default());
-    let registry = ServerRegistry::new(&config, links.clone(), metrics.clone()).start();
+    let backend_ca = &config.backend.tls_ca_file;
+    let backend_tls = Arc::new(crate::tls::backend_client_config(
+        (!backend_ca.as_os_str().is_empty()).then_some(backend_ca.as_path()),
+    )?);
+    let ws_certs = cert_store(&config.ws.tls_cert, &config.ws.tls_key)?;
+    let admin_certs = cert_store(&config.admin.tls_cert, &config.admin.tls_key)?;
+    let registry =
+        ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls).start();
     let plugins = PluginRegistry::from_config(&config.plugins);
     let state = ProxyState::new(config, plugins, registry, links, metrics);
     SessionSweeper {
@@ -72,12 +105,12 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     if ws_config.workers > 0 {
         ws = ws.workers(ws_config.workers);
     }
-    let ws = ws
-        .bind(ws_config.listen)
-        .map_err(|source| ProxyError::Listen {
-            addr: ws_config.listen,
-            source,
-        })?;
+    let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
+    let ws = match &ws_certs {
+        Some(certs) => ws.bind_rustls_0_23(ws_config.listen, certs.server_config()?),
+        None => ws.bind(ws_config.listen),
+    }
+    .map_err(listen_error(ws_config.listen))?;
     let ws_addr = ws.addrs().first().copied().unwrap_or(ws_config.listen);
     let ws = ws.run();
 
@@ -90,22 +123,33 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     })
     .workers(1)
     .disable_signals()
-    .shutdown_timeout(1)
-    .bind(admin_listen)
-    .map_err(|source| ProxyError::Listen {
-        addr: admin_listen,
-        source,
-    })?;
+    .shutdown_timeout(1);
+    let admin = match &admin_certs {
+        Some(certs) => admin.bind_rustls_0_23(admin_listen, certs.server_config()?),
+        None => admin.bind(admin_listen),
+    }
+    .map_err(listen_error(admin_listen))?;
     let admin_addr = admin.addrs().first().copied().unwrap_or(admin_listen);
     let admin = admin.run();
 
-    log::info!("janus-proxy: clients on ws://{ws_addr}, admin on http://{admin_addr}");
+    let (ws_scheme, admin_scheme) = (
+        if ws_certs.is_some() { "wss" } else { "ws" },
+        if admin_certs.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+    );
+    log::info!(
+        "janus-proxy: clients on {ws_scheme}://{ws_addr}, admin on {admin_scheme}://{admin_addr}"
+    );
     Ok(RunningProxy {
         ws_addr,
         admin_addr,
         state,
         ws_server: ws.handle(),
         admin_server: admin.handle(),
+        cert_stores: ws_certs.into_iter().chain(admin_certs).collect(),
         servers: vec![actix_rt::spawn(ws), actix_rt::spawn(admin)],
     })
 }

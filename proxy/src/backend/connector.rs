@@ -51,12 +51,16 @@ impl Service<ConnectInfo<Uri>> for NoDelayConnector {
     }
 }
 
-/// An awc client for backend links.
-pub fn backend_client(connect_timeout: std::time::Duration) -> awc::Client {
+/// An awc client for backend links (`ws://`, or `wss://` with `tls`).
+pub fn backend_client(
+    connect_timeout: std::time::Duration,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> awc::Client {
     awc::Client::builder()
         .connector(
             awc::Connector::new()
                 .connector(NoDelayConnector::new())
+                .rustls_0_23(tls)
                 .timeout(connect_timeout),
         )
         .timeout(connect_timeout)

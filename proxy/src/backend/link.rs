@@ -306,6 +306,7 @@ pub struct BackendLink {
     /// Connected at least once (so a later connection counts as a reconnect).
     was_ready: bool,
     credentials: BackendCredentials,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -313,7 +314,11 @@ const TICK: Duration = Duration::from_millis(100);
 const MAX_QUEUED: usize = 10_000;
 
 impl BackendLink {
-    pub fn new(status: Arc<LinkStatus>, config: BackendConfig) -> Self {
+    pub fn new(
+        status: Arc<LinkStatus>,
+        config: BackendConfig,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         BackendLink {
             reclaim: None,
             queued: Vec::new(),
@@ -324,6 +329,7 @@ impl BackendLink {
             destroying: false,
             was_ready: false,
             credentials: BackendCredentials::default(),
+            tls,
             status,
             pending: TransactionTable::new(config.request_timeout()),
             assembler: MessageAssembler::new(config.max_message_size),
@@ -398,7 +404,7 @@ impl BackendLink {
         if let Some(reclaim) = &self.reclaim {
             timeout = timeout.min(reclaim.deadline.saturating_duration_since(Instant::now()));
         }
-        let client = backend_client(timeout);
+        let client = backend_client(timeout, self.tls.clone());
         let request = client
             .ws(self.status.url.as_str())
             .protocols([JANUS_PROTOCOL])

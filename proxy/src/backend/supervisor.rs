@@ -34,10 +34,15 @@ pub struct BackendSupervisor {
     /// Secrets of the servers from the configuration, by name.
     credentials: HashMap<String, BackendCredentials>,
     default_credentials: BackendCredentials,
+    tls: Arc<rustls::ClientConfig>,
 }
 
 impl BackendSupervisor {
-    pub fn new(config: BackendConfig, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: BackendConfig,
+        metrics: Arc<Metrics>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         let default_credentials = BackendCredentials {
             api_secret: non_empty(&config.api_secret),
@@ -67,6 +72,7 @@ impl BackendSupervisor {
             restarts: HashMap::new(),
             credentials,
             default_credentials,
+            tls,
         }
     }
 
@@ -80,7 +86,7 @@ impl BackendSupervisor {
         let id = self.next_id;
         self.next_id += 1;
         let status = Arc::new(LinkStatus::new(name, url));
-        let addr = BackendLink::new(status.clone(), self.config.clone())
+        let addr = BackendLink::new(status.clone(), self.config.clone(), self.tls.clone())
             .with_health(HealthReporter {
                 to: health,
                 link_id: id,

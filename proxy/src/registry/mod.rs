@@ -103,11 +103,20 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const BREAKER_REASON_PREFIX: &str = "circuit breaker";
 
 impl ServerRegistry {
-    pub fn new(config: &ProxyConfig, directory: Arc<LinkDirectory>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        config: &ProxyConfig,
+        directory: Arc<LinkDirectory>,
+        metrics: Arc<Metrics>,
+        backend_tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
         ServerRegistry {
             servers: BTreeMap::new(),
             selector: Selector::new(config.registry.policy),
-            supervisor: BackendSupervisor::new(config.backend.clone(), metrics.clone()),
+            supervisor: BackendSupervisor::new(
+                config.backend.clone(),
+                metrics.clone(),
+                backend_tls,
+            ),
             breaker: config
                 .breaker
                 .breaker_config(config.backend.request_timeout() * 2),
