@@ -204,6 +204,9 @@ pub struct StaticServer {
 pub struct PluginsConfig {
     /// Janus plugins relayed as they are to one backend per handle.
     pub relay: Vec<String>,
+    /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
+    /// bridged by one backend). Takes precedence over a relay of the same package.
+    pub videocall: bool,
 }
 
 impl Default for PluginsConfig {
@@ -220,6 +223,7 @@ impl Default for PluginsConfig {
             .into_iter()
             .map(String::from)
             .collect(),
+            videocall: true,
         }
     }
 }

@@ -3,8 +3,10 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
+pub mod backend_handle;
 pub mod relay;
 pub mod rewrite;
+pub mod videocall;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -89,6 +91,11 @@ impl PluginRegistry {
         let mut registry = PluginRegistry::default();
         for package in &config.relay {
             registry.add(Arc::new(relay::RelayPlugin::new(package)));
+        }
+        // Added after the relayed ones: the proxy's own videocall wins over a relay of the
+        // same package (a relayed videocall could only call users on the same backend).
+        if config.videocall {
+            registry.add(Arc::new(videocall::VideoCallPlugin::new()));
         }
         registry
     }
