@@ -377,13 +377,15 @@ impl VideoCallHandle {
                 let outcome = self.register(ctx, &body);
                 self.reply(&transaction, &reply_to, outcome);
             }
-            "call" => self.call(ctx, transaction, body, jsep, reply_to),
-            "accept" | "set" | "hangup" if self.live_leg().is_some() => {
+            // In a call the backend answers, as Janus would: a second `call` gets 480 there,
+            // and Janus's 480 also closes the caller's PeerConnection, ending the call.
+            "call" | "accept" | "set" | "hangup" if self.live_leg().is_some() => {
                 if let Some(leg) = self.live_leg() {
                     let req = Self::message_request(body, jsep);
                     self.forward(ctx, leg, req, transaction, reply_to);
                 }
             }
+            "call" => self.call(ctx, transaction, body, jsep, reply_to),
             "accept" => {
                 if jsep
                     .as_ref()
@@ -626,6 +628,14 @@ impl VideoCallHandle {
 
     /// Opens (or reuses) this handle's leg on the server of the call.
     fn use_leg(&mut self, ctx: &mut Context<Self>, placement: Placement) {
+        log::debug!(
+            "videocall {}: leg on {} (current: {:?})",
+            self.handle_id,
+            placement.server,
+            self.leg
+                .as_ref()
+                .map(|l| (&l.backend.server, l.phase, l.lingering, l.backend.handle))
+        );
         if let Some(leg) = self.leg.as_mut() {
             if leg.backend.server == placement.server && leg.backend.handle.is_some() {
                 // Same server: the lingering leg is registered there already.
@@ -690,6 +700,11 @@ impl VideoCallHandle {
 
     /// This handle's leg is attached and registered.
     fn leg_ready(&mut self, ctx: &mut Context<Self>) {
+        log::debug!(
+            "videocall {}: leg ready (call {:?})",
+            self.handle_id,
+            self.call.as_ref().map(|c| (c.id, c.role, c.peer_ready))
+        );
         let Some(call) = self.call.as_mut() else {
             // The call ended while the leg was being set up.
             self.linger(ctx);
