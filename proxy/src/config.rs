@@ -287,6 +287,9 @@ pub struct PluginsConfig {
     /// janus-cloud's signalling-only call plugin `janus.plugin.p2pcall` (videocall API; the
     /// proxy relays SDP and candidates between the two peers, no backend involved).
     pub p2pcall: bool,
+    /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
+    /// bridged by one backend). Takes precedence over a relay of the same package.
+    pub videocall: bool,
 }
 
 impl Default for PluginsConfig {
@@ -304,6 +307,7 @@ impl Default for PluginsConfig {
             .map(String::from)
             .collect(),
             p2pcall: true,
+            videocall: true,
         }
     }
 }

@@ -4,8 +4,10 @@
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
 pub mod p2pcall;
+pub mod backend_handle;
 pub mod relay;
 pub mod rewrite;
+pub mod videocall;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -93,6 +95,11 @@ impl PluginRegistry {
         }
         if config.p2pcall {
             registry.add(Arc::new(p2pcall::P2pCallPlugin::default()));
+        }
+        // Added after the relayed ones: the proxy's own videocall wins over a relay of the
+        // same package (a relayed videocall could only call users on the same backend).
+        if config.videocall {
+            registry.add(Arc::new(videocall::VideoCallPlugin::new()));
         }
         registry
     }

@@ -10,11 +10,12 @@ use janus_protocol::{ApiError, ErrorCode, JsonMap, ServerMessage, Trickle};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use super::backend_handle::{request, BackendLeg};
 use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, HandleCommand, Plugin};
-use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
+use crate::backend::BackendIncoming;
 use crate::error::ProxyError;
-use crate::registry::{PlacementEnded, SelectServer};
+use crate::registry::SelectServer;
 use crate::session::{ClientSession, Deliver, HandleGone};
 use crate::state::ProxyState;
 use crate::transport::{ClientFrame, ReplyTo};
@@ -57,18 +58,13 @@ impl Plugin for RelayPlugin {
             let server = placement.server.clone();
             let (tx, rx) = oneshot::channel();
             let handle = RelayHandle {
-                ids: IdMap {
-                    frontend_session: ctx.session_id,
-                    frontend_handle: ctx.handle_id,
-                    backend_handle: None,
-                },
+                session_id: ctx.session_id,
+                handle_id: ctx.handle_id,
                 state: ctx.state,
                 session: ctx.session,
                 package,
                 opaque_id: ctx.opaque_id,
-                link: placement.link,
-                server: placement.server,
-                epoch: placement.epoch,
+                leg: BackendLeg::new(placement),
                 attached: Some(tx),
                 detach_transaction: None,
                 detach_replied: false,
@@ -91,15 +87,14 @@ impl Plugin for RelayPlugin {
 }
 
 pub struct RelayHandle {
-    ids: IdMap,
+    session_id: u64,
+    handle_id: u64,
     state: Arc<ProxyState>,
     session: Addr<ClientSession>,
     package: String,
     opaque_id: Option<String>,
-    link: Addr<BackendLink>,
-    /// The backend server and the registry epoch of the placement.
-    server: String,
-    epoch: u64,
+    /// The backend handle, on the server the registry chose.
+    leg: BackendLeg,
     /// Waiting for the backend `attach` to answer.
     attached: Option<oneshot::Sender<Result<(), ApiError>>>,
     /// The client's detach transaction, once it asked to detach.
@@ -111,14 +106,13 @@ pub struct RelayHandle {
 }
 
 impl RelayHandle {
+    fn ids(&self) -> IdMap {
+        self.leg.ids(self.session_id, self.handle_id)
+    }
+
     fn send(&self, ctx: &Context<Self>, request: JsonMap, transaction: String, reply_to: ReplyTo) {
-        self.link.do_send(LinkRequest {
-            request,
-            backend_handle: self.ids.backend_handle,
-            client_transaction: Some(transaction),
-            reply: Some((ctx.address().recipient(), Some(reply_to))),
-            attach: false,
-        });
+        let reply = (ctx.address().recipient(), Some(reply_to));
+        self.leg.send(request, Some(transaction), Some(reply));
     }
 
     fn to_client(&self, frame: &impl serde::Serialize, reply_to: Option<&ReplyTo>) {
@@ -133,21 +127,15 @@ impl RelayHandle {
         let Some(attached) = self.attached.take() else {
             return;
         };
-        let backend_handle = frame
-            .get("data")
-            .and_then(|d| d.get("id"))
-            .and_then(Value::as_u64);
-        let is_success = frame.get("janus").and_then(Value::as_str) == Some("success");
-        match (is_success, backend_handle) {
-            (true, Some(id)) => {
-                self.ids.backend_handle = Some(id);
+        match self.leg.on_attach_reply(&frame) {
+            Ok(_) => {
                 if attached.send(Ok(())).is_err() {
                     // The session went away while we attached: undo it quietly.
                     self.release(ctx);
                 }
             }
-            _ => {
-                let _ = attached.send(Err(api_error_of(&frame)));
+            Err(e) => {
+                let _ = attached.send(Err(e));
                 ctx.stop();
             }
         }
@@ -155,64 +143,22 @@ impl RelayHandle {
 
     /// Detaches the backend handle without telling the client, and stops.
     fn release(&mut self, ctx: &mut Context<Self>) {
-        if let Some(backend_handle) = self.ids.backend_handle.take() {
-            self.link.do_send(UnrouteHandle(backend_handle));
-            self.link.do_send(LinkRequest {
-                request: request("detach"),
-                backend_handle: Some(backend_handle),
-                client_transaction: None,
-                reply: None,
-                attach: false,
-            });
-        }
+        self.leg.release();
         ctx.stop();
     }
-}
-
-fn request(janus: &str) -> JsonMap {
-    let mut map = JsonMap::new();
-    map.insert("janus".into(), janus.into());
-    map
-}
-
-/// A backend `error` frame as an API error (unknown codes become 490).
-fn api_error_of(frame: &JsonMap) -> ApiError {
-    let error = frame.get("error");
-    let code = error
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_u64)
-        .and_then(ErrorCode::from_code)
-        .unwrap_or(ErrorCode::Unknown);
-    let reason = error
-        .and_then(|e| e.get("reason"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| code.default_reason());
-    ApiError::new(code, reason)
 }
 
 impl Actor for RelayHandle {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let mut attach = request("attach");
-        attach.insert("plugin".into(), self.package.clone().into());
-        if let Some(opaque_id) = &self.opaque_id {
-            attach.insert("opaque_id".into(), opaque_id.clone().into());
-        }
-        self.link.do_send(LinkRequest {
-            request: attach,
-            backend_handle: None,
-            client_transaction: None,
-            reply: Some((ctx.address().recipient(), None)),
-            attach: true,
-        });
+        let to = ctx.address().recipient();
+        self.leg
+            .attach(&self.package, self.opaque_id.as_deref(), to);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.state.registry.do_send(PlacementEnded {
-            server: std::mem::take(&mut self.server),
-            epoch: self.epoch,
-        });
+        self.leg.end_placement(&self.state.registry);
     }
 }
 
@@ -281,7 +227,7 @@ impl Handler<BackendIncoming> for RelayHandle {
                 if is_detach_reply && is_error {
                     // The backend handle is already gone; for the client the detach worked.
                     let t = client_transaction.as_deref().unwrap_or_default();
-                    let success = ServerMessage::success(self.ids.frontend_session, t);
+                    let success = ServerMessage::success(self.session_id, t);
                     self.to_client(&success, reply_to.as_ref());
                     self.finish(ctx);
                     return;
@@ -296,7 +242,7 @@ impl Handler<BackendIncoming> for RelayHandle {
                 }
                 let out = rewrite(
                     frame,
-                    self.ids,
+                    self.ids(),
                     Transaction::Client(client_transaction.as_deref()),
                 );
                 self.to_client(&out, reply_to.as_ref());
@@ -307,13 +253,13 @@ impl Handler<BackendIncoming> for RelayHandle {
             }
             BackendIncoming::Event { frame } => {
                 let detached = frame.get("janus").and_then(Value::as_str) == Some("detached");
-                let out = rewrite(frame, self.ids, Transaction::FromBackend);
+                let out = rewrite(frame, self.ids(), Transaction::FromBackend);
                 self.to_client(&out, None);
                 if detached {
                     // The link stops routing this backend handle after `detached`.
-                    self.ids.backend_handle = None;
+                    self.leg.handle = None;
                     self.detached_seen = true;
-                    self.session.do_send(HandleGone(self.ids.frontend_handle));
+                    self.session.do_send(HandleGone(self.handle_id));
                     self.stop_when_detached(ctx);
                 }
             }
@@ -324,10 +270,10 @@ impl Handler<BackendIncoming> for RelayHandle {
                     ctx.stop();
                     return;
                 }
-                self.ids.backend_handle = None;
+                self.leg.handle = None;
                 let hangup = ServerMessage::hangup(
-                    self.ids.frontend_session,
-                    self.ids.frontend_handle,
+                    self.session_id,
+                    self.handle_id,
                     None,
                     BACKEND_LOST_REASON,
                 );
@@ -350,13 +296,10 @@ impl RelayHandle {
 
     /// The handle is over for the client: `detached`, then gone.
     fn finish(&mut self, ctx: &mut Context<Self>) {
-        let detached =
-            ServerMessage::detached(self.ids.frontend_session, self.ids.frontend_handle, None);
+        let detached = ServerMessage::detached(self.session_id, self.handle_id, None);
         self.to_client(&detached, None);
-        if let Some(backend_handle) = self.ids.backend_handle.take() {
-            self.link.do_send(UnrouteHandle(backend_handle));
-        }
-        self.session.do_send(HandleGone(self.ids.frontend_handle));
+        self.leg.forget();
+        self.session.do_send(HandleGone(self.handle_id));
         ctx.stop();
     }
 }

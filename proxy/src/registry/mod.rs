@@ -418,6 +418,30 @@ impl Handler<SelectServer> for ServerRegistry {
     }
 }
 
+/// Places one more handle on a server already chosen (the second leg of a call that the
+/// registry placed with [`SelectServer`]): counted like a selection, so that the server's
+/// estimated load covers both legs. None when the server is gone from the registry.
+#[derive(Message)]
+#[rtype(result = "Option<Placement>")]
+pub struct PlaceOn {
+    pub server: String,
+}
+
+impl Handler<PlaceOn> for ServerRegistry {
+    type Result = Option<Placement>;
+
+    fn handle(&mut self, msg: PlaceOn, _: &mut Context<Self>) -> Self::Result {
+        let entry = self.servers.get_mut(&msg.server)?;
+        let epoch = entry.record.placed();
+        Some(Placement {
+            server: entry.record.name.clone(),
+            epoch,
+            link: entry.link.addr.clone(),
+            status: entry.link.status.clone(),
+        })
+    }
+}
+
 /// A handle placed by [`SelectServer`] ended.
 #[derive(Message)]
 #[rtype(result = "()")]

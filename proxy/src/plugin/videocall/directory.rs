@@ -1,0 +1,106 @@
+//! The videocall user directory: who registered which username, on this proxy. A plain map,
+//! shared by every videocall handle behind a lock (each operation is a few map accesses, far
+//! cheaper than a round trip through an actor), unit-tested without a runtime.
+//!
+//! Unlike janus-cloud, a username belongs to the first handle that registers it until that
+//! handle goes away: a second registration gets 476, as in Janus.
+
+use std::collections::BTreeMap;
+
+/// One registered user: the handle that owns the name, and how to reach its actor.
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    handle_id: u64,
+    target: T,
+}
+
+#[derive(Debug)]
+pub struct Directory<T> {
+    users: BTreeMap<String, Entry<T>>,
+}
+
+impl<T> Default for Directory<T> {
+    fn default() -> Self {
+        Directory {
+            users: BTreeMap::new(),
+        }
+    }
+}
+
+/// The username is registered by another handle.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Taken;
+
+impl<T: Clone> Directory<T> {
+    pub fn register(&mut self, username: &str, handle_id: u64, target: T) -> Result<(), Taken> {
+        if self.users.contains_key(username) {
+            return Err(Taken);
+        }
+        self.users
+            .insert(username.to_owned(), Entry { handle_id, target });
+        Ok(())
+    }
+
+    /// Frees `username` if `handle_id` owns it (a handle never frees someone else's name).
+    pub fn unregister(&mut self, username: &str, handle_id: u64) -> bool {
+        if self.users.get(username).map(|e| e.handle_id) == Some(handle_id) {
+            self.users.remove(username);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The handle that owns `username`: its id and target.
+    pub fn lookup(&self, username: &str) -> Option<(u64, T)> {
+        self.users
+            .get(username)
+            .map(|e| (e.handle_id, e.target.clone()))
+    }
+
+    /// Every registered username, in a stable (sorted) order.
+    pub fn list(&self) -> Vec<String> {
+        self.users.keys().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_registration_wins_until_its_handle_leaves() {
+        let mut d: Directory<&str> = Directory::default();
+        assert_eq!(d.register("alice", 1, "a"), Ok(()));
+        assert_eq!(d.register("alice", 2, "b"), Err(Taken));
+        assert_eq!(d.lookup("alice"), Some((1, "a")));
+        // another handle cannot free a name it does not own
+        assert!(!d.unregister("alice", 2));
+        assert_eq!(d.lookup("alice"), Some((1, "a")));
+        assert!(d.unregister("alice", 1));
+        assert_eq!(d.lookup("alice"), None);
+        assert_eq!(d.register("alice", 2, "b"), Ok(()));
+        assert_eq!(d.lookup("alice"), Some((2, "b")));
+    }
+
+    #[test]
+    fn list_is_sorted_and_names_are_exact() {
+        let mut d: Directory<u8> = Directory::default();
+        assert!(d.is_empty());
+        for (i, name) in ["carol", "alice", "Bob", "bob"].iter().enumerate() {
+            assert_eq!(d.register(name, i as u64 + 1, 0), Ok(()));
+        }
+        assert_eq!(d.list(), ["Bob", "alice", "bob", "carol"]);
+        assert_eq!(d.len(), 4);
+        assert_eq!(d.lookup("BOB"), None);
+        assert!(!d.unregister("nobody", 1));
+    }
+}

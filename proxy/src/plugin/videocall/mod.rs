@@ -1,0 +1,78 @@
+//! The videocall plugin: Janus's VideoCall API (`list`, `register`, `call`, `accept`, `set`,
+//! `hangup`) served by the proxy, with calls bridged by one backend Janus.
+//!
+//! Users register with the proxy: the [`directory::Directory`] maps usernames to the
+//! [`handle::VideoCallHandle`] actors that own them, whatever backend their calls will use.
+//! A call is placed on one backend server chosen by the registry when the caller calls; both
+//! handles then open a backend videocall handle there (a *leg*), register their usernames on
+//! it, and the caller's `call` with its offer goes to the backend, which bridges the media and
+//! sends the callee's leg the `incomingcall`. From then on the backend is the authority on the
+//! call: requests go to its legs, its events come back with the client's ids.
+//!
+//! The handle actor's shape (client commands processed in order, a leg owned through
+//! [`super::backend_handle::BackendLeg`], peers messaged with one struct per intent) is the
+//! mould for the videoroom and audiobridge plugins.
+
+pub mod directory;
+pub mod errors;
+pub mod handle;
+
+use std::sync::Arc;
+
+use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
+use crate::state::ProxyState;
+use directory::Directory;
+use handle::VideoCallHandle;
+
+pub const PACKAGE: &str = "janus.plugin.videocall";
+
+/// The directory all videocall handles of this proxy share.
+pub type SharedDirectory = Arc<Mutex<Directory<Addr<VideoCallHandle>>>>;
+
+#[derive(Default)]
+pub struct VideoCallPlugin {
+    directory: SharedDirectory,
+}
+
+impl VideoCallPlugin {
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+impl Plugin for VideoCallPlugin {
+    fn package(&self) -> &str {
+        PACKAGE
+    }
+
+    /// The backend's own descriptor when one is connected (so `info` reads as a Janus's);
+    /// Janus 1.1.2's otherwise: the plugin is the proxy's and always available.
+    fn descriptor(&self, state: &ProxyState) -> Option<Value> {
+        Some(state.links.plugin_descriptor(PACKAGE).unwrap_or_else(|| {
+            json!({
+                "name": "JANUS VideoCall plugin",
+                "author": "Meetecho s.r.l.",
+                "description": "This is a simple video call plugin for Janus, allowing two WebRTC peers to call each other through a server.",
+                "version_string": "0.0.6",
+                "version": 6
+            })
+        }))
+    }
+
+    /// A videocall handle needs no backend until it is in a call: attaching always works.
+    fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
+        let directory = self.directory.clone();
+        Box::pin(async move {
+            let handle = VideoCallHandle::new(ctx, directory).start();
+            Ok(AttachedHandle {
+                commands: handle.recipient(),
+                backend: None,
+            })
+        })
+    }
+}
