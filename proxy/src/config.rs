@@ -290,6 +290,10 @@ pub struct PluginsConfig {
     /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
     /// bridged by one backend). Takes precedence over a relay of the same package.
     pub videocall: bool,
+    /// The proxy's own `janus.plugin.audiobridge` (a room directory in the proxy, each room
+    /// mixed by one backend chosen when it is created, re-created elsewhere if that backend
+    /// is lost). Takes precedence over a relay of the same package.
+    pub audiobridge: bool,
 }
 
 impl Default for PluginsConfig {
@@ -308,6 +312,7 @@ impl Default for PluginsConfig {
             .collect(),
             p2pcall: true,
             videocall: true,
+            audiobridge: true,
         }
     }
 }

@@ -3,8 +3,9 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
-pub mod p2pcall;
+pub mod audiobridge;
 pub mod backend_handle;
+pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
 pub mod videocall;
@@ -100,6 +101,10 @@ impl PluginRegistry {
         // same package (a relayed videocall could only call users on the same backend).
         if config.videocall {
             registry.add(Arc::new(videocall::VideoCallPlugin::new()));
+        }
+        // Likewise: a relayed audiobridge could only mix handles that landed on one backend.
+        if config.audiobridge {
+            registry.add(Arc::new(audiobridge::AudioBridgePlugin::new()));
         }
         registry
     }

@@ -46,6 +46,11 @@ impl LinkDirectory {
         self.links.read().iter().any(|l| l.is_ready())
     }
 
+    /// The link status of server `name`, if it is registered.
+    pub fn status(&self, name: &str) -> Option<Arc<LinkStatus>> {
+        self.links.read().iter().find(|l| l.name == name).cloned()
+    }
+
     /// The descriptor of `package` as a connected backend reported it.
     pub fn plugin_descriptor(&self, package: &str) -> Option<Value> {
         self.links
