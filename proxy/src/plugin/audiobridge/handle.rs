@@ -701,18 +701,16 @@ impl AudioBridgeHandle {
                 match (target, prefer) {
                     (Some(room), Some(current)) => {
                         let whereabouts = self.rooms.lock().whereabouts(room);
-                        if matches!(whereabouts, Whereabouts::On { ref server, .. } if *server != current)
-                        {
-                            // On another server: the participant's server answers (485).
-                            return self.forward(
-                                ctx,
-                                current,
-                                transaction,
-                                body,
-                                jsep,
-                                reply_to,
-                                After::Nothing,
-                            );
+                        if let Whereabouts::On { server, .. } = whereabouts {
+                            if server != current {
+                                return self.move_room_then_change(
+                                    ctx,
+                                    room,
+                                    server,
+                                    current,
+                                    (transaction, body, jsep, reply_to),
+                                );
+                            }
                         }
                         self.send_to_room(
                             ctx,
@@ -742,6 +740,97 @@ impl AudioBridgeHandle {
             }
             _ => self.send_to_any(ctx, transaction, body, jsep, reply_to, sync),
         }
+    }
+
+    /// `changeroom` to a room that lives on another server than the participant's
+    /// PeerConnection: an empty room moves to the participant's server (destroyed on its
+    /// server, created again here); a room with participants stays, and the participant's
+    /// server answers (485, as Janus does for a room it does not have).
+    fn move_room_then_change(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: u64,
+        from: String,
+        to: String,
+        request: (String, JsonMap, Option<JsonMap>, ReplyTo),
+    ) {
+        self.ensure_leg(
+            ctx,
+            from.clone(),
+            None,
+            Box::new(move |act, ctx, r| {
+                let (transaction, body, jsep, reply_to) = request;
+                if r.is_err() {
+                    // Its server is unreachable: place it here.
+                    act.rooms.lock().unplace(room, &from);
+                    return act.send_to_room(
+                        ctx,
+                        room,
+                        Some(to),
+                        transaction,
+                        body,
+                        jsep,
+                        reply_to,
+                    );
+                }
+                let mut ask = JsonMap::new();
+                ask.insert("request".into(), "listparticipants".into());
+                ask.insert("room".into(), room.into());
+                act.call(
+                    ctx,
+                    &from.clone(),
+                    message_request(ask, None),
+                    None,
+                    Box::new(move |act, ctx, frame| {
+                        let empty = plugin_data(&frame)
+                            .and_then(|d| d.get("participants"))
+                            .and_then(Value::as_array)
+                            .is_some_and(Vec::is_empty);
+                        if !empty {
+                            return act.forward(
+                                ctx,
+                                to,
+                                transaction,
+                                body,
+                                jsep,
+                                reply_to,
+                                After::Nothing,
+                            );
+                        }
+                        log::info!("audiobridge room {room}: moving it from {from} to {to}");
+                        let mut destroy = JsonMap::new();
+                        destroy.insert("request".into(), "destroy".into());
+                        destroy.insert("room".into(), room.into());
+                        if let Some(secret) = act
+                            .rooms
+                            .lock()
+                            .config(room)
+                            .and_then(|c| c.get("secret").cloned())
+                        {
+                            destroy.insert("secret".into(), secret);
+                        }
+                        act.rooms.lock().unplace(room, &from);
+                        act.call(
+                            ctx,
+                            &from.clone(),
+                            message_request(destroy, None),
+                            None,
+                            Box::new(move |act, ctx, _| {
+                                act.send_to_room(
+                                    ctx,
+                                    room,
+                                    Some(to),
+                                    transaction,
+                                    body,
+                                    jsep,
+                                    reply_to,
+                                )
+                            }),
+                        );
+                    }),
+                );
+            }),
+        );
     }
 
     /// A request about a room of the directory: to its server.
@@ -1240,12 +1329,12 @@ fn unplaced_entry(id: u64, config: &JsonMap) -> Value {
     json!({
         "room": id,
         "description": description,
-        "pin_required": config.contains_key("pin"),
         "sampling_rate": sampling,
         "spatial_audio": flag("spatial_audio"),
+        "pin_required": config.contains_key("pin"),
         "record": flag("record"),
-        "num_participants": 0,
-        "muted": false
+        "muted": false,
+        "num_participants": 0
     })
 }
 
