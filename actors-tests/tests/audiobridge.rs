@@ -787,3 +787,75 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
     ensure!(rooms.contains(&r0) && rooms.contains(&r1), "{list}");
     Ok(())
 }
+
+/// A room from `plugins.audiobridge_rooms` (as Janus's `room-<id>` config sections): listed
+/// before any backend has it exactly as Janus lists the same room, and created on a backend
+/// by the first join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_room_is_listed_like_janus_and_created_at_first_join() -> anyhow::Result<()> {
+    init_logging();
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let room = room_ids()[0] + 70;
+    let settings = json!({"room": room, "description": "Demo Room", "secret": "adminpwd",
+        "pin": "9", "sampling_rate": 24000});
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    if let Value::Object(m) = settings.clone() {
+        config.plugins.audiobridge_rooms.push(m);
+    }
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    // The same room created on a Janus directly, for comparison.
+    let mut direct = user(&a.ws_url()).await?;
+    let mut create = settings.clone();
+    create["request"] = json!("create");
+    let created = sync_request(&mut direct, create).await?;
+    ensure!(created["audiobridge"] == "created", "{created}");
+    let janus_list = sync_request(&mut direct, json!({"request": "list"})).await?;
+
+    let mut u = user(&proxy.ws_url()).await?;
+    let proxy_list = sync_request(&mut u, json!({"request": "list"})).await?;
+    ensure!(
+        proxy_list == janus_list,
+        "list differs:\n janus: {janus_list}\n proxy: {proxy_list}"
+    );
+    let exists = sync_request(&mut u, json!({"request": "exists", "room": room})).await?;
+    ensure!(exists["exists"] == true, "{exists}");
+    // Nothing on the backends until the first join; the pin is checked by Janus.
+    let refused = async_request(
+        &mut u,
+        json!({"request": "join", "room": room, "pin": "0"}),
+        false,
+    )
+    .await?;
+    ensure!(refused["error_code"] == 489, "{refused}");
+    let joined = async_request(
+        &mut u,
+        json!({"request": "join", "room": room, "pin": "9", "display": "first"}),
+        true,
+    )
+    .await?;
+    ensure!(joined["audiobridge"] == "joined", "{joined}");
+    let participants =
+        sync_request(&mut u, json!({"request": "listparticipants", "room": room})).await?;
+    ensure!(
+        participants["participants"].as_array().map(Vec::len) == Some(1),
+        "{participants}"
+    );
+    // The configured secret holds on the backend.
+    let refused = sync_request(
+        &mut u,
+        json!({"request": "destroy", "room": room, "secret": "x"}),
+    )
+    .await?;
+    ensure!(refused["error_code"] == 489, "{refused}");
+    let _ = sync_request(
+        &mut direct,
+        json!({"request": "destroy", "room": room, "secret": "adminpwd"}),
+    )
+    .await?;
+    Ok(())
+}

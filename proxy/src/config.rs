@@ -294,6 +294,11 @@ pub struct PluginsConfig {
     /// mixed by one backend chosen when it is created, re-created elsewhere if that backend
     /// is lost). Takes precedence over a relay of the same package.
     pub audiobridge: bool,
+    /// AudioBridge rooms the proxy offers from the start, like the `room-<id>` sections of
+    /// Janus's `janus.plugin.audiobridge.jcfg` (e.g. the demo's room 1234): each is the
+    /// fields of a `create` request (`room` required; `description`, `secret`, `pin`,
+    /// `sampling_rate`, `is_private`, `allowed`, …). Created on a backend at the first join.
+    pub audiobridge_rooms: Vec<janus_protocol::JsonMap>,
 }
 
 impl Default for PluginsConfig {
@@ -313,6 +318,7 @@ impl Default for PluginsConfig {
             p2pcall: true,
             videocall: true,
             audiobridge: true,
+            audiobridge_rooms: Vec::new(),
         }
     }
 }
@@ -362,6 +368,24 @@ impl ProxyConfig {
     }
 
     pub fn validate(&self) -> Result<(), ProxyError> {
+        let mut rooms = std::collections::HashSet::new();
+        for room in &self.plugins.audiobridge_rooms {
+            let id = room
+                .get("room")
+                .and_then(serde_json::Value::as_u64)
+                .filter(|id| *id > 0)
+                .ok_or_else(|| {
+                    ProxyError::Config(
+                        "plugins.audiobridge_rooms: every room needs a positive integer `room`"
+                            .into(),
+                    )
+                })?;
+            if !rooms.insert(id) {
+                return Err(ProxyError::Config(format!(
+                    "plugins.audiobridge_rooms: room {id} appears twice"
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for server in &self.backend.servers {
             janus_protocol::admin::check_server_name(&server.name)
@@ -512,6 +536,48 @@ url = "ws://127.0.0.1:8188"
         assert!(ProxyConfig::load_with_env(None, env).is_err());
         let missing = Path::new("/nonexistent/janus-proxy.toml");
         assert!(ProxyConfig::load_with_env(Some(missing), no_env()).is_err());
+    }
+
+    #[test]
+    fn static_audiobridge_rooms() {
+        let file = write(
+            r#"
+[[plugins.audiobridge_rooms]]
+room = 1234
+description = "Demo Room"
+sampling_rate = 16000
+secret = "adminpwd"
+[[plugins.audiobridge_rooms]]
+room = 5
+is_private = true
+allowed = ["a", "b"]
+"#,
+            "toml",
+        );
+        let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();
+        let rooms = &cfg.plugins.audiobridge_rooms;
+        assert_eq!(rooms.len(), 2);
+        assert_eq!(rooms[0].get("room"), Some(&serde_json::json!(1234)));
+        assert_eq!(
+            rooms[0].get("description"),
+            Some(&serde_json::json!("Demo Room"))
+        );
+        assert_eq!(rooms[1].get("is_private"), Some(&serde_json::json!(true)));
+        assert_eq!(
+            rooms[1].get("allowed"),
+            Some(&serde_json::json!(["a", "b"]))
+        );
+        for bad in [
+            "[[plugins.audiobridge_rooms]]\ndescription = \"x\"\n",
+            "[[plugins.audiobridge_rooms]]\nroom = 1\n[[plugins.audiobridge_rooms]]\nroom = 1\n",
+            "[[plugins.audiobridge_rooms]]\nroom = \"x\"\n",
+        ] {
+            let file = write(bad, "toml");
+            assert!(
+                ProxyConfig::load_with_env(Some(&file), no_env()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -104,7 +104,9 @@ impl PluginRegistry {
         }
         // Likewise: a relayed audiobridge could only mix handles that landed on one backend.
         if config.audiobridge {
-            registry.add(Arc::new(audiobridge::AudioBridgePlugin::new()));
+            registry.add(Arc::new(audiobridge::AudioBridgePlugin::new(
+                &config.audiobridge_rooms,
+            )));
         }
         registry
     }

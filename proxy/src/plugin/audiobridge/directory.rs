@@ -75,6 +75,19 @@ impl RoomDirectory {
         true
     }
 
+    /// A room known from the configuration: no server until it is first used.
+    pub fn add_unplaced(&mut self, room: u64, config: JsonMap) {
+        self.rooms.insert(
+            room,
+            Room {
+                config,
+                server: None,
+                ready: false,
+                creating: false,
+            },
+        );
+    }
+
     /// The reserved room was created on its server.
     pub fn created(&mut self, room: u64, config: JsonMap) {
         if let Some(r) = self.rooms.get_mut(&room) {

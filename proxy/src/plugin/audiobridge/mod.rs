@@ -39,8 +39,21 @@ pub struct AudioBridgePlugin {
 }
 
 impl AudioBridgePlugin {
-    pub fn new() -> Self {
-        Self::default()
+    /// The plugin, with the rooms of `plugins.audiobridge_rooms` (not on any backend yet).
+    pub fn new(static_rooms: &[janus_protocol::JsonMap]) -> Self {
+        let plugin = Self::default();
+        {
+            let mut rooms = plugin.rooms.lock();
+            for config in static_rooms {
+                if let Some(id) = config.get("room").and_then(Value::as_u64) {
+                    let mut config = config.clone();
+                    config.remove("request");
+                    config.remove("permanent");
+                    rooms.add_unplaced(id, config);
+                }
+            }
+        }
+        plugin
     }
 }
 
