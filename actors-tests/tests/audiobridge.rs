@@ -859,3 +859,66 @@ async fn configured_room_is_listed_like_janus_and_created_at_first_join() -> any
     .await?;
     Ok(())
 }
+
+/// A participant whose socket closes, or who detaches, leaves its room as with Janus: the
+/// others get `leaving`, and its backend handles go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
+    init_logging();
+    let (_a, _b, proxy) = cluster().await?;
+    let url = proxy.ws_url();
+    let room = room_ids()[0] + 90;
+    let mut host = user(&url).await?;
+    let created = sync_request(&mut host, json!({"request": "create", "room": room})).await?;
+    ensure!(created["audiobridge"] == "created", "{created}");
+    let joined = async_request(
+        &mut host,
+        json!({"request": "join", "room": room, "id": 1}),
+        true,
+    )
+    .await?;
+    ensure!(joined["audiobridge"] == "joined", "{joined}");
+    for (id, detach) in [(2u64, false), (3u64, true)] {
+        let mut guest = user(&url).await?;
+        let joined = async_request(
+            &mut guest,
+            json!({"request": "join", "room": room, "id": id}),
+            true,
+        )
+        .await?;
+        ensure!(joined["audiobridge"] == "joined", "{joined}");
+        wait_for(&mut host, "joined", |f| {
+            f["plugindata"]["data"]["participants"][0]["id"] == id
+        })
+        .await?;
+        if detach {
+            let reply = guest
+                .client
+                .request(json!({"janus": "detach", "session_id": guest.session,
+                    "handle_id": guest.handle, "transaction": "d"}))
+                .await?;
+            ensure!(reply["janus"] == "success", "{reply}");
+        } else {
+            guest.client.close().await?;
+        }
+        let leaving = wait_for(&mut host, "leaving", |f| {
+            f["plugindata"]["data"]["leaving"] == id
+        })
+        .await?;
+        ensure!(leaving["plugindata"]["data"]["room"] == room, "{leaving}");
+    }
+    // Only the host's leg is left.
+    wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == 1).await?;
+    let listed = sync_request(
+        &mut host,
+        json!({"request": "listparticipants", "room": room}),
+    )
+    .await?;
+    ensure!(
+        listed["participants"].as_array().map(Vec::len) == Some(1),
+        "{listed}"
+    );
+    host.client.close().await?;
+    wait_handles(&proxy, STEP_LIMIT, |h| h.values().all(|n| *n == 0)).await?;
+    Ok(())
+}
