@@ -8,7 +8,8 @@
 //
 // Success criteria (all required):
 //   - both peers connect, create a session and attach; alice creates a room (random id),
-//   - both `join` it with their offers and get `joined` with an answer,
+//   - alice `join`s with her offer and gets `joined` with an answer; bob joins as the stock
+//     demo does (`join` without SDP, then `configure` with the offer, answered with `ok`),
 //   - both PeerConnections reach "connected", both handles get `webrtcup`,
 //   - each peer receives audio RTP (the mix): getStats() inbound-rtp packetsReceived > 0,
 //   - bob's `leave` gets `left` and alice a `leaving` event; alice's `destroy` succeeds.
@@ -243,6 +244,23 @@ async function localDescription(pc, peer) {
   return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
 }
 
+/** As the stock audiobridge demo does: `join` without an SDP, then `configure` with the
+ * offer once joined. */
+async function joinLikeTheDemo(peer, side, room) {
+  const joined = await side.handle.message({ request: 'join', room, display: peer.name });
+  const d = joined.plugindata.data;
+  if (d.audiobridge !== 'joined') throw new Error(`${peer.name}: join: ${JSON.stringify(d)}`);
+  peer.steps.push('joined');
+  await side.pc.setLocalDescription(await side.pc.createOffer());
+  const offer = await localDescription(side.pc, peer);
+  const configured = await side.handle.message({ request: 'configure', muted: false }, offer);
+  const c = configured.plugindata.data;
+  if (c.result !== 'ok') throw new Error(`${peer.name}: configure: ${JSON.stringify(c)}`);
+  if (!configured.jsep || configured.jsep.type !== 'answer') throw new Error(`${peer.name}: configured without an answer`);
+  await side.pc.setRemoteDescription(configured.jsep);
+  peer.steps.push('configured');
+}
+
 async function join(peer, side, room) {
   await side.pc.setLocalDescription(await side.pc.createOffer());
   const offer = await localDescription(side.pc, peer);
@@ -270,7 +288,7 @@ async function run() {
     }
     alice.steps.push('created');
     await join(alice, a, room);
-    await join(bob, b, room);
+    await joinLikeTheDemo(bob, b, room);
 
     await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('leaving_event')).join(',')}`, async () => {
       for (const [peer, side] of [[alice, a], [bob, b]]) {

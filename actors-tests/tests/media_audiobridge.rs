@@ -363,7 +363,7 @@ fn check_summary(s: &Value) -> Result<(), String> {
     let steps = |i: usize| peers.get(i).map(|p| p["steps"].clone()).unwrap_or_default();
     for (i, wanted) in [
         (0, ["created", "joined", "destroyed"]),
-        (1, ["connect", "joined", "left"]),
+        (1, ["joined", "configured", "left"]),
     ] {
         let done = steps(i);
         for step in wanted {
