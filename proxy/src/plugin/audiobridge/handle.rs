@@ -1388,3 +1388,65 @@ impl Handler<LegIncoming> for AudioBridgeHandle {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unplaced_rooms_are_listed_as_janus_lists_an_empty_room() {
+        let config = match json!({"room": 7, "pin": "x", "sampling_rate": 24000, "record": true}) {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        };
+        // Janus 1.1.2's keys, in its order.
+        assert_eq!(
+            unplaced_entry(7, &config).to_string(),
+            r#"{"room":7,"description":"Room 7","sampling_rate":24000,"spatial_audio":false,"pin_required":true,"record":true,"muted":false,"num_participants":0}"#
+        );
+        let entry = unplaced_entry(8, &JsonMap::new());
+        assert_eq!(entry["sampling_rate"], 16000);
+        assert_eq!(entry["pin_required"], false);
+    }
+
+    #[test]
+    fn requests_janus_answers_synchronously() {
+        for r in [
+            "create",
+            "list",
+            "exists",
+            "kick_all",
+            "rtp_forward",
+            "stop_file",
+        ] {
+            assert!(is_sync(r), "{r}");
+        }
+        for r in [
+            "join",
+            "configure",
+            "changeroom",
+            "leave",
+            "hangup",
+            "foo",
+            "",
+        ] {
+            assert!(!is_sync(r), "{r}");
+        }
+    }
+
+    #[test]
+    fn made_up_frames() {
+        let lost = lost_reply("janus-a");
+        assert!(is_error(&lost));
+        assert_eq!(
+            error_reason(&lost),
+            "connection to backend server janus-a lost"
+        );
+        let body = match json!({"room": 5, "bad": "x"}) {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        };
+        assert_eq!(room_of(&body, "room"), Some(5));
+        assert_eq!(room_of(&body, "bad"), None);
+    }
+}
