@@ -731,6 +731,7 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
     } else {
         ("janus-b", "janus-a")
     };
+    let killed_at = Instant::now();
     if r0_on_a {
         a.kill();
     } else {
@@ -744,6 +745,11 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
     .await?;
     ensure!(destroyed["plugindata"]["data"]["room"] == r0, "{destroyed}");
     let hangup = wait_for(&mut p0, "core hangup", |f| f["janus"] == "hangup").await?;
+    let told_after = killed_at.elapsed();
+    ensure!(
+        told_after < Duration::from_secs(3),
+        "participant told only after {told_after:?}"
+    );
     ensure!(hangup["reason"] == "Backend server unavailable", "{hangup}");
     let listed = sync_request(&mut p1, json!({"request": "listparticipants", "room": r1})).await?;
     ensure!(
@@ -920,5 +926,58 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
     );
     host.client.close().await?;
     wait_handles(&proxy, STEP_LIMIT, |h| h.values().all(|n| *n == 0)).await?;
+    Ok(())
+}
+
+/// A room's server dies while no handle of the proxy is on it (nobody to hear the link go):
+/// the next join creates the room on the other server all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_whose_server_died_unseen_is_created_again_at_the_next_join() -> anyhow::Result<()> {
+    init_logging();
+    let (mut a, mut b, proxy) = cluster().await?;
+    let url = proxy.ws_url();
+    let room = room_ids()[0] + 110;
+    let mut creator = user(&url).await?;
+    let created = sync_request(
+        &mut creator,
+        json!({"request": "create", "room": room, "pin": "p"}),
+    )
+    .await?;
+    ensure!(created["audiobridge"] == "created", "{created}");
+    let on = wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == 1).await?;
+    let doomed = on
+        .iter()
+        .find(|(_, n)| **n == 1)
+        .map(|(name, _)| name.clone())
+        .ok_or_else(|| anyhow!("no server with the room: {on:?}"))?;
+    creator.client.close().await?;
+    wait_handles(&proxy, STEP_LIMIT, |h| h.values().all(|n| *n == 0)).await?;
+    if doomed == "janus-a" {
+        a.kill();
+    } else {
+        b.kill();
+    }
+    proxy
+        .wait_server(&doomed, Duration::from_secs(10), |s| {
+            s["selectable"] == false
+        })
+        .await?;
+    let mut joiner = user(&url).await?;
+    let joined = async_request(
+        &mut joiner,
+        json!({"request": "join", "room": room, "pin": "p"}),
+        true,
+    )
+    .await?;
+    ensure!(joined["audiobridge"] == "joined", "{joined}");
+    // Created again with its settings: the PIN still holds.
+    let mut other = user(&url).await?;
+    let refused = async_request(
+        &mut other,
+        json!({"request": "join", "room": room, "pin": "wrong"}),
+        false,
+    )
+    .await?;
+    ensure!(refused["error_code"] == 489, "{refused}");
     Ok(())
 }

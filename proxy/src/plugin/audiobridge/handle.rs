@@ -543,7 +543,28 @@ impl AudioBridgeHandle {
     /// The server of a room of the directory, with a leg on it and the room created there.
     /// A room without a server (or on a server whose link is down) is placed by the policy,
     /// or on `prefer`.
+    ///
+    /// A placement that fails because its server cannot be reached (the room is unplaced
+    /// then) is tried once more on a server chosen by the policy: a room whose server died
+    /// unseen (no handle had a leg there) is created elsewhere at once.
     fn room_server(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: u64,
+        prefer: Option<String>,
+        then: Then<Result<String, String>>,
+    ) {
+        let retry: Then<Result<String, String>> = Box::new(move |act, ctx, r| match r {
+            Err(why) if act.rooms.lock().whereabouts(room) == Whereabouts::Unplaced => {
+                log::info!("audiobridge room {room}: {why}; placing it again");
+                act.place_room(ctx, room, None, then)
+            }
+            r => then(act, ctx, r),
+        });
+        self.place_room(ctx, room, prefer, retry)
+    }
+
+    fn place_room(
         &mut self,
         ctx: &mut Context<Self>,
         room: u64,
@@ -563,7 +584,7 @@ impl AudioBridgeHandle {
                 if down {
                     log::info!("audiobridge room {room}: server {server} is down, placing again");
                     self.rooms.lock().unplace(room, &server);
-                    return self.room_server(ctx, room, prefer, then);
+                    return self.place_room(ctx, room, prefer, then);
                 }
                 if ready {
                     self.ensure_leg(
@@ -587,7 +608,7 @@ impl AudioBridgeHandle {
                     let placed = self.rooms.lock().place(room, &server);
                     return match placed {
                         Some(s) if s == server => self.create_on(ctx, room, s, then),
-                        Some(_) => self.room_server(ctx, room, None, then),
+                        Some(_) => self.place_room(ctx, room, None, then),
                         None => then(self, ctx, Err(format!("No such room ({room})"))),
                     };
                 }
@@ -602,7 +623,7 @@ impl AudioBridgeHandle {
                         match placed {
                             Some(s) if s == chosen => act.create_on(ctx, room, s, then),
                             // Placed elsewhere meanwhile (or destroyed): ask again.
-                            _ => act.room_server(ctx, room, None, then),
+                            _ => act.place_room(ctx, room, None, then),
                         }
                     }),
                 );
