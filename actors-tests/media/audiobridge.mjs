@@ -1,7 +1,8 @@
 // Real-media end-to-end check of an audio conference through a Janus (or through janus-proxy
 // in front of Janus servers): two peers, each with janode signalling and a real libwebrtc
-// PeerConnection (@roamhq/wrtc) sending a synthetic audio tone, join one room of
-// janus.plugin.audiobridge; the Janus mixes, and each peer hears the other.
+// PeerConnection (@roamhq/wrtc) sending a synthetic tone (and a video track, which the
+// AudioBridge declines), join one room of janus.plugin.audiobridge; the Janus mixes, and each
+// peer hears the other.
 //
 // Usage: node audiobridge.mjs --url ws://127.0.0.1:PORT [--label NAME]
 //                             [--timeout-ms 40000] [--connect-timeout-ms 10000] [--verbose]
@@ -13,50 +14,19 @@
 //   - both PeerConnections reach "connected", both handles get `webrtcup`,
 //   - each peer receives audio RTP (the mix): getStats() inbound-rtp packetsReceived > 0,
 //   - bob's `leave` gets `left` and alice a `leaving` event; alice's `destroy` succeeds.
+// Shared parts (arguments, watchdog, connecting, wrtc media, stats) are in lib.mjs.
 // stdout carries exactly one line: the JSON summary. Everything else goes to stderr.
 // Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-import { format } from 'node:util';
 import Janode from 'janode';
 import Handle from 'janode/handle';
-import wrtc from '@roamhq/wrtc';
+import {
+  closeQuietly, collectStats, connectAndCreate, createPeerConnection, gatheredDescription,
+  startScript, superviseRun, waitFor,
+} from './lib.mjs';
 
-const { RTCPeerConnection, MediaStream } = wrtc;
-const { RTCAudioSource } = wrtc.nonstandard;
-
-const toStderr = (...a) => process.stderr.write(format(...a) + '\n');
-console.log = console.info = console.debug = console.warn = console.error = toStderr;
-
-function parseArgs(argv) {
-  const opts = { url: null, label: 'audiobridge', timeoutMs: 40000, connectTimeoutMs: 10000, verbose: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) usage(`missing value for ${a}`);
-      return argv[++i];
-    };
-    if (a === '--url') opts.url = next();
-    else if (a === '--label') opts.label = next();
-    else if (a === '--timeout-ms') opts.timeoutMs = Number(next());
-    else if (a === '--connect-timeout-ms') opts.connectTimeoutMs = Number(next());
-    else if (a === '--verbose') opts.verbose = true;
-    else usage(`unknown argument ${a}`);
-  }
-  if (!opts.url) usage('--url is required');
-  if (!(opts.timeoutMs > 0) || !(opts.connectTimeoutMs > 0)) usage('bad timeout');
-  return opts;
-}
-function usage(msg) {
-  process.stderr.write(`audiobridge.mjs: ${msg}\nusage: node audiobridge.mjs --url ws://HOST:PORT [--label NAME] [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
-  process.exit(2);
-}
-
-const opts = parseArgs(process.argv.slice(2));
-Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-
-const t0 = Date.now();
-const log = (...a) => toStderr(`[audiobridge ${opts.label} +${Date.now() - t0}ms]`, ...a);
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+const script = startScript('audiobridge', { timeoutMs: 40000 });
+const { opts, t0, log } = script;
 
 /* A janode handle for janus.plugin.audiobridge: answers (events with our transaction) close
  * the request; the plugin's own events (joined, leaving, destroyed, ...) are emitted. */
@@ -82,8 +52,9 @@ function newPeer(name) {
     webrtcup: false,
     pc_states: [],
     local_candidates: 0,
-    packetsReceived: { audio: 0 },
-    packetsSent: { audio: 0 },
+    packetsReceived: { audio: 0, video: 0 },
+    packetsSent: { audio: 0, video: 0 },
+    framesDecoded: 0,
   };
 }
 const alice = newPeer('alice');
@@ -101,119 +72,13 @@ const missing = () => {
   return m;
 };
 
-let finished = false;
-function finish(ok, reason) {
-  if (finished) return;
-  finished = true;
-  const summary = { result: ok ? 'ok' : 'fail', reason: reason || null, missing: missing(),
-    elapsed_ms: Date.now() - t0, ...state };
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(ok ? 0 : 1));
-  setTimeout(() => process.exit(ok ? 0 : 1), 2000).unref();
-}
-
-const watchdog = setTimeout(() => {
-  log('timeout, missing:', missing().join(',') || '(nothing; cleanup hung)');
-  finish(false, `timeout after ${opts.timeoutMs} ms`);
-}, opts.timeoutMs);
-
-process.on('unhandledRejection', (e) => {
-  state.errors.push(`unhandledRejection: ${e && e.message ? e.message : e}`);
-  log('unhandledRejection', e);
-});
-
-// ---- helpers ----------------------------------------------------------------------
-// Connect and create a session, retrying both while the server is starting (a proxy may
-// accept WebSockets before its backend is connected and refuse `create` until then).
-// Bounded by --connect-timeout-ms. Janode's own log is muted during the attempts.
-async function connectAndCreate(peer) {
-  const deadline = Date.now() + opts.connectTimeoutMs;
-  let lastErr = null;
-  Janode.Logger.setLevel(opts.verbose ? 'debug' : 'none');
-  try {
-    while (Date.now() < deadline) {
-      peer.connect_attempts++;
-      let connection = null;
-      try {
-        // max_retries: 0 -> one attempt per call; the retry loop is ours.
-        connection = await Janode.connect({
-          is_admin: false,
-          address: { url: opts.url },
-          retry_time_secs: 0.1,
-          max_retries: 0,
-          ws_options: { handshakeTimeout: 2000 },
-        });
-      } catch (e) {
-        lastErr = e;
-        await delay(100);
-        continue;
-      }
-      try {
-        const session = await connection.create();
-        return { connection, session };
-      } catch (e) {
-        lastErr = e;
-        peer.create_failures.push(e && e.message ? e.message : String(e));
-        try { await Promise.race([connection.close(), delay(500)]); } catch (_) { /* ignore */ }
-        await delay(200);
-      }
-    }
-  } finally {
-    Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-  }
-  throw new Error(`could not connect to ${opts.url} and create a session within ` +
-    `${opts.connectTimeoutMs} ms (${peer.connect_attempts} attempts): ${lastErr && lastErr.message}`);
-}
-
-async function waitFor(what, pred, ms, pollMs = 50) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await delay(pollMs);
-  }
-  throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-}
-
-function startSyntheticSource() {
-  const audioSource = new RTCAudioSource();
-  const audioTrack = audioSource.createTrack();
-  // 10 ms of a 440 Hz tone at 48 kHz mono, every 10 ms.
-  const sampleRate = 48000;
-  const numberOfFrames = sampleRate / 100;
-  let phase = 0;
-  const audioTimer = setInterval(() => {
-    const samples = new Int16Array(numberOfFrames);
-    for (let i = 0; i < numberOfFrames; i++) {
-      samples[i] = Math.round(Math.sin(phase) * 8000);
-      phase += (2 * Math.PI * 440) / sampleRate;
-    }
-    audioSource.onData({ samples, sampleRate, bitsPerSample: 16, channelCount: 1, numberOfFrames });
-  }, 10);
-  return {
-    audioTrack,
-    stop() {
-      clearInterval(audioTimer);
-      audioTrack.stop();
-    },
-  };
-}
-
-async function collectStats(pc) {
-  const stats = await pc.getStats();
-  const rx = { audio: 0 };
-  const tx = { audio: 0 };
-  stats.forEach((s) => {
-    const kind = s.kind || s.mediaType;
-    if (s.type === 'inbound-rtp' && kind === 'audio') rx.audio += s.packetsReceived || 0;
-    if (s.type === 'outbound-rtp' && kind === 'audio') tx.audio += s.packetsSent || 0;
-  });
-  return { rx, tx };
-}
+const { failed, done } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
 /** Connects and attaches one peer; returns its handle and its PeerConnection. */
-async function setUp(peer) {
-  const { connection, session } = await connectAndCreate(peer);
+async function setUp(peer, seed) {
+  const { connection, session } = await connectAndCreate(opts, peer);
   peer.steps.push('connect', 'create');
   const handle = await session.attach({ id: 'janus.plugin.audiobridge', Handle: AudioBridgeHandle });
   peer.steps.push('attach');
@@ -225,23 +90,8 @@ async function setUp(peer) {
     if (d && d.leaving !== undefined) peer.events.push('leaving');
     else if (d) peer.events.push(`event:${d.audiobridge}`);
   });
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  pc.addEventListener('connectionstatechange', () => {
-    peer.pc_states.push(pc.connectionState);
-    log(peer.name, 'pc connectionState', pc.connectionState);
-  });
-  pc.addEventListener('icecandidate', (ev) => { if (ev.candidate) peer.local_candidates++; });
-  const source = startSyntheticSource();
-  const stream = new MediaStream([source.audioTrack]);
-  pc.addTrack(source.audioTrack, stream);
-  return { connection, session, handle, pc, source };
-}
-
-/** Half-trickle: the local description once every candidate is in it. */
-async function localDescription(pc, peer) {
-  await waitFor(`${peer.name}: ICE gathering complete`, () => pc.iceGatheringState === 'complete', 5000);
-  if (peer.local_candidates === 0) throw new Error(`${peer.name}: no local ICE candidate gathered`);
-  return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
+  const { pc, sources } = createPeerConnection({ rec: peer, log, tag: peer.name, seed });
+  return { connection, session, handle, pc, sources };
 }
 
 /** As the stock audiobridge demo does: `join` without an SDP, then `configure` with the
@@ -252,7 +102,7 @@ async function joinLikeTheDemo(peer, side, room) {
   if (d.audiobridge !== 'joined') throw new Error(`${peer.name}: join: ${JSON.stringify(d)}`);
   peer.steps.push('joined');
   await side.pc.setLocalDescription(await side.pc.createOffer());
-  const offer = await localDescription(side.pc, peer);
+  const offer = await gatheredDescription(side.pc, peer, peer.name);
   const configured = await side.handle.message({ request: 'configure', muted: false }, offer);
   const c = configured.plugindata.data;
   if (c.result !== 'ok') throw new Error(`${peer.name}: configure: ${JSON.stringify(c)}`);
@@ -263,7 +113,7 @@ async function joinLikeTheDemo(peer, side, room) {
 
 async function join(peer, side, room) {
   await side.pc.setLocalDescription(await side.pc.createOffer());
-  const offer = await localDescription(side.pc, peer);
+  const offer = await gatheredDescription(side.pc, peer, peer.name);
   const joined = await side.handle.message({ request: 'join', room, display: peer.name }, offer);
   const d = joined.plugindata.data;
   if (d.audiobridge !== 'joined') throw new Error(`${peer.name}: join: ${JSON.stringify(d)}`);
@@ -272,12 +122,12 @@ async function join(peer, side, room) {
   peer.steps.push('joined');
 }
 
-async function run() {
+async function main() {
   const sides = [];
   try {
-    const a = await setUp(alice);
+    const a = await setUp(alice, 0);
     sides.push(a);
-    const b = await setUp(bob);
+    const b = await setUp(bob, 1);
     sides.push(b);
 
     const room = 1 + Math.floor(Math.random() * 1e9);
@@ -291,11 +141,7 @@ async function run() {
     await joinLikeTheDemo(bob, b, room);
 
     await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('leaving_event')).join(',')}`, async () => {
-      for (const [peer, side] of [[alice, a], [bob, b]]) {
-        const s = await collectStats(side.pc);
-        peer.packetsReceived = s.rx;
-        peer.packetsSent = s.tx;
-      }
+      for (const [peer, side] of [[alice, a], [bob, b]]) await collectStats(side.pc, peer);
       return missing().filter((m) => !m.endsWith('leaving_event')).length === 0;
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 5000), 200);
     log('audio flowing both ways', JSON.stringify(state.peers.map((p) => p.packetsReceived)));
@@ -311,25 +157,18 @@ async function run() {
     alice.steps.push('destroyed');
 
     for (const side of sides) {
-      side.source.stop();
+      side.sources.stop();
       side.pc.close();
       await side.handle.detach();
       await side.session.destroy();
       await side.connection.close();
     }
-    clearTimeout(watchdog);
-    finish(true, null);
+    done(true, null);
   } catch (e) {
-    state.errors.push(e && e.message ? e.message : String(e));
-    log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
-    for (const side of sides) {
-      try { side.source.stop(); } catch (_) { /* ignore */ }
-      try { side.pc.close(); } catch (_) { /* ignore */ }
-      try { await Promise.race([side.connection.close(), delay(1000)]); } catch (_) { /* ignore */ }
-    }
-    clearTimeout(watchdog);
-    finish(false, e && e.message ? e.message : String(e));
+    const reason = failed(e);
+    for (const side of sides) await closeQuietly(side);
+    done(false, reason);
   }
 }
 
-run();
+main();

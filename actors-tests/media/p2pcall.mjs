@@ -17,50 +17,19 @@
 //     (getStats inbound-rtp packetsReceived > 0) and decode video frames,
 //   - the caller's `hangup` gives it `hangup` and the callee a `hangup` event naming the caller;
 //     detach and destroy succeed.
+// Shared parts (arguments, watchdog, connecting, wrtc media, stats) are in lib.mjs.
 // stdout carries exactly one line: the JSON summary. Everything else goes to stderr.
 // Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-import { format } from 'node:util';
 import Janode from 'janode';
 import Handle from 'janode/handle';
-import wrtc from '@roamhq/wrtc';
+import {
+  closeQuietly, collectStats, connectAndCreate, createPeerConnection, startScript, superviseRun,
+  waitFor,
+} from './lib.mjs';
 
-const { RTCPeerConnection, MediaStream } = wrtc;
-const { RTCAudioSource, RTCVideoSource } = wrtc.nonstandard;
-
-const toStderr = (...a) => process.stderr.write(format(...a) + '\n');
-console.log = console.info = console.debug = console.warn = console.error = toStderr;
-
-function parseArgs(argv) {
-  const opts = { url: null, label: 'p2pcall', timeoutMs: 30000, connectTimeoutMs: 10000, verbose: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) usage(`missing value for ${a}`);
-      return argv[++i];
-    };
-    if (a === '--url') opts.url = next();
-    else if (a === '--label') opts.label = next();
-    else if (a === '--timeout-ms') opts.timeoutMs = Number(next());
-    else if (a === '--connect-timeout-ms') opts.connectTimeoutMs = Number(next());
-    else if (a === '--verbose') opts.verbose = true;
-    else usage(`unknown argument ${a}`);
-  }
-  if (!opts.url) usage('--url is required');
-  if (!(opts.timeoutMs > 0) || !(opts.connectTimeoutMs > 0)) usage('bad timeout');
-  return opts;
-}
-function usage(msg) {
-  process.stderr.write(`p2pcall.mjs: ${msg}\nusage: node p2pcall.mjs --url ws://HOST:PORT [--label NAME] [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
-  process.exit(2);
-}
-
-const opts = parseArgs(process.argv.slice(2));
-Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-
-const t0 = Date.now();
-const log = (...a) => toStderr(`[p2pcall ${opts.label} +${Date.now() - t0}ms]`, ...a);
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+const script = startScript('p2pcall', { timeoutMs: 30000 });
+const { opts, t0, log } = script;
 
 // ---- a janode plugin for janus.plugin.p2pcall (videocall API, `videocall` event key) -------
 const P2P_EVENT = 'p2pcall_event';
@@ -134,71 +103,9 @@ const missing = () => {
   return m;
 };
 
-let finished = false;
-function finish(ok, reason) {
-  if (finished) return;
-  finished = true;
-  const summary = { result: ok ? 'ok' : 'fail', reason: reason || null, missing: missing(), elapsed_ms: Date.now() - t0, ...state };
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(ok ? 0 : 1));
-  setTimeout(() => process.exit(ok ? 0 : 1), 2000).unref();
-}
-
-const watchdog = setTimeout(() => {
-  log('timeout, missing:', missing().join(',') || '(nothing; cleanup hung)');
-  finish(false, `timeout after ${opts.timeoutMs} ms`);
-}, opts.timeoutMs);
-
-process.on('unhandledRejection', (e) => {
-  state.errors.push(`unhandledRejection: ${e && e.message ? e.message : e}`);
-  log('unhandledRejection', e);
-});
+const { failed, done } = superviseRun(script, state, missing);
 
 // ---- helpers ----------------------------------------------------------------------------
-// Connects and creates a session, retrying while the proxy starts (bounded).
-async function connectAndCreate() {
-  const deadline = Date.now() + opts.connectTimeoutMs;
-  let lastErr = null;
-  Janode.Logger.setLevel(opts.verbose ? 'debug' : 'none');
-  try {
-    while (Date.now() < deadline) {
-      state.connect_attempts++;
-      let connection = null;
-      try {
-        connection = await Janode.connect({
-          is_admin: false,
-          address: { url: opts.url },
-          retry_time_secs: 0.1,
-          max_retries: 0,
-          ws_options: { handshakeTimeout: 2000 },
-        });
-      } catch (e) {
-        lastErr = e;
-        await delay(100);
-        continue;
-      }
-      try {
-        return { connection, session: await connection.create() };
-      } catch (e) {
-        lastErr = e;
-        try { await Promise.race([connection.close(), delay(500)]); } catch (_) { /* ignore */ }
-        await delay(200);
-      }
-    }
-  } finally {
-    Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-  }
-  throw new Error(`could not connect to ${opts.url} within ${opts.connectTimeoutMs} ms: ${lastErr && lastErr.message}`);
-}
-
-async function waitFor(what, pred, ms, pollMs = 50) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await delay(pollMs);
-  }
-  throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-}
-
 // Resolves with the first p2pcall event of `handle` that satisfies `pred` (bounded).
 function nextEvent(handle, what, pred, ms = 10000) {
   return new Promise((resolve, reject) => {
@@ -216,75 +123,15 @@ function nextEvent(handle, what, pred, ms = 10000) {
   });
 }
 
-function startSyntheticSources(seed) {
-  const audioSource = new RTCAudioSource();
-  const videoSource = new RTCVideoSource();
-  const audioTrack = audioSource.createTrack();
-  const videoTrack = videoSource.createTrack();
-  const sampleRate = 48000;
-  const numberOfFrames = sampleRate / 100;
-  let phase = 0;
-  const freq = 440 + seed * 110;
-  const audioTimer = setInterval(() => {
-    const samples = new Int16Array(numberOfFrames);
-    for (let i = 0; i < numberOfFrames; i++) {
-      samples[i] = Math.round(Math.sin(phase) * 8000);
-      phase += (2 * Math.PI * freq) / sampleRate;
-    }
-    audioSource.onData({ samples, sampleRate, bitsPerSample: 16, channelCount: 1, numberOfFrames });
-  }, 10);
-  const width = 320;
-  const height = 240;
-  let n = 0;
-  const videoTimer = setInterval(() => {
-    const data = new Uint8ClampedArray(width * height * 1.5);
-    for (let y = 0; y < height; y++) {
-      const row = y * width;
-      for (let x = 0; x < width; x++) data[row + x] = (x + y + n * 4 + seed * 64) & 0xff;
-    }
-    data.fill(128, width * height);
-    n++;
-    videoSource.onFrame({ width, height, data });
-  }, 33);
-  return {
-    audioTrack,
-    videoTrack,
-    stop() {
-      clearInterval(audioTimer);
-      clearInterval(videoTimer);
-      audioTrack.stop();
-      videoTrack.stop();
-    },
-  };
-}
-
 function stripCandidates(sdp) {
   return sdp.split('\r\n').filter((l) => !l.startsWith('a=candidate:') && l !== 'a=end-of-candidates').join('\r\n');
-}
-
-async function collectStats(peer) {
-  const stats = await peer.pc.getStats();
-  const rx = { audio: 0, video: 0 };
-  const tx = { audio: 0, video: 0 };
-  let framesDecoded = 0;
-  stats.forEach((s) => {
-    const kind = s.kind || s.mediaType;
-    if (s.type === 'inbound-rtp' && (kind === 'audio' || kind === 'video')) {
-      rx[kind] += s.packetsReceived || 0;
-      if (kind === 'video') framesDecoded += s.framesDecoded || 0;
-    }
-    if (s.type === 'outbound-rtp' && (kind === 'audio' || kind === 'video')) tx[kind] += s.packetsSent || 0;
-  });
-  peer.st.packetsReceived = rx;
-  peer.st.packetsSent = tx;
-  peer.st.framesDecoded = framesDecoded;
 }
 
 // One side: connection, session, handle, PeerConnection with its own synthetic media.
 async function makePeer(role, name, seed) {
   const st = newPeerState(name);
   state.peers[role] = st;
-  const { connection, session } = await connectAndCreate();
+  const { connection, session } = await connectAndCreate(opts, state);
   const handle = await session.attach(P2pCallPlugin);
   const peer = { role, name, st, connection, session, handle, pc: null, sources: null, remoteSet: null, setRemote: null };
   peer.remoteSet = new Promise((r) => { peer.setRemote = r; });
@@ -301,25 +148,14 @@ async function makePeer(role, name, seed) {
       .catch((e) => state.errors.push(`${role} addIceCandidate: ${e.message}`));
   });
 
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  peer.pc = pc;
-  pc.addEventListener('connectionstatechange', () => {
-    st.pc_states.push(pc.connectionState);
-    log(role, 'pc connectionState', pc.connectionState);
-  });
   // Full trickle: every candidate goes through the proxy as it is gathered.
-  pc.addEventListener('icecandidate', (ev) => {
-    const c = ev.candidate;
-    if (c) st.local_candidates++;
+  const onIceCandidate = (c) => {
     const send = c
       ? handle.trickle({ candidate: c.candidate, sdpMid: c.sdpMid, sdpMLineIndex: c.sdpMLineIndex })
       : handle.trickleComplete();
     send.then(() => { st.trickles_sent++; }).catch((e) => state.errors.push(`${role} trickle: ${e.message}`));
-  });
-  peer.sources = startSyntheticSources(seed);
-  const stream = new MediaStream([peer.sources.audioTrack, peer.sources.videoTrack]);
-  pc.addTrack(peer.sources.audioTrack, stream);
-  pc.addTrack(peer.sources.videoTrack, stream);
+  };
+  ({ pc: peer.pc, sources: peer.sources } = createPeerConnection({ rec: st, log, tag: role, seed, onIceCandidate }));
 
   const reg = await handle.request({ request: 'register', username: name });
   if (!reg.result || reg.result.event !== 'registered') throw new Error(`${role} register: ${JSON.stringify(reg)}`);
@@ -327,14 +163,11 @@ async function makePeer(role, name, seed) {
 }
 
 async function closePeer(peer) {
-  if (!peer) return;
-  try { if (peer.sources) peer.sources.stop(); } catch (_) { /* ignore */ }
-  try { if (peer.pc) peer.pc.close(); } catch (_) { /* ignore */ }
-  try { if (peer.connection) await Promise.race([peer.connection.close(), delay(1000)]); } catch (_) { /* ignore */ }
+  if (peer) await closeQuietly(peer);
 }
 
 // ---- the test -----------------------------------------------------------------------------
-async function run() {
+async function main() {
   let caller = null;
   let callee = null;
   try {
@@ -386,8 +219,8 @@ async function run() {
     state.steps.push('answer');
 
     await waitFor(() => `media: ${missing().join(',')}`, async () => {
-      await collectStats(caller);
-      await collectStats(callee);
+      await collectStats(caller.pc, caller.st);
+      await collectStats(callee.pc, callee.st);
       return missing().length === 0;
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 4000), 200);
     log('media flowing both ways', JSON.stringify({ caller: caller.st.packetsReceived, callee: callee.st.packetsReceived }));
@@ -407,19 +240,16 @@ async function run() {
     state.steps.push('detach', 'destroy');
     await closePeer(caller);
     await closePeer(callee);
-    clearTimeout(watchdog);
-    finish(true, null);
+    done(true, null);
   } catch (e) {
-    state.errors.push(e && e.message ? e.message : String(e));
-    log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
+    const reason = failed(e);
     for (const p of [caller, callee]) {
-      if (p && p.pc) { try { await collectStats(p); } catch (_) { /* ignore */ } }
+      if (p && p.pc) { try { await collectStats(p.pc, p.st); } catch (_) { /* ignore */ } }
     }
     await closePeer(caller);
     await closePeer(callee);
-    clearTimeout(watchdog);
-    finish(false, e && e.message ? e.message : String(e));
+    done(false, reason);
   }
 }
 
-run();
+main();

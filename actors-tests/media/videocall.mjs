@@ -15,50 +15,19 @@
 //   - each peer receives RTP from the other: getStats() inbound-rtp packetsReceived > 0
 //     for audio AND video, on both sides,
 //   - the caller's hangup reaches the callee as a `hangup` event.
+// Shared parts (arguments, watchdog, connecting, wrtc media, stats) are in lib.mjs.
 // stdout carries exactly one line: the JSON summary. Everything else goes to stderr.
 // Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-import { format } from 'node:util';
 import Janode from 'janode';
 import Handle from 'janode/handle';
-import wrtc from '@roamhq/wrtc';
+import {
+  closeQuietly, collectStats, connectAndCreate, createPeerConnection, delay, gatheredDescription,
+  startScript, superviseRun, waitFor,
+} from './lib.mjs';
 
-const { RTCPeerConnection, MediaStream } = wrtc;
-const { RTCAudioSource, RTCVideoSource } = wrtc.nonstandard;
-
-const toStderr = (...a) => process.stderr.write(format(...a) + '\n');
-console.log = console.info = console.debug = console.warn = console.error = toStderr;
-
-function parseArgs(argv) {
-  const opts = { url: null, label: 'videocall', timeoutMs: 40000, connectTimeoutMs: 10000, verbose: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) usage(`missing value for ${a}`);
-      return argv[++i];
-    };
-    if (a === '--url') opts.url = next();
-    else if (a === '--label') opts.label = next();
-    else if (a === '--timeout-ms') opts.timeoutMs = Number(next());
-    else if (a === '--connect-timeout-ms') opts.connectTimeoutMs = Number(next());
-    else if (a === '--verbose') opts.verbose = true;
-    else usage(`unknown argument ${a}`);
-  }
-  if (!opts.url) usage('--url is required');
-  if (!(opts.timeoutMs > 0) || !(opts.connectTimeoutMs > 0)) usage('bad timeout');
-  return opts;
-}
-function usage(msg) {
-  process.stderr.write(`videocall.mjs: ${msg}\nusage: node videocall.mjs --url ws://HOST:PORT [--label NAME] [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
-  process.exit(2);
-}
-
-const opts = parseArgs(process.argv.slice(2));
-Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-
-const t0 = Date.now();
-const log = (...a) => toStderr(`[videocall ${opts.label} +${Date.now() - t0}ms]`, ...a);
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
+const script = startScript('videocall', { timeoutMs: 40000 });
+const { opts, t0, log } = script;
 
 /* A janode handle for janus.plugin.videocall: answers (events with our transaction) close
  * the request; the plugin's own events (incomingcall, accepted, hangup, ...) are emitted. */
@@ -105,147 +74,13 @@ const missing = () => {
   return m;
 };
 
-let finished = false;
-function finish(ok, reason) {
-  if (finished) return;
-  finished = true;
-  const summary = { result: ok ? 'ok' : 'fail', reason: reason || null, missing: missing(),
-    elapsed_ms: Date.now() - t0, ...state };
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(ok ? 0 : 1));
-  setTimeout(() => process.exit(ok ? 0 : 1), 2000).unref();
-}
-
-const watchdog = setTimeout(() => {
-  log('timeout, missing:', missing().join(',') || '(nothing; cleanup hung)');
-  finish(false, `timeout after ${opts.timeoutMs} ms`);
-}, opts.timeoutMs);
-
-process.on('unhandledRejection', (e) => {
-  state.errors.push(`unhandledRejection: ${e && e.message ? e.message : e}`);
-  log('unhandledRejection', e);
-});
-
-// ---- helpers ----------------------------------------------------------------------
-// Connect and create a session, retrying both while the server is starting (a proxy may
-// accept WebSockets before its backend is connected and refuse `create` until then).
-// Bounded by --connect-timeout-ms. Janode's own log is muted during the attempts.
-async function connectAndCreate(peer) {
-  const deadline = Date.now() + opts.connectTimeoutMs;
-  let lastErr = null;
-  Janode.Logger.setLevel(opts.verbose ? 'debug' : 'none');
-  try {
-    while (Date.now() < deadline) {
-      peer.connect_attempts++;
-      let connection = null;
-      try {
-        // max_retries: 0 -> one attempt per call; the retry loop is ours.
-        connection = await Janode.connect({
-          is_admin: false,
-          address: { url: opts.url },
-          retry_time_secs: 0.1,
-          max_retries: 0,
-          ws_options: { handshakeTimeout: 2000 },
-        });
-      } catch (e) {
-        lastErr = e;
-        await delay(100);
-        continue;
-      }
-      try {
-        const session = await connection.create();
-        return { connection, session };
-      } catch (e) {
-        lastErr = e;
-        peer.create_failures.push(e && e.message ? e.message : String(e));
-        try { await Promise.race([connection.close(), delay(500)]); } catch (_) { /* ignore */ }
-        await delay(200);
-      }
-    }
-  } finally {
-    Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-  }
-  throw new Error(`could not connect to ${opts.url} and create a session within ` +
-    `${opts.connectTimeoutMs} ms (${peer.connect_attempts} attempts): ${lastErr && lastErr.message}`);
-}
-
-async function waitFor(what, pred, ms, pollMs = 50) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await delay(pollMs);
-  }
-  throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-}
-
-function startSyntheticSources() {
-  const audioSource = new RTCAudioSource();
-  const videoSource = new RTCVideoSource();
-  const audioTrack = audioSource.createTrack();
-  const videoTrack = videoSource.createTrack();
-
-  // Audio: 10 ms of a 440 Hz tone at 48 kHz mono, every 10 ms.
-  const sampleRate = 48000;
-  const numberOfFrames = sampleRate / 100;
-  let phase = 0;
-  const audioTimer = setInterval(() => {
-    const samples = new Int16Array(numberOfFrames);
-    for (let i = 0; i < numberOfFrames; i++) {
-      samples[i] = Math.round(Math.sin(phase) * 8000);
-      phase += (2 * Math.PI * 440) / sampleRate;
-    }
-    audioSource.onData({ samples, sampleRate, bitsPerSample: 16, channelCount: 1, numberOfFrames });
-  }, 10);
-
-  // Video: 320x240 I420 frames at ~30 fps with a moving luma gradient.
-  const width = 320;
-  const height = 240;
-  let n = 0;
-  const videoTimer = setInterval(() => {
-    const data = new Uint8ClampedArray(width * height * 1.5);
-    for (let y = 0; y < height; y++) {
-      const row = y * width;
-      for (let x = 0; x < width; x++) data[row + x] = (x + y + n * 4) & 0xff;
-    }
-    data.fill(128, width * height);
-    n++;
-    videoSource.onFrame({ width, height, data });
-  }, 33);
-
-  return {
-    audioTrack,
-    videoTrack,
-    stop() {
-      clearInterval(audioTimer);
-      clearInterval(videoTimer);
-      audioTrack.stop();
-      videoTrack.stop();
-    },
-  };
-}
-
-async function collectStats(pc) {
-  const stats = await pc.getStats();
-  const rx = { audio: 0, video: 0 };
-  const tx = { audio: 0, video: 0 };
-  let framesDecoded = 0;
-  stats.forEach((s) => {
-    const kind = s.kind || s.mediaType;
-    if (s.type === 'inbound-rtp' && (kind === 'audio' || kind === 'video')) {
-      rx[kind] += s.packetsReceived || 0;
-      if (kind === 'video') framesDecoded += s.framesDecoded || 0;
-    }
-    if (s.type === 'outbound-rtp' && (kind === 'audio' || kind === 'video')) {
-      tx[kind] += s.packetsSent || 0;
-    }
-  });
-  return { rx, tx, framesDecoded };
-}
+const { failed, done } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
 /** Connects, attaches and registers one peer; returns its handle and its PeerConnection. */
 async function setUp(peer) {
-  const { connection, session } = await connectAndCreate(peer);
+  const { connection, session } = await connectAndCreate(opts, peer);
   peer.steps.push('connect', 'create');
   const handle = await session.attach({ id: 'janus.plugin.videocall', Handle: VideoCallHandle });
   peer.steps.push('attach');
@@ -275,27 +110,11 @@ async function setUp(peer) {
   if (!result || result.event !== 'registered') throw new Error(`${peer.name}: register: ${JSON.stringify(reply.plugindata.data)}`);
   peer.steps.push('register');
 
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  pc.addEventListener('connectionstatechange', () => {
-    peer.pc_states.push(pc.connectionState);
-    log(peer.name, 'pc connectionState', pc.connectionState);
-  });
-  pc.addEventListener('icecandidate', (ev) => { if (ev.candidate) peer.local_candidates++; });
-  const sources = startSyntheticSources();
-  const stream = new MediaStream([sources.audioTrack, sources.videoTrack]);
-  pc.addTrack(sources.audioTrack, stream);
-  pc.addTrack(sources.videoTrack, stream);
+  const { pc, sources } = createPeerConnection({ rec: peer, log, tag: peer.name });
   return { connection, session, handle, pc, sources };
 }
 
-/** Half-trickle: the local description once every candidate is in it. */
-async function localDescription(pc, peer) {
-  await waitFor(`${peer.name}: ICE gathering complete`, () => pc.iceGatheringState === 'complete', 5000);
-  if (peer.local_candidates === 0) throw new Error(`${peer.name}: no local ICE candidate gathered`);
-  return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
-}
-
-async function run() {
+async function main() {
   const sides = [];
   try {
     const a = await setUp(caller);
@@ -304,7 +123,8 @@ async function run() {
     sides.push(b);
 
     await a.pc.setLocalDescription(await a.pc.createOffer());
-    const offer = await localDescription(a.pc, caller);
+    // Half-trickle: the offer and the answer carry every candidate.
+    const offer = await gatheredDescription(a.pc, caller, caller.name);
     const calling = await a.handle.message({ request: 'call', username: callee.name }, offer);
     if (!calling.plugindata.data.result || calling.plugindata.data.result.event !== 'calling') {
       throw new Error(`call: ${JSON.stringify(calling.plugindata.data)}`);
@@ -316,7 +136,7 @@ async function run() {
     callee.steps.push('incomingcall');
     await b.pc.setRemoteDescription(incoming.jsep);
     await b.pc.setLocalDescription(await b.pc.createAnswer());
-    const answer = await localDescription(b.pc, callee);
+    const answer = await gatheredDescription(b.pc, callee, callee.name);
     const accepted = await b.handle.message({ request: 'accept' }, answer);
     if (!accepted.plugindata.data.result || accepted.plugindata.data.result.event !== 'accepted') {
       throw new Error(`accept: ${JSON.stringify(accepted.plugindata.data)}`);
@@ -329,12 +149,7 @@ async function run() {
     caller.steps.push('accepted');
 
     await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('hangup_event')).join(',')}`, async () => {
-      for (const [peer, side] of [[caller, a], [callee, b]]) {
-        const s = await collectStats(side.pc);
-        peer.packetsReceived = s.rx;
-        peer.packetsSent = s.tx;
-        peer.framesDecoded = s.framesDecoded;
-      }
+      for (const [peer, side] of [[caller, a], [callee, b]]) await collectStats(side.pc, peer);
       return missing().filter((m) => !m.endsWith('hangup_event')).length === 0;
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 5000), 200);
     log('media flowing both ways', JSON.stringify(state.peers.map((p) => p.packetsReceived)));
@@ -351,19 +166,12 @@ async function run() {
       await side.session.destroy();
       await side.connection.close();
     }
-    clearTimeout(watchdog);
-    finish(true, null);
+    done(true, null);
   } catch (e) {
-    state.errors.push(e && e.message ? e.message : String(e));
-    log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
-    for (const side of sides) {
-      try { side.sources.stop(); } catch (_) { /* ignore */ }
-      try { side.pc.close(); } catch (_) { /* ignore */ }
-      try { await Promise.race([side.connection.close(), delay(1000)]); } catch (_) { /* ignore */ }
-    }
-    clearTimeout(watchdog);
-    finish(false, e && e.message ? e.message : String(e));
+    const reason = failed(e);
+    for (const side of sides) await closeQuietly(side);
+    done(false, reason);
   }
 }
 
-run();
+main();

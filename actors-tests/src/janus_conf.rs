@@ -1,6 +1,6 @@
 //! A private Janus config folder rendered from `actors-tests/janus-conf/*` on free loopback
-//! ports, without starting Janus: for tests where someone else (janus-sentinel in managed
-//! mode) starts it. Same templates and placeholders as [`crate::JanusServer`].
+//! ports, without starting Janus: for [`crate::JanusServer`], which starts Janus with it, and
+//! for tests where someone else (janus-sentinel in managed mode) starts it.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +14,16 @@ pub struct JanusConfFolder {
 
 impl JanusConfFolder {
     pub fn render() -> anyhow::Result<JanusConfFolder> {
-        let dir = tempfile::Builder::new().prefix("janus-conf-").tempdir()?;
+        Self::render_with("janus-conf-", &[])
+    }
+
+    /// As [`JanusConfFolder::render`], in a temporary folder named `<prefix>…`, with
+    /// `general_settings` lines added to the `general` section of janus.jcfg.
+    pub fn render_with(
+        prefix: &str,
+        general_settings: &[String],
+    ) -> anyhow::Result<JanusConfFolder> {
+        let dir = tempfile::Builder::new().prefix(prefix).tempdir()?;
         let ws_port = free_port()?;
         let admin_port = free_port()?;
         let templates = Path::new(env!("CARGO_MANIFEST_DIR")).join("janus-conf");
@@ -25,6 +34,15 @@ impl JanusConfFolder {
                 .replace("@ADMIN_PORT@", &admin_port.to_string())
                 .replace("@NAME@", &format!("janus-test-{ws_port}"))
                 .replace("@CONF_DIR@", &dir.path().display().to_string());
+            let text = if entry.file_name() == "janus.jcfg" {
+                let settings: String = general_settings
+                    .iter()
+                    .map(|line| format!("\n\t{line}"))
+                    .collect();
+                text.replacen("general: {", &format!("general: {{{settings}"), 1)
+            } else {
+                text
+            };
             std::fs::write(dir.path().join(entry.file_name()), text)?;
         }
         Ok(JanusConfFolder {

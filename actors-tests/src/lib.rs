@@ -13,7 +13,6 @@ pub mod tcp_relay;
 pub mod tls;
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,10 +38,6 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn conf_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("janus-conf")
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct JanusOptions {
     /// `-s`: session timeout in seconds (Janus default 60).
@@ -62,7 +57,7 @@ pub struct JanusServer {
     pub ws_port: u16,
     pub admin_port: u16,
     child: Option<Child>,
-    dir: tempfile::TempDir,
+    conf: janus_conf::JanusConfFolder,
 }
 
 impl JanusServer {
@@ -83,33 +78,13 @@ impl JanusServer {
     }
 
     async fn try_start(options: &JanusOptions) -> anyhow::Result<JanusServer> {
-        let dir = tempfile::Builder::new().prefix("janus-test-").tempdir()?;
-        let ws_port = free_port()?;
-        let admin_port = free_port()?;
-        for entry in std::fs::read_dir(conf_dir())? {
-            let entry = entry?;
-            let text = std::fs::read_to_string(entry.path())?
-                .replace("@WS_PORT@", &ws_port.to_string())
-                .replace("@ADMIN_PORT@", &admin_port.to_string())
-                .replace("@NAME@", &format!("janus-test-{ws_port}"))
-                .replace("@CONF_DIR@", &dir.path().display().to_string());
-            let text = if entry.file_name() == "janus.jcfg" {
-                let settings: String = options
-                    .general_settings
-                    .iter()
-                    .map(|line| format!("\n\t{line}"))
-                    .collect();
-                text.replacen("general: {", &format!("general: {{{settings}"), 1)
-            } else {
-                text
-            };
-            std::fs::write(dir.path().join(entry.file_name()), text)?;
-        }
+        let conf =
+            janus_conf::JanusConfFolder::render_with("janus-test-", &options.general_settings)?;
         let mut cmd = Command::new("janus");
         cmd.arg("-F")
-            .arg(dir.path())
+            .arg(conf.path())
             .arg("-L")
-            .arg(dir.path().join("janus.log"))
+            .arg(conf.log_path())
             .arg("-N")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -125,10 +100,10 @@ impl JanusServer {
             .spawn()
             .context("cannot start janus (apt-get install janus)")?;
         let mut server = JanusServer {
-            ws_port,
-            admin_port,
+            ws_port: conf.ws_port,
+            admin_port: conf.admin_port,
             child: Some(child),
-            dir,
+            conf,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -160,7 +135,7 @@ impl JanusServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("janus.log")).unwrap_or_default()
+        self.conf.log()
     }
 
     /// `kill -9`, and wait for the process to be gone.

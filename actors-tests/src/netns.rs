@@ -1,12 +1,28 @@
-//! Helpers of the real-media tests: a private network namespace (lo + a veth pair with a test
-//! address, no default route, IPv6 off on the veth) and guards for the processes run in it.
+//! Helpers of the real-media tests (`tests/media_*.rs`): a private network namespace (lo + a
+//! veth pair with a test address, no default route, IPv6 off on the veth), guards for the
+//! processes run in it, and [`MediaTest`]: the namespace plus a work dir, with Janus, the proxy
+//! binary and the node scripts of `actors-tests/media/` run inside it.
 //! Janus never gathers ICE candidates on loopback, and a namespace keeps the test's media off
-//! the host's networks; see `tests/media_p2pcall.rs`.
+//! the host's networks.
+//!
+//! Environment: `MEDIA_E2E_SKIP=1` skips the media tests on purpose; `MEDIA_E2E_PROXY_BIN=/path`
+//! overrides the proxy binary (default: cargo's `proxy-under-test` of this package);
+//! `MEDIA_E2E_KEEP=1` keeps the work dir (configs, logs of Janus, the proxy and the scripts).
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// `actors-tests/media`: the node scripts, their node_modules and the Janus config templates.
+pub const MEDIA_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/media");
+/// The test address of the namespace (on `v0`): every ICE candidate is on it.
+pub const NS_ADDRESS: &str = "198.18.0.1/24";
+/// The ports of the proxy in the namespace (all free there): client WebSocket, admin.
+pub const PROXY_WS_PORT: u16 = 8288;
+pub const PROXY_ADMIN_PORT: u16 = 8289;
 
 /// Runs a short command to completion; Err carries a description with its stderr.
 pub fn run(prog: &str, args: &[&str]) -> Result<String, String> {
@@ -218,6 +234,12 @@ impl Daemon {
         }
     }
 
+    /// Panics with the last `lines` lines of `log` if the process has exited.
+    pub fn assert_alive(&mut self, log: &Path, lines: usize) {
+        let line = self.status_line();
+        assert!(self.exited().is_none(), "{line}\n{}", tail(log, lines));
+    }
+
     /// Kills (SIGKILL) and reaps the process; returns its exit status if it had exited
     /// on its own before.
     pub fn stop(&mut self) -> Option<ExitStatus> {
@@ -235,4 +257,350 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+// media test scaffolding
+
+/// One real-media test: its namespace and its work dir. Made by [`MediaTest::start`]; the
+/// processes spawned in it must be dropped (or stopped) before it.
+pub struct MediaTest {
+    pub test: &'static str,
+    pub ns: Netns,
+    pub dir: tempfile::TempDir,
+    pub started: Instant,
+}
+
+impl MediaTest {
+    /// Creates the namespace `<prefix><pid>` and the work dir `<prefix>…`. None = skipped: a
+    /// `SKIP:` line is printed (MEDIA_E2E_SKIP=1, or no rights to create a namespace). Panics
+    /// if node, the npm packages (or, with `needs_janus`, janus) are missing.
+    pub fn start(test: &'static str, prefix: &str, needs_janus: bool) -> Option<MediaTest> {
+        let started = Instant::now();
+        if env_flag("MEDIA_E2E_SKIP") {
+            skip(test, "MEDIA_E2E_SKIP=1");
+            return None;
+        }
+        let ns = match Netns::create(prefix, NS_ADDRESS) {
+            Ok(ns) => ns,
+            Err(why) => {
+                skip(
+                    test,
+                    &format!("cannot create a network namespace ({why}); needs root and iproute2"),
+                );
+                return None;
+            }
+        };
+        check_prerequisites(test, needs_janus);
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .disable_cleanup(env_flag("MEDIA_E2E_KEEP"))
+            .tempdir()
+            .expect("tempdir");
+        eprintln!(
+            "{test}: namespace {} ready in {:?}, work dir {}",
+            ns.name,
+            started.elapsed(),
+            dir.path().display()
+        );
+        Some(MediaTest {
+            test,
+            ns,
+            dir,
+            started,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Renders the Janus config templates of `media/janus-conf` into `<work dir>/<conf_dir>`:
+    /// websockets on `ws_port`, then each `(from, to)` of `replace` applied to every file.
+    pub fn write_janus_config(
+        &self,
+        conf_dir: &str,
+        ws_port: u16,
+        replace: &[(&str, &str)],
+    ) -> PathBuf {
+        let conf = self.path().join(conf_dir);
+        fs::create_dir(&conf).unwrap();
+        let templates = Path::new(MEDIA_DIR).join("janus-conf");
+        let mut n = 0;
+        for entry in
+            fs::read_dir(&templates).unwrap_or_else(|e| panic!("{}: {e}", templates.display()))
+        {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("jcfg") {
+                continue;
+            }
+            let mut text = fs::read_to_string(&path)
+                .unwrap()
+                .replace("@WS_PORT@", &ws_port.to_string())
+                .replace("@CONFIGS_FOLDER@", conf.to_str().unwrap());
+            for (from, to) in replace {
+                text = text.replace(from, to);
+            }
+            assert!(!text.contains("@WS_PORT@") && !text.contains("@CONFIGS_FOLDER@"));
+            fs::write(conf.join(path.file_name().unwrap()), text).unwrap();
+            n += 1;
+        }
+        assert!(
+            conf.join("janus.jcfg").is_file()
+                && conf.join("janus.transport.websockets.jcfg").is_file()
+        );
+        assert!(n >= 2);
+        conf
+    }
+
+    /// Starts Janus in the namespace with the config folder `conf`, logging (`-L`) to
+    /// `<work dir>/<file_stem>.log`, its stdout/stderr in `<file_stem>.out`, ICE on `v0` only.
+    pub fn spawn_janus(&self, name: &'static str, conf: &Path, file_stem: &str) -> JanusInNs {
+        let log = self.path().join(format!("{file_stem}.log"));
+        let mut cmd = self.ns.command("janus");
+        cmd.arg("-F").arg(conf).arg("-L").arg(&log).args([
+            "--ice-enforce-list=v0",
+            "--disable-colors",
+            "--debug-timestamps",
+        ]);
+        let out = self.path().join(format!("{file_stem}.out"));
+        JanusInNs {
+            daemon: Daemon::spawn(name, cmd, out),
+            log,
+        }
+    }
+
+    /// Starts the proxy in the namespace (RUST_LOG=info unless set), logging to `proxy.log`:
+    /// the binary of [`proxy_binary`]`(built)` (panics if there is none), with
+    /// `<work dir>/proxy.toml`: clients on 127.0.0.1:[`PROXY_WS_PORT`], admin on
+    /// [`PROXY_ADMIN_PORT`], session_timeout 60, then `sections` (TOML).
+    pub fn spawn_proxy(&self, built: Option<&str>, sections: &str) -> ProxyInNs {
+        let Some(bin) = proxy_binary(built) else {
+            panic!(
+                "{}: no proxy binary to test: actors-tests has no `proxy-under-test` bin \
+                 (or set MEDIA_E2E_PROXY_BIN)",
+                self.test
+            );
+        };
+        let conf = self.path().join("proxy.toml");
+        let text = format!(
+            "[general]\n\
+             session_timeout = 60\n\
+             [ws]\n\
+             listen = \"127.0.0.1:{PROXY_WS_PORT}\"\n\
+             [admin]\n\
+             listen = \"127.0.0.1:{PROXY_ADMIN_PORT}\"\n\
+             {sections}"
+        );
+        fs::write(&conf, text).expect("write proxy config");
+        let mut cmd = self.ns.command(&bin);
+        cmd.arg(&conf);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let daemon = Daemon::spawn("proxy", cmd, self.path().join("proxy.log"));
+        ProxyInNs { daemon, bin, conf }
+    }
+
+    /// The proxy's client WebSocket URL.
+    pub fn proxy_url(&self) -> String {
+        format!("ws://127.0.0.1:{PROXY_WS_PORT}")
+    }
+
+    /// Runs `node media/<script>.mjs --url URL --label LABEL --timeout-ms T
+    /// --connect-timeout-ms C` in the namespace to its end (killed 15 s after its own
+    /// watchdog should have fired); its stdout and stderr go to `<script>-<label>.stdout/.stderr`.
+    pub fn run_script(
+        &self,
+        script: &str,
+        label: &str,
+        url: &str,
+        timeout_ms: u64,
+        connect_timeout_ms: u64,
+    ) -> ScriptRun {
+        let out_path = self.path().join(format!("{script}-{label}.stdout"));
+        let err_path = self.path().join(format!("{script}-{label}.stderr"));
+        let kill_after = Duration::from_millis(timeout_ms + 15_000);
+        let mut cmd = self.ns.command("node");
+        cmd.arg(format!("{MEDIA_DIR}/{script}.mjs"))
+            .args(["--url", url, "--label", label])
+            .args(["--timeout-ms", &timeout_ms.to_string()])
+            .args(["--connect-timeout-ms", &connect_timeout_ms.to_string()])
+            .current_dir(MEDIA_DIR)
+            .stdout(File::create(&out_path).expect("create stdout file"))
+            .stderr(File::create(&err_path).expect("create stderr file"));
+        let start = Instant::now();
+        let mut child = cmd.spawn().expect("cannot start node");
+        let mut status = None;
+        poll_until(kill_after, Duration::from_millis(50), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let elapsed = start.elapsed();
+        let stdout = fs::read_to_string(&out_path).unwrap_or_default();
+        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
+        let summary = stdout
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .find(|v| v.get("result").is_some());
+        ScriptRun {
+            label: label.to_string(),
+            kill_after,
+            status,
+            stdout,
+            stderr,
+            summary,
+            elapsed,
+        }
+    }
+}
+
+/// A Janus run by [`MediaTest::spawn_janus`]: the process and its own log (`-L`).
+pub struct JanusInNs {
+    pub daemon: Daemon,
+    pub log: PathBuf,
+}
+
+impl JanusInNs {
+    /// For a failure message: its state, the end of its output and of its log.
+    pub fn report(&mut self, lines: usize) -> String {
+        format!(
+            "{}\n{}\n{}",
+            self.daemon.status_line(),
+            tail(&self.daemon.log, 30),
+            tail(&self.log, lines)
+        )
+    }
+
+    /// Panics (with the end of its log) if Janus has exited.
+    pub fn assert_alive(&mut self) {
+        self.daemon.assert_alive(&self.log, 40);
+    }
+}
+
+/// The proxy run by [`MediaTest::spawn_proxy`].
+pub struct ProxyInNs {
+    pub daemon: Daemon,
+    pub bin: String,
+    pub conf: PathBuf,
+}
+
+impl ProxyInNs {
+    /// For a failure message: its command line, its state and the end of its log.
+    pub fn report(&mut self) -> String {
+        format!(
+            "proxy: {} {}\n{}\n{}",
+            self.bin,
+            self.conf.display(),
+            self.daemon.status_line(),
+            tail(&self.daemon.log, 80)
+        )
+    }
+
+    /// Panics (with the end of its log) if the proxy has exited.
+    pub fn assert_alive(&mut self) {
+        let log = self.daemon.log.clone();
+        self.daemon.assert_alive(&log, 80);
+    }
+}
+
+/// How one run of a media script went.
+pub struct ScriptRun {
+    pub label: String,
+    pub kill_after: Duration,
+    /// None = killed after `kill_after`.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The last JSON line of stdout with a `result` field.
+    pub summary: Option<Value>,
+    pub elapsed: Duration,
+}
+
+impl ScriptRun {
+    /// Ok(summary) when the script exited 0 with a summary whose `result` is "ok" and in which
+    /// `check` finds no problem (it lists what is wrong or missing, test by test); otherwise
+    /// Err(full diagnostic text: why, the summary or the raw stdout, the script's stderr).
+    pub fn expect_success(
+        &self,
+        check: impl FnOnce(&Value) -> Vec<String>,
+    ) -> Result<Value, String> {
+        let verdict = match (&self.status, &self.summary) {
+            (None, _) => Err(format!(
+                "node killed after {:?} (script watchdog did not fire)",
+                self.kill_after
+            )),
+            (Some(st), _) if !st.success() => Err(format!("script exited with {st}")),
+            (Some(_), None) => Err("script printed no JSON summary".to_string()),
+            (Some(_), Some(s)) => {
+                let mut problems = Vec::new();
+                if s["result"] != "ok" {
+                    problems.push(format!(
+                        "result = {} (reason: {}, missing: {})",
+                        s["result"], s["reason"], s["missing"]
+                    ));
+                }
+                problems.extend(check(s));
+                if problems.is_empty() {
+                    Ok(())
+                } else {
+                    Err(problems.join("; "))
+                }
+            }
+        };
+        match (verdict, &self.summary) {
+            (Ok(()), Some(s)) => Ok(s.clone()),
+            (verdict, summary) => {
+                let why = verdict.err().unwrap_or_default();
+                // stdout normally holds just the summary line; show it raw only when unparsed.
+                let shown = match summary {
+                    Some(s) => format!("summary: {s}"),
+                    None => format!("--- script stdout ---\n{}", self.stdout.trim()),
+                };
+                Err(format!(
+                    "[{}] {why}\n{shown}\n--- script stderr ---\n{}",
+                    self.label,
+                    self.stderr.trim()
+                ))
+            }
+        }
+    }
+}
+
+/// The proxy binary the media tests run: `MEDIA_E2E_PROXY_BIN`, else `built`, which a test
+/// passes as `option_env!("CARGO_BIN_EXE_proxy-under-test")` (cargo sets that variable only
+/// when it compiles an integration test, not this library).
+pub fn proxy_binary(built: Option<&str>) -> Option<String> {
+    std::env::var("MEDIA_E2E_PROXY_BIN")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| built.map(str::to_string))
+}
+
+fn env_flag(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "1")
+}
+
+fn check_prerequisites(test: &str, needs_janus: bool) {
+    let mut missing = Vec::new();
+    if needs_janus && !in_path("janus") {
+        missing.push("janus (apt-get install janus)".to_string());
+    }
+    if !in_path("node") {
+        missing.push("node".to_string());
+    }
+    for m in ["janode", "@roamhq/wrtc"] {
+        if !Path::new(MEDIA_DIR).join("node_modules").join(m).is_dir() {
+            missing.push(format!("npm package {m} in {MEDIA_DIR}/node_modules"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{test}: missing {}; run actors-tests/media/install.sh",
+        missing.join(", ")
+    );
 }

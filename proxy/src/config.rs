@@ -334,35 +334,15 @@ impl ProxyConfig {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<ProxyConfig, ProxyError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&ProxyConfig::default()).map_err(cfg_err)?);
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(ProxyError::Config(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
-            }
-            builder = builder.add_source(config::File::from(path));
-        }
-        let env: std::collections::HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("plugins.relay")
-                .source(Some(env)),
-        );
-        let cfg: ProxyConfig = builder
-            .build()
-            .map_err(cfg_err)?
-            .try_deserialize()
-            .map_err(cfg_err)?;
+        let built = janus_cloud_common::config::load_layered(
+            &ProxyConfig::default(),
+            file,
+            ENV_PREFIX,
+            &["plugins.relay"],
+            env,
+        )
+        .map_err(ProxyError::Config)?;
+        let cfg: ProxyConfig = built.try_deserialize().map_err(cfg_err)?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -348,32 +348,14 @@ impl SentinelConfig {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<SentinelConfig, SentinelError> {
-        let mut builder = config::Config::builder()
-            .add_source(config::Config::try_from(&SentinelConfig::default()).map_err(cfg_err)?);
-        if let Some(path) = file {
-            if !path.exists() {
-                return Err(SentinelError::Config(format!(
-                    "config file {} does not exist",
-                    path.display()
-                )));
-            }
-            builder = builder.add_source(config::File::from(path));
-        }
-        let env: std::collections::HashMap<String, String> = env
-            .into_iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("process.args")
-                .with_list_parse_key("report.urls")
-                .source(Some(env)),
-        );
-        let built = builder.build().map_err(cfg_err)?;
+        let built = janus_cloud_common::config::load_layered(
+            &SentinelConfig::default(),
+            file,
+            ENV_PREFIX,
+            &["process.args", "report.urls"],
+            env,
+        )
+        .map_err(SentinelError::Config)?;
         let mut cfg: SentinelConfig = match built.clone().try_deserialize() {
             Ok(cfg) => cfg,
             Err(e) => return Err(locate_error(&built, e)),
@@ -553,10 +535,6 @@ fn locate_error(built: &config::Config, e: config::ConfigError) -> SentinelError
         }
         _ => SentinelError::Config(message),
     }
-}
-
-fn cfg_err(e: config::ConfigError) -> SentinelError {
-    SentinelError::Config(e.to_string())
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! memory, status), one `Poster` per report URL; the REST API reads what they publish in
 //! `SharedState`.
 
-pub mod backoff;
+/// The backoff of janus-cloud-common, under its former path.
+pub use janus_cloud_common::backoff;
 pub mod config;
 pub mod error;
 pub mod janus_ws;

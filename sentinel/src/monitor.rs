@@ -18,12 +18,12 @@ use janus_protocol::{JsonMap, ServerReport, ServerStatus, JANUS_PROTOCOL};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::backoff::Backoff;
 use crate::config::{ProcessMode, SentinelConfig};
 use crate::janus_ws::{admin_counts, Counts};
 use crate::poster::ReportUpdated;
 use crate::state::SharedState;
 use crate::workload::{LoadFormula, Sampler, SystemSample, WorkloadInputs};
+use janus_cloud_common::Backoff;
 
 /// What decides the status.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -11,8 +11,8 @@ use janus_protocol::ServerReport;
 use parking_lot::RwLock;
 use serde::Serialize;
 
-use crate::backoff::Backoff;
 use crate::config::{ReportConfig, ReportFormat, ResolvedTarget};
+use janus_cloud_common::Backoff;
 
 /// The latest report from the monitor; `urgent` (the status changed): post it now.
 #[derive(Message, Clone, Debug)]

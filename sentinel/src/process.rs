@@ -15,10 +15,10 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use tokio::process::{Child, Command};
 
-use crate::backoff::Backoff;
 use crate::config::{ProcessConfig, ProcessOutput};
 use crate::error::SentinelError;
 use crate::monitor::ProcessNews;
+use janus_cloud_common::Backoff;
 
 /// What `GET /sentinel/info` shows as `janus_watcher` (janus-cloud's field names).
 #[derive(Debug, Clone, Serialize)]

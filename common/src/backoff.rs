@@ -1,5 +1,5 @@
-//! Capped, jittered exponential backoff (restarting Janus, reconnecting, retrying reports).
-//! Same rule as janus-proxy's `backend::backoff`.
+//! Capped, jittered exponential backoff: reconnecting a backend link (janus-proxy),
+//! restarting Janus, reconnecting to it and retrying reports (janus-sentinel).
 
 use std::time::Duration;
 
