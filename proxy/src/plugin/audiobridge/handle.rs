@@ -748,9 +748,8 @@ impl AudioBridgeHandle {
             }
             n if n == "join" || ROOM_REQUESTS.contains(&n) => {
                 match room_of(&body, "room").filter(|r| self.rooms.lock().contains(*r)) {
-                    Some(room) if n == "join" && self.participant.is_some() => {
-                        // Janus refuses a second join: the current server says so.
-                        let _ = room;
+                    // Janus refuses a second join: the current server says so.
+                    Some(_) if n == "join" && self.participant.is_some() => {
                         self.send_to_any(ctx, transaction, body, jsep, reply_to, false)
                     }
                     Some(room) => {
@@ -993,7 +992,7 @@ impl AudioBridgeHandle {
             let whereabouts = self.rooms.lock().whereabouts(id);
             match whereabouts {
                 // The room's server answers (486, or its validation error first).
-                Whereabouts::On { server, .. } if self.rooms.lock().contains(id) => {
+                Whereabouts::On { .. } => {
                     return self.room_server(
                         ctx,
                         id,
@@ -1008,10 +1007,7 @@ impl AudioBridgeHandle {
                                 reply_to,
                                 After::Nothing,
                             ),
-                            Err(_) => {
-                                let _ = server;
-                                act.room_exists(ctx, id, &transaction, &reply_to)
-                            }
+                            Err(_) => act.room_exists(ctx, id, &transaction, &reply_to),
                         }),
                     );
                 }
