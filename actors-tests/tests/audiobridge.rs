@@ -692,6 +692,19 @@ async fn wait_for(
     frames.last().cloned().ok_or_else(|| anyhow!("no frame"))
 }
 
+/// Whether the Janus at `url` has audiobridge room `room` (asked directly).
+async fn janus_has_room(url: &str, room: u64) -> anyhow::Result<bool> {
+    let mut c = JanusClient::connect(url).await?;
+    let s = c.create_session().await?;
+    let h = c.attach(s, AUDIOBRIDGE).await?;
+    let reply = c
+        .request(json!({"janus": "message", "session_id": s, "handle_id": h,
+            "transaction": "x", "body": {"request": "exists", "room": room}}))
+        .await?;
+    let _ = c.close().await;
+    Ok(reply["plugindata"]["data"]["exists"] == true)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()> {
     init_logging();
@@ -704,7 +717,17 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
         let created = sync_request(&mut admin, json!({"request": "create", "room": r})).await?;
         ensure!(created["audiobridge"] == "created", "{created}");
     }
-    // Each room on its own server: one participant in each, and the admin's leg on both.
+    // Janus validated each `create`, but no server mixes a room before its first join.
+    for r in [r0, r1] {
+        for url in [a.ws_url(), b.ws_url()] {
+            ensure!(
+                !janus_has_room(&url, r).await?,
+                "room {r} placed before any join"
+            );
+        }
+    }
+    // Each room on its own server, chosen by the policy at the first join: one participant
+    // in each, and the admin's leg on both.
     let (mut p0, mut p1) = (user(&url).await?, user(&url).await?);
     let joined = async_request(&mut p0, json!({"request": "join", "room": r0}), true).await?;
     ensure!(joined["audiobridge"] == "joined", "{joined}");
@@ -716,16 +739,10 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
     .await?;
     ensure!(handles.len() == 2, "{handles:?}");
 
-    // Which server has room r0? Ask it directly.
-    let mut on_a = JanusClient::connect(&a.ws_url()).await?;
-    let s = on_a.create_session().await?;
-    let h = on_a.attach(s, AUDIOBRIDGE).await?;
-    let reply = on_a
-        .request(json!({"janus": "message", "session_id": s, "handle_id": h,
-            "transaction": "x", "body": {"request": "exists", "room": r0}}))
-        .await?;
-    let r0_on_a = reply["plugindata"]["data"]["exists"] == true;
-    let _ = on_a.close().await;
+    // Which server has room r0? Ask it directly; r1 is on the other one.
+    let r0_on_a = janus_has_room(&a.ws_url(), r0).await?;
+    let r1_on_a = janus_has_room(&a.ws_url(), r1).await?;
+    ensure!(r0_on_a != r1_on_a, "both rooms on one server");
     let (doomed, survivor) = if r0_on_a {
         ("janus-a", "janus-b")
     } else {
@@ -884,6 +901,7 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
     )
     .await?;
     ensure!(joined["audiobridge"] == "joined", "{joined}");
+    let host_legs: u64 = backend_handles(&proxy).await?.values().sum();
     for (id, detach) in [(2u64, false), (3u64, true)] {
         let mut guest = user(&url).await?;
         let joined = async_request(
@@ -913,8 +931,8 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
         .await?;
         ensure!(leaving["plugindata"]["data"]["room"] == room, "{leaving}");
     }
-    // Only the host's leg is left.
-    wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == 1).await?;
+    // Only the host's legs are left.
+    wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == host_legs).await?;
     let listed = sync_request(
         &mut host,
         json!({"request": "listparticipants", "room": room}),
@@ -944,12 +962,20 @@ async fn room_whose_server_died_unseen_is_created_again_at_the_next_join() -> an
     )
     .await?;
     ensure!(created["audiobridge"] == "created", "{created}");
-    let on = wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == 1).await?;
-    let doomed = on
-        .iter()
-        .find(|(_, n)| **n == 1)
-        .map(|(name, _)| name.clone())
-        .ok_or_else(|| anyhow!("no server with the room: {on:?}"))?;
+    // Placed by a first join (which leaves again).
+    let joined = async_request(
+        &mut creator,
+        json!({"request": "join", "room": room, "pin": "p"}),
+        false,
+    )
+    .await?;
+    ensure!(joined["audiobridge"] == "joined", "{joined}");
+    let on_a = janus_has_room(&a.ws_url(), room).await?;
+    ensure!(
+        on_a != janus_has_room(&b.ws_url(), room).await?,
+        "room on both or neither"
+    );
+    let doomed = if on_a { "janus-a" } else { "janus-b" }.to_owned();
     creator.client.close().await?;
     wait_handles(&proxy, STEP_LIMIT, |h| h.values().all(|n| *n == 0)).await?;
     if doomed == "janus-a" {

@@ -291,8 +291,8 @@ pub struct PluginsConfig {
     /// bridged by one backend). Takes precedence over a relay of the same package.
     pub videocall: bool,
     /// The proxy's own `janus.plugin.audiobridge` (a room directory in the proxy, each room
-    /// mixed by one backend chosen when it is created, re-created elsewhere if that backend
-    /// is lost). Takes precedence over a relay of the same package.
+    /// mixed by one backend chosen when it is first joined, re-created elsewhere if that
+    /// backend is lost). Takes precedence over a relay of the same package.
     pub audiobridge: bool,
     /// AudioBridge rooms the proxy offers from the start, like the `room-<id>` sections of
     /// Janus's `janus.plugin.audiobridge.jcfg` (e.g. the demo's room 1234): each is the

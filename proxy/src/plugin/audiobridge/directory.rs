@@ -97,6 +97,17 @@ impl RoomDirectory {
         }
     }
 
+    /// The reserved room was validated by a server (created there, then destroyed again): it
+    /// waits for its first use to be placed.
+    pub fn created_unplaced(&mut self, room: u64, config: JsonMap) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.config = config;
+            r.server = None;
+            r.ready = false;
+            r.creating = false;
+        }
+    }
+
     /// The `create` failed: the reservation goes.
     pub fn unreserve(&mut self, room: u64) {
         if self.rooms.get(&room).is_some_and(|r| r.creating) {
@@ -295,6 +306,11 @@ mod tests {
         // unreserve never removes a real room
         d.unreserve(7);
         assert!(d.contains(7));
+        // validated by a server, placed at first use
+        assert!(d.reserve(9, "a"));
+        d.created_unplaced(9, map(json!({"room": 9})));
+        assert_eq!(d.whereabouts(9), Whereabouts::Unplaced);
+        assert_eq!(d.place(9, "b").as_deref(), Some("b"));
     }
 
     #[test]

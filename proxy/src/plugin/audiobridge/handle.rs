@@ -9,11 +9,12 @@
 //!
 //! Which server a request goes to:
 //!
-//! * `create`: a server chosen by the registry's policy; the room is recorded in the
-//!   directory once Janus created it.
+//! * `create`: any server validates it (Janus's checks and answer); once Janus created the
+//!   room it is destroyed there again and recorded in the directory without a server.
 //! * `join` and the room-level requests (`edit`, `destroy`, `kick`, `rtp_forward`, …) about a
-//!   room of the directory: the room's server. A room without one (its server was lost) is
-//!   created again, with the same id and settings, on a server chosen by the policy first.
+//!   room of the directory: the room's server. A room without one (never joined yet, or its
+//!   server was lost) is first created, with its id and settings, on a server chosen by the
+//!   policy.
 //! * `changeroom`: the server the handle is in a room on (a PeerConnection cannot move); a
 //!   target room without a server is created there first.
 //! * anything else (`configure`, `leave`, `hangup`, unknown requests, unknown rooms): the
@@ -1048,20 +1049,42 @@ impl AudioBridgeHandle {
                             .and_then(|d| d.get("audiobridge"))
                             .and_then(Value::as_str)
                             == Some("created");
-                        if let Some(id) = id {
-                            let mut config = config;
-                            config.remove("request");
-                            if created {
-                                log::info!("audiobridge room {id}: created on {server}");
-                                act.rooms.lock().created(id, config);
-                            } else {
-                                act.rooms.lock().unreserve(id);
-                            }
-                        }
                         let ids = act.ids(&server);
                         let out = rewrite(frame, ids, Transaction::Client(Some(&transaction)));
-                        act.send_frame(&out, Some(&reply_to));
-                        act.done(ctx);
+                        let Some(id) = id else {
+                            act.send_frame(&out, Some(&reply_to));
+                            return act.done(ctx);
+                        };
+                        if !created {
+                            act.rooms.lock().unreserve(id);
+                            act.send_frame(&out, Some(&reply_to));
+                            return act.done(ctx);
+                        }
+                        // Janus validated the room. Its mixer waits for the first join,
+                        // on a server the policy picks then: it is taken off this one
+                        // before the client hears of it (until then it stays reserved).
+                        let mut config = config;
+                        config.remove("request");
+                        let mut destroy = JsonMap::new();
+                        destroy.insert("request".into(), "destroy".into());
+                        destroy.insert("room".into(), id.into());
+                        if let Some(secret) = config.get("secret") {
+                            destroy.insert("secret".into(), secret.clone());
+                        }
+                        act.call(
+                            ctx,
+                            &server.clone(),
+                            message_request(destroy, None),
+                            None,
+                            Box::new(move |act, ctx, _| {
+                                log::info!(
+                                    "audiobridge room {id}: created (validated on {server})"
+                                );
+                                act.rooms.lock().created_unplaced(id, config);
+                                act.send_frame(&out, Some(&reply_to));
+                                act.done(ctx);
+                            }),
+                        );
                     }),
                 );
             }),

@@ -2,14 +2,16 @@
 //! one backend Janus.
 //!
 //! The proxy owns the room directory ([`directory::RoomDirectory`]): every room created
-//! through it, with its settings, and the backend server its mixer lives on. A `create` is
-//! placed on a server chosen by the registry's policy and sent there as it is (so every
-//! validation error, `secret`, `pin` and `admin_key` check is Janus's own); the room is then
-//! recorded. Every request about a room goes to the room's server through the client handle's
-//! backend handle there (a *leg*, [`super::backend_handle::BackendLeg`]), including the `join`
-//! that makes the handle a participant: its PeerConnection is with that server. A room whose
-//! server was lost is created again, with the same id and settings, on a server chosen by the
-//! policy, by the next request about it (usually a `join`).
+//! through it, with its settings, and the backend server its mixer lives on, if any. A
+//! `create` is sent as it is to a server (so every validation error and `admin_key` check is
+//! Janus's own); once Janus created the room it is destroyed there again and recorded
+//! without a server. The first `join` (or any request about the room) places it on a server
+//! chosen by the registry's policy and creates it there with the same id and settings; the
+//! backend room then checks `secret` and `pin` itself. Every request about a room goes to
+//! the room's server through the client handle's backend handle there (a *leg*,
+//! [`super::backend_handle::BackendLeg`]), including the `join` that makes the handle a
+//! participant: its PeerConnection is with that server. A room whose server was lost is
+//! placed again the same way by the next request about it.
 //!
 //! `list` and `exists` are answered by the proxy (from the directory and the rooms' servers).
 
