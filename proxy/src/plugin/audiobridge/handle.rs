@@ -259,6 +259,8 @@ pub struct AudioBridgeHandle {
     queue: VecDeque<HandleCommand>,
     busy: bool,
     gone: bool,
+    /// A room id reserved by this handle's `create` in progress (freed if the handle goes).
+    reserving: Option<u64>,
 }
 
 impl AudioBridgeHandle {
@@ -277,6 +279,7 @@ impl AudioBridgeHandle {
             queue: VecDeque::new(),
             busy: false,
             gone: false,
+            reserving: None,
         }
     }
 
@@ -1036,6 +1039,7 @@ impl AudioBridgeHandle {
                     if !act.rooms.lock().reserve(id, &server) {
                         return act.room_exists(ctx, id, &transaction, &reply_to);
                     }
+                    act.reserving = Some(id);
                 }
                 let config = body.clone();
                 let req = message_request(body, None);
@@ -1056,6 +1060,7 @@ impl AudioBridgeHandle {
                             return act.done(ctx);
                         };
                         if !created {
+                            act.reserving = None;
                             act.rooms.lock().unreserve(id);
                             act.send_frame(&out, Some(&reply_to));
                             return act.done(ctx);
@@ -1080,6 +1085,7 @@ impl AudioBridgeHandle {
                                 log::info!(
                                     "audiobridge room {id}: created (validated on {server})"
                                 );
+                                act.reserving = None;
                                 act.rooms.lock().created_unplaced(id, config);
                                 act.send_frame(&out, Some(&reply_to));
                                 act.done(ctx);
@@ -1383,6 +1389,9 @@ impl Actor for AudioBridgeHandle {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Also reached when the system shuts down.
+        if let Some(id) = self.reserving.take() {
+            self.rooms.lock().unreserve(id);
+        }
         self.release_legs();
     }
 }
