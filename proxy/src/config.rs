@@ -290,6 +290,9 @@ pub struct PluginsConfig {
     /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
     /// bridged by one backend). Takes precedence over a relay of the same package.
     pub videocall: bool,
+    /// The proxy's own `janus.plugin.videoroom` (rooms owned by the proxy, each room on one
+    /// backend chosen at its first join). Takes precedence over a relay of the same package.
+    pub videoroom: bool,
 }
 
 impl Default for PluginsConfig {
@@ -308,6 +311,7 @@ impl Default for PluginsConfig {
             .collect(),
             p2pcall: true,
             videocall: true,
+            videoroom: true,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod backend_handle;
 pub mod relay;
 pub mod rewrite;
 pub mod videocall;
+pub mod videoroom;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,6 +101,11 @@ impl PluginRegistry {
         // same package (a relayed videocall could only call users on the same backend).
         if config.videocall {
             registry.add(Arc::new(videocall::VideoCallPlugin::new()));
+        }
+        // The proxy's own videoroom wins over a relay of the same package too (a relayed
+        // room would be one room per backend, each with part of the participants).
+        if config.videoroom {
+            registry.add(Arc::new(videoroom::VideoRoomPlugin::new()));
         }
         registry
     }
