@@ -427,7 +427,13 @@ async fn answer(u: &mut User, tx: &str, body: Value, offer: bool) -> anyhow::Res
 /// Does `room` exist on this Janus (asked directly)?
 async fn exists_on(url: &str, room: u64) -> anyhow::Result<bool> {
     let mut u = user(url).await?;
-    let data = answer(&mut u, "e", json!({"request": "exists", "room": room}), false).await?;
+    let data = answer(
+        &mut u,
+        "e",
+        json!({"request": "exists", "room": room}),
+        false,
+    )
+    .await?;
     let _ = u.client.close().await;
     data["exists"]
         .as_bool()
@@ -454,8 +460,13 @@ async fn rooms_spread_over_backends_and_participants_follow_their_room() -> anyh
     let url = proxy.ws_url();
     let mut admin = user(&url).await?;
     for room in [11, 12] {
-        let data = answer(&mut admin, "c", json!({"request": "create", "room": room}), false)
-            .await?;
+        let data = answer(
+            &mut admin,
+            "c",
+            json!({"request": "create", "room": room}),
+            false,
+        )
+        .await?;
         ensure!(data["videoroom"] == "created", "create {room}: {data}");
     }
     // Created rooms live nowhere until someone needs them.
@@ -466,8 +477,14 @@ async fn rooms_spread_over_backends_and_participants_follow_their_room() -> anyh
     let mut p2 = user(&url).await?;
     join_publisher(&mut p1, 11, 1).await?;
     join_publisher(&mut p2, 12, 2).await?;
-    let on_a = [exists_on(&a.ws_url(), 11).await?, exists_on(&a.ws_url(), 12).await?];
-    let on_b = [exists_on(&b.ws_url(), 11).await?, exists_on(&b.ws_url(), 12).await?];
+    let on_a = [
+        exists_on(&a.ws_url(), 11).await?,
+        exists_on(&a.ws_url(), 12).await?,
+    ];
+    let on_b = [
+        exists_on(&b.ws_url(), 11).await?,
+        exists_on(&b.ws_url(), 12).await?,
+    ];
     // Round robin: one room on each server, each on exactly one.
     ensure!(
         on_a[0] != on_b[0] && on_a[1] != on_b[1] && on_a[0] != on_a[1],
@@ -488,7 +505,10 @@ async fn rooms_spread_over_backends_and_participants_follow_their_room() -> anyh
         .map(|l| l.iter().filter_map(|p| p["id"].as_u64()).collect())
         .unwrap_or_default();
     ids.sort();
-    ensure!(ids == [1, 3], "room 11 participants: {listed} (join: {joined})");
+    ensure!(
+        ids == [1, 3],
+        "room 11 participants: {listed} (join: {joined})"
+    );
     // p1 hears of p3 leaving: both on the same backend room.
     message(&mut p3, "bye", json!({"request": "leave"}), false).await?;
     p1.client
@@ -516,7 +536,13 @@ async fn killed_backend_removes_its_room_and_the_next_join_recreates_it() -> any
     let url = proxy.ws_url();
     let mut admin = user(&url).await?;
     for room in [21, 22] {
-        answer(&mut admin, "c", json!({"request": "create", "room": room}), false).await?;
+        answer(
+            &mut admin,
+            "c",
+            json!({"request": "create", "room": room}),
+            false,
+        )
+        .await?;
     }
     let mut alice = user(&url).await?;
     let mut bob = user(&url).await?;
@@ -584,11 +610,19 @@ async fn killed_backend_removes_its_room_and_the_next_join_recreates_it() -> any
         bail!("the other room's participant got {f}");
     }
     proxy
-        .wait_server(doomed, Duration::from_secs(10), |s| s["selectable"] == false)
+        .wait_server(doomed, Duration::from_secs(10), |s| {
+            s["selectable"] == false
+        })
         .await?;
     // The room is still the proxy's, and the next join creates it on the surviving server;
     // alice's handle can join again.
-    let exists = answer(&mut admin, "x", json!({"request": "exists", "room": 21}), false).await?;
+    let exists = answer(
+        &mut admin,
+        "x",
+        json!({"request": "exists", "room": 21}),
+        false,
+    )
+    .await?;
     ensure!(exists["exists"] == true, "{exists}");
     let mut carol = user(&url).await?;
     join_publisher(&mut carol, 21, 4).await?;
@@ -621,8 +655,10 @@ async fn plugin_can_be_switched_off() -> anyhow::Result<()> {
     let mut client = JanusClient::connect(&proxy.ws_url()).await?;
     let session = client.create_session().await?;
     let reply = client
-        .request(json!({"janus": "attach", "session_id": session, "plugin": VIDEOROOM,
-            "transaction": "a"}))
+        .request(
+            json!({"janus": "attach", "session_id": session, "plugin": VIDEOROOM,
+            "transaction": "a"}),
+        )
         .await?;
     ensure!(reply["error"]["code"] == 460, "{reply}");
     Ok(())

@@ -3,8 +3,8 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
-pub mod p2pcall;
 pub mod backend_handle;
+pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
 pub mod videocall;

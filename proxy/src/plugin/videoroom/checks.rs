@@ -28,7 +28,10 @@ impl VrError {
     }
 
     pub fn missing(element: &str) -> Self {
-        Self::new(MISSING_ELEMENT, format!("Missing mandatory element ({element})"))
+        Self::new(
+            MISSING_ELEMENT,
+            format!("Missing mandatory element ({element})"),
+        )
     }
 
     pub fn invalid_type(element: &str, kind: Kind) -> Self {
@@ -196,8 +199,14 @@ mod tests {
                 "Invalid element type (is_private should be a boolean)"
             ))
         );
-        assert_eq!(check_create(&body(json!({"room":5,"description":"d"}))), Ok(()));
-        assert_eq!(request_of(&body(json!({"request":"JOIN"}))), Ok("join".into()));
+        assert_eq!(
+            check_create(&body(json!({"room":5,"description":"d"}))),
+            Ok(())
+        );
+        assert_eq!(
+            request_of(&body(json!({"request":"JOIN"}))),
+            Ok("join".into())
+        );
         assert_eq!(
             request_of(&body(json!({"request":1}))),
             Err(VrError::new(

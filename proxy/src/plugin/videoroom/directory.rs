@@ -83,15 +83,26 @@ impl Room {
             .map(str::to_owned)
             .unwrap_or_else(|| format!("Room {}", self.id));
         e.insert("description".into(), description.into());
-        e.insert("pin_required".into(), self.str_setting("pin").is_some().into());
+        e.insert(
+            "pin_required".into(),
+            self.str_setting("pin").is_some().into(),
+        );
         e.insert("is_private".into(), self.is_private().into());
-        e.insert("max_publishers".into(), self.int_setting("publishers", 3).into());
+        e.insert(
+            "max_publishers".into(),
+            self.int_setting("publishers", 3).into(),
+        );
         e.insert("bitrate".into(), self.int_setting("bitrate", 0).into());
         if self.bool_setting("bitrate_cap", false) {
             e.insert("bitrate_cap".into(), true.into());
         }
         e.insert("fir_freq".into(), self.int_setting("fir_freq", 0).into());
-        for key in ["require_pvtid", "require_e2ee", "dummy_publisher", "notify_joining"] {
+        for key in [
+            "require_pvtid",
+            "require_e2ee",
+            "dummy_publisher",
+            "notify_joining",
+        ] {
             e.insert(key.into(), self.bool_setting(key, false).into());
         }
         let audiocodec = self.str_setting("audiocodec").unwrap_or("opus");
@@ -113,7 +124,10 @@ impl Room {
         if let Some(dir) = self.str_setting("rec_dir") {
             e.insert("rec_dir".into(), dir.into());
         }
-        e.insert("lock_record".into(), self.bool_setting("lock_record", false).into());
+        e.insert(
+            "lock_record".into(),
+            self.bool_setting("lock_record", false).into(),
+        );
         e.insert("num_participants".into(), self.publishers.len().into());
         e.insert(
             "audiolevel_ext".into(),
@@ -131,7 +145,11 @@ impl Room {
                 self.int_setting("audio_level_average", 25).into(),
             );
         }
-        for key in ["videoorient_ext", "playoutdelay_ext", "transport_wide_cc_ext"] {
+        for key in [
+            "videoorient_ext",
+            "playoutdelay_ext",
+            "transport_wide_cc_ext",
+        ] {
             e.insert(key.into(), self.bool_setting(key, true).into());
         }
         Value::Object(e)
@@ -168,13 +186,21 @@ impl Room {
         let tokens: Vec<String> = body
             .get("allowed")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut current: Vec<String> = self
             .settings
             .get("allowed")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         match action {
             "enable" => {
@@ -378,20 +404,25 @@ mod tests {
         let list = d.list(false);
         assert_eq!(
             list,
-            [json!({"room":1234,"description":"Room 1234","pin_required":false,"is_private":false,
+            [
+                json!({"room":1234,"description":"Room 1234","pin_required":false,"is_private":false,
                 "max_publishers":3,"bitrate":0,"fir_freq":0,"require_pvtid":false,
                 "require_e2ee":false,"dummy_publisher":false,"notify_joining":false,
                 "audiocodec":"opus","videocodec":"vp8","opus_fec":true,"record":false,
                 "lock_record":false,"num_participants":0,"audiolevel_ext":true,
                 "audiolevel_event":false,"videoorient_ext":true,"playoutdelay_ext":true,
-                "transport_wide_cc_ext":true})]
+                "transport_wide_cc_ext":true})
+            ]
         );
         // key order as Janus's
         let keys: Vec<String> = list[0]
             .as_object()
             .map(|m| m.keys().cloned().collect())
             .unwrap_or_default();
-        assert_eq!(keys[..4], ["room", "description", "pin_required", "is_private"]);
+        assert_eq!(
+            keys[..4],
+            ["room", "description", "pin_required", "is_private"]
+        );
         assert_eq!(d.list(true).len(), 2);
         assert_eq!(d.list(true)[1]["pin_required"], true);
         assert_eq!(d.list(true)[1]["max_publishers"], 6);
@@ -429,8 +460,10 @@ mod tests {
     #[test]
     fn backend_create_request_carries_the_settings_not_the_proxy_ones() {
         let mut d = Directory::default();
-        let b = body(json!({"request":"create","room":9,"permanent":true,"admin_key":"k",
-            "description":"d","secret":"s","publishers":6}));
+        let b = body(
+            json!({"request":"create","room":9,"permanent":true,"admin_key":"k",
+            "description":"d","secret":"s","publishers":6}),
+        );
         d.create(9, &b).expect("create");
         let req = d.get(9).expect("room").create_request();
         assert_eq!(
@@ -443,9 +476,12 @@ mod tests {
     #[test]
     fn edit_and_allowed_update_the_settings() {
         let mut d = Directory::default();
-        d.create(5, &body(json!({"secret":"s","pin":"p"}))).expect("create");
+        d.create(5, &body(json!({"secret":"s","pin":"p"})))
+            .expect("create");
         let room = d.get_mut(5).expect("room");
-        room.apply_edit(&body(json!({"new_description":"new","new_pin":"","new_publishers":9})));
+        room.apply_edit(&body(
+            json!({"new_description":"new","new_pin":"","new_publishers":9}),
+        ));
         assert_eq!(room.settings.get("description"), Some(&json!("new")));
         assert_eq!(room.settings.get("pin"), None);
         assert_eq!(room.secret(), Some("s"));

@@ -397,7 +397,12 @@ impl VideoRoomHandle {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_owned();
-                self.refuse(&transaction, &reply_to, false, &VrError::unknown_request(&written));
+                self.refuse(
+                    &transaction,
+                    &reply_to,
+                    false,
+                    &VrError::unknown_request(&written),
+                );
             }
         }
     }
@@ -419,7 +424,12 @@ impl VideoRoomHandle {
                 let data = json!({"videoroom": "created", "room": room, "permanent": permanent});
                 self.sync_reply(transaction, reply_to, data);
             }
-            Err(_) => self.refuse(transaction, reply_to, false, &VrError::room_exists(requested)),
+            Err(_) => self.refuse(
+                transaction,
+                reply_to,
+                false,
+                &VrError::room_exists(requested),
+            ),
         }
     }
 
@@ -448,7 +458,12 @@ impl VideoRoomHandle {
         let known = placement.map(|p| p.server);
         let fut = async move {
             if let Some(server) = known.clone() {
-                match registry.send(PlaceOn { server: server.clone() }).await {
+                match registry
+                    .send(PlaceOn {
+                        server: server.clone(),
+                    })
+                    .await
+                {
                     Ok(Some(p)) => return Ok(p),
                     Ok(None) => directory.lock().forget_placement(room, &server),
                     Err(_) => return Err("the proxy is shutting down".to_owned()),
@@ -480,10 +495,12 @@ impl VideoRoomHandle {
             }
         }
         .into_actor(self)
-        .map(|placed, act: &mut Self, ctx: &mut Context<Self>| match placed {
-            Ok(p) => act.placed(ctx, p),
-            Err(why) => act.fail_waiting(ctx, &why),
-        });
+        .map(
+            |placed, act: &mut Self, ctx: &mut Context<Self>| match placed {
+                Ok(p) => act.placed(ctx, p),
+                Err(why) => act.fail_waiting(ctx, &why),
+            },
+        );
         ctx.spawn(fut);
     }
 
@@ -697,9 +714,7 @@ impl VideoRoomHandle {
     fn left_room(&mut self) {
         if let Some(j) = self.joined.take() {
             if j.publisher {
-                self.directory
-                    .lock()
-                    .publisher_left(j.room, self.handle_id);
+                self.directory.lock().publisher_left(j.room, self.handle_id);
             }
         }
     }
@@ -795,14 +810,16 @@ impl VideoRoomHandle {
                 self.apply_update(&name, room, &body, &data);
             }
         }
-        if is_error && self.joined.as_ref().is_some_and(|j| j.join_transaction == transaction)
+        if is_error
+            && self
+                .joined
+                .as_ref()
+                .is_some_and(|j| j.join_transaction == transaction)
         {
             // The core refused the join (bad jsep, …): not in the room.
             self.joined = None;
         }
-        let ids = self.legs[idx]
-            .backend
-            .ids(self.session_id, self.handle_id);
+        let ids = self.legs[idx].backend.ids(self.session_id, self.handle_id);
         let out = rewrite(frame, ids, Transaction::Client(Some(&transaction)));
         self.send_frame(&out, reply_to.as_ref());
     }
@@ -847,9 +864,7 @@ impl VideoRoomHandle {
             self.on_leg_lost(ctx, leg_id);
             return;
         }
-        let ids = self.legs[idx]
-            .backend
-            .ids(self.session_id, self.handle_id);
+        let ids = self.legs[idx].backend.ids(self.session_id, self.handle_id);
         let out = rewrite(frame, ids, Transaction::FromBackend);
         let is_joined_leg = self.joined.as_ref().is_some_and(|j| j.leg == leg_id);
         if is_joined_leg {
