@@ -375,7 +375,7 @@ impl VideoRoomHandle {
                     reply_to,
                     asynchronous,
                 };
-                self.to_room(ctx, req);
+                self.route_to_room(ctx, req);
             }
             n if PARTICIPANT_REQUESTS.contains(&n) => {
                 if self.joined_leg().is_none() {
@@ -436,7 +436,7 @@ impl VideoRoomHandle {
     // ---- getting a request to its room's server ----
 
     /// Sends `req` to the room's server, placing and creating the room there first if needed.
-    fn to_room(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
+    fn route_to_room(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
         let placement = self.directory.lock().placement(req.room);
         if let Some(p) = placement.as_ref().filter(|p| p.created) {
             if let Some(leg) = self.legs.iter().find(|l| l.backend.server == p.server) {
@@ -729,7 +729,7 @@ impl VideoRoomHandle {
                 reply_to,
             } => self.on_leg_reply(ctx, leg_id, frame, client_transaction, reply_to),
             BackendIncoming::Event { frame } => self.on_leg_event(ctx, leg_id, frame),
-            BackendIncoming::LinkLost => self.on_leg_lost(ctx, leg_id),
+            BackendIncoming::LinkLost => self.on_leg_lost(ctx, leg_id, true),
         }
     }
 
@@ -861,7 +861,7 @@ impl VideoRoomHandle {
         if kind == "detached" {
             // Janus dropped the leg on its own (the link no longer routes it).
             self.legs[idx].backend.handle = None;
-            self.on_leg_lost(ctx, leg_id);
+            self.on_leg_lost(ctx, leg_id, false);
             return;
         }
         let ids = self.legs[idx].backend.ids(self.session_id, self.handle_id);
@@ -911,8 +911,8 @@ impl VideoRoomHandle {
         }
     }
 
-    /// A leg's server is gone (or Janus dropped the leg).
-    fn on_leg_lost(&mut self, ctx: &mut Context<Self>, leg_id: u64) {
+    /// A leg's server is gone (`server_lost`), or Janus dropped the leg.
+    fn on_leg_lost(&mut self, ctx: &mut Context<Self>, leg_id: u64, server_lost: bool) {
         let Some(idx) = self.legs.iter().position(|l| l.id == leg_id) else {
             return;
         };
@@ -920,8 +920,10 @@ impl VideoRoomHandle {
         leg.backend.forget();
         leg.backend.end_placement(&self.state.registry);
         let server = leg.backend.server.clone();
-        // Every room there is gone with it: the next join creates it again elsewhere.
-        self.directory.lock().forget_server(&server);
+        if server_lost {
+            // Every room there is gone with it: the next join creates it again elsewhere.
+            self.directory.lock().forget_server(&server);
+        }
         if self.waiting.as_ref().and_then(|w| w.leg) == Some(leg_id) {
             let why = format!("backend server {server} unavailable");
             self.fail_waiting(ctx, &why);
