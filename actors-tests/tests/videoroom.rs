@@ -409,19 +409,30 @@ async fn message(u: &mut User, tx: &str, body: Value, offer: bool) -> anyhow::Re
     u.client.send(&m).await
 }
 
-/// The plugin data of the reply (sync) or event (async) to `tx`.
+/// The plugin data of the reply (sync) or event (async) to `tx`; for an asynchronous request
+/// its `ack` is consumed too (it may come before or after the event).
 async fn answer(u: &mut User, tx: &str, body: Value, offer: bool) -> anyhow::Result<Value> {
     message(u, tx, body, offer).await?;
-    let frames = u
-        .client
-        .recv_until(STEP_LIMIT, |f| {
-            f["transaction"] == tx && (f["janus"] == "success" || f["janus"] == "event")
-        })
-        .await?;
-    frames
-        .last()
-        .map(|f| f["plugindata"]["data"].clone())
-        .ok_or_else(|| anyhow!("no answer to {tx}"))
+    let deadline = Instant::now() + STEP_LIMIT;
+    let (mut acked, mut data) = (false, None);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(f) = u.client.recv_within(left).await? else {
+            bail!("no answer to {tx} within {STEP_LIMIT:?}");
+        };
+        if f["transaction"] != tx {
+            continue;
+        }
+        match f["janus"].as_str() {
+            Some("success") => return Ok(f["plugindata"]["data"].clone()),
+            Some("ack") => acked = true,
+            Some("event") => data = Some(f["plugindata"]["data"].clone()),
+            _ => bail!("{tx}: {f}"),
+        }
+        if let (true, Some(d)) = (acked, data.as_ref()) {
+            return Ok(d.clone());
+        }
+    }
 }
 
 /// Does `room` exist on this Janus (asked directly)?
@@ -510,7 +521,8 @@ async fn rooms_spread_over_backends_and_participants_follow_their_room() -> anyh
         "room 11 participants: {listed} (join: {joined})"
     );
     // p1 hears of p3 leaving: both on the same backend room.
-    message(&mut p3, "bye", json!({"request": "leave"}), false).await?;
+    let left = answer(&mut p3, "bye", json!({"request": "leave"}), false).await?;
+    ensure!(left["leaving"] == "ok", "{left}");
     p1.client
         .recv_until(STEP_LIMIT, |f| {
             f["plugindata"]["data"]["leaving"] == 3 && f["sender"] == p1.handle
