@@ -17,8 +17,11 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
+use actors_tests::{
+    http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
+};
 use anyhow::{anyhow, bail, ensure};
+use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
 const VIDEOROOM: &str = "janus.plugin.videoroom";
@@ -673,5 +676,121 @@ async fn plugin_can_be_switched_off() -> anyhow::Result<()> {
         )
         .await?;
     ensure!(reply["error"]["code"] == 460, "{reply}");
+    Ok(())
+}
+
+// ---- rooms from the configuration and the admin API ----
+
+async fn admin(
+    proxy: &ProxyUnderTest,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    token: bool,
+) -> anyhow::Result<(u16, Value)> {
+    let auth = format!("Bearer {TEST_ADMIN_TOKEN}");
+    let mut headers = vec![("Content-Type", "application/json")];
+    if token {
+        headers.push(("Authorization", auth.as_str()));
+    }
+    let text = body.map(Value::to_string).unwrap_or_default();
+    let response = http::request(proxy.admin_addr, method, path, &headers, &text).await?;
+    Ok((response.status, response.json()))
+}
+
+fn map(v: Value) -> JsonMap {
+    match v {
+        Value::Object(m) => m,
+        _ => JsonMap::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_from_config_and_the_admin_api() -> anyhow::Result<()> {
+    init_logging();
+    // Bad configured rooms are refused at start-up.
+    for bad in [
+        json!({"room": 0}),
+        json!({"description": "no id"}),
+        json!({"room": 5, "bitrate": "x"}),
+    ] {
+        let mut config = proxy_config(&[]);
+        config.plugins.videoroom_rooms = vec![map(bad.clone())];
+        ensure!(config.validate().is_err(), "accepted {bad}");
+    }
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    config.plugins.videoroom_rooms = vec![map(
+        json!({"room": 31, "description": "from config", "pin": "1234"}),
+    )];
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    let url = proxy.ws_url();
+    let mut u = user(&url).await?;
+    let list = answer(&mut u, "l", json!({"request": "list"}), false).await?;
+    let entry = &list["list"][0];
+    ensure!(
+        entry["room"] == 31
+            && entry["description"] == "from config"
+            && entry["pin_required"] == true,
+        "{list}"
+    );
+
+    let rooms = "/plugins/videoroom/rooms";
+    let (status, _) = admin(&proxy, "GET", rooms, None, false).await?;
+    ensure!(status == 401, "no token: {status}");
+    let (status, body) = admin(&proxy, "GET", rooms, None, true).await?;
+    ensure!(
+        status == 200 && body["rooms"][0]["room"] == 31,
+        "{status} {body}"
+    );
+    ensure!(body["rooms"][0]["server"].is_null(), "{body}");
+    let new_room =
+        json!({"room": 32, "description": "by admin", "secret": "x", "is_private": true});
+    let (status, body) = admin(&proxy, "POST", rooms, Some(&new_room), true).await?;
+    ensure!(status == 200 && body["created"] == 32, "{status} {body}");
+    let (status, _) = admin(&proxy, "POST", rooms, Some(&new_room), true).await?;
+    ensure!(status == 409, "again: {status}");
+    for bad in [
+        json!({"room": 33, "bitrate": "x"}),
+        json!({"description": "no id"}),
+    ] {
+        let (status, body) = admin(&proxy, "POST", rooms, Some(&bad), true).await?;
+        ensure!(status == 400, "{bad}: {status} {body}");
+    }
+    // The private room is not listed to clients, but can be joined.
+    let list = answer(&mut u, "l2", json!({"request": "list"}), false).await?;
+    ensure!(list["list"].as_array().map(Vec::len) == Some(1), "{list}");
+    join_publisher(&mut u, 32, 7).await?;
+    let (status, body) = admin(&proxy, "GET", &format!("{rooms}/32"), None, true).await?;
+    ensure!(status == 200, "{status} {body}");
+    ensure!(
+        (body["server"] == "janus-a" || body["server"] == "janus-b")
+            && body["num_participants"] == 1
+            && body["is_private"] == true,
+        "{body}"
+    );
+    // Destroyed on its backend too: the participant is told, as by a Janus `destroy`.
+    let (status, body) = admin(&proxy, "DELETE", &format!("{rooms}/32"), None, true).await?;
+    ensure!(status == 200 && body["destroyed"] == 32, "{status} {body}");
+    u.client
+        .recv_until(STEP_LIMIT, |f| {
+            f["plugindata"]["data"] == json!({"videoroom": "destroyed", "room": 32})
+        })
+        .await?;
+    ensure!(!exists_on(&a.ws_url(), 32).await? && !exists_on(&b.ws_url(), 32).await?);
+    let exists = answer(&mut u, "x", json!({"request": "exists", "room": 32}), false).await?;
+    ensure!(exists["exists"] == false, "{exists}");
+    let (status, _) = admin(&proxy, "DELETE", &format!("{rooms}/32"), None, true).await?;
+    ensure!(status == 404, "twice: {status}");
+    // A room that never lived on a backend.
+    let (status, _) = admin(&proxy, "DELETE", &format!("{rooms}/31"), None, true).await?;
+    ensure!(status == 200, "config room: {status}");
+    let (status, body) = admin(&proxy, "GET", rooms, None, true).await?;
+    ensure!(status == 200 && body["rooms"] == json!([]), "{body}");
     Ok(())
 }

@@ -293,6 +293,10 @@ pub struct PluginsConfig {
     /// The proxy's own `janus.plugin.videoroom` (rooms owned by the proxy, each room on one
     /// backend chosen at its first join). Takes precedence over a relay of the same package.
     pub videoroom: bool,
+    /// Videoroom rooms that exist from start-up, each a table of `create` parameters with a
+    /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
+    /// each is created on a backend when it is first needed.
+    pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
 }
 
 impl Default for PluginsConfig {
@@ -312,6 +316,7 @@ impl Default for PluginsConfig {
             p2pcall: true,
             videocall: true,
             videoroom: true,
+            videoroom_rooms: Vec::new(),
         }
     }
 }
@@ -406,6 +411,17 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "registry.handle_capacity must be at least 1".into(),
             ));
+        }
+        let mut rooms = std::collections::HashSet::new();
+        for (i, room) in self.plugins.videoroom_rooms.iter().enumerate() {
+            let id = crate::plugin::videoroom::checks::check_config_room(room).map_err(|e| {
+                ProxyError::Config(format!("plugins.videoroom_rooms[{i}]: {}", e.text))
+            })?;
+            if !rooms.insert(id) {
+                return Err(ProxyError::Config(format!(
+                    "plugins.videoroom_rooms: room {id} appears twice"
+                )));
+            }
         }
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(

@@ -86,6 +86,8 @@ pub trait Plugin: Send + Sync {
 #[derive(Default)]
 pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
+    /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
+    pub videoroom: Option<videoroom::SharedDirectory>,
 }
 
 impl PluginRegistry {
@@ -105,7 +107,18 @@ impl PluginRegistry {
         // The proxy's own videoroom wins over a relay of the same package too (a relayed
         // room would be one room per backend, each with part of the participants).
         if config.videoroom {
-            registry.add(Arc::new(videoroom::VideoRoomPlugin::new()));
+            let plugin = videoroom::VideoRoomPlugin::new();
+            let directory = plugin.directory();
+            for room in &config.videoroom_rooms {
+                // Checked by `ProxyConfig::validate`.
+                if let Ok(id) = videoroom::checks::check_config_room(room) {
+                    if directory.lock().create(id, room).is_err() {
+                        log::warn!("videoroom: room {id} configured twice; first kept");
+                    }
+                }
+            }
+            registry.videoroom = Some(directory);
+            registry.add(Arc::new(plugin));
         }
         registry
     }

@@ -140,6 +140,19 @@ pub fn check_create(body: &JsonMap) -> Result<(), VrError> {
     check(body, CREATE)
 }
 
+/// A room of the configuration (or of the admin API): `create`'s checks, and a non-zero
+/// `room`. Its id.
+pub fn check_config_room(body: &JsonMap) -> Result<u64, VrError> {
+    check_create(body)?;
+    match room_of(body)? {
+        0 => Err(VrError::new(
+            INVALID_ELEMENT,
+            "room must be a positive integer (not 0)",
+        )),
+        id => Ok(id),
+    }
+}
+
 /// The request name, lower-cased (Janus compares names case-insensitively).
 pub fn request_of(body: &JsonMap) -> Result<String, VrError> {
     match body.get("request") {

@@ -15,6 +15,7 @@
 //! * When a room's server is lost, its participants are told (see the handle) and the room
 //!   forgets its placement: the next join creates it again on a server the registry picks.
 
+pub mod admin;
 pub mod checks;
 pub mod directory;
 pub mod handle;
