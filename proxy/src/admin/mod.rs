@@ -402,10 +402,10 @@ async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) 
 }
 
 /// The videoroom directory, or the admin API's answer when the plugin is off.
-fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedDirectory, HttpResponse> {
-    authorize(state, req).map_err(|e| error_response(&e))?;
+fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedDirectory, Box<HttpResponse>> {
+    authorize(state, req).map_err(|e| Box::new(error_response(&e)))?;
     state.plugins.videoroom.clone().ok_or_else(|| {
-        HttpResponse::NotFound().json(json!({"error": "the videoroom plugin is off"}))
+        Box::new(HttpResponse::NotFound().json(json!({"error": "the videoroom plugin is off"})))
     })
 }
 
@@ -418,14 +418,14 @@ async fn list_rooms(state: State, req: HttpRequest) -> HttpResponse {
         Ok(directory) => {
             HttpResponse::Ok().json(json!({"rooms": videoroom_admin::list(&directory)}))
         }
-        Err(response) => response,
+        Err(response) => *response,
     }
 }
 
 async fn get_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
     let directory = match rooms_of(&state, &req) {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     match videoroom_admin::show(&directory, *room) {
         Some(view) => HttpResponse::Ok().json(view),
@@ -436,7 +436,7 @@ async fn get_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpR
 async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let directory = match rooms_of(&state, &req) {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let body = match read_body(&state, payload).await {
         Ok(body) => body,
@@ -463,7 +463,7 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
 async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
     let directory = match rooms_of(&state, &req) {
         Ok(d) => d,
-        Err(response) => return response,
+        Err(response) => return *response,
     };
     let state = state.get_ref().clone();
     match videoroom_admin::destroy(state, directory, *room).await {
