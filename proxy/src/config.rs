@@ -534,6 +534,14 @@ url = "ws://127.0.0.1:8188"
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/janus-proxy.toml");
         let cfg = ProxyConfig::load_with_env(Some(&path), no_env()).unwrap();
         assert!(!cfg.backend.servers.is_empty());
+        // Janus's stock demo room, with integer settings as integers.
+        let room = &cfg.plugins.videoroom_rooms[0];
+        assert_eq!(room.get("room").and_then(|v| v.as_u64()), Some(1234));
+        assert_eq!(room.get("publishers").and_then(|v| v.as_u64()), Some(6));
+        assert_eq!(
+            room.get("description").and_then(|v| v.as_str()),
+            Some("Demo Room")
+        );
     }
 
     #[test]
