@@ -794,3 +794,89 @@ async fn rooms_from_config_and_the_admin_api() -> anyhow::Result<()> {
     ensure!(status == 200 && body["rooms"] == json!([]), "{body}");
     Ok(())
 }
+
+// ---- signalling scale ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_participants_in_five_rooms() -> anyhow::Result<()> {
+    init_logging();
+    let (a, b, proxy) = cluster().await?;
+    let url = proxy.ws_url();
+    let mut admin = user(&url).await?;
+    let rooms: Vec<u64> = (41..46).collect();
+    for &room in &rooms {
+        let data = answer(
+            &mut admin,
+            "c",
+            json!({"request": "create", "room": room, "publishers": 20}),
+            false,
+        )
+        .await?;
+        ensure!(data["videoroom"] == "created", "{data}");
+    }
+    // 50 participants join concurrently, 10 per room.
+    let started = Instant::now();
+    let joins = (0..50u64).map(|i| {
+        let url = url.clone();
+        let room = rooms[(i % 5) as usize];
+        async move {
+            let mut u = user(&url).await?;
+            let joined = join_publisher(&mut u, room, 1000 + i).await?;
+            anyhow::Ok((u, room, joined))
+        }
+    });
+    let mut participants = futures_util::future::try_join_all(joins).await?;
+    let join_time = started.elapsed();
+    for (_, room, joined) in &participants {
+        ensure!(joined["room"] == *room, "{joined}");
+    }
+    // Each room is whole on one server, and both servers are used.
+    let mut on_a = 0;
+    for &room in &rooms {
+        let (x, y) = (
+            exists_on(&a.ws_url(), room).await?,
+            exists_on(&b.ws_url(), room).await?,
+        );
+        ensure!(x != y, "room {room}: on a {x}, on b {y}");
+        on_a += usize::from(x);
+        let listed = answer(
+            &mut admin,
+            "lp",
+            json!({"request": "listparticipants", "room": room}),
+            false,
+        )
+        .await?;
+        ensure!(
+            listed["participants"].as_array().map(Vec::len) == Some(10),
+            "room {room}: {listed}"
+        );
+    }
+    ensure!(on_a > 0 && on_a < 5, "{on_a} of 5 rooms on janus-a");
+    let list = answer(&mut admin, "l", json!({"request": "list"}), false).await?;
+    let total: u64 = list["list"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|r| r["num_participants"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    ensure!(total == 50, "{list}");
+    // Everyone leaves; the rooms are empty again.
+    for (u, _, _) in participants.iter_mut() {
+        let left = answer(u, "bye", json!({"request": "leave"}), false).await?;
+        ensure!(left["leaving"] == "ok", "{left}");
+    }
+    let list = answer(&mut admin, "l", json!({"request": "list"}), false).await?;
+    let total: u64 = list["list"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|r| r["num_participants"].as_u64())
+                .sum()
+        })
+        .unwrap_or(1);
+    ensure!(total == 0, "{list}");
+    eprintln!("videoroom: 50 joins in {join_time:?}");
+    Ok(())
+}
