@@ -19,6 +19,7 @@ pub mod admin;
 pub mod checks;
 pub mod directory;
 pub mod handle;
+pub mod mirror;
 
 use std::sync::Arc;
 
