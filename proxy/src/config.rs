@@ -297,6 +297,10 @@ pub struct PluginsConfig {
     /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
     /// each is created on a backend when it is first needed.
     pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
+    /// Phase 2 (experimental): 0 keeps each videoroom room on one server; N > 0 lets a room
+    /// span servers, N publishers per server before the next one is used, every publisher
+    /// mirrored to the room's other servers with Janus's remote publishers.
+    pub videoroom_publishers_per_backend: usize,
 }
 
 impl Default for PluginsConfig {
@@ -317,6 +321,7 @@ impl Default for PluginsConfig {
             videocall: true,
             videoroom: true,
             videoroom_rooms: Vec::new(),
+            videoroom_publishers_per_backend: 0,
         }
     }
 }

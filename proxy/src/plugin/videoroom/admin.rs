@@ -21,8 +21,10 @@ use crate::state::ProxyState;
 pub fn room_view(room: &Room) -> Value {
     let mut view = room.list_entry();
     if let Value::Object(map) = &mut view {
-        let server = room.placement.as_ref().map(|p| p.server.clone());
+        let server = room.placement().map(|p| p.server.clone());
         map.insert("server".into(), json!(server));
+        let servers: Vec<&str> = room.servers.iter().map(|p| p.server.as_str()).collect();
+        map.insert("servers".into(), json!(servers));
     }
     view
 }
@@ -64,14 +66,14 @@ pub async fn destroy(
     directory: SharedDirectory,
     id: u64,
 ) -> Option<Result<(), String>> {
-    let (placement, secret) = {
+    let (servers, secret) = {
         let d = directory.lock();
         let room = d.get(id)?;
-        (room.placement.clone(), room.secret().map(str::to_owned))
+        (room.servers.clone(), room.secret().map(str::to_owned))
     };
-    let outcome = match placement {
-        None => Ok(()),
-        Some(p) => match state.registry.send(PlaceOn { server: p.server }).await {
+    let mut outcome = Ok(());
+    for p in servers {
+        let one = match state.registry.send(PlaceOn { server: p.server }).await {
             // The server is gone from the registry: so is the room on it.
             Ok(None) => Ok(()),
             Err(_) => Err("the proxy is shutting down".to_owned()),
@@ -81,7 +83,7 @@ pub async fn destroy(
                     state: state.clone(),
                     leg: BackendLeg::new(placement),
                     room: id,
-                    secret,
+                    secret: secret.clone(),
                     attached: false,
                     done: Some(tx),
                 }
@@ -89,8 +91,11 @@ pub async fn destroy(
                 rx.await
                     .unwrap_or_else(|_| Err("backend handle lost".to_owned()))
             }
-        },
-    };
+        };
+        if one.is_err() {
+            outcome = one;
+        }
+    }
     if outcome.is_ok() {
         directory.lock().remove(id);
     }

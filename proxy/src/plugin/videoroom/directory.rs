@@ -9,7 +9,7 @@
 //! lost the placement is forgotten ([`Directory::forget_placement`]) and the next handle
 //! that needs the room creates it again on whatever server the registry picks.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
@@ -29,12 +29,20 @@ pub struct Room {
     pub id: u64,
     /// The `create` parameters (minus `request`, `room`, `permanent`, `admin_key`).
     pub settings: JsonMap,
-    pub placement: Option<RoomPlacement>,
-    /// Client handles joined as publishers (Janus's `num_participants`).
-    pub publishers: BTreeSet<u64>,
+    /// The servers the room lives on; the first is where room-wide requests go. Phase 1
+    /// (`plugins.videoroom_publishers_per_backend = 0`) uses only one.
+    pub servers: Vec<RoomPlacement>,
+    /// Client handles joined as publishers (Janus's `num_participants`): their server and
+    /// publisher id.
+    pub publishers: BTreeMap<u64, (String, u64)>,
 }
 
 impl Room {
+    /// The room's first server (room-wide requests go there).
+    pub fn placement(&self) -> Option<&RoomPlacement> {
+        self.servers.first()
+    }
+
     fn str_setting(&self, key: &str) -> Option<&str> {
         self.settings.get(key).and_then(Value::as_str)
     }
@@ -253,8 +261,8 @@ impl Directory {
             Room {
                 id,
                 settings,
-                placement: None,
-                publishers: BTreeSet::new(),
+                servers: Vec::new(),
+                publishers: BTreeMap::new(),
             },
         );
         Ok(id)
@@ -295,31 +303,60 @@ impl Directory {
             .collect()
     }
 
-    /// Where the room lives, if anywhere yet.
+    /// Where the room lives (its first server), if anywhere yet.
     pub fn placement(&self, id: u64) -> Option<RoomPlacement> {
-        self.rooms.get(&id).and_then(|r| r.placement.clone())
+        self.rooms.get(&id).and_then(|r| r.placement().cloned())
     }
 
-    /// Puts the room on `server` unless it lives somewhere already: the server it lives on
-    /// (None: no such room).
+    /// Puts the room on `server` unless it lives somewhere already: the (first) server it
+    /// lives on (None: no such room).
     pub fn place(&mut self, id: u64, server: &str) -> Option<String> {
         let room = self.rooms.get_mut(&id)?;
-        let placement = room.placement.get_or_insert_with(|| RoomPlacement {
+        if room.servers.is_empty() {
+            room.servers.push(RoomPlacement {
+                server: server.to_owned(),
+                created: false,
+            });
+        }
+        room.placement().map(|p| p.server.clone())
+    }
+
+    /// One more server for a room that spans servers (phase 2). False: no such room, or
+    /// already there.
+    pub fn add_server(&mut self, id: u64, server: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return false;
+        };
+        if room.servers.iter().any(|p| p.server == server) {
+            return false;
+        }
+        room.servers.push(RoomPlacement {
             server: server.to_owned(),
             created: false,
         });
-        Some(placement.server.clone())
+        true
+    }
+
+    /// Does the room live on `server` (its backend room created)?
+    pub fn is_created_on(&self, id: u64, server: &str) -> bool {
+        self.rooms
+            .get(&id)
+            .is_some_and(|r| r.servers.iter().any(|p| p.server == server && p.created))
+    }
+
+    /// Is `server` one of the room's servers?
+    pub fn is_on(&self, id: u64, server: &str) -> bool {
+        self.rooms
+            .get(&id)
+            .is_some_and(|r| r.servers.iter().any(|p| p.server == server))
     }
 
     /// The room exists on `server` now.
     pub fn mark_created(&mut self, id: u64, server: &str) {
-        if let Some(p) = self
-            .rooms
-            .get_mut(&id)
-            .and_then(|r| r.placement.as_mut())
-            .filter(|p| p.server == server)
-        {
-            p.created = true;
+        if let Some(room) = self.rooms.get_mut(&id) {
+            for p in room.servers.iter_mut().filter(|p| p.server == server) {
+                p.created = true;
+            }
         }
     }
 
@@ -328,28 +365,26 @@ impl Directory {
     pub fn forget_server(&mut self, server: &str) -> Vec<u64> {
         let mut forgotten = Vec::new();
         for room in self.rooms.values_mut() {
-            if room.placement.as_ref().is_some_and(|p| p.server == server) {
-                room.placement = None;
-                room.publishers.clear();
+            if room.servers.iter().any(|p| p.server == server) {
+                room.servers.retain(|p| p.server != server);
+                room.publishers.retain(|_, (s, _)| s != server);
                 forgotten.push(room.id);
             }
         }
         forgotten
     }
 
-    /// One room forgets `server` (if it still lives there).
+    /// One room forgets `server` (if it lives there).
     pub fn forget_placement(&mut self, id: u64, server: &str) {
         if let Some(room) = self.rooms.get_mut(&id) {
-            if room.placement.as_ref().is_some_and(|p| p.server == server) {
-                room.placement = None;
-                room.publishers.clear();
-            }
+            room.servers.retain(|p| p.server != server);
+            room.publishers.retain(|_, (s, _)| s != server);
         }
     }
 
-    pub fn publisher_joined(&mut self, id: u64, handle: u64) {
+    pub fn publisher_joined(&mut self, id: u64, handle: u64, server: &str, feed: u64) {
         if let Some(room) = self.rooms.get_mut(&id) {
-            room.publishers.insert(handle);
+            room.publishers.insert(handle, (server.to_owned(), feed));
         }
     }
 
@@ -357,6 +392,42 @@ impl Directory {
         if let Some(room) = self.rooms.get_mut(&id) {
             room.publishers.remove(&handle);
         }
+    }
+
+    /// Room affinity (phase 2): the room's server with the fewest joined publishers while it
+    /// has fewer than `per_backend` (None: the room needs another server).
+    pub fn server_for_publisher(&self, id: u64, per_backend: usize) -> Option<String> {
+        let room = self.rooms.get(&id)?;
+        room.servers
+            .iter()
+            .map(|p| {
+                let n = room
+                    .publishers
+                    .values()
+                    .filter(|(s, _)| *s == p.server)
+                    .count();
+                (n, &p.server)
+            })
+            .filter(|(n, _)| *n < per_backend.max(1))
+            .min_by_key(|(n, _)| *n)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The server of publisher `feed` in the room, if it is one of the proxy's.
+    pub fn feed_server(&self, id: u64, feed: u64) -> Option<String> {
+        let room = self.rooms.get(&id)?;
+        room.publishers
+            .values()
+            .find(|(_, f)| *f == feed)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The room's servers.
+    pub fn servers(&self, id: u64) -> Vec<String> {
+        self.rooms
+            .get(&id)
+            .map(|r| r.servers.iter().map(|p| p.server.clone()).collect())
+            .unwrap_or_default()
     }
 
     pub fn len(&self) -> usize {
@@ -442,7 +513,7 @@ mod tests {
         assert!(!d.placement(1).expect("placed").created);
         d.mark_created(1, "janus-a");
         assert!(d.placement(1).expect("placed").created);
-        d.publisher_joined(1, 77);
+        d.publisher_joined(1, 77, "janus-a", 5);
         assert_eq!(d.list(false)[0]["num_participants"], 1);
         assert_eq!(d.forget_server("janus-a"), [1]);
         assert_eq!(d.placement(1), None);
@@ -455,6 +526,35 @@ mod tests {
         assert!(d.placement(2).is_none());
         // the next placement may be anywhere
         assert_eq!(d.place(1, "janus-b").as_deref(), Some("janus-b"));
+    }
+
+    #[test]
+    fn rooms_spanning_servers_fill_one_before_the_next() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        assert_eq!(d.server_for_publisher(1, 2), None, "no server yet");
+        d.place(1, "a");
+        d.mark_created(1, "a");
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
+        d.publisher_joined(1, 10, "a", 100);
+        d.publisher_joined(1, 11, "a", 101);
+        assert_eq!(d.server_for_publisher(1, 2), None, "a is full");
+        assert!(d.add_server(1, "b"));
+        assert!(!d.add_server(1, "b"));
+        assert!(d.is_on(1, "b") && !d.is_created_on(1, "b"));
+        d.mark_created(1, "b");
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("b"));
+        d.publisher_joined(1, 12, "b", 102);
+        assert_eq!(d.feed_server(1, 102).as_deref(), Some("b"));
+        assert_eq!(d.feed_server(1, 999), None);
+        assert_eq!(d.servers(1), ["a", "b"]);
+        assert_eq!(d.list(false)[0]["num_participants"], 3);
+        // Losing a drops its publishers; b becomes the first server.
+        d.forget_server("a");
+        assert_eq!(d.placement(1).map(|p| p.server).as_deref(), Some("b"));
+        assert_eq!(d.list(false)[0]["num_participants"], 1);
+        d.publisher_left(1, 12);
+        assert_eq!(d.list(false)[0]["num_participants"], 0);
     }
 
     #[test]

@@ -34,6 +34,10 @@ use janus_protocol::{JsonMap, PluginData, ServerMessage, Trickle};
 use serde_json::{json, Value};
 
 use super::checks::{self, VrError};
+use super::coordinator::{
+    self, Broadcast, Coordinators, PublisherActive, PublisherGone, RoomCoordinator, ServerJoined,
+    ServerLost,
+};
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg};
@@ -146,6 +150,12 @@ struct Joined {
     /// The backend confirmed the join (`joined` / `attached`).
     confirmed: bool,
     join_transaction: String,
+    /// Publisher: its id, display name, streams (from `joined` / `configured`), and whether
+    /// its PeerConnection is up (phase 2 mirrors it to the room's other servers then).
+    feed: Option<u64>,
+    display: Option<String>,
+    streams: Value,
+    active: bool,
 }
 
 pub struct VideoRoomHandle {
@@ -155,6 +165,7 @@ pub struct VideoRoomHandle {
     session: Addr<ClientSession>,
     opaque_id: Option<String>,
     directory: SharedDirectory,
+    coordinators: Coordinators,
     legs: Vec<Leg>,
     next_leg: u64,
     queue: VecDeque<HandleCommand>,
@@ -168,7 +179,7 @@ pub struct VideoRoomHandle {
 }
 
 impl VideoRoomHandle {
-    pub fn new(ctx: AttachContext, directory: SharedDirectory) -> Self {
+    pub fn new(ctx: AttachContext, directory: SharedDirectory, coordinators: Coordinators) -> Self {
         VideoRoomHandle {
             session_id: ctx.session_id,
             handle_id: ctx.handle_id,
@@ -176,6 +187,7 @@ impl VideoRoomHandle {
             session: ctx.session,
             opaque_id: ctx.opaque_id,
             directory,
+            coordinators,
             legs: Vec::new(),
             next_leg: 1,
             queue: VecDeque::new(),
@@ -435,14 +447,59 @@ impl VideoRoomHandle {
 
     // ---- getting a request to its room's server ----
 
-    /// Sends `req` to the room's server, placing and creating the room there first if needed.
+    /// `plugins.videoroom_publishers_per_backend` (0: a room on one server).
+    fn per_backend(&self) -> usize {
+        self.state.config.plugins.videoroom_publishers_per_backend
+    }
+
+    /// Where a room request goes: `Ok(server)`, or `Err(true)` when the room needs one more
+    /// server (phase 2), `Err(false)` when it has none yet.
+    fn target_of(&self, req: &RoomRequest) -> Result<String, bool> {
+        let directory = self.directory.lock();
+        let Some(first) = directory.placement(req.room).map(|p| p.server) else {
+            return Err(false);
+        };
+        let per_backend = self.per_backend();
+        if per_backend == 0 {
+            return Ok(first);
+        }
+        let body = &req.body;
+        let publisher = req.request == "joinandconfigure"
+            || (req.request == "join"
+                && body.get("ptype").and_then(Value::as_str) == Some("publisher"));
+        if publisher {
+            return directory
+                .server_for_publisher(req.room, per_backend)
+                .ok_or(true);
+        }
+        // Requests about one publisher go to its server; a subscriber to its first feed's.
+        let feed = match req.request.as_str() {
+            "join" => body
+                .get("streams")
+                .and_then(Value::as_array)
+                .and_then(|s| s.first())
+                .and_then(|s| s.get("feed"))
+                .or_else(|| body.get("feed"))
+                .and_then(Value::as_u64),
+            "kick" | "moderate" => body.get("id").and_then(Value::as_u64),
+            "rtp_forward" | "stop_rtp_forward" => body.get("publisher_id").and_then(Value::as_u64),
+            _ => None,
+        };
+        Ok(feed
+            .and_then(|f| directory.feed_server(req.room, f))
+            .unwrap_or(first))
+    }
+
+    /// Sends `req` to its room's server, placing and creating the room there first if needed.
     fn route_to_room(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
-        let placement = self.directory.lock().placement(req.room);
-        if let Some(p) = placement.as_ref().filter(|p| p.created) {
-            if let Some(leg) = self.legs.iter().find(|l| l.backend.server == p.server) {
-                if leg.attached {
-                    let leg_id = leg.id;
-                    return self.send_room_request(leg_id, req);
+        let target = self.target_of(&req);
+        if let Ok(server) = &target {
+            if self.directory.lock().is_created_on(req.room, server) {
+                if let Some(leg) = self.legs.iter().find(|l| &l.backend.server == server) {
+                    if leg.attached {
+                        let leg_id = leg.id;
+                        return self.send_room_request(leg_id, req);
+                    }
                 }
             }
         }
@@ -455,28 +512,52 @@ impl VideoRoomHandle {
         });
         let registry = self.state.registry.clone();
         let directory = self.directory.clone();
-        let known = placement.map(|p| p.server);
         let fut = async move {
-            if let Some(server) = known.clone() {
-                match registry
-                    .send(PlaceOn {
-                        server: server.clone(),
-                    })
-                    .await
-                {
-                    Ok(Some(p)) => return Ok(p),
-                    Ok(None) => directory.lock().forget_placement(room, &server),
-                    Err(_) => return Err("the proxy is shutting down".to_owned()),
+            let one_more = match target {
+                Ok(server) => {
+                    match registry
+                        .send(PlaceOn {
+                            server: server.clone(),
+                        })
+                        .await
+                    {
+                        Ok(Some(p)) => return Ok(p),
+                        Ok(None) => directory.lock().forget_placement(room, &server),
+                        Err(_) => return Err("the proxy is shutting down".to_owned()),
+                    }
+                    false
                 }
-            }
+                Err(one_more) => one_more,
+            };
+            let avoid = if one_more {
+                directory.lock().servers(room)
+            } else {
+                Vec::new()
+            };
             let select = SelectServer {
                 package: PACKAGE.to_owned(),
+                avoid,
             };
             let mine = match registry.send(select).await {
                 Ok(Ok(p)) => p,
                 Ok(Err(e)) => return Err(e.to_string()),
                 Err(_) => return Err("the proxy is shutting down".to_owned()),
             };
+            if one_more {
+                // The room spreads to this server (or, with no other server, fills it more).
+                let mut d = directory.lock();
+                if !d.exists(room) {
+                    drop(d);
+                    BackendLeg::new(mine).end_placement(&registry);
+                    return Err(format!("room {room} was destroyed"));
+                }
+                if d.placement(room).is_none() {
+                    d.place(room, &mine.server);
+                } else {
+                    d.add_server(room, &mine.server);
+                }
+                return Ok(mine);
+            }
             let winner = directory.lock().place(room, &mine.server);
             match winner {
                 None => {
@@ -562,9 +643,7 @@ impl VideoRoomHandle {
             match directory.get(w.req.room) {
                 None => (false, None),
                 Some(room) => (
-                    room.placement
-                        .as_ref()
-                        .is_some_and(|p| p.created && p.server == w.server),
+                    directory.is_created_on(w.req.room, &w.server),
                     Some(room.create_request()),
                 ),
             }
@@ -620,6 +699,13 @@ impl VideoRoomHandle {
                 media: jsep.is_some(),
                 confirmed: false,
                 join_transaction: transaction.clone(),
+                feed: None,
+                display: body
+                    .get("display")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                streams: Value::Null,
+                active: false,
             });
         } else if matches!(
             name.as_str(),
@@ -712,6 +798,7 @@ impl VideoRoomHandle {
 
     /// This handle is out of its room.
     fn left_room(&mut self) {
+        self.mirror_gone();
         if let Some(j) = self.joined.take() {
             if j.publisher {
                 self.directory.lock().publisher_left(j.room, self.handle_id);
@@ -782,6 +869,11 @@ impl VideoRoomHandle {
             if created || code == Some(u64::from(checks::ROOM_EXISTS)) {
                 if let Some(w) = self.waiting.as_ref() {
                     self.directory.lock().mark_created(w.req.room, &w.server);
+                    if let Some(c) = self.coordinator(w.req.room) {
+                        c.do_send(ServerJoined {
+                            server: w.server.clone(),
+                        });
+                    }
                 }
                 self.release_waiting(ctx);
             } else {
@@ -807,9 +899,19 @@ impl VideoRoomHandle {
         }
         if let Some((name, room, body)) = self.updates.remove(&transaction) {
             if !is_error && data.get("error_code").is_none() {
+                // Phase 2: the room's other servers do the same.
+                if let Some(c) = self.coordinator(room) {
+                    c.do_send(Broadcast {
+                        body: body.clone(),
+                        except: self.legs[idx].backend.server.clone(),
+                        last: name == "destroy",
+                    });
+                }
                 self.apply_update(&name, room, &body, &data);
             }
         }
+        let mut frame = frame;
+        strip_remote_marks(&mut frame);
         if is_error
             && self
                 .joined
@@ -881,6 +983,19 @@ impl VideoRoomHandle {
         if frame.get("jsep").is_some() {
             j.media = true;
         }
+        let kind = frame.get("janus").and_then(Value::as_str).unwrap_or("");
+        if kind == "webrtcup" {
+            if j.publisher && j.confirmed && j.streams.is_array() {
+                j.active = true;
+                self.mirror_active();
+            }
+            return;
+        }
+        if kind == "hangup" {
+            // The PeerConnection is closed: a publisher no longer publishes.
+            self.mirror_gone();
+            return;
+        }
         let data = frame
             .get("plugindata")
             .and_then(|p| p.get("data"))
@@ -888,6 +1003,21 @@ impl VideoRoomHandle {
             .unwrap_or(Value::Null);
         let transaction = frame.get("transaction").and_then(Value::as_str);
         let what = data.get("videoroom").and_then(Value::as_str).unwrap_or("");
+        if let Some(streams) = data
+            .get("streams")
+            .filter(|_| j.publisher && what != "attached")
+        {
+            if what == "joined" || data.get("configured").is_some() {
+                j.streams = streams.clone();
+                if j.active {
+                    // A renegotiation: the mirrors are updated.
+                    self.mirror_active();
+                }
+            }
+        }
+        let Some(j) = self.joined.as_mut() else {
+            return;
+        };
         let is_join_answer = transaction == Some(j.join_transaction.as_str()) && !j.confirmed;
         if is_join_answer {
             if data.get("error_code").is_some() {
@@ -897,17 +1027,59 @@ impl VideoRoomHandle {
             if what == "joined" || what == "attached" {
                 j.confirmed = true;
                 if what == "joined" && j.publisher {
-                    let (room, handle) = (j.room, self.handle_id);
-                    self.directory.lock().publisher_joined(room, handle);
+                    j.feed = data.get("id").and_then(Value::as_u64);
+                    let (room, handle, server) = (j.room, self.handle_id, j.server.clone());
+                    let feed = j.feed.unwrap_or(0);
+                    self.directory
+                        .lock()
+                        .publisher_joined(room, handle, &server, feed);
                 }
             }
             return;
+        }
+        if data.get("unpublished").and_then(Value::as_str) == Some("ok") {
+            self.mirror_gone();
         }
         let left = what == "destroyed"
             || data.get("leaving").and_then(Value::as_str) == Some("ok")
             || data.get("left").and_then(Value::as_str) == Some("ok");
         if left {
             self.left_room();
+        }
+    }
+
+    /// Phase 2: the coordinator of this handle's room, if rooms may span servers.
+    fn coordinator(&self, room: u64) -> Option<Addr<RoomCoordinator>> {
+        (self.per_backend() > 0).then(|| {
+            coordinator::coordinator(&self.coordinators, &self.state, &self.directory, room)
+        })
+    }
+
+    /// This handle's publisher is (still) publishing: mirrored to the room's other servers.
+    fn mirror_active(&self) {
+        let Some(j) = self.joined.as_ref().filter(|j| j.active) else {
+            return;
+        };
+        let (Some(id), Some(c)) = (j.feed, self.coordinator(j.room)) else {
+            return;
+        };
+        c.do_send(PublisherActive {
+            server: j.server.clone(),
+            id,
+            display: j.display.clone(),
+            streams: coordinator::remote_streams(&j.streams),
+        });
+    }
+
+    /// This handle's publisher stopped publishing: its mirrors go.
+    fn mirror_gone(&mut self) {
+        let Some(j) = self.joined.as_mut().filter(|j| j.active) else {
+            return;
+        };
+        j.active = false;
+        let (room, feed) = (j.room, j.feed);
+        if let (Some(id), Some(c)) = (feed, self.coordinator(room)) {
+            c.do_send(PublisherGone { id });
         }
     }
 
@@ -922,7 +1094,17 @@ impl VideoRoomHandle {
         let server = leg.backend.server.clone();
         if server_lost {
             // Every room there is gone with it: the next join creates it again elsewhere.
-            self.directory.lock().forget_server(&server);
+            let rooms = self.directory.lock().forget_server(&server);
+            if self.per_backend() > 0 {
+                let coordinators = self.coordinators.lock();
+                for room in rooms {
+                    if let Some(c) = coordinators.get(&room) {
+                        c.do_send(ServerLost {
+                            server: server.clone(),
+                        });
+                    }
+                }
+            }
         }
         if self.waiting.as_ref().and_then(|w| w.leg) == Some(leg_id) {
             let why = format!("backend server {server} unavailable");
@@ -955,6 +1137,21 @@ impl VideoRoomHandle {
         } else if let Some(j) = self.joined.take() {
             // Another leg's server: this handle's room is elsewhere.
             self.joined = Some(j);
+        }
+    }
+}
+
+/// Janus marks mirrored publishers `"remote": true` in `listparticipants`: the proxy's
+/// mirrors are ordinary participants for the client.
+fn strip_remote_marks(frame: &mut JsonMap) {
+    let participants = frame
+        .get_mut("plugindata")
+        .and_then(|p| p.get_mut("data"))
+        .and_then(|d| d.get_mut("participants"))
+        .and_then(Value::as_array_mut);
+    for p in participants.into_iter().flatten() {
+        if let Some(p) = p.as_object_mut() {
+            p.shift_remove("remote");
         }
     }
 }

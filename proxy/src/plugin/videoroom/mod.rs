@@ -17,6 +17,7 @@
 
 pub mod admin;
 pub mod checks;
+pub mod coordinator;
 pub mod directory;
 pub mod handle;
 pub mod mirror;
@@ -41,6 +42,7 @@ pub type SharedDirectory = Arc<Mutex<Directory>>;
 #[derive(Default)]
 pub struct VideoRoomPlugin {
     directory: SharedDirectory,
+    coordinators: coordinator::Coordinators,
 }
 
 impl VideoRoomPlugin {
@@ -73,8 +75,9 @@ impl Plugin for VideoRoomPlugin {
     /// A videoroom handle needs no backend until it needs a room: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let directory = self.directory.clone();
+        let coordinators = self.coordinators.clone();
         Box::pin(async move {
-            let handle = VideoRoomHandle::new(ctx, directory).start();
+            let handle = VideoRoomHandle::new(ctx, directory, coordinators).start();
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
