@@ -880,3 +880,111 @@ async fn fifty_participants_in_five_rooms() -> anyhow::Result<()> {
     eprintln!("videoroom: 50 joins in {join_time:?}");
     Ok(())
 }
+
+// ---- phase 2: rooms spanning servers ----
+
+/// The description of `room` as this Janus lists it (asked directly).
+async fn description_on(url: &str, room: u64) -> anyhow::Result<Option<String>> {
+    let mut u = user(url).await?;
+    let data = answer(&mut u, "l", json!({"request": "list"}), false).await?;
+    let _ = u.client.close().await;
+    Ok(data["list"].as_array().and_then(|l| {
+        l.iter()
+            .find(|r| r["room"] == room)
+            .and_then(|r| r["description"].as_str().map(str::to_owned))
+    }))
+}
+
+/// Polls `check` until it holds, within `limit`.
+async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow::Result<()> {
+    init_logging();
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    config.plugins.videoroom_publishers_per_backend = 1;
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    let url = proxy.ws_url();
+    let mut admin_user = user(&url).await?;
+    let created = answer(
+        &mut admin_user,
+        "c",
+        json!({"request": "create", "room": 51, "secret": "s", "description": "first"}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    // One publisher per server: alice fills the first, bob goes to the other.
+    let mut alice = user(&url).await?;
+    let mut bob = user(&url).await?;
+    join_publisher(&mut alice, 51, 1).await?;
+    join_publisher(&mut bob, 51, 2).await?;
+    ensure!(exists_on(&a.ws_url(), 51).await? && exists_on(&b.ws_url(), 51).await?);
+    let (status, room) = admin(&proxy, "GET", "/plugins/videoroom/rooms/51", None, true).await?;
+    ensure!(
+        status == 200 && room["servers"].as_array().map(Vec::len) == Some(2),
+        "{room}"
+    );
+    ensure!(room["num_participants"] == 2, "{room}");
+    // A room-wide request answered by the first server is repeated on the other.
+    let edited = answer(
+        &mut admin_user,
+        "e",
+        json!({"request": "edit", "room": 51, "secret": "s", "new_description": "renamed"}),
+        false,
+    )
+    .await?;
+    ensure!(edited["videoroom"] == "edited", "{edited}");
+    for url in [a.ws_url(), b.ws_url()] {
+        eventually("description on both", STEP_LIMIT, || {
+            let url = url.clone();
+            async move { Ok(description_on(&url, 51).await?.as_deref() == Some("renamed")) }
+        })
+        .await?;
+    }
+    // destroy: everybody is told, on both servers, and both backend rooms go.
+    let destroyed = answer(
+        &mut admin_user,
+        "d",
+        json!({"request": "destroy", "room": 51, "secret": "s"}),
+        false,
+    )
+    .await?;
+    ensure!(destroyed["videoroom"] == "destroyed", "{destroyed}");
+    for u in [&mut alice, &mut bob] {
+        u.client
+            .recv_until(STEP_LIMIT, |f| {
+                f["plugindata"]["data"] == json!({"videoroom": "destroyed", "room": 51})
+            })
+            .await?;
+    }
+    for url in [a.ws_url(), b.ws_url()] {
+        eventually("backend rooms destroyed", STEP_LIMIT, || {
+            let url = url.clone();
+            async move { Ok(!exists_on(&url, 51).await?) }
+        })
+        .await?;
+    }
+    Ok(())
+}

@@ -86,6 +86,8 @@ pub struct PublisherGone {
 #[rtype(result = "()")]
 pub struct Broadcast {
     pub body: JsonMap,
+    /// The room's servers when it was answered (a `destroy` has removed the room since).
+    pub servers: Vec<String>,
     pub except: String,
     /// The room was destroyed: the coordinator ends after this.
     pub last: bool,
@@ -427,8 +429,7 @@ impl Handler<Broadcast> for RoomCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Broadcast, ctx: &mut Context<Self>) {
-        let servers = self.directory.lock().servers(self.room);
-        for server in servers.iter().filter(|s| **s != msg.except) {
+        for server in msg.servers.iter().filter(|s| **s != msg.except) {
             self.send(ctx, server, msg.body.clone(), "broadcast".to_owned());
         }
         if msg.last {

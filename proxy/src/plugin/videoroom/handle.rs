@@ -903,6 +903,7 @@ impl VideoRoomHandle {
                 if let Some(c) = self.coordinator(room) {
                     c.do_send(Broadcast {
                         body: body.clone(),
+                        servers: self.directory.lock().servers(room),
                         except: self.legs[idx].backend.server.clone(),
                         last: name == "destroy",
                     });
