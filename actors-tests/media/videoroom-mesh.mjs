@@ -5,9 +5,13 @@
 // and bob must each see the other as a publisher; bob's unpublish reaches alice.
 //
 // Usage: node videoroom-mesh.mjs --url ws://127.0.0.1:PORT [--label NAME] [--room N]
-//            [--admin-url http://127.0.0.1:PORT --admin-token T] [--timeout-ms 40000]
+//            [--admin-url http://127.0.0.1:PORT --admin-token T [--kill-pids NAME=PID,...]]
+//            [--timeout-ms 40000]
 //            [--connect-timeout-ms 10000] [--verbose]
 // With --admin-url the summary carries the room's servers as the proxy's admin API shows them.
+// With --kill-pids too, once the media flows the server of bob's publisher is killed (-9):
+// alice must hear bob leave, bob must get the proxy's `leaving` notice, and carol must keep
+// receiving alice's streams.
 // stdout carries exactly one line: the JSON summary. Exit code 0 on success, 1 on failure.
 
 import { format } from 'node:util';
@@ -36,6 +40,7 @@ function parseArgs(argv) {
     else if (a === '--room') opts.room = Number(next());
     else if (a === '--admin-url') opts.adminUrl = next();
     else if (a === '--admin-token') opts.adminToken = next();
+    else if (a === '--kill-pids') opts.killPids = Object.fromEntries(next().split(',').map((kv) => kv.split('=')).map(([k, v]) => [k, Number(v)]));
     else if (a === '--verbose') opts.verbose = true;
     else usage(`unknown argument ${a}`);
   }
@@ -92,7 +97,7 @@ const alice = peerState('alice');
 const bob = peerState('bob');
 const carol = peerState('carol');
 const state = { label: opts.label, url: opts.url, room: opts.room, peers: [alice, bob, carol],
-  servers: null, errors: [] };
+  servers: null, killed: null, carol_undisturbed: null, errors: [] };
 
 const missing = () => {
   const m = [];
@@ -104,6 +109,10 @@ const missing = () => {
   if (!alice.seen.has(2002)) m.push('alice:sees_bob');
   if (!bob.seen.has(2001)) m.push('bob:sees_alice');
   if (!alice.events.some((e) => e === 'leaving:2002' || e === 'unpublished:2002')) m.push('alice:bob_gone_event');
+  if (state.killed) {
+    if (!bob.events.includes('leaving:ok')) m.push('bob:backend_lost_event');
+    if (state.carol_undisturbed !== true) m.push('carol:undisturbed');
+  }
   return m;
 };
 
@@ -363,10 +372,33 @@ async function run() {
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 5000), 200);
     log('carol receives', carol.inboundStreams, 'streams');
 
-    const unpublished = await b.handle.message({ request: 'unpublish' });
-    expect(unpublished, 'unpublished', 'ok', 'bob unpublish');
-    bob.steps.push('unpublished');
-    await waitFor('alice hears bob go', () => alice.events.some((e) => e === 'leaving:2002' || e === 'unpublished:2002'), 5000);
+    if (opts.killPids && state.servers && state.servers.length === 2) {
+      // Kill the server of bob's publisher (the room's second server).
+      const victim = state.servers[1];
+      const pid = opts.killPids[victim];
+      if (!pid) throw new Error(`no pid for ${victim}`);
+      const before = (await collectStats(c.pc)).rx;
+      process.kill(pid, 'SIGKILL');
+      state.killed = victim;
+      log('killed', victim, pid);
+      await waitFor('alice hears bob go', () => alice.events.includes('leaving:2002'), 5000);
+      await waitFor('bob is told', () => bob.events.includes('leaving:ok'), 5000);
+      // carol keeps receiving alice's audio and video.
+      await waitFor('carol still receives', async () => {
+        const now = (await collectStats(c.pc)).rx;
+        return now.audio > before.audio + 20 && now.video > before.video + 20;
+      }, 5000, 100);
+      state.carol_undisturbed = true;
+      sides.splice(1, 1); // bob's server is gone: only his PeerConnection is closed below
+      b.sources.stop();
+      b.pc.close();
+      try { await Promise.race([b.connection.close(), delay(1000)]); } catch (_) { /* ignore */ }
+    } else {
+      const unpublished = await b.handle.message({ request: 'unpublish' });
+      expect(unpublished, 'unpublished', 'ok', 'bob unpublish');
+      bob.steps.push('unpublished');
+      await waitFor('alice hears bob go', () => alice.events.some((e) => e === 'leaving:2002' || e === 'unpublished:2002'), 5000);
+    }
 
     const destroyed = await a.handle.message({ request: 'destroy', room: opts.room });
     expect(destroyed, 'videoroom', 'destroyed', 'destroy');

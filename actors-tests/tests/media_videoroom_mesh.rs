@@ -4,7 +4,9 @@
 //! subscribes to both feeds on one multistream PeerConnection and must receive RTP on all
 //! four streams, one pair of them relayed between the two Janus servers by the remote
 //! publisher the proxy set up; alice and bob each see the other as a publisher; bob's
-//! unpublish reaches alice. Script: `actors-tests/media/videoroom-mesh.mjs` (janode +
+//! unpublish reaches alice (directly). Through the proxy, instead of unpublishing, bob's
+//! server is killed (-9): alice hears bob leave, bob gets the proxy's `leaving` notice, carol
+//! keeps receiving alice's media. Script: `actors-tests/media/videoroom-mesh.mjs` (janode +
 //! @roamhq/wrtc), inside a private network namespace like the other media tests.
 //!
 //! Phases: 1. the script against one Janus directly; 2. through the proxy in front of two,
@@ -572,13 +574,22 @@ fn media_videoroom_mesh_direct_and_via_proxy() {
 
     let proxy_url = format!("ws://127.0.0.1:{PROXY_WS_PORT}");
     let admin_url = format!("http://127.0.0.1:{PROXY_ADMIN_PORT}");
+    // Once the media flows, the script kills the server of bob's publisher.
+    let kill_pids = format!("janus-a={},janus-b={}", janus[0].pid(), janus[1].pid());
     let via = run_script(
         &ns,
         dir.path(),
         "proxy",
         &proxy_url,
         PROXY_CONNECT_TIMEOUT_MS,
-        &["--admin-url", &admin_url, "--admin-token", ADMIN_TOKEN],
+        &[
+            "--admin-url",
+            &admin_url,
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--kill-pids",
+            &kill_pids,
+        ],
     );
     let via_summary = match expect_success(&via, "proxy") {
         Ok(s) => s,
@@ -610,7 +621,15 @@ fn media_videoroom_mesh_direct_and_via_proxy() {
         "{proxy_line}\n{}",
         tail(&proxy.log, 80)
     );
+    let killed = via_summary["killed"].as_str().unwrap_or("").to_owned();
+    assert!(
+        killed == "janus-a" || killed == "janus-b",
+        "the script killed no server: {via_summary}"
+    );
     for (d, log) in janus.iter_mut().zip(&janus_logs) {
+        if d.name == killed {
+            continue;
+        }
         let line = d.status_line();
         assert!(d.exited().is_none(), "{line}\n{}", tail(log, 40));
     }
