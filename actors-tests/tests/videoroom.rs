@@ -988,3 +988,77 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_publishers_fill_three_servers_two_by_two() -> anyhow::Result<()> {
+    init_logging();
+    let (a, b, c) = tokio::try_join!(
+        JanusServer::start(),
+        JanusServer::start(),
+        JanusServer::start()
+    )?;
+    let mut config = proxy_config(&[
+        ("janus-a", a.ws_url()),
+        ("janus-b", b.ws_url()),
+        ("janus-c", c.ws_url()),
+    ]);
+    config.plugins.videoroom_publishers_per_backend = 2;
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b", "janus-c"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    let url = proxy.ws_url();
+    let mut admin_user = user(&url).await?;
+    answer(
+        &mut admin_user,
+        "c",
+        json!({"request": "create", "room": 61}),
+        false,
+    )
+    .await?;
+    let mut publishers = Vec::new();
+    for id in 1..=6 {
+        let mut u = user(&url).await?;
+        join_publisher(&mut u, 61, id).await?;
+        publishers.push(u);
+    }
+    // Each server's backend room holds two of them (asked directly).
+    for server in [a.ws_url(), b.ws_url(), c.ws_url()] {
+        let mut u = user(&server).await?;
+        let listed = answer(
+            &mut u,
+            "lp",
+            json!({"request": "listparticipants", "room": 61}),
+            false,
+        )
+        .await?;
+        ensure!(
+            listed["participants"].as_array().map(Vec::len) == Some(2),
+            "{server}: {listed}"
+        );
+    }
+    let (_, room) = admin(&proxy, "GET", "/plugins/videoroom/rooms/61", None, true).await?;
+    ensure!(
+        room["servers"].as_array().map(Vec::len) == Some(3) && room["num_participants"] == 6,
+        "{room}"
+    );
+    // One leaves: the next publisher takes its place on that server.
+    let left = answer(
+        &mut publishers[0],
+        "bye",
+        json!({"request": "leave"}),
+        false,
+    )
+    .await?;
+    ensure!(left["leaving"] == "ok", "{left}");
+    let mut u = user(&url).await?;
+    join_publisher(&mut u, 61, 7).await?;
+    let (_, room) = admin(&proxy, "GET", "/plugins/videoroom/rooms/61", None, true).await?;
+    ensure!(
+        room["servers"].as_array().map(Vec::len) == Some(3) && room["num_participants"] == 6,
+        "{room}"
+    );
+    Ok(())
+}
