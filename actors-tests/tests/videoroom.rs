@@ -947,6 +947,21 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
         "{room}"
     );
     ensure!(room["num_participants"] == 2, "{room}");
+    // A publisher id is unique in the whole room, whichever server the newcomer lands on.
+    let mut carol = user(&url).await?;
+    let taken = answer(
+        &mut carol,
+        "j",
+        json!({"request": "join", "room": 51, "ptype": "publisher", "id": 2}),
+        false,
+    )
+    .await?;
+    ensure!(
+        taken
+            == json!({"videoroom": "event", "error_code": 436,
+            "error": "User ID 2 already exists"}),
+        "{taken}"
+    );
     // A room-wide request answered by the first server is repeated on the other.
     let edited = answer(
         &mut admin_user,

@@ -10,6 +10,7 @@ pub const JOIN_FIRST: u16 = 424;
 pub const NO_SUCH_ROOM: u16 = 426;
 pub const ROOM_EXISTS: u16 = 427;
 pub const MISSING_ELEMENT: u16 = 429;
+pub const ID_EXISTS: u16 = 436;
 pub const INVALID_ELEMENT: u16 = 430;
 
 /// A VideoRoom error: `{"videoroom":"event","error_code":…,"error":…}`.
@@ -51,6 +52,10 @@ impl VrError {
 
     pub fn unknown_request(request: &str) -> Self {
         Self::new(INVALID_REQUEST, format!("Unknown request '{request}'"))
+    }
+
+    pub fn id_exists(id: u64) -> Self {
+        Self::new(ID_EXISTS, format!("User ID {id} already exists"))
     }
 
     pub fn join_first() -> Self {

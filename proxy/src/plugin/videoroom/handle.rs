@@ -393,9 +393,13 @@ impl VideoRoomHandle {
                 if self.joined_leg().is_none() {
                     return self.refuse(&transaction, &reply_to, true, &VrError::join_first());
                 }
-                if jsep.is_some() {
-                    if let Some(j) = self.joined.as_mut() {
-                        j.media = true;
+                if let Some(j) = self.joined.as_mut() {
+                    j.media |= jsep.is_some();
+                    // A new display name reaches the mirrors with the next update.
+                    if let Some(d) = body.get("display").and_then(Value::as_str) {
+                        if n == "configure" || n == "publish" {
+                            j.display = Some(d.to_owned());
+                        }
                     }
                 }
                 if let Some(leg) = self.joined_leg() {
@@ -492,6 +496,18 @@ impl VideoRoomHandle {
 
     /// Sends `req` to its room's server, placing and creating the room there first if needed.
     fn route_to_room(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
+        if self.per_backend() > 0 && req.request.starts_with("join") {
+            // A publisher id is unique in the whole room, not only on one server.
+            let id = req.body.get("id").and_then(Value::as_u64);
+            let publisher = req.request == "joinandconfigure"
+                || req.body.get("ptype").and_then(Value::as_str) == Some("publisher");
+            if let Some(id) = id.filter(|_| publisher) {
+                if self.directory.lock().feed_server(req.room, id).is_some() {
+                    let e = VrError::id_exists(id);
+                    return self.refuse(&req.transaction, &req.reply_to, true, &e);
+                }
+            }
+        }
         let target = self.target_of(&req);
         if let Ok(server) = &target {
             if self.directory.lock().is_created_on(req.room, server) {
