@@ -24,6 +24,12 @@
 //! "reason":"Backend server unavailable"}` for a publisher (the shape of Janus's `kicked`
 //! notice), `{"videoroom":"event","room":R,"left":"ok","reason":…}` for a subscriber. The
 //! handle stays attached and can join again: the room is created again on another server.
+//!
+//! **Phase 2** (`plugins.videoroom_publishers_per_backend > 0`): a publisher's join goes to
+//! the room's least-filled server with room left (or one more server), a subscriber's to its
+//! first feed's server, a request about one publisher to that publisher's server; the handle
+//! tells the room's [`RoomCoordinator`] when its publisher's PeerConnection is up
+//! (`webrtcup`), renegotiates, stops publishing or leaves, and when a server is lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

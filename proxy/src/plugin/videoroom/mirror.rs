@@ -1,6 +1,7 @@
-//! Phase 2 groundwork (not wired into the handles yet): the plan for a room that spans
-//! several backends. Every publisher whose PeerConnection is up on its server is *mirrored*
-//! into the room's backend room on every other server with Janus 1.1.2's remote publishers —
+//! Phase 2: the plan for a room that spans several backends (carried out by
+//! [`super::coordinator::RoomCoordinator`]). Every publisher whose PeerConnection is up on its
+//! server is *mirrored* into the room's backend room on every other server with Janus
+//! 1.1.2's remote publishers —
 //! `add_remote_publisher` on the target (same id, display and streams; Janus announces it to
 //! the target's participants at once and answers the `port`/`rtcp_port` to send to), then
 //! `publish_remotely` on the source (the RTP goes there). So every backend room holds every

@@ -1,5 +1,6 @@
 //! The videoroom plugin: Janus's VideoRoom API (1.1.x multistream) served by the proxy, with
-//! the rooms owned by the proxy and each room living on one backend Janus (phase 1).
+//! the rooms owned by the proxy, each living on one backend Janus (phase 1) or, optionally,
+//! spread over several (phase 2).
 //!
 //! * The [`directory::Directory`] holds every room created through the proxy (`create`,
 //!   `list`, `exists` are answered from it) and the backend server each room lives on.
@@ -14,6 +15,10 @@
 //!   back with the client's ids.
 //! * When a room's server is lost, its participants are told (see the handle) and the room
 //!   forgets its placement: the next join creates it again on a server the registry picks.
+//! * Phase 2 (`plugins.videoroom_publishers_per_backend > 0`): a room may span servers,
+//!   publishers filling one before the next is used; the [`coordinator::RoomCoordinator`] of
+//!   the room mirrors every publisher to the room's other servers with Janus's remote
+//!   publishers, following the plan of [`mirror::RoomMirror`].
 
 pub mod admin;
 pub mod checks;
