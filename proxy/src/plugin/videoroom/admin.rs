@@ -1,6 +1,6 @@
 //! What the admin API does with videoroom rooms: list, show, create and destroy them. A room
 //! that lives on a backend is destroyed there too (its participants get Janus's `destroyed`
-//! event) by a one-shot backend handle, [`RoomDestroyer`].
+//! event) by a one-shot backend handle, `RoomDestroyer`.
 
 use std::sync::Arc;
 
