@@ -947,6 +947,20 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
         "{room}"
     );
     ensure!(room["num_participants"] == 2, "{room}");
+    // listparticipants shows the whole room, not one server's part.
+    let listed = answer(
+        &mut admin_user,
+        "lp",
+        json!({"request": "listparticipants", "room": 51}),
+        false,
+    )
+    .await?;
+    let mut ids: Vec<u64> = listed["participants"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|p| p["id"].as_u64()).collect())
+        .unwrap_or_default();
+    ids.sort();
+    ensure!(ids == [1, 2] && listed["room"] == 51, "{listed}");
     // A publisher id is unique in the whole room, whichever server the newcomer lands on.
     let mut carol = user(&url).await?;
     let taken = answer(

@@ -44,6 +44,8 @@ pub fn coordinator(
         mirror: RoomMirror::default(),
         legs: HashMap::new(),
         next_leg: 1,
+        lists: HashMap::new(),
+        next_list: 1,
     }
     .start();
     map.insert(room, addr.clone());
@@ -93,6 +95,38 @@ pub struct Broadcast {
     pub last: bool,
 }
 
+/// `listparticipants` over every server of the room: the merged list is sent to `reply`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ListParticipants {
+    pub reply: tokio::sync::oneshot::Sender<Vec<Value>>,
+}
+
+struct PendingList {
+    remaining: usize,
+    entries: Vec<Value>,
+    reply: tokio::sync::oneshot::Sender<Vec<Value>>,
+}
+
+/// Merges the participant lists of several servers: each participant once, its own server's
+/// entry rather than a mirror's, without Janus's `remote` mark.
+pub fn merge_participants(entries: Vec<Value>) -> Vec<Value> {
+    let mut merged: Vec<Value> = Vec::new();
+    for mut e in entries {
+        let remote = e.get("remote").and_then(Value::as_bool) == Some(true);
+        if let Some(m) = e.as_object_mut() {
+            m.shift_remove("remote");
+        }
+        let id = e.get("id").cloned();
+        match merged.iter_mut().find(|m| m.get("id").cloned() == id) {
+            Some(existing) if !remote => *existing = e,
+            Some(_) => {}
+            None => merged.push(e),
+        }
+    }
+    merged
+}
+
 #[derive(Message)]
 #[rtype(result = "()")]
 struct CtlIncoming {
@@ -136,6 +170,8 @@ pub struct RoomCoordinator {
     mirror: RoomMirror,
     legs: HashMap<String, CtlLeg>,
     next_leg: u64,
+    lists: HashMap<u64, PendingList>,
+    next_list: u64,
 }
 
 /// The host part of a `ws://host:port/path` URL.
@@ -319,7 +355,20 @@ impl RoomCoordinator {
             );
         }
         let mut parts = tag.splitn(3, ':');
-        if parts.next() != Some("add") {
+        let kind = parts.next();
+        if kind == Some("list") {
+            let Some(n) = parts.next().and_then(|n| n.parse::<u64>().ok()) else {
+                return;
+            };
+            let got = data
+                .get("participants")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            self.list_part(n, got);
+            return;
+        }
+        if kind != Some("add") {
             return;
         }
         let (Some(id), Some(target)) = (parts.next().and_then(|i| i.parse().ok()), parts.next())
@@ -358,6 +407,53 @@ impl RoomCoordinator {
         }
         let ops = self.mirror.server_lost(&server);
         self.run(ctx, ops);
+    }
+}
+
+impl RoomCoordinator {
+    /// One server's part of a merged `listparticipants` (empty when it failed).
+    fn list_part(&mut self, n: u64, got: Vec<Value>) {
+        let done = match self.lists.get_mut(&n) {
+            Some(p) => {
+                p.entries.extend(got);
+                p.remaining = p.remaining.saturating_sub(1);
+                p.remaining == 0
+            }
+            None => false,
+        };
+        if done {
+            if let Some(p) = self.lists.remove(&n) {
+                let _ = p.reply.send(merge_participants(p.entries));
+            }
+        }
+    }
+}
+
+impl Handler<ListParticipants> for RoomCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ListParticipants, ctx: &mut Context<Self>) {
+        let servers = self.directory.lock().servers(self.room);
+        if servers.is_empty() {
+            let _ = msg.reply.send(Vec::new());
+            return;
+        }
+        let n = self.next_list;
+        self.next_list += 1;
+        self.lists.insert(
+            n,
+            PendingList {
+                remaining: servers.len(),
+                entries: Vec::new(),
+                reply: msg.reply,
+            },
+        );
+        for server in servers {
+            let mut body = JsonMap::new();
+            body.insert("request".into(), "listparticipants".into());
+            body.insert("room".into(), self.room.into());
+            self.send(ctx, &server, body, format!("list:{n}"));
+        }
     }
 }
 
@@ -543,6 +639,25 @@ pub fn remote_streams(streams: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn participants_are_merged_once_each_without_remote_marks() {
+        let merged = merge_participants(vec![
+            json!({"id": 1, "display": "alice", "publisher": true}),
+            json!({"id": 2, "display": "bob", "remote": true, "publisher": true}),
+            json!({"id": 3, "publisher": false}),
+            json!({"id": 1, "display": "alice", "remote": true, "publisher": true}),
+            json!({"id": 2, "display": "bob", "publisher": true, "talking": false}),
+        ]);
+        assert_eq!(
+            merged,
+            [
+                json!({"id": 1, "display": "alice", "publisher": true}),
+                json!({"id": 2, "display": "bob", "publisher": true, "talking": false}),
+                json!({"id": 3, "publisher": false}),
+            ]
+        );
+    }
 
     #[test]
     fn hosts_of_urls() {

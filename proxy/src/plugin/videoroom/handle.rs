@@ -41,8 +41,8 @@ use serde_json::{json, Value};
 
 use super::checks::{self, VrError};
 use super::coordinator::{
-    self, Broadcast, Coordinators, PublisherActive, PublisherGone, RoomCoordinator, ServerJoined,
-    ServerLost,
+    self, Broadcast, Coordinators, ListParticipants, PublisherActive, PublisherGone,
+    RoomCoordinator, ServerJoined, ServerLost,
 };
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
@@ -457,6 +457,28 @@ impl VideoRoomHandle {
 
     // ---- getting a request to its room's server ----
 
+    /// Phase 2: `listparticipants` of a room on several servers, merged by its coordinator
+    /// (each participant once; the mirrors are not told apart).
+    fn list_everywhere(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
+        let Some(c) = self.coordinator(req.room) else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        c.do_send(ListParticipants { reply: tx });
+        let limit = std::time::Duration::from_millis(self.state.config.backend.request_timeout_ms);
+        let fut = async move { tokio::time::timeout(limit, rx).await }
+            .into_actor(self)
+            .map(move |got, act: &mut Self, _| match got {
+                Ok(Ok(participants)) => {
+                    let data = json!({"videoroom": "participants", "room": req.room,
+                        "participants": participants});
+                    act.sync_reply(&req.transaction, &req.reply_to, data);
+                }
+                _ => act.fail_request(&req, "the room's servers did not all answer"),
+            });
+        ctx.spawn(fut);
+    }
+
     /// `plugins.videoroom_publishers_per_backend` (0: a room on one server).
     fn per_backend(&self) -> usize {
         self.state.config.plugins.videoroom_publishers_per_backend
@@ -513,6 +535,12 @@ impl VideoRoomHandle {
                     return self.refuse(&req.transaction, &req.reply_to, true, &e);
                 }
             }
+        }
+        if self.per_backend() > 0
+            && req.request == "listparticipants"
+            && self.directory.lock().servers(req.room).len() > 1
+        {
+            return self.list_everywhere(ctx, req);
         }
         let target = self.target_of(&req);
         if let Ok(server) = &target {
