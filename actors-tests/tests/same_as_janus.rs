@@ -521,9 +521,14 @@ async fn proxy_answers_like_janus() -> anyhow::Result<()> {
             "{plugin}"
         );
     }
+    // The proxy's own videoroom: offered with the backend's descriptor.
+    assert_eq!(
+        proxy_info["plugins"]["janus.plugin.videoroom"],
+        janus_info["plugins"]["janus.plugin.videoroom"]
+    );
     // Not relayed by default, so not offered.
     assert!(proxy_info["plugins"]
-        .get("janus.plugin.videoroom")
+        .get("janus.plugin.audiobridge")
         .is_none());
     // Disabled on the backend: not offered either.
     assert!(proxy_info["plugins"].get("janus.plugin.sip").is_none());

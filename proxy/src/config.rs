@@ -299,6 +299,17 @@ pub struct PluginsConfig {
     /// fields of a `create` request (`room` required; `description`, `secret`, `pin`,
     /// `sampling_rate`, `is_private`, `allowed`, …). Created on a backend at the first join.
     pub audiobridge_rooms: Vec<janus_protocol::JsonMap>,
+    /// The proxy's own `janus.plugin.videoroom` (rooms owned by the proxy, each room on one
+    /// backend chosen at its first join). Takes precedence over a relay of the same package.
+    pub videoroom: bool,
+    /// Videoroom rooms that exist from start-up, each a table of `create` parameters with a
+    /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
+    /// each is created on a backend when it is first needed.
+    pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
+    /// Phase 2 (experimental): 0 keeps each videoroom room on one server; N > 0 lets a room
+    /// span servers, N publishers per server before the next one is used, every publisher
+    /// mirrored to the room's other servers with Janus's remote publishers.
+    pub videoroom_publishers_per_backend: usize,
 }
 
 impl Default for PluginsConfig {
@@ -319,6 +330,9 @@ impl Default for PluginsConfig {
             videocall: true,
             audiobridge: true,
             audiobridge_rooms: Vec::new(),
+            videoroom: true,
+            videoroom_rooms: Vec::new(),
+            videoroom_publishers_per_backend: 0,
         }
     }
 }
@@ -411,6 +425,17 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "registry.handle_capacity must be at least 1".into(),
             ));
+        }
+        let mut rooms = std::collections::HashSet::new();
+        for (i, room) in self.plugins.videoroom_rooms.iter().enumerate() {
+            let id = crate::plugin::videoroom::checks::check_config_room(room).map_err(|e| {
+                ProxyError::Config(format!("plugins.videoroom_rooms[{i}]: {}", e.text))
+            })?;
+            if !rooms.insert(id) {
+                return Err(ProxyError::Config(format!(
+                    "plugins.videoroom_rooms: room {id} appears twice"
+                )));
+            }
         }
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(
@@ -565,6 +590,14 @@ allowed = ["a", "b"]
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/janus-proxy.toml");
         let cfg = ProxyConfig::load_with_env(Some(&path), no_env()).unwrap();
         assert!(!cfg.backend.servers.is_empty());
+        // Janus's stock demo room, with integer settings as integers.
+        let room = &cfg.plugins.videoroom_rooms[0];
+        assert_eq!(room.get("room").and_then(|v| v.as_u64()), Some(1234));
+        assert_eq!(room.get("publishers").and_then(|v| v.as_u64()), Some(6));
+        assert_eq!(
+            room.get("description").and_then(|v| v.as_str()),
+            Some("Demo Room")
+        );
     }
 
     #[test]

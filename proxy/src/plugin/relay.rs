@@ -49,6 +49,7 @@ impl Plugin for RelayPlugin {
         Box::pin(async move {
             let select = SelectServer {
                 package: package.clone(),
+                avoid: Vec::new(),
             };
             let placement = match ctx.state.registry.send(select).await {
                 Ok(Ok(placement)) => placement,

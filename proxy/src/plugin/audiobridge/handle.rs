@@ -523,6 +523,7 @@ impl AudioBridgeHandle {
         let registry = self.state.registry.clone();
         let select = SelectServer {
             package: PACKAGE.to_owned(),
+            avoid: Vec::new(),
         };
         self.after(
             ctx,

@@ -526,6 +526,7 @@ impl VideoCallHandle {
         let registry = self.state.registry.clone();
         let select = SelectServer {
             package: PACKAGE.to_owned(),
+            avoid: Vec::new(),
         };
         let fut = async move { registry.send(select).await }
             .into_actor(self)
