@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, HandleCommand, Plugin};
-use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
+use crate::backend::{BackendFrame, BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
 use crate::error::ProxyError;
 use crate::registry::{PlacementEnded, SelectServer};
 use crate::session::{ClientSession, Deliver, HandleGone};
@@ -129,15 +129,12 @@ impl RelayHandle {
         }
     }
 
-    fn on_attach_reply(&mut self, ctx: &mut Context<Self>, frame: JsonMap) {
+    fn on_attach_reply(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
         let Some(attached) = self.attached.take() else {
             return;
         };
-        let backend_handle = frame
-            .get("data")
-            .and_then(|d| d.get("id"))
-            .and_then(Value::as_u64);
-        let is_success = frame.get("janus").and_then(Value::as_str) == Some("success");
+        let backend_handle = frame.data_id();
+        let is_success = frame.kind() == "success";
         match (is_success, backend_handle) {
             (true, Some(id)) => {
                 self.ids.backend_handle = Some(id);
@@ -277,7 +274,7 @@ impl Handler<BackendIncoming> for RelayHandle {
             } => {
                 let is_detach_reply =
                     client_transaction.is_some() && client_transaction == self.detach_transaction;
-                let is_error = frame.get("janus").and_then(Value::as_str) == Some("error");
+                let is_error = frame.kind() == "error";
                 if is_detach_reply && is_error {
                     // The backend handle is already gone; for the client the detach worked.
                     let t = client_transaction.as_deref().unwrap_or_default();
@@ -306,7 +303,7 @@ impl Handler<BackendIncoming> for RelayHandle {
                 }
             }
             BackendIncoming::Event { frame } => {
-                let detached = frame.get("janus").and_then(Value::as_str) == Some("detached");
+                let detached = frame.kind() == "detached";
                 let out = rewrite(frame, self.ids, Transaction::FromBackend);
                 self.to_client(&out, None);
                 if detached {

@@ -208,7 +208,7 @@ impl Handler<SessionRequest> for ClientSession {
 
     fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) {
         let SessionRequest {
-            incoming,
+            mut incoming,
             conn_id,
             conn,
         } = msg;
