@@ -104,7 +104,10 @@ pub struct WsConfig {
     pub listen: SocketAddr,
     /// Largest client message, continuation frames included, in bytes.
     pub max_message_size: usize,
-    /// HTTP worker threads (0: one per CPU core).
+    /// Client worker threads (0: one per CPU core). With exactly one (the default), the
+    /// registry and the backend links run on that thread too, so relayed requests and their
+    /// replies never cross threads; with more, client connections are spread over them and
+    /// the registry and links run on the main thread.
     pub workers: usize,
 }
 
@@ -113,7 +116,7 @@ impl Default for WsConfig {
         WsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
             max_message_size: 1 << 20,
-            workers: 0,
+            workers: 1,
         }
     }
 }
