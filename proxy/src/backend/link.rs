@@ -646,19 +646,23 @@ impl BackendLink {
                 }
                 self.report(HealthEvent::Succeeded);
                 let Some(to) = to else { return };
-                if attach && frame.kind() == "success" {
-                    if let Some(handle) = frame.data_id() {
-                        self.routes.insert(handle, to.clone());
-                        self.status
-                            .handles
-                            .store(self.routes.len() as u64, Ordering::Relaxed);
-                    }
-                }
+                let route = match attach && frame.kind() == "success" {
+                    true => frame.data_id(),
+                    false => None,
+                };
                 to.do_send(BackendIncoming::Reply {
                     frame,
                     client_transaction,
                     reply_to,
                 });
+                // The new handle's events go to the same recipient (moved, not cloned: each
+                // clone of an address is two allocations, kept for the handle's life).
+                if let Some(handle) = route {
+                    self.routes.insert(handle, to);
+                    self.status
+                        .handles
+                        .store(self.routes.len() as u64, Ordering::Relaxed);
+                }
             }
             None => log::debug!("backend {}: late or unknown reply {id}", self.name()),
         }

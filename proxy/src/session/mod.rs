@@ -92,6 +92,8 @@ impl Handles {
 
     fn insert(&mut self, id: u64, handle: HandleEntry) {
         self.remove(id);
+        // A first push would reserve room for four.
+        self.0.reserve_exact(1);
         self.0.push((id, handle));
     }
 
