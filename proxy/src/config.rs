@@ -106,7 +106,10 @@ pub struct WsConfig {
     pub listen: SocketAddr,
     /// Largest client message, continuation frames included, in bytes.
     pub max_message_size: usize,
-    /// HTTP worker threads (0: one per CPU core).
+    /// Client worker threads (0: one per CPU core). With exactly one (the default), the
+    /// registry and the backend links run on that thread too, so relayed requests and their
+    /// replies never cross threads; with more, client connections are spread over them and
+    /// the registry and links run on the main thread.
     pub workers: usize,
     /// PEM certificate chain and private key: serve `wss://` (empty: plain `ws://`, e.g.
     /// behind a load balancer that terminates TLS). Reloaded on SIGHUP.
@@ -119,7 +122,7 @@ impl Default for WsConfig {
         WsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
             max_message_size: 1 << 20,
-            workers: 0,
+            workers: 1,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
         }

@@ -109,7 +109,7 @@ impl Handler<BackendIncoming> for LegForwarder {
     fn handle(&mut self, msg: BackendIncoming, _: &mut Context<Self>) {
         if let Some(tx) = self.attach_reply.take() {
             if let BackendIncoming::Reply { frame, .. } = msg {
-                if let Err(frame) = tx.send(frame) {
+                if let Err(frame) = tx.send(frame.into_map()) {
                     // The handle went away meanwhile: the backend handle is nobody's.
                     if let Some(id) = attached_id(&frame) {
                         self.link.do_send(UnrouteHandle(id));
@@ -144,7 +144,7 @@ impl Handler<BackendIncoming> for OneReply {
     fn handle(&mut self, msg: BackendIncoming, ctx: &mut Context<Self>) {
         if let BackendIncoming::Reply { frame, .. } = msg {
             if let Some(tx) = self.tx.take() {
-                let _ = tx.send(frame);
+                let _ = tx.send(frame.into_map());
             }
         }
         ctx.stop();
@@ -1055,7 +1055,8 @@ impl AudioBridgeHandle {
                             .and_then(Value::as_str)
                             == Some("created");
                         let ids = act.ids(&server);
-                        let out = rewrite(frame, ids, Transaction::Client(Some(&transaction)));
+                        let out =
+                            rewrite(frame, ids, Transaction::Client(Some(&transaction))).into_map();
                         let Some(id) = id else {
                             act.send_frame(&out, Some(&reply_to));
                             return act.done(ctx);
@@ -1431,7 +1432,7 @@ impl Handler<LegIncoming> for AudioBridgeHandle {
             return;
         };
         match msg.msg {
-            BackendIncoming::Event { frame } => self.on_leg_event(&server, frame),
+            BackendIncoming::Event { frame } => self.on_leg_event(&server, frame.into_map()),
             BackendIncoming::LinkLost => self.on_leg_lost(&server),
             // Replies go to the request's own recipient.
             BackendIncoming::Reply { .. } => {}

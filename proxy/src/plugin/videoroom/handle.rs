@@ -864,8 +864,8 @@ impl VideoRoomHandle {
                 frame,
                 client_transaction,
                 reply_to,
-            } => self.on_leg_reply(ctx, leg_id, frame, client_transaction, reply_to),
-            BackendIncoming::Event { frame } => self.on_leg_event(ctx, leg_id, frame),
+            } => self.on_leg_reply(ctx, leg_id, frame.into_map(), client_transaction, reply_to),
+            BackendIncoming::Event { frame } => self.on_leg_event(ctx, leg_id, frame.into_map()),
             BackendIncoming::LinkLost => self.on_leg_lost(ctx, leg_id, true),
         }
     }
@@ -1018,7 +1018,7 @@ impl VideoRoomHandle {
             return;
         }
         let ids = self.legs[idx].backend.ids(self.session_id, self.handle_id);
-        let out = rewrite(frame, ids, Transaction::FromBackend);
+        let out = rewrite(frame, ids, Transaction::FromBackend).into_map();
         let is_joined_leg = self.joined.as_ref().is_some_and(|j| j.leg == leg_id);
         if is_joined_leg {
             self.track_room(&out);
