@@ -376,11 +376,16 @@ pub struct SharedReport {
 
 /// Every server report in the shared store, read just now. Newer reports are applied as if
 /// they had come here; servers seen there before and gone now (expired or deleted through
-/// another proxy) are removed. Servers from this proxy's configuration are left alone, and
-/// so are selection, breakers and links: those stay each proxy's own.
+/// another proxy) are removed, unless `remove_missing` is false (just after Redis came back,
+/// possibly empty, before every proxy has written its reports again). Servers from this
+/// proxy's configuration are left alone, and so are selection, breakers and links: those stay
+/// each proxy's own.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct SyncShared(pub Vec<SharedReport>);
+pub struct SyncShared {
+    pub reports: Vec<SharedReport>,
+    pub remove_missing: bool,
+}
 
 impl Handler<SyncShared> for ServerRegistry {
     type Result = ();
@@ -388,7 +393,7 @@ impl Handler<SyncShared> for ServerRegistry {
     fn handle(&mut self, msg: SyncShared, ctx: &mut Context<Self>) {
         let now = Instant::now();
         let mut present = std::collections::HashSet::new();
-        for shared in msg.0 {
+        for shared in msg.reports {
             let name = shared.report.name.clone();
             present.insert(name.clone());
             let newer = match self.servers.get(&name) {
@@ -406,6 +411,9 @@ impl Handler<SyncShared> for ServerRegistry {
                 }
                 entry.shared = true;
             }
+        }
+        if !msg.remove_missing {
+            return;
         }
         let gone: Vec<String> = self
             .servers

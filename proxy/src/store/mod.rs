@@ -220,6 +220,7 @@ pub fn open(
         pending: Vec::new(),
         own: HashMap::new(),
         was_up: false,
+        recovered_at: None,
         rx,
     };
     Ok((
@@ -252,6 +253,8 @@ pub struct Syncer {
     /// comes back, while still within its `expire`.
     own: HashMap<String, (SharedReport, Instant)>,
     was_up: bool,
+    /// When Redis last came back: removals wait a heartbeat lifetime after that.
+    recovered_at: Option<Instant>,
     rx: mpsc::UnboundedReceiver<StoreCommand>,
 }
 
@@ -370,6 +373,7 @@ impl Syncer {
         let recovering = !self.was_up;
         let mut conn = self.connection().await?;
         if recovering {
+            self.recovered_at = Some(Instant::now());
             // Redis may have restarted empty: write again what this proxy was told lately.
             let now = Instant::now();
             for (shared, at) in self.own.values() {
@@ -402,8 +406,15 @@ impl Syncer {
         self.health.proxies.store(proxies.len(), Ordering::Relaxed);
         self.metrics.store_proxies.set(proxies.len() as i64);
         let reports = self.read_servers(&mut conn).await?;
+        // After a gap, the other proxies need a round to write their reports again (Redis may
+        // have come back empty): what is missing is not taken for removed before then.
+        let settle = Duration::from_secs(self.heartbeat_ttl.max(1));
+        let remove_missing = self.recovered_at.is_none_or(|at| at.elapsed() >= settle);
         self.registry
-            .send(SyncShared(reports))
+            .send(SyncShared {
+                reports,
+                remove_missing,
+            })
             .await
             .map_err(|_| "registry stopped".to_string())
     }

@@ -1,0 +1,191 @@
+//! Several proxies sharing one Redis (`[store] url`): a real Redis (Debian's redis-server on a
+//! free loopback port), real Janus, a real janus-sentinel. A report to one proxy is seen by
+//! the other, in janus-cloud's key layout; a removal through one proxy reaches the other; with
+//! Redis gone both keep serving and say so on /readyz and /metrics, and they resynchronise
+//! when it returns (empty).
+
+use std::time::{Duration, Instant};
+
+use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::scenario::{echotest_ok, ECHOTEST};
+use actors_tests::sentinel_kit::{callback_url, sentinel_config, SentinelUnderTest};
+use actors_tests::{
+    http, init_logging, proxy_config, JanusClient, JanusServer, ProxyConfig, ProxyUnderTest,
+    TEST_ADMIN_TOKEN,
+};
+use anyhow::{bail, ensure};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn shared_config(redis: &RedisServer, id: &str) -> ProxyConfig {
+    let mut config = proxy_config(&[]);
+    config.store.url = redis.url();
+    config.store.proxy_id = id.to_owned();
+    config.store.sync_interval_ms = 200;
+    config.store.heartbeat_ttl_s = 2;
+    config.store.timeout_ms = 500;
+    config
+}
+
+fn skip() -> bool {
+    if redis_server::available() {
+        return false;
+    }
+    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
+    true
+}
+
+/// Polls `/readyz` until `check` holds on its JSON body.
+async fn wait_readyz(
+    proxy: &ProxyUnderTest,
+    what: &str,
+    check: impl Fn(u16, &Value) -> bool,
+) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let response = http::get(proxy.admin_addr, "/readyz").await?;
+        let body = response.json();
+        if check(response.status, &body) {
+            return Ok(body);
+        }
+        if Instant::now() > deadline {
+            bail!("/readyz never showed {what}: {} {body}", response.status);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_gone(proxy: &ProxyUnderTest, name: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while proxy.servers().await?.iter().any(|s| s["name"] == name) {
+        if Instant::now() > deadline {
+            bail!("server {name} still listed");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn metric(proxy: &ProxyUnderTest, name: &str) -> anyhow::Result<Option<f64>> {
+    let text = http::get(proxy.admin_addr, "/metrics").await?.body;
+    Ok(text.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sentinel_report_to_one_proxy_is_seen_and_used_by_both() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = JanusServer::start().await?;
+    let one = ProxyUnderTest::start(shared_config(&redis, "proxy-one")).await?;
+    let two = ProxyUnderTest::start(shared_config(&redis, "proxy-two")).await?;
+
+    // Each proxy sees both heartbeats.
+    for proxy in [&one, &two] {
+        wait_readyz(proxy, "two live proxies", |_, b| {
+            b["store"]["kind"] == "redis" && b["store"]["state"] == "ok" && b["store"]["proxies"] == 2
+        })
+        .await?;
+    }
+
+    // A janus-sentinel reports to proxy one only.
+    let mut sentinel = sentinel_config("j1", &janus.ws_url(), Some(&janus.admin_url()));
+    sentinel.report.urls = vec![callback_url(&one)];
+    sentinel.report.token = TEST_ADMIN_TOKEN.to_owned();
+    let sentinel = SentinelUnderTest::start(sentinel)?;
+    let selectable = |s: &Value| s["selectable"] == true;
+    one.wait_server("j1", WAIT, selectable).await?;
+    let seen = two.wait_server("j1", WAIT, selectable).await?;
+    assert_eq!(seen["url"], janus.ws_url(), "{seen}");
+    assert_eq!(seen["expire"], 10, "{seen}");
+
+    // janus-cloud's key layout, with the report's expiry.
+    let hash = redis.cli(&["HGETALL", "januscloud:backend_servers:j1"])?;
+    assert!(hash.contains(&janus.ws_url()), "{hash}");
+    let ttl: i64 = redis
+        .cli(&["TTL", "januscloud:backend_servers:j1"])?
+        .trim()
+        .parse()?;
+    assert!((1..=10).contains(&ttl), "TTL {ttl}");
+
+    // A client of proxy two is served by the server only proxy one was told about.
+    let mut client = JanusClient::connect(&two.ws_url()).await?;
+    let session = client.create_session().await?;
+    let handle = client.attach(session, ECHOTEST).await?;
+    echotest_ok(&mut client, session, handle, "via-two").await?;
+
+    // The sentinel stops; a removal through proxy two reaches proxy one.
+    sentinel.shutdown(WAIT).await?;
+    let deleted = http::request(
+        two.admin_addr,
+        "DELETE",
+        "/backend_servers/j1",
+        &[("Authorization", &format!("Bearer {TEST_ADMIN_TOKEN}"))],
+        "",
+    )
+    .await?;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    wait_gone(&one, "j1").await?;
+    assert_eq!(redis.cli(&["EXISTS", "januscloud:backend_servers:j1"])?.trim(), "0");
+
+    // Proxy two stops: its heartbeat expires and proxy one counts one proxy again.
+    drop(two);
+    wait_readyz(&one, "one live proxy", |_, b| b["store"]["proxies"] == 1).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_proxies_keep_serving_and_resync_when_it_returns() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let mut redis = RedisServer::start().await?;
+    let port = redis.port;
+    let janus = JanusServer::start().await?;
+    let one = ProxyUnderTest::start(shared_config(&redis, "one")).await?;
+    let two = ProxyUnderTest::start(shared_config(&redis, "two")).await?;
+    let report = |name: &str| json!({"name": name, "url": janus.ws_url(), "status": 0, "expire": 0});
+    let created = one.admin_post("/backend_servers", &report("j1")).await?;
+    assert_eq!(created.status, 200, "{}", created.body);
+    two.wait_server("j1", WAIT, |s| s["selectable"] == true).await?;
+    assert_eq!(metric(&one, "store_up").await?, Some(1.0));
+
+    // Redis dies: both proxies say so, and keep serving what they know.
+    redis.kill();
+    for proxy in [&one, &two] {
+        let body = wait_readyz(proxy, "a degraded store", |status, b| {
+            status == 200 && b["store"]["state"] == "degraded"
+        })
+        .await?;
+        assert_eq!(body["status"], "ready", "{body}");
+        assert_eq!(metric(proxy, "store_up").await?, Some(0.0));
+        let mut client = JanusClient::connect(&proxy.ws_url()).await?;
+        let session = client.create_session().await?;
+        let handle = client.attach(session, ECHOTEST).await?;
+        echotest_ok(&mut client, session, handle, "no-redis").await?;
+    }
+    // A report while Redis is away is accepted, and kept for later.
+    let created = one.admin_post("/backend_servers", &report("j2")).await?;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert!(two.server("j2").await.is_err(), "j2 cannot reach proxy two yet");
+
+    // Redis returns, empty: proxy one writes again what it was told, proxy two learns it.
+    let redis = RedisServer::start_on(port).await?;
+    for proxy in [&one, &two] {
+        wait_readyz(proxy, "the store back", |_, b| b["store"]["state"] == "ok").await?;
+    }
+    two.wait_server("j2", WAIT, |s| s["selectable"] == true).await?;
+    two.wait_server("j1", WAIT, |s| s["selectable"] == true).await?;
+    assert_eq!(metric(&two, "store_up").await?, Some(1.0));
+    assert!(redis
+        .cli(&["HGET", "januscloud:backend_servers:j2", "url"])?
+        .contains(&janus.ws_url()));
+    Ok(())
+}
