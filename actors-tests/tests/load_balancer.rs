@@ -49,7 +49,9 @@ impl ProxyProcess {
     }
 
     async fn session_ids(&self) -> anyhow::Result<Vec<u64>> {
-        let body = http::get(self.admin_addr(), "/sessions?limit=1000").await?.json();
+        let body = http::get(self.admin_addr(), "/sessions?limit=1000")
+            .await?
+            .json();
         Ok(body["sessions"]
             .as_array()
             .into_iter()
@@ -122,6 +124,21 @@ async fn wait_ready(proxy: &ProxyProcess) -> anyhow::Result<Value> {
     }
 }
 
+/// Polls `/readyz` until the proxy counts `n` live proxies in the store.
+async fn wait_proxies(proxy: &ProxyProcess, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let body = http::get(proxy.admin_addr(), "/readyz").await?.json();
+        if body["store"]["proxies"] == n && body["store"]["state"] == "ok" {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("proxy on {} does not count {n} proxies: {body}", proxy.ws);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `deploy/haproxy.cfg` with its example addresses replaced by the test's.
 fn haproxy_config(front: u16, a: &ProxyProcess, b: &ProxyProcess) -> anyhow::Result<String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/haproxy.cfg");
@@ -138,7 +155,10 @@ fn haproxy_config(front: u16, a: &ProxyProcess, b: &ProxyProcess) -> anyhow::Res
         ),
         ("maxconn 20000", "maxconn 1000".to_owned()),
     ] {
-        ensure!(text.contains(from), "deploy/haproxy.cfg no longer has {from:?}");
+        ensure!(
+            text.contains(from),
+            "deploy/haproxy.cfg no longer has {from:?}"
+        );
         text = text.replace(from, &to);
     }
     Ok(text)
@@ -204,6 +224,10 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
         "clients not spread: a {on_a:?}, b {on_b:?}"
     );
 
+    // Both proxies see each other's heartbeat before one dies.
+    wait_proxies(&a, 2).await?;
+    wait_proxies(&b, 2).await?;
+
     // kill -9 of proxy a.
     a.process.kill();
     for (client, session, handle) in &mut clients {
@@ -216,17 +240,13 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     }
 
     // Proxy b sees a's heartbeat expire (2 s TTL).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let body = http::get(b.admin_addr(), "/readyz").await?.json();
-        if body["store"]["proxies"] == 1 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("proxy b still counts proxy a: {body}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let killed = Instant::now();
+    wait_proxies(&b, 1).await?;
+    ensure!(
+        killed.elapsed() < Duration::from_secs(4),
+        "dead proxy noticed after {:?}",
+        killed.elapsed()
+    );
 
     // Every new client through the load balancer succeeds, on proxy b.
     let mut fresh = Vec::new();
@@ -235,7 +255,10 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     }
     let on_b_now = b.session_ids().await?;
     for (_, session, _) in &fresh {
-        ensure!(on_b_now.contains(session), "session {session} not on proxy b");
+        ensure!(
+            on_b_now.contains(session),
+            "session {session} not on proxy b"
+        );
     }
     Ok(())
 }

@@ -13,7 +13,7 @@ use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusServer, ProxyConfig, ProxyUnderTest,
     TEST_ADMIN_TOKEN,
 };
-use anyhow::{bail, ensure};
+use anyhow::bail;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -89,7 +89,9 @@ async fn a_sentinel_report_to_one_proxy_is_seen_and_used_by_both() -> anyhow::Re
     // Each proxy sees both heartbeats.
     for proxy in [&one, &two] {
         wait_readyz(proxy, "two live proxies", |_, b| {
-            b["store"]["kind"] == "redis" && b["store"]["state"] == "ok" && b["store"]["proxies"] == 2
+            b["store"]["kind"] == "redis"
+                && b["store"]["state"] == "ok"
+                && b["store"]["proxies"] == 2
         })
         .await?;
     }
@@ -132,7 +134,12 @@ async fn a_sentinel_report_to_one_proxy_is_seen_and_used_by_both() -> anyhow::Re
     .await?;
     assert_eq!(deleted.status, 200, "{}", deleted.body);
     wait_gone(&one, "j1").await?;
-    assert_eq!(redis.cli(&["EXISTS", "januscloud:backend_servers:j1"])?.trim(), "0");
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", "januscloud:backend_servers:j1"])?
+            .trim(),
+        "0"
+    );
 
     // Proxy two stops: its heartbeat expires and proxy one counts one proxy again.
     drop(two);
@@ -151,11 +158,13 @@ async fn without_redis_proxies_keep_serving_and_resync_when_it_returns() -> anyh
     let janus = JanusServer::start().await?;
     let one = ProxyUnderTest::start(shared_config(&redis, "one")).await?;
     let two = ProxyUnderTest::start(shared_config(&redis, "two")).await?;
-    let report = |name: &str| json!({"name": name, "url": janus.ws_url(), "status": 0, "expire": 0});
+    let report =
+        |name: &str| json!({"name": name, "url": janus.ws_url(), "status": 0, "expire": 0});
     let created = one.admin_post("/backend_servers", &report("j1")).await?;
     assert_eq!(created.status, 200, "{}", created.body);
-    two.wait_server("j1", WAIT, |s| s["selectable"] == true).await?;
-    assert_eq!(metric(&one, "store_up").await?, Some(1.0));
+    two.wait_server("j1", WAIT, |s| s["selectable"] == true)
+        .await?;
+    assert_eq!(metric(&one, "janus_proxy_store_up").await?, Some(1.0));
 
     // Redis dies: both proxies say so, and keep serving what they know.
     redis.kill();
@@ -165,7 +174,7 @@ async fn without_redis_proxies_keep_serving_and_resync_when_it_returns() -> anyh
         })
         .await?;
         assert_eq!(body["status"], "ready", "{body}");
-        assert_eq!(metric(proxy, "store_up").await?, Some(0.0));
+        assert_eq!(metric(proxy, "janus_proxy_store_up").await?, Some(0.0));
         let mut client = JanusClient::connect(&proxy.ws_url()).await?;
         let session = client.create_session().await?;
         let handle = client.attach(session, ECHOTEST).await?;
@@ -174,16 +183,21 @@ async fn without_redis_proxies_keep_serving_and_resync_when_it_returns() -> anyh
     // A report while Redis is away is accepted, and kept for later.
     let created = one.admin_post("/backend_servers", &report("j2")).await?;
     assert_eq!(created.status, 200, "{}", created.body);
-    assert!(two.server("j2").await.is_err(), "j2 cannot reach proxy two yet");
+    assert!(
+        two.server("j2").await.is_err(),
+        "j2 cannot reach proxy two yet"
+    );
 
     // Redis returns, empty: proxy one writes again what it was told, proxy two learns it.
     let redis = RedisServer::start_on(port).await?;
     for proxy in [&one, &two] {
         wait_readyz(proxy, "the store back", |_, b| b["store"]["state"] == "ok").await?;
     }
-    two.wait_server("j2", WAIT, |s| s["selectable"] == true).await?;
-    two.wait_server("j1", WAIT, |s| s["selectable"] == true).await?;
-    assert_eq!(metric(&two, "store_up").await?, Some(1.0));
+    two.wait_server("j2", WAIT, |s| s["selectable"] == true)
+        .await?;
+    two.wait_server("j1", WAIT, |s| s["selectable"] == true)
+        .await?;
+    assert_eq!(metric(&two, "janus_proxy_store_up").await?, Some(1.0));
     assert!(redis
         .cli(&["HGET", "januscloud:backend_servers:j2", "url"])?
         .contains(&janus.ws_url()));
