@@ -554,6 +554,27 @@ url = "ws://127.0.0.1:8188"
     }
 
     #[test]
+    fn store_is_memory_by_default_and_checked_when_shared() {
+        let mut cfg = ProxyConfig::default();
+        assert!(!cfg.store.is_shared());
+        assert_eq!(cfg.store.key_prefix, "januscloud");
+        cfg.validate().unwrap();
+        cfg.store.url = "http://127.0.0.1:6379".into();
+        assert!(cfg.validate().is_err());
+        cfg.store.url = "redis://127.0.0.1:6379/0".into();
+        cfg.validate().unwrap();
+        cfg.store.heartbeat_ttl_s = 1;
+        cfg.store.sync_interval_ms = 1000;
+        assert!(cfg.validate().is_err(), "a heartbeat must outlive a sync period");
+        let env = vec![(
+            "JANUS_PROXY__STORE__URL".to_string(),
+            "redis://10.0.0.5:6379/1".to_string(),
+        )];
+        let cfg = ProxyConfig::load_with_env(None, env).unwrap();
+        assert_eq!(cfg.store.url, "redis://10.0.0.5:6379/1");
+    }
+
+    #[test]
     fn yaml_works_too() {
         let file = write("general:\n  session_timeout: 12\n", "yaml");
         let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();

@@ -54,7 +54,7 @@ struct StoreHealth {
 #[derive(Debug)]
 enum StoreCommand {
     /// A report this proxy accepted, with the `utime`/`ctime` its registry gave it.
-    Report(SharedReport),
+    Report(Box<SharedReport>),
     /// `DELETE /backend_servers/{name}` on this proxy.
     Remove(String),
 }
@@ -109,11 +109,11 @@ impl StoreHandle {
     /// Shares a report this proxy's registry accepted (no-op in memory).
     pub fn report(&self, report: ServerReport, utime: f64, ctime: f64) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::Report(SharedReport {
+            let _ = tx.send(StoreCommand::Report(Box::new(SharedReport {
                 report,
                 utime,
                 ctime,
-            }));
+            })));
         }
     }
 
@@ -304,7 +304,7 @@ impl Syncer {
                 let name = shared.report.name.clone();
                 self.pending
                     .retain(|c| !matches!(c, StoreCommand::Report(s) if s.report.name == name));
-                self.own.insert(name, (shared.clone(), Instant::now()));
+                self.own.insert(name, ((**shared).clone(), Instant::now()));
             }
             StoreCommand::Remove(name) => {
                 self.own.remove(name);
@@ -385,7 +385,8 @@ impl Syncer {
                         .iter()
                         .any(|c| matches!(c, StoreCommand::Report(s) if s.report.name == name));
                     if !already {
-                        self.pending.push(StoreCommand::Report(shared.clone()));
+                        self.pending
+                            .push(StoreCommand::Report(Box::new(shared.clone())));
                     }
                 }
             }
