@@ -203,3 +203,43 @@ async fn without_redis_proxies_keep_serving_and_resync_when_it_returns() -> anyh
         .contains(&janus.ws_url()));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_starts_without_redis_and_joins_when_it_comes() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let port = actors_tests::free_port()?;
+    let janus = JanusServer::start().await?;
+    let mut config = proxy_config(&[("static", janus.ws_url())]);
+    config.store.url = format!("redis://127.0.0.1:{port}/0");
+    config.store.sync_interval_ms = 200;
+    config.store.heartbeat_ttl_s = 2;
+    config.store.timeout_ms = 500;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let body = wait_readyz(&proxy, "a degraded store", |status, b| {
+        status == 200 && b["store"]["state"] == "degraded"
+    })
+    .await?;
+    assert!(body["store"]["error"].is_string(), "{body}");
+    let mut client = JanusClient::connect(&proxy.ws_url()).await?;
+    let session = client.create_session().await?;
+    let handle = client.attach(session, ECHOTEST).await?;
+    echotest_ok(&mut client, session, handle, "before-redis").await?;
+
+    let redis = RedisServer::start_on(port).await?;
+    wait_readyz(&proxy, "the store up", |_, b| {
+        b["store"]["state"] == "ok" && b["store"]["proxies"] == 1
+    })
+    .await?;
+    // Static servers stay this proxy's own: never written to Redis.
+    assert_eq!(
+        redis
+            .cli(&["EXISTS", "januscloud:backend_servers:static"])?
+            .trim(),
+        "0"
+    );
+    echotest_ok(&mut client, session, handle, "after-redis").await?;
+    Ok(())
+}

@@ -565,7 +565,10 @@ url = "ws://127.0.0.1:8188"
         cfg.validate().unwrap();
         cfg.store.heartbeat_ttl_s = 1;
         cfg.store.sync_interval_ms = 1000;
-        assert!(cfg.validate().is_err(), "a heartbeat must outlive a sync period");
+        assert!(
+            cfg.validate().is_err(),
+            "a heartbeat must outlive a sync period"
+        );
         let env = vec![(
             "JANUS_PROXY__STORE__URL".to_string(),
             "redis://10.0.0.5:6379/1".to_string(),
