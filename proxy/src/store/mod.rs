@@ -18,6 +18,15 @@
 //! `store_up` metric say so, writes wait in a queue (the latest per server) and the task
 //! reconnects; once Redis answers again the queue is written, the reports this proxy received
 //! recently are written again (Redis may have restarted empty) and the registry re-reads.
+//!
+//! Next (issue 9, phase 2), planned on this task: videocall/p2pcall users as
+//! `<prefix>:videocall_users:<username>` hashes naming their `proxy_uuid` (mirrored into each
+//! proxy every round, filtered by live heartbeats); one pub/sub channel per proxy
+//! (`<prefix>:proxy:<proxy_id>`) carrying the peer messages the videocall handles already
+//! exchange locally (`IsBusy`, `IncomingCall`/`Ringing`, `PeerLegReady`, `PeerLeft`) with a
+//! correlation id for the answers, so that a handle's peer becomes "local actor or remote
+//! proxy"; and, when a heartbeat expires, `PeerLeft` to every local handle in a call with that
+//! proxy's users (a live call then hangs up its own leg so the client gets `hangup` at once).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
