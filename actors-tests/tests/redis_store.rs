@@ -10,10 +10,10 @@ use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{echotest_ok, ECHOTEST};
 use actors_tests::sentinel_kit::{callback_url, sentinel_config, SentinelUnderTest};
 use actors_tests::{
-    http, init_logging, proxy_config, JanusClient, JanusServer, ProxyConfig, ProxyUnderTest,
-    TEST_ADMIN_TOKEN,
+    http, init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig,
+    ProxyUnderTest, TEST_ADMIN_TOKEN,
 };
-use anyhow::bail;
+use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -241,5 +241,226 @@ async fn a_proxy_starts_without_redis_and_joins_when_it_comes() -> anyhow::Resul
         "0"
     );
     echotest_ok(&mut client, session, handle, "after-redis").await?;
+    Ok(())
+}
+
+// ---- videocall between proxies -------------------------------------------------------------
+
+const VIDEOCALL: &str = "janus.plugin.videocall";
+const OFFER: &str = include_str!("data/videocall-offer.sdp");
+const ANSWER: &str = include_str!("data/videocall-answer.sdp");
+
+struct User {
+    client: JanusClient,
+    session: u64,
+    handle: u64,
+}
+
+async fn user(url: &str) -> anyhow::Result<User> {
+    let mut client = JanusClient::connect(url).await?;
+    let session = client.create_session().await?;
+    let handle = client.attach(session, VIDEOCALL).await?;
+    Ok(User {
+        client,
+        session,
+        handle,
+    })
+}
+
+fn result_event(f: &Value) -> Option<&str> {
+    f["plugindata"]["data"]["result"]["event"].as_str()
+}
+
+/// Sends a videocall request and returns its event (ack and other frames skipped).
+async fn request_event(u: &mut User, body: Value, sdp: Option<&str>) -> anyhow::Result<Value> {
+    let transaction = format!("t{}", rand_suffix());
+    let mut m = json!({"janus": "message", "session_id": u.session, "handle_id": u.handle,
+        "transaction": transaction, "body": body});
+    if let Some(kind) = sdp {
+        let text = if kind == "answer" { ANSWER } else { OFFER };
+        m["jsep"] = json!({"type": kind, "sdp": text});
+    }
+    u.client.send(&m).await?;
+    let frames = u
+        .client
+        .recv_until(WAIT, |f| {
+            f["janus"] == "event" && f["transaction"] == transaction
+        })
+        .await?;
+    frames.last().cloned().context("no event")
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+async fn wait_frame(
+    u: &mut User,
+    what: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    let frames = u
+        .client
+        .recv_until(WAIT, pred)
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    frames.last().cloned().context("no frame")
+}
+
+/// Polls `list` on `u` until `check` holds on the list.
+async fn wait_list(u: &mut User, check: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ev = request_event(u, json!({"request": "list"}), None).await?;
+        let list = ev["plugindata"]["data"]["result"]["list"].clone();
+        if check(&list) {
+            return Ok(list);
+        }
+        if Instant::now() > deadline {
+            bail!("list never as expected: {list}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A `proxy-under-test` process sharing `redis`, with `janus` as static server `j1`; killed
+/// (-9) when dropped.
+struct ProxyProcess {
+    ws: u16,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    fn start(redis: &RedisServer, janus: &JanusServer, id: &str) -> anyhow::Result<ProxyProcess> {
+        let dir = tempfile::tempdir()?;
+        let (ws, admin) = (actors_tests::free_port()?, actors_tests::free_port()?);
+        let config = format!(
+            "[ws]\nlisten = \"127.0.0.1:{ws}\"\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+             [[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n[store]\nurl = \"{}\"\nproxy_id = \"{id}\"\n\
+             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n",
+            janus.ws_url(),
+            redis.url()
+        );
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, config)?;
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("proxy-under-test")?;
+        Ok(ProxyProcess {
+            ws,
+            child: Some(child),
+            _dir: dir,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_videocall_between_two_proxies_and_kill_9_of_the_peers_proxy() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    // Janus keeps a session whose WebSocket went away: only the proxies can tell alice that
+    // bob's proxy died.
+    let janus = JanusServer::start_with(JanusOptions {
+        reclaim_session_timeout: Some(60),
+        ..JanusOptions::default()
+    })
+    .await?;
+    let mut config = shared_config(&redis, "one");
+    config.backend.servers = proxy_config(&[("j1", janus.ws_url())]).backend.servers;
+    let one = ProxyUnderTest::start(config).await?;
+    let mut two = ProxyProcess::start(&redis, &janus, "two")?;
+    wait_readyz(&one, "two live proxies", |_, b| b["store"]["proxies"] == 2).await?;
+
+    let mut alice = user(&one.ws_url()).await?;
+    let deadline = Instant::now() + WAIT;
+    let mut bob = loop {
+        match user(&two.url()).await {
+            Ok(u) => break u,
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    for (u, name) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        let ev = request_event(u, json!({"request": "register", "username": name}), None).await?;
+        ensure!(result_event(&ev) == Some("registered"), "{ev}");
+    }
+    // Each sees the other, and a name taken on the other proxy is refused (476).
+    wait_list(&mut alice, |l| *l == json!(["alice", "bob"])).await?;
+    wait_list(&mut bob, |l| *l == json!(["alice", "bob"])).await?;
+    let mut mallory = user(&two.url()).await?;
+    let ev = request_event(
+        &mut mallory,
+        json!({"request": "register", "username": "alice"}),
+        None,
+    )
+    .await?;
+    ensure!(ev["plugindata"]["data"]["error_code"] == 476, "{ev}");
+
+    // alice (proxy one) calls bob (proxy two): the call is bridged by the Janus both reach.
+    let ev = request_event(
+        &mut alice,
+        json!({"request": "call", "username": "bob"}),
+        Some("offer"),
+    )
+    .await?;
+    ensure!(result_event(&ev) == Some("calling"), "{ev}");
+    let incoming = wait_frame(&mut bob, "incomingcall", |f| {
+        result_event(f) == Some("incomingcall")
+    })
+    .await?;
+    ensure!(incoming["jsep"]["type"] == "offer", "{incoming}");
+    ensure!(
+        incoming["plugindata"]["data"]["result"]["username"] == "alice",
+        "{incoming}"
+    );
+    let ev = request_event(&mut bob, json!({"request": "accept"}), Some("answer")).await?;
+    ensure!(result_event(&ev) == Some("accepted"), "{ev}");
+    let accepted = wait_frame(&mut alice, "accepted", |f| {
+        result_event(f) == Some("accepted")
+    })
+    .await?;
+    ensure!(accepted["jsep"]["type"] == "answer", "{accepted}");
+
+    // kill -9 of bob's proxy: alice hears of it once its heartbeat expires (2 s).
+    two.kill();
+    let killed = Instant::now();
+    let ev = wait_frame(&mut alice, "hangup", |f| result_event(f) == Some("hangup")).await?;
+    ensure!(
+        ev["plugindata"]["data"]["result"]["username"] == "bob",
+        "{ev}"
+    );
+    ensure!(
+        killed.elapsed() < Duration::from_secs(5),
+        "hangup after {:?}",
+        killed.elapsed()
+    );
+    wait_list(&mut alice, |l| *l == json!(["alice"])).await?;
     Ok(())
 }

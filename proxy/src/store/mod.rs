@@ -28,7 +28,7 @@
 //! proxy"; and, when a heartbeat expires, `PeerLeft` to every local handle in a call with that
 //! proxy's users (a live call then hangs up its own leg so the client gets `hangup` at once).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -43,11 +43,13 @@ use tokio::sync::mpsc;
 
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
+use crate::plugin::videocall::remote::Bus;
 use crate::registry::{ServerRegistry, SharedReport, SyncShared};
 
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
     shared: bool,
+    videocall: Option<Arc<Bus>>,
     proxy_id: String,
     tx: Option<mpsc::UnboundedSender<StoreCommand>>,
     health: Arc<StoreHealth>,
@@ -66,6 +68,14 @@ enum StoreCommand {
     Report(Box<SharedReport>),
     /// `DELETE /backend_servers/{name}` on this proxy.
     Remove(String),
+    /// A videocall user registered here / left.
+    UserUp(String),
+    UserDown(String),
+    /// A message to another proxy (dropped while Redis is away: signalling does not wait).
+    Publish {
+        channel: String,
+        payload: String,
+    },
 }
 
 /// The store's state for `/readyz`.
@@ -90,6 +100,7 @@ impl StoreHandle {
         health.proxies.store(1, Ordering::Relaxed);
         StoreHandle {
             shared: false,
+            videocall: None,
             proxy_id: String::new(),
             tx: None,
             health,
@@ -126,6 +137,23 @@ impl StoreHandle {
         }
     }
 
+    /// The videocall users and messages of other proxies (None in memory).
+    pub fn videocall(&self) -> Option<Arc<Bus>> {
+        self.videocall.clone()
+    }
+
+    pub fn user_up(&self, username: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(StoreCommand::UserUp(username.to_owned()));
+        }
+    }
+
+    pub fn user_down(&self, username: &str) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(StoreCommand::UserDown(username.to_owned()));
+        }
+    }
+
     /// Shares the removal of a server (no-op in memory).
     pub fn remove(&self, name: &str) {
         if let Some(tx) = &self.tx {
@@ -152,6 +180,12 @@ impl Keys {
     }
     fn proxies_pattern(&self) -> String {
         format!("{}:proxies:*", self.prefix)
+    }
+    fn user(&self, username: &str) -> String {
+        Bus::user_key(&self.prefix, username)
+    }
+    fn users_pattern(&self) -> String {
+        Bus::user_key(&self.prefix, "*")
     }
 }
 
@@ -210,6 +244,14 @@ pub fn open(
         config.proxy_id.clone()
     };
     let (tx, rx) = mpsc::unbounded_channel();
+    let publisher = tx.clone();
+    let bus = Bus::new(
+        proxy_id.clone(),
+        config.key_prefix.clone(),
+        Box::new(move |channel, payload| {
+            let _ = publisher.send(StoreCommand::Publish { channel, payload });
+        }),
+    );
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
     let syncer = Syncer {
@@ -231,10 +273,13 @@ pub fn open(
         was_up: false,
         recovered_at: None,
         rx,
+        bus: bus.clone(),
+        own_users: HashSet::new(),
     };
     Ok((
         StoreHandle {
             shared: true,
+            videocall: Some(bus),
             proxy_id,
             tx: Some(tx),
             health,
@@ -265,6 +310,9 @@ pub struct Syncer {
     /// When Redis last came back: removals wait a heartbeat lifetime after that.
     recovered_at: Option<Instant>,
     rx: mpsc::UnboundedReceiver<StoreCommand>,
+    bus: Arc<Bus>,
+    /// Videocall users registered here (written again after a Redis gap).
+    own_users: HashSet<String>,
 }
 
 type RedisResult<T> = Result<T, String>;
@@ -278,6 +326,12 @@ impl Syncer {
             "admin": admin.to_string(),
         })
         .to_string();
+        actix_rt::spawn(subscribe(
+            self.client.clone(),
+            self.bus.clone(),
+            self.interval,
+            self.timeout,
+        ));
         actix_rt::spawn(self.run())
     }
 
@@ -318,6 +372,14 @@ impl Syncer {
             StoreCommand::Remove(name) => {
                 self.own.remove(name);
             }
+            StoreCommand::UserUp(name) => {
+                self.own_users.insert(name.clone());
+            }
+            StoreCommand::UserDown(name) => {
+                self.own_users.remove(name);
+            }
+            StoreCommand::Publish { .. } if !self.was_up => return,
+            StoreCommand::Publish { .. } => {}
         }
         self.pending.push(command);
     }
@@ -415,6 +477,13 @@ impl Syncer {
         let proxies = self.scan(&mut conn, &self.keys.proxies_pattern()).await?;
         self.health.proxies.store(proxies.len(), Ordering::Relaxed);
         self.metrics.store_proxies.set(proxies.len() as i64);
+        let cut = self.keys.proxy("").len();
+        let alive: HashSet<String> = proxies
+            .iter()
+            .filter_map(|k| k.get(cut..))
+            .map(str::to_owned)
+            .collect();
+        self.sync_users(&mut conn, &alive).await?;
         let reports = self.read_servers(&mut conn).await?;
         // After a gap, the other proxies need a round to write their reports again (Redis may
         // have come back empty): what is missing is not taken for removed before then.
@@ -449,6 +518,28 @@ impl Syncer {
                 }
                 StoreCommand::Remove(name) => {
                     pipe.del(self.keys.server(name)).ignore();
+                }
+                StoreCommand::UserUp(name) => {
+                    let key = self.keys.user(name);
+                    pipe.del(&key).ignore();
+                    pipe.hset_multiple(
+                        &key,
+                        &[
+                            ("username", name.clone()),
+                            ("proxy_uuid", self.proxy_id.clone()),
+                            ("incall", String::new()),
+                            ("peer_name", String::new()),
+                            ("ctime", crate::registry::record::unix_now().to_string()),
+                        ],
+                    )
+                    .ignore();
+                }
+                StoreCommand::UserDown(name) => {
+                    pipe.add_command(delete_if_owned(&self.keys.user(name), &self.proxy_id))
+                        .ignore();
+                }
+                StoreCommand::Publish { channel, payload } => {
+                    pipe.publish(channel, payload).ignore();
                 }
             }
             self.bounded("write", pipe.query_async::<()>(&mut conn))
@@ -485,6 +576,44 @@ impl Syncer {
         Ok(keys)
     }
 
+    /// Reads every proxy's videocall users: those of other live proxies go to the bus, those
+    /// of dead proxies are deleted.
+    async fn sync_users(
+        &self,
+        conn: &mut ConnectionManager,
+        alive: &HashSet<String>,
+    ) -> RedisResult<()> {
+        let keys = self.scan(conn, &self.keys.users_pattern()).await?;
+        let cut = self.keys.user("").len();
+        let mut users = HashMap::new();
+        for chunk in keys.chunks(64) {
+            let mut pipe = redis::pipe();
+            for key in chunk {
+                pipe.hget(key, "proxy_uuid");
+            }
+            let owners: Vec<Option<String>> =
+                self.bounded("read users", pipe.query_async(conn)).await?;
+            for (key, owner) in chunk.iter().zip(owners) {
+                let (Some(owner), Some(name)) = (owner, key.get(cut..)) else {
+                    continue;
+                };
+                if owner == self.proxy_id {
+                    continue;
+                }
+                if alive.contains(&owner) {
+                    users.insert(name.to_owned(), owner);
+                } else {
+                    // Its proxy died: nobody else will remove it.
+                    let _: redis::RedisResult<i64> = delete_if_owned(key, &owner)
+                        .query_async(&mut conn.clone())
+                        .await;
+                }
+            }
+        }
+        self.bus.update(users, alive);
+        Ok(())
+    }
+
     async fn read_servers(&self, conn: &mut ConnectionManager) -> RedisResult<Vec<SharedReport>> {
         let keys = self.scan(conn, &self.keys.servers_pattern()).await?;
         let mut reports = Vec::with_capacity(keys.len());
@@ -504,6 +633,46 @@ impl Syncer {
             }
         }
         Ok(reports)
+    }
+}
+
+/// `DEL key` if its `proxy_uuid` is `owner` (a user registered again elsewhere stays).
+fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(
+        "if redis.call('HGET', KEYS[1], 'proxy_uuid') == ARGV[1] then \
+         return redis.call('DEL', KEYS[1]) end return 0",
+    )
+    .arg(1)
+    .arg(key)
+    .arg(owner);
+    cmd
+}
+
+/// Receives the messages other proxies send this one, for as long as the proxy runs;
+/// resubscribes after a Redis gap.
+async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeout: Duration) {
+    use futures_util::StreamExt;
+    let channel = bus.channel();
+    loop {
+        let connected = tokio::time::timeout(timeout * 2, async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        if let Ok(Ok(mut pubsub)) = connected {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                match message.get_payload::<String>() {
+                    Ok(payload) => bus.deliver(&payload),
+                    Err(e) => log::warn!("store: unreadable message on {channel}: {e}"),
+                }
+            }
+            log::warn!("store: subscription to {channel} lost; resubscribing");
+        }
+        // Reconnect pace while Redis is away (not a synchronisation).
+        tokio::time::sleep(retry).await;
     }
 }
 
