@@ -1,6 +1,6 @@
 //! The state store shared by several proxies: nothing (one proxy, `store.url` empty) or Redis.
 //!
-//! Phase 1 shares the server registry and the proxies' liveness:
+//! Shared: the server registry, the proxies' liveness and the videocall users:
 //!
 //! * `<prefix>:backend_servers:<name>` — a hash per reported server, janus-cloud's own key and
 //!   field names (`name, url, status, session_timeout, location, isp, session_num, handle_num,
@@ -19,14 +19,11 @@
 //! reconnects; once Redis answers again the queue is written, the reports this proxy received
 //! recently are written again (Redis may have restarted empty) and the registry re-reads.
 //!
-//! Next (issue 9, phase 2), planned on this task: videocall/p2pcall users as
-//! `<prefix>:videocall_users:<username>` hashes naming their `proxy_uuid` (mirrored into each
-//! proxy every round, filtered by live heartbeats); one pub/sub channel per proxy
-//! (`<prefix>:proxy:<proxy_id>`) carrying the peer messages the videocall handles already
-//! exchange locally (`IsBusy`, `IncomingCall`/`Ringing`, `PeerLegReady`, `PeerLeft`) with a
-//! correlation id for the answers, so that a handle's peer becomes "local actor or remote
-//! proxy"; and, when a heartbeat expires, `PeerLeft` to every local handle in a call with that
-//! proxy's users (a live call then hangs up its own leg so the client gets `hangup` at once).
+//! * Videocall users and peer messages: see [`crate::plugin::videocall::remote`]; this task
+//!   writes and reads the users and publishes the messages, another one subscribes.
+//!
+//! Next (issue 9): p2pcall between proxies (its pairing state and every signalling event over
+//! pub/sub, on the same channels), rooms (issues 7, 8).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;

@@ -276,3 +276,66 @@ impl Bus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bus() -> (Arc<Bus>, Arc<Mutex<Vec<(String, String)>>>) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let bus = Bus::new(
+            "me".into(),
+            "januscloud".into(),
+            Box::new(move |channel, payload| log.lock().push((channel, payload))),
+        );
+        (bus, sent)
+    }
+
+    #[test]
+    fn keys_and_channels_follow_the_prefix() {
+        let (bus, _) = bus();
+        assert_eq!(bus.channel(), "januscloud:proxy:me");
+        assert_eq!(
+            Bus::user_key("januscloud", "alice"),
+            "januscloud:videocall_users:alice"
+        );
+    }
+
+    #[test]
+    fn bad_or_stray_messages_change_nothing() {
+        let (bus, sent) = bus();
+        for payload in [
+            "",
+            "not json",
+            "[1,2]",
+            r#"{"t":"left"}"#,
+            r#"{"t":"left","call":7,"cause":"gone"}"#,
+            r#"{"t":"ready","call":"x"}"#,
+            r#"{"t":"reply","corr":42,"busy":true}"#,
+            r#"{"t":"whatever","call":1,"corr":2}"#,
+        ] {
+            bus.deliver(payload);
+        }
+        assert!(sent.lock().is_empty());
+        assert!(bus.calls.lock().is_empty());
+    }
+
+    #[test]
+    fn users_of_other_proxies_are_listed_and_a_left_is_published() {
+        let (bus, sent) = bus();
+        let users = HashMap::from([("bob".to_owned(), "two".to_owned())]);
+        bus.update(users, &HashSet::from(["me".to_owned(), "two".to_owned()]));
+        assert_eq!(bus.remote_user("bob").as_deref(), Some("two"));
+        assert_eq!(bus.remote_users(), ["bob"]);
+        bus.left("two", 9, &LeftCause::Failed("no leg".into()));
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, "januscloud:proxy:two");
+        let message: Value = serde_json::from_str(&sent[0].1).expect("json");
+        assert_eq!(message["t"], "left");
+        assert_eq!(message["call"], 9);
+        assert_eq!(message["cause"], "failed");
+        assert_eq!(message["why"], "no leg");
+    }
+}
