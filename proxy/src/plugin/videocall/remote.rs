@@ -281,7 +281,9 @@ impl Bus {
 mod tests {
     use super::*;
 
-    fn bus() -> (Arc<Bus>, Arc<Mutex<Vec<(String, String)>>>) {
+    type Sent = Arc<Mutex<Vec<(String, String)>>>;
+
+    fn bus() -> (Arc<Bus>, Sent) {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let log = sent.clone();
         let bus = Bus::new(
