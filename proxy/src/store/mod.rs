@@ -595,6 +595,12 @@ impl Syncer {
                     continue;
                 };
                 if owner == self.proxy_id {
+                    if !self.own_users.contains(name) {
+                        // Left over from an earlier run of this proxy (same `proxy_id`).
+                        let _: redis::RedisResult<i64> = delete_if_owned(key, &owner)
+                            .query_async(&mut conn.clone())
+                            .await;
+                    }
                     continue;
                 }
                 if alive.contains(&owner) {
