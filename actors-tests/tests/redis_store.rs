@@ -384,7 +384,7 @@ async fn a_videocall_between_two_proxies_and_kill_9_of_the_peers_proxy() -> anyh
     if skip() {
         return Ok(());
     }
-    let redis = RedisServer::start().await?;
+    let mut redis = RedisServer::start().await?;
     // Janus keeps a session whose WebSocket went away: only the proxies can tell alice that
     // bob's proxy died.
     let janus = JanusServer::start_with(JanusOptions {
@@ -447,6 +447,39 @@ async fn a_videocall_between_two_proxies_and_kill_9_of_the_peers_proxy() -> anyh
     })
     .await?;
     ensure!(accepted["jsep"]["type"] == "answer", "{accepted}");
+
+    // Redis restarts, empty, mid-call: the proxies write everything again, and nobody is taken
+    // for dead meanwhile (no hangup for alice).
+    let port = redis.port;
+    redis.kill();
+    wait_readyz(&one, "a degraded store", |_, b| {
+        b["store"]["state"] == "degraded"
+    })
+    .await?;
+    let redis = RedisServer::start_on(port).await?;
+    wait_readyz(&one, "the store back", |_, b| {
+        b["store"]["state"] == "ok" && b["store"]["proxies"] == 2
+    })
+    .await?;
+    wait_list(&mut alice, |l| *l == json!(["alice", "bob"])).await?;
+    // Past the settling time (one heartbeat lifetime, 2 s) nothing may have hung up.
+    let quiet_until = Instant::now() + Duration::from_secs(3);
+    while let Some(frame) = alice
+        .client
+        .recv_within(quiet_until.saturating_duration_since(Instant::now()))
+        .await?
+    {
+        ensure!(
+            result_event(&frame) != Some("hangup") && frame["janus"] != "hangup",
+            "false hangup after the Redis restart: {frame}"
+        );
+    }
+    ensure!(
+        redis
+            .cli(&["HGET", "januscloud:videocall_users:bob", "proxy_uuid"])?
+            .trim()
+            == "two"
+    );
 
     // kill -9 of bob's proxy: alice hears of it once its heartbeat expires (2 s).
     two.kill();

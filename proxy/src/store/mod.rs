@@ -438,39 +438,30 @@ impl Syncer {
     }
 
     async fn try_round(&mut self) -> RedisResult<()> {
-        let recovering = !self.was_up;
         let mut conn = self.connection().await?;
-        if recovering {
-            self.recovered_at = Some(Instant::now());
-            // Redis may have restarted empty: write again what this proxy was told lately.
-            let now = Instant::now();
-            for (shared, at) in self.own.values() {
-                let expire = shared.report.expire.unwrap_or(0);
-                if expire == 0 || now.duration_since(*at) < Duration::from_secs(expire) {
-                    let name = shared.report.name.clone();
-                    let already = self
-                        .pending
-                        .iter()
-                        .any(|c| matches!(c, StoreCommand::Report(s) if s.report.name == name));
-                    if !already {
-                        self.pending
-                            .push(StoreCommand::Report(Box::new(shared.clone())));
-                    }
-                }
+        // The heartbeat first, fetching the previous one: if it is gone, Redis lost its data
+        // (restarted empty, possibly unnoticed: the connection reconnects by itself).
+        let key = self.keys.proxy(&self.proxy_id);
+        let previous: Option<String> = self
+            .bounded(
+                "heartbeat",
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(&self.heartbeat)
+                    .arg("EX")
+                    .arg(self.heartbeat_ttl.max(1))
+                    .arg("GET")
+                    .query_async(&mut conn),
+            )
+            .await?;
+        if !self.was_up || previous.is_none() {
+            if self.was_up {
+                log::warn!("store: Redis lost this proxy's keys (restarted?); writing them again");
             }
+            self.recovered_at = Some(Instant::now());
+            self.rewrite_own();
         }
         self.flush().await?;
-        let key = self.keys.proxy(&self.proxy_id);
-        self.bounded(
-            "heartbeat",
-            redis::cmd("SET")
-                .arg(&key)
-                .arg(&self.heartbeat)
-                .arg("EX")
-                .arg(self.heartbeat_ttl.max(1))
-                .query_async::<()>(&mut conn),
-        )
-        .await?;
         let proxies = self.scan(&mut conn, &self.keys.proxies_pattern()).await?;
         self.health.proxies.store(proxies.len(), Ordering::Relaxed);
         self.metrics.store_proxies.set(proxies.len() as i64);
@@ -480,12 +471,14 @@ impl Syncer {
             .filter_map(|k| k.get(cut..))
             .map(str::to_owned)
             .collect();
-        self.sync_users(&mut conn, &alive).await?;
-        let reports = self.read_servers(&mut conn).await?;
-        // After a gap, the other proxies need a round to write their reports again (Redis may
-        // have come back empty): what is missing is not taken for removed before then.
+        // After a gap, the other proxies need a round to write their heartbeats, reports and
+        // users again (Redis may have come back empty): what is missing is not taken for
+        // removed or dead before then.
         let settle = Duration::from_secs(self.heartbeat_ttl.max(1));
         let remove_missing = self.recovered_at.is_none_or(|at| at.elapsed() >= settle);
+        self.sync_users(&mut conn, remove_missing.then_some(&alive))
+            .await?;
+        let reports = self.read_servers(&mut conn).await?;
         self.registry
             .send(SyncShared {
                 reports,
@@ -493,6 +486,29 @@ impl Syncer {
             })
             .await
             .map_err(|_| "registry stopped".to_string())
+    }
+
+    /// Queues again what this proxy wrote lately: its reports still within their `expire`, and
+    /// its videocall users.
+    fn rewrite_own(&mut self) {
+        let now = Instant::now();
+        for (shared, at) in self.own.values() {
+            let expire = shared.report.expire.unwrap_or(0);
+            if expire == 0 || now.duration_since(*at) < Duration::from_secs(expire) {
+                let name = shared.report.name.clone();
+                let already = self
+                    .pending
+                    .iter()
+                    .any(|c| matches!(c, StoreCommand::Report(s) if s.report.name == name));
+                if !already {
+                    self.pending
+                        .push(StoreCommand::Report(Box::new(shared.clone())));
+                }
+            }
+        }
+        for user in &self.own_users {
+            self.pending.push(StoreCommand::UserUp(user.clone()));
+        }
     }
 
     /// Writes the queued commands, in order; what fails stays queued.
@@ -574,11 +590,12 @@ impl Syncer {
     }
 
     /// Reads every proxy's videocall users: those of other live proxies go to the bus, those
-    /// of dead proxies are deleted.
+    /// of dead proxies are deleted. `alive` None: liveness is not known yet (just after a
+    /// Redis gap): every user counts, nobody is dead.
     async fn sync_users(
         &self,
         conn: &mut ConnectionManager,
-        alive: &HashSet<String>,
+        alive: Option<&HashSet<String>>,
     ) -> RedisResult<()> {
         let keys = self.scan(conn, &self.keys.users_pattern()).await?;
         let cut = self.keys.user("").len();
@@ -603,7 +620,7 @@ impl Syncer {
                     }
                     continue;
                 }
-                if alive.contains(&owner) {
+                if alive.is_none_or(|alive| alive.contains(&owner)) {
                     users.insert(name.to_owned(), owner);
                 } else {
                     // Its proxy died: nobody else will remove it.

@@ -93,10 +93,13 @@ impl Bus {
         self.users.lock().keys().cloned().collect()
     }
 
-    /// The store task's view of the other proxies' users, and which proxies are alive: calls
-    /// with a dead proxy's users end.
-    pub fn update(&self, users: HashMap<String, String>, alive: &HashSet<String>) {
+    /// The store task's view of the other proxies' users, and which proxies are alive (None:
+    /// not known yet, after a Redis gap): calls with a dead proxy's users end.
+    pub fn update(&self, users: HashMap<String, String>, alive: Option<&HashSet<String>>) {
         *self.users.lock() = users;
+        let Some(alive) = alive else {
+            return;
+        };
         let dead: Vec<(u64, Addr<VideoCallHandle>)> = {
             let mut calls = self.calls.lock();
             calls.retain(|_, (addr, _)| addr.connected());
@@ -327,7 +330,10 @@ mod tests {
     fn users_of_other_proxies_are_listed_and_a_left_is_published() {
         let (bus, sent) = bus();
         let users = HashMap::from([("bob".to_owned(), "two".to_owned())]);
-        bus.update(users, &HashSet::from(["me".to_owned(), "two".to_owned()]));
+        bus.update(
+            users,
+            Some(&HashSet::from(["me".to_owned(), "two".to_owned()])),
+        );
         assert_eq!(bus.remote_user("bob").as_deref(), Some("two"));
         assert_eq!(bus.remote_users(), ["bob"]);
         bus.left("two", 9, &LeftCause::Failed("no leg".into()));
