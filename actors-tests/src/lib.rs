@@ -171,7 +171,14 @@ pub fn proxy_config(backends: &[(&str, String)]) -> ProxyConfig {
     let mut config = ProxyConfig::default();
     config.ws.listen = "127.0.0.1:0".parse().expect("literal address");
     config.admin.listen = "127.0.0.1:0".parse().expect("literal address");
-    config.ws.workers = 2;
+    // The default worker count (1: registry and links on the client thread); set
+    // JANUS_TEST_WS_WORKERS=2 to run the suite with connections spread over two threads.
+    if let Some(n) = std::env::var("JANUS_TEST_WS_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        config.ws.workers = n;
+    }
     config.admin.token = TEST_ADMIN_TOKEN.to_owned();
     config.backend.servers = backends
         .iter()

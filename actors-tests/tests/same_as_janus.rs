@@ -521,10 +521,13 @@ async fn proxy_answers_like_janus() -> anyhow::Result<()> {
             "{plugin}"
         );
     }
-    // Not relayed by default, so not offered.
-    assert!(proxy_info["plugins"]
-        .get("janus.plugin.videoroom")
-        .is_none());
+    // The proxy's own videoroom and audiobridge: offered with the backend's descriptor.
+    for plugin in ["janus.plugin.videoroom", "janus.plugin.audiobridge"] {
+        assert_eq!(
+            proxy_info["plugins"][plugin], janus_info["plugins"][plugin],
+            "{plugin}"
+        );
+    }
     // Disabled on the backend: not offered either.
     assert!(proxy_info["plugins"].get("janus.plugin.sip").is_none());
     Ok(())

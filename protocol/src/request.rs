@@ -18,6 +18,8 @@ pub struct Incoming {
     pub handle_id: u64,
     /// A non-null `handle_id` was present (even if not a valid integer).
     pub handle_given: bool,
+    /// The request's other members (`janus`, `transaction`, `session_id` and `handle_id` are
+    /// read into the fields above). `verb` moves `body`, `jsep` and the candidates out.
     pub root: Map<String, Value>,
 }
 
@@ -92,45 +94,195 @@ fn json_error_text(err: &serde_json::Error) -> String {
     )
 }
 
+/// A client request's top level as read: the envelope members apart, the others in `rest`.
+/// Read in one pass straight from the text (no tree of the envelope, no copies of its strings).
+#[derive(Default)]
+struct Envelope {
+    janus: Option<Value>,
+    transaction: Option<Value>,
+    session_id: Option<Value>,
+    handle_id: Option<Value>,
+    rest: Map<String, Value>,
+}
+
+impl Envelope {
+    fn from_map(map: Map<String, Value>) -> Envelope {
+        let mut envelope = Envelope::default();
+        for (key, value) in map {
+            envelope.set(key, value);
+        }
+        envelope
+    }
+
+    /// Takes one member; a repeated key replaces the earlier value, as in a JSON tree.
+    fn set(&mut self, key: String, value: Value) {
+        match key.as_str() {
+            "janus" => self.janus = Some(value),
+            "transaction" => self.transaction = Some(value),
+            "session_id" => self.session_id = Some(value),
+            "handle_id" => self.handle_id = Some(value),
+            _ => {
+                self.rest.insert(key, value);
+            }
+        }
+    }
+}
+
+/// What a client's text holds at the top level: an object (its envelope), an array
+/// (jansson takes it, and Janus then misses `transaction`: an empty envelope) or a string,
+/// number, boolean or null (jansson refuses it: None).
+struct TopLevel(Option<Envelope>);
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TopLevelVisitor)
+    }
+}
+
+/// A member name: the envelope's are matched without allocating.
+enum Key {
+    Janus,
+    Transaction,
+    SessionId,
+    HandleId,
+    Other(String),
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "janus" => Key::Janus,
+                    "transaction" => Key::Transaction,
+                    "session_id" => Key::SessionId,
+                    "handle_id" => Key::HandleId,
+                    _ => Key::Other(v.to_owned()),
+                })
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Key, E> {
+                match v.as_str() {
+                    "janus" | "transaction" | "session_id" | "handle_id" => self.visit_str(&v),
+                    _ => Ok(Key::Other(v)),
+                }
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct TopLevelVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TopLevelVisitor {
+    type Value = TopLevel;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<TopLevel, A::Error> {
+        let mut envelope = Envelope::default();
+        while let Some(key) = map.next_key::<Key>()? {
+            let value: Value = map.next_value()?;
+            match key {
+                Key::Janus => envelope.janus = Some(value),
+                Key::Transaction => envelope.transaction = Some(value),
+                Key::SessionId => envelope.session_id = Some(value),
+                Key::HandleId => envelope.handle_id = Some(value),
+                Key::Other(key) => {
+                    envelope.rest.insert(key, value);
+                }
+            }
+        }
+        Ok(TopLevel(Some(envelope)))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<TopLevel, A::Error> {
+        // Read (and check) every element, as a tree would.
+        while seq.next_element::<Value>()?.is_some() {}
+        Ok(TopLevel(Some(Envelope::default())))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+
+    fn visit_unit<E>(self) -> Result<TopLevel, E> {
+        Ok(TopLevel(None))
+    }
+}
+
 impl Incoming {
     /// Parses one text message from a client.
     pub fn parse(text: &str) -> Result<Incoming, ApiError> {
-        let value: Value = serde_json::from_str(text)
+        let top: TopLevel = serde_json::from_str(text)
             .map_err(|e| ApiError::new(ErrorCode::InvalidJson, json_error_text(&e)))?;
         // jansson refuses integers beyond its 64-bit signed range ("too big integer"), which
-        // serde reads as u64 or f64; look at the text only when such a number is there.
-        if has_big_number(&value) && has_too_big_integer_literal(text) {
+        // serde reads as u64 or f64; a run of 19+ digits is the cheap hint to look closer.
+        if has_long_digit_run(text) && has_too_big_integer_literal(text) {
             return Err(ApiError::new(
                 ErrorCode::InvalidJson,
                 "Invalid Janus API request - <string>: too big integer",
             ));
         }
-        // jansson decodes only an object or an array at the top level.
-        if !(value.is_object() || value.is_array()) {
-            return Err(ApiError::new(
+        match top {
+            TopLevel(Some(envelope)) => Incoming::check(envelope),
+            // jansson decodes only an object or an array at the top level.
+            TopLevel(None) => Err(ApiError::new(
                 ErrorCode::InvalidJson,
                 "Invalid Janus API request - <string>(1,1): '[' or '{' expected",
-            ));
+            )),
         }
-        Incoming::from_value(value)
     }
 
     /// Checks an already parsed JSON value (a non-object fails like an object without
     /// `transaction`, as in Janus).
     pub fn from_value(value: Value) -> Result<Incoming, ApiError> {
-        let root = match value {
-            Value::Object(map) => map,
-            _ => Map::new(),
-        };
-        let session_id = json_id(root.get("session_id").filter(|v| !v.is_null()));
-        let handle_value = root.get("handle_id").filter(|v| !v.is_null());
+        match value {
+            Value::Object(map) => Incoming::check(Envelope::from_map(map)),
+            _ => Incoming::check(Envelope::default()),
+        }
+    }
+
+    /// Janus's envelope checks, in its order.
+    fn check(envelope: Envelope) -> Result<Incoming, ApiError> {
+        let Envelope {
+            janus,
+            transaction,
+            session_id,
+            handle_id,
+            rest: root,
+        } = envelope;
+        let session_id = json_id(session_id.as_ref().filter(|v| !v.is_null()));
+        let handle_value = handle_id.as_ref().filter(|v| !v.is_null());
         let handle_given = handle_value.is_some();
         let handle_id = json_id(handle_value);
         let envelope_error = |e: ApiError| e.with_session(session_id);
 
-        let transaction = match root.get("transaction") {
+        let transaction = match transaction {
             None => return Err(envelope_error(ApiError::missing("transaction"))),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s,
             Some(_) => {
                 return Err(envelope_error(ApiError::wrong_type(
                     "transaction",
@@ -138,9 +290,9 @@ impl Incoming {
                 )))
             }
         };
-        let request = match root.get("janus") {
+        let request = match janus {
             None => return Err(envelope_error(ApiError::missing("janus"))),
-            Some(Value::String(s)) => s.clone(),
+            Some(Value::String(s)) => s,
             Some(_) => return Err(envelope_error(ApiError::wrong_type("janus", "a string"))),
         };
         if let Some(id) = root.get("id") {
@@ -205,7 +357,8 @@ impl Incoming {
     }
 
     /// Checks a request addressed to an existing session (and handle, when `has_handle`).
-    pub fn verb(&self, has_handle: bool) -> Result<SessionVerb, ApiError> {
+    /// The request's `body`, `jsep` and candidates are moved out of `root` into the verb.
+    pub fn verb(&mut self, has_handle: bool) -> Result<SessionVerb, ApiError> {
         let path_error = || Err(self.error(ApiError::unhandled_at_path(&self.request)));
         if self.is("keepalive") {
             Ok(SessionVerb::Keepalive)
@@ -238,16 +391,16 @@ impl Incoming {
             if !has_handle {
                 return path_error();
             }
-            let body = match self.root.get("body") {
+            match self.root.get("body") {
                 None => return Err(self.error(ApiError::missing("body"))),
-                Some(Value::Object(body)) => body.clone(),
+                Some(Value::Object(_)) => {}
                 Some(_) => return Err(self.error(ApiError::wrong_type("body", "an object"))),
             };
-            let jsep = match self.root.get("jsep") {
-                None => None,
+            let has_jsep = match self.root.get("jsep") {
+                None => false,
                 Some(Value::Object(jsep)) => {
                     self.check_jsep(jsep)?;
-                    Some(jsep.clone())
+                    true
                 }
                 Some(_) => {
                     return Err(self.error(ApiError::new(
@@ -256,6 +409,8 @@ impl Incoming {
                     )))
                 }
             };
+            let body = self.take_object("body");
+            let jsep = has_jsep.then(|| self.take_object("jsep"));
             Ok(SessionVerb::Message { body, jsep })
         } else if self.is("trickle") {
             if !has_handle {
@@ -267,11 +422,27 @@ impl Incoming {
                     ErrorCode::InvalidJson,
                     "Can't have both candidate and candidates",
                 ))),
-                (Some(c), None) => Ok(SessionVerb::Trickle(Trickle::Candidate(c.clone()))),
-                (None, Some(c)) => Ok(SessionVerb::Trickle(Trickle::Candidates(c.clone()))),
+                (Some(_), None) => Ok(SessionVerb::Trickle(Trickle::Candidate(
+                    self.take_value("candidate"),
+                ))),
+                (None, Some(_)) => Ok(SessionVerb::Trickle(Trickle::Candidates(
+                    self.take_value("candidates"),
+                ))),
             }
         } else {
             Err(self.error(ApiError::unknown_request(&self.request)))
+        }
+    }
+
+    /// Moves a member out of `root` (leaving null in its place).
+    fn take_value(&mut self, name: &str) -> Value {
+        self.root.get_mut(name).map(Value::take).unwrap_or_default()
+    }
+
+    fn take_object(&mut self, name: &str) -> Map<String, Value> {
+        match self.take_value(name) {
+            Value::Object(map) => map,
+            _ => Map::new(),
         }
     }
 
@@ -315,15 +486,21 @@ impl Incoming {
     }
 }
 
-/// A number serde could not keep as an i64: a u64 above i64::MAX, or a float (which may have
-/// been written as a huge integer).
-fn has_big_number(value: &Value) -> bool {
-    match value {
-        Value::Number(n) => n.as_i64().is_none(),
-        Value::Array(items) => items.iter().any(has_big_number),
-        Value::Object(map) => map.values().any(has_big_number),
-        _ => false,
+/// Whether `text` has 19 or more digits in a row (i64 has at most 19): only then can an
+/// integer literal be out of jansson's range.
+fn has_long_digit_run(text: &str) -> bool {
+    let mut run = 0;
+    for b in text.bytes() {
+        if b.is_ascii_digit() {
+            run += 1;
+            if run >= 19 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
     }
+    false
 }
 
 /// Whether `text` holds an integer literal (no fraction, no exponent) outside the i64 range.
@@ -441,6 +618,43 @@ mod tests {
         assert_eq!(err(r#""hello""#).code, ErrorCode::InvalidJson);
         assert_eq!(err("5").code, ErrorCode::InvalidJson);
         assert_eq!(e.session_id, 5);
+    }
+
+    #[test]
+    fn parse_reads_the_envelope_apart() {
+        let text = r#"{"janus":"ping","body":{"a":1},"janus":"message","transaction":"t",
+            "session_id":5,"handle_id":null,"apisecret":"s","jsep":{"type":"offer","sdp":"v=0"}}"#;
+        let mut i = Incoming::parse(text).unwrap();
+        // A repeated key: the last value, as in a JSON tree.
+        assert_eq!(i.request, "message");
+        assert_eq!((i.session_id, i.handle_id, i.handle_given), (5, 0, false));
+        assert_eq!(
+            Value::Object(i.root.clone()),
+            json!({"body":{"a":1},"apisecret":"s","jsep":{"type":"offer","sdp":"v=0"}})
+        );
+        let tree: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(Incoming::from_value(tree).unwrap(), i);
+        let verb = i.verb(true).unwrap();
+        assert_eq!(
+            verb,
+            SessionVerb::Message {
+                body: json!({"a":1}).as_object().unwrap().clone(),
+                jsep: json!({"type":"offer","sdp":"v=0"}).as_object().cloned(),
+            }
+        );
+        // Bad JSON anywhere, even in an array or past the object, is 454.
+        for bad in [
+            "[1e400]",
+            "{\"a\":1e400}",
+            "5 x",
+            "{} {}",
+            "[1,]",
+            "{\"a\":}",
+        ] {
+            assert_eq!(err(bad).code, ErrorCode::InvalidJson, "{bad}");
+        }
+        assert_eq!(err("[]").reason, "Missing mandatory element (transaction)");
+        assert_eq!(err("null").code, ErrorCode::InvalidJson);
     }
 
     #[test]

@@ -145,7 +145,10 @@ pub struct WsConfig {
     pub listen: SocketAddr,
     /// Largest client message, continuation frames included, in bytes.
     pub max_message_size: usize,
-    /// HTTP worker threads (0: one per CPU core).
+    /// Client worker threads (0: one per CPU core). With exactly one (the default), the
+    /// registry and the backend links run on that thread too, so relayed requests and their
+    /// replies never cross threads; with more, client connections are spread over them and
+    /// the registry and links run on the main thread.
     pub workers: usize,
     /// PEM certificate chain and private key: serve `wss://` (empty: plain `ws://`, e.g.
     /// behind a load balancer that terminates TLS). Reloaded on SIGHUP.
@@ -158,7 +161,7 @@ impl Default for WsConfig {
         WsConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
             max_message_size: 1 << 20,
-            workers: 0,
+            workers: 1,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
         }
@@ -329,6 +332,26 @@ pub struct PluginsConfig {
     /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
     /// bridged by one backend). Takes precedence over a relay of the same package.
     pub videocall: bool,
+    /// The proxy's own `janus.plugin.audiobridge` (a room directory in the proxy, each room
+    /// mixed by one backend chosen when it is first joined, re-created elsewhere if that
+    /// backend is lost). Takes precedence over a relay of the same package.
+    pub audiobridge: bool,
+    /// AudioBridge rooms the proxy offers from the start, like the `room-<id>` sections of
+    /// Janus's `janus.plugin.audiobridge.jcfg` (e.g. the demo's room 1234): each is the
+    /// fields of a `create` request (`room` required; `description`, `secret`, `pin`,
+    /// `sampling_rate`, `is_private`, `allowed`, …). Created on a backend at the first join.
+    pub audiobridge_rooms: Vec<janus_protocol::JsonMap>,
+    /// The proxy's own `janus.plugin.videoroom` (rooms owned by the proxy, each room on one
+    /// backend chosen at its first join). Takes precedence over a relay of the same package.
+    pub videoroom: bool,
+    /// Videoroom rooms that exist from start-up, each a table of `create` parameters with a
+    /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
+    /// each is created on a backend when it is first needed.
+    pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
+    /// Phase 2 (experimental): 0 keeps each videoroom room on one server; N > 0 lets a room
+    /// span servers, N publishers per server before the next one is used, every publisher
+    /// mirrored to the room's other servers with Janus's remote publishers.
+    pub videoroom_publishers_per_backend: usize,
 }
 
 impl Default for PluginsConfig {
@@ -347,6 +370,11 @@ impl Default for PluginsConfig {
             .collect(),
             p2pcall: true,
             videocall: true,
+            audiobridge: true,
+            audiobridge_rooms: Vec::new(),
+            videoroom: true,
+            videoroom_rooms: Vec::new(),
+            videoroom_publishers_per_backend: 0,
         }
     }
 }
@@ -394,6 +422,24 @@ impl ProxyConfig {
                 ));
             }
         }
+        let mut rooms = std::collections::HashSet::new();
+        for room in &self.plugins.audiobridge_rooms {
+            let id = room
+                .get("room")
+                .and_then(serde_json::Value::as_u64)
+                .filter(|id| *id > 0)
+                .ok_or_else(|| {
+                    ProxyError::Config(
+                        "plugins.audiobridge_rooms: every room needs a positive integer `room`"
+                            .into(),
+                    )
+                })?;
+            if !rooms.insert(id) {
+                return Err(ProxyError::Config(format!(
+                    "plugins.audiobridge_rooms: room {id} appears twice"
+                )));
+            }
+        }
         let mut names = std::collections::HashSet::new();
         for server in &self.backend.servers {
             janus_protocol::admin::check_server_name(&server.name)
@@ -439,6 +485,17 @@ impl ProxyConfig {
             return Err(ProxyError::Config(
                 "registry.handle_capacity must be at least 1".into(),
             ));
+        }
+        let mut rooms = std::collections::HashSet::new();
+        for (i, room) in self.plugins.videoroom_rooms.iter().enumerate() {
+            let id = crate::plugin::videoroom::checks::check_config_room(room).map_err(|e| {
+                ProxyError::Config(format!("plugins.videoroom_rooms[{i}]: {}", e.text))
+            })?;
+            if !rooms.insert(id) {
+                return Err(ProxyError::Config(format!(
+                    "plugins.videoroom_rooms: room {id} appears twice"
+                )));
+            }
         }
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(
@@ -547,10 +604,60 @@ url = "ws://127.0.0.1:8188"
     }
 
     #[test]
+    fn static_audiobridge_rooms() {
+        let file = write(
+            r#"
+[[plugins.audiobridge_rooms]]
+room = 1234
+description = "Demo Room"
+sampling_rate = 16000
+secret = "adminpwd"
+[[plugins.audiobridge_rooms]]
+room = 5
+is_private = true
+allowed = ["a", "b"]
+"#,
+            "toml",
+        );
+        let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();
+        let rooms = &cfg.plugins.audiobridge_rooms;
+        assert_eq!(rooms.len(), 2);
+        assert_eq!(rooms[0].get("room"), Some(&serde_json::json!(1234)));
+        assert_eq!(
+            rooms[0].get("description"),
+            Some(&serde_json::json!("Demo Room"))
+        );
+        assert_eq!(rooms[1].get("is_private"), Some(&serde_json::json!(true)));
+        assert_eq!(
+            rooms[1].get("allowed"),
+            Some(&serde_json::json!(["a", "b"]))
+        );
+        for bad in [
+            "[[plugins.audiobridge_rooms]]\ndescription = \"x\"\n",
+            "[[plugins.audiobridge_rooms]]\nroom = 1\n[[plugins.audiobridge_rooms]]\nroom = 1\n",
+            "[[plugins.audiobridge_rooms]]\nroom = \"x\"\n",
+        ] {
+            let file = write(bad, "toml");
+            assert!(
+                ProxyConfig::load_with_env(Some(&file), no_env()).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn deploy_example_loads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/janus-proxy.toml");
         let cfg = ProxyConfig::load_with_env(Some(&path), no_env()).unwrap();
         assert!(!cfg.backend.servers.is_empty());
+        // Janus's stock demo room, with integer settings as integers.
+        let room = &cfg.plugins.videoroom_rooms[0];
+        assert_eq!(room.get("room").and_then(|v| v.as_u64()), Some(1234));
+        assert_eq!(room.get("publishers").and_then(|v| v.as_u64()), Some(6));
+        assert_eq!(
+            room.get("description").and_then(|v| v.as_str()),
+            Some("Demo Room")
+        );
     }
 
     #[test]

@@ -86,8 +86,19 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     )?);
     let ws_certs = cert_store(&config.ws.tls_cert, &config.ws.tls_key)?;
     let admin_certs = cert_store(&config.admin.tls_cert, &config.admin.tls_key)?;
-    let registry =
-        ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls).start();
+    let registry_actor = ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls);
+    // With one client worker, the registry and the backend links (which the registry starts)
+    // run on that worker's thread, next to every client connection, session and handle: a
+    // relayed request and its replies never cross threads. The registry's address exists at
+    // once; it starts when the worker does.
+    let colocated = config.ws.workers == 1;
+    let (registry, pending_registry) = if colocated {
+        let (tx, rx) = actix::dev::channel::channel(16);
+        let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
+        (Addr::new(tx), Some(pending))
+    } else {
+        (registry_actor.start(), None)
+    };
     let plugins = PluginRegistry::from_config(&config.plugins);
     let (store, syncer) = crate::store::open(&config.store, registry.clone(), metrics.clone())?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
@@ -100,6 +111,11 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let data = web::Data::new(state.clone());
     let ws_data = data.clone();
     let mut ws = HttpServer::new(move || {
+        if let Some(pending) = &pending_registry {
+            if let Some((rx, actor)) = pending.lock().take() {
+                Context::with_receiver(rx).run(actor);
+            }
+        }
         App::new()
             .app_data(ws_data.clone())
             .default_service(web::get().to(ws_endpoint))

@@ -46,7 +46,8 @@ targets:
   --proxy-bin PATH              --spawn: proxy binary (proxy-under-test or janus-proxy next to
                                 this executable)
   --proxy-log FILTER            --spawn: RUST_LOG of the proxy (warn)
-  --proxy-workers N             --spawn: ws.workers of the proxy (0 = one per core)
+  --proxy-workers N             --spawn: ws.workers of the proxy (its default: 1; 0 = one
+                                per core)
   --janus-conf DIR              --spawn: Janus config templates (actors-tests/janus-conf)
   --janus-event-loops N         --spawn: Janus event_loops (0 = Janus default, a thread per
                                 handle; set it for tens of thousands of handles)
@@ -166,7 +167,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
         janus_conf: SpawnOptions::default_janus_conf(),
         proxy_bin: SpawnOptions::default_proxy_bin(),
         proxy_log: "warn".into(),
-        proxy_workers: 0,
+        proxy_workers: None,
         janus_event_loops: 0,
     };
     let mut it = args[1..].iter();
@@ -212,7 +213,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
             }
             "--proxy-bin" => sp.proxy_bin = PathBuf::from(v),
             "--proxy-log" => sp.proxy_log = v,
-            "--proxy-workers" => sp.proxy_workers = num(&v)?,
+            "--proxy-workers" => sp.proxy_workers = Some(num(&v)?),
             "--janus-event-loops" => sp.janus_event_loops = num(&v)?,
             "--janus-conf" => sp.janus_conf = PathBuf::from(v),
             "--load" => {

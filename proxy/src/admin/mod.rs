@@ -19,6 +19,8 @@ use serde_json::{json, Value};
 use crate::auth::constant_time_eq;
 use crate::error::ProxyError;
 use crate::info::server_info;
+use crate::plugin::videoroom::admin as videoroom_admin;
+use crate::plugin::videoroom::SharedDirectory;
 use crate::registry::{
     GetServer, ListServers, RemoveServer, SetDraining, Summarize, UpsertServer, Upserted,
 };
@@ -46,6 +48,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/tokens", web::get().to(list_tokens))
         .route("/tokens", web::post().to(add_token))
         .route("/tokens/{token}", web::delete().to(remove_token))
+        .route("/plugins/videoroom/rooms", web::get().to(list_rooms))
+        .route("/plugins/videoroom/rooms", web::post().to(create_room))
+        .route("/plugins/videoroom/rooms/{room}", web::get().to(get_room))
+        .route(
+            "/plugins/videoroom/rooms/{room}",
+            web::delete().to(destroy_room),
+        )
         .default_service(web::to(not_found));
 }
 
@@ -403,6 +412,80 @@ async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) 
     }
     let removed = state.auth.remove_token(&token);
     HttpResponse::Ok().json(json!({"removed": removed}))
+}
+
+/// The videoroom directory, or the admin API's answer when the plugin is off.
+fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedDirectory, Box<HttpResponse>> {
+    authorize(state, req).map_err(|e| Box::new(error_response(&e)))?;
+    state.plugins.videoroom.clone().ok_or_else(|| {
+        Box::new(HttpResponse::NotFound().json(json!({"error": "the videoroom plugin is off"})))
+    })
+}
+
+fn no_such_room(room: u64) -> HttpResponse {
+    HttpResponse::NotFound().json(json!({"error": format!("no such room {room}")}))
+}
+
+async fn list_rooms(state: State, req: HttpRequest) -> HttpResponse {
+    match rooms_of(&state, &req) {
+        Ok(directory) => {
+            HttpResponse::Ok().json(json!({"rooms": videoroom_admin::list(&directory)}))
+        }
+        Err(response) => *response,
+    }
+}
+
+async fn get_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
+    let directory = match rooms_of(&state, &req) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    match videoroom_admin::show(&directory, *room) {
+        Some(view) => HttpResponse::Ok().json(view),
+        None => no_such_room(*room),
+    }
+}
+
+async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let directory = match rooms_of(&state, &req) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    let body = match read_body(&state, payload).await {
+        Ok(body) => body,
+        Err(e) => return error_response(&e),
+    };
+    let params: JsonMap = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
+    };
+    match videoroom_admin::create(&directory, &params) {
+        Ok(room) => HttpResponse::Ok().json(json!({
+            "created": room,
+            "room": videoroom_admin::show(&directory, room),
+        })),
+        Err(videoroom_admin::CreateError::Exists(room)) => {
+            HttpResponse::Conflict().json(json!({"error": format!("room {room} already exists")}))
+        }
+        Err(videoroom_admin::CreateError::Invalid(e)) => {
+            error_response(&ProxyError::BadRequest(e.text))
+        }
+    }
+}
+
+async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
+    let directory = match rooms_of(&state, &req) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    let state = state.get_ref().clone();
+    match videoroom_admin::destroy(state, directory, *room).await {
+        None => no_such_room(*room),
+        Some(Ok(())) => HttpResponse::Ok().json(json!({"destroyed": *room})),
+        Some(Err(why)) => HttpResponse::BadGateway().json(json!({
+            "error": format!("room {room} could not be destroyed on its backend: {why}")
+        })),
+    }
 }
 
 async fn openapi() -> HttpResponse {

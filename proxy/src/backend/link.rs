@@ -30,6 +30,7 @@ use serde_json::{json, Value};
 
 use super::backoff::Backoff;
 use super::connector::backend_client;
+use super::frame::BackendFrame;
 use super::transactions::{backend_transaction, split_transaction, TransactionTable};
 use crate::config::BackendConfig;
 use crate::transport::ReplyTo;
@@ -174,13 +175,13 @@ pub enum BackendIncoming {
     /// The first reply to a request (`ack`, `success` or `error`; an `error` is made up by the
     /// link when the backend is unreachable or too slow).
     Reply {
-        frame: JsonMap,
+        frame: BackendFrame,
         client_transaction: Option<String>,
         reply_to: Option<ReplyTo>,
     },
     /// Anything Janus sent about the backend handle on its own: `event`, `webrtcup`, `media`,
     /// `slowlink`, `hangup`, `detached`, `trickle`, …
-    Event { frame: JsonMap },
+    Event { frame: BackendFrame },
     /// The link to the backend failed: the backend handle is gone.
     LinkLost,
 }
@@ -553,7 +554,7 @@ impl BackendLink {
             let frame = json!({"janus": "error", "error": {"code": 490, "reason": reason}});
             if let Value::Object(frame) = frame {
                 to.do_send(BackendIncoming::Reply {
-                    frame,
+                    frame: BackendFrame::from_map(frame),
                     client_transaction,
                     reply_to,
                 });
@@ -588,57 +589,42 @@ impl BackendLink {
         let Some(conn) = self.conn.as_mut() else {
             return false;
         };
-        let mut frame = JsonMap::with_capacity(request.len() + 3);
-        let mut rest = request;
-        if let Some(janus) = rest.shift_remove("janus") {
-            frame.insert("janus".into(), janus);
-        }
-        if let Some(session_id) = session {
-            frame.insert("session_id".into(), session_id.into());
-        }
-        if let Some(handle) = handle {
-            frame.insert("handle_id".into(), handle.into());
-        }
-        frame.insert("transaction".into(), transaction.into());
-        for (k, v) in rest {
-            if !matches!(
-                k.as_str(),
-                "session_id" | "handle_id" | "transaction" | "apisecret" | "token"
-            ) {
-                frame.insert(k, v);
-            }
-        }
-        // The backend's own credentials; whatever a client sent is never forwarded.
-        if let Some(secret) = &self.credentials.api_secret {
-            frame.insert("apisecret".into(), secret.clone().into());
-        }
-        if let Some(token) = &self.credentials.token {
-            frame.insert("token".into(), token.clone().into());
-        }
-        let text = Value::Object(frame).to_string();
+        let frame = Outgoing {
+            request: &request,
+            session,
+            handle,
+            transaction,
+            credentials: &self.credentials,
+        };
+        let Ok(text) = serde_json::to_string(&frame) else {
+            return false;
+        };
         log::trace!("backend {} <- {text}", self.status.name);
         conn.sink.write(WsMessage::Text(text.into())).is_ok()
     }
 
-    fn on_message(&mut self, ctx: &mut Context<Self>, data: &[u8]) {
+    fn on_message(&mut self, ctx: &mut Context<Self>, data: bytes::Bytes) {
         log::trace!(
             "backend {} -> {}",
             self.name(),
-            String::from_utf8_lossy(data)
+            String::from_utf8_lossy(&data)
         );
-        let frame: JsonMap = match serde_json::from_slice(data) {
+        let frame = match bytestring::ByteString::try_from(data) {
+            Ok(text) => BackendFrame::parse(text).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let frame = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 log::warn!("backend {}: unparsable frame: {e}", self.name());
                 return;
             }
         };
-        let kind = frame.get("janus").and_then(Value::as_str).unwrap_or("");
-        match kind {
+        match frame.kind() {
             "ack" | "success" | "error" | "server_info" | "pong" => self.on_reply(ctx, frame),
             "timeout" => {
                 let ours = self.conn.as_ref().and_then(|c| c.session_id);
-                if ours.is_some() && frame.get("session_id").and_then(Value::as_u64) == ours {
+                if ours.is_some() && frame.session_id() == ours {
                     // The session is gone on the backend: nothing to claim.
                     if let Some(conn) = self.conn.as_mut() {
                         conn.session_id = None;
@@ -650,12 +636,8 @@ impl BackendLink {
         }
     }
 
-    fn on_reply(&mut self, ctx: &mut Context<Self>, frame: JsonMap) {
-        let Some((id, _)) = frame
-            .get("transaction")
-            .and_then(Value::as_str)
-            .and_then(split_transaction)
-        else {
+    fn on_reply(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+        let Some((id, _)) = frame.transaction().and_then(split_transaction) else {
             log::debug!("backend {}: reply without our transaction", self.name());
             return;
         };
@@ -673,39 +655,33 @@ impl BackendLink {
                 }
                 self.report(HealthEvent::Succeeded);
                 let Some(to) = to else { return };
-                if attach && frame.get("janus").and_then(Value::as_str) == Some("success") {
-                    if let Some(handle) = frame
-                        .get("data")
-                        .and_then(|d| d.get("id"))
-                        .and_then(Value::as_u64)
-                    {
-                        self.routes.insert(handle, to.clone());
-                        self.status
-                            .handles
-                            .store(self.routes.len() as u64, Ordering::Relaxed);
-                    }
-                }
+                let route = match attach && frame.kind() == "success" {
+                    true => frame.data_id(),
+                    false => None,
+                };
                 to.do_send(BackendIncoming::Reply {
                     frame,
                     client_transaction,
                     reply_to,
                 });
+                // The new handle's events go to the same recipient (moved, not cloned: each
+                // clone of an address is two allocations, kept for the handle's life).
+                if let Some(handle) = route {
+                    self.routes.insert(handle, to);
+                    self.status
+                        .handles
+                        .store(self.routes.len() as u64, Ordering::Relaxed);
+                }
             }
             None => log::debug!("backend {}: late or unknown reply {id}", self.name()),
         }
     }
 
-    fn on_internal_reply(&mut self, ctx: &mut Context<Self>, kind: Internal, frame: JsonMap) {
-        let success = matches!(
-            frame.get("janus").and_then(Value::as_str),
-            Some("success" | "server_info" | "ack")
-        );
+    fn on_internal_reply(&mut self, ctx: &mut Context<Self>, kind: Internal, frame: BackendFrame) {
+        let success = matches!(frame.kind(), "success" | "server_info" | "ack");
         match kind {
             Internal::CreateSession => {
-                let id = frame
-                    .get("data")
-                    .and_then(|d| d.get("id"))
-                    .and_then(Value::as_u64);
+                let id = frame.data_id();
                 match (success, id, self.conn.as_mut()) {
                     (true, Some(id), Some(conn)) => {
                         conn.session_id = Some(id);
@@ -801,12 +777,12 @@ impl BackendLink {
         }
     }
 
-    fn on_event(&mut self, ctx: &mut Context<Self>, frame: JsonMap) {
-        let Some(sender) = frame.get("sender").and_then(Value::as_u64) else {
+    fn on_event(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+        let Some(sender) = frame.sender() else {
             log::debug!("backend {}: event without sender dropped", self.name());
             return;
         };
-        let detached = frame.get("janus").and_then(Value::as_str) == Some("detached");
+        let detached = frame.kind() == "detached";
         let route = if detached {
             let route = self.routes.remove(&sender);
             self.status
@@ -896,12 +872,12 @@ impl StreamHandler<LinkItem> for BackendLink {
             LinkItem::Frame(_, Ok(frame)) => match frame {
                 Frame::Text(data) | Frame::Binary(data) => {
                     match self.assembler.check_whole(data.len()) {
-                        Ok(()) => self.on_message(ctx, &data),
+                        Ok(()) => self.on_message(ctx, data),
                         Err(e) => self.lost(ctx, &e.to_string()),
                     }
                 }
                 Frame::Continuation(item) => match self.assembler.push(item) {
-                    Ok(Some(data)) => self.on_message(ctx, &data),
+                    Ok(Some(data)) => self.on_message(ctx, data),
                     Ok(None) => {}
                     Err(e) => self.lost(ctx, &e.to_string()),
                 },
@@ -930,6 +906,51 @@ impl WriteHandler<ProtocolError> for BackendLink {
     }
 
     fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+/// A request as written to the backend: `janus`, the session id, the handle id, the
+/// transaction (Janus's key order), the request's other members, then the backend's own
+/// credentials; whatever ids, transaction or credentials a client sent are never forwarded.
+/// Serialised straight from the request, without building another map.
+struct Outgoing<'a> {
+    request: &'a JsonMap,
+    session: Option<u64>,
+    handle: Option<u64>,
+    transaction: &'a str,
+    credentials: &'a BackendCredentials,
+}
+
+impl Serialize for Outgoing<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(None)?;
+        if let Some((_, janus)) = self.request.iter().find(|(k, _)| *k == "janus") {
+            map.serialize_entry("janus", janus)?;
+        }
+        if let Some(session_id) = self.session {
+            map.serialize_entry("session_id", &session_id)?;
+        }
+        if let Some(handle) = self.handle {
+            map.serialize_entry("handle_id", &handle)?;
+        }
+        map.serialize_entry("transaction", self.transaction)?;
+        for (k, v) in self.request {
+            let ours = matches!(
+                k.as_str(),
+                "janus" | "session_id" | "handle_id" | "transaction" | "apisecret" | "token"
+            );
+            if !ours {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        if let Some(secret) = &self.credentials.api_secret {
+            map.serialize_entry("apisecret", secret)?;
+        }
+        if let Some(token) = &self.credentials.token {
+            map.serialize_entry("token", token)?;
+        }
+        map.end()
+    }
 }
 
 impl BackendLink {

@@ -6,10 +6,12 @@
 pub mod backoff;
 pub mod breaker;
 pub mod connector;
+pub mod frame;
 pub mod link;
 pub mod supervisor;
 pub mod transactions;
 
+pub use frame::BackendFrame;
 pub use link::{
     BackendCredentials, BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase,
     LinkRequest, LinkStatus, LinkView, RetireLink, UnrouteHandle,

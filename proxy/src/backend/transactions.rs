@@ -58,6 +58,14 @@ impl<T> TransactionTable<T> {
         if self.pending.is_empty() {
             self.deadlines.clear();
         }
+        // A burst (thousands of pipelined attaches) grows the table; give the room back once
+        // it has passed rather than hold it for the link's life.
+        if self.pending.capacity() > 64 && self.pending.len() * 4 < self.pending.capacity() {
+            self.pending.shrink_to(self.pending.len() * 2);
+        }
+        if self.deadlines.capacity() > 64 && self.deadlines.len() * 4 < self.deadlines.capacity() {
+            self.deadlines.shrink_to(self.deadlines.len() * 2);
+        }
         out
     }
 
@@ -115,6 +123,13 @@ mod tests {
         assert!(table.is_empty());
         let d = table.insert("d", t0);
         assert_eq!(table.drain(), vec![(d, "d")]);
+        // After a burst the room is given back.
+        for _ in 0..1000 {
+            let id = table.insert("x", t0);
+            table.take(id);
+        }
+        table.expire(t0);
+        assert!(table.pending.capacity() <= 64 && table.deadlines.capacity() <= 64);
         assert!(table.expire(t0 + Duration::from_secs(100)).is_empty());
     }
 

@@ -3,11 +3,13 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
+pub mod audiobridge;
 pub mod backend_handle;
 pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
 pub mod videocall;
+pub mod videoroom;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -85,6 +87,8 @@ pub trait Plugin: Send + Sync {
 #[derive(Default)]
 pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
+    /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
+    pub videoroom: Option<videoroom::SharedDirectory>,
 }
 
 impl PluginRegistry {
@@ -100,6 +104,28 @@ impl PluginRegistry {
         // same package (a relayed videocall could only call users on the same backend).
         if config.videocall {
             registry.add(Arc::new(videocall::VideoCallPlugin::new()));
+        }
+        // Likewise: a relayed audiobridge could only mix handles that landed on one backend.
+        if config.audiobridge {
+            registry.add(Arc::new(audiobridge::AudioBridgePlugin::new(
+                &config.audiobridge_rooms,
+            )));
+        }
+        // The proxy's own videoroom wins over a relay of the same package too (a relayed
+        // room would be one room per backend, each with part of the participants).
+        if config.videoroom {
+            let plugin = videoroom::VideoRoomPlugin::new();
+            let directory = plugin.directory();
+            for room in &config.videoroom_rooms {
+                // Checked by `ProxyConfig::validate`.
+                if let Ok(id) = videoroom::checks::check_config_room(room) {
+                    if directory.lock().create(id, room).is_err() {
+                        log::warn!("videoroom: room {id} configured twice; first kept");
+                    }
+                }
+            }
+            registry.videoroom = Some(directory);
+            registry.add(Arc::new(plugin));
         }
         registry
     }

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::backend_handle::{request, BackendLeg};
 use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, HandleCommand, Plugin};
-use crate::backend::BackendIncoming;
+use crate::backend::{BackendFrame, BackendIncoming};
 use crate::error::ProxyError;
 use crate::registry::SelectServer;
 use crate::session::{ClientSession, Deliver, HandleGone};
@@ -49,6 +49,7 @@ impl Plugin for RelayPlugin {
         Box::pin(async move {
             let select = SelectServer {
                 package: package.clone(),
+                avoid: Vec::new(),
             };
             let placement = match ctx.state.registry.send(select).await {
                 Ok(Ok(placement)) => placement,
@@ -123,7 +124,7 @@ impl RelayHandle {
         }
     }
 
-    fn on_attach_reply(&mut self, ctx: &mut Context<Self>, frame: JsonMap) {
+    fn on_attach_reply(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
         let Some(attached) = self.attached.take() else {
             return;
         };
@@ -223,7 +224,7 @@ impl Handler<BackendIncoming> for RelayHandle {
             } => {
                 let is_detach_reply =
                     client_transaction.is_some() && client_transaction == self.detach_transaction;
-                let is_error = frame.get("janus").and_then(Value::as_str) == Some("error");
+                let is_error = frame.kind() == "error";
                 if is_detach_reply && is_error {
                     // The backend handle is already gone; for the client the detach worked.
                     let t = client_transaction.as_deref().unwrap_or_default();
@@ -252,7 +253,7 @@ impl Handler<BackendIncoming> for RelayHandle {
                 }
             }
             BackendIncoming::Event { frame } => {
-                let detached = frame.get("janus").and_then(Value::as_str) == Some("detached");
+                let detached = frame.kind() == "detached";
                 let out = rewrite(frame, self.ids(), Transaction::FromBackend);
                 self.to_client(&out, None);
                 if detached {

@@ -2,8 +2,10 @@
 //! client's transaction in place of ours, Janus's key order kept.
 
 use janus_protocol::JsonMap;
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use crate::backend::frame::BackendFrame;
 use crate::backend::transactions::split_transaction;
 
 /// Ids as the backend knows them and as the client knows them.
@@ -23,7 +25,105 @@ pub enum Transaction<'a> {
     FromBackend,
 }
 
-pub fn rewrite(frame: JsonMap, ids: IdMap, transaction: Transaction<'_>) -> JsonMap {
+/// A backend frame rewritten for the client: `janus`, the client's `session_id`, the client's
+/// `transaction`, the client's `sender` (if the backend frame had one), then every other
+/// member in the backend's order. Serialise it in the client's style.
+pub enum Relayed<'a> {
+    /// Written straight from the backend frame's text: the values are transcoded into the
+    /// client's style without a JSON tree.
+    Text {
+        frame: BackendFrame,
+        ids: IdMap,
+        transaction: Transaction<'a>,
+    },
+    /// Rebuilt as a tree: frames made up by the proxy, odd frames, and errors (whose reason
+    /// may name backend ids).
+    Tree(JsonMap),
+}
+
+pub fn rewrite<'a>(
+    frame: impl Into<BackendFrame>,
+    ids: IdMap,
+    transaction: Transaction<'a>,
+) -> Relayed<'a> {
+    let frame = frame.into();
+    if frame.head().is_some_and(|head| !head.has_error) {
+        return Relayed::Text {
+            frame,
+            ids,
+            transaction,
+        };
+    }
+    Relayed::Tree(rewrite_tree(frame.into_map(), ids, transaction))
+}
+
+impl Relayed<'_> {
+    /// The frame as a tree, for plugins that look into what they relay (the text path is
+    /// transcoded once; relaying it as is stays cheaper).
+    pub fn into_map(self) -> JsonMap {
+        match self {
+            Relayed::Tree(map) => map,
+            text => match serde_json::to_value(&text) {
+                Ok(Value::Object(map)) => map,
+                _ => JsonMap::new(),
+            },
+        }
+    }
+}
+
+impl Serialize for Relayed<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (frame, ids, transaction) = match self {
+            Relayed::Tree(map) => return map.serialize(s),
+            Relayed::Text {
+                frame,
+                ids,
+                transaction,
+            } => (frame, ids, transaction),
+        };
+        let Some(head) = frame.head() else {
+            return rewrite_tree((**frame).clone(), *ids, *transaction).serialize(s);
+        };
+        let transaction = match transaction {
+            Transaction::Client(t) => *t,
+            Transaction::FromBackend => frame
+                .transaction()
+                .and_then(split_transaction)
+                .and_then(|(_, client)| client),
+        };
+        let ours = |key: &str| matches!(key, "janus" | "session_id" | "transaction" | "sender");
+        let rest = head
+            .members
+            .iter()
+            .filter(|m| !ours(frame.span(&m.key)))
+            .count();
+        let len = 2 + usize::from(transaction.is_some()) + usize::from(head.has_sender) + rest;
+        let mut map = s.serialize_map(Some(len))?;
+        match head.janus {
+            Some(_) => map.serialize_entry("janus", frame.kind())?,
+            None => map.serialize_entry("janus", &())?,
+        }
+        map.serialize_entry("session_id", &ids.frontend_session)?;
+        if let Some(t) = transaction {
+            map.serialize_entry("transaction", t)?;
+        }
+        if head.has_sender {
+            map.serialize_entry("sender", &ids.frontend_handle)?;
+        }
+        for member in &head.members {
+            let key = frame.span(&member.key);
+            if ours(key) {
+                continue;
+            }
+            let mut value = serde_json::Deserializer::from_str(frame.span(&member.value));
+            map.serialize_entry(key, &serde_transcode::Transcoder::new(&mut value))?;
+        }
+        map.end()
+    }
+}
+
+/// The same rewrite on a JSON tree.
+fn rewrite_tree(frame: JsonMap, ids: IdMap, transaction: Transaction<'_>) -> JsonMap {
     let mut rest = frame;
     let mut out = JsonMap::with_capacity(rest.len() + 2);
     let janus = rest.shift_remove("janus").unwrap_or(Value::Null);
@@ -67,14 +167,8 @@ pub fn rewrite(frame: JsonMap, ids: IdMap, transaction: Transaction<'_>) -> Json
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
-    }
+    use bytestring::ByteString;
+    use janus_protocol::JsonStyle;
 
     const IDS: IdMap = IdMap {
         frontend_session: 11,
@@ -82,52 +176,96 @@ mod tests {
         backend_handle: Some(987),
     };
 
+    /// Relays `text` from its text and from its tree; both must write the same bytes in every
+    /// style. Returns the compact form.
+    fn relay(text: &str, transaction: Transaction<'_>) -> String {
+        let frame = BackendFrame::parse(ByteString::from(text.to_owned())).unwrap();
+        let fast = rewrite(frame, IDS, transaction);
+        let tree = rewrite(
+            serde_json::from_str::<JsonMap>(text).unwrap(),
+            IDS,
+            transaction,
+        );
+        assert!(matches!(tree, Relayed::Tree(_)));
+        for style in [JsonStyle::Indented, JsonStyle::Plain, JsonStyle::Compact] {
+            assert_eq!(style.to_string(&fast), style.to_string(&tree), "{text}");
+        }
+        JsonStyle::Compact.to_string(&fast).unwrap()
+    }
+
     #[test]
     fn events_get_frontend_ids_and_client_transaction() {
-        let f = map(
-            json!({"janus":"event","session_id":555,"transaction":"9/msg-1","sender":987,
-            "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}}),
+        let out = relay(
+            r#"{"janus":"event","session_id":555,"transaction":"9/msg-1","sender":987,
+            "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}}"#,
+            Transaction::FromBackend,
         );
-        let out = rewrite(f, IDS, Transaction::FromBackend);
         assert_eq!(
-            Value::Object(out.clone()),
-            json!({"janus":"event","session_id":11,"transaction":"msg-1","sender":22,
-                "plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}})
+            out,
+            r#"{"janus":"event","session_id":11,"transaction":"msg-1","sender":22,"plugindata":{"plugin":"janus.plugin.echotest","data":{"echotest":"event","result":"ok"}}}"#
         );
-        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            ["janus", "session_id", "transaction", "sender", "plugindata"]
+        let out = relay(
+            r#"{"janus":"webrtcup","session_id":555,"sender":987}"#,
+            Transaction::FromBackend,
         );
-
-        let f = map(json!({"janus":"webrtcup","session_id":555,"sender":987}));
-        let out = rewrite(f, IDS, Transaction::FromBackend);
-        assert_eq!(
-            Value::Object(out),
-            json!({"janus":"webrtcup","session_id":11,"sender":22})
-        );
+        assert_eq!(out, r#"{"janus":"webrtcup","session_id":11,"sender":22}"#);
         // our own transaction (no client part) is not leaked
-        let f = map(
-            json!({"janus":"event","session_id":555,"transaction":"9","sender":987,"plugindata":{}}),
+        let out = relay(
+            r#"{"janus":"event","session_id":555,"transaction":"9","sender":987,"plugindata":{}}"#,
+            Transaction::FromBackend,
         );
-        assert!(rewrite(f, IDS, Transaction::FromBackend)
-            .get("transaction")
-            .is_none());
+        assert_eq!(
+            out,
+            r#"{"janus":"event","session_id":11,"sender":22,"plugindata":{}}"#
+        );
     }
 
     #[test]
     fn replies_and_errors() {
-        let f = map(json!({"janus":"error","session_id":555,"transaction":"3/x",
-            "error":{"code":459,"reason":"No such handle 987 in session 555"}}));
-        let out = rewrite(f, IDS, Transaction::Client(Some("t-1")));
-        assert_eq!(
-            Value::Object(out),
-            json!({"janus":"error","session_id":11,"transaction":"t-1",
-                "error":{"code":459,"reason":"No such handle 22 in session 11"}})
+        let out = relay(
+            r#"{"janus":"error","session_id":555,"transaction":"3/x",
+            "error":{"code":459,"reason":"No such handle 987 in session 555"}}"#,
+            Transaction::Client(Some("t-1")),
         );
-        let f = map(json!({"janus":"error","error":{"code":490,"reason":"lost"}}));
-        let out = rewrite(f, IDS, Transaction::Client(Some("t")));
-        let keys: Vec<&str> = out.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["janus", "session_id", "transaction", "error"]);
+        assert_eq!(
+            out,
+            r#"{"janus":"error","session_id":11,"transaction":"t-1","error":{"code":459,"reason":"No such handle 22 in session 11"}}"#
+        );
+        let out = relay(
+            r#"{"janus":"error","error":{"code":490,"reason":"lost"}}"#,
+            Transaction::Client(Some("t")),
+        );
+        assert_eq!(
+            out,
+            r#"{"janus":"error","session_id":11,"transaction":"t","error":{"code":490,"reason":"lost"}}"#
+        );
+        let out = relay(
+            r#"{"janus":"success","session_id":555,"transaction":"4/a","data":{"id":9}}"#,
+            Transaction::Client(Some("a")),
+        );
+        assert_eq!(
+            out,
+            r#"{"janus":"success","session_id":11,"transaction":"a","data":{"id":9}}"#
+        );
+    }
+
+    #[test]
+    fn text_and_tree_write_the_same_bytes() {
+        // Janus's own indented output, nested values, escapes, numbers, empty containers.
+        let janus = "{\n   \"janus\": \"event\",\n   \"session_id\": 555,\n   \"transaction\": \"12/c\\u00e9\",\n   \"sender\": 987,\n   \"plugindata\": {\n      \"plugin\": \"janus.plugin.echotest\",\n      \"data\": {\n         \"echotest\": \"event\",\n         \"result\": \"ok\"\n      }\n   },\n   \"jsep\": {\n      \"type\": \"answer\",\n      \"sdp\": \"v=0\\r\\no=- 1 2 IN IP4 127.0.0.1\\r\\n\\\"q\\\"\\u0001\"\n   }\n}";
+        relay(janus, Transaction::FromBackend);
+        relay(janus, Transaction::Client(Some("x\"y")));
+        for text in [
+            r#"{"janus":"media","session_id":1,"sender":987,"type":"audio","receiving":true,"seconds":1.5}"#,
+            r#"{"janus":"slowlink","sender":987,"uplink":false,"lost":-3,"nacks":18446744073709551615,"f":1e3,"g":0.1}"#,
+            r#"{"janus":"trickle","session_id":5,"sender":987,"candidate":{"completed":true},"a":[],"b":{},"c":[[],{}],"d":null}"#,
+            r#"{"session_id":5,"sender":"x","transaction":"1/"}"#,
+            r#"{"janus":"hangup","session_id":555,"sender":987,"reason":"DTLS alert","ünïcode":"✓ \ud83d\ude00"}"#,
+            r#"{"janus":"ack","transaction":"a\"b","session_id":5}"#,
+            r#"{"janus":"ack","janus":"event","sender":1}"#,
+        ] {
+            relay(text, Transaction::FromBackend);
+            relay(text, Transaction::Client(None));
+        }
     }
 }

@@ -46,6 +46,11 @@ impl LinkDirectory {
         self.links.read().iter().any(|l| l.is_ready())
     }
 
+    /// The link status of server `name`, if it is registered.
+    pub fn status(&self, name: &str) -> Option<Arc<LinkStatus>> {
+        self.links.read().iter().find(|l| l.name == name).cloned()
+    }
+
     /// The descriptor of `package` as a connected backend reported it.
     pub fn plugin_descriptor(&self, package: &str) -> Option<Value> {
         self.links
@@ -215,7 +220,12 @@ impl ServerRegistry {
         }
     }
 
-    fn select(&mut self, package: &str, now: Instant) -> Result<Placement, ProxyError> {
+    fn select(
+        &mut self,
+        package: &str,
+        avoid: &[String],
+        now: Instant,
+    ) -> Result<Placement, ProxyError> {
         let capacity = self.capacity;
         let mut selectable: Vec<&mut ServerEntry> = Vec::new();
         let mut breaker_blocked: Vec<&mut ServerEntry> = Vec::new();
@@ -235,6 +245,9 @@ impl ServerRegistry {
         // the client gets that Janus's own answer.
         if selectable.iter().any(|e| e.link.status.has_plugin(package)) {
             selectable.retain(|e| e.link.status.has_plugin(package));
+        }
+        if selectable.iter().any(|e| !avoid.contains(&e.record.name)) {
+            selectable.retain(|e| !avoid.contains(&e.record.name));
         }
         let candidates: Vec<Candidate<'_>> = selectable
             .iter()
@@ -478,13 +491,16 @@ impl Handler<SetDraining> for ServerRegistry {
 #[rtype(result = "Result<Placement, ProxyError>")]
 pub struct SelectServer {
     pub package: String,
+    /// Servers to pass over when another one is selectable (a videoroom room that needs one
+    /// more server); empty for most placements.
+    pub avoid: Vec<String>,
 }
 
 impl Handler<SelectServer> for ServerRegistry {
     type Result = Result<Placement, ProxyError>;
 
     fn handle(&mut self, msg: SelectServer, _: &mut Context<Self>) -> Self::Result {
-        self.select(&msg.package, Instant::now())
+        self.select(&msg.package, &msg.avoid, Instant::now())
     }
 }
 

@@ -4,7 +4,6 @@
 
 pub mod directory;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use actix::prelude::*;
 use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
 use serde::Serialize;
 
-use crate::plugin::{AttachContext, HandleCommand};
+use crate::plugin::{AttachContext, HandleCommand, Plugin};
 use crate::state::ProxyState;
 use crate::transport::{ClientConnection, ClientFrame, ReplyTo, SessionClaimed, SessionReleased};
 use directory::Expiry;
@@ -71,17 +70,55 @@ pub struct HandleView {
 
 struct HandleEntry {
     commands: Recipient<HandleCommand>,
-    plugin: String,
+    /// The plugin (shared, not a copy of its name per handle).
+    plugin: Arc<dyn Plugin>,
     backend: Option<String>,
+}
+
+/// A session's handles by id. Almost every session has one or two handles (at most
+/// `limits.handles_per_session`), so a vector is both smaller than a hash map (one exact
+/// allocation instead of a table of four) and as fast.
+#[derive(Default)]
+struct Handles(Vec<(u64, HandleEntry)>);
+
+impl Handles {
+    fn get(&self, id: u64) -> Option<&HandleEntry> {
+        self.0.iter().find(|(k, _)| *k == id).map(|(_, h)| h)
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: u64, handle: HandleEntry) {
+        self.remove(id);
+        // A first push would reserve room for four.
+        self.0.reserve_exact(1);
+        self.0.push((id, handle));
+    }
+
+    fn remove(&mut self, id: u64) -> Option<HandleEntry> {
+        let i = self.0.iter().position(|(k, _)| *k == id)?;
+        let (_, handle) = self.0.swap_remove(i);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+        Some(handle)
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 pub struct ClientSession {
     id: u64,
     state: Arc<ProxyState>,
     owner: Option<(u64, Addr<ClientConnection>)>,
-    handles: HashMap<u64, HandleEntry>,
-    /// Handle ids of attaches still waiting for their backend.
-    attaching: std::collections::HashSet<u64>,
+    handles: Handles,
+    /// Handle ids of attaches still waiting for their backend (emptied, and freed, when
+    /// they are done).
+    attaching: Vec<u64>,
 }
 
 impl ClientSession {
@@ -90,8 +127,8 @@ impl ClientSession {
             id,
             state,
             owner: Some(owner),
-            handles: HashMap::new(),
-            attaching: Default::default(),
+            handles: Handles::default(),
+            attaching: Vec::new(),
         }
     }
 
@@ -107,7 +144,7 @@ impl ClientSession {
     fn new_handle_id(&self) -> u64 {
         loop {
             let id = rand::random::<u64>() & MAX_ID;
-            if id != 0 && !self.handles.contains_key(&id) && !self.attaching.contains(&id) {
+            if id != 0 && !self.handles.contains(id) && !self.attaching.contains(&id) {
                 return id;
             }
         }
@@ -159,17 +196,27 @@ impl ClientSession {
             }
         }
         let handle_id = self.new_handle_id();
-        self.attaching.insert(handle_id);
+        self.attaching.push(handle_id);
+        // Only the transaction outlives the request while the backend attaches: not the rest
+        // of the parsed request (a burst of pipelined attaches would hold every one).
+        let Incoming {
+            transaction,
+            session_id: request_session,
+            ..
+        } = incoming;
         let fut = plugin.attach(AttachContext {
             state: self.state.clone(),
             session: ctx.address(),
             session_id: self.id,
             handle_id,
-            package: package.clone(),
+            package,
             opaque_id,
         });
         ctx.spawn(fut.into_actor(self).map(move |result, act, _| {
-            act.attaching.remove(&handle_id);
+            act.attaching.retain(|id| *id != handle_id);
+            if act.attaching.is_empty() {
+                act.attaching = Vec::new();
+            }
             match result {
                 Ok(attached) => {
                     act.state.metrics.handles.inc();
@@ -177,14 +224,19 @@ impl ClientSession {
                         handle_id,
                         HandleEntry {
                             commands: attached.commands,
-                            plugin: package,
+                            plugin,
                             backend: attached.backend,
                         },
                     );
-                    let reply = ServerMessage::created(act.id, &incoming.transaction, handle_id);
+                    let reply = ServerMessage::created(act.id, &transaction, handle_id);
                     act.reply(&conn, &reply);
                 }
-                Err(e) => act.reply_error(&conn, incoming.error(e)),
+                Err(e) => {
+                    let e = e
+                        .with_session(request_session)
+                        .with_transaction(transaction);
+                    act.reply_error(&conn, e)
+                }
             }
         }));
     }
@@ -195,7 +247,7 @@ impl Actor for ClientSession {
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         // Also reached when the system shuts down: release the backend handles.
-        for (_, handle) in self.handles.drain() {
+        for (_, handle) in std::mem::take(&mut self.handles.0) {
             self.state.metrics.handles.dec();
             handle.commands.do_send(HandleCommand::SessionClosing);
         }
@@ -208,13 +260,13 @@ impl Handler<SessionRequest> for ClientSession {
 
     fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) {
         let SessionRequest {
-            incoming,
+            mut incoming,
             conn_id,
             conn,
         } = msg;
         let handle_id = incoming.handle_id;
         let handle = if handle_id > 0 {
-            match self.handles.get(&handle_id) {
+            match self.handles.get(handle_id) {
                 Some(h) => Some(h.commands.clone()),
                 None => {
                     let err = ApiError::no_such_handle(handle_id, self.id);
@@ -255,7 +307,7 @@ impl Handler<SessionRequest> for ClientSession {
                 self.reply(&conn, &ServerMessage::success(self.id, &transaction));
             }
             (SessionVerb::Detach, Some(_)) => {
-                if let Some(handle) = self.handles.remove(&handle_id) {
+                if let Some(handle) = self.handles.remove(handle_id) {
                     self.state.metrics.handles.dec();
                     handle.commands.do_send(HandleCommand::Detach {
                         transaction,
@@ -301,7 +353,7 @@ impl Handler<HandleGone> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: HandleGone, _: &mut Context<Self>) {
-        if self.handles.remove(&msg.0).is_some() {
+        if self.handles.remove(msg.0).is_some() {
             self.state.metrics.handles.dec();
         }
     }
@@ -313,10 +365,11 @@ impl Handler<DescribeSession> for ClientSession {
     fn handle(&mut self, _: DescribeSession, _: &mut Context<Self>) -> Self::Result {
         let mut handles: Vec<HandleView> = self
             .handles
+            .0
             .iter()
             .map(|(id, h)| HandleView {
                 id: *id,
-                plugin: h.plugin.clone(),
+                plugin: h.plugin.package().to_owned(),
                 backend_server: h.backend.clone(),
             })
             .collect();

@@ -598,6 +598,7 @@ impl VideoCallHandle {
         let registry = self.state.registry.clone();
         let select = SelectServer {
             package: PACKAGE.to_owned(),
+            avoid: Vec::new(),
         };
         let fut = async move { registry.send(select).await }
             .into_actor(self)
@@ -889,8 +890,8 @@ impl VideoCallHandle {
                 frame,
                 client_transaction,
                 reply_to,
-            } => self.on_leg_reply(ctx, frame, client_transaction, reply_to),
-            BackendIncoming::Event { frame } => self.on_leg_event(ctx, frame),
+            } => self.on_leg_reply(ctx, frame.into_map(), client_transaction, reply_to),
+            BackendIncoming::Event { frame } => self.on_leg_event(ctx, frame.into_map()),
             BackendIncoming::LinkLost => self.on_leg_lost(ctx),
         }
     }
@@ -1005,7 +1006,7 @@ impl VideoCallHandle {
                 == self.call_transaction.as_deref();
         let ids = leg.backend.ids(self.session_id, self.handle_id);
         let lingering = leg.lingering;
-        let out = rewrite(frame, ids, Transaction::FromBackend);
+        let out = rewrite(frame, ids, Transaction::FromBackend).into_map();
         if lingering && self.call.is_some() && out.get("transaction").is_none() {
             // An old call's leg while a new call is being set up elsewhere: its teardown
             // would confuse the client's new PeerConnection.

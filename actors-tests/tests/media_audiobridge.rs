@@ -1,0 +1,198 @@
+//! Real-media end-to-end test of the audiobridge plugin: two real WebRTC peers (libwebrtc via
+//! npm `@roamhq/wrtc`, signalling via npm `janode`, script `actors-tests/media/audiobridge.mjs`)
+//! join one AudioBridge room with a synthetic tone each (one as the stock demo does: `join`,
+//! then `configure` with the offer), and each must receive audio RTP — the other's voice,
+//! mixed by a real Janus 1.1.2.
+//!
+//! As in `media_echotest.rs`, everything runs inside a private network namespace (lo + a
+//! veth pair, 198.18.0.1/24 on `v0`, no default route, IPv6 off; Janus never gathers ICE
+//! candidates on loopback): signalling on 127.0.0.1, ICE/DTLS/SRTP on 198.18.0.1.
+//!
+//! Phases:
+//!   1. the script against one Janus directly (proves the environment),
+//!   2. the script against the proxy (`proxy-under-test`) in front of two Janus servers: the
+//!      proxy places the room on one of them (the registry's policy), which mixes.
+//!
+//! Needs root, iproute2, janus, node and `actors-tests/media/install.sh` having run. Without
+//! the rights to create a network namespace it prints `SKIP: ...` and passes.
+//! `MEDIA_E2E_SKIP=1` skips it on purpose; `MEDIA_E2E_PROXY_BIN=/path` overrides the proxy
+//! binary; `MEDIA_E2E_KEEP=1` keeps the work dir with the configs and logs. The namespace,
+//! process and script helpers are in `actors_tests::netns`.
+
+use actors_tests::netns::{JanusInNs, MediaTest, ScriptRun};
+use serde_json::Value;
+
+const TEST: &str = "media_audiobridge";
+const NS_PREFIX: &str = "jc-abridge-";
+/// Janus's ports inside the private namespace (all free there; the proxy's are in netns).
+const JANUS_WS_PORTS: [u16; 2] = [8188, 8190];
+/// Budget of one run of the script (its own watchdog) and how long it may retry
+/// connecting + creating a session while the server under test starts.
+const SCRIPT_TIMEOUT_MS: u64 = 40_000;
+const DIRECT_CONNECT_TIMEOUT_MS: u64 = 10_000;
+const PROXY_CONNECT_TIMEOUT_MS: u64 = 20_000;
+
+/// Everything the summary must show for a successful real-media audio conference.
+fn check_summary(s: &Value) -> Vec<String> {
+    let mut problems = Vec::new();
+    let peers = s["peers"].as_array().cloned().unwrap_or_default();
+    if peers.len() != 2 {
+        problems.push(format!("expected two peers, got {}", s["peers"]));
+    }
+    for p in &peers {
+        let name = &p["name"];
+        if p["webrtcup"] != true {
+            problems.push(format!("{name}: no webrtcup event"));
+        }
+        let pc_states = p["pc_states"].as_array().cloned().unwrap_or_default();
+        if !pc_states.iter().any(|v| v == "connected") {
+            problems.push(format!(
+                "{name}: PeerConnection never connected (states = {})",
+                p["pc_states"]
+            ));
+        }
+        for kind in ["audio"] {
+            if p["packetsReceived"][kind].as_u64().unwrap_or(0) == 0 {
+                problems.push(format!(
+                    "{name}: no inbound RTP for {kind} (packetsReceived = {})",
+                    p["packetsReceived"]
+                ));
+            }
+        }
+    }
+    let steps = |i: usize| peers.get(i).map(|p| p["steps"].clone()).unwrap_or_default();
+    for (i, wanted) in [
+        (0, ["created", "joined", "destroyed"]),
+        (1, ["joined", "configured", "left"]),
+    ] {
+        let done = steps(i);
+        for step in wanted {
+            if !done.as_array().is_some_and(|a| a.iter().any(|v| v == step)) {
+                problems.push(format!("peer {i}: step `{step}` not done (steps = {done})"));
+            }
+        }
+    }
+    problems
+}
+
+fn one_line(r: &ScriptRun, s: &Value) -> String {
+    let peers: Vec<String> = s["peers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}: events={} packetsReceived={}",
+                p["name"], p["events"], p["packetsReceived"]
+            )
+        })
+        .collect();
+    format!(
+        "[{}] ok in {:.1} s (script {} ms): {}",
+        r.label,
+        r.elapsed.as_secs_f64(),
+        s["elapsed_ms"],
+        peers.join("; ")
+    )
+}
+
+/// The proxy's backends: both Janus servers.
+fn proxy_sections() -> String {
+    format!(
+        "[[backend.servers]]\n\
+         name = \"janus-a\"\n\
+         url = \"ws://127.0.0.1:{}\"\n\
+         [[backend.servers]]\n\
+         name = \"janus-b\"\n\
+         url = \"ws://127.0.0.1:{}\"\n",
+        JANUS_WS_PORTS[0], JANUS_WS_PORTS[1]
+    )
+}
+
+fn janus_reports(janus: &mut [JanusInNs]) -> String {
+    janus
+        .iter_mut()
+        .map(|j| j.report(40))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn media_audiobridge_direct_and_via_proxy() {
+    let Some(media) = MediaTest::start(TEST, NS_PREFIX, true) else {
+        return;
+    };
+
+    // ---- two Janus servers inside the namespace -----------------------------------------
+    let mut janus = Vec::new();
+    for (daemon_name, name, port) in [
+        ("janus-a", "a", JANUS_WS_PORTS[0]),
+        ("janus-b", "b", JANUS_WS_PORTS[1]),
+    ] {
+        let server_name = format!("janus-media-{name}");
+        let conf = media.write_janus_config(
+            &format!("janus-conf-{name}"),
+            port,
+            &[
+                // The shared templates leave the audiobridge plugin out; this test needs it.
+                ("libjanus_audiobridge.so,", ""),
+                ("janus-media-test", &server_name),
+            ],
+        );
+        janus.push(media.spawn_janus(daemon_name, &conf, &format!("janus-{name}")));
+    }
+
+    // ---- phase 1: direct to one Janus (the script retries until Janus accepts) -----------
+    let direct_url = format!("ws://127.0.0.1:{}", JANUS_WS_PORTS[0]);
+    let direct = media.run_script(
+        "audiobridge",
+        "direct",
+        &direct_url,
+        SCRIPT_TIMEOUT_MS,
+        DIRECT_CONNECT_TIMEOUT_MS,
+    );
+    let direct_summary = direct.expect_success(check_summary).unwrap_or_else(|diag| {
+        panic!(
+            "{TEST}: the audio conference DIRECTLY through Janus failed, so the environment \
+             (Janus / namespace / wrtc) is broken, not (necessarily) the proxy.\n{diag}\n{}",
+            janus_reports(&mut janus)
+        )
+    });
+    println!("{TEST}: {}", one_line(&direct, &direct_summary));
+
+    // ---- phase 2: through the proxy, in front of both servers ---------------------------
+    let mut proxy = media.spawn_proxy(
+        option_env!("CARGO_BIN_EXE_proxy-under-test"),
+        &proxy_sections(),
+    );
+    let via = media.run_script(
+        "audiobridge",
+        "proxy",
+        &media.proxy_url(),
+        SCRIPT_TIMEOUT_MS,
+        PROXY_CONNECT_TIMEOUT_MS,
+    );
+    let via_summary = via.expect_success(check_summary).unwrap_or_else(|diag| {
+        panic!(
+            "{TEST}: the conference directly through Janus PASSED but THROUGH THE PROXY FAILED.\n\
+             {diag}\n{}\n{}",
+            proxy.report(),
+            janus_reports(&mut janus)
+        )
+    });
+    println!("{TEST}: {}", one_line(&via, &via_summary));
+
+    // Every server must have survived the whole thing.
+    proxy.assert_alive();
+    janus.iter_mut().for_each(JanusInNs::assert_alive);
+
+    // Explicit teardown order: processes first, then the namespace (Drop would do the same).
+    proxy.daemon.stop();
+    for j in janus.iter_mut() {
+        j.daemon.stop();
+    }
+    let started = media.started;
+    drop(media);
+    println!("{TEST}: passed in {:.1} s", started.elapsed().as_secs_f64());
+}

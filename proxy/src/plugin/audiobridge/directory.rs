@@ -1,0 +1,382 @@
+//! The audiobridge room directory: every room created through this proxy, with the settings it
+//! was created with (kept up to date by `edit` and `allowed`), and the backend server its mixer
+//! currently lives on, if any. A plain map shared by the audiobridge handles behind a lock,
+//! unit-tested without a runtime.
+//!
+//! A room is *placed* on one server at a time. It is *ready* there once a `create` with its
+//! settings succeeded on that server (or found it existing). When the server is lost the room
+//! is unplaced; the next request about it places it again, usually elsewhere.
+
+use std::collections::BTreeMap;
+
+use janus_protocol::JsonMap;
+use serde_json::Value;
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    /// The `create` body as the client sent it (without `request` and `permanent`), with the
+    /// room id filled in, and edits applied: what re-creating it elsewhere sends.
+    pub config: JsonMap,
+    pub server: Option<String>,
+    pub ready: bool,
+    /// Reserved by a `create` that has not been answered yet.
+    pub creating: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RoomDirectory {
+    rooms: BTreeMap<u64, Room>,
+}
+
+/// Where a room-level request goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Whereabouts {
+    /// Not a room of this proxy.
+    Unknown,
+    /// Known, no backend server at the moment.
+    Unplaced,
+    /// On this server; `ready`: created there.
+    On { server: String, ready: bool },
+}
+
+impl RoomDirectory {
+    pub fn whereabouts(&self, room: u64) -> Whereabouts {
+        match self.rooms.get(&room) {
+            None => Whereabouts::Unknown,
+            Some(r) if r.creating => Whereabouts::Unknown,
+            Some(r) => match &r.server {
+                None => Whereabouts::Unplaced,
+                Some(s) => Whereabouts::On {
+                    server: s.clone(),
+                    ready: r.ready,
+                },
+            },
+        }
+    }
+
+    pub fn contains(&self, room: u64) -> bool {
+        self.rooms.contains_key(&room)
+    }
+
+    /// Reserves `room` for a `create` in progress; false when it exists (or is reserved).
+    pub fn reserve(&mut self, room: u64, server: &str) -> bool {
+        if self.rooms.contains_key(&room) {
+            return false;
+        }
+        self.rooms.insert(
+            room,
+            Room {
+                config: JsonMap::new(),
+                server: Some(server.to_owned()),
+                ready: false,
+                creating: true,
+            },
+        );
+        true
+    }
+
+    /// A room known from the configuration: no server until it is first used.
+    pub fn add_unplaced(&mut self, room: u64, config: JsonMap) {
+        self.rooms.insert(
+            room,
+            Room {
+                config,
+                server: None,
+                ready: false,
+                creating: false,
+            },
+        );
+    }
+
+    /// The reserved room was created on its server.
+    pub fn created(&mut self, room: u64, config: JsonMap) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.config = config;
+            r.ready = true;
+            r.creating = false;
+        }
+    }
+
+    /// The reserved room was validated by a server (created there, then destroyed again): it
+    /// waits for its first use to be placed.
+    pub fn created_unplaced(&mut self, room: u64, config: JsonMap) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.config = config;
+            r.server = None;
+            r.ready = false;
+            r.creating = false;
+        }
+    }
+
+    /// The `create` failed: the reservation goes.
+    pub fn unreserve(&mut self, room: u64) {
+        if self.rooms.get(&room).is_some_and(|r| r.creating) {
+            self.rooms.remove(&room);
+        }
+    }
+
+    /// Places an unplaced room on `server`; returns where the room is now (another handle may
+    /// have placed it first). None when the room is unknown.
+    pub fn place(&mut self, room: u64, server: &str) -> Option<String> {
+        let r = self.rooms.get_mut(&room).filter(|r| !r.creating)?;
+        if r.server.is_none() {
+            r.server = Some(server.to_owned());
+            r.ready = false;
+        }
+        r.server.clone()
+    }
+
+    /// The room's settings, to create it on its server.
+    pub fn config(&self, room: u64) -> Option<JsonMap> {
+        self.rooms.get(&room).map(|r| r.config.clone())
+    }
+
+    /// The room exists on `server` now.
+    pub fn mark_ready(&mut self, room: u64, server: &str) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            if r.server.as_deref() == Some(server) {
+                r.ready = true;
+            }
+        }
+    }
+
+    /// The room could not be used on `server`: forget that placement.
+    pub fn unplace(&mut self, room: u64, server: &str) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            if r.server.as_deref() == Some(server) && !r.creating {
+                r.server = None;
+                r.ready = false;
+            }
+        }
+    }
+
+    /// `server` is gone: every room on it is unplaced. Returns how many.
+    pub fn server_lost(&mut self, server: &str) -> usize {
+        let mut n = 0;
+        for r in self.rooms.values_mut() {
+            if r.server.as_deref() == Some(server) && !r.creating {
+                r.server = None;
+                r.ready = false;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn remove(&mut self, room: u64) {
+        self.rooms.remove(&room);
+    }
+
+    /// Applies a successful `edit` to the stored settings.
+    pub fn edited(&mut self, room: u64, edit: &JsonMap) {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        for (from, to) in [
+            ("new_description", "description"),
+            ("new_secret", "secret"),
+            ("new_pin", "pin"),
+            ("new_is_private", "is_private"),
+            ("new_record_dir", "record_dir"),
+            ("new_mjrs_dir", "mjrs_dir"),
+        ] {
+            if let Some(v) = edit.get(from) {
+                // Janus removes the PIN when the new one is empty.
+                if to == "pin" && v.as_str() == Some("") {
+                    r.config.remove("pin");
+                } else {
+                    r.config.insert(to.into(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies a successful `allowed` to the stored settings: a room with an `allowed` list
+    /// checks tokens; `disable` drops the list.
+    pub fn allowed(&mut self, room: u64, body: &JsonMap) {
+        let Some(r) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let action = body.get("action").and_then(Value::as_str).unwrap_or("");
+        let tokens: Vec<String> = body
+            .get("allowed")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut current: Vec<String> = r
+            .config
+            .get("allowed")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        match action {
+            "enable" => {}
+            "disable" => {
+                r.config.remove("allowed");
+                return;
+            }
+            "add" => {
+                for t in tokens {
+                    if !current.contains(&t) {
+                        current.push(t);
+                    }
+                }
+            }
+            "remove" => current.retain(|t| !tokens.contains(t)),
+            _ => return,
+        }
+        r.config.insert(
+            "allowed".into(),
+            Value::Array(current.into_iter().map(Value::String).collect()),
+        );
+    }
+
+    /// Rooms and where they are, in id order.
+    pub fn rooms(&self) -> Vec<(u64, Room)> {
+        self.rooms
+            .iter()
+            .filter(|(_, r)| !r.creating)
+            .map(|(id, r)| (*id, r.clone()))
+            .collect()
+    }
+
+    /// Servers that hold at least one room.
+    pub fn servers(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .rooms
+            .values()
+            .filter(|r| !r.creating)
+            .filter_map(|r| r.server.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn map(v: Value) -> JsonMap {
+        match v {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        }
+    }
+
+    #[test]
+    fn create_reserves_then_records() {
+        let mut d = RoomDirectory::default();
+        assert!(d.reserve(7, "a"));
+        assert!(!d.reserve(7, "b"));
+        // a reservation is nobody's room yet
+        assert_eq!(d.whereabouts(7), Whereabouts::Unknown);
+        assert_eq!(d.place(7, "b"), None);
+        d.created(7, map(json!({"room": 7, "pin": "x"})));
+        assert_eq!(
+            d.whereabouts(7),
+            Whereabouts::On {
+                server: "a".into(),
+                ready: true
+            }
+        );
+        assert!(d.reserve(8, "a"));
+        d.unreserve(8);
+        assert!(!d.contains(8));
+        // unreserve never removes a real room
+        d.unreserve(7);
+        assert!(d.contains(7));
+        // validated by a server, placed at first use
+        assert!(d.reserve(9, "a"));
+        d.created_unplaced(9, map(json!({"room": 9})));
+        assert_eq!(d.whereabouts(9), Whereabouts::Unplaced);
+        assert_eq!(d.place(9, "b").as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn lost_server_unplaces_and_first_placer_wins() {
+        let mut d = RoomDirectory::default();
+        for (room, server) in [(1, "a"), (2, "b"), (3, "a")] {
+            assert!(d.reserve(room, server));
+            d.created(room, JsonMap::new());
+        }
+        assert_eq!(d.servers(), ["a", "b"]);
+        assert_eq!(d.server_lost("a"), 2);
+        assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
+        assert_eq!(d.servers(), ["b"]);
+        assert_eq!(d.place(1, "b").as_deref(), Some("b"));
+        assert_eq!(d.place(1, "c").as_deref(), Some("b"));
+        assert_eq!(
+            d.whereabouts(1),
+            Whereabouts::On {
+                server: "b".into(),
+                ready: false
+            }
+        );
+        d.mark_ready(1, "c");
+        assert!(!matches!(
+            d.whereabouts(1),
+            Whereabouts::On { ready: true, .. }
+        ));
+        d.mark_ready(1, "b");
+        assert!(matches!(
+            d.whereabouts(1),
+            Whereabouts::On { ready: true, .. }
+        ));
+        d.unplace(1, "c");
+        assert!(matches!(d.whereabouts(1), Whereabouts::On { .. }));
+        d.unplace(1, "b");
+        assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
+        d.remove(1);
+        assert_eq!(d.whereabouts(1), Whereabouts::Unknown);
+        assert_eq!(d.len(), 2);
+    }
+
+    #[test]
+    fn edits_and_tokens_are_kept_for_recreation() {
+        let mut d = RoomDirectory::default();
+        d.reserve(1, "a");
+        d.created(1, map(json!({"room": 1, "secret": "s", "pin": "p"})));
+        d.edited(
+            1,
+            &map(json!({"new_secret": "t", "new_pin": "", "new_description": "D"})),
+        );
+        let c = d.config(1).unwrap_or_default();
+        assert_eq!(c.get("secret"), Some(&json!("t")));
+        assert_eq!(c.get("pin"), None);
+        assert_eq!(c.get("description"), Some(&json!("D")));
+        d.allowed(1, &map(json!({"action": "add", "allowed": ["x", "y"]})));
+        d.allowed(1, &map(json!({"action": "remove", "allowed": ["x"]})));
+        assert_eq!(
+            d.config(1).unwrap_or_default().get("allowed"),
+            Some(&json!(["y"]))
+        );
+        d.allowed(1, &map(json!({"action": "disable"})));
+        assert_eq!(d.config(1).unwrap_or_default().get("allowed"), None);
+        d.allowed(1, &map(json!({"action": "enable"})));
+        assert_eq!(
+            d.config(1).unwrap_or_default().get("allowed"),
+            Some(&json!([]))
+        );
+    }
+}

@@ -1,0 +1,596 @@
+//! The videoroom room directory: the rooms this proxy owns, their settings (as `create` gave
+//! them, kept up to date by `edit`, `allowed` and `enable_recording`), the backend server each
+//! room lives on (if any yet) and who is in it. A plain map shared by every videoroom handle
+//! behind a lock, unit-tested without a runtime.
+//!
+//! Phase 1: a room lives on ONE backend server. It gets one when a handle first needs it
+//! there (a `join`, or a room request only the backend can answer); the first handle to
+//! [`Directory::place`] it wins, every later one goes to the same server. When that server is
+//! lost the placement is forgotten ([`Directory::forget_placement`]) and the next handle
+//! that needs the room creates it again on whatever server the registry picks.
+
+use std::collections::BTreeMap;
+
+use janus_protocol::JsonMap;
+use serde_json::{json, Value};
+
+/// Settings a backend room is never created with: the proxy owns the room and its lifetime.
+const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPlacement {
+    pub server: String,
+    /// The room exists on that server (the proxy created it, or found it there).
+    pub created: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Room {
+    pub id: u64,
+    /// The `create` parameters (minus `request`, `room`, `permanent`, `admin_key`).
+    pub settings: JsonMap,
+    /// The servers the room lives on; the first is where room-wide requests go. Phase 1
+    /// (`plugins.videoroom_publishers_per_backend = 0`) uses only one.
+    pub servers: Vec<RoomPlacement>,
+    /// Client handles joined as publishers (Janus's `num_participants`): their server and
+    /// publisher id.
+    pub publishers: BTreeMap<u64, (String, u64)>,
+}
+
+impl Room {
+    /// The room's first server (room-wide requests go there).
+    pub fn placement(&self) -> Option<&RoomPlacement> {
+        self.servers.first()
+    }
+
+    fn str_setting(&self, key: &str) -> Option<&str> {
+        self.settings.get(key).and_then(Value::as_str)
+    }
+
+    fn bool_setting(&self, key: &str, default: bool) -> bool {
+        self.settings
+            .get(key)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    fn int_setting(&self, key: &str, default: u64) -> u64 {
+        self.settings
+            .get(key)
+            .and_then(Value::as_u64)
+            .unwrap_or(default)
+    }
+
+    pub fn is_private(&self) -> bool {
+        self.bool_setting("is_private", false)
+    }
+
+    pub fn secret(&self) -> Option<&str> {
+        self.str_setting("secret")
+    }
+
+    /// The body of the backend `create` for this room.
+    pub fn create_request(&self) -> JsonMap {
+        let mut body = JsonMap::new();
+        body.insert("request".into(), "create".into());
+        body.insert("room".into(), self.id.into());
+        body.insert("permanent".into(), false.into());
+        for (k, v) in &self.settings {
+            body.insert(k.clone(), v.clone());
+        }
+        body
+    }
+
+    /// The room as Janus 1.1.2 describes it in a `list` reply (same keys, same order,
+    /// same defaults).
+    pub fn list_entry(&self) -> Value {
+        let mut e = JsonMap::new();
+        e.insert("room".into(), self.id.into());
+        let description = self
+            .str_setting("description")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("Room {}", self.id));
+        e.insert("description".into(), description.into());
+        e.insert(
+            "pin_required".into(),
+            self.str_setting("pin").is_some().into(),
+        );
+        e.insert("is_private".into(), self.is_private().into());
+        e.insert(
+            "max_publishers".into(),
+            self.int_setting("publishers", 3).into(),
+        );
+        e.insert("bitrate".into(), self.int_setting("bitrate", 0).into());
+        if self.bool_setting("bitrate_cap", false) {
+            e.insert("bitrate_cap".into(), true.into());
+        }
+        e.insert("fir_freq".into(), self.int_setting("fir_freq", 0).into());
+        for key in [
+            "require_pvtid",
+            "require_e2ee",
+            "dummy_publisher",
+            "notify_joining",
+        ] {
+            e.insert(key.into(), self.bool_setting(key, false).into());
+        }
+        let audiocodec = self.str_setting("audiocodec").unwrap_or("opus");
+        let videocodec = self.str_setting("videocodec").unwrap_or("vp8");
+        e.insert("audiocodec".into(), audiocodec.into());
+        e.insert("videocodec".into(), videocodec.into());
+        if audiocodec.contains("opus") {
+            if self.bool_setting("opus_fec", true) {
+                e.insert("opus_fec".into(), true.into());
+            }
+            if self.bool_setting("opus_dtx", false) {
+                e.insert("opus_dtx".into(), true.into());
+            }
+        }
+        if self.bool_setting("video_svc", false) {
+            e.insert("video_svc".into(), true.into());
+        }
+        e.insert("record".into(), self.bool_setting("record", false).into());
+        if let Some(dir) = self.str_setting("rec_dir") {
+            e.insert("rec_dir".into(), dir.into());
+        }
+        e.insert(
+            "lock_record".into(),
+            self.bool_setting("lock_record", false).into(),
+        );
+        e.insert("num_participants".into(), self.publishers.len().into());
+        e.insert(
+            "audiolevel_ext".into(),
+            self.bool_setting("audiolevel_ext", true).into(),
+        );
+        let audiolevel_event = self.bool_setting("audiolevel_event", false);
+        e.insert("audiolevel_event".into(), audiolevel_event.into());
+        if audiolevel_event {
+            e.insert(
+                "audio_active_packets".into(),
+                self.int_setting("audio_active_packets", 100).into(),
+            );
+            e.insert(
+                "audio_level_average".into(),
+                self.int_setting("audio_level_average", 25).into(),
+            );
+        }
+        for key in [
+            "videoorient_ext",
+            "playoutdelay_ext",
+            "transport_wide_cc_ext",
+        ] {
+            e.insert(key.into(), self.bool_setting(key, true).into());
+        }
+        Value::Object(e)
+    }
+
+    /// Applies a successful `edit` (its `new_*` elements) to the settings.
+    pub fn apply_edit(&mut self, body: &JsonMap) {
+        for (new, key) in [
+            ("new_description", "description"),
+            ("new_secret", "secret"),
+            ("new_pin", "pin"),
+            ("new_is_private", "is_private"),
+            ("new_require_pvtid", "require_pvtid"),
+            ("new_bitrate", "bitrate"),
+            ("new_fir_freq", "fir_freq"),
+            ("new_publishers", "publishers"),
+            ("new_lock_record", "lock_record"),
+            ("new_rec_dir", "rec_dir"),
+        ] {
+            if let Some(v) = body.get(new) {
+                // Janus: an empty new pin or secret removes it.
+                if v.as_str() == Some("") && (key == "pin" || key == "secret") {
+                    self.settings.shift_remove(key);
+                } else {
+                    self.settings.insert(key.into(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// Applies a successful `allowed` request.
+    pub fn apply_allowed(&mut self, body: &JsonMap) {
+        let action = body.get("action").and_then(Value::as_str).unwrap_or("");
+        let tokens: Vec<String> = body
+            .get("allowed")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut current: Vec<String> = self
+            .settings
+            .get("allowed")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match action {
+            "enable" => {
+                if !self.settings.contains_key("allowed") {
+                    self.settings.insert("allowed".into(), json!([]));
+                }
+                return;
+            }
+            "disable" => {
+                self.settings.shift_remove("allowed");
+                return;
+            }
+            "add" => {
+                for t in tokens {
+                    if !current.contains(&t) {
+                        current.push(t);
+                    }
+                }
+            }
+            "remove" => current.retain(|t| !tokens.contains(t)),
+            _ => return,
+        }
+        self.settings.insert("allowed".into(), json!(current));
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    rooms: BTreeMap<u64, Room>,
+}
+
+/// `create` for a room id that exists.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RoomExists;
+
+impl Directory {
+    /// Records a room (`id` 0: a random one, as Janus). The body is `create`'s, already checked.
+    pub fn create(&mut self, id: u64, body: &JsonMap) -> Result<u64, RoomExists> {
+        let id = if id == 0 { self.random_id() } else { id };
+        if self.rooms.contains_key(&id) {
+            return Err(RoomExists);
+        }
+        let settings = body
+            .iter()
+            .filter(|(k, _)| !NOT_FORWARDED.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.rooms.insert(
+            id,
+            Room {
+                id,
+                settings,
+                servers: Vec::new(),
+                publishers: BTreeMap::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    fn random_id(&self) -> u64 {
+        loop {
+            // Janus's random room ids are below 2^53 (JavaScript-safe).
+            let id = rand::random::<u64>() & ((1 << 53) - 1);
+            if id != 0 && !self.rooms.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<&Room> {
+        self.rooms.get(&id)
+    }
+
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Room> {
+        self.rooms.get_mut(&id)
+    }
+
+    pub fn exists(&self, id: u64) -> bool {
+        self.rooms.contains_key(&id)
+    }
+
+    pub fn remove(&mut self, id: u64) -> Option<Room> {
+        self.rooms.remove(&id)
+    }
+
+    /// Public rooms (every room with `all`), in id order.
+    pub fn list(&self, all: bool) -> Vec<Value> {
+        self.rooms
+            .values()
+            .filter(|r| all || !r.is_private())
+            .map(Room::list_entry)
+            .collect()
+    }
+
+    /// Where the room lives (its first server), if anywhere yet.
+    pub fn placement(&self, id: u64) -> Option<RoomPlacement> {
+        self.rooms.get(&id).and_then(|r| r.placement().cloned())
+    }
+
+    /// Puts the room on `server` unless it lives somewhere already: the (first) server it
+    /// lives on (None: no such room).
+    pub fn place(&mut self, id: u64, server: &str) -> Option<String> {
+        let room = self.rooms.get_mut(&id)?;
+        if room.servers.is_empty() {
+            room.servers.push(RoomPlacement {
+                server: server.to_owned(),
+                created: false,
+            });
+        }
+        room.placement().map(|p| p.server.clone())
+    }
+
+    /// One more server for a room that spans servers (phase 2). False: no such room, or
+    /// already there.
+    pub fn add_server(&mut self, id: u64, server: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return false;
+        };
+        if room.servers.iter().any(|p| p.server == server) {
+            return false;
+        }
+        room.servers.push(RoomPlacement {
+            server: server.to_owned(),
+            created: false,
+        });
+        true
+    }
+
+    /// Does the room live on `server` (its backend room created)?
+    pub fn is_created_on(&self, id: u64, server: &str) -> bool {
+        self.rooms
+            .get(&id)
+            .is_some_and(|r| r.servers.iter().any(|p| p.server == server && p.created))
+    }
+
+    /// Is `server` one of the room's servers?
+    pub fn is_on(&self, id: u64, server: &str) -> bool {
+        self.rooms
+            .get(&id)
+            .is_some_and(|r| r.servers.iter().any(|p| p.server == server))
+    }
+
+    /// The room exists on `server` now.
+    pub fn mark_created(&mut self, id: u64, server: &str) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            for p in room.servers.iter_mut().filter(|p| p.server == server) {
+                p.created = true;
+            }
+        }
+    }
+
+    /// `server` is lost: every room there forgets it (and its publishers, who were there).
+    /// Returns the rooms that lived there.
+    pub fn forget_server(&mut self, server: &str) -> Vec<u64> {
+        let mut forgotten = Vec::new();
+        for room in self.rooms.values_mut() {
+            if room.servers.iter().any(|p| p.server == server) {
+                room.servers.retain(|p| p.server != server);
+                room.publishers.retain(|_, (s, _)| s != server);
+                forgotten.push(room.id);
+            }
+        }
+        forgotten
+    }
+
+    /// One room forgets `server` (if it lives there).
+    pub fn forget_placement(&mut self, id: u64, server: &str) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            room.servers.retain(|p| p.server != server);
+            room.publishers.retain(|_, (s, _)| s != server);
+        }
+    }
+
+    pub fn publisher_joined(&mut self, id: u64, handle: u64, server: &str, feed: u64) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            room.publishers.insert(handle, (server.to_owned(), feed));
+        }
+    }
+
+    pub fn publisher_left(&mut self, id: u64, handle: u64) {
+        if let Some(room) = self.rooms.get_mut(&id) {
+            room.publishers.remove(&handle);
+        }
+    }
+
+    /// Room affinity (phase 2): the room's server with the fewest joined publishers while it
+    /// has fewer than `per_backend` (None: the room needs another server).
+    pub fn server_for_publisher(&self, id: u64, per_backend: usize) -> Option<String> {
+        let room = self.rooms.get(&id)?;
+        room.servers
+            .iter()
+            .map(|p| {
+                let n = room
+                    .publishers
+                    .values()
+                    .filter(|(s, _)| *s == p.server)
+                    .count();
+                (n, &p.server)
+            })
+            .filter(|(n, _)| *n < per_backend.max(1))
+            .min_by_key(|(n, _)| *n)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// The server of publisher `feed` in the room, if it is one of the proxy's.
+    pub fn feed_server(&self, id: u64, feed: u64) -> Option<String> {
+        let room = self.rooms.get(&id)?;
+        room.publishers
+            .values()
+            .find(|(_, f)| *f == feed)
+            .map(|(s, _)| s.clone())
+    }
+
+    /// The room's servers.
+    pub fn servers(&self, id: u64) -> Vec<String> {
+        self.rooms
+            .get(&id)
+            .map(|r| r.servers.iter().map(|p| p.server.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> JsonMap {
+        match v {
+            Value::Object(m) => m,
+            _ => JsonMap::new(),
+        }
+    }
+
+    #[test]
+    fn create_exists_remove() {
+        let mut d = Directory::default();
+        assert_eq!(d.create(1234, &body(json!({"request":"create"}))), Ok(1234));
+        assert_eq!(d.create(1234, &JsonMap::new()), Err(RoomExists));
+        let random = d.create(0, &JsonMap::new()).expect("random id");
+        assert!(random != 0 && random < (1 << 53) && random != 1234);
+        assert!(d.exists(1234) && d.exists(random));
+        assert!(d.remove(1234).is_some());
+        assert!(!d.exists(1234));
+        assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn list_matches_janus_defaults_and_hides_private_rooms() {
+        let mut d = Directory::default();
+        d.create(1234, &JsonMap::new()).expect("create");
+        d.create(
+            1235,
+            &body(json!({"is_private": true, "pin": "p", "publishers": 6})),
+        )
+        .expect("create");
+        let list = d.list(false);
+        assert_eq!(
+            list,
+            [
+                json!({"room":1234,"description":"Room 1234","pin_required":false,"is_private":false,
+                "max_publishers":3,"bitrate":0,"fir_freq":0,"require_pvtid":false,
+                "require_e2ee":false,"dummy_publisher":false,"notify_joining":false,
+                "audiocodec":"opus","videocodec":"vp8","opus_fec":true,"record":false,
+                "lock_record":false,"num_participants":0,"audiolevel_ext":true,
+                "audiolevel_event":false,"videoorient_ext":true,"playoutdelay_ext":true,
+                "transport_wide_cc_ext":true})
+            ]
+        );
+        // key order as Janus's
+        let keys: Vec<String> = list[0]
+            .as_object()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        assert_eq!(
+            keys[..4],
+            ["room", "description", "pin_required", "is_private"]
+        );
+        assert_eq!(d.list(true).len(), 2);
+        assert_eq!(d.list(true)[1]["pin_required"], true);
+        assert_eq!(d.list(true)[1]["max_publishers"], 6);
+    }
+
+    #[test]
+    fn first_placement_wins_and_a_lost_server_is_forgotten() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.create(2, &JsonMap::new()).expect("create");
+        assert_eq!(d.place(1, "janus-a").as_deref(), Some("janus-a"));
+        assert_eq!(d.place(1, "janus-b").as_deref(), Some("janus-a"));
+        assert_eq!(d.place(2, "janus-b").as_deref(), Some("janus-b"));
+        assert_eq!(d.place(3, "janus-b"), None);
+        assert!(!d.placement(1).expect("placed").created);
+        d.mark_created(1, "janus-b"); // not where it lives: ignored
+        assert!(!d.placement(1).expect("placed").created);
+        d.mark_created(1, "janus-a");
+        assert!(d.placement(1).expect("placed").created);
+        d.publisher_joined(1, 77, "janus-a", 5);
+        assert_eq!(d.list(false)[0]["num_participants"], 1);
+        assert_eq!(d.forget_server("janus-a"), [1]);
+        assert_eq!(d.placement(1), None);
+        assert_eq!(d.list(false)[0]["num_participants"], 0);
+        assert_eq!(d.placement(2).map(|p| p.server).as_deref(), Some("janus-b"));
+        // forget_placement only forgets the server the room lives on
+        d.forget_placement(2, "janus-a");
+        assert!(d.placement(2).is_some());
+        d.forget_placement(2, "janus-b");
+        assert!(d.placement(2).is_none());
+        // the next placement may be anywhere
+        assert_eq!(d.place(1, "janus-b").as_deref(), Some("janus-b"));
+    }
+
+    #[test]
+    fn rooms_spanning_servers_fill_one_before_the_next() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        assert_eq!(d.server_for_publisher(1, 2), None, "no server yet");
+        d.place(1, "a");
+        d.mark_created(1, "a");
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
+        d.publisher_joined(1, 10, "a", 100);
+        d.publisher_joined(1, 11, "a", 101);
+        assert_eq!(d.server_for_publisher(1, 2), None, "a is full");
+        assert!(d.add_server(1, "b"));
+        assert!(!d.add_server(1, "b"));
+        assert!(d.is_on(1, "b") && !d.is_created_on(1, "b"));
+        d.mark_created(1, "b");
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("b"));
+        d.publisher_joined(1, 12, "b", 102);
+        assert_eq!(d.feed_server(1, 102).as_deref(), Some("b"));
+        assert_eq!(d.feed_server(1, 999), None);
+        assert_eq!(d.servers(1), ["a", "b"]);
+        assert_eq!(d.list(false)[0]["num_participants"], 3);
+        // Losing a drops its publishers; b becomes the first server.
+        d.forget_server("a");
+        assert_eq!(d.placement(1).map(|p| p.server).as_deref(), Some("b"));
+        assert_eq!(d.list(false)[0]["num_participants"], 1);
+        d.publisher_left(1, 12);
+        assert_eq!(d.list(false)[0]["num_participants"], 0);
+    }
+
+    #[test]
+    fn backend_create_request_carries_the_settings_not_the_proxy_ones() {
+        let mut d = Directory::default();
+        let b = body(
+            json!({"request":"create","room":9,"permanent":true,"admin_key":"k",
+            "description":"d","secret":"s","publishers":6}),
+        );
+        d.create(9, &b).expect("create");
+        let req = d.get(9).expect("room").create_request();
+        assert_eq!(
+            Value::Object(req),
+            json!({"request":"create","room":9,"permanent":false,"description":"d",
+                "secret":"s","publishers":6})
+        );
+    }
+
+    #[test]
+    fn edit_and_allowed_update_the_settings() {
+        let mut d = Directory::default();
+        d.create(5, &body(json!({"secret":"s","pin":"p"})))
+            .expect("create");
+        let room = d.get_mut(5).expect("room");
+        room.apply_edit(&body(
+            json!({"new_description":"new","new_pin":"","new_publishers":9}),
+        ));
+        assert_eq!(room.settings.get("description"), Some(&json!("new")));
+        assert_eq!(room.settings.get("pin"), None);
+        assert_eq!(room.secret(), Some("s"));
+        assert_eq!(room.list_entry()["max_publishers"], 9);
+        room.apply_allowed(&body(json!({"action":"enable"})));
+        room.apply_allowed(&body(json!({"action":"add","allowed":["a","b"]})));
+        room.apply_allowed(&body(json!({"action":"remove","allowed":["a"]})));
+        assert_eq!(room.settings.get("allowed"), Some(&json!(["b"])));
+        room.apply_allowed(&body(json!({"action":"disable"})));
+        assert_eq!(room.settings.get("allowed"), None);
+    }
+}

@@ -1,0 +1,443 @@
+//! Phase 2: the plan for a room that spans several backends (carried out by
+//! [`super::coordinator::RoomCoordinator`]). Every publisher whose PeerConnection is up on its
+//! server is *mirrored* into the room's backend room on every other server with Janus
+//! 1.1.2's remote publishers —
+//! `add_remote_publisher` on the target (same id, display and streams; Janus announces it to
+//! the target's participants at once and answers the `port`/`rtcp_port` to send to), then
+//! `publish_remotely` on the source (the RTP goes there). So every backend room holds every
+//! publisher with the same id, each participant sees one consistent room from its own
+//! backend's events, and a subscriber on any server subscribes to any feed by its id.
+//!
+//! [`RoomMirror`] is the plain-struct state machine of one room: fed what happens (servers
+//! added and lost, publishers active, updated, gone, remote publishers added), it says which
+//! backend requests to make ([`MirrorOp`]). Verified against Janus 1.1.2: a remote publisher
+//! is listed by `listparticipants` with `"remote": true` (the proxy must drop that key), is
+//! subscribable before media arrives, and `remove_remote_publisher` tells the target's
+//! participants `leaving` (not `unpublished`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+/// A backend request the room needs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MirrorOp {
+    /// `add_remote_publisher {room, id, display, streams}` on `target`; its answer goes to
+    /// [`RoomMirror::remote_added`] (or [`RoomMirror::remote_failed`]).
+    AddRemote {
+        target: String,
+        publisher: u64,
+        display: Option<String>,
+        streams: Value,
+    },
+    /// `publish_remotely {room, publisher_id, remote_id: target, host, port, rtcp_port}` on
+    /// `source`.
+    PublishRemotely {
+        source: String,
+        target: String,
+        publisher: u64,
+        port: u16,
+        rtcp_port: u16,
+    },
+    /// `update_remote_publisher {room, id, display, streams}` on `target`.
+    UpdateRemote {
+        target: String,
+        publisher: u64,
+        display: Option<String>,
+        streams: Value,
+    },
+    /// `unpublish_remotely {room, publisher_id, remote_id: target}` on `source`.
+    UnpublishRemotely {
+        source: String,
+        target: String,
+        publisher: u64,
+    },
+    /// `remove_remote_publisher {room, id}` on `target`.
+    RemoveRemote { target: String, publisher: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Remote {
+    /// `add_remote_publisher` sent, no answer yet.
+    Adding,
+    /// Added and published to.
+    Live,
+}
+
+#[derive(Debug, Clone)]
+struct Publisher {
+    server: String,
+    display: Option<String>,
+    streams: Value,
+    remotes: BTreeMap<String, Remote>,
+}
+
+#[derive(Debug, Default)]
+pub struct RoomMirror {
+    /// Servers the room has a backend room on.
+    servers: BTreeSet<String>,
+    /// Active publishers (PeerConnection up), by id.
+    publishers: BTreeMap<u64, Publisher>,
+}
+
+impl RoomMirror {
+    pub fn servers(&self) -> impl Iterator<Item = &String> {
+        self.servers.iter()
+    }
+
+    /// Active publishers on `server`.
+    pub fn publishers_on(&self, server: &str) -> usize {
+        self.publishers
+            .values()
+            .filter(|p| p.server == server)
+            .count()
+    }
+
+    /// The room got a backend room on `server`: every active publisher elsewhere is
+    /// mirrored there.
+    pub fn server_added(&mut self, server: &str) -> Vec<MirrorOp> {
+        if !self.servers.insert(server.to_owned()) {
+            return Vec::new();
+        }
+        let mut ops = Vec::new();
+        for (&id, p) in self.publishers.iter_mut() {
+            if p.server != server {
+                p.remotes.insert(server.to_owned(), Remote::Adding);
+                ops.push(MirrorOp::AddRemote {
+                    target: server.to_owned(),
+                    publisher: id,
+                    display: p.display.clone(),
+                    streams: p.streams.clone(),
+                });
+            }
+        }
+        ops
+    }
+
+    /// `server` is gone: its publishers leave every other backend room, and publishers
+    /// elsewhere stop sending there.
+    pub fn server_lost(&mut self, server: &str) -> Vec<MirrorOp> {
+        self.servers.remove(server);
+        let mut ops = Vec::new();
+        let gone: Vec<u64> = self
+            .publishers
+            .iter()
+            .filter(|(_, p)| p.server == server)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            if let Some(p) = self.publishers.remove(&id) {
+                for (target, _) in p.remotes {
+                    if target != server {
+                        ops.push(MirrorOp::RemoveRemote {
+                            target,
+                            publisher: id,
+                        });
+                    }
+                }
+            }
+        }
+        for (&id, p) in self.publishers.iter_mut() {
+            if p.remotes.remove(server) == Some(Remote::Live) {
+                ops.push(MirrorOp::UnpublishRemotely {
+                    source: p.server.clone(),
+                    target: server.to_owned(),
+                    publisher: id,
+                });
+            }
+        }
+        ops
+    }
+
+    /// Publisher `id` on `server` has its PeerConnection up with these streams: mirrored to
+    /// every other server of the room. Already active: an update.
+    pub fn publisher_active(
+        &mut self,
+        server: &str,
+        id: u64,
+        display: Option<String>,
+        streams: Value,
+    ) -> Vec<MirrorOp> {
+        if self.publishers.get(&id).is_some_and(|p| p.server == server) {
+            return self.publisher_updated(id, display, streams);
+        }
+        let mut p = Publisher {
+            server: server.to_owned(),
+            display,
+            streams,
+            remotes: BTreeMap::new(),
+        };
+        let mut ops = Vec::new();
+        for target in self.servers.iter().filter(|s| s.as_str() != server) {
+            p.remotes.insert(target.clone(), Remote::Adding);
+            ops.push(MirrorOp::AddRemote {
+                target: target.clone(),
+                publisher: id,
+                display: p.display.clone(),
+                streams: p.streams.clone(),
+            });
+        }
+        self.publishers.insert(id, p);
+        ops
+    }
+
+    /// A renegotiation or a new display name: every mirror is updated.
+    pub fn publisher_updated(
+        &mut self,
+        id: u64,
+        display: Option<String>,
+        streams: Value,
+    ) -> Vec<MirrorOp> {
+        let Some(p) = self.publishers.get_mut(&id) else {
+            return Vec::new();
+        };
+        p.display = display;
+        p.streams = streams;
+        p.remotes
+            .iter()
+            .filter(|(_, r)| **r == Remote::Live)
+            .map(|(target, _)| MirrorOp::UpdateRemote {
+                target: target.clone(),
+                publisher: id,
+                display: p.display.clone(),
+                streams: p.streams.clone(),
+            })
+            .collect()
+    }
+
+    /// The publisher unpublished, left or lost its PeerConnection: its mirrors go.
+    pub fn publisher_gone(&mut self, id: u64) -> Vec<MirrorOp> {
+        let Some(p) = self.publishers.remove(&id) else {
+            return Vec::new();
+        };
+        let mut ops = Vec::new();
+        for (target, remote) in p.remotes {
+            if remote == Remote::Live {
+                ops.push(MirrorOp::UnpublishRemotely {
+                    source: p.server.clone(),
+                    target: target.clone(),
+                    publisher: id,
+                });
+            }
+            // An `Adding` one is removed when its answer comes (see `remote_added`).
+            if remote == Remote::Live {
+                ops.push(MirrorOp::RemoveRemote {
+                    target,
+                    publisher: id,
+                });
+            }
+        }
+        ops
+    }
+
+    /// `add_remote_publisher` on `target` answered with the ports: the source sends there.
+    /// If the publisher went away meanwhile, the remote publisher is removed again.
+    pub fn remote_added(
+        &mut self,
+        target: &str,
+        id: u64,
+        port: u16,
+        rtcp_port: u16,
+    ) -> Vec<MirrorOp> {
+        let live = self
+            .publishers
+            .get_mut(&id)
+            .and_then(|p| p.remotes.get_mut(target).map(|r| (r, p.server.clone())));
+        match live {
+            Some((remote, source)) if *remote == Remote::Adding => {
+                *remote = Remote::Live;
+                vec![MirrorOp::PublishRemotely {
+                    source,
+                    target: target.to_owned(),
+                    publisher: id,
+                    port,
+                    rtcp_port,
+                }]
+            }
+            Some(_) => Vec::new(),
+            None if self.servers.contains(target) => vec![MirrorOp::RemoveRemote {
+                target: target.to_owned(),
+                publisher: id,
+            }],
+            None => Vec::new(),
+        }
+    }
+
+    /// `add_remote_publisher` failed: that mirror is forgotten.
+    pub fn remote_failed(&mut self, target: &str, id: u64) {
+        if let Some(p) = self.publishers.get_mut(&id) {
+            p.remotes.remove(target);
+        }
+    }
+}
+
+/// Where a new publisher of a room goes, with room affinity: the room's server with the
+/// fewest active publishers while it has fewer than `per_backend`, else a new server
+/// (`None`: ask the registry for one the room does not use yet).
+pub fn publisher_server(mirror: &RoomMirror, per_backend: usize) -> Option<String> {
+    mirror
+        .servers()
+        .map(|s| (mirror.publishers_on(s), s))
+        .filter(|(n, _)| *n < per_backend.max(1))
+        .min_by_key(|(n, _)| *n)
+        .map(|(_, s)| s.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn streams() -> Value {
+        json!([{"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"}])
+    }
+
+    fn add(target: &str, publisher: u64) -> MirrorOp {
+        MirrorOp::AddRemote {
+            target: target.into(),
+            publisher,
+            display: Some(format!("p{publisher}")),
+            streams: streams(),
+        }
+    }
+
+    #[test]
+    fn publishers_are_mirrored_to_every_other_server() {
+        let mut m = RoomMirror::default();
+        assert!(m.server_added("a").is_empty());
+        assert!(m.server_added("b").is_empty());
+        assert!(m.server_added("b").is_empty(), "added once");
+        let ops = m.publisher_active("a", 1, Some("p1".into()), streams());
+        assert_eq!(ops, [add("b", 1)]);
+        assert_eq!(
+            m.remote_added("b", 1, 10000, 10001),
+            [MirrorOp::PublishRemotely {
+                source: "a".into(),
+                target: "b".into(),
+                publisher: 1,
+                port: 10000,
+                rtcp_port: 10001
+            }]
+        );
+        // A duplicate answer changes nothing.
+        assert!(m.remote_added("b", 1, 10000, 10001).is_empty());
+        // A third server gets every publisher of the others.
+        m.publisher_active("b", 2, Some("p2".into()), streams());
+        let mut ops = m.server_added("c");
+        ops.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(ops, [add("c", 1), add("c", 2)]);
+    }
+
+    #[test]
+    fn updates_and_departures_reach_the_live_mirrors() {
+        let mut m = RoomMirror::default();
+        m.server_added("a");
+        m.server_added("b");
+        m.server_added("c");
+        m.publisher_active("a", 1, Some("p1".into()), streams());
+        m.remote_added("b", 1, 1, 2);
+        // c has not answered yet: only b is updated.
+        let ops = m.publisher_updated(1, Some("new".into()), json!([]));
+        assert_eq!(
+            ops,
+            [MirrorOp::UpdateRemote {
+                target: "b".into(),
+                publisher: 1,
+                display: Some("new".into()),
+                streams: json!([])
+            }]
+        );
+        let ops = m.publisher_gone(1);
+        assert_eq!(
+            ops,
+            [
+                MirrorOp::UnpublishRemotely {
+                    source: "a".into(),
+                    target: "b".into(),
+                    publisher: 1
+                },
+                MirrorOp::RemoveRemote {
+                    target: "b".into(),
+                    publisher: 1
+                }
+            ]
+        );
+        // c answers late: its remote publisher is removed again.
+        assert_eq!(
+            m.remote_added("c", 1, 1, 2),
+            [MirrorOp::RemoveRemote {
+                target: "c".into(),
+                publisher: 1
+            }]
+        );
+        assert!(m.publisher_gone(1).is_empty());
+    }
+
+    #[test]
+    fn a_lost_server_takes_its_publishers_out_of_the_others() {
+        let mut m = RoomMirror::default();
+        for s in ["a", "b", "c"] {
+            m.server_added(s);
+        }
+        m.publisher_active("a", 1, None, streams());
+        m.publisher_active("b", 2, None, streams());
+        for (target, id) in [("b", 1), ("c", 1), ("a", 2), ("c", 2)] {
+            m.remote_added(target, id, 1, 2);
+        }
+        let mut ops = m.server_lost("a");
+        ops.sort_by_key(|o| format!("{o:?}"));
+        assert_eq!(
+            ops,
+            [
+                MirrorOp::RemoveRemote {
+                    target: "b".into(),
+                    publisher: 1
+                },
+                MirrorOp::RemoveRemote {
+                    target: "c".into(),
+                    publisher: 1
+                },
+                MirrorOp::UnpublishRemotely {
+                    source: "b".into(),
+                    target: "a".into(),
+                    publisher: 2
+                },
+            ]
+        );
+        assert_eq!(m.publishers_on("a"), 0);
+        assert_eq!(m.servers().count(), 2);
+        // Publisher 2 is still mirrored to c only.
+        assert_eq!(
+            m.publisher_gone(2),
+            [
+                MirrorOp::UnpublishRemotely {
+                    source: "b".into(),
+                    target: "c".into(),
+                    publisher: 2
+                },
+                MirrorOp::RemoveRemote {
+                    target: "c".into(),
+                    publisher: 2
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn affinity_fills_a_server_before_using_another() {
+        let mut m = RoomMirror::default();
+        assert_eq!(publisher_server(&m, 2), None, "no server yet");
+        m.server_added("a");
+        assert_eq!(publisher_server(&m, 2).as_deref(), Some("a"));
+        m.publisher_active("a", 1, None, streams());
+        assert_eq!(publisher_server(&m, 2).as_deref(), Some("a"));
+        m.publisher_active("a", 2, None, streams());
+        assert_eq!(publisher_server(&m, 2), None, "a is full: a new server");
+        m.server_added("b");
+        assert_eq!(publisher_server(&m, 2).as_deref(), Some("b"));
+        m.publisher_gone(1);
+        // The least-filled server with room left.
+        m.publisher_active("b", 3, None, streams());
+        assert_eq!(publisher_server(&m, 2).as_deref(), Some("a"));
+    }
+}
