@@ -13,6 +13,8 @@ command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || pkgs+=(pkg-config)
+command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || pkgs+=(haproxy)
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
   # Debian 13 packages rustup; Debian 12's own cargo is too old for these crates.
   if apt-cache show rustup >/dev/null 2>&1; then pkgs+=(rustup); else pkgs+=(cargo rustc); fi

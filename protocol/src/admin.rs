@@ -126,7 +126,8 @@ pub const MAX_URL_LEN: usize = 1024;
 /// Longest accepted `name`.
 pub const MAX_NAME_LEN: usize = 64;
 
-const FIELDS: &[&str] = &[
+/// The fields a report may have (janus-cloud's and janus-sentinel's).
+pub const FIELDS: &[&str] = &[
     "name",
     "url",
     "status",

@@ -27,6 +27,45 @@ pub struct ProxyConfig {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub plugins: PluginsConfig,
+    pub store: StoreConfig,
+}
+
+/// Where state shared by several proxies lives (see `store/`): nowhere (one proxy, the
+/// default) or a Redis server every proxy of the cluster points at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Empty: in memory, this proxy alone. `redis://host:port/db` (or `rediss://`): shared.
+    pub url: String,
+    /// Prefix of every key; `januscloud` gives janus-cloud's own key names.
+    pub key_prefix: String,
+    /// This proxy's id in the store (empty: a random one at each start).
+    pub proxy_id: String,
+    /// How often the proxy writes its heartbeat and reads the shared registry.
+    pub sync_interval_ms: u64,
+    /// Lifetime of the heartbeat key: a proxy silent this long is taken for dead.
+    pub heartbeat_ttl_s: u64,
+    /// Limit on one round trip to Redis (connect included); beyond, the store is degraded.
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: String::new(),
+            key_prefix: "januscloud".into(),
+            proxy_id: String::new(),
+            sync_interval_ms: 1000,
+            heartbeat_ttl_s: 5,
+            timeout_ms: 1000,
+        }
+    }
+}
+
+impl StoreConfig {
+    pub fn is_shared(&self) -> bool {
+        !self.url.is_empty()
+    }
 }
 
 /// Janus's client authentication (see `auth.rs`), same keys as Janus's `janus.jcfg`.
@@ -365,6 +404,24 @@ impl ProxyConfig {
     }
 
     pub fn validate(&self) -> Result<(), ProxyError> {
+        if self.store.is_shared() {
+            if !(self.store.url.starts_with("redis://") || self.store.url.starts_with("rediss://"))
+            {
+                return Err(ProxyError::Config(
+                    "store.url must be empty or a redis:// URL".into(),
+                ));
+            }
+            if self.store.sync_interval_ms == 0
+                || self.store.timeout_ms == 0
+                || self.store.heartbeat_ttl_s * 1000 <= self.store.sync_interval_ms
+            {
+                return Err(ProxyError::Config(
+                    "store: sync_interval_ms and timeout_ms must be > 0, heartbeat_ttl_s longer \
+                     than sync_interval_ms"
+                        .into(),
+                ));
+            }
+        }
         let mut rooms = std::collections::HashSet::new();
         for room in &self.plugins.audiobridge_rooms {
             let id = room
@@ -601,6 +658,30 @@ allowed = ["a", "b"]
             room.get("description").and_then(|v| v.as_str()),
             Some("Demo Room")
         );
+    }
+
+    #[test]
+    fn store_is_memory_by_default_and_checked_when_shared() {
+        let mut cfg = ProxyConfig::default();
+        assert!(!cfg.store.is_shared());
+        assert_eq!(cfg.store.key_prefix, "januscloud");
+        cfg.validate().unwrap();
+        cfg.store.url = "http://127.0.0.1:6379".into();
+        assert!(cfg.validate().is_err());
+        cfg.store.url = "redis://127.0.0.1:6379/0".into();
+        cfg.validate().unwrap();
+        cfg.store.heartbeat_ttl_s = 1;
+        cfg.store.sync_interval_ms = 1000;
+        assert!(
+            cfg.validate().is_err(),
+            "a heartbeat must outlive a sync period"
+        );
+        let env = vec![(
+            "JANUS_PROXY__STORE__URL".to_string(),
+            "redis://10.0.0.5:6379/1".to_string(),
+        )];
+        let cfg = ProxyConfig::load_with_env(None, env).unwrap();
+        assert_eq!(cfg.store.url, "redis://10.0.0.5:6379/1");
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod registry;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod store;
 pub mod tls;
 pub mod transport;
 pub mod wsframes;

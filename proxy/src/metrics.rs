@@ -60,6 +60,10 @@ pub struct Metrics {
     pub backend_breaker: Family<BackendLabels, Gauge>,
     pub backend_handles: Family<BackendLabels, Gauge>,
     pub backend_reconnects: Family<BackendLabels, Gauge>,
+    /// 1 while the shared store answers (always 1 without one).
+    pub store_up: Gauge,
+    /// Live proxies seen in the shared store (this one included).
+    pub store_proxies: Gauge,
     /// Serialises scrapes: the per-backend families are cleared and refilled by each.
     pub scrape: Mutex<()>,
 }
@@ -142,8 +146,22 @@ impl Metrics {
             "Times the link to the backend was re-established",
             backend_reconnects.clone(),
         );
+        let store_up = Gauge::default();
+        registry.register(
+            "store_up",
+            "1 while the shared state store (Redis) answers; 0 while degraded",
+            store_up.clone(),
+        );
+        let store_proxies = Gauge::default();
+        registry.register(
+            "store_proxies",
+            "Live proxies whose heartbeat is in the shared store",
+            store_proxies.clone(),
+        );
         Metrics {
             registry,
+            store_up,
+            store_proxies,
             requests,
             errors,
             sessions,

@@ -27,6 +27,7 @@ pub struct RunningProxy {
     pub(crate) admin_server: actix_web::dev::ServerHandle,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     cert_stores: Vec<Arc<CertStore>>,
+    store_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The certificate store of a listener, when it serves TLS.
@@ -65,6 +66,9 @@ impl RunningProxy {
         self.state
             .draining
             .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(task) = &self.store_task {
+            task.abort();
+        }
         self.ws_server.stop(true).await;
         self.admin_server.stop(true).await;
     }
@@ -96,7 +100,8 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         (registry_actor.start(), None)
     };
     let plugins = PluginRegistry::from_config(&config.plugins);
-    let state = ProxyState::new(config, plugins, registry, links, metrics);
+    let (store, syncer) = crate::store::open(&config.store, registry.clone(), metrics.clone())?;
+    let state = ProxyState::new(config, plugins, registry, links, metrics, store);
     SessionSweeper {
         state: state.clone(),
     }
@@ -159,7 +164,9 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     log::info!(
         "janus-proxy: clients on {ws_scheme}://{ws_addr}, admin on {admin_scheme}://{admin_addr}"
     );
+    let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr));
     Ok(RunningProxy {
+        store_task,
         ws_addr,
         admin_addr,
         state,

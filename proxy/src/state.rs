@@ -34,6 +34,8 @@ pub struct ProxyState {
     pub connections: crate::limits::ConnectionCounter,
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
+    /// The state shared with other proxies (Redis), or this proxy's alone.
+    pub store: crate::store::StoreHandle,
     next_connection: AtomicU64,
 }
 
@@ -44,6 +46,7 @@ impl ProxyState {
         registry: Addr<ServerRegistry>,
         links: Arc<LinkDirectory>,
         metrics: Arc<Metrics>,
+        store: crate::store::StoreHandle,
     ) -> Arc<Self> {
         let auth = Authenticator::new(&config.auth);
         Arc::new(ProxyState {
@@ -57,6 +60,7 @@ impl ProxyState {
             started: Instant::now(),
             connections: Default::default(),
             draining: AtomicBool::new(false),
+            store,
             next_connection: AtomicU64::new(1),
         })
     }

@@ -167,9 +167,12 @@ async fn readyz(state: State) -> HttpResponse {
     else {
         return registry_gone();
     };
+    // A degraded store does not make the proxy unready: it still serves its own clients
+    // from its own registry, and a load balancer has nowhere better to send them.
     let body = json!({
         "servers": summary.servers,
         "selectable": summary.selectable,
+        "store": state.store.status(),
     });
     if state.is_draining() {
         let mut body = body;
@@ -252,12 +255,20 @@ async fn upsert_server(state: State, req: HttpRequest, payload: web::Payload) ->
         Err(e) => return report_error(&e),
     };
     let name = report.name.clone();
-    match state.registry.send(UpsertServer(report)).await {
+    match state.registry.send(UpsertServer(report.clone())).await {
         Ok(Ok(outcome)) => match state.registry.send(GetServer(name)).await {
-            Ok(Some(server)) => HttpResponse::Ok().json(json!({
+            Ok(Some(server)) => {
+                // Static servers stay this proxy's own; reports go to the other proxies.
+                if !server.record.from_config {
+                    state
+                        .store
+                        .report(report, server.record.utime, server.record.ctime);
+                }
+                HttpResponse::Ok().json(json!({
                 "created": outcome == Upserted::Created,
                 "server": server,
-            })),
+                }))
+            }
             _ => HttpResponse::Ok().json(json!({"created": outcome == Upserted::Created})),
         },
         Ok(Err(e)) => error_response(&e),
@@ -270,7 +281,9 @@ async fn delete_server(state: State, req: HttpRequest, name: web::Path<String>) 
         return error_response(&e);
     }
     // As janus-cloud: deleting an unknown server is not an error.
-    match state.registry.send(RemoveServer(name.into_inner())).await {
+    let name = name.into_inner();
+    state.store.remove(&name);
+    match state.registry.send(RemoveServer(name)).await {
         Ok(removed) => HttpResponse::Ok().json(json!({"removed": removed})),
         Err(_) => registry_gone(),
     }

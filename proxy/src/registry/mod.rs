@@ -63,6 +63,8 @@ impl LinkDirectory {
 
 struct ServerEntry {
     record: ServerRecord,
+    /// Seen in the shared store: when its key is gone from there, it is gone here too.
+    shared: bool,
     breaker: CircuitBreaker,
     link: SupervisedLink,
 }
@@ -157,6 +159,7 @@ impl ServerRegistry {
             .start(&record.name, &record.url, ctx.address().recipient());
         log::info!("registry: server {} at {} added", record.name, record.url);
         let entry = ServerEntry {
+            shared: false,
             breaker: CircuitBreaker::new(self.breaker),
             record,
             link,
@@ -347,14 +350,18 @@ impl Handler<UpsertServer> for ServerRegistry {
     type Result = Result<Upserted, ProxyError>;
 
     fn handle(&mut self, msg: UpsertServer, ctx: &mut Context<Self>) -> Self::Result {
-        let report = msg.0;
-        let now = Instant::now();
+        Ok(self.upsert(&msg.0, ctx, Instant::now()))
+    }
+}
+
+impl ServerRegistry {
+    fn upsert(&mut self, report: &ServerReport, ctx: &mut Context<Self>, now: Instant) -> Upserted {
         let Some(entry) = self.servers.get_mut(&report.name) else {
-            self.insert(ServerRecord::from_report(&report, now), ctx);
-            return Ok(Upserted::Created);
+            self.insert(ServerRecord::from_report(report, now), ctx);
+            return Upserted::Created;
         };
         let url_changed = entry.record.url != report.url;
-        entry.record.apply(&report, now);
+        entry.record.apply(report, now);
         if url_changed {
             // A server that moved gets a fresh link; handles on the old one finish there.
             log::info!("registry: server {} moved to {}", report.name, report.url);
@@ -367,7 +374,70 @@ impl Handler<UpsertServer> for ServerRegistry {
             self.supervisor.retire(&old);
             self.publish_links();
         }
-        Ok(Upserted::Updated)
+        Upserted::Updated
+    }
+}
+
+/// A report as the shared store holds it: written by whichever proxy received it.
+#[derive(Debug, Clone)]
+pub struct SharedReport {
+    pub report: ServerReport,
+    /// Unix time of the report (janus-cloud's `utime`): newer ones win.
+    pub utime: f64,
+    pub ctime: f64,
+}
+
+/// Every server report in the shared store, read just now. Newer reports are applied as if
+/// they had come here; servers seen there before and gone now (expired or deleted through
+/// another proxy) are removed, unless `remove_missing` is false (just after Redis came back,
+/// possibly empty, before every proxy has written its reports again). Servers from this
+/// proxy's configuration are left alone, and so are selection, breakers and links: those stay
+/// each proxy's own.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SyncShared {
+    pub reports: Vec<SharedReport>,
+    pub remove_missing: bool,
+}
+
+impl Handler<SyncShared> for ServerRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: SyncShared, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let mut present = std::collections::HashSet::new();
+        for shared in msg.reports {
+            let name = shared.report.name.clone();
+            present.insert(name.clone());
+            let newer = match self.servers.get(&name) {
+                Some(entry) if entry.record.from_config => continue,
+                Some(entry) => shared.utime > entry.record.utime,
+                None => true,
+            };
+            if newer {
+                self.upsert(&shared.report, ctx, now);
+            }
+            if let Some(entry) = self.servers.get_mut(&name) {
+                if newer {
+                    entry.record.utime = shared.utime;
+                    entry.record.ctime = shared.ctime.min(entry.record.ctime);
+                }
+                entry.shared = true;
+            }
+        }
+        if !msg.remove_missing {
+            return;
+        }
+        let gone: Vec<String> = self
+            .servers
+            .values()
+            .filter(|e| e.shared && !e.record.from_config && !present.contains(&e.record.name))
+            .map(|e| e.record.name.clone())
+            .collect();
+        for name in gone {
+            log::info!("registry: server {name} is gone from the shared store; removing it");
+            self.remove(&name);
+        }
     }
 }
 

@@ -21,7 +21,6 @@
 //! lost both sides get the `hangup` event.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +30,7 @@ use janus_protocol::{JsonMap, PluginData, ServerMessage, Trickle};
 use serde_json::{json, Value};
 
 use super::errors::{self, VcError};
+use super::remote::Bus;
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::transactions::split_transaction;
 use crate::backend::BackendIncoming;
@@ -42,15 +42,18 @@ use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
 use crate::transport::{ClientFrame, ReplyTo};
+use futures_util::future::LocalBoxFuture;
 
 /// How long a leg stays after its call ended (see the module documentation). Janus tears
 /// the PeerConnections down within about half a second of a hangup.
 pub const LEG_LINGER: Duration = Duration::from_secs(2);
 
+/// Reason of the `hangup` event when the peer's proxy died mid-call: what Janus says when the
+/// peer's handle goes away.
+const PEER_PROXY_GONE_REASON: &str = "Remote WebRTC hangup";
+
 /// Reason of the core `hangup` Janus sends when the plugin closes a PeerConnection.
 const CLOSE_PC: &str = "Close PC";
-
-static NEXT_CALL: AtomicU64 = AtomicU64::new(1);
 
 // ---- messages between handles ---------------------------------------------------------------
 
@@ -66,7 +69,7 @@ pub struct IsBusy;
 #[rtype(result = "Ringing")]
 pub struct IncomingCall {
     pub call: u64,
-    pub caller: Addr<VideoCallHandle>,
+    pub caller: Peer,
     pub caller_username: String,
     pub server: String,
 }
@@ -103,6 +106,52 @@ pub enum LeftCause {
     BackendLost,
     /// The backend ended the call (it tells both legs itself).
     Ended,
+    /// The peer's proxy died (its heartbeat expired): the backend may not know for a while.
+    ProxyGone,
+}
+
+/// The other handle of a call: on this proxy, or on another one (through the shared store).
+#[derive(Clone)]
+pub enum Peer {
+    Local(Addr<VideoCallHandle>),
+    Remote { bus: Arc<Bus>, proxy: String },
+}
+
+impl Peer {
+    fn left(&self, call: u64, cause: LeftCause) {
+        match self {
+            Peer::Local(addr) => addr.do_send(PeerLeft { call, cause }),
+            Peer::Remote { bus, proxy } => bus.left(proxy, call, &cause),
+        }
+    }
+
+    fn leg_ready(&self, call: u64) {
+        match self {
+            Peer::Local(addr) => addr.do_send(PeerLegReady { call }),
+            Peer::Remote { bus, proxy } => bus.leg_ready(proxy, call),
+        }
+    }
+
+    fn is_busy(&self, username: String) -> LocalBoxFuture<'static, Result<bool, ()>> {
+        match self.clone() {
+            Peer::Local(addr) => Box::pin(async move { addr.send(IsBusy).await.map_err(|_| ()) }),
+            Peer::Remote { bus, proxy } => {
+                Box::pin(async move { bus.is_busy(&proxy, &username).await })
+            }
+        }
+    }
+
+    fn ring(
+        &self,
+        msg: IncomingCall,
+        username: String,
+        me: Addr<VideoCallHandle>,
+    ) -> LocalBoxFuture<'static, Result<Ringing, ()>> {
+        match self.clone() {
+            Peer::Local(addr) => Box::pin(async move { addr.send(msg).await.map_err(|_| ()) }),
+            Peer::Remote { bus, proxy } => Box::pin(bus.ring(proxy, username, msg, me)),
+        }
+    }
 }
 
 /// A link's news about one leg, tagged with the leg (a handle may still hear from a leg it
@@ -160,7 +209,7 @@ enum Role {
 struct Call {
     id: u64,
     role: Role,
-    peer: Addr<VideoCallHandle>,
+    peer: Peer,
     peer_username: String,
     /// The backend knows the call: requests go to the leg.
     live: bool,
@@ -369,7 +418,12 @@ impl VideoCallHandle {
         };
         match request_name.as_str() {
             "list" => {
-                let list = self.directory.lock().list();
+                let mut list = self.directory.lock().list();
+                if let Some(bus) = self.state.store.videocall() {
+                    list.extend(bus.remote_users());
+                    list.sort();
+                    list.dedup();
+                }
                 let outcome = Outcome::Result(json!({ "list": list }));
                 self.reply(&transaction, &reply_to, outcome);
             }
@@ -440,12 +494,21 @@ impl VideoCallHandle {
             Ok(u) => u.to_owned(),
             Err(e) => return Outcome::Error(e),
         };
+        let elsewhere = self
+            .state
+            .store
+            .videocall()
+            .is_some_and(|bus| bus.remote_user(&username).is_some());
+        if elsewhere {
+            return Outcome::Error(VcError::taken(&username));
+        }
         let registered = self
             .directory
             .lock()
             .register(&username, self.handle_id, ctx.address());
         match registered {
             Ok(()) => {
+                self.state.store.user_up(&username);
                 self.username = Some(username.clone());
                 Outcome::Result(json!({"event": "registered", "username": username}))
             }
@@ -485,13 +548,21 @@ impl VideoCallHandle {
         if callee == me {
             return refuse(self, VcError::use_echo_test());
         }
-        let Some((_, peer)) = self.directory.lock().lookup(&callee) else {
+        let local = self.directory.lock().lookup(&callee);
+        let peer = match local {
+            Some((_, addr)) => Some(Peer::Local(addr)),
+            None => self.state.store.videocall().and_then(|bus| {
+                let proxy = bus.remote_user(&callee)?;
+                Some(Peer::Remote { bus, proxy })
+            }),
+        };
+        let Some(peer) = peer else {
             return refuse(self, VcError::no_such_username(&callee));
         };
         self.busy = true;
         let Some(jsep) = jsep.filter(|_| offer) else {
             // No SDP: "User busy" still wins over "Missing SDP".
-            let fut = peer.send(IsBusy).into_actor(self).map(
+            let fut = peer.is_busy(callee.clone()).into_actor(self).map(
                 move |busy, act: &mut Self, ctx: &mut Context<Self>| {
                     let outcome = match busy {
                         Ok(true) => Outcome::Result(act.hangup_result(Some(&me), "User busy")),
@@ -506,7 +577,8 @@ impl VideoCallHandle {
             ctx.spawn(fut);
             return;
         };
-        let call_id = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        // Random: call ids travel between proxies (see `remote`).
+        let call_id = rand::random::<u64>();
         // Reserved now, so that a call to this user while we set up finds it busy.
         self.call = Some(Call {
             id: call_id,
@@ -553,7 +625,7 @@ impl VideoCallHandle {
         &mut self,
         ctx: &mut Context<Self>,
         call_id: u64,
-        peer: Addr<VideoCallHandle>,
+        peer: Peer,
         me: String,
         placement: Placement,
     ) {
@@ -561,14 +633,21 @@ impl VideoCallHandle {
         if let Some(call) = self.call.as_mut() {
             call.server = server.clone();
         }
+        let callee = self
+            .call
+            .as_ref()
+            .map(|c| c.peer_username.clone())
+            .unwrap_or_default();
         let incoming = IncomingCall {
             call: call_id,
-            caller: ctx.address(),
+            caller: Peer::Local(ctx.address()),
             caller_username: me.clone(),
             server,
         };
-        let fut = peer.send(incoming).into_actor(self).map(
-            move |ringing, act: &mut Self, ctx: &mut Context<Self>| {
+        let fut = peer
+            .ring(incoming, callee, ctx.address())
+            .into_actor(self)
+            .map(move |ringing, act: &mut Self, ctx: &mut Context<Self>| {
                 let still_ours = act.call.as_ref().map(|c| c.id) == Some(call_id);
                 match ringing {
                     Ok(Ringing::Yes) if still_ours => act.use_leg(ctx, placement),
@@ -596,8 +675,7 @@ impl VideoCallHandle {
                         act.finish_outgoing(ctx, outcome, true);
                     }
                 }
-            },
-        );
+            });
         ctx.spawn(fut);
     }
 
@@ -617,10 +695,7 @@ impl VideoCallHandle {
     /// The caller's setup failed: the callee is let go, the client gets an error.
     fn fail_outgoing(&mut self, ctx: &mut Context<Self>, why: &str) {
         if let Some(call) = self.call.take() {
-            call.peer.do_send(PeerLeft {
-                call: call.id,
-                cause: LeftCause::Failed(why.to_owned()),
-            });
+            call.peer.left(call.id, LeftCause::Failed(why.to_owned()));
         }
         self.linger(ctx);
         let err = VcError::new(errors::UNKNOWN_ERROR, why);
@@ -712,7 +787,7 @@ impl VideoCallHandle {
             return;
         };
         match call.role {
-            Role::Callee => call.peer.do_send(PeerLegReady { call: call.id }),
+            Role::Callee => call.peer.leg_ready(call.id),
             Role::Caller if call.peer_ready => self.place_call(ctx),
             Role::Caller => {}
         }
@@ -787,13 +862,12 @@ impl VideoCallHandle {
     fn leave(&mut self, ctx: &mut Context<Self>, detach: Option<(String, ReplyTo)>) {
         self.gone = true;
         if let Some(username) = self.username.take() {
-            self.directory.lock().unregister(&username, self.handle_id);
+            if self.directory.lock().unregister(&username, self.handle_id) {
+                self.state.store.user_down(&username);
+            }
         }
         if let Some(call) = self.call.take() {
-            call.peer.do_send(PeerLeft {
-                call: call.id,
-                cause: LeftCause::Gone,
-            });
+            call.peer.left(call.id, LeftCause::Gone);
         }
         // Detaching the leg makes Janus tell the peer's leg ("Remote WebRTC hangup").
         self.release_leg();
@@ -963,10 +1037,7 @@ impl VideoCallHandle {
     /// not hear it from Janus, and this leg lingers.
     fn end_call(&mut self, ctx: &mut Context<Self>, cause: LeftCause) {
         if let Some(call) = self.call.take() {
-            call.peer.do_send(PeerLeft {
-                call: call.id,
-                cause,
-            });
+            call.peer.left(call.id, cause);
         }
         self.linger(ctx);
     }
@@ -980,10 +1051,7 @@ impl VideoCallHandle {
             Role::Caller => self.fail_outgoing(ctx, why),
             Role::Callee => {
                 if let Some(call) = self.call.take() {
-                    call.peer.do_send(PeerLeft {
-                        call: call.id,
-                        cause: LeftCause::Failed(why.to_owned()),
-                    });
+                    call.peer.left(call.id, LeftCause::Failed(why.to_owned()));
                 }
                 self.linger(ctx);
             }
@@ -997,10 +1065,7 @@ impl VideoCallHandle {
             leg.backend.end_placement(&self.state.registry);
         }
         if let Some(call) = self.call.as_ref() {
-            call.peer.do_send(PeerLeft {
-                call: call.id,
-                cause: LeftCause::BackendLost,
-            });
+            call.peer.left(call.id, LeftCause::BackendLost);
         }
         self.backend_lost(ctx);
     }
@@ -1038,13 +1103,12 @@ impl Actor for VideoCallHandle {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Also reached when the system shuts down.
         if let Some(username) = self.username.take() {
-            self.directory.lock().unregister(&username, self.handle_id);
+            if self.directory.lock().unregister(&username, self.handle_id) {
+                self.state.store.user_down(&username);
+            }
         }
         if let Some(call) = self.call.take() {
-            call.peer.do_send(PeerLeft {
-                call: call.id,
-                cause: LeftCause::Gone,
-            });
+            call.peer.left(call.id, LeftCause::Gone);
         }
         self.release_leg();
     }
@@ -1159,6 +1223,21 @@ impl Handler<PeerLeft> for VideoCallHandle {
                     leg.backend.end_placement(&self.state.registry);
                 }
                 self.backend_lost(ctx);
+            }
+            LeftCause::ProxyGone if call.live => {
+                // The peer's leg may live on in Janus for a long while (until its session times
+                // out): this side ends the call now, as Janus would on the peer's hangup.
+                let peer = call.peer_username.clone();
+                if let Some(leg) = self.leg.as_ref() {
+                    let mut body = JsonMap::new();
+                    body.insert("request".into(), "hangup".into());
+                    leg.backend
+                        .send(Self::message_request(body, None), None, None);
+                }
+                self.call = None;
+                let result = self.hangup_result(Some(&peer), PEER_PROXY_GONE_REASON);
+                self.event(None, json!({"videocall": "event", "result": result}), None);
+                self.linger(ctx);
             }
             cause if setting_up => {
                 let why = match cause {

@@ -16,6 +16,7 @@
 pub mod directory;
 pub mod errors;
 pub mod handle;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -67,6 +68,9 @@ impl Plugin for VideoCallPlugin {
     /// A videocall handle needs no backend until it is in a call: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let directory = self.directory.clone();
+        if let Some(bus) = ctx.state.store.videocall() {
+            bus.set_directory(&directory);
+        }
         Box::pin(async move {
             let handle = VideoCallHandle::new(ctx, directory).start();
             Ok(AttachedHandle {
