@@ -1,13 +1,16 @@
-// Shared parts of the real-media scripts (echotest.mjs, videocall.mjs, p2pcall.mjs): the
+// Shared parts of the real-media scripts (echotest.mjs, videocall.mjs, p2pcall.mjs,
+// videoroom.mjs, videoroom-mesh.mjs, ...): the
 // command line, stdout kept for the one JSON summary line, the watchdog, connecting with
 // retries while the server under test starts, and the wrtc side (synthetic audio + video
 // sources, a PeerConnection sending them, RTP / frame counting).
 //
 // Every script takes: --url ws://HOST:PORT [--label NAME] [--timeout-ms N]
-// [--connect-timeout-ms N] [--verbose]; exits 0 on success, 1 on failure, 2 on bad usage.
+// [--connect-timeout-ms N] [--verbose] (plus the script's own options, see startScript);
+// exits 0 on success, 1 on failure, 2 on bad usage.
 
 import { format } from 'node:util';
 import Janode from 'janode';
+import Handle from 'janode/handle';
 import wrtc from '@roamhq/wrtc';
 
 const { RTCPeerConnection, MediaStream } = wrtc;
@@ -21,9 +24,10 @@ export const delay = (ms) => new Promise((r) => setTimeout(r, ms));
 export const errorText = (e) => (e && e.message ? e.message : String(e));
 
 // ---- arguments --------------------------------------------------------------------------
-function parseArgs(name, argv, defaults) {
+function parseArgs(name, argv, defaults, extra) {
+  const own = Object.keys(extra).map((a) => ` [${a} ${extra[a][2] || 'V'}]`).join('');
   const usage = (msg) => {
-    process.stderr.write(`${name}.mjs: ${msg}\nusage: node ${name}.mjs --url ws://HOST:PORT [--label NAME] [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
+    process.stderr.write(`${name}.mjs: ${msg}\nusage: node ${name}.mjs --url ws://HOST:PORT [--label NAME]${own} [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
     process.exit(2);
   };
   const opts = { url: null, label: name, timeoutMs: 30000, connectTimeoutMs: 10000, verbose: false, ...defaults };
@@ -38,6 +42,7 @@ function parseArgs(name, argv, defaults) {
     else if (a === '--timeout-ms') opts.timeoutMs = Number(next());
     else if (a === '--connect-timeout-ms') opts.connectTimeoutMs = Number(next());
     else if (a === '--verbose') opts.verbose = true;
+    else if (Object.hasOwn(extra, a)) opts[extra[a][0]] = extra[a][1](next());
     else usage(`unknown argument ${a}`);
   }
   if (!opts.url) usage('--url is required');
@@ -48,9 +53,11 @@ function parseArgs(name, argv, defaults) {
 /**
  * Parses the command line of script `name` (`defaults` overrides the default options) and
  * returns { opts, t0, log }: `log` writes to stderr with the script's name, label and time.
+ * `extra` adds the script's own options: `{ '--flag': [optsKey, parse, 'USAGE'] }`, e.g.
+ * `{ '--room': ['room', Number, 'N'] }` sets `opts.room` from `--room 7001`.
  */
-export function startScript(name, defaults = {}) {
-  const opts = parseArgs(name, process.argv.slice(2), defaults);
+export function startScript(name, defaults = {}, extra = {}) {
+  const opts = parseArgs(name, process.argv.slice(2), defaults, extra);
   Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
   const t0 = Date.now();
   const log = (...a) => toStderr(`[${name} ${opts.label} +${Date.now() - t0}ms]`, ...a);
@@ -151,6 +158,84 @@ export async function connectAndCreate(opts, rec) {
     `${opts.connectTimeoutMs} ms (${rec.connect_attempts} attempts): ${lastErr && lastErr.message}`);
 }
 
+/**
+ * A janode Handle class for a plugin: answers (success, or the event with our transaction)
+ * close the request, acks of our transactions are skipped, and the plugin's other events
+ * are emitted as `eventName`.
+ */
+export function pluginHandle(eventName) {
+  return class extends Handle {
+    handleMessage(message) {
+      const { transaction } = message;
+      if (transaction && this.ownsTransaction(transaction)) {
+        if (message.janus === 'ack') return true;
+        this.closeTransactionWithSuccess(transaction, message);
+      } else if (message.janus === 'event') {
+        this.emit(eventName, message);
+      }
+      return true;
+    }
+  };
+}
+
+/** The summary record of one peer of a multi-peer script (`extra` adds fields). */
+export function newPeer(name, extra = {}) {
+  return {
+    name,
+    connect_attempts: 0,
+    create_failures: [],
+    steps: [],
+    events: [],
+    webrtcup: false,
+    pc_states: [],
+    local_candidates: 0,
+    packetsReceived: { audio: 0, video: 0 },
+    packetsSent: { audio: 0, video: 0 },
+    framesDecoded: 0,
+    ...extra,
+  };
+}
+
+/**
+ * Connects (connectAndCreate) and attaches `peer` (a newPeer record) to `plugin` with a
+ * pluginHandle(`eventName`) handle; records webrtcup / hangup / media in `peer.events` and
+ * each plugin event as `classify(plugindata.data)` (when it returns a string). Sets
+ * `peer.nextEvent(pred, what, ms)`: the first plugin event whose data satisfies `pred`
+ * (removed from the queue), or throws after `ms`. Returns { connection, session, handle }.
+ */
+export async function attachPeer(opts, peer, { plugin, eventName, classify }) {
+  const { connection, session } = await connectAndCreate(opts, peer);
+  peer.steps.push('connect', 'create');
+  const handle = await session.attach({ id: plugin, Handle: pluginHandle(eventName) });
+  peer.steps.push('attach');
+  handle.on(Janode.EVENT.HANDLE_WEBRTCUP, () => { peer.webrtcup = true; peer.events.push('webrtcup'); });
+  handle.on(Janode.EVENT.HANDLE_HANGUP, () => peer.events.push('core_hangup'));
+  handle.on(Janode.EVENT.HANDLE_MEDIA, (d) => peer.events.push(`media:${d.type}:${d.receiving}`));
+  const events = [];
+  handle.on(eventName, (m) => {
+    const ev = classify(m.plugindata && m.plugindata.data);
+    if (typeof ev === 'string') peer.events.push(ev);
+    events.push(m);
+  });
+  peer.nextEvent = async (pred, what, ms) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = events.findIndex((m) => pred(m.plugindata.data));
+      if (i >= 0) return events.splice(i, 1)[0];
+      if (Date.now() > deadline) throw new Error(`${peer.name}: no ${what} event`);
+      await delay(50);
+    }
+  };
+  return { connection, session, handle };
+}
+
+/** The plugin data of `reply`, which must have `key` === `value`; else throws (`what`: ...). */
+export function expectReply(reply, key, value, what) {
+  const d = reply.plugindata && reply.plugindata.data;
+  if (!d || d[key] !== value) throw new Error(`${what}: ${JSON.stringify(d)}`);
+  return d;
+}
+
 /** Polls `pred` (may be async) every `pollMs` until it holds; throws after `ms`. */
 export async function waitFor(what, pred, ms, pollMs = 50) {
   const deadline = Date.now() + ms;
@@ -215,11 +300,11 @@ export function startSyntheticSources(seed = 0) {
 
 /**
  * A PeerConnection (no ICE servers) sending synthetic audio + video (`seed` as in
- * startSyntheticSources). Records its connectionState history in `rec.pc_states` (logged with
+ * startSyntheticSources; with `send: false` it sends nothing and `sources` is null). Records its connectionState history in `rec.pc_states` (logged with
  * `tag` before it when given) and counts gathered candidates in `rec.local_candidates`;
  * `onIceCandidate(candidate or null)` sees every candidate event too. Returns { pc, sources }.
  */
-export function createPeerConnection({ rec, log, tag = null, seed = 0, onIceCandidate = null }) {
+export function createPeerConnection({ rec, log, tag = null, seed = 0, onIceCandidate = null, send = true }) {
   const pc = new RTCPeerConnection({ iceServers: [] });
   pc.addEventListener('connectionstatechange', () => {
     rec.pc_states.push(pc.connectionState);
@@ -230,6 +315,7 @@ export function createPeerConnection({ rec, log, tag = null, seed = 0, onIceCand
     if (ev.candidate) rec.local_candidates++;
     if (onIceCandidate) onIceCandidate(ev.candidate);
   });
+  if (!send) return { pc, sources: null };
   const sources = startSyntheticSources(seed);
   const stream = new MediaStream([sources.audioTrack, sources.videoTrack]);
   pc.addTrack(sources.audioTrack, stream);

@@ -14,82 +14,19 @@
 //   - the publisher sends and the subscriber receives RTP: audio AND video,
 //   - `unpublish` reaches the subscriber (an `unpublished`/updated event), `leave` gets
 //     `left`, `destroy` gets `destroyed`.
+// Shared parts (arguments, watchdog, connecting, handles, wrtc media, stats) are in lib.mjs.
 // stdout carries exactly one line: the JSON summary. Everything else goes to stderr.
 // Exit code 0 on success, 1 on failure, 2 on bad usage.
 
-import { format } from 'node:util';
-import Janode from 'janode';
-import Handle from 'janode/handle';
-import wrtc from '@roamhq/wrtc';
+import {
+  attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
+  newPeer, startScript, superviseRun, waitFor,
+} from './lib.mjs';
 
-const { RTCPeerConnection, MediaStream } = wrtc;
-const { RTCAudioSource, RTCVideoSource } = wrtc.nonstandard;
+const script = startScript('videoroom', { timeoutMs: 40000, room: 7001 },
+  { '--room': ['room', Number, 'N'] });
+const { opts, t0, log } = script;
 
-const toStderr = (...a) => process.stderr.write(format(...a) + '\n');
-console.log = console.info = console.debug = console.warn = console.error = toStderr;
-
-function parseArgs(argv) {
-  const opts = { url: null, label: 'videoroom', room: 7001, timeoutMs: 40000, connectTimeoutMs: 10000, verbose: false };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    const next = () => {
-      if (i + 1 >= argv.length) usage(`missing value for ${a}`);
-      return argv[++i];
-    };
-    if (a === '--url') opts.url = next();
-    else if (a === '--label') opts.label = next();
-    else if (a === '--timeout-ms') opts.timeoutMs = Number(next());
-    else if (a === '--connect-timeout-ms') opts.connectTimeoutMs = Number(next());
-    else if (a === '--room') opts.room = Number(next());
-    else if (a === '--verbose') opts.verbose = true;
-    else usage(`unknown argument ${a}`);
-  }
-  if (!opts.url) usage('--url is required');
-  if (!(opts.timeoutMs > 0) || !(opts.connectTimeoutMs > 0)) usage('bad timeout');
-  return opts;
-}
-function usage(msg) {
-  process.stderr.write(`videoroom.mjs: ${msg}\nusage: node videoroom.mjs --url ws://HOST:PORT [--label NAME] [--room N] [--timeout-ms N] [--connect-timeout-ms N] [--verbose]\n`);
-  process.exit(2);
-}
-
-const opts = parseArgs(process.argv.slice(2));
-Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-
-const t0 = Date.now();
-const log = (...a) => toStderr(`[videoroom ${opts.label} +${Date.now() - t0}ms]`, ...a);
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/* A janode handle for janus.plugin.videoroom: answers (success, or the event with our
- * transaction) close the request; other plugin events are emitted. */
-class VideoRoomHandle extends Handle {
-  handleMessage(message) {
-    const { transaction } = message;
-    if (transaction && this.ownsTransaction(transaction)) {
-      if (message.janus === 'ack') return true;
-      this.closeTransactionWithSuccess(transaction, message);
-    } else if (message.janus === 'event') {
-      this.emit('videoroom_event', message);
-    }
-    return true;
-  }
-}
-
-function newPeer(name) {
-  return {
-    name,
-    connect_attempts: 0,
-    create_failures: [],
-    steps: [],
-    events: [],
-    webrtcup: false,
-    pc_states: [],
-    local_candidates: 0,
-    packetsReceived: { audio: 0, video: 0 },
-    packetsSent: { audio: 0, video: 0 },
-    framesDecoded: 0,
-  };
-}
 const publisher = newPeer('alice');
 const subscriber = newPeer('bob');
 const state = { label: opts.label, url: opts.url, room: opts.room, peers: [publisher, subscriber], errors: [] };
@@ -108,252 +45,77 @@ const missing = () => {
   return m;
 };
 
-let finished = false;
-function finish(ok, reason) {
-  if (finished) return;
-  finished = true;
-  const summary = { result: ok ? 'ok' : 'fail', reason: reason || null, missing: missing(),
-    elapsed_ms: Date.now() - t0, ...state };
-  process.stdout.write(JSON.stringify(summary) + '\n', () => process.exit(ok ? 0 : 1));
-  setTimeout(() => process.exit(ok ? 0 : 1), 2000).unref();
-}
-
-const watchdog = setTimeout(() => {
-  log('timeout, missing:', missing().join(',') || '(nothing; cleanup hung)');
-  finish(false, `timeout after ${opts.timeoutMs} ms`);
-}, opts.timeoutMs);
-
-process.on('unhandledRejection', (e) => {
-  state.errors.push(`unhandledRejection: ${e && e.message ? e.message : e}`);
-  log('unhandledRejection', e);
-});
-
-// ---- helpers ----------------------------------------------------------------------
-// Connect and create a session, retrying both while the server is starting (a proxy may
-// accept WebSockets before its backend is connected and refuse `create` until then).
-// Bounded by --connect-timeout-ms. Janode's own log is muted during the attempts.
-async function connectAndCreate(peer) {
-  const deadline = Date.now() + opts.connectTimeoutMs;
-  let lastErr = null;
-  Janode.Logger.setLevel(opts.verbose ? 'debug' : 'none');
-  try {
-    while (Date.now() < deadline) {
-      peer.connect_attempts++;
-      let connection = null;
-      try {
-        // max_retries: 0 -> one attempt per call; the retry loop is ours.
-        connection = await Janode.connect({
-          is_admin: false,
-          address: { url: opts.url },
-          retry_time_secs: 0.1,
-          max_retries: 0,
-          ws_options: { handshakeTimeout: 2000 },
-        });
-      } catch (e) {
-        lastErr = e;
-        await delay(100);
-        continue;
-      }
-      try {
-        const session = await connection.create();
-        return { connection, session };
-      } catch (e) {
-        lastErr = e;
-        peer.create_failures.push(e && e.message ? e.message : String(e));
-        try { await Promise.race([connection.close(), delay(500)]); } catch (_) { /* ignore */ }
-        await delay(200);
-      }
-    }
-  } finally {
-    Janode.Logger.setLevel(opts.verbose ? 'debug' : 'warning');
-  }
-  throw new Error(`could not connect to ${opts.url} and create a session within ` +
-    `${opts.connectTimeoutMs} ms (${peer.connect_attempts} attempts): ${lastErr && lastErr.message}`);
-}
-
-async function waitFor(what, pred, ms, pollMs = 50) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await pred()) return;
-    await delay(pollMs);
-  }
-  throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}`);
-}
-
-function startSyntheticSources() {
-  const audioSource = new RTCAudioSource();
-  const videoSource = new RTCVideoSource();
-  const audioTrack = audioSource.createTrack();
-  const videoTrack = videoSource.createTrack();
-
-  // Audio: 10 ms of a 440 Hz tone at 48 kHz mono, every 10 ms.
-  const sampleRate = 48000;
-  const numberOfFrames = sampleRate / 100;
-  let phase = 0;
-  const audioTimer = setInterval(() => {
-    const samples = new Int16Array(numberOfFrames);
-    for (let i = 0; i < numberOfFrames; i++) {
-      samples[i] = Math.round(Math.sin(phase) * 8000);
-      phase += (2 * Math.PI * 440) / sampleRate;
-    }
-    audioSource.onData({ samples, sampleRate, bitsPerSample: 16, channelCount: 1, numberOfFrames });
-  }, 10);
-
-  // Video: 320x240 I420 frames at ~30 fps with a moving luma gradient.
-  const width = 320;
-  const height = 240;
-  let n = 0;
-  const videoTimer = setInterval(() => {
-    const data = new Uint8ClampedArray(width * height * 1.5);
-    for (let y = 0; y < height; y++) {
-      const row = y * width;
-      for (let x = 0; x < width; x++) data[row + x] = (x + y + n * 4) & 0xff;
-    }
-    data.fill(128, width * height);
-    n++;
-    videoSource.onFrame({ width, height, data });
-  }, 33);
-
-  return {
-    audioTrack,
-    videoTrack,
-    stop() {
-      clearInterval(audioTimer);
-      clearInterval(videoTimer);
-      audioTrack.stop();
-      videoTrack.stop();
-    },
-  };
-}
-
-async function collectStats(pc) {
-  const stats = await pc.getStats();
-  const rx = { audio: 0, video: 0 };
-  const tx = { audio: 0, video: 0 };
-  let framesDecoded = 0;
-  stats.forEach((s) => {
-    const kind = s.kind || s.mediaType;
-    if (s.type === 'inbound-rtp' && (kind === 'audio' || kind === 'video')) {
-      rx[kind] += s.packetsReceived || 0;
-      if (kind === 'video') framesDecoded += s.framesDecoded || 0;
-    }
-    if (s.type === 'outbound-rtp' && (kind === 'audio' || kind === 'video')) {
-      tx[kind] += s.packetsSent || 0;
-    }
-  });
-  return { rx, tx, framesDecoded };
-}
+const { failed, done } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
-/** Connects and attaches one peer to the videoroom plugin. */
-async function setUp(peer) {
-  const { connection, session } = await connectAndCreate(peer);
-  peer.steps.push('connect', 'create');
-  const handle = await session.attach({ id: 'janus.plugin.videoroom', Handle: VideoRoomHandle });
-  peer.steps.push('attach');
-  handle.on(Janode.EVENT.HANDLE_WEBRTCUP, () => { peer.webrtcup = true; peer.events.push('webrtcup'); });
-  handle.on(Janode.EVENT.HANDLE_HANGUP, () => peer.events.push('core_hangup'));
-  handle.on(Janode.EVENT.HANDLE_MEDIA, (d) => peer.events.push(`media:${d.type}:${d.receiving}`));
-  const events = [];
-  handle.on('videoroom_event', (m) => {
-    const d = m.plugindata && m.plugindata.data;
-    if (d && (d.unpublished !== undefined || d.videoroom === 'updated')) peer.events.push('unpublished');
-    else if (d && d.publishers) peer.events.push('publishers');
-    else peer.events.push(`event:${d && d.videoroom}`);
-    events.push(m);
-  });
-  peer.nextEvent = async (pred, what, ms) => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = events.findIndex((m) => pred(m.plugindata.data));
-      if (i >= 0) return events.splice(i, 1)[0];
-      if (Date.now() > deadline) throw new Error(`${peer.name}: no ${what} event`);
-      await delay(50);
-    }
-  };
-  const pc = new RTCPeerConnection({ iceServers: [] });
-  pc.addEventListener('connectionstatechange', () => {
-    peer.pc_states.push(pc.connectionState);
-    log(peer.name, 'pc connectionState', pc.connectionState);
-  });
-  pc.addEventListener('icecandidate', (ev) => { if (ev.candidate) peer.local_candidates++; });
-  return { connection, session, handle, pc, sources: null };
-}
+const isUnpublished = (d) => d.unpublished !== undefined || d.videoroom === 'updated';
 
-/** Half-trickle: the local description once every candidate is in it. */
-async function localDescription(pc, peer) {
-  await waitFor(`${peer.name}: ICE gathering complete`, () => pc.iceGatheringState === 'complete', 5000);
-  if (peer.local_candidates === 0) throw new Error(`${peer.name}: no local ICE candidate gathered`);
-  return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
-}
-
-function expect(reply, key, value, what) {
-  const d = reply.plugindata && reply.plugindata.data;
-  if (!d || d[key] !== value) throw new Error(`${what}: ${JSON.stringify(d)}`);
-  return d;
+/** Connects and attaches one peer to the videoroom plugin; `send`: it publishes media. */
+async function setUp(peer, send) {
+  const side = await attachPeer(opts, peer, {
+    plugin: 'janus.plugin.videoroom',
+    eventName: 'videoroom_event',
+    classify: (d) => {
+      if (d && isUnpublished(d)) return 'unpublished';
+      if (d && d.publishers) return 'publishers';
+      return `event:${d && d.videoroom}`;
+    },
+  });
+  return { ...side, ...createPeerConnection({ rec: peer, log, tag: peer.name, send }) };
 }
 
 async function run() {
   const sides = [];
   try {
-    const a = await setUp(publisher);
+    const a = await setUp(publisher, true);
     sides.push(a);
-    const b = await setUp(subscriber);
+    const b = await setUp(subscriber, false);
     sides.push(b);
 
     const created = await a.handle.message({ request: 'create', room: opts.room, description: 'media' });
-    expect(created, 'videoroom', 'created', 'create');
+    expectReply(created, 'videoroom', 'created', 'create');
     const joined = await a.handle.message({ request: 'join', room: opts.room, ptype: 'publisher', display: 'alice' });
-    const feed = expect(joined, 'videoroom', 'joined', 'join').id;
+    const feed = expectReply(joined, 'videoroom', 'joined', 'join').id;
     publisher.steps.push('joined');
 
-    a.sources = startSyntheticSources();
-    const stream = new MediaStream([a.sources.audioTrack, a.sources.videoTrack]);
-    a.pc.addTrack(a.sources.audioTrack, stream);
-    a.pc.addTrack(a.sources.videoTrack, stream);
     await a.pc.setLocalDescription(await a.pc.createOffer());
-    const offer = await localDescription(a.pc, publisher);
+    const offer = await gatheredDescription(a.pc, publisher, publisher.name);
     const configured = await a.handle.message({ request: 'configure', audio: true, video: true }, offer);
-    expect(configured, 'configured', 'ok', 'configure');
+    expectReply(configured, 'configured', 'ok', 'configure');
     if (!configured.jsep || configured.jsep.type !== 'answer') throw new Error('configure without an answer');
     await a.pc.setRemoteDescription(configured.jsep);
     publisher.steps.push('configured');
     await waitFor('alice: webrtcup', () => publisher.webrtcup, 10000);
 
     const attached = await b.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed }] });
-    expect(attached, 'videoroom', 'attached', 'subscribe');
+    expectReply(attached, 'videoroom', 'attached', 'subscribe');
     if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
     subscriber.steps.push('attached');
     await b.pc.setRemoteDescription(attached.jsep);
     await b.pc.setLocalDescription(await b.pc.createAnswer());
-    const answer = await localDescription(b.pc, subscriber);
+    const answer = await gatheredDescription(b.pc, subscriber, subscriber.name);
     const started = await b.handle.message({ request: 'start' }, answer);
-    expect(started, 'started', 'ok', 'start');
+    expectReply(started, 'started', 'ok', 'start');
     subscriber.steps.push('started');
 
     await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('_event')).join(',')}`, async () => {
-      for (const [peer, side] of [[publisher, a], [subscriber, b]]) {
-        const s = await collectStats(side.pc);
-        peer.packetsReceived = s.rx;
-        peer.packetsSent = s.tx;
-        peer.framesDecoded = s.framesDecoded;
-      }
+      for (const [peer, side] of [[publisher, a], [subscriber, b]]) await collectStats(side.pc, peer);
       return missing().filter((m) => !m.endsWith('_event')).length === 0;
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 5000), 200);
     log('media flowing', JSON.stringify(state.peers.map((p) => p.packetsReceived)));
 
     const unpublished = await a.handle.message({ request: 'unpublish' });
-    expect(unpublished, 'unpublished', 'ok', 'unpublish');
+    expectReply(unpublished, 'unpublished', 'ok', 'unpublish');
     publisher.steps.push('unpublished');
-    await subscriber.nextEvent((d) => d.unpublished !== undefined || d.videoroom === 'updated', 'unpublished', 5000);
+    await subscriber.nextEvent(isUnpublished, 'unpublished', 5000);
     subscriber.steps.push('unpublished');
 
     const left = await b.handle.message({ request: 'leave' });
-    expect(left, 'left', 'ok', 'leave');
+    expectReply(left, 'left', 'ok', 'leave');
     subscriber.steps.push('left');
     const destroyed = await a.handle.message({ request: 'destroy', room: opts.room });
-    expect(destroyed, 'videoroom', 'destroyed', 'destroy');
+    expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
 
     for (const side of sides) {
       if (side.sources) side.sources.stop();
@@ -362,18 +124,11 @@ async function run() {
       await side.session.destroy();
       await side.connection.close();
     }
-    clearTimeout(watchdog);
-    finish(true, null);
+    done(true, null);
   } catch (e) {
-    state.errors.push(e && e.message ? e.message : String(e));
-    log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
-    for (const side of sides) {
-      try { if (side.sources) side.sources.stop(); } catch (_) { /* ignore */ }
-      try { side.pc.close(); } catch (_) { /* ignore */ }
-      try { await Promise.race([side.connection.close(), delay(1000)]); } catch (_) { /* ignore */ }
-    }
-    clearTimeout(watchdog);
-    finish(false, e && e.message ? e.message : String(e));
+    const reason = failed(e);
+    for (const side of sides) await closeQuietly(side);
+    done(false, reason);
   }
 }
 

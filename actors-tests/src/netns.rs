@@ -417,6 +417,19 @@ impl MediaTest {
         timeout_ms: u64,
         connect_timeout_ms: u64,
     ) -> ScriptRun {
+        self.run_script_with(script, label, url, timeout_ms, connect_timeout_ms, &[])
+    }
+
+    /// [`MediaTest::run_script`] with the script's own arguments `extra` after the common ones.
+    pub fn run_script_with(
+        &self,
+        script: &str,
+        label: &str,
+        url: &str,
+        timeout_ms: u64,
+        connect_timeout_ms: u64,
+        extra: &[&str],
+    ) -> ScriptRun {
         let out_path = self.path().join(format!("{script}-{label}.stdout"));
         let err_path = self.path().join(format!("{script}-{label}.stderr"));
         let kill_after = Duration::from_millis(timeout_ms + 15_000);
@@ -425,6 +438,7 @@ impl MediaTest {
             .args(["--url", url, "--label", label])
             .args(["--timeout-ms", &timeout_ms.to_string()])
             .args(["--connect-timeout-ms", &connect_timeout_ms.to_string()])
+            .args(extra)
             .current_dir(MEDIA_DIR)
             .stdout(File::create(&out_path).expect("create stdout file"))
             .stderr(File::create(&err_path).expect("create stderr file"));
@@ -603,4 +617,76 @@ fn check_prerequisites(test: &str, needs_janus: bool) {
         "{test}: missing {}; run actors-tests/media/install.sh",
         missing.join(", ")
     );
+}
+
+// helpers of the multi-peer tests (videoroom, videoroom mesh)
+
+impl MediaTest {
+    /// Two Janus servers in the namespace (`janus-a`, `janus-b`, websockets on `ports`), each
+    /// with the shared templates plus the plugin `plugin_so` (e.g. `libjanus_videoroom.so`,
+    /// which the templates leave out) and its own server name `janus-media-a` / `-b`.
+    pub fn spawn_janus_pair(&self, plugin_so: &str, ports: [u16; 2]) -> Vec<JanusInNs> {
+        let enable = format!("{plugin_so},");
+        [("janus-a", "a", ports[0]), ("janus-b", "b", ports[1])]
+            .into_iter()
+            .map(|(daemon_name, name, port)| {
+                let server_name = format!("janus-media-{name}");
+                let conf = self.write_janus_config(
+                    &format!("janus-conf-{name}"),
+                    port,
+                    &[(&enable, ""), ("janus-media-test", &server_name)],
+                );
+                self.spawn_janus(daemon_name, &conf, &format!("janus-{name}"))
+            })
+            .collect()
+    }
+}
+
+/// The proxy's `[[backend.servers]]` sections for the two servers of
+/// [`MediaTest::spawn_janus_pair`].
+pub fn janus_pair_sections(ports: [u16; 2]) -> String {
+    format!(
+        "[[backend.servers]]\n\
+         name = \"janus-a\"\n\
+         url = \"ws://127.0.0.1:{}\"\n\
+         [[backend.servers]]\n\
+         name = \"janus-b\"\n\
+         url = \"ws://127.0.0.1:{}\"\n",
+        ports[0], ports[1]
+    )
+}
+
+/// For a failure message: the reports of every Janus.
+pub fn janus_reports(janus: &mut [JanusInNs]) -> String {
+    janus
+        .iter_mut()
+        .map(|j| j.report(40))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ScriptRun {
+    /// One line for a passed run of a script whose summary has `peers` (each with `name`,
+    /// `events`, `packetsReceived`).
+    pub fn peers_line(&self, s: &Value) -> String {
+        let peers: Vec<String> = s["peers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{}: events={} packetsReceived={}",
+                    p["name"], p["events"], p["packetsReceived"]
+                )
+            })
+            .collect();
+        format!(
+            "[{}] ok in {:.1} s (script {} ms): {}",
+            self.label,
+            self.elapsed.as_secs_f64(),
+            s["elapsed_ms"],
+            peers.join("; ")
+        )
+    }
 }
