@@ -12,6 +12,42 @@ use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
 use crate::registry::{Placement, PlacementEnded, ServerRegistry};
 use crate::transport::ReplyTo;
 
+/// A link's news about one leg of a handle, tagged with the leg: a handle with several legs
+/// (videocall, videoroom, audiobridge) tells them apart, and may still hear from a leg it
+/// already replaced.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct LegIncoming {
+    pub leg: u64,
+    pub msg: BackendIncoming,
+}
+
+/// Tags what a link sends about one leg (the link's `LinkLost` names no handle) and passes it
+/// to the handle. Stops by itself once the link forgets the leg.
+pub struct LegForwarder {
+    leg: u64,
+    to: Recipient<LegIncoming>,
+}
+
+impl LegForwarder {
+    /// Starts a forwarder for leg `leg` of `to`; the link sends to the returned recipient.
+    pub fn start_for(leg: u64, to: Recipient<LegIncoming>) -> Recipient<BackendIncoming> {
+        LegForwarder { leg, to }.start().recipient()
+    }
+}
+
+impl Actor for LegForwarder {
+    type Context = Context<Self>;
+}
+
+impl Handler<BackendIncoming> for LegForwarder {
+    type Result = ();
+
+    fn handle(&mut self, msg: BackendIncoming, _: &mut Context<Self>) {
+        self.to.do_send(LegIncoming { leg: self.leg, msg });
+    }
+}
+
 /// Who gets a backend reply, and which client connection it is for (None: the session owner).
 pub type ReplyRoute = (Recipient<BackendIncoming>, Option<ReplyTo>);
 

@@ -37,7 +37,7 @@ use super::directory::Whereabouts;
 use super::{SharedRooms, PACKAGE};
 use crate::backend::link::LinkPhase;
 use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
-use crate::plugin::backend_handle::{attached_id, request, BackendLeg};
+use crate::plugin::backend_handle::{attached_id, request, BackendLeg, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, IdMap, Transaction};
 use crate::plugin::{AttachContext, HandleCommand};
@@ -81,14 +81,6 @@ fn is_sync(request: &str) -> bool {
 }
 
 // ---- plumbing: a link's news about one leg, replies to one request ------------------------
-
-/// A link's news about one leg, tagged with the leg.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LegIncoming {
-    leg: u64,
-    msg: BackendIncoming,
-}
 
 /// Receives what a link sends about one leg: the attach reply goes to whoever waits for it,
 /// the rest to the handle. If nobody waits any more, the new backend handle is detached.

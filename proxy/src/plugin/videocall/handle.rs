@@ -34,7 +34,7 @@ use super::remote::Bus;
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::transactions::split_transaction;
 use crate::backend::BackendIncoming;
-use crate::plugin::backend_handle::{request, BackendLeg};
+use crate::plugin::backend_handle::{request, BackendLeg, LegForwarder, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::{AttachContext, HandleCommand};
@@ -151,34 +151,6 @@ impl Peer {
             Peer::Local(addr) => Box::pin(async move { addr.send(msg).await.map_err(|_| ()) }),
             Peer::Remote { bus, proxy } => Box::pin(bus.ring(proxy, username, msg, me)),
         }
-    }
-}
-
-/// A link's news about one leg, tagged with the leg (a handle may still hear from a leg it
-/// already replaced).
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LegIncoming {
-    leg: u64,
-    msg: BackendIncoming,
-}
-
-/// Tags what a link sends about one leg, so that the handle can tell its legs apart (the
-/// link's `LinkLost` names no handle). Stops by itself once the link forgets the leg.
-struct LegForwarder {
-    leg: u64,
-    to: Addr<VideoCallHandle>,
-}
-
-impl Actor for LegForwarder {
-    type Context = Context<Self>;
-}
-
-impl Handler<BackendIncoming> for LegForwarder {
-    type Result = ();
-
-    fn handle(&mut self, msg: BackendIncoming, _: &mut Context<Self>) {
-        self.to.do_send(LegIncoming { leg: self.leg, msg });
     }
 }
 
@@ -732,12 +704,7 @@ impl VideoCallHandle {
         self.release_leg();
         let id = self.next_leg;
         self.next_leg += 1;
-        let forwarder = LegForwarder {
-            leg: id,
-            to: ctx.address(),
-        }
-        .start()
-        .recipient();
+        let forwarder = LegForwarder::start_for(id, ctx.address().recipient());
         let backend = BackendLeg::new(placement);
         backend.attach(PACKAGE, self.opaque_id.as_deref(), forwarder.clone());
         self.leg = Some(Leg {

@@ -46,7 +46,7 @@ use super::coordinator::{
 };
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
-use crate::plugin::backend_handle::{request, BackendLeg};
+use crate::plugin::backend_handle::{request, BackendLeg, LegForwarder, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::{AttachContext, HandleCommand};
@@ -82,32 +82,6 @@ const PARTICIPANT_REQUESTS: &[&str] = &[
     "unsubscribe",
     "leave",
 ];
-
-/// A link's news about one leg, tagged with the leg.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct LegIncoming {
-    leg: u64,
-    msg: BackendIncoming,
-}
-
-/// Tags what a link sends about one leg (the link's `LinkLost` names no handle).
-struct LegForwarder {
-    leg: u64,
-    to: Addr<VideoRoomHandle>,
-}
-
-impl Actor for LegForwarder {
-    type Context = Context<Self>;
-}
-
-impl Handler<BackendIncoming> for LegForwarder {
-    type Result = ();
-
-    fn handle(&mut self, msg: BackendIncoming, _: &mut Context<Self>) {
-        self.to.do_send(LegIncoming { leg: self.leg, msg });
-    }
-}
 
 struct Leg {
     id: u64,
@@ -660,12 +634,7 @@ impl VideoRoomHandle {
         }
         let id = self.next_leg;
         self.next_leg += 1;
-        let forwarder = LegForwarder {
-            leg: id,
-            to: ctx.address(),
-        }
-        .start()
-        .recipient();
+        let forwarder = LegForwarder::start_for(id, ctx.address().recipient());
         let backend = BackendLeg::new(placement);
         backend.attach(PACKAGE, self.opaque_id.as_deref(), forwarder.clone());
         self.legs.push(Leg {
