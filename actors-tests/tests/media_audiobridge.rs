@@ -19,7 +19,7 @@
 //! binary; `MEDIA_E2E_KEEP=1` keeps the work dir with the configs and logs. The namespace,
 //! process and script helpers are in `actors_tests::netns`.
 
-use actors_tests::netns::{JanusInNs, MediaTest, ScriptRun};
+use actors_tests::netns::{self, JanusInNs, MediaTest};
 use serde_json::Value;
 
 const TEST: &str = "media_audiobridge";
@@ -75,49 +75,6 @@ fn check_summary(s: &Value) -> Vec<String> {
     problems
 }
 
-fn one_line(r: &ScriptRun, s: &Value) -> String {
-    let peers: Vec<String> = s["peers"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .map(|p| {
-            format!(
-                "{}: events={} packetsReceived={}",
-                p["name"], p["events"], p["packetsReceived"]
-            )
-        })
-        .collect();
-    format!(
-        "[{}] ok in {:.1} s (script {} ms): {}",
-        r.label,
-        r.elapsed.as_secs_f64(),
-        s["elapsed_ms"],
-        peers.join("; ")
-    )
-}
-
-/// The proxy's backends: both Janus servers.
-fn proxy_sections() -> String {
-    format!(
-        "[[backend.servers]]\n\
-         name = \"janus-a\"\n\
-         url = \"ws://127.0.0.1:{}\"\n\
-         [[backend.servers]]\n\
-         name = \"janus-b\"\n\
-         url = \"ws://127.0.0.1:{}\"\n",
-        JANUS_WS_PORTS[0], JANUS_WS_PORTS[1]
-    )
-}
-
-fn janus_reports(janus: &mut [JanusInNs]) -> String {
-    janus
-        .iter_mut()
-        .map(|j| j.report(40))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 #[test]
 fn media_audiobridge_direct_and_via_proxy() {
     let Some(media) = MediaTest::start(TEST, NS_PREFIX, true) else {
@@ -156,15 +113,15 @@ fn media_audiobridge_direct_and_via_proxy() {
         panic!(
             "{TEST}: the audio conference DIRECTLY through Janus failed, so the environment \
              (Janus / namespace / wrtc) is broken, not (necessarily) the proxy.\n{diag}\n{}",
-            janus_reports(&mut janus)
+            netns::janus_reports(&mut janus)
         )
     });
-    println!("{TEST}: {}", one_line(&direct, &direct_summary));
+    println!("{TEST}: {}", direct.peers_line(&direct_summary));
 
     // ---- phase 2: through the proxy, in front of both servers ---------------------------
     let mut proxy = media.spawn_proxy(
         option_env!("CARGO_BIN_EXE_proxy-under-test"),
-        &proxy_sections(),
+        &netns::janus_pair_sections(JANUS_WS_PORTS),
     );
     let via = media.run_script(
         "audiobridge",
@@ -178,10 +135,10 @@ fn media_audiobridge_direct_and_via_proxy() {
             "{TEST}: the conference directly through Janus PASSED but THROUGH THE PROXY FAILED.\n\
              {diag}\n{}\n{}",
             proxy.report(),
-            janus_reports(&mut janus)
+            netns::janus_reports(&mut janus)
         )
     });
-    println!("{TEST}: {}", one_line(&via, &via_summary));
+    println!("{TEST}: {}", via.peers_line(&via_summary));
 
     // Every server must have survived the whole thing.
     proxy.assert_alive();
