@@ -7,6 +7,7 @@ pub mod fake_janus;
 pub mod http;
 pub mod janus_conf;
 pub mod netns;
+pub mod plugin_script;
 pub mod redis_server;
 pub mod scenario;
 pub mod sentinel_kit;

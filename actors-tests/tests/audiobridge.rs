@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use actors_tests::plugin_script::{cluster, compare, StepFrames};
 use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure};
 use serde_json::{json, Value};
@@ -90,8 +91,6 @@ fn own(mut s: Step) -> Step {
     s.own_only = true;
     s
 }
-
-type StepFrames = (String, [Vec<String>; 3]);
 
 /// Ids made up for one run: rooms and participants, replaced back when comparing.
 struct Names {
@@ -207,36 +206,6 @@ async fn run_steps(
         results.push((st.name.to_owned(), got));
     }
     Ok(results)
-}
-
-fn compare(direct: &[StepFrames], proxied: &[StepFrames]) -> anyhow::Result<()> {
-    let mut diffs = Vec::new();
-    for (d, p) in direct.iter().zip(proxied) {
-        if d != p {
-            diffs.push(format!(
-                "step {:?}\n  janus: {:#?}\n  proxy: {:#?}",
-                d.0, d.1, p.1
-            ));
-        }
-    }
-    ensure!(direct.len() == proxied.len(), "step counts differ");
-    ensure!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
-    Ok(())
-}
-
-async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let proxy = ProxyUnderTest::start(proxy_config(&[
-        ("janus-a", a.ws_url()),
-        ("janus-b", b.ws_url()),
-    ]))
-    .await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
-    Ok((a, b, proxy))
 }
 
 async fn backend_handles(proxy: &ProxyUnderTest) -> anyhow::Result<HashMap<String, u64>> {

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
+use actors_tests::plugin_script::{cluster, compare, StepFrames};
+use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure};
 use serde_json::{json, Value};
 
@@ -89,10 +90,6 @@ fn step_sdp(
         own_only: false,
     }
 }
-
-/// Frames of one step, per user, normalised and sorted (Janus sends an `ack` and its event,
-/// and events to two users, in either order).
-type StepFrames = (String, [Vec<String>; 3]);
 
 fn normalise(frame: &Value, ids: &[(u64, String)]) -> String {
     let mut frame = frame.clone();
@@ -185,37 +182,6 @@ async fn run_steps(
         results.push((st.name.to_owned(), got));
     }
     Ok(results)
-}
-
-fn compare(direct: &[StepFrames], proxied: &[StepFrames]) -> anyhow::Result<()> {
-    let mut diffs = Vec::new();
-    for (d, p) in direct.iter().zip(proxied) {
-        if d != p {
-            diffs.push(format!(
-                "step {:?}\n  janus: {:#?}\n  proxy: {:#?}",
-                d.0, d.1, p.1
-            ));
-        }
-    }
-    ensure!(direct.len() == proxied.len(), "step counts differ");
-    ensure!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
-    Ok(())
-}
-
-/// Two real Janus servers and the proxy in front of both, each server selectable.
-async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let proxy = ProxyUnderTest::start(proxy_config(&[
-        ("janus-a", a.ws_url()),
-        ("janus-b", b.ws_url()),
-    ]))
-    .await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
-    Ok((a, b, proxy))
 }
 
 /// Backend handles per server, from the admin API.

@@ -17,6 +17,7 @@
 
 use std::time::{Duration, Instant};
 
+use actors_tests::plugin_script::{cluster, compare, StepFrames};
 use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
 };
@@ -72,8 +73,6 @@ fn step_offer(name: &'static str, who: usize, body: Value, expect: [usize; 3]) -
         ..step(name, who, body, expect)
     }
 }
-
-type StepFrames = (String, [Vec<String>; 3]);
 
 fn normalise(frame: &Value, ids: &[(u64, String)]) -> String {
     let mut frame = frame.clone();
@@ -146,37 +145,6 @@ async fn run_script(url: &str, steps: &[Step]) -> anyhow::Result<Vec<StepFrames>
         let _ = u.client.close().await;
     }
     Ok(results)
-}
-
-fn compare(direct: &[StepFrames], proxied: &[StepFrames]) -> anyhow::Result<()> {
-    let mut diffs = Vec::new();
-    for (d, p) in direct.iter().zip(proxied) {
-        if d != p {
-            diffs.push(format!(
-                "step {:?}\n  janus: {:#?}\n  proxy: {:#?}",
-                d.0, d.1, p.1
-            ));
-        }
-    }
-    ensure!(direct.len() == proxied.len(), "step counts differ");
-    ensure!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
-    Ok(())
-}
-
-/// Two real Janus servers and the proxy in front of both, each server selectable.
-async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let proxy = ProxyUnderTest::start(proxy_config(&[
-        ("janus-a", a.ws_url()),
-        ("janus-b", b.ws_url()),
-    ]))
-    .await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
-    Ok((a, b, proxy))
 }
 
 const ROOM: u64 = 4321;

@@ -1,0 +1,45 @@
+//! Shared pieces of the plugin tests (videocall, videoroom, audiobridge): two real Janus
+//! servers behind the proxy, and the comparison of a three-user script's frames, step by
+//! step, between a Janus and the proxy.
+
+use std::time::Duration;
+
+use anyhow::ensure;
+
+use crate::{proxy_config, JanusServer, ProxyUnderTest};
+
+/// What each of the three users received in one step (frames normalised, sorted).
+pub type StepFrames = (String, [Vec<String>; 3]);
+
+/// The steps must be the same, in number and in content.
+pub fn compare(direct: &[StepFrames], proxied: &[StepFrames]) -> anyhow::Result<()> {
+    let mut diffs = Vec::new();
+    for (d, p) in direct.iter().zip(proxied) {
+        if d != p {
+            diffs.push(format!(
+                "step {:?}\n  janus: {:#?}\n  proxy: {:#?}",
+                d.0, d.1, p.1
+            ));
+        }
+    }
+    ensure!(direct.len() == proxied.len(), "step counts differ");
+    ensure!(diffs.is_empty(), "differences:\n{}", diffs.join("\n"));
+    Ok(())
+}
+
+/// Two real Janus servers (`janus-a`, `janus-b`) and the proxy in front of both, each server
+/// selectable.
+pub async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let proxy = ProxyUnderTest::start(proxy_config(&[
+        ("janus-a", a.ws_url()),
+        ("janus-b", b.ws_url()),
+    ]))
+    .await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    Ok((a, b, proxy))
+}
