@@ -103,7 +103,10 @@ async fn killed_janus_is_restarted_and_reported_abnormal_then_normal() -> anyhow
     let info = sentinel.info().await?;
     let old_pid = pid_of(&info).context("no pid")?;
 
-    let killed_at = Instant::now();
+    let killed_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default();
     let kill = std::process::Command::new("kill")
         .args(["-9", &old_pid.to_string()])
         .status()?;
@@ -114,7 +117,10 @@ async fn killed_janus_is_restarted_and_reported_abnormal_then_normal() -> anyhow
             i["janus_watcher"]["process_status"] == 1 && pid_of(i).is_some_and(|p| p != old_pid)
         })
         .await?;
-    assert!(killed_at.elapsed() < Duration::from_secs(2));
+    // The restart itself, by the sentinel's own clock (the polling above adds test overhead
+    // on a busy machine).
+    let restarted = info["janus_watcher"]["start_time"].as_f64().unwrap_or(f64::MAX);
+    assert!(restarted - killed_unix < 2.0, "restarted {restarted}, killed {killed_unix}");
     assert_eq!(info["janus_watcher"]["auto_restart_count"], 1, "{info}");
     assert_eq!(info["janus_watcher"]["last_return_code"], -9, "{info}");
 
