@@ -119,8 +119,13 @@ async fn killed_janus_is_restarted_and_reported_abnormal_then_normal() -> anyhow
         .await?;
     // The restart itself, by the sentinel's own clock (the polling above adds test overhead
     // on a busy machine).
-    let restarted = info["janus_watcher"]["start_time"].as_f64().unwrap_or(f64::MAX);
-    assert!(restarted - killed_unix < 2.0, "restarted {restarted}, killed {killed_unix}");
+    let restarted = info["janus_watcher"]["start_time"]
+        .as_f64()
+        .unwrap_or(f64::MAX);
+    assert!(
+        restarted - killed_unix < 2.0,
+        "restarted {restarted}, killed {killed_unix}"
+    );
     assert_eq!(info["janus_watcher"]["auto_restart_count"], 1, "{info}");
     assert_eq!(info["janus_watcher"]["last_return_code"], -9, "{info}");
 
