@@ -37,6 +37,16 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
     let config = ProxyConfig::load(path.as_deref())?;
     let system = actix::System::new();
     system.block_on(async move {
+        // Signal handlers first: a SIGHUP that arrives while the listeners come up must reload
+        // (nothing to do yet), not kill the process with the default action.
+        #[cfg(unix)]
+        let (hup, term) = {
+            use tokio::signal::unix::{signal, SignalKind};
+            (
+                signal(SignalKind::hangup()),
+                signal(SignalKind::terminate()),
+            )
+        };
         let proxy = start(config)?;
         let ws = proxy.ws_server.clone();
         let admin = proxy.admin_server.clone();
@@ -54,9 +64,7 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
         {
             let reload = proxy.tls_reloader();
             actix_rt::spawn(async move {
-                let Ok(mut hup) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-                else {
+                let Ok(mut hup) = hup else {
                     return;
                 };
                 while hup.recv().await.is_some() {
@@ -73,9 +81,7 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
             let admin = proxy.admin_server.clone();
             let state = proxy.state.clone();
             actix_rt::spawn(async move {
-                if let Ok(mut term) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                {
+                if let Ok(mut term) = term {
                     term.recv().await;
                     log::info!("janus-proxy: SIGTERM, shutting down");
                     state
