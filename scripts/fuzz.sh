@@ -25,6 +25,9 @@ printf '%s' 'name=janus-1&url=ws%3A%2F%2F10.0.0.1%3A8188&status=0&session_num=3&
   > "$corpus/admin_report/form"
 
 cd fuzz
+# Build first, so that a target that no longer compiles fails the run.
+RUSTC_BOOTSTRAP=1 cargo fuzz build client_frame
+RUSTC_BOOTSTRAP=1 cargo fuzz build admin_report
 for target in client_frame admin_report; do
   echo "fuzz: $target for ${seconds}s"
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "$corpus/$target" -- \

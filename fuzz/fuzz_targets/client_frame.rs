@@ -11,8 +11,9 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(incoming) = Incoming::parse(text) {
         let _ = incoming.target();
-        let _ = incoming.verb(false);
-        let _ = incoming.verb(true);
+        // `verb` takes the body out of the request: each call on its own copy.
+        let _ = incoming.clone().verb(false);
+        let _ = incoming.clone().verb(true);
         let _ = incoming.error(janus_protocol::ApiError::no_such_session(incoming.session_id));
     }
 });
