@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 
+use crate::scenario::{peer_on, Peer};
 use crate::{proxy_config, JanusServer, ProxyUnderTest};
 
 /// What each of the three users received in one step (frames normalised, sorted).
@@ -42,4 +43,31 @@ pub async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTe
             .await?;
     }
     Ok((a, b, proxy))
+}
+
+/// Three users on `url`, each with a `plugin` handle, and the names of their ids for
+/// normalising (`<session0>`, `<handle0>`, …).
+pub async fn open_users(
+    url: &str,
+    plugin: &str,
+) -> anyhow::Result<(Vec<Peer>, Vec<(u64, String)>)> {
+    let mut users = Vec::with_capacity(3);
+    for _ in 0..3 {
+        users.push(peer_on(url, plugin).await?);
+    }
+    let mut ids = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        ids.push((u.session, format!("<session{i}>")));
+        ids.push((u.handle, format!("<handle{i}>")));
+    }
+    Ok((users, ids))
+}
+
+/// `frame` as text with the ids replaced by their names.
+pub fn named_ids(frame: &serde_json::Value, ids: &[(u64, String)]) -> String {
+    let mut text = frame.to_string();
+    for (id, name) in ids {
+        text = text.replace(&id.to_string(), name);
+    }
+    text
 }

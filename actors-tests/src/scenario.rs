@@ -103,9 +103,14 @@ pub struct Peer {
 }
 
 pub async fn peer(url: &str) -> anyhow::Result<Peer> {
+    peer_on(url, ECHOTEST).await
+}
+
+/// A client connection with one session and one handle of `plugin`.
+pub async fn peer_on(url: &str, plugin: &str) -> anyhow::Result<Peer> {
     let mut client = JanusClient::connect(url).await?;
     let session = client.create_session().await?;
-    let handle = client.attach(session, ECHOTEST).await?;
+    let handle = client.attach(session, plugin).await?;
     Ok(Peer {
         client,
         session,

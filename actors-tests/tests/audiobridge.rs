@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actors_tests::plugin_script::{cluster, compare, StepFrames};
+use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure};
 use serde_json::{json, Value};
@@ -34,21 +35,8 @@ fn offer() -> String {
     audio
 }
 
-struct User {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-}
-
 async fn user(url: &str) -> anyhow::Result<User> {
-    let mut client = JanusClient::connect(url).await?;
-    let session = client.create_session().await?;
-    let handle = client.attach(session, AUDIOBRIDGE).await?;
-    Ok(User {
-        client,
-        session,
-        handle,
-    })
+    peer_on(url, AUDIOBRIDGE).await
 }
 
 #[derive(Clone)]

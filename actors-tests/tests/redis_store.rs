@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{echotest_ok, ECHOTEST};
+use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::sentinel_kit::{callback_url, sentinel_config, SentinelUnderTest};
 use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig,
@@ -250,21 +251,8 @@ const VIDEOCALL: &str = "janus.plugin.videocall";
 const OFFER: &str = include_str!("data/videocall-offer.sdp");
 const ANSWER: &str = include_str!("data/videocall-answer.sdp");
 
-struct User {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-}
-
 async fn user(url: &str) -> anyhow::Result<User> {
-    let mut client = JanusClient::connect(url).await?;
-    let session = client.create_session().await?;
-    let handle = client.attach(session, VIDEOCALL).await?;
-    Ok(User {
-        client,
-        session,
-        handle,
-    })
+    peer_on(url, VIDEOCALL).await
 }
 
 fn result_event(f: &Value) -> Option<&str> {

@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actors_tests::plugin_script::{cluster, compare, StepFrames};
-use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
+use actors_tests::plugin_script::{cluster, compare, named_ids, open_users, StepFrames};
+use actors_tests::scenario::{peer_on, Peer as User};
+use actors_tests::{init_logging, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure};
 use serde_json::{json, Value};
 
@@ -27,21 +28,8 @@ const ANSWER: &str = include_str!("data/videocall-answer.sdp");
 const STEP_LIMIT: Duration = Duration::from_secs(8);
 
 /// A connection with one session and one videocall handle.
-struct User {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-}
-
 async fn user(url: &str) -> anyhow::Result<User> {
-    let mut client = JanusClient::connect(url).await?;
-    let session = client.create_session().await?;
-    let handle = client.attach(session, VIDEOCALL).await?;
-    Ok(User {
-        client,
-        session,
-        handle,
-    })
+    peer_on(url, VIDEOCALL).await
 }
 
 /// What a step sends.
@@ -100,27 +88,12 @@ fn normalise(frame: &Value, ids: &[(u64, String)]) -> String {
     if let Some(Value::Array(list)) = frame.pointer_mut("/plugindata/data/result/list") {
         list.sort_by_key(|v| v.to_string());
     }
-    let mut text = frame.to_string();
-    for (id, name) in ids {
-        text = text.replace(&id.to_string(), name);
-    }
-    text
-}
-
-/// Three users on `url`, and the names of their ids for normalising.
-async fn open_users(url: &str) -> anyhow::Result<(Vec<User>, Vec<(u64, String)>)> {
-    let users = vec![user(url).await?, user(url).await?, user(url).await?];
-    let mut ids = Vec::new();
-    for (i, u) in users.iter().enumerate() {
-        ids.push((u.session, format!("<session{i}>")));
-        ids.push((u.handle, format!("<handle{i}>")));
-    }
-    Ok((users, ids))
+    named_ids(&frame, ids)
 }
 
 /// Runs `steps` with three users against `url`.
 async fn run_script(url: &str, steps: &[Step]) -> anyhow::Result<Vec<StepFrames>> {
-    let (mut users, ids) = open_users(url).await?;
+    let (mut users, ids) = open_users(url, VIDEOCALL).await?;
     let results = run_steps(url, &mut users, &ids, steps, 0).await?;
     close_users(users).await;
     Ok(results)
@@ -283,7 +256,7 @@ async fn full_call_same_as_janus_bridged_by_one_of_two_servers() -> anyhow::Resu
     // Through the proxy, with a look at the backends once bob accepted: both legs of the
     // call on one server, none on the other.
     let url = proxy.ws_url();
-    let (mut users, ids) = open_users(&url).await?;
+    let (mut users, ids) = open_users(&url, VIDEOCALL).await?;
     let (until_accepted, rest) = script.split_at(6);
     let mut proxied = run_steps(&url, &mut users, &ids, until_accepted, 0).await?;
     wait_handles(&proxy, STEP_LIMIT, |h| {

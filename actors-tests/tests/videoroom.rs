@@ -17,7 +17,8 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::plugin_script::{cluster, compare, StepFrames};
+use actors_tests::plugin_script::{cluster, compare, named_ids, open_users, StepFrames};
+use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
 };
@@ -30,21 +31,8 @@ const OFFER: &str = include_str!("data/videocall-offer.sdp");
 const STEP_LIMIT: Duration = Duration::from_secs(8);
 const LOST_REASON: &str = "Backend server unavailable";
 
-struct User {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-}
-
 async fn user(url: &str) -> anyhow::Result<User> {
-    let mut client = JanusClient::connect(url).await?;
-    let session = client.create_session().await?;
-    let handle = client.attach(session, VIDEOROOM).await?;
-    Ok(User {
-        client,
-        session,
-        handle,
-    })
+    peer_on(url, VIDEOROOM).await
 }
 
 /// One step: user `who` sends `body` (with the real offer when `offer`); then each user must
@@ -86,25 +74,11 @@ fn normalise(frame: &Value, ids: &[(u64, String)]) -> String {
     if let Some(Value::Array(list)) = frame.pointer_mut("/plugindata/data/participants") {
         list.sort_by_key(|v| v.to_string());
     }
-    let mut text = frame.to_string();
-    for (id, name) in ids {
-        text = text.replace(&id.to_string(), name);
-    }
-    text
-}
-
-async fn open_users(url: &str) -> anyhow::Result<(Vec<User>, Vec<(u64, String)>)> {
-    let users = vec![user(url).await?, user(url).await?, user(url).await?];
-    let mut ids = Vec::new();
-    for (i, u) in users.iter().enumerate() {
-        ids.push((u.session, format!("<session{i}>")));
-        ids.push((u.handle, format!("<handle{i}>")));
-    }
-    Ok((users, ids))
+    named_ids(&frame, ids)
 }
 
 async fn run_script(url: &str, steps: &[Step]) -> anyhow::Result<Vec<StepFrames>> {
-    let (mut users, ids) = open_users(url).await?;
+    let (mut users, ids) = open_users(url, VIDEOROOM).await?;
     let mut results = Vec::new();
     for (n, st) in steps.iter().enumerate() {
         let transaction = format!("s{n}");
