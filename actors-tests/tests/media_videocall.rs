@@ -18,7 +18,7 @@
 //! binary; `MEDIA_E2E_KEEP=1` keeps the work dir with the configs and logs. The namespace,
 //! process and script helpers are in `actors_tests::netns`.
 
-use actors_tests::netns::{self, JanusInNs, MediaTest};
+use actors_tests::netns::TwoPhase;
 use serde_json::Value;
 
 const TEST: &str = "media_videocall";
@@ -76,79 +76,16 @@ fn check_summary(s: &Value) -> Vec<String> {
 
 #[test]
 fn media_videocall_direct_and_via_proxy() {
-    let Some(media) = MediaTest::start(TEST, NS_PREFIX, true) else {
-        return;
-    };
-
-    // ---- two Janus servers inside the namespace -----------------------------------------
-    let mut janus = Vec::new();
-    for (daemon_name, name, port) in [
-        ("janus-a", "a", JANUS_WS_PORTS[0]),
-        ("janus-b", "b", JANUS_WS_PORTS[1]),
-    ] {
-        let server_name = format!("janus-media-{name}");
-        let conf = media.write_janus_config(
-            &format!("janus-conf-{name}"),
-            port,
-            &[
-                // The shared templates leave the videocall plugin out; this test needs it.
-                ("libjanus_videocall.so,", ""),
-                ("janus-media-test", &server_name),
-            ],
-        );
-        janus.push(media.spawn_janus(daemon_name, &conf, &format!("janus-{name}")));
+    TwoPhase {
+        test: TEST,
+        ns_prefix: NS_PREFIX,
+        plugin_so: "libjanus_videocall.so",
+        script: "videocall",
+        what: "video call",
+        ports: JANUS_WS_PORTS,
+        script_timeout_ms: SCRIPT_TIMEOUT_MS,
+        direct_connect_timeout_ms: DIRECT_CONNECT_TIMEOUT_MS,
+        proxy_connect_timeout_ms: PROXY_CONNECT_TIMEOUT_MS,
     }
-
-    // ---- phase 1: direct to one Janus (the script retries until Janus accepts) -----------
-    let direct_url = format!("ws://127.0.0.1:{}", JANUS_WS_PORTS[0]);
-    let direct = media.run_script(
-        "videocall",
-        "direct",
-        &direct_url,
-        SCRIPT_TIMEOUT_MS,
-        DIRECT_CONNECT_TIMEOUT_MS,
-    );
-    let direct_summary = direct.expect_success(check_summary).unwrap_or_else(|diag| {
-        panic!(
-            "{TEST}: the video call DIRECTLY through Janus failed, so the environment \
-             (Janus / namespace / wrtc) is broken, not (necessarily) the proxy.\n{diag}\n{}",
-            netns::janus_reports(&mut janus)
-        )
-    });
-    println!("{TEST}: {}", direct.peers_line(&direct_summary));
-
-    // ---- phase 2: through the proxy, in front of both servers ---------------------------
-    let mut proxy = media.spawn_proxy(
-        option_env!("CARGO_BIN_EXE_proxy-under-test"),
-        &netns::janus_pair_sections(JANUS_WS_PORTS),
-    );
-    let via = media.run_script(
-        "videocall",
-        "proxy",
-        &media.proxy_url(),
-        SCRIPT_TIMEOUT_MS,
-        PROXY_CONNECT_TIMEOUT_MS,
-    );
-    let via_summary = via.expect_success(check_summary).unwrap_or_else(|diag| {
-        panic!(
-            "{TEST}: the call directly through Janus PASSED but THROUGH THE PROXY FAILED.\n\
-             {diag}\n{}\n{}",
-            proxy.report(),
-            netns::janus_reports(&mut janus)
-        )
-    });
-    println!("{TEST}: {}", via.peers_line(&via_summary));
-
-    // Every server must have survived the whole thing.
-    proxy.assert_alive();
-    janus.iter_mut().for_each(JanusInNs::assert_alive);
-
-    // Explicit teardown order: processes first, then the namespace (Drop would do the same).
-    proxy.daemon.stop();
-    for j in janus.iter_mut() {
-        j.daemon.stop();
-    }
-    let started = media.started;
-    drop(media);
-    println!("{TEST}: passed in {:.1} s", started.elapsed().as_secs_f64());
+    .run(option_env!("CARGO_BIN_EXE_proxy-under-test"), check_summary);
 }
