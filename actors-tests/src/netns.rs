@@ -626,10 +626,17 @@ impl MediaTest {
     /// with the shared templates plus the plugin `plugin_so` (e.g. `libjanus_videoroom.so`,
     /// which the templates leave out) and its own server name `janus-media-a` / `-b`.
     pub fn spawn_janus_pair(&self, plugin_so: &str, ports: [u16; 2]) -> Vec<JanusInNs> {
+        self.spawn_janus_servers(plugin_so, &ports)
+    }
+
+    /// [`MediaTest::spawn_janus_pair`] for up to three servers (`janus-a`, `janus-b`,
+    /// `janus-c`, websockets on `ports`).
+    pub fn spawn_janus_servers(&self, plugin_so: &str, ports: &[u16]) -> Vec<JanusInNs> {
         let enable = format!("{plugin_so},");
-        [("janus-a", "a", ports[0]), ("janus-b", "b", ports[1])]
+        [("janus-a", "a"), ("janus-b", "b"), ("janus-c", "c")]
             .into_iter()
-            .map(|(daemon_name, name, port)| {
+            .zip(ports)
+            .map(|((daemon_name, name), &port)| {
                 let server_name = format!("janus-media-{name}");
                 let conf = self.write_janus_config(
                     &format!("janus-conf-{name}"),
@@ -724,15 +731,19 @@ impl TwoPhase<'_> {
 /// The proxy's `[[backend.servers]]` sections for the two servers of
 /// [`MediaTest::spawn_janus_pair`].
 pub fn janus_pair_sections(ports: [u16; 2]) -> String {
-    format!(
-        "[[backend.servers]]\n\
-         name = \"janus-a\"\n\
-         url = \"ws://127.0.0.1:{}\"\n\
-         [[backend.servers]]\n\
-         name = \"janus-b\"\n\
-         url = \"ws://127.0.0.1:{}\"\n",
-        ports[0], ports[1]
-    )
+    janus_sections(&ports)
+}
+
+/// The proxy's `[[backend.servers]]` sections for the servers of
+/// [`MediaTest::spawn_janus_servers`].
+pub fn janus_sections(ports: &[u16]) -> String {
+    ["janus-a", "janus-b", "janus-c"]
+        .iter()
+        .zip(ports)
+        .map(|(name, port)| {
+            format!("[[backend.servers]]\nname = \"{name}\"\nurl = \"ws://127.0.0.1:{port}\"\n")
+        })
+        .collect()
 }
 
 /// For a failure message: the reports of every Janus.
