@@ -118,7 +118,10 @@ fn six_participants_over_three_backends_then_one_killed() {
     assert_eq!(via_summary["after_kill"], "ok", "{via_summary}");
 
     proxy.assert_alive();
-    for (name, j) in ["janus-a", "janus-b", "janus-c"].iter().zip(janus.iter_mut()) {
+    for (name, j) in ["janus-a", "janus-b", "janus-c"]
+        .iter()
+        .zip(janus.iter_mut())
+    {
         if *name != killed {
             j.assert_alive();
         }

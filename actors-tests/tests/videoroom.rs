@@ -343,6 +343,29 @@ async fn scripted_session_same_as_janus() -> anyhow::Result<()> {
     compare(&direct, &proxied)
 }
 
+/// Phase 2: the same session through a proxy whose room spans both servers
+/// (`videoroom_publishers_per_backend = 1`: alice on one, bob — and after him carol — on the
+/// other). No PeerConnection comes up (the offers have no reachable candidates), so nothing
+/// is mirrored: what the participants of one server learn about those of the other (bob's
+/// `leaving`, carol's `kicked`) comes from the proxy's own notices, in Janus's words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_session_over_two_servers_same_as_janus() -> anyhow::Result<()> {
+    init_logging();
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    config.plugins.videoroom_publishers_per_backend = 1;
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    let script = session_script();
+    let direct = run_script(&a.ws_url(), &script).await?;
+    let proxied = run_script(&proxy.ws_url(), &script).await?;
+    compare(&direct, &proxied)
+}
+
 // ---- placement and failure ----
 
 async fn message(u: &mut User, tx: &str, body: Value, offer: bool) -> anyhow::Result<()> {

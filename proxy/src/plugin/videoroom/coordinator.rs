@@ -15,7 +15,7 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::mirror::{MirrorOp, RoomMirror};
+use super::mirror::{MirrorOp, Notice, RoomMirror, Roster};
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg};
@@ -36,12 +36,19 @@ pub fn coordinator(
     if let Some(addr) = map.get(&room).filter(|a| a.connected()) {
         return addr.clone();
     }
+    // A coordinator started again (its room emptied once) learns the room's servers anew.
+    let mut mirror = RoomMirror::default();
+    for server in directory.lock().servers(room) {
+        mirror.server_added(&server);
+    }
     let addr = RoomCoordinator {
         room,
         state: state.clone(),
         directory: directory.clone(),
         coordinators: coordinators.clone(),
-        mirror: RoomMirror::default(),
+        mirror,
+        roster: Roster::new(room),
+        members: HashMap::new(),
         legs: HashMap::new(),
         next_leg: 1,
         lists: HashMap::new(),
@@ -76,12 +83,49 @@ pub struct PublisherActive {
     pub streams: Value,
 }
 
-/// A publisher stopped publishing (unpublish, leave, PeerConnection closed, handle gone).
+/// A publisher stopped publishing but stays in the room (`unpublish`, PeerConnection
+/// closed): participants elsewhere see it `unpublished`, as on its own server.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct PublisherGone {
     pub id: u64,
 }
+
+/// What the coordinator tells a participant handle of the room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum RoomNotice {
+    /// A videoroom event to deliver (plugin data), as its own server would have sent it.
+    Event(Value),
+    /// The next `leaving: id` from the handle's server is a mirror's removal that means
+    /// `as_key: id` (`unpublished`, `kicked`), as Janus says it to the publisher's own server.
+    Rename { id: u64, as_key: &'static str },
+}
+
+/// A participant (`ptype: publisher`) joined on `server`. Answered with the attendees on
+/// the room's other servers, for the newcomer's `joined` (Janus's `attendees`).
+#[derive(Message)]
+#[rtype(result = "Vec<Value>")]
+pub struct ParticipantJoined {
+    pub handle: u64,
+    pub server: String,
+    pub id: u64,
+    pub display: Option<String>,
+    pub notify: Recipient<RoomNotice>,
+}
+
+/// A participant left the room (`leave`, detach, kicked); publishing or not.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ParticipantLeft {
+    pub handle: u64,
+    pub kicked: bool,
+}
+
+/// The coordinator found its room empty: it ends unless someone came meanwhile.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct EndIfEmpty;
 
 /// A room-wide request the first server accepted: repeated on the others.
 #[derive(Message)]
@@ -168,6 +212,9 @@ pub struct RoomCoordinator {
     directory: SharedDirectory,
     coordinators: Coordinators,
     mirror: RoomMirror,
+    roster: Roster,
+    /// Where to tell each participant handle of the roster.
+    members: HashMap<u64, Recipient<RoomNotice>>,
     legs: HashMap<String, CtlLeg>,
     next_leg: u64,
     lists: HashMap<u64, PendingList>,
@@ -329,11 +376,7 @@ impl RoomCoordinator {
                     leg.backend = Some(backend);
                     leg.forwarder = Some(forwarder);
                 }
-                _ => {
-                    act.legs.remove(&server);
-                    let ops = act.mirror.server_lost(&server);
-                    act.run(ctx, ops);
-                }
+                _ => act.server_gone(ctx, &server),
             }
         });
         ctx.spawn(fut);
@@ -391,22 +434,132 @@ impl RoomCoordinator {
     }
 
     fn leg_lost(&mut self, ctx: &mut Context<Self>, leg_id: u64) {
-        let Some(server) = self
+        let server = self
             .legs
             .iter()
             .find(|(_, l)| l.id == leg_id)
-            .map(|(s, _)| s.clone())
-        else {
-            return;
-        };
-        if let Some(mut leg) = self.legs.remove(&server) {
+            .map(|(s, _)| s.clone());
+        if let Some(server) = server {
+            self.server_gone(ctx, &server);
+        }
+    }
+
+    /// `server` is lost (its link, or the control leg there): its participants leave the
+    /// room for everyone elsewhere, its publishers' mirrors go, and the others stop sending
+    /// there.
+    fn server_gone(&mut self, ctx: &mut Context<Self>, server: &str) {
+        if let Some(mut leg) = self.legs.remove(server) {
             if let Some(backend) = leg.backend.as_mut() {
                 backend.forget();
                 backend.end_placement(&self.state.registry);
             }
         }
-        let ops = self.mirror.server_lost(&server);
+        // Mirrored publishers are seen leaving through the mirrors' removal.
+        let mirror = &self.mirror;
+        let notices = self.roster.server_lost(server, |id| mirror.is_active(id));
+        self.deliver(notices);
+        let ops = self.mirror.server_lost(server);
         self.run(ctx, ops);
+        self.end_if_empty(ctx);
+    }
+
+    fn deliver(&self, notices: Vec<Notice>) {
+        for n in notices {
+            for h in &n.to {
+                if let Some(to) = self.members.get(h) {
+                    to.do_send(RoomNotice::Event(n.data.clone()));
+                }
+            }
+        }
+    }
+
+    /// Tells the participants on the servers publisher `id` is mirrored to that the removal
+    /// of its mirror (`leaving` from their server) means `as_key`.
+    fn rename_removal(&self, id: u64, as_key: &'static str) {
+        let targets = self.mirror.targets(id);
+        for h in self.roster.on(&targets) {
+            if let Some(to) = self.members.get(&h) {
+                to.do_send(RoomNotice::Rename { id, as_key });
+            }
+        }
+    }
+
+    /// No participant and no publisher left: the coordinator ends (its control legs are
+    /// detached). It leaves the map at once, under its lock, so that whoever needs the room
+    /// from now on starts a new one; what was sent to it before is still handled (the
+    /// `EndIfEmpty` comes after in its mailbox).
+    fn end_if_empty(&mut self, ctx: &mut Context<Self>) {
+        if !(self.roster.is_empty() && self.mirror.is_empty()) {
+            return;
+        }
+        let mut map = self.coordinators.lock();
+        if map.get(&self.room).is_some_and(|a| *a == ctx.address()) {
+            map.remove(&self.room);
+            ctx.address().do_send(EndIfEmpty);
+        }
+    }
+}
+
+impl Handler<EndIfEmpty> for RoomCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: EndIfEmpty, ctx: &mut Context<Self>) {
+        if self.roster.is_empty() && self.mirror.is_empty() && self.lists.is_empty() {
+            return ctx.stop();
+        }
+        // Someone joined through the old address meanwhile: carry on if nobody replaced us.
+        let mut map = self.coordinators.lock();
+        if !map.get(&self.room).is_some_and(|a| a.connected()) {
+            map.insert(self.room, ctx.address());
+        }
+    }
+}
+
+impl Handler<ParticipantJoined> for RoomCoordinator {
+    type Result = MessageResult<ParticipantJoined>;
+
+    fn handle(&mut self, msg: ParticipantJoined, _: &mut Context<Self>) -> Self::Result {
+        let notify_joining = self
+            .directory
+            .lock()
+            .get(self.room)
+            .and_then(|r| r.settings.get("notify_joining").and_then(Value::as_bool))
+            .unwrap_or(false);
+        let mirror = &self.mirror;
+        let (notice, attendees) = self.roster.joined(
+            msg.handle,
+            &msg.server,
+            msg.id,
+            msg.display,
+            notify_joining,
+            |id| mirror.is_active(id),
+        );
+        self.members.insert(msg.handle, msg.notify);
+        self.deliver(notice.into_iter().collect());
+        MessageResult(attendees)
+    }
+}
+
+impl Handler<ParticipantLeft> for RoomCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ParticipantLeft, ctx: &mut Context<Self>) {
+        self.members.remove(&msg.handle);
+        let Some(id) = self.roster.member_id(msg.handle) else {
+            return self.end_if_empty(ctx);
+        };
+        let mirrored = self.mirror.is_active(id);
+        if let Some((_, notice)) = self.roster.left(msg.handle, msg.kicked, mirrored) {
+            self.deliver(notice.into_iter().collect());
+        }
+        if mirrored {
+            if msg.kicked {
+                self.rename_removal(id, "kicked");
+            }
+            let ops = self.mirror.publisher_gone(id);
+            self.run(ctx, ops);
+        }
+        self.end_if_empty(ctx);
     }
 }
 
@@ -487,14 +640,7 @@ impl Handler<ServerLost> for RoomCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: ServerLost, ctx: &mut Context<Self>) {
-        if let Some(mut leg) = self.legs.remove(&msg.server) {
-            if let Some(backend) = leg.backend.as_mut() {
-                backend.forget();
-                backend.end_placement(&self.state.registry);
-            }
-        }
-        let ops = self.mirror.server_lost(&msg.server);
-        self.run(ctx, ops);
+        self.server_gone(ctx, &msg.server);
     }
 }
 
@@ -516,8 +662,10 @@ impl Handler<PublisherGone> for RoomCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: PublisherGone, ctx: &mut Context<Self>) {
+        self.rename_removal(msg.id, "unpublished");
         let ops = self.mirror.publisher_gone(msg.id);
         self.run(ctx, ops);
+        self.end_if_empty(ctx);
     }
 }
 

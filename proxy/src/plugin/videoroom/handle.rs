@@ -41,8 +41,8 @@ use serde_json::{json, Value};
 
 use super::checks::{self, VrError};
 use super::coordinator::{
-    self, Broadcast, Coordinators, ListParticipants, PublisherActive, PublisherGone,
-    RoomCoordinator, ServerJoined, ServerLost,
+    self, Broadcast, Coordinators, ListParticipants, ParticipantJoined, ParticipantLeft,
+    PublisherActive, PublisherGone, RoomCoordinator, RoomNotice, ServerJoined, ServerLost,
 };
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
@@ -136,6 +136,9 @@ struct Joined {
     display: Option<String>,
     streams: Value,
     active: bool,
+    /// Phase 2: the room's coordinator counts this participant (it tells it what happens on
+    /// the room's other servers).
+    in_roster: bool,
 }
 
 pub struct VideoRoomHandle {
@@ -155,6 +158,9 @@ pub struct VideoRoomHandle {
     trickles: Vec<Trickle>,
     /// Sync requests whose success changes the directory: transaction → (request, room, body).
     updates: HashMap<String, (String, u64, JsonMap)>,
+    /// Phase 2: `leaving: id` events from the room's server that mean something else
+    /// (a mirror removed because its publisher unpublished or was kicked).
+    renames: HashMap<u64, &'static str>,
     gone: bool,
 }
 
@@ -175,6 +181,7 @@ impl VideoRoomHandle {
             joined: None,
             trickles: Vec::new(),
             updates: HashMap::new(),
+            renames: HashMap::new(),
             gone: false,
         }
     }
@@ -725,6 +732,7 @@ impl VideoRoomHandle {
                     .map(str::to_owned),
                 streams: Value::Null,
                 active: false,
+                in_roster: false,
             });
         } else if matches!(
             name.as_str(),
@@ -817,10 +825,27 @@ impl VideoRoomHandle {
 
     /// This handle is out of its room.
     fn left_room(&mut self) {
-        self.mirror_gone();
-        if let Some(j) = self.joined.take() {
-            if j.publisher {
-                self.directory.lock().publisher_left(j.room, self.handle_id);
+        self.left_room_as(false);
+    }
+
+    /// Out of the room; `kicked`: by a `kick` (phase 2: the room's other servers are told so).
+    fn left_room_as(&mut self, kicked: bool) {
+        self.renames.clear();
+        let Some(j) = self.joined.take() else {
+            return;
+        };
+        if j.publisher {
+            self.directory.lock().publisher_left(j.room, self.handle_id);
+        }
+        if let Some(c) = self.coordinator(j.room) {
+            if j.in_roster {
+                // The coordinator also takes down its mirrors if it was publishing.
+                c.do_send(ParticipantLeft {
+                    handle: self.handle_id,
+                    kicked,
+                });
+            } else if let (true, Some(id)) = (j.active, j.feed) {
+                c.do_send(PublisherGone { id });
             }
         }
     }
@@ -987,12 +1012,89 @@ impl VideoRoomHandle {
             return;
         }
         let ids = self.legs[idx].backend.ids(self.session_id, self.handle_id);
-        let out = rewrite(frame, ids, Transaction::FromBackend).into_map();
+        let mut out = rewrite(frame, ids, Transaction::FromBackend).into_map();
         let is_joined_leg = self.joined.as_ref().is_some_and(|j| j.leg == leg_id);
         if is_joined_leg {
             self.track_room(&out);
+            self.apply_rename(&mut out);
+            if self.join_roster(ctx, &out) {
+                return;
+            }
         }
         self.send_frame(&out, None);
+    }
+
+    /// Phase 2: a `leaving: id` the coordinator said means something else (`unpublished`,
+    /// `kicked`) is delivered as that.
+    fn apply_rename(&mut self, frame: &mut JsonMap) {
+        if self.renames.is_empty() {
+            return;
+        }
+        let Some(data) = frame
+            .get_mut("plugindata")
+            .and_then(|p| p.get_mut("data"))
+            .and_then(Value::as_object_mut)
+        else {
+            return;
+        };
+        let Some(id) = data.get("leaving").and_then(Value::as_u64) else {
+            return;
+        };
+        if let Some(key) = self.renames.remove(&id) {
+            data.shift_remove("leaving");
+            data.insert(key.into(), id.into());
+        }
+    }
+
+    /// Phase 2: this handle's publisher `joined` (the answer in `frame`): the room's
+    /// coordinator counts it, and the participants of the room's other servers that its own
+    /// server does not know of join its `attendees` (when the room lists them). The frame
+    /// goes out once the coordinator answered; the handle handles nothing else meanwhile, so
+    /// that no later event overtakes it. False: nothing to do, the caller sends the frame.
+    fn join_roster(&mut self, ctx: &mut Context<Self>, frame: &JsonMap) -> bool {
+        let data = frame.get("plugindata").and_then(|p| p.get("data"));
+        if data
+            .and_then(|d| d.get("videoroom"))
+            .and_then(Value::as_str)
+            != Some("joined")
+        {
+            return false;
+        }
+        let Some(j) = self.joined.as_ref() else {
+            return false;
+        };
+        let (Some(id), true, false) = (j.feed, j.publisher && j.confirmed, j.in_roster) else {
+            return false;
+        };
+        let room = j.room;
+        let Some(c) = self.coordinator(room) else {
+            return false;
+        };
+        let Some(j) = self.joined.as_mut() else {
+            return false;
+        };
+        j.in_roster = true;
+        let ask = c.send(ParticipantJoined {
+            handle: self.handle_id,
+            server: j.server.clone(),
+            id,
+            display: j.display.clone(),
+            notify: ctx.address().recipient(),
+        });
+        let mut frame = frame.clone();
+        let fut = ask.into_actor(self).map(move |attendees, act, _| {
+            let listed = frame
+                .get_mut("plugindata")
+                .and_then(|p| p.get_mut("data"))
+                .and_then(|d| d.get_mut("attendees"))
+                .and_then(Value::as_array_mut);
+            if let (Some(list), Ok(more)) = (listed, attendees) {
+                list.extend(more);
+            }
+            act.send_frame(&frame, None);
+        });
+        ctx.wait(fut);
+        true
     }
 
     /// Follows the handle's own membership from its leg's events.
@@ -1029,11 +1131,11 @@ impl VideoRoomHandle {
         {
             if what == "joined" || data.get("configured").is_some() {
                 j.streams = streams.clone();
-                if j.active {
-                    // A renegotiation: the mirrors are updated.
-                    self.mirror_active();
-                }
             }
+        }
+        if data.get("configured").is_some() && j.active {
+            // A renegotiation or a new display name: the mirrors are updated at once.
+            self.mirror_active();
         }
         let Some(j) = self.joined.as_mut() else {
             return;
@@ -1060,11 +1162,20 @@ impl VideoRoomHandle {
         if data.get("unpublished").and_then(Value::as_str) == Some("ok") {
             self.mirror_gone();
         }
-        let left = what == "destroyed"
-            || data.get("leaving").and_then(Value::as_str) == Some("ok")
+        if what == "destroyed" {
+            // The room is gone on every server (destroy is repeated on each): nobody to tell,
+            // nothing to take down.
+            if let Some(j) = self.joined.as_mut() {
+                j.in_roster = false;
+                j.active = false;
+            }
+            return self.left_room();
+        }
+        let kicked = data.get("reason").and_then(Value::as_str) == Some("kicked");
+        let left = data.get("leaving").and_then(Value::as_str) == Some("ok")
             || data.get("left").and_then(Value::as_str) == Some("ok");
         if left {
-            self.left_room();
+            self.left_room_as(kicked);
         }
     }
 
@@ -1200,6 +1311,22 @@ impl Handler<HandleCommand> for VideoRoomHandle {
             } => self.leave(ctx, Some((transaction, reply_to))),
             HandleCommand::SessionClosing => self.leave(ctx, None),
             cmd => self.enqueue(ctx, cmd),
+        }
+    }
+}
+
+impl Handler<RoomNotice> for VideoRoomHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: RoomNotice, _: &mut Context<Self>) {
+        if self.gone || !self.joined.as_ref().is_some_and(|j| j.in_roster) {
+            return;
+        }
+        match msg {
+            RoomNotice::Event(data) => self.event(None, data),
+            RoomNotice::Rename { id, as_key } => {
+                self.renames.insert(id, as_key);
+            }
         }
     }
 }

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// A backend request the room needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -269,6 +269,174 @@ impl RoomMirror {
             p.remotes.remove(target);
         }
     }
+    /// The servers publisher `id` is mirrored to (added or being added).
+    pub fn targets(&self, id: u64) -> Vec<String> {
+        self.publishers
+            .get(&id)
+            .map(|p| p.remotes.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Publisher `id` is active (its PeerConnection up), so its mirrors speak for it.
+    pub fn is_active(&self, id: u64) -> bool {
+        self.publishers.contains_key(&id)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.publishers.is_empty()
+    }
+}
+
+/// Who is in a room that spans servers: every client handle joined as a participant
+/// (`ptype: publisher`, with or without media), by client handle id. Janus tells the
+/// participants of its own server about the others' joins, leaves and kicks; the mirrors
+/// carry that only for publishers whose PeerConnection is up. For the others the proxy says
+/// it itself, to the participants of the room's other servers, in Janus's words
+/// ([`Notice`]s; the coordinator delivers them).
+#[derive(Debug)]
+pub struct Roster {
+    room: u64,
+    members: BTreeMap<u64, Member>,
+}
+
+#[derive(Debug, Clone)]
+struct Member {
+    server: String,
+    id: u64,
+    display: Option<String>,
+}
+
+/// A videoroom event (plugin data) for some participant handles.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub to: Vec<u64>,
+    pub data: Value,
+}
+
+impl Roster {
+    pub fn new(room: u64) -> Self {
+        Roster {
+            room,
+            members: BTreeMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The publisher id of participant `handle`.
+    pub fn member_id(&self, handle: u64) -> Option<u64> {
+        self.members.get(&handle).map(|m| m.id)
+    }
+
+    /// Handles of the participants on `servers`.
+    pub fn on(&self, servers: &[String]) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|(_, m)| servers.contains(&m.server))
+            .map(|(&h, _)| h)
+            .collect()
+    }
+
+    /// Handles of the participants not on `server`.
+    fn elsewhere(&self, server: &str) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|(_, m)| m.server != server)
+            .map(|(&h, _)| h)
+            .collect()
+    }
+
+    /// `{"id": .., "display": ..}` as Janus lists a participant (`joining`, `attendees`).
+    fn entry(m: &Member) -> Value {
+        let mut e = serde_json::Map::new();
+        e.insert("id".into(), m.id.into());
+        if let Some(d) = &m.display {
+            e.insert("display".into(), d.clone().into());
+        }
+        Value::Object(e)
+    }
+
+    /// Participant `handle` (publisher id `id`) joined on `server`. Returns the `joining`
+    /// notice for the participants elsewhere (only if the room has `notify_joining`, as
+    /// Janus) and the attendees elsewhere for the newcomer's `joined` (the participants not
+    /// `active`, that is without a mirror on its server).
+    pub fn joined(
+        &mut self,
+        handle: u64,
+        server: &str,
+        id: u64,
+        display: Option<String>,
+        notify_joining: bool,
+        active: impl Fn(u64) -> bool,
+    ) -> (Option<Notice>, Vec<Value>) {
+        let attendees = self
+            .members
+            .values()
+            .filter(|m| m.server != server && !active(m.id))
+            .map(Self::entry)
+            .collect();
+        let member = Member {
+            server: server.to_owned(),
+            id,
+            display,
+        };
+        let notice = notify_joining.then(|| Notice {
+            to: self.elsewhere(server),
+            data: json!({"videoroom": "event", "room": self.room,
+                "joining": Self::entry(&member)}),
+        });
+        self.members.insert(handle, member);
+        (notice.filter(|n| !n.to.is_empty()), attendees)
+    }
+
+    /// Participant `handle` left (`kicked`: by a `kick`). Its publisher id, and the notice
+    /// for the participants elsewhere: `leaving` (or `kicked`) as Janus says it, unless
+    /// `mirrored` (the mirror's removal says it then).
+    pub fn left(
+        &mut self,
+        handle: u64,
+        kicked: bool,
+        mirrored: bool,
+    ) -> Option<(u64, Option<Notice>)> {
+        let m = self.members.remove(&handle)?;
+        let key = if kicked { "kicked" } else { "leaving" };
+        let to = self.elsewhere(&m.server);
+        let notice = (!mirrored && !to.is_empty()).then(|| Notice {
+            to,
+            data: json!({"videoroom": "event", "room": self.room, key: m.id}),
+        });
+        Some((m.id, notice))
+    }
+
+    /// `server` is lost with its participants: those not `active` (mirrored) are seen
+    /// leaving by the participants elsewhere.
+    pub fn server_lost(&mut self, server: &str, active: impl Fn(u64) -> bool) -> Vec<Notice> {
+        let gone: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.server == server)
+            .map(|(&h, _)| h)
+            .collect();
+        let mut ids = Vec::new();
+        for h in gone {
+            if let Some(m) = self.members.remove(&h) {
+                ids.push(m.id);
+            }
+        }
+        let to = self.elsewhere(server);
+        if to.is_empty() {
+            return Vec::new();
+        }
+        ids.into_iter()
+            .filter(|&id| !active(id))
+            .map(|id| Notice {
+                to: to.clone(),
+                data: json!({"videoroom": "event", "room": self.room, "leaving": id}),
+            })
+            .collect()
+    }
 }
 
 /// Where a new publisher of a room goes, with room affinity: the room's server with the
@@ -439,5 +607,64 @@ mod tests {
         // The least-filled server with room left.
         m.publisher_active("b", 3, None, streams());
         assert_eq!(publisher_server(&m, 2).as_deref(), Some("a"));
+    }
+    #[test]
+    fn the_roster_tells_the_other_servers_what_janus_tells_its_own() {
+        let mut r = Roster::new(7);
+        let none = |_: u64| false;
+        // alice on a: nobody to tell yet.
+        let (n, att) = r.joined(10, "a", 1, Some("alice".into()), true, none);
+        assert_eq!((n, att), (None, vec![]));
+        // bob on a too: Janus tells alice itself; carol on b: alice and bob are told by the
+        // proxy, and carol's `joined` gets them as attendees.
+        assert_eq!(r.joined(11, "a", 2, None, true, none).0, None);
+        let (n, att) = r.joined(12, "b", 3, Some("carol".into()), true, none);
+        assert_eq!(
+            n,
+            Some(Notice {
+                to: vec![10, 11],
+                data: json!({"videoroom": "event", "room": 7,
+                    "joining": {"id": 3, "display": "carol"}})
+            })
+        );
+        assert_eq!(
+            att,
+            vec![json!({"id": 1, "display": "alice"}), json!({"id": 2})]
+        );
+        // Without notify_joining Janus says nothing of a join.
+        assert_eq!(r.joined(13, "b", 4, None, false, |id| id == 1).0, None);
+        // A mirrored publisher is not an attendee.
+        let (_, att) = r.joined(14, "c", 5, None, false, |id| id == 1);
+        assert_eq!(att.len(), 3);
+        // Leaving without a mirror: told elsewhere; kicked says so; mirrored: the mirror's
+        // removal says it.
+        let (id, n) = r.left(11, false, false).unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(
+            n.unwrap(),
+            Notice {
+                to: vec![12, 13, 14],
+                data: json!({"videoroom": "event", "room": 7, "leaving": 2})
+            }
+        );
+        let (_, n) = r.left(12, true, false).unwrap();
+        assert_eq!(
+            n.unwrap().data,
+            json!({"videoroom": "event", "room": 7, "kicked": 3})
+        );
+        assert_eq!(r.left(10, false, true).unwrap().1, None);
+        assert_eq!(r.left(10, false, false), None);
+        // Server b lost: its participant (4) leaves for c.
+        assert_eq!(
+            r.server_lost("b", none),
+            vec![Notice {
+                to: vec![14],
+                data: json!({"videoroom": "event", "room": 7, "leaving": 4})
+            }]
+        );
+        assert_eq!(r.on(&["c".to_owned()]), vec![14]);
+        assert!(!r.is_empty());
+        r.left(14, false, false);
+        assert!(r.is_empty());
     }
 }
