@@ -6,12 +6,14 @@
 // directly with --janus-urls), so four of each participant's five feeds come through the
 // proxy's remote-publisher mirrors.
 //
-// With --kill-pids, once every stream flows, the server of p3 and p4 (the room's second
+// Once every stream flows: p5 changes its display name (everyone learns it), p6 unpublishes
+// (everyone sees `unpublished`, not `leaving`) and then leaves (everyone sees `leaving`).
+// With --kill-pids, then, the server of p3 and p4 (the room's second
 // server) is killed (-9):
 //   - p3 and p4 are told: their publisher handles get the proxy's `leaving` notice
 //     (`"leaving":"ok"` with a reason), their subscriber handles `"left":"ok"`;
-//   - p1, p2, p5, p6 see 3003 and 3004 leave (`leaving`) and keep receiving the streams of
-//     the three other publishers still alive (RTP counters keep rising on every one).
+//   - p1, p2, p5 see 3003 and 3004 leave (`leaving`); p1, p2, p5 and p6's subscriber keep
+//     receiving the streams of the publishers still alive (RTP counters keep rising).
 //
 // Usage: node videoroom-six.mjs --url ws://127.0.0.1:PORT [--label NAME] [--room N]
 //            [--janus-urls NAME=URL,...] [--kill-pids NAME=PID,...]
@@ -38,12 +40,15 @@ const { opts, t0, log } = script;
 const N = 6;
 const idOf = (i) => 3001 + i;
 const VICTIMS = [2, 3]; // p3, p4: the room's second server (publishers per backend = 2)
+const RENAMED = 4; // p5 changes its display name
+const QUITTER = 5; // p6 unpublishes, then leaves (its subscriber stays)
+const NEW_NAME = 'p5-renamed';
 
 /** One participant: its publisher record and its subscriber record. */
 function participant(i) {
   const seen = new Set();
   seen.toJSON = () => [...seen].sort();
-  const pub = newPeer(`p${i + 1}`, { seen, feed: idOf(i) });
+  const pub = newPeer(`p${i + 1}`, { seen, feed: idOf(i), displays: {} });
   // feeds: mid -> feed id; rx: feed id -> RTP packets received (audio + video per feed).
   const sub = newPeer(`p${i + 1}-sub`, { feeds: {}, rx: {} });
   return { i, pub, sub, sides: {} };
@@ -52,11 +57,13 @@ const people = Array.from({ length: N }, (_, i) => participant(i));
 const state = {
   label: opts.label, url: opts.url, room: opts.room,
   peers: people.flatMap((p) => [p.pub, p.sub]),
-  placement: null, killed: null, after_kill: null, errors: [],
+  placement: null, renamed: false, quit: false, killed: null, after_kill: null, errors: [],
 };
 
 const others = (p) => people.filter((q) => q !== p);
 const alive = (p) => !state.killed || !VICTIMS.includes(p.i);
+const inRoom = (p) => alive(p) && !(state.quit && p.i === QUITTER);
+const publishing = (p) => inRoom(p);
 
 const missing = () => {
   const m = [];
@@ -71,8 +78,23 @@ const missing = () => {
       if (!(got && got.audio > 0 && got.video > 0)) m.push(`${p.sub.name}:rtp_from_${q.pub.name}`);
     }
   }
+  if (state.renamed) {
+    for (const p of others(people[RENAMED])) {
+      if (p.pub.displays[idOf(RENAMED)] !== NEW_NAME) m.push(`${p.pub.name}:sees_p5_renamed`);
+    }
+  }
+  if (state.quit) {
+    for (const p of others(people[QUITTER])) {
+      const ev = p.pub.events;
+      const u = ev.indexOf(`unpublished:${idOf(QUITTER)}`);
+      const l = ev.indexOf(`leaving:${idOf(QUITTER)}`);
+      if (u < 0 || (l >= 0 && l < u)) m.push(`${p.pub.name}:sees_p6_unpublished_first`);
+      if (state.quit === 'left' && l < 0) m.push(`${p.pub.name}:sees_p6_leave`);
+    }
+  }
   if (state.killed) {
     for (const p of people) {
+      if (p.i === QUITTER) continue;
       if (alive(p)) {
         for (const v of VICTIMS) {
           if (!p.pub.events.includes(`leaving:${idOf(v)}`)) m.push(`${p.pub.name}:sees_p${v + 1}_leave`);
@@ -92,8 +114,15 @@ const { failed, done } = superviseRun(script, state, missing);
 const classify = (rec) => (d) => {
   if (!d) return null;
   if (d.publishers) {
-    for (const p of d.publishers) if (rec.seen) rec.seen.add(p.id);
+    for (const p of d.publishers) {
+      if (rec.seen) rec.seen.add(p.id);
+      if (rec.displays) rec.displays[p.id] = p.display;
+    }
     return 'publishers';
+  }
+  if (d.id !== undefined && d.display !== undefined && rec.displays) {
+    rec.displays[d.id] = d.display;
+    return `display:${d.id}`;
   }
   if (d.leaving !== undefined) return `leaving:${d.leaving}`;
   if (d.left !== undefined) return `left:${d.left}`;
@@ -113,7 +142,10 @@ async function publish(p) {
   const joined = await side.handle.message({ request: 'join', room: opts.room, ptype: 'publisher',
     display: p.pub.name, id: p.pub.feed });
   const d = expectReply(joined, 'videoroom', 'joined', `${p.pub.name} join`);
-  for (const q of d.publishers || []) p.pub.seen.add(q.id);
+  for (const q of d.publishers || []) {
+    p.pub.seen.add(q.id);
+    p.pub.displays[q.id] = q.display;
+  }
   await side.pc.setLocalDescription(await side.pc.createOffer());
   const offer = await gatheredDescription(side.pc, p.pub, p.pub.name);
   const configured = await side.handle.message({ request: 'configure', audio: true, video: true }, offer);
@@ -207,6 +239,24 @@ async function run() {
     }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 30000), 250);
     log('every participant receives the five others');
 
+    // A new display name reaches everyone at once (no renegotiation).
+    const renamer = people[RENAMED];
+    const renamed = await renamer.sides.pub.handle.message({ request: 'configure', display: NEW_NAME });
+    expectReply(renamed, 'configured', 'ok', 'p5 rename');
+    state.renamed = true;
+    await waitFor(() => `rename: ${missing().join(',')}`, () => missing().length === 0, 10000);
+    // p6 unpublishes: everyone sees it unpublished (still in the room); then it leaves.
+    const quitter = people[QUITTER];
+    const unpublished = await quitter.sides.pub.handle.message({ request: 'unpublish' });
+    expectReply(unpublished, 'unpublished', 'ok', 'p6 unpublish');
+    state.quit = 'unpublished';
+    await waitFor(() => `unpublish: ${missing().join(',')}`, () => missing().length === 0, 10000);
+    const left = await quitter.sides.pub.handle.message({ request: 'leave' });
+    expectReply(left, 'leaving', 'ok', 'p6 leave');
+    state.quit = 'left';
+    await waitFor(() => `leave: ${missing().join(',')}`, () => missing().length === 0, 10000);
+    log('rename, unpublish and leave seen by everyone');
+
     if (opts.killPids && state.placement) {
       const victim = Object.keys(state.placement).find((name) =>
         JSON.stringify(state.placement[name]) === JSON.stringify(VICTIMS.map(idOf)));
@@ -214,7 +264,7 @@ async function run() {
       const pid = Number(opts.killPids[victim]);
       if (!pid) throw new Error(`no pid for ${victim}`);
       const before = {};
-      for (const p of people.filter((q) => !VICTIMS.includes(q.i))) before[p.pub.name] = await countRtp(p);
+      for (const p of people.filter(alive)) before[p.pub.name] = await countRtp(p);
       process.kill(pid, 'SIGKILL');
       state.killed = victim;
       log('killed', victim, pid);
@@ -224,7 +274,7 @@ async function run() {
       const rising = async () => {
         for (const p of people.filter(alive)) {
           const now = await countRtp(p);
-          for (const q of others(p).filter(alive)) {
+          for (const q of others(p).filter(publishing)) {
             const b = before[p.pub.name][q.pub.feed];
             const n = now[q.pub.feed];
             if (!(n && n.audio > b.audio + 50 && n.video > b.video + 50)) return false;
