@@ -80,7 +80,10 @@ const missing = () => {
   }
   if (state.renamed) {
     for (const p of others(people[RENAMED])) {
-      if (p.pub.displays[idOf(RENAMED)] !== NEW_NAME) m.push(`${p.pub.name}:sees_p5_renamed`);
+      // As Janus says it: {"videoroom":"event","id":3005,"display":"p5-renamed"}.
+      if (!p.pub.events.includes(`display:${idOf(RENAMED)}`) || p.pub.displays[idOf(RENAMED)] !== NEW_NAME) {
+        m.push(`${p.pub.name}:sees_p5_renamed`);
+      }
     }
   }
   if (state.quit) {

@@ -100,6 +100,10 @@ pub enum RoomNotice {
     /// The next `leaving: id` from the handle's server is a mirror's removal that means
     /// `as_key: id` (`unpublished`, `kicked`), as Janus says it to the publisher's own server.
     Rename { id: u64, as_key: &'static str },
+    /// The next `publishers` event listing only `id` from the handle's server is the mirror's
+    /// update for a new display name: Janus says `{"videoroom":"event","id":id,"display":..}`
+    /// to the publisher's own server.
+    Display { id: u64, display: String },
 }
 
 /// A participant (`ptype: publisher`) joined on `server`. Answered with the attendees on
@@ -648,6 +652,19 @@ impl Handler<PublisherActive> for RoomCoordinator {
     type Result = ();
 
     fn handle(&mut self, msg: PublisherActive, ctx: &mut Context<Self>) {
+        // A new display name of a mirrored publisher: its mirrors' servers say it as Janus.
+        if let Some((live, old)) = self.mirror.live(msg.id) {
+            if let Some(display) = msg.display.as_deref().filter(|d| Some(*d) != old) {
+                for h in self.roster.on(&live) {
+                    if let Some(to) = self.members.get(&h) {
+                        to.do_send(RoomNotice::Display {
+                            id: msg.id,
+                            display: display.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
         // The publisher's own server counts as a server of the room.
         let mut ops = self.mirror.server_added(&msg.server);
         ops.extend(

@@ -161,6 +161,9 @@ pub struct VideoRoomHandle {
     /// Phase 2: `leaving: id` events from the room's server that mean something else
     /// (a mirror removed because its publisher unpublished or was kicked).
     renames: HashMap<u64, &'static str>,
+    /// Phase 2: a `publishers` event listing only this mirrored publisher is its new display
+    /// name.
+    display_changes: HashMap<u64, String>,
     gone: bool,
 }
 
@@ -182,6 +185,7 @@ impl VideoRoomHandle {
             trickles: Vec::new(),
             updates: HashMap::new(),
             renames: HashMap::new(),
+            display_changes: HashMap::new(),
             gone: false,
         }
     }
@@ -831,6 +835,7 @@ impl VideoRoomHandle {
     /// Out of the room; `kicked`: by a `kick` (phase 2: the room's other servers are told so).
     fn left_room_as(&mut self, kicked: bool) {
         self.renames.clear();
+        self.display_changes.clear();
         let Some(j) = self.joined.take() else {
             return;
         };
@@ -1027,7 +1032,7 @@ impl VideoRoomHandle {
     /// Phase 2: a `leaving: id` the coordinator said means something else (`unpublished`,
     /// `kicked`) is delivered as that.
     fn apply_rename(&mut self, frame: &mut JsonMap) {
-        if self.renames.is_empty() {
+        if self.renames.is_empty() && self.display_changes.is_empty() {
             return;
         }
         let Some(data) = frame
@@ -1037,6 +1042,17 @@ impl VideoRoomHandle {
         else {
             return;
         };
+        let only = match data.get("publishers").and_then(Value::as_array) {
+            Some(list) if list.len() == 1 => list[0].get("id").and_then(Value::as_u64),
+            _ => None,
+        };
+        if let Some(display) = only.and_then(|id| self.display_changes.remove(&id)) {
+            *data = JsonMap::new();
+            data.insert("videoroom".into(), "event".into());
+            data.insert("id".into(), only.unwrap_or_default().into());
+            data.insert("display".into(), display.into());
+            return;
+        }
         let Some(id) = data.get("leaving").and_then(Value::as_u64) else {
             return;
         };
@@ -1326,6 +1342,9 @@ impl Handler<RoomNotice> for VideoRoomHandle {
             RoomNotice::Event(data) => self.event(None, data),
             RoomNotice::Rename { id, as_key } => {
                 self.renames.insert(id, as_key);
+            }
+            RoomNotice::Display { id, display } => {
+                self.display_changes.insert(id, display);
             }
         }
     }

@@ -277,6 +277,19 @@ impl RoomMirror {
             .unwrap_or_default()
     }
 
+    /// The servers publisher `id` is live on (added and published to), and its display name,
+    /// if it is active.
+    pub fn live(&self, id: u64) -> Option<(Vec<String>, Option<&str>)> {
+        let p = self.publishers.get(&id)?;
+        let live = p
+            .remotes
+            .iter()
+            .filter(|(_, r)| **r == Remote::Live)
+            .map(|(s, _)| s.clone())
+            .collect();
+        Some((live, p.display.as_deref()))
+    }
+
     /// Publisher `id` is active (its PeerConnection up), so its mirrors speak for it.
     pub fn is_active(&self, id: u64) -> bool {
         self.publishers.contains_key(&id)
