@@ -7,13 +7,14 @@
 // proxy's remote-publisher mirrors.
 //
 // Once every stream flows: p5 changes its display name (everyone learns it), p6 unpublishes
-// (everyone sees `unpublished`, not `leaving`) and then leaves (everyone sees `leaving`).
+// (everyone sees `unpublished`, not `leaving`) and then leaves (everyone sees `leaving`), p1
+// kicks p2 (everyone sees `kicked`).
 // With --kill-pids, then, the server of p3 and p4 (the room's second
 // server) is killed (-9):
 //   - p3 and p4 are told: their publisher handles get the proxy's `leaving` notice
 //     (`"leaving":"ok"` with a reason), their subscriber handles `"left":"ok"`;
-//   - p1, p2, p5 see 3003 and 3004 leave (`leaving`); p1, p2, p5 and p6's subscriber keep
-//     receiving the streams of the publishers still alive (RTP counters keep rising).
+//   - p1 and p5 see 3003 and 3004 leave (`leaving`); the subscribers of p1, p2, p5 and p6
+//     keep receiving the streams of the publishers still alive (RTP counters keep rising).
 //
 // Usage: node videoroom-six.mjs --url ws://127.0.0.1:PORT [--label NAME] [--room N]
 //            [--janus-urls NAME=URL,...] [--kill-pids NAME=PID,...]
@@ -42,6 +43,7 @@ const idOf = (i) => 3001 + i;
 const VICTIMS = [2, 3]; // p3, p4: the room's second server (publishers per backend = 2)
 const RENAMED = 4; // p5 changes its display name
 const QUITTER = 5; // p6 unpublishes, then leaves (its subscriber stays)
+const KICKED = 1; // p2 is kicked while publishing (its subscriber stays)
 const NEW_NAME = 'p5-renamed';
 
 /** One participant: its publisher record and its subscriber record. */
@@ -57,12 +59,12 @@ const people = Array.from({ length: N }, (_, i) => participant(i));
 const state = {
   label: opts.label, url: opts.url, room: opts.room,
   peers: people.flatMap((p) => [p.pub, p.sub]),
-  placement: null, renamed: false, quit: false, killed: null, after_kill: null, errors: [],
+  placement: null, renamed: false, quit: false, kicked: false, killed: null, after_kill: null, errors: [],
 };
 
 const others = (p) => people.filter((q) => q !== p);
 const alive = (p) => !state.killed || !VICTIMS.includes(p.i);
-const inRoom = (p) => alive(p) && !(state.quit && p.i === QUITTER);
+const inRoom = (p) => alive(p) && !(state.quit && p.i === QUITTER) && !(state.kicked && p.i === KICKED);
 const publishing = (p) => inRoom(p);
 
 const missing = () => {
@@ -95,9 +97,17 @@ const missing = () => {
       if (state.quit === 'left' && l < 0) m.push(`${p.pub.name}:sees_p6_leave`);
     }
   }
+  if (state.kicked) {
+    // As Janus says it: `kicked: 3002` (and neither `leaving` nor `unpublished` before it).
+    if (!people[KICKED].pub.events.includes('leaving:ok')) m.push('p2:told_kicked');
+    for (const p of others(people[KICKED]).filter((q) => q.i !== QUITTER)) {
+      const about = p.pub.events.filter((e) => e.endsWith(`:${idOf(KICKED)}`) && !e.startsWith('display'));
+      if (about[0] !== `kicked:${idOf(KICKED)}`) m.push(`${p.pub.name}:sees_p2_kicked(${about.join('+')})`);
+    }
+  }
   if (state.killed) {
     for (const p of people) {
-      if (p.i === QUITTER) continue;
+      if (p.i === QUITTER || p.i === KICKED) continue;
       if (alive(p)) {
         for (const v of VICTIMS) {
           if (!p.pub.events.includes(`leaving:${idOf(v)}`)) m.push(`${p.pub.name}:sees_p${v + 1}_leave`);
@@ -128,6 +138,7 @@ const classify = (rec) => (d) => {
     return `display:${d.id}`;
   }
   if (d.leaving !== undefined) return `leaving:${d.leaving}`;
+  if (d.kicked !== undefined) return `kicked:${d.kicked}`;
   if (d.left !== undefined) return `left:${d.left}`;
   if (d.unpublished !== undefined) return `unpublished:${d.unpublished}`;
   return `event:${d.videoroom}`;
@@ -259,6 +270,12 @@ async function run() {
     state.quit = 'left';
     await waitFor(() => `leave: ${missing().join(',')}`, () => missing().length === 0, 10000);
     log('rename, unpublish and leave seen by everyone');
+    // p1 kicks p2 (publishing, on p1's server): everyone sees it kicked.
+    const kick = await people[0].sides.pub.handle.message({ request: 'kick', room: opts.room, id: idOf(KICKED) });
+    expectReply(kick, 'videoroom', 'success', 'kick p2');
+    state.kicked = true;
+    await waitFor(() => `kick: ${missing().join(',')}`, () => missing().length === 0, 10000);
+    log('kick seen by everyone');
 
     if (opts.killPids && state.placement) {
       const victim = Object.keys(state.placement).find((name) =>

@@ -325,6 +325,7 @@ impl RoomCoordinator {
                     (target, b, format!("remove:{publisher}"))
                 }
             };
+            log::debug!("videoroom room {}: {tag} on {server}", self.room);
             self.send(ctx, &server, body, tag);
         }
     }
@@ -481,6 +482,7 @@ impl RoomCoordinator {
     /// of its mirror (`leaving` from their server) means `as_key`.
     fn rename_removal(&self, id: u64, as_key: &'static str) {
         let targets = self.mirror.targets(id);
+        log::debug!("videoroom room {}: {id} {as_key} on {targets:?}", self.room);
         for h in self.roster.on(&targets) {
             if let Some(to) = self.members.get(&h) {
                 to.do_send(RoomNotice::Rename { id, as_key });
