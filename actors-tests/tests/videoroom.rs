@@ -22,7 +22,7 @@ use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
 };
-use anyhow::{anyhow, bail, ensure};
+use anyhow::{anyhow, bail, ensure, Context};
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
@@ -1054,5 +1054,75 @@ async fn six_publishers_fill_three_servers_two_by_two() -> anyhow::Result<()> {
         room["servers"].as_array().map(Vec::len) == Some(3) && room["num_participants"] == 6,
         "{room}"
     );
+    Ok(())
+}
+
+/// The plugin data of the next frame of `u` whose plugin data satisfies `pred`.
+async fn next_event(u: &mut User, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let seen = u
+        .client
+        .recv_until(STEP_LIMIT, |f| pred(&f["plugindata"]["data"]))
+        .await?;
+    seen.last()
+        .map(|f| f["plugindata"]["data"].clone())
+        .context("no frame")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn participants_without_media_are_seen_across_servers_and_an_emptied_room_starts_over(
+) -> anyhow::Result<()> {
+    init_logging();
+    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    config.plugins.videoroom_publishers_per_backend = 1;
+    let proxy = ProxyUnderTest::start(config).await?;
+    for name in ["janus-a", "janus-b"] {
+        proxy
+            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
+            .await?;
+    }
+    let url = proxy.ws_url();
+    let mut admin_user = user(&url).await?;
+    let created = answer(
+        &mut admin_user,
+        "c",
+        json!({"request": "create", "room": 52, "notify_joining": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    // Twice: the room's coordinator ends when the room empties, and a new one takes over.
+    for round in 0..2u64 {
+        let (first, second) = (10 + round * 2, 11 + round * 2);
+        let mut alice = user(&url).await?;
+        let mut bob = user(&url).await?;
+        let joined = join_publisher(&mut alice, 52, first).await?;
+        ensure!(joined["attendees"] == json!([]), "{joined}");
+        // bob lands on the other server; his `joined` lists alice as an attendee and alice
+        // hears him join, as on one Janus.
+        let joined = join_publisher(&mut bob, 52, second).await?;
+        ensure!(
+            joined["attendees"] == json!([{"id": first, "display": format!("p{first}")}]),
+            "round {round}: {joined}"
+        );
+        ensure!(exists_on(&a.ws_url(), 52).await? && exists_on(&b.ws_url(), 52).await?);
+        let joining = next_event(&mut alice, |d| d.get("joining").is_some()).await?;
+        ensure!(
+            joining
+                == json!({"videoroom": "event", "room": 52,
+                    "joining": {"id": second, "display": format!("p{second}")}}),
+            "round {round}: {joining}"
+        );
+        // bob leaves: alice is told; alice leaves: the room is empty.
+        let left = answer(&mut bob, "bye", json!({"request": "leave"}), false).await?;
+        ensure!(left["leaving"] == "ok", "{left}");
+        let leaving = next_event(&mut alice, |d| d.get("leaving").is_some()).await?;
+        ensure!(
+            leaving == json!({"videoroom": "event", "room": 52, "leaving": second}),
+            "round {round}: {leaving}"
+        );
+        let left = answer(&mut alice, "bye", json!({"request": "leave"}), false).await?;
+        ensure!(left["leaving"] == "ok", "{left}");
+    }
     Ok(())
 }
