@@ -118,12 +118,22 @@ pub struct ParticipantJoined {
     pub notify: Recipient<RoomNotice>,
 }
 
-/// A participant left the room (`leave`, detach, kicked); publishing or not.
+/// A participant left the room; publishing or not.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct ParticipantLeft {
     pub handle: u64,
-    pub kicked: bool,
+    pub how: Departure,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Departure {
+    /// `leave`, detach, session gone.
+    Left,
+    /// By a `kick`.
+    Kicked,
+    /// The room was destroyed: every server says so itself, and its mirrors went with it.
+    RoomDestroyed,
 }
 
 /// The coordinator found its room empty: it ends unless someone came meanwhile.
@@ -555,11 +565,17 @@ impl Handler<ParticipantLeft> for RoomCoordinator {
             return self.end_if_empty(ctx);
         };
         let mirrored = self.mirror.is_active(id);
-        if let Some((_, notice)) = self.roster.left(msg.handle, msg.kicked, mirrored) {
+        let kicked = msg.how == Departure::Kicked;
+        if msg.how == Departure::RoomDestroyed {
+            self.roster.left(msg.handle, false, true);
+            self.mirror.publisher_gone(id);
+            return self.end_if_empty(ctx);
+        }
+        if let Some((_, notice)) = self.roster.left(msg.handle, kicked, mirrored) {
             self.deliver(notice.into_iter().collect());
         }
         if mirrored {
-            if msg.kicked {
+            if kicked {
                 self.rename_removal(id, "kicked");
             }
             let ops = self.mirror.publisher_gone(id);

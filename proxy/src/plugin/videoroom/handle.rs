@@ -41,7 +41,7 @@ use serde_json::{json, Value};
 
 use super::checks::{self, VrError};
 use super::coordinator::{
-    self, Broadcast, Coordinators, ListParticipants, ParticipantJoined, ParticipantLeft,
+    self, Broadcast, Coordinators, Departure, ListParticipants, ParticipantJoined, ParticipantLeft,
     PublisherActive, PublisherGone, RoomCoordinator, RoomNotice, ServerJoined, ServerLost,
 };
 use super::{SharedDirectory, PACKAGE};
@@ -829,11 +829,11 @@ impl VideoRoomHandle {
 
     /// This handle is out of its room.
     fn left_room(&mut self) {
-        self.left_room_as(false);
+        self.left_room_as(Departure::Left);
     }
 
-    /// Out of the room; `kicked`: by a `kick` (phase 2: the room's other servers are told so).
-    fn left_room_as(&mut self, kicked: bool) {
+    /// Out of the room (phase 2: the room's other servers are told how).
+    fn left_room_as(&mut self, how: Departure) {
         self.renames.clear();
         self.display_changes.clear();
         let Some(j) = self.joined.take() else {
@@ -847,9 +847,11 @@ impl VideoRoomHandle {
                 // The coordinator also takes down its mirrors if it was publishing.
                 c.do_send(ParticipantLeft {
                     handle: self.handle_id,
-                    kicked,
+                    how,
                 });
-            } else if let (true, Some(id)) = (j.active, j.feed) {
+            } else if let (true, Some(id), false) =
+                (j.active, j.feed, how == Departure::RoomDestroyed)
+            {
                 c.do_send(PublisherGone { id });
             }
         }
@@ -1029,8 +1031,9 @@ impl VideoRoomHandle {
         self.send_frame(&out, None);
     }
 
-    /// Phase 2: a `leaving: id` the coordinator said means something else (`unpublished`,
-    /// `kicked`) is delivered as that.
+    /// Phase 2: an event the coordinator said means something else is delivered as Janus
+    /// says that to the publisher's own server: a mirror's `leaving: id` as `unpublished` or
+    /// `kicked`, the `publishers` event of a mirror's update as the display-name event.
     fn apply_rename(&mut self, frame: &mut JsonMap) {
         if self.renames.is_empty() && self.display_changes.is_empty() {
             return;
@@ -1046,10 +1049,12 @@ impl VideoRoomHandle {
             Some(list) if list.len() == 1 => list[0].get("id").and_then(Value::as_u64),
             _ => None,
         };
-        if let Some(display) = only.and_then(|id| self.display_changes.remove(&id)) {
+        if let Some((id, display)) =
+            only.and_then(|id| self.display_changes.remove(&id).map(|d| (id, d)))
+        {
             *data = JsonMap::new();
             data.insert("videoroom".into(), "event".into());
-            data.insert("id".into(), only.unwrap_or_default().into());
+            data.insert("id".into(), id.into());
             data.insert("display".into(), display.into());
             return;
         }
@@ -1076,27 +1081,26 @@ impl VideoRoomHandle {
         {
             return false;
         }
-        let Some(j) = self.joined.as_ref() else {
-            return false;
-        };
-        let (Some(id), true, false) = (j.feed, j.publisher && j.confirmed, j.in_roster) else {
-            return false;
-        };
-        let room = j.room;
-        let Some(c) = self.coordinator(room) else {
-            return false;
-        };
-        let Some(j) = self.joined.as_mut() else {
-            return false;
-        };
-        j.in_roster = true;
-        let ask = c.send(ParticipantJoined {
-            handle: self.handle_id,
-            server: j.server.clone(),
-            id,
-            display: j.display.clone(),
-            notify: ctx.address().recipient(),
+        let joined = self.joined.as_ref().and_then(|j| match j.feed {
+            Some(id) if j.publisher && j.confirmed && !j.in_roster => Some(ParticipantJoined {
+                handle: self.handle_id,
+                server: j.server.clone(),
+                id,
+                display: j.display.clone(),
+                notify: ctx.address().recipient(),
+            }),
+            _ => None,
         });
+        let (Some(msg), Some(c)) = (
+            joined,
+            self.joined.as_ref().and_then(|j| self.coordinator(j.room)),
+        ) else {
+            return false;
+        };
+        if let Some(j) = self.joined.as_mut() {
+            j.in_roster = true;
+        }
+        let ask = c.send(msg);
         let mut frame = frame.clone();
         let fut = ask.into_actor(self).map(move |attendees, act, _| {
             let listed = frame
@@ -1179,19 +1183,17 @@ impl VideoRoomHandle {
             self.mirror_gone();
         }
         if what == "destroyed" {
-            // The room is gone on every server (destroy is repeated on each): nobody to tell,
-            // nothing to take down.
-            if let Some(j) = self.joined.as_mut() {
-                j.in_roster = false;
-                j.active = false;
-            }
-            return self.left_room();
+            return self.left_room_as(Departure::RoomDestroyed);
         }
-        let kicked = data.get("reason").and_then(Value::as_str) == Some("kicked");
         let left = data.get("leaving").and_then(Value::as_str) == Some("ok")
             || data.get("left").and_then(Value::as_str) == Some("ok");
         if left {
-            self.left_room_as(kicked);
+            let kicked = data.get("reason").and_then(Value::as_str) == Some("kicked");
+            self.left_room_as(if kicked {
+                Departure::Kicked
+            } else {
+                Departure::Left
+            });
         }
     }
 
