@@ -119,9 +119,22 @@ struct Participant {
     peer: Peer,
     id: u64,
     view: BTreeSet<u64>,
+    /// Ids it was told joined / left (each at most once, as from one Janus).
+    joins: BTreeSet<u64>,
+    leaves: BTreeSet<u64>,
 }
 
 impl Participant {
+    fn new(peer: Peer, id: u64) -> Participant {
+        Participant {
+            peer,
+            id,
+            view: BTreeSet::new(),
+            joins: BTreeSet::new(),
+            leaves: BTreeSet::new(),
+        }
+    }
+
     /// Applies one frame to the view; an error anywhere fails the test.
     fn see(&mut self, frame: &Value) -> anyhow::Result<()> {
         ensure!(
@@ -146,10 +159,20 @@ impl Participant {
         self.view.extend(ids("publishers"));
         self.view.extend(ids("attendees"));
         if let Some(id) = data["joining"]["id"].as_u64() {
+            ensure!(
+                self.joins.insert(id),
+                "participant {}: {id} joined twice",
+                self.id
+            );
             self.view.insert(id);
         }
         for key in ["leaving", "kicked"] {
             if let Some(id) = data[key].as_u64() {
+                ensure!(
+                    self.leaves.insert(id),
+                    "participant {}: {id} left twice",
+                    self.id
+                );
                 self.view.remove(&id);
             }
         }
@@ -262,11 +285,7 @@ async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow
     proxy.wait_selectable(3).await?;
     let url = proxy.ws_url();
 
-    let mut admin = Participant {
-        peer: peer_on(&url, VIDEOROOM).await?,
-        id: 0,
-        view: BTreeSet::new(),
-    };
+    let mut admin = Participant::new(peer_on(&url, VIDEOROOM).await?, 0);
     let created = admin
         .request(
             "c",
@@ -287,11 +306,7 @@ async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow
     let mut people = Vec::new();
     for n in 0..PARTICIPANTS {
         let id = 5001 + n;
-        let mut p = Participant {
-            peer: peer_on(&url, VIDEOROOM).await?,
-            id,
-            view: BTreeSet::new(),
-        };
+        let mut p = Participant::new(peer_on(&url, VIDEOROOM).await?, id);
         let joined = p
             .request(
                 "j",
@@ -316,11 +331,7 @@ async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow
     // Spread over the three servers, 17 / 17 / 16.
     let mut per_server = Vec::new();
     for j in [&a, &b, &c] {
-        let mut direct = Participant {
-            peer: peer_on(&j.ws_url(), VIDEOROOM).await?,
-            id: 0,
-            view: BTreeSet::new(),
-        };
+        let mut direct = Participant::new(peer_on(&j.ws_url(), VIDEOROOM).await?, 0);
         per_server.push(listed(&mut direct).await?.len());
         bye(direct.peer).await?;
     }
