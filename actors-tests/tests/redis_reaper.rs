@@ -384,3 +384,53 @@ async fn an_in_process_proxy_stopped_with_its_system_leaves_too() -> anyhow::Res
     ensure!(!janus_sessions(&janus).await?.contains(&session));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_restarted_with_its_id_reaps_its_previous_runs_session() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    // No other proxy, and a heartbeat that outlives the restart: nobody but the restarted
+    // proxy itself can clean up after its first run. bob is a client of Janus itself.
+    let ttl = 10;
+    let id = format!("restarted-{}", unique());
+    let toml = process_toml(&redis, &janus, &id, ttl);
+    let binary = env!("CARGO_BIN_EXE_proxy-under-test");
+    let mut first = ProxyProcess::start(binary, &toml)?;
+    first.wait_ready(WAIT).await?;
+    let (_alice, mut bob, alice_id) = alice_and_bob(&first.url(), &janus.ws_url()).await?;
+    let mut old = None;
+    wait_for("the first run's record", WAIT, || {
+        let found = recorded_session(&redis, &id).map(|s| {
+            old = s;
+            s.is_some()
+        });
+        async move { found }
+    })
+    .await?;
+    let old = old.context("recorded")?;
+
+    first.kill();
+    let second = ProxyProcess::start(binary, &toml)?;
+    let restarted = Instant::now();
+    let heard = leaving_of(&mut bob, alice_id, WAIT).await?;
+    let after = heard.duration_since(restarted);
+    println!("restart: bob heard alice leave {after:?} after the second run started");
+    ensure!(after < Duration::from_secs(5), "too late: {after:?}");
+    wait_for("the old session gone from Janus", WAIT, || async {
+        Ok(!janus_sessions(&janus).await?.contains(&old))
+    })
+    .await?;
+    // The second run's own session is recorded and alive.
+    second.wait_ready(WAIT).await?;
+    wait_for("the second run's record", WAIT, || async {
+        Ok(recorded_session(&redis, &id)?.is_some_and(|s| s != old))
+    })
+    .await?;
+    let new = recorded_session(&redis, &id)?.context("recorded")?;
+    ensure!(janus_sessions(&janus).await?.contains(&new));
+    Ok(())
+}
