@@ -50,9 +50,11 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
         let proxy = start(config)?;
         let shutdown = proxy.shutdown_handle();
         actix_rt::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            log::info!("janus-proxy: SIGINT, shutting down");
-            shutdown.stop().await;
+            // An error means no handler could be installed: nothing to wait for.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                log::info!("janus-proxy: SIGINT, shutting down");
+                shutdown.stop().await;
+            }
         });
         #[cfg(unix)]
         {
