@@ -8,6 +8,7 @@ pub mod http;
 pub mod janus_conf;
 pub mod netns;
 pub mod plugin_script;
+pub mod proxy_process;
 pub mod redis_server;
 pub mod scenario;
 pub mod sentinel_kit;

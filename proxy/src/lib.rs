@@ -21,7 +21,7 @@ pub mod wsframes;
 
 pub use config::ProxyConfig;
 pub use error::ProxyError;
-pub use server::{start, RunningProxy};
+pub use server::{start, RunningProxy, ShutdownHandle};
 
 /// `janus-proxy [config-file]`: loads the configuration and runs until SIGINT/SIGTERM.
 pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
@@ -48,17 +48,13 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
             )
         };
         let proxy = start(config)?;
-        let ws = proxy.ws_server.clone();
-        let admin = proxy.admin_server.clone();
-        let state = proxy.state.clone();
+        let shutdown = proxy.shutdown_handle();
         actix_rt::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            log::info!("janus-proxy: shutting down");
-            state
-                .draining
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            ws.stop(true).await;
-            admin.stop(true).await;
+            // An error means no handler could be installed: nothing to wait for.
+            if tokio::signal::ctrl_c().await.is_ok() {
+                log::info!("janus-proxy: SIGINT, shutting down");
+                shutdown.stop().await;
+            }
         });
         #[cfg(unix)]
         {
@@ -77,18 +73,12 @@ pub fn main_with_args(args: &[String]) -> Result<(), ProxyError> {
         }
         #[cfg(unix)]
         {
-            let ws = proxy.ws_server.clone();
-            let admin = proxy.admin_server.clone();
-            let state = proxy.state.clone();
+            let shutdown = proxy.shutdown_handle();
             actix_rt::spawn(async move {
                 if let Ok(mut term) = term {
                     term.recv().await;
                     log::info!("janus-proxy: SIGTERM, shutting down");
-                    state
-                        .draining
-                        .store(true, std::sync::atomic::Ordering::Relaxed);
-                    ws.stop(true).await;
-                    admin.stop(true).await;
+                    shutdown.stop().await;
                 }
             });
         }

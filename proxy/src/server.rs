@@ -2,6 +2,7 @@
 //! admin server. Used by `main` and, in-process, by the tests.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -14,6 +15,7 @@ use crate::plugin::PluginRegistry;
 use crate::registry::{LinkDirectory, ServerRegistry};
 use crate::session::SessionSweeper;
 use crate::state::ProxyState;
+use crate::store::reaper::{SessionReaper, STOP_LIMIT};
 use crate::tls::CertStore;
 use crate::transport::ws_endpoint;
 use std::path::Path;
@@ -23,11 +25,102 @@ pub struct RunningProxy {
     pub ws_addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub state: Arc<ProxyState>,
-    pub(crate) ws_server: actix_web::dev::ServerHandle,
-    pub(crate) admin_server: actix_web::dev::ServerHandle,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     cert_stores: Vec<Arc<CertStore>>,
-    store_task: Option<tokio::task::JoinHandle<()>>,
+    shutdown: ShutdownHandle,
+}
+
+/// Stops a proxy gracefully, once, from wherever the stop comes: SIGTERM/SIGINT,
+/// [`RunningProxy::stop`], or the actix system stopping without either (see
+/// [`LeaveWhenDropped`]). The proxy first destroys its backend sessions, so Janus tells the
+/// peers of its clients' handles at once instead of after `reclaim_session_timeout`, and
+/// leaves the shared store (heartbeat, sessions record, videocall users), so the other proxies
+/// see it gone at their next round instead of after `heartbeat_ttl_s`; then it closes its
+/// listeners.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Arc<ProxyState>,
+    ws_server: actix_web::dev::ServerHandle,
+    admin_server: actix_web::dev::ServerHandle,
+    reaper: SessionReaper,
+    store_task: Option<tokio::task::AbortHandle>,
+    /// Set by the first stop: the others, and the guard, do nothing.
+    started: Arc<AtomicBool>,
+}
+
+impl ShutdownHandle {
+    pub async fn stop(&self) {
+        if self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // `/readyz` says 503 from now on: load balancers send new clients elsewhere.
+        self.state.draining.store(true, Ordering::Relaxed);
+        let sessions = self.reaper.live();
+        let reap = self.reaper.reap("this proxy", &sessions, STOP_LIMIT);
+        let store = &self.state.store;
+        let leave = async {
+            // No heartbeat may be written after the exit deletes it.
+            store.stop_syncing().await;
+            if let Some(task) = &self.store_task {
+                task.abort();
+            }
+            if let Some(exit) = store.exit() {
+                match exit.run().await {
+                    Ok(()) => log::info!("janus-proxy: left the shared store"),
+                    Err(e) => log::warn!("janus-proxy: could not leave the shared store: {e}"),
+                }
+            }
+        };
+        let (destroyed, ()) = futures_util::future::join(reap, leave).await;
+        log::info!(
+            "janus-proxy: {destroyed} of {} backend session(s) destroyed",
+            sessions.len()
+        );
+        self.ws_server.stop(true).await;
+        self.admin_server.stop(true).await;
+    }
+}
+
+/// Lives in a task of the proxy's actix system: dropped when the system stops (its runtime
+/// drops every task). If no graceful stop ran, it does the same work from a thread of its
+/// own, since the proxy's runtime is gone: the backend sessions destroyed and the store left,
+/// each bounded, before the drop returns.
+struct LeaveWhenDropped(ShutdownHandle);
+
+impl Drop for LeaveWhenDropped {
+    fn drop(&mut self) {
+        if self.0.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let reaper = self.0.reaper.clone();
+        let sessions = reaper.live();
+        let exit = self.0.state.store.exit();
+        if sessions.is_empty() && exit.is_none() {
+            return;
+        }
+        let leave = move || {
+            actix::System::new().block_on(async move {
+                let store = async {
+                    if let Some(exit) = &exit {
+                        if let Err(e) = exit.run().await {
+                            log::warn!("janus-proxy: could not leave the shared store: {e}");
+                        }
+                    }
+                };
+                futures_util::future::join(reaper.reap("this proxy", &sessions, STOP_LIMIT), store)
+                    .await
+            });
+        };
+        match std::thread::Builder::new()
+            .name("janus-proxy-exit".into())
+            .spawn(leave)
+        {
+            Ok(thread) => {
+                let _ = thread.join();
+            }
+            Err(e) => log::warn!("janus-proxy: cannot leave gracefully: {e}"),
+        }
+    }
 }
 
 /// The certificate store of a listener, when it serves TLS.
@@ -62,15 +155,14 @@ impl RunningProxy {
         move || stores.iter().try_for_each(|s| s.reload())
     }
 
+    /// Stops gracefully (see [`ShutdownHandle`]).
     pub async fn stop(&self) {
-        self.state
-            .draining
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(task) = &self.store_task {
-            task.abort();
-        }
-        self.ws_server.stop(true).await;
-        self.admin_server.stop(true).await;
+        self.shutdown.stop().await;
+    }
+
+    /// Stops the proxy from elsewhere (signal tasks).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
     }
 }
 
@@ -86,6 +178,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     )?);
     let ws_certs = cert_store(&config.ws.tls_cert, &config.ws.tls_key)?;
     let admin_certs = cert_store(&config.admin.tls_cert, &config.admin.tls_key)?;
+    let reaper = SessionReaper::new(&config.backend, links.clone(), backend_tls.clone());
     let registry_actor = ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls);
     // With one client worker, the registry and the backend links (which the registry starts)
     // run on that worker's thread, next to every client connection, session and handle: a
@@ -164,14 +257,25 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     log::info!(
         "janus-proxy: clients on {ws_scheme}://{ws_addr}, admin on {admin_scheme}://{admin_addr}"
     );
-    let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr));
+    let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr, reaper.clone()));
+    let shutdown = ShutdownHandle {
+        state: state.clone(),
+        ws_server: ws.handle(),
+        admin_server: admin.handle(),
+        reaper,
+        store_task: store_task.as_ref().map(|t| t.abort_handle()),
+        started: Arc::new(AtomicBool::new(false)),
+    };
+    let guard = LeaveWhenDropped(shutdown.clone());
+    actix_rt::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    });
     Ok(RunningProxy {
-        store_task,
+        shutdown,
         ws_addr,
         admin_addr,
         state,
-        ws_server: ws.handle(),
-        admin_server: admin.handle(),
         cert_stores: ws_certs.into_iter().chain(admin_certs).collect(),
         servers: vec![actix_rt::spawn(ws), actix_rt::spawn(admin)],
     })

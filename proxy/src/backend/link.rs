@@ -48,6 +48,9 @@ pub struct LinkStatus {
     handles: AtomicU64,
     reconnects: AtomicU64,
     reclaims: AtomicU64,
+    /// The link's backend session id (0: none), also while a lost socket waits to claim it:
+    /// recorded in the shared store so that another proxy can destroy it if this one dies.
+    session_id: AtomicU64,
     /// Set by the registry: while the breaker is not closed, the link reports every success.
     breaker_closed: AtomicBool,
     last_error: RwLock<String>,
@@ -114,6 +117,7 @@ impl LinkStatus {
             handles: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             reclaims: AtomicU64::new(0),
+            session_id: AtomicU64::new(0),
             breaker_closed: AtomicBool::new(true),
             last_error: RwLock::new(String::new()),
             plugins: RwLock::new(JsonMap::new()),
@@ -153,6 +157,18 @@ impl LinkStatus {
     /// Connected, with a backend session: new handles can be placed here.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// The backend session this link holds on its Janus, if any.
+    pub fn backend_session(&self) -> Option<u64> {
+        match self.session_id.load(Ordering::Relaxed) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    fn set_backend_session(&self, id: Option<u64>) {
+        self.session_id.store(id.unwrap_or(0), Ordering::Relaxed);
     }
 
     pub fn handle_count(&self) -> u64 {
@@ -498,6 +514,7 @@ impl BackendLink {
             }
             _ => {
                 self.abandon_reclaim(why);
+                self.status.set_backend_session(None);
                 self.drop_routes();
                 if !self.retiring {
                     self.status.set_phase(LinkPhase::Down);
@@ -519,6 +536,7 @@ impl BackendLink {
     /// The backend session could not be claimed: the handles are lost, queued requests fail.
     fn abandon_reclaim(&mut self, why: &str) {
         if let Some(reclaim) = self.reclaim.take() {
+            self.status.set_backend_session(None);
             log::warn!(
                 "backend {}: session {} not reclaimed ({why}); its handles are lost",
                 self.name(),
@@ -685,6 +703,7 @@ impl BackendLink {
                 match (success, id, self.conn.as_mut()) {
                     (true, Some(id), Some(conn)) => {
                         conn.session_id = Some(id);
+                        self.status.set_backend_session(Some(id));
                         self.backoff.reset();
                         self.last_keepalive = Instant::now();
                         self.send_internal(Internal::Info, json!({"janus": "info"}));
@@ -847,6 +866,8 @@ impl Actor for BackendLink {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.status.set_phase(LinkPhase::Retiring);
+        // The backend session id stays: an actor dropped with its system (a proxy stopping)
+        // leaves its session on Janus, and the stop guard reads the id to destroy it.
         self.status.ready.store(false, Ordering::Release);
         self.drop_routes();
         let reason = format!("backend server {} was removed", self.name());

@@ -16,4 +16,4 @@ pub use link::{
     BackendCredentials, BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase,
     LinkRequest, LinkStatus, LinkView, RetireLink, UnrouteHandle,
 };
-pub use supervisor::{BackendSupervisor, SupervisedLink};
+pub use supervisor::{BackendSupervisor, CredentialBook, SupervisedLink};

@@ -31,10 +31,45 @@ pub struct BackendSupervisor {
     next_id: u64,
     /// Restart backoff per server, for links that keep stopping.
     restarts: HashMap<String, Backoff>,
-    /// Secrets of the servers from the configuration, by name.
-    credentials: HashMap<String, BackendCredentials>,
-    default_credentials: BackendCredentials,
+    credentials: CredentialBook,
     tls: Arc<rustls::ClientConfig>,
+}
+
+/// The credentials a backend server wants, by server name: its own from
+/// `backend.servers`, else `backend.api_secret` / `backend.token`. Shared by the links and the
+/// reaper of dead proxies' sessions (`store::reaper`), which must speak to a server as a link
+/// does.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialBook {
+    /// Secrets of the servers from the configuration, by name.
+    by_name: HashMap<String, BackendCredentials>,
+    default: BackendCredentials,
+}
+
+impl CredentialBook {
+    pub fn new(config: &BackendConfig) -> Self {
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let default = BackendCredentials {
+            api_secret: non_empty(&config.api_secret),
+            token: non_empty(&config.token),
+        };
+        let by_name = config
+            .servers
+            .iter()
+            .map(|s| {
+                let own = BackendCredentials {
+                    api_secret: s.api_secret.clone().or_else(|| default.api_secret.clone()),
+                    token: s.token.clone().or_else(|| default.token.clone()),
+                };
+                (s.name.clone(), own)
+            })
+            .collect();
+        CredentialBook { by_name, default }
+    }
+
+    pub fn get(&self, server: &str) -> &BackendCredentials {
+        self.by_name.get(server).unwrap_or(&self.default)
+    }
 }
 
 impl BackendSupervisor {
@@ -43,35 +78,12 @@ impl BackendSupervisor {
         metrics: Arc<Metrics>,
         tls: Arc<rustls::ClientConfig>,
     ) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-        let default_credentials = BackendCredentials {
-            api_secret: non_empty(&config.api_secret),
-            token: non_empty(&config.token),
-        };
-        let credentials = config
-            .servers
-            .iter()
-            .map(|s| {
-                let own = BackendCredentials {
-                    api_secret: s
-                        .api_secret
-                        .clone()
-                        .or_else(|| default_credentials.api_secret.clone()),
-                    token: s
-                        .token
-                        .clone()
-                        .or_else(|| default_credentials.token.clone()),
-                };
-                (s.name.clone(), own)
-            })
-            .collect();
         BackendSupervisor {
+            credentials: CredentialBook::new(&config),
             config,
             metrics,
             next_id: 1,
             restarts: HashMap::new(),
-            credentials,
-            default_credentials,
             tls,
         }
     }
@@ -92,12 +104,7 @@ impl BackendSupervisor {
                 link_id: id,
             })
             .with_latency(self.metrics.backend_latency(name))
-            .with_credentials(
-                self.credentials
-                    .get(name)
-                    .unwrap_or(&self.default_credentials)
-                    .clone(),
-            )
+            .with_credentials(self.credentials.get(name).clone())
             .start();
         SupervisedLink { id, addr, status }
     }

@@ -42,6 +42,11 @@ impl LinkDirectory {
         *self.links.write() = links;
     }
 
+    /// Every registered server's link.
+    pub fn all(&self) -> Vec<Arc<LinkStatus>> {
+        self.links.read().clone()
+    }
+
     pub fn any_ready(&self) -> bool {
         self.links.read().iter().any(|l| l.is_ready())
     }

@@ -10,7 +10,9 @@
 //!   them every `sync_interval_ms` and hands them to its [`ServerRegistry`], where the newer
 //!   `utime` wins. Static servers from a proxy's configuration are never written.
 //! * `<prefix>:proxies:<proxy_id>` — this proxy's heartbeat (JSON: id, admin and client
-//!   addresses), `EX heartbeat_ttl_s`, rewritten every `sync_interval_ms`.
+//!   addresses), `EX heartbeat_ttl_s`, rewritten every `sync_interval_ms`, together with
+//!   `<prefix>:proxy_sessions:<proxy_id>`, its backend sessions: when a heartbeat expires, one
+//!   survivor destroys the dead proxy's sessions on their Janus servers ([`reaper`]).
 //!
 //! All Redis work happens in one task ([`run`]): the admin API queues writes on a channel and
 //! never waits for Redis. When Redis does not answer within `timeout_ms` the store is
@@ -27,7 +29,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,9 @@ use crate::metrics::Metrics;
 use crate::plugin::videocall::remote::Bus;
 use crate::registry::{ServerRegistry, SharedReport, SyncShared};
 
+pub mod reaper;
+use reaper::{SessionReaper, SessionsRecord, StoreExit};
+
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
     shared: bool,
@@ -50,6 +55,7 @@ pub struct StoreHandle {
     proxy_id: String,
     tx: Option<mpsc::UnboundedSender<StoreCommand>>,
     health: Arc<StoreHealth>,
+    exit: Option<StoreExit>,
 }
 
 #[derive(Default)]
@@ -57,6 +63,8 @@ struct StoreHealth {
     up: AtomicBool,
     proxies: AtomicUsize,
     last_error: Mutex<String>,
+    /// Dead proxies whose backend sessions this proxy reaped.
+    reaped: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -73,6 +81,8 @@ enum StoreCommand {
         channel: String,
         payload: String,
     },
+    /// The proxy stops: the sync task ends (no heartbeat after this), then says so.
+    Leave(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The store's state for `/readyz`.
@@ -85,6 +95,8 @@ pub struct StoreStatus {
     pub proxy_id: String,
     /// Live proxies in the store (this one included); 1 in memory.
     pub proxies: usize,
+    /// Dead proxies whose backend sessions this proxy destroyed.
+    pub reaped_proxies: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -101,6 +113,7 @@ impl StoreHandle {
             proxy_id: String::new(),
             tx: None,
             health,
+            exit: None,
         }
     }
 
@@ -119,6 +132,7 @@ impl StoreHandle {
             state: if degraded { "degraded" } else { "ok" },
             proxy_id: self.proxy_id.clone(),
             proxies: self.health.proxies.load(Ordering::Relaxed),
+            reaped_proxies: self.health.reaped.load(Ordering::Relaxed),
             error: degraded.then(|| self.health.last_error.lock().clone()),
         }
     }
@@ -151,6 +165,23 @@ impl StoreHandle {
         }
     }
 
+    /// Stops the sync task (bounded): no heartbeat is written after this returns.
+    pub async fn stop_syncing(&self) {
+        let (Some(tx), Some(exit)) = (&self.tx, &self.exit) else {
+            return;
+        };
+        let (done, stopped) = tokio::sync::oneshot::channel();
+        if tx.send(StoreCommand::Leave(done)).is_ok() {
+            // A round in progress ends within a few Redis timeouts.
+            let _ = tokio::time::timeout(exit.timeout() * 4, stopped).await;
+        }
+    }
+
+    /// What removes this proxy from the shared store when it stops (None in memory).
+    pub fn exit(&self) -> Option<StoreExit> {
+        self.exit.clone()
+    }
+
     /// Shares the removal of a server (no-op in memory).
     pub fn remove(&self, name: &str) {
         if let Some(tx) = &self.tx {
@@ -160,7 +191,7 @@ impl StoreHandle {
 }
 
 /// Key names under the configured prefix.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 struct Keys {
     prefix: String,
 }
@@ -251,7 +282,14 @@ pub fn open(
     );
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
+    let keys = Keys {
+        prefix: config.key_prefix.clone(),
+    };
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let exit = StoreExit::new(client.clone(), keys.clone(), proxy_id.clone(), timeout);
     let syncer = Syncer {
+        reaper: None,
+        fresh: true,
         client,
         conn: None,
         keys: Keys {
@@ -280,6 +318,7 @@ pub fn open(
             proxy_id,
             tx: Some(tx),
             health,
+            exit: Some(exit),
         },
         Some(syncer),
     ))
@@ -310,13 +349,25 @@ pub struct Syncer {
     bus: Arc<Bus>,
     /// Videocall users registered here (written again after a Redis gap).
     own_users: HashSet<String>,
+    /// Records this proxy's backend sessions and destroys those of dead proxies.
+    reaper: Option<SessionReaper>,
+    /// No round has succeeded yet in this run: a sessions record under this proxy's id is an
+    /// earlier run's.
+    fresh: bool,
 }
 
 type RedisResult<T> = Result<T, String>;
 
 impl Syncer {
-    /// Starts syncing on the current runtime; the heartbeat names these addresses.
-    pub fn spawn(mut self, ws: SocketAddr, admin: SocketAddr) -> tokio::task::JoinHandle<()> {
+    /// Starts syncing on the current runtime; the heartbeat names these addresses, `reaper`
+    /// gives this proxy's backend sessions (recorded with it) and reaps dead proxies' ones.
+    pub fn spawn(
+        mut self,
+        ws: SocketAddr,
+        admin: SocketAddr,
+        reaper: SessionReaper,
+    ) -> tokio::task::JoinHandle<()> {
+        self.reaper = Some(reaper);
         self.heartbeat = json!({
             "id": self.proxy_id,
             "ws": ws.to_string(),
@@ -338,6 +389,10 @@ impl Syncer {
         loop {
             tokio::select! {
                 command = self.rx.recv() => match command {
+                    Some(StoreCommand::Leave(done)) => {
+                        let _ = done.send(());
+                        return;
+                    }
                     Some(command) => {
                         self.queue(command);
                         // Batch what else is waiting, then write at once: a report should reach
@@ -377,6 +432,7 @@ impl Syncer {
             }
             StoreCommand::Publish { .. } if !self.was_up => return,
             StoreCommand::Publish { .. } => {}
+            StoreCommand::Leave(_) => return, // handled by `run`
         }
         self.pending.push(command);
     }
@@ -441,19 +497,37 @@ impl Syncer {
         let mut conn = self.connection().await?;
         // The heartbeat first, fetching the previous one: if it is gone, Redis lost its data
         // (restarted empty, possibly unnoticed: the connection reconnects by itself).
+        // With it, atomically, this proxy's backend sessions (see `reaper`): a record never
+        // exists without its heartbeat, and outlives it.
         let key = self.keys.proxy(&self.proxy_id);
-        let previous: Option<String> = self
-            .bounded(
-                "heartbeat",
-                redis::cmd("SET")
-                    .arg(&key)
-                    .arg(&self.heartbeat)
-                    .arg("EX")
-                    .arg(self.heartbeat_ttl.max(1))
-                    .arg("GET")
-                    .query_async(&mut conn),
-            )
+        let sessions_key = self.keys.sessions(&self.proxy_id);
+        let record = SessionsRecord {
+            proxy: self.proxy_id.clone(),
+            sessions: self.reaper.as_ref().map(|r| r.live()).unwrap_or_default(),
+        };
+        let ttl = self.heartbeat_ttl.max(1);
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(&key)
+            .arg(&self.heartbeat)
+            .arg("EX")
+            .arg(ttl)
+            .arg("GET")
+            .cmd("SET")
+            .arg(&sessions_key)
+            .arg(record.to_json())
+            .arg("EX")
+            .arg(ttl + reaper::RECORD_OUTLIVES_HEARTBEAT.as_secs())
+            .arg("GET");
+        let (previous, previous_sessions): (Option<String>, Option<String>) = self
+            .bounded("heartbeat", pipe.query_async(&mut conn))
             .await?;
+        if std::mem::take(&mut self.fresh) {
+            if let (Some(previous), Some(reaper)) = (&previous_sessions, &self.reaper) {
+                reaper::reap_previous_run(previous, &sessions_key, reaper);
+            }
+        }
         if !self.was_up || previous.is_none() {
             if self.was_up {
                 log::warn!("store: Redis lost this proxy's keys (restarted?); writing them again");
@@ -476,6 +550,18 @@ impl Syncer {
         // removed or dead before then.
         let settle = Duration::from_secs(self.heartbeat_ttl.max(1));
         let remove_missing = self.recovered_at.is_none_or(|at| at.elapsed() >= settle);
+        if let (true, Some(reaper)) = (remove_missing, &self.reaper) {
+            reaper::reap_dead(
+                &mut conn,
+                &self.keys,
+                &self.proxy_id,
+                &alive,
+                reaper,
+                &self.health,
+                self.timeout,
+            )
+            .await?;
+        }
         self.sync_users(&mut conn, remove_missing.then_some(&alive))
             .await?;
         let reports = self.read_servers(&mut conn).await?;
@@ -554,6 +640,7 @@ impl Syncer {
                 StoreCommand::Publish { channel, payload } => {
                     pipe.publish(channel, payload).ignore();
                 }
+                StoreCommand::Leave(_) => {}
             }
             self.bounded("write", pipe.query_async::<()>(&mut conn))
                 .await?;
@@ -563,30 +650,7 @@ impl Syncer {
     }
 
     async fn scan(&self, conn: &mut ConnectionManager, pattern: &str) -> RedisResult<Vec<String>> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = self
-                .bounded(
-                    "scan",
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(pattern)
-                        .arg("COUNT")
-                        .arg(500)
-                        .query_async(conn),
-                )
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        scan_keys(conn, pattern, self.timeout).await
     }
 
     /// Reads every proxy's videocall users: those of other live proxies go to the bus, those
@@ -654,6 +718,39 @@ impl Syncer {
         }
         Ok(reports)
     }
+}
+
+/// Every key matching `pattern`, sorted, each Redis call bounded by `timeout`.
+async fn scan_keys(
+    conn: &mut ConnectionManager,
+    pattern: &str,
+    timeout: Duration,
+) -> RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
+            timeout,
+            redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(500)
+                .query_async(conn),
+        )
+        .await
+        .map_err(|_| "scan: timed out".to_string())?
+        .map_err(|e| format!("scan: {e}"))?;
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys.dedup();
+    Ok(keys)
 }
 
 /// `DEL key` if its `proxy_uuid` is `owner` (a user registered again elsewhere stays).

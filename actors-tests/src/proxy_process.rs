@@ -1,0 +1,114 @@
+//! The proxy as a process of its own (`proxy-under-test`, the janus-proxy binary built in this
+//! package), for what an in-process proxy cannot show: `kill -9`, SIGTERM, the exit status.
+//! Killed (-9) when dropped.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+pub struct ProxyProcess {
+    pub ws_port: u16,
+    pub admin_port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    /// Starts `binary` (pass `env!("CARGO_BIN_EXE_proxy-under-test")`) with `[ws]` and
+    /// `[admin]` on free loopback ports and the rest of its configuration from `toml` (which
+    /// must not have those two sections).
+    pub fn start(binary: &str, toml: &str) -> anyhow::Result<ProxyProcess> {
+        let dir = tempfile::tempdir()?;
+        let (ws_port, admin_port) = (crate::free_port()?, crate::free_port()?);
+        let config = format!(
+            "[ws]\nlisten = \"127.0.0.1:{ws_port}\"\nworkers = 1\n\n\
+             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{}\"\n\n{toml}",
+            crate::TEST_ADMIN_TOKEN
+        );
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, config)?;
+        let child = Command::new(binary)
+            .arg(&path)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("proxy-under-test")?;
+        Ok(ProxyProcess {
+            ws_port,
+            admin_port,
+            child: Some(child),
+            _dir: dir,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws_port)
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.admin_port))
+    }
+
+    /// Polls `/readyz` until it answers 200 (bounded by `limit`).
+    pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(response) = crate::http::get(self.admin_addr(), "/readyz").await {
+                if response.status == 200 {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("proxy process not ready within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// `kill -9`, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends SIGTERM (the process is still waited for by [`ProxyProcess::wait_exit`]).
+    pub fn terminate(&self) -> anyhow::Result<()> {
+        let child = self.child.as_ref().context("process already gone")?;
+        let pid = libc::pid_t::try_from(child.id())?;
+        // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
+            bail!("kill -TERM {pid}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit on its own (bounded by `limit`).
+    pub async fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut().context("process already gone")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!("proxy process still running after {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

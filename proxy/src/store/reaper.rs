@@ -1,0 +1,457 @@
+//! A proxy's backend sessions after it is gone.
+//!
+//! Each proxy holds one backend session per backend Janus (its [`BackendLink`]s), and the
+//! Janus servers keep a session whose socket closed for `reclaim_session_timeout` (then
+//! `session_timeout`) so that a link can claim it after a blip. So when a proxy dies, Janus
+//! keeps its handles — videoroom and audiobridge participants, videocall legs — and their
+//! peers on other proxies hear nothing for that long. Hence:
+//!
+//! * **The record.** With its heartbeat, in the same `MULTI`, each proxy writes
+//!   `<prefix>:proxy_sessions:<proxy_id>`: JSON `{proxy, sessions: [{server, url,
+//!   session_id}]}`, its links' current backend sessions (kept current every sync round, so a
+//!   session a link re-created is recorded within `sync_interval_ms`). It expires
+//!   [`RECORD_OUTLIVES_HEARTBEAT`] after the heartbeat would, so it is still there when the
+//!   heartbeat is gone.
+//! * **The reaper.** Every round, each proxy looks for records whose heartbeat is gone. One
+//!   Lua script checks that the heartbeat is still absent and takes
+//!   `<prefix>:reaping:<dead_id>` (`SET NX EX`), atomically, so exactly one survivor reaps,
+//!   and a proxy whose record and heartbeat appear together is never taken for dead. The
+//!   winner opens a WebSocket to each of the dead proxy's servers (the recorded URL; its own
+//!   credentials for that server name, as its links use them: credentials are never written
+//!   to Redis), `claim`s the session and `destroy`s it, so Janus tells every peer at once
+//!   (`leaving`, `hangup`, …). Bounded by [`REAP_LIMIT`]; a session already gone (458) is
+//!   fine; errors are logged; the record is deleted after. A reaper that dies mid-way leaves
+//!   the lock to expire ([`LOCK_TTL`]) and another survivor does it again.
+//! * **Graceful stop** reaps this proxy's own sessions the same way (bounded by
+//!   [`STOP_LIMIT`]) and deletes its heartbeat, its record and its videocall users' keys
+//!   ([`StoreExit`]), so the others see it gone at once.
+//! * **A restart with the same `proxy_id`** finds its previous run's record (the heartbeat
+//!   `SET … GET` returns it) and reaps the sessions that are not its own now.
+//!
+//! A proxy cut off from Redis (not from Janus) longer than `heartbeat_ttl_s` is taken for
+//! dead like one that died: its sessions are reaped and its clients' handles get hangup +
+//! detached while its links create new sessions. `heartbeat_ttl_s` is the line between a
+//! blip and a death; rounds just after Redis came back never reap (as they never take a
+//! proxy for dead).
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use janus_protocol::JANUS_PROTOCOL;
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{delete_if_owned, Keys, StoreHealth};
+use crate::backend::connector::backend_client;
+use crate::backend::{BackendCredentials, CredentialBook};
+use crate::config::BackendConfig;
+use crate::registry::LinkDirectory;
+
+/// How long a dead proxy's record stays after its last heartbeat write would have expired:
+/// long enough for a survivor (or a later proxy, if none survived) to find it; beyond that
+/// Janus has timed the sessions out anyway unless its `session_timeout` is 0.
+pub const RECORD_OUTLIVES_HEARTBEAT: Duration = Duration::from_secs(3600);
+/// The reaping of one dead proxy, all its servers together.
+pub const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// The lock outlives a reaping comfortably; if its holder died, another survivor retries.
+pub const LOCK_TTL: Duration = Duration::from_secs(30);
+/// A graceful stop's destroying of this proxy's own sessions, all servers together.
+pub const STOP_LIMIT: Duration = Duration::from_secs(2);
+
+/// One backend session of a proxy, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendSession {
+    pub server: String,
+    pub url: String,
+    pub session_id: u64,
+}
+
+/// `<prefix>:proxy_sessions:<proxy_id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsRecord {
+    pub proxy: String,
+    pub sessions: Vec<BackendSession>,
+}
+
+impl SessionsRecord {
+    /// The record in a Redis value; None (logged) for something else under the key.
+    pub fn parse(key: &str, text: &str) -> Option<SessionsRecord> {
+        serde_json::from_str(text)
+            .map_err(|e| log::warn!("store: {key} is not a sessions record ({e}); ignored"))
+            .ok()
+    }
+
+    pub fn to_json(&self) -> String {
+        // A struct of strings and integers always serialises.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// What became of one backend session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reaped {
+    /// Claimed and destroyed: Janus told the peers.
+    Destroyed,
+    /// Janus no longer had it (458): nothing to do.
+    AlreadyGone,
+    Failed(String),
+}
+
+/// Claims and destroys backend sessions as this proxy's links would speak to their servers.
+#[derive(Clone)]
+pub struct SessionReaper {
+    links: Arc<LinkDirectory>,
+    credentials: Arc<CredentialBook>,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+}
+
+impl SessionReaper {
+    pub fn new(
+        config: &BackendConfig,
+        links: Arc<LinkDirectory>,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        SessionReaper {
+            links,
+            credentials: Arc::new(CredentialBook::new(config)),
+            tls,
+            connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+        }
+    }
+
+    /// This proxy's backend sessions now.
+    pub fn live(&self) -> Vec<BackendSession> {
+        self.links
+            .all()
+            .iter()
+            .filter_map(|link| {
+                Some(BackendSession {
+                    server: link.name.clone(),
+                    url: link.url.clone(),
+                    session_id: link.backend_session()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims and destroys each session, all at once, within `limit`; logs every outcome.
+    pub async fn reap(&self, whose: &str, sessions: &[BackendSession], limit: Duration) -> usize {
+        let each = sessions.iter().map(|s| async move {
+            let credentials = self.credentials.get(&s.server);
+            let outcome = tokio::time::timeout(
+                limit,
+                claim_and_destroy(s, credentials, &self.tls, self.connect_timeout.min(limit)),
+            )
+            .await
+            .unwrap_or_else(|_| Reaped::Failed(format!("no answer within {limit:?}")));
+            match &outcome {
+                Reaped::Destroyed => log::info!(
+                    "reaper: {whose}'s session {} on {} destroyed",
+                    s.session_id,
+                    s.server
+                ),
+                Reaped::AlreadyGone => log::info!(
+                    "reaper: {whose}'s session {} on {} was already gone",
+                    s.session_id,
+                    s.server
+                ),
+                Reaped::Failed(why) => log::warn!(
+                    "reaper: {whose}'s session {} on {} ({}) not destroyed: {why}",
+                    s.session_id,
+                    s.server,
+                    s.url
+                ),
+            }
+            outcome
+        });
+        futures_util::future::join_all(each)
+            .await
+            .iter()
+            .filter(|o| **o == Reaped::Destroyed)
+            .count()
+    }
+}
+
+/// `claim`, then `destroy`, on a socket of our own; the events Janus sends meanwhile (the
+/// handles' `hangup`, `detached`, plugin events) are the dead proxy's and are dropped.
+async fn claim_and_destroy(
+    session: &BackendSession,
+    credentials: &BackendCredentials,
+    tls: &Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+) -> Reaped {
+    let client = backend_client(connect_timeout, tls.clone());
+    let (_, mut socket) = match client
+        .ws(session.url.as_str())
+        .protocols([JANUS_PROTOCOL])
+        .connect()
+        .await
+    {
+        Ok(connected) => connected,
+        Err(e) => return Reaped::Failed(format!("cannot connect: {e}")),
+    };
+    let mut outcome = Reaped::Destroyed;
+    for verb in ["claim", "destroy"] {
+        let transaction = format!("reaper-{verb}");
+        let mut request = json!({"janus": verb, "session_id": session.session_id,
+            "transaction": transaction});
+        if let Some(secret) = &credentials.api_secret {
+            request["apisecret"] = json!(secret);
+        }
+        if let Some(token) = &credentials.token {
+            request["token"] = json!(token);
+        }
+        let sent = socket
+            .send(awc::ws::Message::Text(request.to_string().into()))
+            .await;
+        if let Err(e) = sent {
+            outcome = Reaped::Failed(format!("{verb}: {e}"));
+            break;
+        }
+        match reply_to(&mut socket, &transaction).await {
+            Ok(reply) if reply["janus"] == "success" => {}
+            Ok(reply) if reply["error"]["code"] == 458 => {
+                outcome = Reaped::AlreadyGone;
+                break;
+            }
+            Ok(reply) => {
+                outcome = Reaped::Failed(format!("{verb} refused: {}", reply["error"]));
+                break;
+            }
+            Err(why) => {
+                outcome = Reaped::Failed(format!("{verb}: {why}"));
+                break;
+            }
+        }
+    }
+    let _ = socket.send(awc::ws::Message::Close(None)).await;
+    outcome
+}
+
+/// The next frame answering `transaction`; frames that are not (events, continuation pieces
+/// of large events) are skipped.
+async fn reply_to<S>(socket: &mut S, transaction: &str) -> Result<Value, String>
+where
+    S: futures_util::Stream<Item = Result<awc::ws::Frame, awc::error::WsProtocolError>> + Unpin,
+{
+    while let Some(frame) = socket.next().await {
+        match frame.map_err(|e| e.to_string())? {
+            awc::ws::Frame::Text(text) => {
+                let Ok(reply) = serde_json::from_slice::<Value>(&text) else {
+                    continue;
+                };
+                if reply["transaction"] == transaction {
+                    return Ok(reply);
+                }
+            }
+            awc::ws::Frame::Close(reason) => return Err(format!("closed: {reason:?}")),
+            _ => {}
+        }
+    }
+    Err("socket closed".into())
+}
+
+impl Keys {
+    pub(super) fn sessions(&self, id: &str) -> String {
+        format!("{}:proxy_sessions:{id}", self.prefix)
+    }
+    fn sessions_pattern(&self) -> String {
+        self.sessions("*")
+    }
+    fn reaping(&self, id: &str) -> String {
+        format!("{}:reaping:{id}", self.prefix)
+    }
+}
+
+/// KEYS: heartbeat, lock, record; ARGV: this proxy's id, the lock's TTL. The record of a
+/// proxy whose heartbeat is absent, if this proxy is the one to reap it; nil otherwise.
+const TAKE_DEAD: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return false end \
+    if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end \
+    return redis.call('GET', KEYS[3])";
+
+/// The reaping part of a sync round: takes the dead proxies' records this proxy is the one
+/// to reap, and reaps them in the background (the round does not wait for Janus).
+pub(super) async fn reap_dead(
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    own_id: &str,
+    alive: &HashSet<String>,
+    reaper: &SessionReaper,
+    health: &Arc<StoreHealth>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let records = super::scan_keys(conn, &keys.sessions_pattern(), timeout).await?;
+    let cut = keys.sessions("").len();
+    for key in records {
+        let Some(id) = key.get(cut..) else { continue };
+        if id == own_id || alive.contains(id) {
+            continue;
+        }
+        let taken: Option<String> = bounded(
+            timeout,
+            redis::cmd("EVAL")
+                .arg(TAKE_DEAD)
+                .arg(3)
+                .arg(keys.proxy(id))
+                .arg(keys.reaping(id))
+                .arg(&key)
+                .arg(own_id)
+                .arg(LOCK_TTL.as_secs())
+                .query_async(conn),
+        )
+        .await?;
+        let Some(record) = taken.and_then(|text| SessionsRecord::parse(&key, &text)) else {
+            continue;
+        };
+        log::info!(
+            "reaper: proxy {id} is gone; destroying its {} backend session(s)",
+            record.sessions.len()
+        );
+        let (reaper, health, mut conn) = (reaper.clone(), health.clone(), conn.clone());
+        let whose = format!("proxy {id}");
+        actix_rt::spawn(async move {
+            reaper.reap(&whose, &record.sessions, REAP_LIMIT).await;
+            health.reaped.fetch_add(1, Ordering::Relaxed);
+            let deleted: Result<(), String> =
+                bounded(timeout, redis::cmd("DEL").arg(&key).query_async(&mut conn)).await;
+            if let Err(e) = deleted {
+                // It expires on its own; the lock keeps others from reaping again meanwhile.
+                log::warn!("reaper: {key} not deleted: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// The previous run of this proxy (same `proxy_id`) left `previous`: its sessions that are
+/// not this run's are reaped in the background.
+pub(super) fn reap_previous_run(previous: &str, key: &str, reaper: &SessionReaper) {
+    let Some(record) = SessionsRecord::parse(key, previous) else {
+        return;
+    };
+    let now = reaper.live();
+    let stale: Vec<BackendSession> = record
+        .sessions
+        .into_iter()
+        .filter(|s| !now.contains(s))
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    log::info!(
+        "reaper: destroying {} backend session(s) of this proxy's previous run",
+        stale.len()
+    );
+    let reaper = reaper.clone();
+    actix_rt::spawn(async move {
+        reaper.reap("previous run", &stale, REAP_LIMIT).await;
+    });
+}
+
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, String> {
+    tokio::time::timeout(timeout, fut)
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())
+}
+
+/// What a stopping proxy removes from the shared store: its record, then its heartbeat (one
+/// `MULTI`: never a record without a heartbeat, which a survivor would reap), then its
+/// videocall users. Runs on a connection of its own, after the sync task has stopped (or
+/// with the runtime gone, from a thread of its own).
+#[derive(Clone)]
+pub struct StoreExit {
+    client: redis::Client,
+    keys: Keys,
+    proxy_id: String,
+    timeout: Duration,
+}
+
+impl StoreExit {
+    pub(super) fn new(
+        client: redis::Client,
+        keys: Keys,
+        proxy_id: String,
+        timeout: Duration,
+    ) -> Self {
+        StoreExit {
+            client,
+            keys,
+            proxy_id,
+            timeout,
+        }
+    }
+
+    /// Each Redis call's bound (`store.timeout_ms`).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    pub async fn run(&self) -> Result<(), String> {
+        let mut conn =
+            bounded(self.timeout, self.client.get_multiplexed_async_connection()).await?;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(self.keys.sessions(&self.proxy_id))
+            .ignore()
+            .del(self.keys.proxy(&self.proxy_id))
+            .ignore();
+        bounded(self.timeout, pipe.query_async::<()>(&mut conn)).await?;
+        // The users registered here: found by owner, so nothing else needs to be kept.
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = bounded(
+                self.timeout,
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(self.keys.user("*"))
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn),
+            )
+            .await?;
+            if !batch.is_empty() {
+                let mut pipe = redis::pipe();
+                for key in &batch {
+                    pipe.add_command(delete_if_owned(key, &self.proxy_id))
+                        .ignore();
+                }
+                bounded(self.timeout, pipe.query_async::<()>(&mut conn)).await?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_survives_its_json() {
+        let record = SessionsRecord {
+            proxy: "p1".into(),
+            sessions: vec![BackendSession {
+                server: "j1".into(),
+                url: "ws://127.0.0.1:8188".into(),
+                session_id: 8_000_000_000_000_001,
+            }],
+        };
+        let text = record.to_json();
+        assert_eq!(SessionsRecord::parse("k", &text), Some(record));
+        assert_eq!(SessionsRecord::parse("k", "{\"name\":1}"), None);
+        assert_eq!(SessionsRecord::parse("k", "not json"), None);
+    }
+}
