@@ -320,6 +320,7 @@ pub fn open(
         pending: Vec::new(),
         own: HashMap::new(),
         was_up: false,
+        ever_up: false,
         recovered_at: None,
         rx,
         bus: bus.clone(),
@@ -360,6 +361,8 @@ pub struct Syncer {
     /// comes back, while still within its `expire`.
     own: HashMap<String, (SharedReport, Instant)>,
     was_up: bool,
+    /// Redis has answered at least once since the proxy started.
+    ever_up: bool,
     /// When Redis last came back: removals wait a heartbeat lifetime after that.
     recovered_at: Option<Instant>,
     rx: mpsc::UnboundedReceiver<StoreCommand>,
@@ -450,6 +453,10 @@ impl Syncer {
     /// Claims a user name in Redis, after writing what was queued before (a release of the
     /// same name, typically). Redis away: the name is this proxy's alone until it returns.
     async fn claim(&mut self, topic: String, name: String) -> Claim {
+        if !self.was_up && !self.ever_up {
+            // Just started: connect now rather than register locally only.
+            self.round().await;
+        }
         if self.was_up {
             match self.try_claim(&topic, &name).await {
                 Ok(true) => {
@@ -496,6 +503,7 @@ impl Syncer {
                     log::info!("store: Redis answers; shared state in sync");
                 }
                 self.was_up = true;
+                self.ever_up = true;
                 self.health.up.store(true, Ordering::Relaxed);
                 self.metrics.store_up.set(1);
             }
