@@ -304,3 +304,26 @@ pub async fn call_flow(alice: &mut User, bob: &mut User) -> anyhow::Result<()> {
     bob.quiet().await?;
     Ok(())
 }
+
+/// In an established call between `alice` and `bob`: a re-offer (`set` with a jsep) reaches
+/// the peer as `update`, and the answer comes back the same way.
+pub async fn renegotiate(alice: &mut User, bob: &mut User) -> anyhow::Result<()> {
+    let set = alice
+        .result(
+            json!({"request": "set", "restart": true}),
+            Some(offer("re")),
+        )
+        .await?;
+    ensure!(set == json!({"event": "set"}), "{set}");
+    let (update, jsep) = bob.event().await?;
+    ensure!(update == json!({"event": "update"}), "{update}");
+    ensure!(jsep == Some(offer("re")), "{jsep:?}");
+    let set = bob
+        .result(json!({"request": "set"}), Some(answer("re")))
+        .await?;
+    ensure!(set == json!({"event": "set"}), "{set}");
+    let (update, jsep) = alice.event().await?;
+    ensure!(update == json!({"event": "update"}), "{update}");
+    ensure!(jsep == Some(answer("re")), "{jsep:?}");
+    Ok(())
+}

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::p2pcall_client::{answer, call_flow, establish, offer, User, P2PCALL};
+use actors_tests::p2pcall_client::{
+    answer, call_flow, establish, offer, renegotiate, User, P2PCALL,
+};
 use actors_tests::{init_logging, proxy_config, JanusClient, ProxyUnderTest};
 use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
@@ -54,24 +56,7 @@ async fn set_with_and_without_jsep() -> anyhow::Result<()> {
     ensure!(set == json!({"event": "set"}), "{set}");
     bob.quiet().await?;
 
-    // A re-offer reaches the peer as `update`, and the answer comes back the same way.
-    let set = alice
-        .result(
-            json!({"request": "set", "restart": true}),
-            Some(offer("re")),
-        )
-        .await?;
-    ensure!(set == json!({"event": "set"}), "{set}");
-    let (update, jsep) = bob.event().await?;
-    ensure!(update == json!({"event": "update"}), "{update}");
-    ensure!(jsep == Some(offer("re")), "{jsep:?}");
-    let set = bob
-        .result(json!({"request": "set"}), Some(answer("re")))
-        .await?;
-    ensure!(set == json!({"event": "set"}), "{set}");
-    let (update, jsep) = alice.event().await?;
-    ensure!(update == json!({"event": "update"}), "{update}");
-    ensure!(jsep == Some(answer("re")), "{jsep:?}");
+    renegotiate(&mut alice, &mut bob).await?;
 
     // Bad fields are refused as videocall refuses them.
     let reason = alice

@@ -12,13 +12,14 @@
 //! * Redis stopped: a call to a user of the other proxy is refused at once with a clear 478,
 //!   a call within one proxy works, a registration is accepted and written when Redis returns.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use actors_tests::p2pcall_client::{call_flow, establish, offer, User, P2PCALL};
+use actors_tests::p2pcall_client::{call_flow, establish, offer, renegotiate, User, P2PCALL};
 use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, shared_config, RedisServer};
 use actors_tests::scenario::{ack_and_event, peer_on};
-use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
+use actors_tests::{http, init_logging, JanusClient, ProxyUnderTest};
 use anyhow::{bail, ensure};
 use serde_json::{json, Value};
 
@@ -79,9 +80,30 @@ async fn wait_degraded(proxy: &ProxyUnderTest, degraded: bool) -> anyhow::Result
     Ok(())
 }
 
+/// Polls a proxy's `/readyz` until its store is `ok` (Redis answers, channel subscribed).
+async fn wait_store_ok(admin: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        // The process may not listen yet.
+        if let Ok(response) = http::get(admin, "/readyz").await {
+            if response.json()["store"]["state"] == "ok" {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("the store of the proxy at {admin} never became ok");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two in-process proxies sharing `redis`, each with Redis answering and its channel
+/// subscribed.
 async fn two_proxies(redis: &RedisServer) -> anyhow::Result<(ProxyUnderTest, ProxyUnderTest)> {
     let one = ProxyUnderTest::start(shared_config(redis, "one")).await?;
     let two = ProxyUnderTest::start(shared_config(redis, "two")).await?;
+    wait_degraded(&one, false).await?;
+    wait_degraded(&two, false).await?;
     Ok((one, two))
 }
 
@@ -126,8 +148,12 @@ async fn a_call_between_two_proxies_has_the_frames_of_a_call_on_one() -> anyhow:
         .await?;
     ensure!(reason == "Username 'alice' already taken", "{reason}");
 
-    // Busy, across proxies: carol (proxy two) calls bob while bob is in a call with alice.
+    // Renegotiation, across proxies.
     establish(&mut alice, &mut bob, "bob").await?;
+    renegotiate(&mut alice, &mut bob).await?;
+    renegotiate(&mut bob, &mut alice).await?;
+
+    // Busy, across proxies: carol (proxy two) calls bob while bob is in a call with alice.
     let mut carol = User::connect(&two.ws_url()).await?;
     carol.register("carol").await?;
     wait_list(&mut alice, json!(["alice", "bob", "carol"])).await?;
@@ -165,6 +191,20 @@ async fn a_call_between_two_proxies_has_the_frames_of_a_call_on_one() -> anyhow:
     .await?;
     wait_list(&mut alice, json!(["alice", "carol"])).await?;
     mallory.register("bob").await?;
+
+    // carol's socket closes mid-call: alice hears it as on one proxy.
+    establish(&mut alice, &mut carol, "carol").await?;
+    carol.client.close().await?;
+    let (hangup, _) = alice.event().await?;
+    ensure!(
+        hangup
+            == json!({"event": "hangup", "username": "carol", "reason": "Remote session closed"}),
+        "{hangup}"
+    );
+    wait_redis(&redis, &["EXISTS", "januscloud:p2pcall_users:carol"], |o| {
+        o == "0"
+    })
+    .await?;
     Ok(())
 }
 
@@ -203,10 +243,8 @@ async fn race(
 /// Many rounds of the same name registered on both proxies at once, for `plugin`.
 async fn registration_races(plugin: &str, topic: &str, rounds: usize) -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
-    let (one, two) = two_proxies(&redis).await?;
     // A healthy cluster: both proxies have Redis (before, each registers locally only).
-    wait_degraded(&one, false).await?;
-    wait_degraded(&two, false).await?;
+    let (one, two) = two_proxies(&redis).await?;
     let mut a = peer_on(&one.ws_url(), plugin).await?;
     let mut b = peer_on(&two.ws_url(), plugin).await?;
     let mut wins = [0usize; 2];
@@ -279,8 +317,10 @@ async fn kill_9_of_a_proxy_hangs_up_its_users_peers() -> anyhow::Result<()> {
         "two",
         &[],
     )?;
+    wait_degraded(&one, false).await?;
+    wait_store_ok(SocketAddr::from(([127, 0, 0, 1], two.admin))).await?;
     let mut alice = User::connect(&one.ws_url()).await?;
-    // The process takes a moment to listen (bounded retries).
+    // The process listens (its admin port answered); connecting is retried all the same.
     let deadline = Instant::now() + WAIT;
     let mut bob = loop {
         match User::connect(&two.url()).await {

@@ -73,6 +73,9 @@ pub enum Claim {
 #[derive(Default)]
 struct StoreHealth {
     up: AtomicBool,
+    /// This proxy's channel is subscribed: other proxies' messages reach it. Until then (at
+    /// start, after a Redis gap) the store counts as degraded, as messages would be lost.
+    subscribed: AtomicBool,
     proxies: AtomicUsize,
     last_error: Mutex<String>,
 }
@@ -116,6 +119,7 @@ impl StoreHandle {
     pub fn memory() -> Self {
         let health = Arc::new(StoreHealth::default());
         health.up.store(true, Ordering::Relaxed);
+        health.subscribed.store(true, Ordering::Relaxed);
         health.proxies.store(1, Ordering::Relaxed);
         StoreHandle {
             shared: false,
@@ -132,7 +136,9 @@ impl StoreHandle {
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.shared && !self.health.up.load(Ordering::Relaxed)
+        self.shared
+            && !(self.health.up.load(Ordering::Relaxed)
+                && self.health.subscribed.load(Ordering::Relaxed))
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -142,7 +148,13 @@ impl StoreHandle {
             state: if degraded { "degraded" } else { "ok" },
             proxy_id: self.proxy_id.clone(),
             proxies: self.health.proxies.load(Ordering::Relaxed),
-            error: degraded.then(|| self.health.last_error.lock().clone()),
+            error: degraded.then(|| {
+                if self.health.up.load(Ordering::Relaxed) {
+                    "not subscribed to this proxy's channel yet".to_owned()
+                } else {
+                    self.health.last_error.lock().clone()
+                }
+            }),
         }
     }
 
@@ -385,6 +397,7 @@ impl Syncer {
         actix_rt::spawn(subscribe(
             self.client.clone(),
             self.bus.clone(),
+            self.health.clone(),
             self.interval,
             self.timeout,
         ));
@@ -827,7 +840,13 @@ fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
 
 /// Receives the messages other proxies send this one, for as long as the proxy runs;
 /// resubscribes after a Redis gap.
-async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeout: Duration) {
+async fn subscribe(
+    client: redis::Client,
+    bus: Arc<Bus>,
+    health: Arc<StoreHealth>,
+    retry: Duration,
+    timeout: Duration,
+) {
     use futures_util::StreamExt;
     let channel = bus.channel();
     loop {
@@ -838,6 +857,7 @@ async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeou
         })
         .await;
         if let Ok(Ok(mut pubsub)) = connected {
+            health.subscribed.store(true, Ordering::Relaxed);
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 match message.get_payload::<String>() {
@@ -845,6 +865,7 @@ async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeou
                     Err(e) => log::warn!("store: unreadable message on {channel}: {e}"),
                 }
             }
+            health.subscribed.store(false, Ordering::Relaxed);
             log::warn!("store: subscription to {channel} lost; resubscribing");
         }
         // Reconnect pace while Redis is away (not a synchronisation).
