@@ -506,8 +506,10 @@ impl VideoCallHandle {
             return self.reply(&transaction, &reply_to, Outcome::Result(result));
         }
         self.ack(&transaction, &reply_to);
+        // Queued requests wait for the claim too (`drain` stops while busy).
+        self.busy = true;
         let claim = self.state.store.claim_user(remote::TOPIC, &username);
-        let fut = claim.into_actor(self).map(move |claim, act: &mut Self, _| {
+        let fut = claim.into_actor(self).map(move |claim, act: &mut Self, ctx| {
             let outcome = if claim == Claim::Taken {
                 act.directory.lock().unregister(&username, act.handle_id);
                 Outcome::Error(VcError::taken(&username))
@@ -516,6 +518,8 @@ impl VideoCallHandle {
                 Outcome::Result(json!({"event": "registered", "username": username}))
             };
             act.answer(&transaction, outcome);
+            act.busy = false;
+            act.drain(ctx);
         });
         ctx.wait(fut);
     }
