@@ -509,18 +509,20 @@ impl VideoCallHandle {
         // Queued requests wait for the claim too (`drain` stops while busy).
         self.busy = true;
         let claim = self.state.store.claim_user(remote::TOPIC, &username);
-        let fut = claim.into_actor(self).map(move |claim, act: &mut Self, ctx| {
-            let outcome = if claim == Claim::Taken {
-                act.directory.lock().unregister(&username, act.handle_id);
-                Outcome::Error(VcError::taken(&username))
-            } else {
-                act.username = Some(username.clone());
-                Outcome::Result(json!({"event": "registered", "username": username}))
-            };
-            act.answer(&transaction, outcome);
-            act.busy = false;
-            act.drain(ctx);
-        });
+        let fut = claim
+            .into_actor(self)
+            .map(move |claim, act: &mut Self, ctx| {
+                let outcome = if claim == Claim::Taken {
+                    act.directory.lock().unregister(&username, act.handle_id);
+                    Outcome::Error(VcError::taken(&username))
+                } else {
+                    act.username = Some(username.clone());
+                    Outcome::Result(json!({"event": "registered", "username": username}))
+                };
+                act.answer(&transaction, outcome);
+                act.busy = false;
+                act.drain(ctx);
+            });
         ctx.wait(fut);
     }
 
