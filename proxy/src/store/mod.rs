@@ -80,6 +80,18 @@ struct StoreHealth {
     last_error: Mutex<String>,
 }
 
+impl StoreHealth {
+    /// Usable: Redis answers and this proxy's channel is subscribed.
+    fn usable(&self) -> bool {
+        self.up.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// `store_up` says what `/readyz` says.
+    fn show(&self, metrics: &Metrics) {
+        metrics.store_up.set(i64::from(self.usable()));
+    }
+}
+
 #[derive(Debug)]
 enum StoreCommand {
     /// A report this proxy accepted, with the `utime`/`ctime` its registry gave it.
@@ -136,9 +148,7 @@ impl StoreHandle {
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.shared
-            && !(self.health.up.load(Ordering::Relaxed)
-                && self.health.subscribed.load(Ordering::Relaxed))
+        self.shared && !self.health.usable()
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -398,6 +408,7 @@ impl Syncer {
             self.client.clone(),
             self.bus.clone(),
             self.health.clone(),
+            self.metrics.clone(),
             self.interval,
             self.timeout,
         ));
@@ -518,7 +529,7 @@ impl Syncer {
                 self.was_up = true;
                 self.ever_up = true;
                 self.health.up.store(true, Ordering::Relaxed);
-                self.metrics.store_up.set(1);
+                self.health.show(&self.metrics);
             }
             Err(e) => self.degraded(e),
         }
@@ -532,7 +543,7 @@ impl Syncer {
         self.conn = None;
         *self.health.last_error.lock() = error;
         self.health.up.store(false, Ordering::Relaxed);
-        self.metrics.store_up.set(0);
+        self.health.show(&self.metrics);
     }
 
     async fn connection(&mut self) -> RedisResult<ConnectionManager> {
@@ -844,6 +855,7 @@ async fn subscribe(
     client: redis::Client,
     bus: Arc<Bus>,
     health: Arc<StoreHealth>,
+    metrics: Arc<Metrics>,
     retry: Duration,
     timeout: Duration,
 ) {
@@ -858,6 +870,7 @@ async fn subscribe(
         .await;
         if let Ok(Ok(mut pubsub)) = connected {
             health.subscribed.store(true, Ordering::Relaxed);
+            health.show(&metrics);
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 match message.get_payload::<String>() {
@@ -866,6 +879,7 @@ async fn subscribe(
                 }
             }
             health.subscribed.store(false, Ordering::Relaxed);
+            health.show(&metrics);
             log::warn!("store: subscription to {channel} lost; resubscribing");
         }
         // Reconnect pace while Redis is away (not a synchronisation).
