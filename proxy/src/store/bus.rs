@@ -12,7 +12,7 @@
 //! are alive, so calls with the users of a dead proxy end. Names are claimed atomically in
 //! Redis by the store task (see [`crate::store::StoreHandle::claim_user`]).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +63,9 @@ pub struct Bus {
     prefix: String,
     publish: Publish,
     topics: Mutex<HashMap<String, Arc<dyn Topic>>>,
+    /// Topics with users, known before their plugin registers (at its first attach), so that
+    /// their users are read and a dead proxy's are deleted from the start.
+    declared: Mutex<BTreeSet<String>>,
     /// Per topic, the users of other live proxies: username → proxy id.
     users: Mutex<HashMap<String, BTreeMap<String, String>>>,
     /// Requests waiting for their answer, by correlation id.
@@ -76,6 +79,7 @@ impl Bus {
             prefix,
             publish,
             topics: Mutex::new(HashMap::new()),
+            declared: Mutex::new(BTreeSet::new()),
             users: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
         })
@@ -109,11 +113,16 @@ impl Bus {
             .clone()
     }
 
-    /// The topics whose users the store task reads.
+    /// Declares a topic with users before its handler registers.
+    pub fn declare(&self, topic: &str) {
+        self.declared.lock().insert(topic.to_owned());
+    }
+
+    /// The topics whose users the store task reads: declared or registered.
     pub fn topics(&self) -> Vec<String> {
-        let mut topics: Vec<String> = self.topics.lock().keys().cloned().collect();
-        topics.sort();
-        topics
+        let mut topics = self.declared.lock().clone();
+        topics.extend(self.topics.lock().keys().cloned());
+        topics.into_iter().collect()
     }
 
     /// The proxy of a user of `topic` registered elsewhere (as of the last sync round).
@@ -279,6 +288,9 @@ mod tests {
         // A second registration keeps the first handler.
         bus.register("t", || Arc::new(Echo::default()));
         assert_eq!(bus.topics(), ["t"]);
+        bus.declare("a");
+        bus.declare("t");
+        assert_eq!(bus.topics(), ["a", "t"]);
 
         bus.deliver(r#"{"topic":"t","from":"two","body":{"x":1}}"#);
         bus.deliver(r#"{"topic":"t","from":"two","corr":7,"body":{"y":2}}"#);

@@ -323,6 +323,10 @@ pub fn open(
             let _ = publisher.send(StoreCommand::Publish { channel, payload });
         }),
     );
+    // The plugins with users register their topics at their first attach; their users are
+    // read (and a dead proxy's deleted) from the start.
+    bus.declare(crate::plugin::videocall::remote::TOPIC);
+    bus.declare(crate::plugin::p2pcall::remote::TOPIC);
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
     let syncer = Syncer {
@@ -342,7 +346,7 @@ pub fn open(
         pending: Vec::new(),
         own: HashMap::new(),
         was_up: false,
-        ever_up: false,
+        attempted: false,
         recovered_at: None,
         rx,
         bus: bus.clone(),
@@ -383,8 +387,8 @@ pub struct Syncer {
     /// comes back, while still within its `expire`.
     own: HashMap<String, (SharedReport, Instant)>,
     was_up: bool,
-    /// Redis has answered at least once since the proxy started.
-    ever_up: bool,
+    /// A sync round has been tried since the proxy started.
+    attempted: bool,
     /// When Redis last came back: removals wait a heartbeat lifetime after that.
     recovered_at: Option<Instant>,
     rx: mpsc::UnboundedReceiver<StoreCommand>,
@@ -477,8 +481,9 @@ impl Syncer {
     /// Claims a user name in Redis, after writing what was queued before (a release of the
     /// same name, typically). Redis away: the name is this proxy's alone until it returns.
     async fn claim(&mut self, topic: String, name: String) -> Claim {
-        if !self.was_up && !self.ever_up {
-            // Just started: connect now rather than register locally only.
+        if !self.attempted {
+            // Just started (the claim came before the first round): connect now rather than
+            // register locally only. Later, Redis away means local only, without waiting.
             self.round().await;
         }
         if self.was_up {
@@ -521,13 +526,13 @@ impl Syncer {
 
     /// One sync round: connect if need be, write, heartbeat, read.
     async fn round(&mut self) {
+        self.attempted = true;
         match self.try_round().await {
             Ok(()) => {
                 if !self.was_up {
                     log::info!("store: Redis answers; shared state in sync");
                 }
                 self.was_up = true;
-                self.ever_up = true;
                 self.health.up.store(true, Ordering::Relaxed);
                 self.health.show(&self.metrics);
             }
