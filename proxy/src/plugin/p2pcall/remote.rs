@@ -236,3 +236,73 @@ impl Topic for P2pRemote {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::p2pcall::P2pCallPlugin;
+    use parking_lot::Mutex;
+
+    type Sent = Arc<Mutex<Vec<(String, String)>>>;
+
+    /// The bus, the plugin (which owns the directory the remote side reads), its remote side.
+    fn remote() -> (Arc<Bus>, P2pCallPlugin, Arc<P2pRemote>, Sent) {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let log = sent.clone();
+        let bus = Bus::new(
+            "me".into(),
+            "januscloud".into(),
+            Box::new(move |channel, payload| log.lock().push((channel, payload))),
+        );
+        let plugin = P2pCallPlugin::default();
+        let remote = P2pRemote::register(&bus, &plugin.shared);
+        (bus, plugin, remote, sent)
+    }
+
+    fn deliver(bus: &Arc<Bus>, corr: Option<u64>, body: Value) {
+        let mut message = json!({"topic": TOPIC, "from": "two", "body": body});
+        if let Some(corr) = corr {
+            message["corr"] = json!(corr);
+        }
+        bus.deliver(&message.to_string());
+    }
+
+    #[test]
+    fn a_call_for_nobody_is_answered_nouser_and_stray_messages_change_nothing() {
+        let (bus, _plugin, remote, sent) = remote();
+        for body in [
+            json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": null}),
+            json!({"t": "call"}),
+            json!({"t": "accepted", "to": "bob", "call": 1, "callee": "x", "jsep": {}}),
+            json!({"t": "trickle", "to": "bob", "call": 1, "candidate": {}}),
+            json!({"t": "update", "to": "bob", "call": 1}),
+            json!({"t": "hangup", "to": "bob", "call": 1}),
+            json!({"t": "hangup", "to": 3, "call": "x"}),
+            json!({"t": "dance"}),
+        ] {
+            deliver(&bus, None, body);
+        }
+        assert!(sent.lock().is_empty());
+
+        let offer = json!({"type": "offer", "sdp": "v=0"});
+        deliver(
+            &bus,
+            Some(7),
+            json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": offer}),
+        );
+        deliver(
+            &bus,
+            Some(8),
+            json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": null}),
+        );
+        let sent = sent.lock();
+        assert_eq!(sent.len(), 2);
+        for ((channel, payload), corr) in sent.iter().zip([7, 8]) {
+            assert_eq!(channel, "januscloud:proxy:two");
+            let answer: Value = serde_json::from_str(payload).expect("json");
+            assert_eq!(answer["reply_to"], corr);
+            assert_eq!(answer["body"], json!({"answer": "nouser"}));
+        }
+        assert!(remote.remote_users().is_empty());
+    }
+}
