@@ -149,7 +149,12 @@ async fn a_call_between_two_proxies_has_the_frames_of_a_call_on_one() -> anyhow:
     ensure!(reason == "Username 'alice' already taken", "{reason}");
 
     // Renegotiation, across proxies.
+    let setup = Instant::now();
     establish(&mut alice, &mut bob, "bob").await?;
+    println!(
+        "call set up across proxies (call → accepted + webrtcup both sides) in {:?}",
+        setup.elapsed()
+    );
     renegotiate(&mut alice, &mut bob).await?;
     renegotiate(&mut bob, &mut alice).await?;
 
