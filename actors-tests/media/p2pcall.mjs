@@ -3,12 +3,15 @@
 // proxy with janus.plugin.p2pcall. The proxy only relays the offer, the answer and the
 // trickled candidates; media flows directly between the two PeerConnections.
 //
-// Usage: node p2pcall.mjs --url ws://127.0.0.1:PORT [--label NAME]
+// Usage: node p2pcall.mjs --url ws://127.0.0.1:PORT [--label NAME] [--callee-url URL]
 //                         [--timeout-ms 30000] [--connect-timeout-ms 10000] [--verbose]
+// --callee-url: the callee connects there (another proxy of the same cluster), the caller
+// to --url; both to --url by default.
 //
 // Success criteria (all required):
 //   - both peers connect, create a session, attach janus.plugin.p2pcall and register,
-//   - `list` shows both names,
+//   - `list` shows both names (polled for a few seconds: another proxy's users are listed
+//     from its next sync round),
 //   - the caller's `call` (offer and answer are sent without candidates, so ICE depends on the
 //     proxy relaying the trickled ones) gives `calling`; the callee gets `incomingcall`
 //     with the offer, `accept`s with an answer; the caller gets `accepted` with the answer,
@@ -28,7 +31,8 @@ import {
   waitFor,
 } from './lib.mjs';
 
-const script = startScript('p2pcall', { timeoutMs: 30000 });
+const script = startScript('p2pcall', { timeoutMs: 30000 },
+  { '--callee-url': ['calleeUrl', String, 'URL'] });
 const { opts, t0, log } = script;
 
 // ---- a janode plugin for janus.plugin.p2pcall (videocall API, `videocall` event key) -------
@@ -66,6 +70,7 @@ const P2pCallPlugin = { id: 'janus.plugin.p2pcall', Handle: P2pCallHandle };
 const state = {
   label: opts.label,
   url: opts.url,
+  callee_url: opts.calleeUrl || opts.url,
   connect_attempts: 0,
   steps: [],
   list: null,
@@ -128,10 +133,10 @@ function stripCandidates(sdp) {
 }
 
 // One side: connection, session, handle, PeerConnection with its own synthetic media.
-async function makePeer(role, name, seed) {
+async function makePeer(role, name, seed, url) {
   const st = newPeerState(name);
   state.peers[role] = st;
-  const { connection, session } = await connectAndCreate(opts, state);
+  const { connection, session } = await connectAndCreate({ ...opts, url }, state);
   const handle = await session.attach(P2pCallPlugin);
   const peer = { role, name, st, connection, session, handle, pc: null, sources: null, remoteSet: null, setRemote: null };
   peer.remoteSet = new Promise((r) => { peer.setRemote = r; });
@@ -172,15 +177,16 @@ async function main() {
   let callee = null;
   try {
     const suffix = String(process.pid);
-    caller = await makePeer('caller', `alice_${suffix}`, 0);
-    callee = await makePeer('callee', `bob_${suffix}`, 1);
+    caller = await makePeer('caller', `alice_${suffix}`, 0, opts.url);
+    callee = await makePeer('callee', `bob_${suffix}`, 1, state.callee_url);
     state.steps.push('connect', 'register');
 
-    const list = await caller.handle.request({ request: 'list' });
-    state.list = list.result && list.result.list;
-    if (!state.list || !state.list.includes(caller.name) || !state.list.includes(callee.name)) {
-      throw new Error(`list without both peers: ${JSON.stringify(list)}`);
-    }
+    const both = (l) => Array.isArray(l) && l.includes(caller.name) && l.includes(callee.name);
+    await waitFor(() => `list without both peers: ${JSON.stringify(state.list)}`, async () => {
+      const list = await caller.handle.request({ request: 'list' });
+      state.list = list.result && list.result.list;
+      return both(state.list);
+    }, 5000, 100);
     state.steps.push('list');
 
     // The callee answers whatever comes in.

@@ -7,6 +7,7 @@ pub mod fake_janus;
 pub mod http;
 pub mod janus_conf;
 pub mod netns;
+pub mod p2pcall_client;
 pub mod plugin_script;
 pub mod proxy_process;
 pub mod redis_server;

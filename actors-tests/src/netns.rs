@@ -374,6 +374,19 @@ impl MediaTest {
     /// `<work dir>/proxy.toml`: clients on 127.0.0.1:[`PROXY_WS_PORT`], admin on
     /// [`PROXY_ADMIN_PORT`], session_timeout 60, then `sections` (TOML).
     pub fn spawn_proxy(&self, built: Option<&str>, sections: &str) -> ProxyInNs {
+        self.spawn_proxy_named(built, "proxy", PROXY_WS_PORT, PROXY_ADMIN_PORT, sections)
+    }
+
+    /// [`MediaTest::spawn_proxy`] for one of several proxies: `<name>.toml`, `<name>.log`,
+    /// clients on 127.0.0.1:`ws_port`, admin on `admin_port`.
+    pub fn spawn_proxy_named(
+        &self,
+        built: Option<&str>,
+        name: &'static str,
+        ws_port: u16,
+        admin_port: u16,
+        sections: &str,
+    ) -> ProxyInNs {
         let Some(bin) = proxy_binary(built) else {
             panic!(
                 "{}: no proxy binary to test: actors-tests has no `proxy-under-test` bin \
@@ -381,14 +394,14 @@ impl MediaTest {
                 self.test
             );
         };
-        let conf = self.path().join("proxy.toml");
+        let conf = self.path().join(format!("{name}.toml"));
         let text = format!(
             "[general]\n\
              session_timeout = 60\n\
              [ws]\n\
-             listen = \"127.0.0.1:{PROXY_WS_PORT}\"\n\
+             listen = \"127.0.0.1:{ws_port}\"\n\
              [admin]\n\
-             listen = \"127.0.0.1:{PROXY_ADMIN_PORT}\"\n\
+             listen = \"127.0.0.1:{admin_port}\"\n\
              {sections}"
         );
         fs::write(&conf, text).expect("write proxy config");
@@ -397,7 +410,7 @@ impl MediaTest {
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
-        let daemon = Daemon::spawn("proxy", cmd, self.path().join("proxy.log"));
+        let daemon = Daemon::spawn(name, cmd, self.path().join(format!("{name}.log")));
         ProxyInNs { daemon, bin, conf }
     }
 

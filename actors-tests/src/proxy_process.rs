@@ -47,6 +47,27 @@ impl ProxyProcess {
         })
     }
 
+    /// A proxy of a cluster sharing the Redis store `redis_url` as proxy `id`, with the short
+    /// sync periods of the tests (200 ms, heartbeat 2 s) and `servers` as static backends.
+    pub fn start_shared(
+        binary: &str,
+        redis_url: &str,
+        id: &str,
+        servers: &[(&str, String)],
+    ) -> anyhow::Result<ProxyProcess> {
+        let mut toml = String::new();
+        for (name, url) in servers {
+            toml.push_str(&format!(
+                "[[backend.servers]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
+            ));
+        }
+        toml.push_str(&format!(
+            "[store]\nurl = \"{redis_url}\"\nproxy_id = \"{id}\"\n\
+             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n"
+        ));
+        ProxyProcess::start(binary, &toml)
+    }
+
     pub fn url(&self) -> String {
         format!("ws://127.0.0.1:{}", self.ws_port)
     }

@@ -107,6 +107,18 @@ impl RedisServer {
     }
 }
 
+/// A proxy configuration (no backends) sharing `redis` as proxy `id`, with the short periods
+/// of the tests: sync every 200 ms, a proxy silent for 2 s is dead, 500 ms per round trip.
+pub fn shared_config(redis: &RedisServer, id: &str) -> janus_proxy::config::ProxyConfig {
+    let mut config = crate::proxy_config(&[]);
+    config.store.url = redis.url();
+    config.store.proxy_id = id.to_owned();
+    config.store.sync_interval_ms = 200;
+    config.store.heartbeat_ttl_s = 2;
+    config.store.timeout_ms = 500;
+    config
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();

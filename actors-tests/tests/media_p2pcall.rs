@@ -13,12 +13,24 @@
 //! on purpose; `MEDIA_E2E_PROXY_BIN=/path` overrides the proxy binary; `MEDIA_E2E_KEEP=1`
 //! keeps the work dir (proxy config and logs, script output). The namespace, process and
 //! script helpers are in `actors_tests::netns`.
+//!
+//! The second test does the same call between two proxies sharing a Redis (both started in
+//! the namespace): the caller on one, the callee on the other, every signalling message
+//! crossing Redis pub/sub.
 
-use actors_tests::netns::MediaTest;
+use std::time::Duration;
+
+use actors_tests::netns::{poll_until, Daemon, MediaTest};
 use serde_json::Value;
 
 const TEST: &str = "media_p2pcall";
 const NS_PREFIX: &str = "jc-p2p-";
+const TEST_TWO: &str = "media_p2pcall_two_proxies";
+const NS_PREFIX_TWO: &str = "jc-p2x-";
+/// Ports inside the namespace (free there: nothing else runs in it).
+const REDIS_PORT: &str = "6379";
+const SECOND_WS_PORT: u16 = 8298;
+const SECOND_ADMIN_PORT: u16 = 8299;
 const SCRIPT_TIMEOUT_MS: u64 = 40_000;
 const CONNECT_TIMEOUT_MS: u64 = 15_000;
 
@@ -101,5 +113,91 @@ fn media_p2pcall_two_peers_via_proxy() {
     );
     proxy.assert_alive();
     proxy.daemon.stop();
+    drop(media);
+}
+
+#[test]
+fn media_p2pcall_two_peers_via_two_proxies() {
+    let Some(media) = MediaTest::start(TEST_TWO, NS_PREFIX_TWO, false) else {
+        return;
+    };
+    if !actors_tests::redis_server::available() {
+        println!("SKIP: {TEST_TWO}: redis-server is not installed");
+        return;
+    }
+    let mut redis_cmd = media.ns.command("redis-server");
+    redis_cmd.args(["--port", REDIS_PORT, "--bind", "127.0.0.1", "--save", ""]);
+    redis_cmd.args(["--appendonly", "no"]);
+    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
+    let store = |id: &str| {
+        format!(
+            "[plugins]\np2pcall = true\n[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\n\
+             proxy_id = \"{id}\"\nsync_interval_ms = 200\nheartbeat_ttl_s = 2\n"
+        )
+    };
+    let bin = option_env!("CARGO_BIN_EXE_proxy-under-test");
+    let mut one = media.spawn_proxy(bin, &store("one"));
+    let mut two = media.spawn_proxy_named(
+        bin,
+        "proxy-two",
+        SECOND_WS_PORT,
+        SECOND_ADMIN_PORT,
+        &store("two"),
+    );
+    // Both proxies subscribed to their channels (so both are in the cluster).
+    let subscribed = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        media
+            .ns
+            .exec(&[
+                "redis-cli",
+                "-p",
+                REDIS_PORT,
+                "PUBSUB",
+                "NUMSUB",
+                "januscloud:proxy:one",
+                "januscloud:proxy:two",
+            ])
+            .is_ok_and(|out| out.split_whitespace().filter(|w| *w == "1").count() == 2)
+    });
+    assert!(
+        subscribed,
+        "{TEST_TWO}: the proxies never subscribed\n{}\n{}",
+        one.report(),
+        two.report()
+    );
+
+    let callee_url = format!("ws://127.0.0.1:{SECOND_WS_PORT}");
+    let run = media.run_script_with(
+        "p2pcall",
+        "two-proxies",
+        &media.proxy_url(),
+        SCRIPT_TIMEOUT_MS,
+        CONNECT_TIMEOUT_MS,
+        &["--callee-url", &callee_url],
+    );
+    let s = run.expect_success(check_summary).unwrap_or_else(|diag| {
+        panic!(
+            "{TEST_TWO}: two peers calling through two proxies FAILED: {diag}\n{}\n{}",
+            one.report(),
+            two.report()
+        )
+    });
+    println!(
+        "{TEST_TWO}: ok in {:.1} s (script {} ms): caller rx={} frames={}, callee rx={} \
+         frames={}, trickles relayed caller<-{} callee<-{}",
+        run.elapsed.as_secs_f64(),
+        s["elapsed_ms"],
+        s["peers"]["caller"]["packetsReceived"],
+        s["peers"]["caller"]["framesDecoded"],
+        s["peers"]["callee"]["packetsReceived"],
+        s["peers"]["callee"]["framesDecoded"],
+        s["peers"]["caller"]["trickles_received"],
+        s["peers"]["callee"]["trickles_received"],
+    );
+    one.assert_alive();
+    two.assert_alive();
+    one.daemon.stop();
+    two.daemon.stop();
+    redis.stop();
     drop(media);
 }

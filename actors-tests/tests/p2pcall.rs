@@ -5,25 +5,12 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::scenario::ack_and_event;
+use actors_tests::p2pcall_client::{
+    answer, call_flow, establish, offer, renegotiate, User, P2PCALL,
+};
 use actors_tests::{init_logging, proxy_config, JanusClient, ProxyUnderTest};
-use anyhow::{anyhow, bail, ensure};
+use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
-
-const P2PCALL: &str = "janus.plugin.p2pcall";
-
-fn offer(tag: &str) -> Value {
-    json!({"type": "offer", "sdp": format!("v=0\r\no=- {tag} 2 IN IP4 127.0.0.1\r\ns=-\r\n")})
-}
-
-fn answer(tag: &str) -> Value {
-    json!({"type": "answer", "sdp": format!("v=0\r\no=- {tag} 2 IN IP4 127.0.0.1\r\ns=-\r\n")})
-}
-
-fn candidate(n: u32) -> Value {
-    json!({"sdpMid": "0", "sdpMLineIndex": 0,
-        "candidate": format!("candidate:{n} 1 udp 2015363327 198.18.0.1 {} typ host", 40000 + n)})
-}
 
 async fn proxy() -> anyhow::Result<ProxyUnderTest> {
     init_logging();
@@ -31,292 +18,25 @@ async fn proxy() -> anyhow::Result<ProxyUnderTest> {
     ProxyUnderTest::start(proxy_config(&[])).await
 }
 
-/// One client connection with a session and a p2pcall handle.
-struct User {
-    client: JanusClient,
-    session: u64,
-    handle: u64,
-    next_tx: u32,
-}
-
-impl User {
-    async fn connect(proxy: &ProxyUnderTest) -> anyhow::Result<User> {
-        let mut client = JanusClient::connect(&proxy.ws_url()).await?;
-        let session = client.create_session().await?;
-        let handle = client.attach(session, P2PCALL).await?;
-        Ok(User {
-            client,
-            session,
-            handle,
-            next_tx: 0,
-        })
-    }
-
-    fn tx(&mut self, what: &str) -> String {
-        self.next_tx += 1;
-        format!("{what}-{}", self.next_tx)
-    }
-
-    /// Sends a p2pcall request; returns its event (after its ack), checked for shape.
-    async fn request(&mut self, body: Value, jsep: Option<Value>) -> anyhow::Result<Value> {
-        let transaction = self.tx(body["request"].as_str().unwrap_or("req"));
-        let mut msg = json!({"janus": "message", "session_id": self.session,
-            "handle_id": self.handle, "transaction": transaction, "body": body});
-        if let Some(jsep) = jsep {
-            msg["jsep"] = jsep;
-        }
-        self.client.send(&msg).await?;
-        let event = ack_and_event(&mut self.client, &transaction).await?;
-        self.check_event(&event)?;
-        Ok(event)
-    }
-
-    /// The `data` of the request's event, which must be a `result`.
-    async fn result(&mut self, body: Value, jsep: Option<Value>) -> anyhow::Result<Value> {
-        let event = self.request(body, jsep).await?;
-        let data = &event["plugindata"]["data"];
-        ensure!(data["videocall"] == "event", "{event}");
-        ensure!(event.get("jsep").is_none(), "{event}");
-        data.get("result")
-            .cloned()
-            .ok_or_else(|| anyhow!("no result: {event}"))
-    }
-
-    /// The request must fail with `code`; returns the reason.
-    async fn error(
-        &mut self,
-        body: Value,
-        jsep: Option<Value>,
-        code: u64,
-    ) -> anyhow::Result<String> {
-        let event = self.request(body, jsep).await?;
-        let data = &event["plugindata"]["data"];
-        ensure!(data["videocall"] == "event", "{event}");
-        ensure!(data["error_code"] == code, "expected {code}: {event}");
-        ensure!(data.get("result").is_none(), "{event}");
-        Ok(data["error"].as_str().unwrap_or_default().to_owned())
-    }
-
-    fn check_event(&self, event: &Value) -> anyhow::Result<()> {
-        ensure!(event["janus"] == "event", "{event}");
-        ensure!(event["session_id"] == self.session, "{event}");
-        ensure!(event["sender"] == self.handle, "{event}");
-        ensure!(event["plugindata"]["plugin"] == P2PCALL, "{event}");
-        Ok(())
-    }
-
-    async fn register(&mut self, name: &str) -> anyhow::Result<()> {
-        let result = self
-            .result(json!({"request": "register", "username": name}), None)
-            .await?;
-        ensure!(
-            result == json!({"event": "registered", "username": name}),
-            "{result}"
-        );
-        Ok(())
-    }
-
-    async fn trickle(&mut self, candidate: Value) -> anyhow::Result<()> {
-        let transaction = self.tx("trickle");
-        let reply = self
-            .client
-            .request(json!({"janus": "trickle", "session_id": self.session,
-                "handle_id": self.handle, "transaction": transaction, "candidate": candidate}))
-            .await?;
-        let ack = json!({"janus": "ack", "session_id": self.session, "transaction": transaction});
-        ensure!(reply == ack, "trickle: {reply}");
-        Ok(())
-    }
-
-    async fn trickle_many(&mut self, candidates: Vec<Value>) -> anyhow::Result<()> {
-        let transaction = self.tx("trickles");
-        let reply = self
-            .client
-            .request(json!({"janus": "trickle", "session_id": self.session,
-                "handle_id": self.handle, "transaction": transaction, "candidates": candidates}))
-            .await?;
-        ensure!(reply["janus"] == "ack", "trickle: {reply}");
-        Ok(())
-    }
-
-    /// The next frame, which must be an unsolicited p2pcall event; returns (result, jsep).
-    async fn event(&mut self) -> anyhow::Result<(Value, Option<Value>)> {
-        let event = self.client.recv().await?;
-        self.check_event(&event)?;
-        ensure!(event.get("transaction").is_none(), "{event}");
-        let data = &event["plugindata"]["data"];
-        ensure!(data["videocall"] == "event", "{event}");
-        Ok((data["result"].clone(), event.get("jsep").cloned()))
-    }
-
-    /// The next frame must be exactly `{"janus": kind, "session_id", "sender", extra…}`.
-    async fn notice(&mut self, kind: &str, extra: Value) -> anyhow::Result<()> {
-        let frame = self.client.recv().await?;
-        let mut expected =
-            json!({"janus": kind, "session_id": self.session, "sender": self.handle});
-        if let (Some(e), Some(x)) = (expected.as_object_mut(), extra.as_object()) {
-            e.extend(x.clone());
-        }
-        ensure!(frame == expected, "expected {expected}, got {frame}");
-        Ok(())
-    }
-
-    async fn trickled(&mut self, candidate: Value) -> anyhow::Result<()> {
-        self.notice("trickle", json!({ "candidate": candidate }))
-            .await
-    }
-
-    /// Nothing arrives for a moment (checks that nothing leaked to this client).
-    async fn quiet(&mut self) -> anyhow::Result<()> {
-        if let Some(frame) = self.client.recv_within(Duration::from_millis(200)).await? {
-            bail!("unexpected frame: {frame}");
-        }
-        Ok(())
-    }
-
-    async fn janus(&mut self, janus: &str) -> anyhow::Result<Value> {
-        let transaction = self.tx(janus);
-        self.client
-            .request(json!({"janus": janus, "session_id": self.session,
-                "handle_id": self.handle, "transaction": transaction}))
-            .await
-    }
-
-    async fn list(&mut self) -> anyhow::Result<Value> {
-        Ok(self.result(json!({"request": "list"}), None).await?["list"].clone())
-    }
-}
-
-/// `caller` calls `callee` and `callee` accepts: both end up with an established call.
-async fn establish(caller: &mut User, callee: &mut User, callee_name: &str) -> anyhow::Result<()> {
-    let calling = caller
-        .result(
-            json!({"request": "call", "username": callee_name}),
-            Some(offer("c")),
-        )
-        .await?;
-    ensure!(calling == json!({"event": "calling"}), "{calling}");
-    let (incoming, _) = callee.event().await?;
-    ensure!(incoming["event"] == "incomingcall", "{incoming}");
-    let accepted = callee
-        .result(json!({"request": "accept"}), Some(answer("c")))
-        .await?;
-    ensure!(accepted == json!({"event": "accepted"}), "{accepted}");
-    callee.notice("webrtcup", json!({})).await?;
-    let (accepted, _) = caller.event().await?;
-    ensure!(accepted["event"] == "accepted", "{accepted}");
-    caller.notice("webrtcup", json!({})).await?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clients_call_each_other() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
 
     ensure!(alice.list().await? == json!([]));
     alice.register("alice").await?;
     bob.register("bob").await?;
     let list = bob.list().await?;
     ensure!(list == json!(["alice", "bob"]), "{list}");
-
-    // janus.js trickles as soon as it gathers, possibly before the `call`: queued.
-    alice.trickle(candidate(1)).await?;
-    let calling = alice
-        .result(
-            json!({"request": "call", "username": "bob"}),
-            Some(offer("alice")),
-        )
-        .await?;
-    ensure!(calling == json!({"event": "calling"}), "{calling}");
-    alice.trickle(candidate(2)).await?;
-
-    let (incoming, jsep) = bob.event().await?;
-    ensure!(
-        incoming == json!({"event": "incomingcall", "username": "alice"}),
-        "{incoming}"
-    );
-    ensure!(jsep == Some(offer("alice")), "{jsep:?}");
-    // Not established yet: alice's candidates are held back, bob's are queued.
-    bob.quiet().await?;
-    bob.trickle(candidate(11)).await?;
-    alice.quiet().await?;
-
-    let accepted = bob
-        .result(json!({"request": "accept"}), Some(answer("bob")))
-        .await?;
-    ensure!(accepted == json!({"event": "accepted"}), "{accepted}");
-    bob.notice("webrtcup", json!({})).await?;
-    // Then alice's queued candidates, in order.
-    bob.trickled(candidate(1)).await?;
-    bob.trickled(candidate(2)).await?;
-
-    let (accepted, jsep) = alice.event().await?;
-    ensure!(
-        accepted == json!({"event": "accepted", "username": "bob"}),
-        "{accepted}"
-    );
-    ensure!(jsep == Some(answer("bob")), "{jsep:?}");
-    alice.notice("webrtcup", json!({})).await?;
-    alice.trickled(candidate(11)).await?;
-
-    // Established: candidates go straight through, a `candidates` array one event each.
-    alice
-        .trickle_many(vec![candidate(3), json!({"completed": true})])
-        .await?;
-    bob.trickled(candidate(3)).await?;
-    bob.trickled(json!({"completed": true})).await?;
-    bob.trickle(json!({"completed": true})).await?;
-    alice.trickled(json!({"completed": true})).await?;
-
-    // The Janus `info` lists the plugin with its own descriptor.
-    let info = alice
-        .client
-        .request(json!({"janus": "info", "transaction": "i"}))
-        .await?;
-    let descriptor = &info["plugins"][P2PCALL];
-    ensure!(descriptor["version"] == 6, "{info}");
-    ensure!(descriptor["name"].is_string(), "{info}");
-
-    // Hang up from bob with a reason; then alice calls again and hangs up herself.
-    let result = bob
-        .result(json!({"request": "hangup", "reason": "bye"}), None)
-        .await?;
-    ensure!(
-        result == json!({"event": "hangup", "username": "bob", "reason": "Explicit hangup"}),
-        "{result}"
-    );
-    let (hangup, _) = alice.event().await?;
-    ensure!(
-        hangup == json!({"event": "hangup", "username": "bob", "reason": "bye"}),
-        "{hangup}"
-    );
-    // A candidate trickled without a call waits for the next call to be established.
-    alice.trickle(candidate(4)).await?;
-    bob.quiet().await?;
-    establish(&mut alice, &mut bob, "bob").await?;
-    bob.trickled(candidate(4)).await?;
-    let result = alice.result(json!({"request": "hangup"}), None).await?;
-    ensure!(result["reason"] == "Explicit hangup", "{result}");
-    let (hangup, _) = bob.event().await?;
-    ensure!(
-        hangup == json!({"event": "hangup", "username": "alice", "reason": "We did the hangup"}),
-        "{hangup}"
-    );
-    // Hanging up with no call is answered all the same.
-    let result = alice.result(json!({"request": "hangup"}), None).await?;
-    ensure!(result["event"] == "hangup", "{result}");
-    alice.quiet().await?;
-    bob.quiet().await?;
-    Ok(())
+    call_flow(&mut alice, &mut bob).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_with_and_without_jsep() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
     alice.register("alice").await?;
     bob.register("bob").await?;
 
@@ -336,24 +56,7 @@ async fn set_with_and_without_jsep() -> anyhow::Result<()> {
     ensure!(set == json!({"event": "set"}), "{set}");
     bob.quiet().await?;
 
-    // A re-offer reaches the peer as `update`, and the answer comes back the same way.
-    let set = alice
-        .result(
-            json!({"request": "set", "restart": true}),
-            Some(offer("re")),
-        )
-        .await?;
-    ensure!(set == json!({"event": "set"}), "{set}");
-    let (update, jsep) = bob.event().await?;
-    ensure!(update == json!({"event": "update"}), "{update}");
-    ensure!(jsep == Some(offer("re")), "{jsep:?}");
-    let set = bob
-        .result(json!({"request": "set"}), Some(answer("re")))
-        .await?;
-    ensure!(set == json!({"event": "set"}), "{set}");
-    let (update, jsep) = alice.event().await?;
-    ensure!(update == json!({"event": "update"}), "{update}");
-    ensure!(jsep == Some(answer("re")), "{jsep:?}");
+    renegotiate(&mut alice, &mut bob).await?;
 
     // Bad fields are refused as videocall refuses them.
     let reason = alice
@@ -373,9 +76,9 @@ async fn set_with_and_without_jsep() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_code() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
-    let mut carol = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
+    let mut carol = User::connect(&proxy.ws_url()).await?;
 
     let cases: Vec<(Value, u64, &str)> = vec![
         (json!({"request": "dance"}), 472, "Unknown request (dance)"),
@@ -528,8 +231,8 @@ async fn every_error_code() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detach_hangs_up_and_frees_the_username() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
     alice.register("alice").await?;
     bob.register("bob").await?;
     establish(&mut bob, &mut alice, "alice").await?;
@@ -566,7 +269,7 @@ async fn detach_hangs_up_and_frees_the_username() -> anyhow::Result<()> {
                 "reason": "Remote session closed"}),
         "{hangup}"
     );
-    let mut dave = User::connect(&proxy).await?;
+    let mut dave = User::connect(&proxy.ws_url()).await?;
     dave.register("alice").await?;
     Ok(())
 }
@@ -574,8 +277,8 @@ async fn detach_hangs_up_and_frees_the_username() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn janus_hangup_request_ends_the_call() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
     alice.register("alice").await?;
     bob.register("bob").await?;
     establish(&mut alice, &mut bob, "bob").await?;
@@ -597,8 +300,8 @@ async fn janus_hangup_request_ends_the_call() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socket_dropped_mid_call_hangs_up_the_peer() -> anyhow::Result<()> {
     let proxy = proxy().await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
     alice.register("alice").await?;
     bob.register("bob").await?;
     establish(&mut alice, &mut bob, "bob").await?;
@@ -616,7 +319,7 @@ async fn socket_dropped_mid_call_hangs_up_the_peer() -> anyhow::Result<()> {
     ensure!(Instant::now() < deadline);
     ensure!(bob.list().await? == json!(["bob"]));
     // bob is free for the next call.
-    let mut carol = User::connect(&proxy).await?;
+    let mut carol = User::connect(&proxy.ws_url()).await?;
     carol.register("carol").await?;
     establish(&mut carol, &mut bob, "bob").await?;
     Ok(())
@@ -646,8 +349,8 @@ async fn session_timeout_hangs_up_the_peer() -> anyhow::Result<()> {
     let mut config = proxy_config(&[]);
     config.general.session_timeout = 2;
     let proxy = ProxyUnderTest::start(config).await?;
-    let mut alice = User::connect(&proxy).await?;
-    let mut bob = User::connect(&proxy).await?;
+    let mut alice = User::connect(&proxy.ws_url()).await?;
+    let mut bob = User::connect(&proxy.ws_url()).await?;
     alice.register("alice").await?;
     bob.register("bob").await?;
     establish(&mut alice, &mut bob, "bob").await?;

@@ -6,28 +6,19 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::proxy_process::ProxyProcess;
+use actors_tests::redis_server::{self, shared_config, RedisServer};
 use actors_tests::scenario::{echotest_ok, ECHOTEST};
 use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::sentinel_kit::{callback_url, sentinel_config, SentinelUnderTest};
 use actors_tests::{
-    http, init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig,
-    ProxyUnderTest, TEST_ADMIN_TOKEN,
+    http, init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyUnderTest,
+    TEST_ADMIN_TOKEN,
 };
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn shared_config(redis: &RedisServer, id: &str) -> ProxyConfig {
-    let mut config = proxy_config(&[]);
-    config.store.url = redis.url();
-    config.store.proxy_id = id.to_owned();
-    config.store.sync_interval_ms = 200;
-    config.store.heartbeat_ttl_s = 2;
-    config.store.timeout_ms = 500;
-    config
-}
 
 fn skip() -> bool {
     if redis_server::available() {
@@ -313,59 +304,6 @@ async fn wait_list(u: &mut User, check: impl Fn(&Value) -> bool) -> anyhow::Resu
     }
 }
 
-/// A `proxy-under-test` process sharing `redis`, with `janus` as static server `j1`; killed
-/// (-9) when dropped.
-struct ProxyProcess {
-    ws: u16,
-    child: Option<std::process::Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    fn start(redis: &RedisServer, janus: &JanusServer, id: &str) -> anyhow::Result<ProxyProcess> {
-        let dir = tempfile::tempdir()?;
-        let (ws, admin) = (actors_tests::free_port()?, actors_tests::free_port()?);
-        let config = format!(
-            "[ws]\nlisten = \"127.0.0.1:{ws}\"\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-             [[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n[store]\nurl = \"{}\"\nproxy_id = \"{id}\"\n\
-             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n",
-            janus.ws_url(),
-            redis.url()
-        );
-        let path = dir.path().join("proxy.toml");
-        std::fs::write(&path, config)?;
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("proxy-under-test")?;
-        Ok(ProxyProcess {
-            ws,
-            child: Some(child),
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.ws)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_videocall_between_two_proxies_and_kill_9_of_the_peers_proxy() -> anyhow::Result<()> {
     init_logging();
@@ -383,7 +321,12 @@ async fn a_videocall_between_two_proxies_and_kill_9_of_the_peers_proxy() -> anyh
     let mut config = shared_config(&redis, "one");
     config.backend.servers = proxy_config(&[("j1", janus.ws_url())]).backend.servers;
     let one = ProxyUnderTest::start(config).await?;
-    let mut two = ProxyProcess::start(&redis, &janus, "two")?;
+    let mut two = ProxyProcess::start_shared(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &redis.url(),
+        "two",
+        &[("j1", janus.ws_url())],
+    )?;
     wait_readyz(&one, "two live proxies", |_, b| b["store"]["proxies"] == 2).await?;
 
     let mut alice = user(&one.ws_url()).await?;

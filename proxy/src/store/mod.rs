@@ -21,13 +21,17 @@
 //! reconnects; once Redis answers again the queue is written, the reports this proxy received
 //! recently are written again (Redis may have restarted empty) and the registry re-reads.
 //!
-//! * Videocall users and peer messages: see [`crate::plugin::videocall::remote`]; this task
-//!   writes and reads the users and publishes the messages, another one subscribes.
+//! * Users of the call plugins (`<prefix>:videocall_users:<name>`, `<prefix>:p2pcall_users:<name>`)
+//!   and the messages between proxies: see [`bus`]. A name is claimed atomically ([`CLAIM`]:
+//!   one Lua script, so of two proxies registering the same name at once exactly one wins);
+//!   this task claims, writes and reads the users and publishes the messages, another one
+//!   subscribes.
 //!
-//! Next (issue 9): p2pcall between proxies (its pairing state and every signalling event over
-//! pub/sub, on the same channels), rooms (issues 7, 8).
+//! Next (issue 9): rooms (issues 7, 8).
 
-use std::collections::{HashMap, HashSet};
+pub mod bus;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -42,8 +46,8 @@ use tokio::sync::mpsc;
 
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
-use crate::plugin::videocall::remote::Bus;
 use crate::registry::{ServerRegistry, SharedReport, SyncShared};
+use bus::Bus;
 
 pub mod reaper;
 use reaper::{SessionReaper, SessionsRecord, StoreExit};
@@ -51,20 +55,49 @@ use reaper::{SessionReaper, SessionsRecord, StoreExit};
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
     shared: bool,
-    videocall: Option<Arc<Bus>>,
+    bus: Option<Arc<Bus>>,
     proxy_id: String,
     tx: Option<mpsc::UnboundedSender<StoreCommand>>,
     health: Arc<StoreHealth>,
     exit: Option<StoreExit>,
+    /// How long a handle waits for a name claim before registering it locally only.
+    claim_limit: Duration,
+}
+
+/// The outcome of claiming a user name in the shared store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The name is this proxy's (or there is no shared store).
+    Won,
+    /// A live proxy has it: Janus's 476.
+    Taken,
+    /// Redis is away: registered on this proxy only, written when Redis returns (where, if
+    /// another proxy took the name meanwhile, it stays this proxy's only).
+    LocalOnly,
 }
 
 #[derive(Default)]
 struct StoreHealth {
     up: AtomicBool,
+    /// This proxy's channel is subscribed: other proxies' messages reach it. Until then (at
+    /// start, after a Redis gap) the store counts as degraded, as messages would be lost.
+    subscribed: AtomicBool,
     proxies: AtomicUsize,
     last_error: Mutex<String>,
     /// Dead proxies whose backend sessions this proxy reaped.
     reaped: AtomicU64,
+}
+
+impl StoreHealth {
+    /// Usable: Redis answers and this proxy's channel is subscribed.
+    fn usable(&self) -> bool {
+        self.up.load(Ordering::Relaxed) && self.subscribed.load(Ordering::Relaxed)
+    }
+
+    /// `store_up` says what `/readyz` says.
+    fn show(&self, metrics: &Metrics) {
+        metrics.store_up.set(i64::from(self.usable()));
+    }
 }
 
 #[derive(Debug)]
@@ -73,16 +106,20 @@ enum StoreCommand {
     Report(Box<SharedReport>),
     /// `DELETE /backend_servers/{name}` on this proxy.
     Remove(String),
-    /// A videocall user registered here / left.
-    UserUp(String),
-    UserDown(String),
-    /// A message to another proxy (dropped while Redis is away: signalling does not wait).
-    Publish {
-        channel: String,
-        payload: String,
+    /// Claim a user name of a topic for this proxy; the outcome is sent back.
+    ClaimUser {
+        topic: String,
+        name: String,
+        reply: tokio::sync::oneshot::Sender<Claim>,
     },
     /// The proxy stops: the sync task ends (no heartbeat after this), then says so.
     Leave(tokio::sync::oneshot::Sender<()>),
+    /// Write again a user name this proxy holds (after a Redis gap), claimed the same way.
+    UserUp { topic: String, name: String },
+    /// A user registered here left.
+    UserDown { topic: String, name: String },
+    /// A message to another proxy (dropped while Redis is away: signalling does not wait).
+    Publish { channel: String, payload: String },
 }
 
 /// The store's state for `/readyz`.
@@ -106,14 +143,16 @@ impl StoreHandle {
     pub fn memory() -> Self {
         let health = Arc::new(StoreHealth::default());
         health.up.store(true, Ordering::Relaxed);
+        health.subscribed.store(true, Ordering::Relaxed);
         health.proxies.store(1, Ordering::Relaxed);
         StoreHandle {
             shared: false,
-            videocall: None,
+            bus: None,
             proxy_id: String::new(),
             tx: None,
             health,
             exit: None,
+            claim_limit: Duration::ZERO,
         }
     }
 
@@ -122,7 +161,7 @@ impl StoreHandle {
     }
 
     pub fn is_degraded(&self) -> bool {
-        self.shared && !self.health.up.load(Ordering::Relaxed)
+        self.shared && !self.health.usable()
     }
 
     pub fn status(&self) -> StoreStatus {
@@ -133,7 +172,13 @@ impl StoreHandle {
             proxy_id: self.proxy_id.clone(),
             proxies: self.health.proxies.load(Ordering::Relaxed),
             reaped_proxies: self.health.reaped.load(Ordering::Relaxed),
-            error: degraded.then(|| self.health.last_error.lock().clone()),
+            error: degraded.then(|| {
+                if self.health.up.load(Ordering::Relaxed) {
+                    "not subscribed to this proxy's channel yet".to_owned()
+                } else {
+                    self.health.last_error.lock().clone()
+                }
+            }),
         }
     }
 
@@ -148,20 +193,49 @@ impl StoreHandle {
         }
     }
 
-    /// The videocall users and messages of other proxies (None in memory).
-    pub fn videocall(&self) -> Option<Arc<Bus>> {
-        self.videocall.clone()
+    /// The bus to the other proxies, with their users (None in memory).
+    pub fn bus(&self) -> Option<Arc<Bus>> {
+        self.bus.clone()
     }
 
-    pub fn user_up(&self, username: &str) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::UserUp(username.to_owned()));
+    /// Claims `username` of `topic` (`videocall`, `p2pcall`) for this proxy. The caller has
+    /// already reserved the name in its own directory, so the proxy itself never claims a name
+    /// twice; a claimed name is released with [`StoreHandle::user_down`].
+    pub fn claim_user(
+        &self,
+        topic: &str,
+        username: &str,
+    ) -> impl std::future::Future<Output = Claim> + 'static {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self.tx.as_ref().map(|tx| {
+            tx.send(StoreCommand::ClaimUser {
+                topic: topic.to_owned(),
+                name: username.to_owned(),
+                reply,
+            })
+            .is_ok()
+        });
+        let limit = self.claim_limit;
+        async move {
+            match sent {
+                None => Claim::Won,
+                Some(false) => Claim::LocalOnly,
+                // Not answered in time: the store task still writes it if it can.
+                Some(true) => match tokio::time::timeout(limit, answer).await {
+                    Ok(Ok(claim)) => claim,
+                    _ => Claim::LocalOnly,
+                },
+            }
         }
     }
 
-    pub fn user_down(&self, username: &str) {
+    /// Releases a name claimed with [`StoreHandle::claim_user`] (only if still this proxy's).
+    pub fn user_down(&self, topic: &str, username: &str) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::UserDown(username.to_owned()));
+            let _ = tx.send(StoreCommand::UserDown {
+                topic: topic.to_owned(),
+                name: username.to_owned(),
+            });
         }
     }
 
@@ -209,11 +283,11 @@ impl Keys {
     fn proxies_pattern(&self) -> String {
         format!("{}:proxies:*", self.prefix)
     }
-    fn user(&self, username: &str) -> String {
-        Bus::user_key(&self.prefix, username)
+    fn user(&self, topic: &str, username: &str) -> String {
+        Bus::user_key(&self.prefix, topic, username)
     }
-    fn users_pattern(&self) -> String {
-        Bus::user_key(&self.prefix, "*")
+    fn users_pattern(&self, topic: &str) -> String {
+        Bus::user_key(&self.prefix, topic, "*")
     }
 }
 
@@ -280,6 +354,10 @@ pub fn open(
             let _ = publisher.send(StoreCommand::Publish { channel, payload });
         }),
     );
+    // The plugins with users register their topics at their first attach; their users are
+    // read (and a dead proxy's deleted) from the start.
+    bus.declare(crate::plugin::videocall::remote::TOPIC);
+    bus.declare(crate::plugin::p2pcall::remote::TOPIC);
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
     let keys = Keys {
@@ -306,19 +384,24 @@ pub fn open(
         pending: Vec::new(),
         own: HashMap::new(),
         was_up: false,
+        attempted: false,
         recovered_at: None,
         rx,
         bus: bus.clone(),
         own_users: HashSet::new(),
     };
+    // A claim waits behind at most one sync round (a reconnection: twice the timeout, then a
+    // few round trips).
+    let claim_limit = Duration::from_millis(config.timeout_ms) * 4 + Duration::from_secs(1);
     Ok((
         StoreHandle {
             shared: true,
-            videocall: Some(bus),
+            bus: Some(bus),
             proxy_id,
             tx: Some(tx),
             health,
             exit: Some(exit),
+            claim_limit,
         },
         Some(syncer),
     ))
@@ -343,12 +426,14 @@ pub struct Syncer {
     /// comes back, while still within its `expire`.
     own: HashMap<String, (SharedReport, Instant)>,
     was_up: bool,
+    /// A sync round has been tried since the proxy started.
+    attempted: bool,
     /// When Redis last came back: removals wait a heartbeat lifetime after that.
     recovered_at: Option<Instant>,
     rx: mpsc::UnboundedReceiver<StoreCommand>,
     bus: Arc<Bus>,
-    /// Videocall users registered here (written again after a Redis gap).
-    own_users: HashSet<String>,
+    /// User names (topic, name) this proxy holds (written again after a Redis gap).
+    own_users: HashSet<(String, String)>,
     /// Records this proxy's backend sessions and destroys those of dead proxies.
     reaper: Option<SessionReaper>,
     /// No round has succeeded yet in this run: a sessions record under this proxy's id is an
@@ -377,6 +462,8 @@ impl Syncer {
         actix_rt::spawn(subscribe(
             self.client.clone(),
             self.bus.clone(),
+            self.health.clone(),
+            self.metrics.clone(),
             self.interval,
             self.timeout,
         ));
@@ -394,11 +481,19 @@ impl Syncer {
                         return;
                     }
                     Some(command) => {
-                        self.queue(command);
                         // Batch what else is waiting, then write at once: a report should reach
-                        // the other proxies without waiting for the next tick.
-                        while let Ok(more) = self.rx.try_recv() {
-                            self.queue(more);
+                        // the other proxies without waiting for the next tick. A claim writes
+                        // what was queued before it, then itself.
+                        let mut next = Some(command);
+                        while let Some(command) = next.take() {
+                            match command {
+                                StoreCommand::ClaimUser { topic, name, reply } => {
+                                    let claim = self.claim(topic, name).await;
+                                    let _ = reply.send(claim);
+                                }
+                                other => self.queue(other),
+                            }
+                            next = self.rx.try_recv().ok();
                         }
                         if self.was_up {
                             if let Err(e) = self.flush().await {
@@ -424,12 +519,14 @@ impl Syncer {
             StoreCommand::Remove(name) => {
                 self.own.remove(name);
             }
-            StoreCommand::UserUp(name) => {
-                self.own_users.insert(name.clone());
+            StoreCommand::UserUp { topic, name } => {
+                self.own_users.insert((topic.clone(), name.clone()));
             }
-            StoreCommand::UserDown(name) => {
-                self.own_users.remove(name);
+            StoreCommand::UserDown { topic, name } => {
+                self.own_users.remove(&(topic.clone(), name.clone()));
             }
+            // Handled by `run` (never queued).
+            StoreCommand::ClaimUser { .. } => return,
             StoreCommand::Publish { .. } if !self.was_up => return,
             StoreCommand::Publish { .. } => {}
             StoreCommand::Leave(_) => return, // handled by `run`
@@ -437,8 +534,55 @@ impl Syncer {
         self.pending.push(command);
     }
 
+    /// Claims a user name in Redis, after writing what was queued before (a release of the
+    /// same name, typically). Redis away: the name is this proxy's alone until it returns.
+    async fn claim(&mut self, topic: String, name: String) -> Claim {
+        if !self.attempted {
+            // Just started (the claim came before the first round): connect now rather than
+            // register locally only. Later, Redis away means local only, without waiting.
+            self.round().await;
+        }
+        if self.was_up {
+            match self.try_claim(&topic, &name).await {
+                Ok(true) => {
+                    self.own_users.insert((topic, name));
+                    return Claim::Won;
+                }
+                Ok(false) => return Claim::Taken,
+                Err(e) => self.degraded(e),
+            }
+        }
+        self.queue(StoreCommand::UserUp { topic, name });
+        Claim::LocalOnly
+    }
+
+    async fn try_claim(&mut self, topic: &str, name: &str) -> RedisResult<bool> {
+        self.flush().await?;
+        let mut conn = self.connection().await?;
+        let won: i64 = self
+            .bounded(
+                "claim",
+                self.claim_command(topic, name).query_async(&mut conn),
+            )
+            .await?;
+        Ok(won == 1)
+    }
+
+    fn claim_command(&self, topic: &str, name: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM)
+            .arg(1)
+            .arg(self.keys.user(topic, name))
+            .arg(&self.proxy_id)
+            .arg(self.keys.proxy(""))
+            .arg(name)
+            .arg(crate::registry::record::unix_now().to_string());
+        cmd
+    }
+
     /// One sync round: connect if need be, write, heartbeat, read.
     async fn round(&mut self) {
+        self.attempted = true;
         match self.try_round().await {
             Ok(()) => {
                 if !self.was_up {
@@ -446,7 +590,7 @@ impl Syncer {
                 }
                 self.was_up = true;
                 self.health.up.store(true, Ordering::Relaxed);
-                self.metrics.store_up.set(1);
+                self.health.show(&self.metrics);
             }
             Err(e) => self.degraded(e),
         }
@@ -460,7 +604,7 @@ impl Syncer {
         self.conn = None;
         *self.health.last_error.lock() = error;
         self.health.up.store(false, Ordering::Relaxed);
-        self.metrics.store_up.set(0);
+        self.health.show(&self.metrics);
     }
 
     async fn connection(&mut self) -> RedisResult<ConnectionManager> {
@@ -592,8 +736,11 @@ impl Syncer {
                 }
             }
         }
-        for user in &self.own_users {
-            self.pending.push(StoreCommand::UserUp(user.clone()));
+        for (topic, name) in &self.own_users {
+            self.pending.push(StoreCommand::UserUp {
+                topic: topic.clone(),
+                name: name.clone(),
+            });
         }
     }
 
@@ -604,6 +751,22 @@ impl Syncer {
         }
         let mut conn = self.connection().await?;
         while let Some(command) = self.pending.first() {
+            if let StoreCommand::UserUp { topic, name } = command {
+                let won: i64 = self
+                    .bounded(
+                        "write",
+                        self.claim_command(topic, name).query_async(&mut conn),
+                    )
+                    .await?;
+                if won != 1 {
+                    log::warn!(
+                        "store: {topic} user {name} was taken by another proxy while Redis was \
+                         away; it stays registered on this proxy only"
+                    );
+                }
+                self.pending.remove(0);
+                continue;
+            }
             let mut pipe = redis::pipe();
             pipe.atomic();
             match command {
@@ -618,24 +781,14 @@ impl Syncer {
                 StoreCommand::Remove(name) => {
                     pipe.del(self.keys.server(name)).ignore();
                 }
-                StoreCommand::UserUp(name) => {
-                    let key = self.keys.user(name);
-                    pipe.del(&key).ignore();
-                    pipe.hset_multiple(
-                        &key,
-                        &[
-                            ("username", name.clone()),
-                            ("proxy_uuid", self.proxy_id.clone()),
-                            ("incall", String::new()),
-                            ("peer_name", String::new()),
-                            ("ctime", crate::registry::record::unix_now().to_string()),
-                        ],
-                    )
+                // Written above; never queued.
+                StoreCommand::UserUp { .. } | StoreCommand::ClaimUser { .. } => {}
+                StoreCommand::UserDown { topic, name } => {
+                    pipe.add_command(delete_if_owned(
+                        &self.keys.user(topic, name),
+                        &self.proxy_id,
+                    ))
                     .ignore();
-                }
-                StoreCommand::UserDown(name) => {
-                    pipe.add_command(delete_if_owned(&self.keys.user(name), &self.proxy_id))
-                        .ignore();
                 }
                 StoreCommand::Publish { channel, payload } => {
                     pipe.publish(channel, payload).ignore();
@@ -653,17 +806,34 @@ impl Syncer {
         scan_keys(conn, pattern, self.timeout).await
     }
 
-    /// Reads every proxy's videocall users: those of other live proxies go to the bus, those
-    /// of dead proxies are deleted. `alive` None: liveness is not known yet (just after a
-    /// Redis gap): every user counts, nobody is dead.
+    /// Reads every proxy's users of every topic of the bus: those of other live proxies go to
+    /// the bus, those of dead proxies are deleted; then the topics learn who is alive. `alive`
+    /// None: liveness is not known yet (just after a Redis gap): every user counts, nobody is
+    /// dead.
     async fn sync_users(
         &self,
         conn: &mut ConnectionManager,
         alive: Option<&HashSet<String>>,
     ) -> RedisResult<()> {
-        let keys = self.scan(conn, &self.keys.users_pattern()).await?;
-        let cut = self.keys.user("").len();
-        let mut users = HashMap::new();
+        for topic in self.bus.topics() {
+            let users = self.read_users(conn, &topic, alive).await?;
+            self.bus.update_users(&topic, users);
+        }
+        if let Some(alive) = alive {
+            self.bus.proxies_alive(alive);
+        }
+        Ok(())
+    }
+
+    async fn read_users(
+        &self,
+        conn: &mut ConnectionManager,
+        topic: &str,
+        alive: Option<&HashSet<String>>,
+    ) -> RedisResult<BTreeMap<String, String>> {
+        let keys = self.scan(conn, &self.keys.users_pattern(topic)).await?;
+        let cut = self.keys.user(topic, "").len();
+        let mut users = BTreeMap::new();
         for chunk in keys.chunks(64) {
             let mut pipe = redis::pipe();
             for key in chunk {
@@ -676,7 +846,10 @@ impl Syncer {
                     continue;
                 };
                 if owner == self.proxy_id {
-                    if !self.own_users.contains(name) {
+                    if !self
+                        .own_users
+                        .contains(&(topic.to_owned(), name.to_owned()))
+                    {
                         // Left over from an earlier run of this proxy (same `proxy_id`).
                         let _: redis::RedisResult<i64> = delete_if_owned(key, &owner)
                             .query_async(&mut conn.clone())
@@ -694,8 +867,7 @@ impl Syncer {
                 }
             }
         }
-        self.bus.update(users, alive);
-        Ok(())
+        Ok(users)
     }
 
     async fn read_servers(&self, conn: &mut ConnectionManager) -> RedisResult<Vec<SharedReport>> {
@@ -752,6 +924,18 @@ async fn scan_keys(
     keys.dedup();
     Ok(keys)
 }
+/// Claims a user name: `KEYS[1]` the user's key; `ARGV`: this proxy's id, the heartbeat key
+/// prefix (`<prefix>:proxies:`), the name, the time. The key is (re)written unless another
+/// proxy owns it and that proxy's heartbeat is alive (a dead proxy's names are free at once,
+/// before anyone sweeps them). One script: Redis runs it atomically, so two proxies claiming
+/// the same name at the same moment cannot both win. Returns 1 when won, 0 when taken.
+pub const CLAIM: &str = "local owner = redis.call('HGET', KEYS[1], 'proxy_uuid') \
+    if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 then \
+    return 0 end \
+    redis.call('DEL', KEYS[1]) \
+    redis.call('HSET', KEYS[1], 'username', ARGV[3], 'proxy_uuid', ARGV[1], 'incall', '', \
+    'peer_name', '', 'ctime', ARGV[4]) \
+    return 1";
 
 /// `DEL key` if its `proxy_uuid` is `owner` (a user registered again elsewhere stays).
 fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
@@ -768,7 +952,14 @@ fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
 
 /// Receives the messages other proxies send this one, for as long as the proxy runs;
 /// resubscribes after a Redis gap.
-async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeout: Duration) {
+async fn subscribe(
+    client: redis::Client,
+    bus: Arc<Bus>,
+    health: Arc<StoreHealth>,
+    metrics: Arc<Metrics>,
+    retry: Duration,
+    timeout: Duration,
+) {
     use futures_util::StreamExt;
     let channel = bus.channel();
     loop {
@@ -779,6 +970,8 @@ async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeou
         })
         .await;
         if let Ok(Ok(mut pubsub)) = connected {
+            health.subscribed.store(true, Ordering::Relaxed);
+            health.show(&metrics);
             let mut messages = pubsub.on_message();
             while let Some(message) = messages.next().await {
                 match message.get_payload::<String>() {
@@ -786,6 +979,8 @@ async fn subscribe(client: redis::Client, bus: Arc<Bus>, retry: Duration, timeou
                     Err(e) => log::warn!("store: unreadable message on {channel}: {e}"),
                 }
             }
+            health.subscribed.store(false, Ordering::Relaxed);
+            health.show(&metrics);
             log::warn!("store: subscription to {channel} lost; resubscribing");
         }
         // Reconnect pace while Redis is away (not a synchronisation).

@@ -23,7 +23,7 @@
 //!   fine; errors are logged; the record is deleted after. A reaper that dies mid-way leaves
 //!   the lock to expire ([`LOCK_TTL`]) and another survivor does it again.
 //! * **Graceful stop** reaps this proxy's own sessions the same way (bounded by
-//!   [`STOP_LIMIT`]) and deletes its heartbeat, its record and its videocall users' keys
+//!   [`STOP_LIMIT`]) and deletes its heartbeat, its record and its users' keys (videocall, p2pcall)
 //!   ([`StoreExit`]), so the others see it gone at once.
 //! * **A restart with the same `proxy_id`** finds its previous run's record (the heartbeat
 //!   `SET … GET` returns it) and reaps the sessions that are not its own now.
@@ -413,7 +413,7 @@ impl StoreExit {
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
-                    .arg(self.keys.user("*"))
+                    .arg(self.keys.user("*", "*"))
                     .arg("COUNT")
                     .arg(500)
                     .query_async(&mut conn),

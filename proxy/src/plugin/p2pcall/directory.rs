@@ -6,14 +6,22 @@
 //! `T` is what reaches a registered handle (the handle actor's address in the proxy, anything in
 //! the tests). `owner` is a proxy-wide key of the handle that registered the name, so a handle
 //! can only ever remove its own registration.
+//!
+//! With several proxies, a call may pair a user here with a user of another proxy: each
+//! proxy's directory holds its own side, with the peer's proxy ([`Pairing::proxy`]). The
+//! caller's proxy pairs its caller ([`Directory::call_remote`]), the callee's proxy its callee
+//! ([`Directory::ring_from_remote`], where the busy check happens); the messages between them
+//! carry the call id, and a side only acts on a message about its current call.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// A call between two registered users, as the directory knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pairing {
     pub call_id: u64,
     pub peer: String,
+    /// The peer's proxy, when it is not this one.
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug)]
@@ -38,9 +46,25 @@ pub enum CallRefused {
     Busy,
 }
 
+/// How to reach the other side of a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reach<T> {
+    Local(T),
+    /// On that proxy.
+    Remote(String),
+}
+
 /// The other side of a call that just ended: who to tell.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ended<T> {
+    pub call_id: u64,
+    pub peer: String,
+    pub to: Reach<T>,
+}
+
+/// A local user whose call with a user of a dead proxy was ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphaned<T> {
     pub call_id: u64,
     pub peer: String,
     pub to: T,
@@ -49,16 +73,19 @@ pub struct Ended<T> {
 #[derive(Debug)]
 pub struct Directory<T> {
     users: HashMap<String, Entry<T>>,
-    next_call: u64,
 }
 
 impl<T> Default for Directory<T> {
     fn default() -> Self {
         Directory {
             users: HashMap::new(),
-            next_call: 1,
         }
     }
+}
+
+/// Call ids are random: they travel between proxies, where they must not collide.
+fn new_call_id() -> u64 {
+    rand::random::<u64>().max(1)
 }
 
 impl<T: Clone> Directory<T> {
@@ -86,8 +113,7 @@ impl<T: Clone> Directory<T> {
             return None;
         }
         let entry = self.users.remove(name)?;
-        let pairing = entry.call?;
-        self.end_pairing(&pairing.peer, pairing.call_id)
+        self.end_pairing(entry.call?)
     }
 
     /// Every registered name, sorted (stable output for `list`).
@@ -120,18 +146,123 @@ impl<T: Clone> Directory<T> {
         if callee_entry.call.is_some() {
             return Err(CallRefused::Busy);
         }
-        let call_id = self.next_call;
-        self.next_call += 1;
+        let call_id = new_call_id();
         let to = callee_entry.to.clone();
         for (me, peer) in [(caller, callee), (callee, caller)] {
             if let Some(entry) = self.users.get_mut(me) {
                 entry.call = Some(Pairing {
                     call_id,
                     peer: peer.to_owned(),
+                    proxy: None,
                 });
             }
         }
         Ok((call_id, to))
+    }
+
+    /// The caller's side of a call to `callee` on `proxy` (the caller's checks; the callee's
+    /// proxy checks the callee). Returns the new call id.
+    pub fn call_remote(
+        &mut self,
+        caller: &str,
+        callee: &str,
+        proxy: &str,
+    ) -> Result<u64, CallRefused> {
+        let entry = self
+            .users
+            .get_mut(caller)
+            .ok_or(CallRefused::NotRegistered)?;
+        if entry.call.is_some() {
+            return Err(CallRefused::AlreadyInCall);
+        }
+        let call_id = new_call_id();
+        entry.call = Some(Pairing {
+            call_id,
+            peer: callee.to_owned(),
+            proxy: Some(proxy.to_owned()),
+        });
+        Ok(call_id)
+    }
+
+    /// The callee's side of a call from `caller` on `proxy`: checked (no such user, busy) and
+    /// paired. Returns how to reach the callee.
+    pub fn ring_from_remote(
+        &mut self,
+        callee: &str,
+        caller: &str,
+        call_id: u64,
+        proxy: &str,
+    ) -> Result<T, CallRefused> {
+        let entry = self.users.get_mut(callee).ok_or(CallRefused::NoSuchUser)?;
+        if entry.call.is_some() {
+            return Err(CallRefused::Busy);
+        }
+        entry.call = Some(Pairing {
+            call_id,
+            peer: caller.to_owned(),
+            proxy: Some(proxy.to_owned()),
+        });
+        Ok(entry.to.clone())
+    }
+
+    /// Clears `name`'s side of call `call_id`, telling nobody (a call to another proxy that did
+    /// not get through).
+    pub fn cancel(&mut self, name: &str, call_id: u64) -> bool {
+        match self.users.get_mut(name) {
+            Some(entry) if entry.call.as_ref().map(|p| p.call_id) == Some(call_id) => {
+                entry.call = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `callee` could take a call now (for a `call` without an offer).
+    pub fn check_callee(&self, callee: &str) -> Result<(), CallRefused> {
+        match self.users.get(callee) {
+            None => Err(CallRefused::NoSuchUser),
+            Some(entry) if entry.call.is_some() => Err(CallRefused::Busy),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// How to reach `name` about call `call_id`: None when that is not its current call.
+    pub fn target(&self, name: &str, call_id: u64) -> Option<T> {
+        let entry = self.users.get(name)?;
+        (entry.call.as_ref().map(|p| p.call_id) == Some(call_id)).then(|| entry.to.clone())
+    }
+
+    /// The peer (on another proxy) ended call `call_id` of `name`: frees `name`; returns how to
+    /// reach it, None when that call is already over here.
+    pub fn peer_ended(&mut self, name: &str, call_id: u64) -> Option<T> {
+        let entry = self.users.get_mut(name)?;
+        if entry.call.as_ref().map(|p| p.call_id) != Some(call_id) {
+            return None;
+        }
+        entry.call = None;
+        Some(entry.to.clone())
+    }
+
+    /// Ends, on this side only, every call with a user of a proxy not in `alive`.
+    pub fn end_calls_with_dead_proxies(&mut self, alive: &HashSet<String>) -> Vec<Orphaned<T>> {
+        let mut orphaned = Vec::new();
+        for entry in self.users.values_mut() {
+            let dead = entry
+                .call
+                .as_ref()
+                .and_then(|p| p.proxy.as_ref())
+                .is_some_and(|proxy| !alive.contains(proxy));
+            if dead {
+                if let Some(pairing) = entry.call.take() {
+                    orphaned.push(Orphaned {
+                        call_id: pairing.call_id,
+                        peer: pairing.peer,
+                        to: entry.to.clone(),
+                    });
+                }
+            }
+        }
+        orphaned
     }
 
     /// Ends call `call_id` of `name` (if it is still that call) on both sides; returns the
@@ -142,20 +273,33 @@ impl<T: Clone> Directory<T> {
             return None;
         }
         let pairing = entry.call.take()?;
-        self.end_pairing(&pairing.peer, call_id)
+        self.end_pairing(pairing)
     }
 
-    /// Clears the peer's side of `call_id` and returns how to reach it.
-    fn end_pairing(&mut self, peer: &str, call_id: u64) -> Option<Ended<T>> {
-        let entry = self.users.get_mut(peer)?;
+    /// Clears the peer's side of the call (when it is on this proxy) and returns how to reach
+    /// it.
+    fn end_pairing(&mut self, pairing: Pairing) -> Option<Ended<T>> {
+        let Pairing {
+            call_id,
+            peer,
+            proxy,
+        } = pairing;
+        if let Some(proxy) = proxy {
+            return Some(Ended {
+                call_id,
+                peer,
+                to: Reach::Remote(proxy),
+            });
+        }
+        let entry = self.users.get_mut(&peer)?;
         if entry.call.as_ref().map(|p| p.call_id) != Some(call_id) {
             return None;
         }
         entry.call = None;
         Some(Ended {
             call_id,
-            peer: peer.to_owned(),
-            to: entry.to.clone(),
+            to: Reach::Local(entry.to.clone()),
+            peer,
         })
     }
 }
@@ -208,6 +352,7 @@ mod tests {
             Some(Pairing {
                 call_id: id,
                 peer: peer.to_owned(),
+                proxy: None,
             })
         };
         assert_eq!(d.call_of("alice").cloned(), pairing("bob"));
@@ -235,7 +380,7 @@ mod tests {
             Ended {
                 call_id: id,
                 peer: "alice".into(),
-                to: "to-alice"
+                to: Reach::Local("to-alice")
             }
         );
         assert_eq!(d.call_of("alice"), None);
@@ -253,5 +398,66 @@ mod tests {
         assert_eq!((ended.call_id, ended.peer.as_str()), (id, "bob"));
         assert_eq!(d.call_of("bob"), None);
         assert!(d.call("carol", "bob").is_ok());
+    }
+
+    #[test]
+    fn a_call_with_another_proxy_is_paired_on_each_side() {
+        // Proxy one has alice and carol; bob is on proxy two.
+        let mut one = dir();
+        let id = one.call_remote("alice", "bob", "two").unwrap();
+        assert_eq!(
+            one.call_remote("alice", "bob", "two"),
+            Err(CallRefused::AlreadyInCall)
+        );
+        assert_eq!(one.call("carol", "alice"), Err(CallRefused::Busy));
+        // Proxy two pairs bob, or refuses.
+        let mut two: Directory<&str> = Directory::default();
+        two.register("bob", 1, "to-bob").unwrap();
+        two.register("dave", 2, "to-dave").unwrap();
+        assert_eq!(
+            two.ring_from_remote("nobody", "alice", id, "one"),
+            Err(CallRefused::NoSuchUser)
+        );
+        assert_eq!(two.check_callee("bob"), Ok(()));
+        assert_eq!(
+            two.ring_from_remote("bob", "alice", id, "one"),
+            Ok("to-bob")
+        );
+        assert_eq!(two.check_callee("bob"), Err(CallRefused::Busy));
+        assert_eq!(
+            two.ring_from_remote("bob", "carol", id + 1, "one"),
+            Err(CallRefused::Busy)
+        );
+        // Messages reach the current call only.
+        assert_eq!(two.target("bob", id), Some("to-bob"));
+        assert_eq!(two.target("bob", id + 1), None);
+        // Bob hangs up: his side is freed, alice's proxy is to be told.
+        let ended = two.hang_up("bob", id).unwrap();
+        assert_eq!(ended.to, Reach::Remote("one".into()));
+        assert_eq!(ended.peer, "alice");
+        assert_eq!(one.peer_ended("alice", id), Some("to-alice"));
+        assert_eq!(one.peer_ended("alice", id), None, "already over");
+        assert_eq!(one.call_of("alice"), None);
+    }
+
+    #[test]
+    fn calls_with_a_dead_proxy_end_on_this_side() {
+        let mut d = dir();
+        let with_two = d.call_remote("alice", "bob", "two").unwrap();
+        let with_three = d.ring_from_remote("carol", "erin", 5, "three").map(|_| 5);
+        assert_eq!(with_three, Ok(5));
+        let alive = HashSet::from(["one".to_owned(), "three".to_owned()]);
+        let orphaned = d.end_calls_with_dead_proxies(&alive);
+        assert_eq!(
+            orphaned,
+            [Orphaned {
+                call_id: with_two,
+                peer: "bob".into(),
+                to: "to-alice"
+            }]
+        );
+        assert_eq!(d.call_of("alice"), None);
+        assert!(d.call_of("carol").is_some());
+        assert!(d.end_calls_with_dead_proxies(&alive).is_empty());
     }
 }

@@ -5,6 +5,12 @@
 //!
 //! Ordering: every change of the shared directory and the peer message it implies happen under
 //! the directory lock, so a peer never sees a new call before the hangup of the previous one.
+//!
+//! A peer on another proxy ([`Peer::Remote`]) gets the same intents over the bus (see
+//! [`super::remote`]), and its proxy hands them to its handle as these same messages.
+//! Registering (with a shared store) and calling a user of another proxy wait for Redis / the
+//! other proxy with `ctx.wait`: the handle takes its next request only after, as Janus's
+//! plugin handles one request of a handle at a time.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,7 +20,8 @@ use janus_protocol::frames::{HandleNotice, PluginData, PluginEvent, TrickleEvent
 use janus_protocol::{JsonMap, ServerMessage, Trickle};
 use serde_json::{json, Value};
 
-use super::directory::{CallRefused, Ended};
+use super::directory::{CallRefused, Ended, Reach};
+use super::remote::{self, CallAnswer, P2pRemote};
 use super::{
     check_set, hangup_reason, has_sdp, username, verb, PluginError, Shared, Verb,
     ERROR_ALREADY_IN_CALL, ERROR_ALREADY_REGISTERED, ERROR_MISSING_SDP, ERROR_NO_CALL,
@@ -24,6 +31,7 @@ use super::{
 use crate::plugin::{AttachContext, HandleCommand};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
+use crate::store::Claim;
 use crate::transport::{ClientFrame, ReplyTo};
 
 /// Reasons the peer reads in its `hangup` event when the call ends without a `hangup` message.
@@ -37,13 +45,63 @@ pub const REASON_BUSY: &str = "User busy";
 /// at most; the bound only protects the proxy from a client that trickles without ever calling.
 const MAX_PENDING_CANDIDATES: usize = 512;
 
+/// The other side of a call: a handle of this proxy, or a user of another one.
+#[derive(Clone)]
+pub enum Peer {
+    Local(Addr<P2pCallHandle>),
+    Remote {
+        remote: Arc<P2pRemote>,
+        proxy: String,
+        username: String,
+    },
+}
+
+impl Peer {
+    fn accepted(&self, call_id: u64, callee: &str, jsep: JsonMap) {
+        match self {
+            Peer::Local(addr) => addr.do_send(CallAccepted {
+                call_id,
+                callee: callee.to_owned(),
+                jsep,
+            }),
+            Peer::Remote {
+                remote,
+                proxy,
+                username,
+            } => remote.accepted(proxy, username, call_id, callee, jsep),
+        }
+    }
+
+    fn trickle(&self, call_id: u64, candidate: Value) {
+        match self {
+            Peer::Local(addr) => addr.do_send(PeerTrickle { call_id, candidate }),
+            Peer::Remote {
+                remote,
+                proxy,
+                username,
+            } => remote.trickle(proxy, username, call_id, candidate),
+        }
+    }
+
+    fn update(&self, call_id: u64, jsep: JsonMap) {
+        match self {
+            Peer::Local(addr) => addr.do_send(PeerUpdate { call_id, jsep }),
+            Peer::Remote {
+                remote,
+                proxy,
+                username,
+            } => remote.update(proxy, username, call_id, jsep),
+        }
+    }
+}
+
 /// The caller's offer reaches the callee.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct IncomingCall {
     pub call_id: u64,
     pub caller: String,
-    pub caller_addr: Addr<P2pCallHandle>,
+    pub peer: Peer,
     pub jsep: JsonMap,
 }
 
@@ -93,7 +151,7 @@ enum Phase {
 
 struct Call {
     id: u64,
-    peer: Addr<P2pCallHandle>,
+    peer: Peer,
     phase: Phase,
 }
 
@@ -187,9 +245,10 @@ impl P2pCallHandle {
         let (Some(call), Some(name)) = (self.call.take(), self.username.as_deref()) else {
             return;
         };
+        let remote = self.shared.remote();
         let mut directory = self.shared.directory.lock();
         if let Some(ended) = directory.hang_up(name, call.id) {
-            tell_hangup(ended, name, reason);
+            tell_hangup(ended, name, reason, remote.as_deref());
         }
     }
 
@@ -200,10 +259,13 @@ impl P2pCallHandle {
         let Some(name) = self.username.take() else {
             return;
         };
+        let remote = self.shared.remote();
         let mut directory = self.shared.directory.lock();
         if let Some(ended) = directory.unregister(&name, self.key) {
-            tell_hangup(ended, &name, reason);
+            tell_hangup(ended, &name, reason, remote.as_deref());
         }
+        drop(directory);
+        self.state.store.user_down(remote::TOPIC, &name);
     }
 
     fn on_message(
@@ -213,25 +275,32 @@ impl P2pCallHandle {
         body: JsonMap,
         jsep: Option<JsonMap>,
     ) {
+        // Ok(None): answered later (the request waits for Redis or another proxy).
         let outcome = match verb(&body) {
             Ok(Verb::List) => {
-                let list = self.shared.directory.lock().list();
-                Ok(json!({ "list": list }))
+                let mut list = self.shared.directory.lock().list();
+                if let Some(remote) = self.shared.remote() {
+                    list.extend(remote.remote_users());
+                    list.sort();
+                    list.dedup();
+                }
+                Ok(Some(json!({ "list": list })))
             }
-            Ok(Verb::Register) => self.register(ctx, &body),
-            Ok(Verb::Call) => self.place_call(ctx, &body, jsep),
-            Ok(Verb::Accept) => self.accept(jsep),
-            Ok(Verb::Set) => self.set(&body, jsep),
+            Ok(Verb::Register) => self.register(ctx, transaction, &body),
+            Ok(Verb::Call) => self.place_call(ctx, transaction, &body, jsep),
+            Ok(Verb::Accept) => self.accept(jsep).map(Some),
+            Ok(Verb::Set) => self.set(&body, jsep).map(Some),
             Ok(Verb::Hangup) => {
                 let reason = hangup_reason(&body);
                 self.end_call(&reason);
-                Ok(json!({"event": "hangup", "username": self.username,
-                    "reason": REASON_EXPLICIT}))
+                Ok(Some(json!({"event": "hangup", "username": self.username,
+                    "reason": REASON_EXPLICIT})))
             }
             Err(e) => Err(e),
         };
         match outcome {
-            Ok(result) => self.result(Some(transaction), result, None),
+            Ok(Some(result)) => self.result(Some(transaction), result, None),
+            Ok(None) => {}
             Err(e) => self.error(transaction, e),
         }
         if self.call.as_ref().map(|c| c.phase) == Some(Phase::Established) {
@@ -239,7 +308,14 @@ impl P2pCallHandle {
         }
     }
 
-    fn register(&mut self, ctx: &mut Context<Self>, body: &JsonMap) -> Result<Value, PluginError> {
+    /// Registers the name here, then (with a shared store) claims it in Redis: of two
+    /// proxies registering one name at once, exactly one wins.
+    fn register(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: &str,
+        body: &JsonMap,
+    ) -> Result<Option<Value>, PluginError> {
         if let Some(name) = &self.username {
             return Err(PluginError::new(
                 ERROR_ALREADY_REGISTERED,
@@ -247,28 +323,63 @@ impl P2pCallHandle {
             ));
         }
         let name = username(body)?;
-        let taken = self
+        let taken = || {
+            PluginError::new(
+                ERROR_USERNAME_TAKEN,
+                format!("Username '{name}' already taken"),
+            )
+        };
+        // Redis away: the last view of the other proxies' users is the best there is.
+        let remote = self.shared.remote();
+        if self.state.store.is_degraded() && remote.is_some_and(|r| r.remote_user(&name).is_some())
+        {
+            return Err(taken());
+        }
+        let reserved = self
             .shared
             .directory
             .lock()
             .register(&name, self.key, ctx.address())
-            .is_err();
-        if taken {
-            return Err(PluginError::new(
-                ERROR_USERNAME_TAKEN,
-                format!("Username '{name}' already taken"),
-            ));
+            .is_ok();
+        if !reserved {
+            return Err(taken());
         }
-        self.username = Some(name.clone());
-        Ok(json!({"event": "registered", "username": name}))
+        if !self.state.store.is_shared() {
+            self.username = Some(name.clone());
+            return Ok(Some(json!({"event": "registered", "username": name})));
+        }
+        let transaction = transaction.to_owned();
+        let claim = self.state.store.claim_user(remote::TOPIC, &name);
+        let fut = claim.into_actor(self).map(move |claim, act: &mut Self, _| {
+            if claim == Claim::Taken {
+                // Reserved for the claim's duration only: a call that reached the name
+                // meanwhile ends (its IncomingCall is ignored, we are not registered).
+                let remote = act.shared.remote();
+                let ended = act.shared.directory.lock().unregister(&name, act.key);
+                if let Some(ended) = ended {
+                    tell_hangup(ended, &name, REASON_DETACHED, remote.as_deref());
+                }
+                let err = PluginError::new(
+                    ERROR_USERNAME_TAKEN,
+                    format!("Username '{name}' already taken"),
+                );
+                return act.error(&transaction, err);
+            }
+            act.username = Some(name.clone());
+            let result = json!({"event": "registered", "username": name});
+            act.result(Some(&transaction), result, None);
+        });
+        ctx.wait(fut);
+        Ok(None)
     }
 
     fn place_call(
         &mut self,
         ctx: &mut Context<Self>,
+        transaction: &str,
         body: &JsonMap,
         jsep: Option<JsonMap>,
-    ) -> Result<Value, PluginError> {
+    ) -> Result<Option<Value>, PluginError> {
         let Some(me) = self.username.clone() else {
             return Err(PluginError::new(
                 ERROR_REGISTER_FIRST,
@@ -283,11 +394,15 @@ impl P2pCallHandle {
         // Janus checks the SDP only once the callee is known to be free: pair, check, undo.
         let (call_id, callee_addr) = match directory.call(&me, &callee) {
             Ok(paired) => paired,
+            Err(CallRefused::NoSuchUser) if self.shared.remote().is_some() => {
+                drop(directory);
+                return self.place_remote_call(ctx, transaction, me, callee, jsep);
+            }
             Err(refused) => {
                 drop(directory);
                 return match refused {
-                    CallRefused::Busy => Ok(json!({"event": "hangup", "username": me,
-                        "reason": REASON_BUSY})),
+                    CallRefused::Busy => Ok(Some(json!({"event": "hangup", "username": me,
+                        "reason": REASON_BUSY}))),
                     CallRefused::AlreadyInCall => {
                         Err(PluginError::new(ERROR_ALREADY_IN_CALL, "Already in a call"))
                     }
@@ -315,16 +430,142 @@ impl P2pCallHandle {
         callee_addr.do_send(IncomingCall {
             call_id,
             caller: me,
-            caller_addr: ctx.address(),
+            peer: Peer::Local(ctx.address()),
             jsep,
         });
         drop(directory);
         self.call = Some(Call {
             id: call_id,
-            peer: callee_addr,
+            peer: Peer::Local(callee_addr),
             phase: Phase::Calling,
         });
-        Ok(json!({"event": "calling"}))
+        Ok(Some(json!({"event": "calling"})))
+    }
+
+    /// A call to a user of another proxy: our side is paired here, the callee's proxy checks
+    /// and rings the callee, and answers (at most [`crate::store::bus::REQUEST_TIMEOUT`]).
+    fn place_remote_call(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: &str,
+        me: String,
+        callee: String,
+        jsep: Option<JsonMap>,
+    ) -> Result<Option<Value>, PluginError> {
+        let no_such_user = |callee: &str| {
+            PluginError::new(
+                ERROR_NO_SUCH_USERNAME,
+                format!("Username '{callee}' doesn't exist"),
+            )
+        };
+        let Some(remote) = self.shared.remote() else {
+            return Err(no_such_user(&callee));
+        };
+        let Some(proxy) = remote.remote_user(&callee) else {
+            return Err(no_such_user(&callee));
+        };
+        if self.state.store.is_degraded() {
+            // The other proxies cannot be reached: say so rather than time out.
+            return Err(PluginError::new(
+                ERROR_NO_SUCH_USERNAME,
+                format!("Username '{callee}' unreachable (the shared store is unavailable)"),
+            ));
+        }
+        let offer = jsep.filter(|j| has_sdp(Some(j)));
+        let call_id = match &offer {
+            // Janus checks the SDP only once the callee is known to be free: ask first.
+            None => 0,
+            Some(_) => {
+                let paired = self
+                    .shared
+                    .directory
+                    .lock()
+                    .call_remote(&me, &callee, &proxy);
+                match paired {
+                    Ok(call_id) => call_id,
+                    Err(CallRefused::AlreadyInCall) => {
+                        return Err(PluginError::new(ERROR_ALREADY_IN_CALL, "Already in a call"))
+                    }
+                    Err(_) => {
+                        return Err(PluginError::new(
+                            ERROR_REGISTER_FIRST,
+                            "Register a username first",
+                        ))
+                    }
+                }
+            }
+        };
+        if offer.is_some() {
+            self.call = Some(Call {
+                id: call_id,
+                peer: Peer::Remote {
+                    remote: remote.clone(),
+                    proxy: proxy.clone(),
+                    username: callee.clone(),
+                },
+                phase: Phase::Calling,
+            });
+        }
+        let transaction = transaction.to_owned();
+        let asking = remote.clone();
+        let question = (proxy, callee.clone(), me.clone());
+        let fut = async move {
+            let (proxy, callee, me) = question;
+            asking.call(&proxy, &callee, &me, call_id, offer).await
+        };
+        let fut = fut.into_actor(self).map(move |answer, act: &mut Self, _| {
+            let outcome = match answer {
+                Ok(CallAnswer::Ringing) => Ok(json!({"event": "calling"})),
+                Ok(refused) => {
+                    // Our side only: the callee's proxy paired nothing.
+                    act.cancel_remote_call(None);
+                    match refused {
+                        CallAnswer::Busy => Ok(json!({"event": "hangup", "username": me,
+                            "reason": REASON_BUSY})),
+                        CallAnswer::Free => Err(PluginError::new(ERROR_MISSING_SDP, "Missing SDP")),
+                        _ => Err(PluginError::new(
+                            ERROR_NO_SUCH_USERNAME,
+                            format!("Username '{callee}' doesn't exist"),
+                        )),
+                    }
+                }
+                Err(_) => {
+                    // No answer in time: the callee's proxy may still ring it; it is told.
+                    act.cancel_remote_call(Some(REASON_WEBRTC_HANGUP));
+                    Err(PluginError::new(
+                        ERROR_NO_SUCH_USERNAME,
+                        format!("Username '{callee}' unreachable (its proxy did not answer)"),
+                    ))
+                }
+            };
+            match outcome {
+                Ok(result) => act.result(Some(&transaction), result, None),
+                Err(e) => act.error(&transaction, e),
+            }
+        });
+        ctx.wait(fut);
+        Ok(None)
+    }
+
+    /// Undoes our side of a call to another proxy that did not get through; with a reason,
+    /// the callee's side is told too (it may have been rung after all).
+    fn cancel_remote_call(&mut self, tell: Option<&str>) {
+        let (Some(call), Some(name)) = (self.call.take(), self.username.as_deref()) else {
+            return;
+        };
+        self.shared.directory.lock().cancel(name, call.id);
+        if let (
+            Some(reason),
+            Peer::Remote {
+                remote,
+                proxy,
+                username,
+            },
+        ) = (tell, &call.peer)
+        {
+            self.pending.clear();
+            remote.hangup(proxy, username, call.id, name, reason);
+        }
     }
 
     fn accept(&mut self, jsep: Option<JsonMap>) -> Result<Value, PluginError> {
@@ -344,11 +585,7 @@ impl P2pCallHandle {
             if directory.call_of(me).map(|p| p.call_id) != Some(call.id) {
                 return Err(no_call());
             }
-            call.peer.do_send(CallAccepted {
-                call_id: call.id,
-                callee: me.clone(),
-                jsep,
-            });
+            call.peer.accepted(call.id, me, jsep);
         }
         call.phase = Phase::Established;
         // Our own result first, then webrtcup (sent by `on_message` order below).
@@ -363,10 +600,7 @@ impl P2pCallHandle {
             }
             // A re-offer (or its answer) only means something to an established call.
             if let Some(call) = self.call.as_ref().filter(|c| c.phase == Phase::Established) {
-                call.peer.do_send(PeerUpdate {
-                    call_id: call.id,
-                    jsep,
-                });
+                call.peer.update(call.id, jsep);
             }
         }
         Ok(json!({"event": "set"}))
@@ -395,10 +629,7 @@ impl P2pCallHandle {
             return;
         };
         for candidate in self.pending.drain(..) {
-            call.peer.do_send(PeerTrickle {
-                call_id: call.id,
-                candidate,
-            });
+            call.peer.trickle(call.id, candidate);
         }
     }
 
@@ -409,12 +640,24 @@ impl P2pCallHandle {
 }
 
 /// Tells the other side of an ended call (called under the directory lock, see the module doc).
-fn tell_hangup(ended: Ended<Addr<P2pCallHandle>>, me: &str, reason: &str) {
-    ended.to.do_send(PeerHangup {
-        call_id: ended.call_id,
-        username: me.to_owned(),
-        reason: reason.to_owned(),
-    });
+fn tell_hangup(
+    ended: Ended<Addr<P2pCallHandle>>,
+    me: &str,
+    reason: &str,
+    remote: Option<&P2pRemote>,
+) {
+    match ended.to {
+        Reach::Local(addr) => addr.do_send(PeerHangup {
+            call_id: ended.call_id,
+            username: me.to_owned(),
+            reason: reason.to_owned(),
+        }),
+        Reach::Remote(proxy) => {
+            if let Some(remote) = remote {
+                remote.hangup(&proxy, &ended.peer, ended.call_id, me, reason);
+            }
+        }
+    }
 }
 
 impl Actor for P2pCallHandle {
@@ -501,13 +744,18 @@ impl Handler<IncomingCall> for P2pCallHandle {
     type Result = ();
 
     fn handle(&mut self, msg: IncomingCall, _: &mut Context<Self>) {
+        if self.username.is_none() {
+            // Rung while our name was being claimed, and the claim failed: the directory has
+            // ended that call already.
+            return;
+        }
         // The directory paired us with the caller, so any call we still had locally is over
         // (its PeerHangup came first). Our client trickles for this call only once it has
         // the offer, so anything still queued is stale.
         self.pending.clear();
         self.call = Some(Call {
             id: msg.call_id,
-            peer: msg.caller_addr,
+            peer: msg.peer,
             phase: Phase::Ringing,
         });
         let result = json!({"event": "incomingcall", "username": msg.caller});

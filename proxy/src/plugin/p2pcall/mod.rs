@@ -5,13 +5,16 @@
 //! once the answer is relayed. The peers' PeerConnections connect to each other directly.
 //!
 //! Every handle is a [`handle::P2pCallHandle`] actor; the shared [`directory::Directory`] maps
-//! registered names to those actors and pairs callers with callees. No backend is used.
+//! registered names to those actors and pairs callers with callees. No backend is used. With a
+//! shared store, names are claimed cluster-wide and calls reach users of other proxies
+//! ([`remote`]).
 
 pub mod directory;
 pub mod handle;
+pub mod remote;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
@@ -35,11 +38,19 @@ pub struct Shared {
     /// Proxy-wide handle keys: handle ids are only unique within a session, and a handle must
     /// never remove a registration that is not its own.
     next_key: AtomicU64,
+    /// The plugin's side of the bus between proxies, made at the first attach (the store
+    /// comes after the plugins); None without a shared store.
+    remote: OnceLock<Option<Arc<remote::P2pRemote>>>,
 }
 
 impl Shared {
     fn next_key(&self) -> u64 {
         self.next_key.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Users and peers on other proxies (None without a shared store).
+    pub fn remote(&self) -> Option<Arc<remote::P2pRemote>> {
+        self.remote.get().cloned().flatten()
     }
 }
 
@@ -53,6 +64,7 @@ impl Default for P2pCallPlugin {
             shared: Arc::new(Shared {
                 directory: Mutex::new(Directory::default()),
                 next_key: AtomicU64::new(1),
+                remote: OnceLock::new(),
             }),
         }
     }
@@ -75,6 +87,10 @@ impl Plugin for P2pCallPlugin {
     }
 
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
+        self.shared.remote.get_or_init(|| {
+            let bus = ctx.state.store.bus()?;
+            Some(remote::P2pRemote::register(&bus, &self.shared))
+        });
         let handle = P2pCallHandle::new(self.shared.clone(), self.shared.next_key(), ctx).start();
         Box::pin(async move {
             Ok(AttachedHandle {

@@ -30,7 +30,7 @@ use janus_protocol::{JsonMap, PluginData, ServerMessage, Trickle};
 use serde_json::{json, Value};
 
 use super::errors::{self, VcError};
-use super::remote::Bus;
+use super::remote::{self, VideoCallRemote};
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::transactions::split_transaction;
 use crate::backend::BackendIncoming;
@@ -41,6 +41,7 @@ use crate::plugin::{AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
+use crate::store::Claim;
 use crate::transport::{ClientFrame, ReplyTo};
 use futures_util::future::LocalBoxFuture;
 
@@ -114,29 +115,32 @@ pub enum LeftCause {
 #[derive(Clone)]
 pub enum Peer {
     Local(Addr<VideoCallHandle>),
-    Remote { bus: Arc<Bus>, proxy: String },
+    Remote {
+        remote: Arc<VideoCallRemote>,
+        proxy: String,
+    },
 }
 
 impl Peer {
     fn left(&self, call: u64, cause: LeftCause) {
         match self {
             Peer::Local(addr) => addr.do_send(PeerLeft { call, cause }),
-            Peer::Remote { bus, proxy } => bus.left(proxy, call, &cause),
+            Peer::Remote { remote, proxy } => remote.left(proxy, call, &cause),
         }
     }
 
     fn leg_ready(&self, call: u64) {
         match self {
             Peer::Local(addr) => addr.do_send(PeerLegReady { call }),
-            Peer::Remote { bus, proxy } => bus.leg_ready(proxy, call),
+            Peer::Remote { remote, proxy } => remote.leg_ready(proxy, call),
         }
     }
 
     fn is_busy(&self, username: String) -> LocalBoxFuture<'static, Result<bool, ()>> {
         match self.clone() {
             Peer::Local(addr) => Box::pin(async move { addr.send(IsBusy).await.map_err(|_| ()) }),
-            Peer::Remote { bus, proxy } => {
-                Box::pin(async move { bus.is_busy(&proxy, &username).await })
+            Peer::Remote { remote, proxy } => {
+                Box::pin(async move { remote.is_busy(&proxy, &username).await })
             }
         }
     }
@@ -149,7 +153,7 @@ impl Peer {
     ) -> LocalBoxFuture<'static, Result<Ringing, ()>> {
         match self.clone() {
             Peer::Local(addr) => Box::pin(async move { addr.send(msg).await.map_err(|_| ()) }),
-            Peer::Remote { bus, proxy } => Box::pin(bus.ring(proxy, username, msg, me)),
+            Peer::Remote { remote, proxy } => Box::pin(remote.ring(proxy, username, msg, me)),
         }
     }
 }
@@ -206,6 +210,8 @@ pub struct VideoCallHandle {
     session: Addr<ClientSession>,
     opaque_id: Option<String>,
     directory: SharedDirectory,
+    /// Users and peers on other proxies (None without a shared store).
+    remote: Option<Arc<VideoCallRemote>>,
     username: Option<String>,
     /// Client requests wait here while one is in progress (as Janus's plugin queue does).
     queue: VecDeque<HandleCommand>,
@@ -232,7 +238,11 @@ enum Outcome {
 }
 
 impl VideoCallHandle {
-    pub fn new(ctx: AttachContext, directory: SharedDirectory) -> Self {
+    pub fn new(
+        ctx: AttachContext,
+        directory: SharedDirectory,
+        remote: Option<Arc<VideoCallRemote>>,
+    ) -> Self {
         VideoCallHandle {
             session_id: ctx.session_id,
             handle_id: ctx.handle_id,
@@ -240,6 +250,7 @@ impl VideoCallHandle {
             session: ctx.session,
             opaque_id: ctx.opaque_id,
             directory,
+            remote,
             username: None,
             queue: VecDeque::new(),
             busy: false,
@@ -391,18 +402,15 @@ impl VideoCallHandle {
         match request_name.as_str() {
             "list" => {
                 let mut list = self.directory.lock().list();
-                if let Some(bus) = self.state.store.videocall() {
-                    list.extend(bus.remote_users());
+                if let Some(remote) = &self.remote {
+                    list.extend(remote.remote_users());
                     list.sort();
                     list.dedup();
                 }
                 let outcome = Outcome::Result(json!({ "list": list }));
                 self.reply(&transaction, &reply_to, outcome);
             }
-            "register" => {
-                let outcome = self.register(ctx, &body);
-                self.reply(&transaction, &reply_to, outcome);
-            }
+            "register" => self.register(ctx, transaction, &body, reply_to),
             // In a call the backend answers, as Janus would: a second `call` gets 480 there,
             // and Janus's 480 also closes the caller's PeerConnection, ending the call.
             "call" | "accept" | "set" | "hangup" if self.live_leg().is_some() => {
@@ -458,34 +466,64 @@ impl VideoCallHandle {
         }
     }
 
-    fn register(&mut self, ctx: &mut Context<Self>, body: &JsonMap) -> Outcome {
+    /// Registers the name here, then (with a shared store) claims it in Redis: of two
+    /// proxies registering one name at once, exactly one wins. The handle waits for the claim
+    /// (as Janus's plugin handles one request of a handle at a time).
+    fn register(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        body: &JsonMap,
+        reply_to: ReplyTo,
+    ) {
         if let Some(username) = &self.username {
-            return Outcome::Error(VcError::already_registered(username));
+            let err = VcError::already_registered(username);
+            return self.reply(&transaction, &reply_to, Outcome::Error(err));
         }
         let username = match errors::required_string(body, "username") {
             Ok(u) => u.to_owned(),
-            Err(e) => return Outcome::Error(e),
+            Err(e) => return self.reply(&transaction, &reply_to, Outcome::Error(e)),
         };
-        let elsewhere = self
-            .state
-            .store
-            .videocall()
-            .is_some_and(|bus| bus.remote_user(&username).is_some());
-        if elsewhere {
-            return Outcome::Error(VcError::taken(&username));
+        // Redis away: the last view of the other proxies' users is the best there is.
+        let elsewhere = self.state.store.is_degraded()
+            && self
+                .remote
+                .as_ref()
+                .is_some_and(|r| r.remote_user(&username).is_some());
+        let reserved = !elsewhere
+            && self
+                .directory
+                .lock()
+                .register(&username, self.handle_id, ctx.address())
+                .is_ok();
+        if !reserved {
+            let err = VcError::taken(&username);
+            return self.reply(&transaction, &reply_to, Outcome::Error(err));
         }
-        let registered = self
-            .directory
-            .lock()
-            .register(&username, self.handle_id, ctx.address());
-        match registered {
-            Ok(()) => {
-                self.state.store.user_up(&username);
-                self.username = Some(username.clone());
-                Outcome::Result(json!({"event": "registered", "username": username}))
-            }
-            Err(_) => Outcome::Error(VcError::taken(&username)),
+        if !self.state.store.is_shared() {
+            self.username = Some(username.clone());
+            let result = json!({"event": "registered", "username": username});
+            return self.reply(&transaction, &reply_to, Outcome::Result(result));
         }
+        self.ack(&transaction, &reply_to);
+        // Queued requests wait for the claim too (`drain` stops while busy).
+        self.busy = true;
+        let claim = self.state.store.claim_user(remote::TOPIC, &username);
+        let fut = claim
+            .into_actor(self)
+            .map(move |claim, act: &mut Self, ctx| {
+                let outcome = if claim == Claim::Taken {
+                    act.directory.lock().unregister(&username, act.handle_id);
+                    Outcome::Error(VcError::taken(&username))
+                } else {
+                    act.username = Some(username.clone());
+                    Outcome::Result(json!({"event": "registered", "username": username}))
+                };
+                act.answer(&transaction, outcome);
+                act.busy = false;
+                act.drain(ctx);
+            });
+        ctx.wait(fut);
     }
 
     /// Janus's checks of `call`, in its order; the ones after the callee's busy check need
@@ -523,9 +561,9 @@ impl VideoCallHandle {
         let local = self.directory.lock().lookup(&callee);
         let peer = match local {
             Some((_, addr)) => Some(Peer::Local(addr)),
-            None => self.state.store.videocall().and_then(|bus| {
-                let proxy = bus.remote_user(&callee)?;
-                Some(Peer::Remote { bus, proxy })
+            None => self.remote.clone().and_then(|remote| {
+                let proxy = remote.remote_user(&callee)?;
+                Some(Peer::Remote { remote, proxy })
             }),
         };
         let Some(peer) = peer else {
@@ -830,7 +868,7 @@ impl VideoCallHandle {
         self.gone = true;
         if let Some(username) = self.username.take() {
             if self.directory.lock().unregister(&username, self.handle_id) {
-                self.state.store.user_down(&username);
+                self.state.store.user_down(remote::TOPIC, &username);
             }
         }
         if let Some(call) = self.call.take() {
@@ -1071,7 +1109,7 @@ impl Actor for VideoCallHandle {
         // Also reached when the system shuts down.
         if let Some(username) = self.username.take() {
             if self.directory.lock().unregister(&username, self.handle_id) {
-                self.state.store.user_down(&username);
+                self.state.store.user_down(remote::TOPIC, &username);
             }
         }
         if let Some(call) = self.call.take() {

@@ -38,6 +38,9 @@ pub type SharedDirectory = Arc<Mutex<Directory<Addr<VideoCallHandle>>>>;
 #[derive(Default)]
 pub struct VideoCallPlugin {
     directory: SharedDirectory,
+    /// The plugin's side of the bus between proxies, made at the first attach (the store
+    /// comes after the plugins); None without a shared store.
+    remote: std::sync::OnceLock<Option<Arc<remote::VideoCallRemote>>>,
 }
 
 impl VideoCallPlugin {
@@ -68,11 +71,15 @@ impl Plugin for VideoCallPlugin {
     /// A videocall handle needs no backend until it is in a call: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let directory = self.directory.clone();
-        if let Some(bus) = ctx.state.store.videocall() {
-            bus.set_directory(&directory);
-        }
+        let remote = self
+            .remote
+            .get_or_init(|| {
+                let bus = ctx.state.store.bus()?;
+                Some(remote::VideoCallRemote::register(&bus, &directory))
+            })
+            .clone();
         Box::pin(async move {
-            let handle = VideoCallHandle::new(ctx, directory).start();
+            let handle = VideoCallHandle::new(ctx, directory, remote).start();
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
