@@ -165,6 +165,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         "janus-proxy: clients on {ws_scheme}://{ws_addr}, admin on {admin_scheme}://{admin_addr}"
     );
     let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr));
+    crate::store::rooms::share(&state);
     Ok(RunningProxy {
         store_task,
         ws_addr,

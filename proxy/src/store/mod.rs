@@ -22,8 +22,10 @@
 //! * Videocall users and peer messages: see [`crate::plugin::videocall::remote`]; this task
 //!   writes and reads the users and publishes the messages, another one subscribes.
 //!
+//! * Videoroom and audiobridge rooms: see [`rooms`] (its own task and connection).
+//!
 //! Next (issue 9): p2pcall between proxies (its pairing state and every signalling event over
-//! pub/sub, on the same channels), rooms (issues 7, 8).
+//! pub/sub, on the same channels).
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -43,10 +45,14 @@ use crate::metrics::Metrics;
 use crate::plugin::videocall::remote::Bus;
 use crate::registry::{ServerRegistry, SharedReport, SyncShared};
 
+pub mod rooms;
+
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
     shared: bool,
     videocall: Option<Arc<Bus>>,
+    /// Videoroom and audiobridge rooms (see [`rooms`]).
+    rooms: Option<Arc<rooms::RoomStore>>,
     proxy_id: String,
     tx: Option<mpsc::UnboundedSender<StoreCommand>>,
     health: Arc<StoreHealth>,
@@ -98,6 +104,7 @@ impl StoreHandle {
         StoreHandle {
             shared: false,
             videocall: None,
+            rooms: None,
             proxy_id: String::new(),
             tx: None,
             health,
@@ -137,6 +144,11 @@ impl StoreHandle {
     /// The videocall users and messages of other proxies (None in memory).
     pub fn videocall(&self) -> Option<Arc<Bus>> {
         self.videocall.clone()
+    }
+
+    /// The shared rooms (None in memory).
+    pub fn rooms(&self) -> Option<Arc<rooms::RoomStore>> {
+        self.rooms.clone()
     }
 
     pub fn user_up(&self, username: &str) {
@@ -249,6 +261,7 @@ pub fn open(
             let _ = publisher.send(StoreCommand::Publish { channel, payload });
         }),
     );
+    let rooms = rooms::RoomStore::new(client.clone(), config, proxy_id.clone());
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
     let syncer = Syncer {
@@ -277,6 +290,7 @@ pub fn open(
         StoreHandle {
             shared: true,
             videocall: Some(bus),
+            rooms: Some(rooms),
             proxy_id,
             tx: Some(tx),
             health,
