@@ -423,7 +423,12 @@ impl RoomStore {
     }
 
     pub fn participant_left(&self, kind: RoomKind, room: u64, handle: u64) {
-        if self.participants.lock().remove(&(kind, room, handle)).is_some() {
+        if self
+            .participants
+            .lock()
+            .remove(&(kind, room, handle))
+            .is_some()
+        {
             let _ = self
                 .writes
                 .send(RoomWrite::ParticipantDown(kind, room, handle));
@@ -438,7 +443,10 @@ impl RoomStore {
         };
         let mut fields = vec![
             ("room", record.id.to_string()),
-            ("settings", Value::Object(record.settings.clone()).to_string()),
+            (
+                "settings",
+                Value::Object(record.settings.clone()).to_string(),
+            ),
             ("creator", creator),
             ("permanent", if record.permanent { "1" } else { "0" }.into()),
             ("ctime", crate::registry::record::unix_now().to_string()),
@@ -562,9 +570,7 @@ impl RoomStore {
             };
             let rooms = self.read_rooms(kind).await?;
             let ids: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
-            let remote = self
-                .read_participants(kind, &ids, &alive, settling)
-                .await?;
+            let remote = self.read_participants(kind, &ids, &alive, settling).await?;
             let touched = self.touched.lock().clone();
             let dirty = self.dirty.lock().clone();
             let keep = |id: u64| {
@@ -809,10 +815,14 @@ mod tests {
                 ..record
             }
         );
-        assert_eq!(store.room_key(RoomKind::AudioBridge, 7), "januscloud:audiobridge_rooms:7");
+        assert_eq!(
+            store.room_key(RoomKind::AudioBridge, 7),
+            "januscloud:audiobridge_rooms:7"
+        );
         assert!(parse_room(1, &HashMap::new()).is_none());
-        let garbage: HashMap<String, String> =
-            [("settings".to_owned(), "[1]".to_owned())].into_iter().collect();
+        let garbage: HashMap<String, String> = [("settings".to_owned(), "[1]".to_owned())]
+            .into_iter()
+            .collect();
         assert!(parse_room(1, &garbage).is_none());
     }
 }

@@ -34,7 +34,6 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::directory::Whereabouts;
-use crate::store::rooms::{ParticipantRecord, RoomKind, RoomRecord};
 use super::{SharedRooms, PACKAGE};
 use crate::backend::link::LinkPhase;
 use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
@@ -45,6 +44,7 @@ use crate::plugin::{AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
+use crate::store::rooms::{ParticipantRecord, RoomKind, RoomRecord};
 use crate::transport::{ClientFrame, ReplyTo};
 
 /// Janus's code for errors that fit no other (the proxy's own failures).
@@ -1270,7 +1270,12 @@ impl AudioBridgeHandle {
                                         if written == Ok(false) {
                                             act.rooms.lock().remove(id);
                                             act.looked_up = None;
-                                            return act.room_exists(ctx, id, &transaction, &reply_to);
+                                            return act.room_exists(
+                                                ctx,
+                                                id,
+                                                &transaction,
+                                                &reply_to,
+                                            );
                                         }
                                         act.send_frame(&out, Some(&reply_to));
                                         act.done(ctx);

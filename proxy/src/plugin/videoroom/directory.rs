@@ -586,7 +586,12 @@ impl LocalRooms for Mutex<Directory> {
         self.lock().learn(record);
     }
 
-    fn apply(&self, rooms: &[RoomRecord], remote: &HashMap<u64, usize>, keep: &dyn Fn(u64) -> bool) {
+    fn apply(
+        &self,
+        rooms: &[RoomRecord],
+        remote: &HashMap<u64, usize>,
+        keep: &dyn Fn(u64) -> bool,
+    ) {
         self.lock().apply_shared(rooms, remote, keep);
     }
 }

@@ -229,7 +229,12 @@ impl VideoRoomHandle {
         }
         let requested = body.get("room").and_then(Value::as_u64).unwrap_or(0);
         if requested != 0 && self.directory.lock().exists(requested) {
-            return self.refuse(&transaction, &reply_to, false, &VrError::room_exists(requested));
+            return self.refuse(
+                &transaction,
+                &reply_to,
+                false,
+                &VrError::room_exists(requested),
+            );
         }
         let id = if requested == 0 {
             self.directory.lock().fresh_id()

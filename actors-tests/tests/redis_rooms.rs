@@ -1,0 +1,628 @@
+//! Videoroom and audiobridge rooms shared by two proxies through Redis (`[store] url`): a real
+//! Redis, two real Janus servers (`j1`, `j2`, configured on both proxies), proxy A in its own
+//! process (so that it can be killed with -9) and proxy B in-process.
+//!
+//! * A room created on A is seen on B (`exists`, `join`, `listparticipants`, `list`), and its
+//!   participants on both proxies are in the SAME backend room: exactly one Janus has it, the
+//!   one Redis records, and Janus's own events (`joining`, `leaving`, `participants`,
+//!   `destroyed`) reach everyone.
+//! * kill -9 of proxy A: Janus drops A's sessions (the tests' Janus has
+//!   reclaim_session_timeout 0), B's participants get `leaving` within a few seconds, B keeps
+//!   serving the rooms, and A's participants leave Redis once its heartbeat expired.
+//! * Redis stopped: both proxies keep serving their rooms; restarted (empty): they write them
+//!   again and see each other's.
+//!
+//! Without real media (no ICE on loopback) Janus 1.1.2 announces no publisher (`publishers`
+//! comes with `webrtcup`) and refuses subscriptions to such feeds (428): rooms are created with
+//! `notify_joining`, so that a participant's arrival is announced (`joining`, `attendees`).
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::scenario::{peer_on, Peer as User};
+use actors_tests::{
+    free_port, http, init_logging, proxy_config, JanusServer, ProxyConfig, ProxyUnderTest,
+};
+use anyhow::{bail, ensure, Context as _};
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(15);
+const VIDEOROOM: &str = "janus.plugin.videoroom";
+const AUDIOBRIDGE: &str = "janus.plugin.audiobridge";
+const OFFER: &str = include_str!("data/videocall-offer.sdp");
+
+fn skip() -> bool {
+    if redis_server::available() {
+        return false;
+    }
+    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
+    true
+}
+
+/// The two Janus servers, as both proxies name them.
+fn servers(j1: &JanusServer, j2: &JanusServer) -> Vec<(&'static str, String)> {
+    vec![("j1", j1.ws_url()), ("j2", j2.ws_url())]
+}
+
+fn shared_config(redis: &RedisServer, backends: &[(&str, String)], id: &str) -> ProxyConfig {
+    let mut config = proxy_config(backends);
+    config.store.url = redis.url();
+    config.store.proxy_id = id.to_owned();
+    config.store.sync_interval_ms = 200;
+    config.store.heartbeat_ttl_s = 2;
+    config.store.timeout_ms = 500;
+    config
+}
+
+/// A `proxy-under-test` process sharing `redis`; killed (-9) when dropped.
+struct ProxyProcess {
+    ws: u16,
+    admin: u16,
+    child: Option<std::process::Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl ProxyProcess {
+    fn start(
+        redis: &RedisServer,
+        backends: &[(&str, String)],
+        id: &str,
+    ) -> anyhow::Result<ProxyProcess> {
+        let dir = tempfile::tempdir()?;
+        let (ws, admin) = (free_port()?, free_port()?);
+        let mut config = format!(
+            "[ws]\nlisten = \"127.0.0.1:{ws}\"\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
+             [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = 200\nheartbeat_ttl_s = 2\n\
+             timeout_ms = 500\n",
+            redis.url()
+        );
+        for (name, url) in backends {
+            config.push_str(&format!(
+                "\n[[backend.servers]]\nname = \"{name}\"\nurl = \"{url}\"\n"
+            ));
+        }
+        let path = dir.path().join("proxy.toml");
+        std::fs::write(&path, config)?;
+        let child = Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("proxy-under-test")?;
+        Ok(ProxyProcess {
+            ws,
+            admin,
+            child: Some(child),
+            _dir: dir,
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.ws)
+    }
+
+    fn admin_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `/readyz` on `admin` until `check` holds on its JSON body.
+async fn wait_readyz(
+    admin: std::net::SocketAddr,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(response) = http::get(admin, "/readyz").await {
+            if response.status == 200 && check(&response.json()) {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("/readyz of {admin} never showed {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn store_is(state: &'static str, proxies: u64) -> impl Fn(&Value) -> bool {
+    move |b| b["store"]["state"] == state && b["store"]["proxies"] == proxies
+}
+
+async fn user(url: &str, plugin: &str) -> anyhow::Result<User> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match peer_on(url, plugin).await {
+            Ok(u) => return Ok(u),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+fn next_transaction() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!("t{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Sends a plugin request (with the test offer if `offer`) and returns the plugin data of its
+/// answer: the `success` of a synchronous request, the `event` of an asynchronous one (with
+/// the jsep under `"jsep"`). Frames in between are skipped.
+async fn answer(u: &mut User, body: Value, offer: bool) -> anyhow::Result<Value> {
+    let transaction = next_transaction();
+    let mut m = json!({"janus": "message", "session_id": u.session, "handle_id": u.handle,
+        "transaction": transaction, "body": body});
+    if offer {
+        m["jsep"] = json!({"type": "offer", "sdp": OFFER});
+    }
+    u.client.send(&m).await?;
+    let frames = u
+        .client
+        .recv_until(WAIT, |f| {
+            f["transaction"] == transaction
+                && (f["janus"] == "success" || f["janus"] == "event" || f["janus"] == "error")
+        })
+        .await
+        .with_context(|| format!("answer to {body}"))?;
+    let last = frames.last().context("no answer")?;
+    ensure!(last["janus"] != "error", "{body}: {last}");
+    let mut data = last["plugindata"]["data"].clone();
+    if let Some(jsep) = last.get("jsep") {
+        data["jsep"] = jsep.clone();
+    }
+    Ok(data)
+}
+
+/// Waits for a plugin event on `u` (no transaction) for which `pred` holds on its data.
+async fn event(u: &mut User, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
+    let frames = u
+        .client
+        .recv_until(WAIT, |f| {
+            f["janus"] == "event" && pred(&f["plugindata"]["data"])
+        })
+        .await
+        .with_context(|| format!("waiting for {what}"))?;
+    Ok(frames.last().context("no frame")?["plugindata"]["data"].clone())
+}
+
+async fn exists(u: &mut User, room: u64) -> anyhow::Result<bool> {
+    let data = answer(u, json!({"request": "exists", "room": room}), false).await?;
+    data["exists"].as_bool().context("no exists")
+}
+
+/// Polls `exists` on `u` until it is `expected`.
+async fn wait_exists(u: &mut User, room: u64, expected: bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    while exists(u, room).await? != expected {
+        if Instant::now() > deadline {
+            bail!("room {room}: exists never {expected}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// The participant ids `listparticipants` gives, sorted.
+async fn participant_ids(u: &mut User, room: u64) -> anyhow::Result<Vec<u64>> {
+    let data = answer(
+        u,
+        json!({"request": "listparticipants", "room": room}),
+        false,
+    )
+    .await?;
+    let mut ids: Vec<u64> = data["participants"]
+        .as_array()
+        .with_context(|| format!("listparticipants: {data}"))?
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+/// Which of the Janus servers has `room` of `plugin` (asked directly, not through a proxy).
+async fn backends_with(
+    plugin: &str,
+    room: u64,
+    janus: &[(&str, String)],
+) -> anyhow::Result<Vec<String>> {
+    let mut on = Vec::new();
+    for (name, url) in janus {
+        let mut direct = user(url, plugin).await?;
+        if exists(&mut direct, room).await? {
+            on.push((*name).to_owned());
+        }
+        direct.client.close().await?;
+    }
+    Ok(on)
+}
+
+fn redis_field(redis: &RedisServer, key: &str, field: &str) -> anyhow::Result<String> {
+    Ok(redis.cli(&["HGET", key, field])?.trim().to_owned())
+}
+
+/// Polls the number of fields of a participants hash until it is `n`.
+async fn wait_hlen(redis: &RedisServer, key: &str, n: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let got: usize = redis
+            .cli(&["HLEN", key])?
+            .trim()
+            .parse()
+            .unwrap_or(usize::MAX);
+        if got == n {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{key}: {got} fields, not {n}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn join_videoroom(u: &mut User, room: u64, id: u64, name: &str) -> anyhow::Result<Value> {
+    let data = answer(
+        u,
+        json!({"request": "join", "room": room, "ptype": "publisher", "id": id,
+            "display": name}),
+        false,
+    )
+    .await?;
+    ensure!(data["videoroom"] == "joined", "{name} joins {room}: {data}");
+    Ok(data)
+}
+
+/// Publishes the test offer: Janus answers.
+async fn publish(u: &mut User, name: &str) -> anyhow::Result<()> {
+    let data = answer(
+        u,
+        json!({"request": "configure", "audio": true, "video": true}),
+        true,
+    )
+    .await?;
+    ensure!(
+        data["configured"] == "ok" && data["jsep"]["type"] == "answer",
+        "{name} publishes: {data}"
+    );
+    Ok(())
+}
+
+/// Ids in a `joined`'s `publishers` and `attendees`.
+fn present(joined: &Value) -> Vec<u64> {
+    let mut ids: Vec<u64> = ["publishers", "attendees"]
+        .iter()
+        .filter_map(|k| joined[k].as_array())
+        .flatten()
+        .filter_map(|p| p["id"].as_u64())
+        .collect();
+    ids.sort();
+    ids
+}
+
+async fn join_audiobridge(u: &mut User, room: u64, id: u64, name: &str) -> anyhow::Result<Value> {
+    let data = answer(
+        u,
+        json!({"request": "join", "room": room, "id": id, "display": name}),
+        false,
+    )
+    .await?;
+    ensure!(
+        data["audiobridge"] == "joined",
+        "{name} joins {room}: {data}"
+    );
+    Ok(data)
+}
+
+struct Cluster {
+    redis: RedisServer,
+    janus: Vec<(&'static str, String)>,
+    _j1: JanusServer,
+    _j2: JanusServer,
+}
+
+async fn cluster() -> anyhow::Result<Cluster> {
+    let redis = RedisServer::start().await?;
+    let j1 = JanusServer::start().await?;
+    let j2 = JanusServer::start().await?;
+    Ok(Cluster {
+        redis,
+        janus: servers(&j1, &j2),
+        _j1: j1,
+        _j2: j2,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let c = cluster().await?;
+    let mut a = ProxyProcess::start(&c.redis, &c.janus, "a")?;
+    let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
+    for admin in [a.admin_addr(), b.admin_addr] {
+        wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
+    }
+    let (a_url, b_url) = (a.url(), b.ws_url());
+
+    // ---- a videoroom created on A ----
+    let room = 7001;
+    let mut alice = user(&a_url, VIDEOROOM).await?;
+    let created = answer(
+        &mut alice,
+        json!({"request": "create", "room": room, "secret": "s3cret", "publishers": 6,
+            "notify_joining": true, "permanent": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    let key = format!("januscloud:videoroom_rooms:{room}");
+    ensure!(redis_field(&c.redis, &key, "creator")? == "a");
+    ensure!(redis_field(&c.redis, &key, "permanent")? == "1");
+    // Seen on B at once (read-through), and the same id cannot be created there.
+    let mut bob = user(&b_url, VIDEOROOM).await?;
+    ensure!(exists(&mut bob, room).await?, "room {room} not seen on B");
+    let again = answer(&mut bob, json!({"request": "create", "room": room}), false).await?;
+    ensure!(again["error_code"] == 427, "{again}");
+
+    // A publisher on each proxy, each with a real SDP offer: one backend room.
+    join_videoroom(&mut alice, room, 1, "alice").await?;
+    publish(&mut alice, "alice").await?;
+    let placed = redis_field(&c.redis, &key, "server")?;
+    ensure!(placed == "j1" || placed == "j2", "placement {placed:?}");
+    let joined = join_videoroom(&mut bob, room, 2, "bob").await?;
+    ensure!(present(&joined) == [1], "bob does not see alice: {joined}");
+    let joining = event(&mut alice, "bob joining", |d| d["joining"].is_object()).await?;
+    ensure!(joining["joining"]["id"] == 2, "{joining}");
+    publish(&mut bob, "bob").await?;
+    let on = backends_with(VIDEOROOM, room, &c.janus).await?;
+    ensure!(on == [placed.clone()], "room on {on:?}, placed on {placed}");
+    ensure!(participant_ids(&mut alice, room).await? == [1, 2]);
+    ensure!(participant_ids(&mut bob, room).await? == [1, 2]);
+    // `list` on B counts A's publisher too (from Redis, next sync round).
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = answer(&mut bob, json!({"request": "list"}), false).await?;
+        let n = list["list"]
+            .as_array()
+            .and_then(|l| l.iter().find(|r| r["room"] == room))
+            .map(|r| r["num_participants"].clone());
+        if n == Some(json!(2)) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "list on B: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // carol, on B too, stays until the room is destroyed.
+    let mut carol = user(&b_url, VIDEOROOM).await?;
+    join_videoroom(&mut carol, room, 3, "carol").await?;
+    event(&mut alice, "carol joining", |d| d["joining"]["id"] == 3).await?;
+    // bob leaves on B: alice, on A, is told by Janus.
+    let left = answer(&mut bob, json!({"request": "leave"}), false).await?;
+    ensure!(left["leaving"] == "ok", "{left}");
+    event(&mut alice, "bob leaving", |d| d["leaving"] == 2).await?;
+    // An edit on B reaches A's directory (the room list shows it).
+    let edited = answer(
+        &mut carol,
+        json!({"request": "edit", "room": room, "secret": "s3cret",
+            "new_description": "renamed on B"}),
+        false,
+    )
+    .await?;
+    ensure!(edited["videoroom"] == "edited", "{edited}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let list = answer(&mut alice, json!({"request": "list"}), false).await?;
+        let renamed = list["list"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["description"] == "renamed on B"));
+        if renamed {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "list on A: {list}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // destroy on A: carol (B) is told by Janus, and B forgets the room.
+    let destroyed = answer(
+        &mut alice,
+        json!({"request": "destroy", "room": room, "secret": "s3cret"}),
+        false,
+    )
+    .await?;
+    ensure!(destroyed["videoroom"] == "destroyed", "{destroyed}");
+    event(&mut carol, "destroyed", |d| d["videoroom"] == "destroyed").await?;
+    wait_exists(&mut bob, room, false).await?;
+    ensure!(c.redis.cli(&["EXISTS", &key])?.trim() == "0");
+
+    // ---- an audiobridge room created on A ----
+    let aroom = 8001;
+    let mut dave = user(&a_url, AUDIOBRIDGE).await?;
+    let created = answer(
+        &mut dave,
+        json!({"request": "create", "room": aroom, "description": "shared"}),
+        false,
+    )
+    .await?;
+    ensure!(created["audiobridge"] == "created", "{created}");
+    join_audiobridge(&mut dave, aroom, 11, "dave").await?;
+    let mut erin = user(&b_url, AUDIOBRIDGE).await?;
+    let joined = join_audiobridge(&mut erin, aroom, 12, "erin").await?;
+    let ids: Vec<&Value> = joined["participants"]
+        .as_array()
+        .map(|p| p.iter().map(|p| &p["id"]).collect())
+        .unwrap_or_default();
+    ensure!(ids == [&json!(11)], "erin does not see dave: {joined}");
+    event(&mut dave, "erin joining", |d| {
+        d["participants"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == 12))
+    })
+    .await?;
+    let on = backends_with(AUDIOBRIDGE, aroom, &c.janus).await?;
+    let aplaced = redis_field(
+        &c.redis,
+        &format!("januscloud:audiobridge_rooms:{aroom}"),
+        "server",
+    )?;
+    ensure!(
+        on == [aplaced.clone()],
+        "room on {on:?}, placed on {aplaced}"
+    );
+    ensure!(participant_ids(&mut erin, aroom).await? == [11, 12]);
+    let left = answer(&mut erin, json!({"request": "leave"}), false).await?;
+    ensure!(left["audiobridge"] == "left", "{left}");
+    event(&mut dave, "erin leaving", |d| d["leaving"] == 12).await?;
+    let mut frank = user(&b_url, AUDIOBRIDGE).await?;
+    join_audiobridge(&mut frank, aroom, 13, "frank").await?;
+    event(&mut dave, "frank joining", |d| {
+        d["participants"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["id"] == 13))
+    })
+    .await?;
+
+    // ---- kill -9 of proxy A ----
+    let vroom = 7002;
+    let created = answer(
+        &mut alice,
+        json!({"request": "create", "room": vroom, "notify_joining": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    let mut hank = user(&a_url, VIDEOROOM).await?;
+    join_videoroom(&mut hank, vroom, 21, "hank").await?;
+    publish(&mut hank, "hank").await?;
+    let mut grace = user(&b_url, VIDEOROOM).await?;
+    let joined = join_videoroom(&mut grace, vroom, 22, "grace").await?;
+    ensure!(present(&joined) == [21], "{joined}");
+    let participants_key = format!("januscloud:videoroom_participants:{vroom}");
+    wait_hlen(&c.redis, &participants_key, 2).await?;
+    a.kill();
+    let killed = Instant::now();
+    event(&mut grace, "hank leaving", |d| d["leaving"] == 21).await?;
+    event(&mut frank, "dave leaving", |d| d["leaving"] == 11).await?;
+    ensure!(
+        killed.elapsed() < Duration::from_secs(5),
+        "leaving after {:?}",
+        killed.elapsed()
+    );
+    // B keeps serving both rooms.
+    let mut ivan = user(&b_url, VIDEOROOM).await?;
+    ensure!(exists(&mut ivan, vroom).await?);
+    join_videoroom(&mut ivan, vroom, 23, "ivan").await?;
+    event(&mut grace, "ivan joining", |d| d["joining"]["id"] == 23).await?;
+    ensure!(participant_ids(&mut ivan, vroom).await? == [22, 23]);
+    let mut judy = user(&b_url, AUDIOBRIDGE).await?;
+    join_audiobridge(&mut judy, aroom, 14, "judy").await?;
+    ensure!(participant_ids(&mut judy, aroom).await? == [13, 14]);
+    // A's participants leave Redis once its heartbeat expired (2 s).
+    wait_hlen(&c.redis, &participants_key, 2).await?;
+    let fields = c.redis.cli(&["HKEYS", &participants_key])?;
+    ensure!(!fields.contains("a:"), "{fields}");
+    drop(b);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_proxies_serve_their_rooms_and_resync_when_it_returns() -> anyhow::Result<()>
+{
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let mut c = cluster().await?;
+    let a = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "a")).await?;
+    let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
+    for admin in [a.admin_addr, b.admin_addr] {
+        wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
+    }
+    let room = 9001;
+    let mut alice = user(&a.ws_url(), VIDEOROOM).await?;
+    let created = answer(
+        &mut alice,
+        json!({"request": "create", "room": room, "notify_joining": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    join_videoroom(&mut alice, room, 1, "alice").await?;
+    let mut bob = user(&b.ws_url(), VIDEOROOM).await?;
+    join_videoroom(&mut bob, room, 2, "bob").await?;
+    event(&mut alice, "bob joining", |d| d["joining"]["id"] == 2).await?;
+    let key = format!("januscloud:videoroom_rooms:{room}");
+    let placed = redis_field(&c.redis, &key, "server")?;
+
+    // Redis goes away: both proxies keep serving the room they know.
+    let port = c.redis.port;
+    c.redis.kill();
+    for admin in [a.admin_addr, b.admin_addr] {
+        wait_readyz(admin, "a degraded store", |b| {
+            b["store"]["state"] == "degraded"
+        })
+        .await?;
+    }
+    let mut carol = user(&b.ws_url(), VIDEOROOM).await?;
+    ensure!(exists(&mut carol, room).await?);
+    join_videoroom(&mut carol, room, 3, "carol").await?;
+    event(&mut alice, "carol joining", |d| d["joining"]["id"] == 3).await?;
+    // A room created on A meanwhile is A's alone until Redis returns.
+    let lonely = 9002;
+    let created = answer(
+        &mut alice,
+        json!({"request": "create", "room": lonely, "description": "made without Redis",
+            "notify_joining": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    let mut dave = user(&a.ws_url(), VIDEOROOM).await?;
+    join_videoroom(&mut dave, lonely, 4, "dave").await?;
+    ensure!(!exists(&mut carol, lonely).await?);
+
+    // Redis returns, empty: the proxies write their rooms again and see each other's.
+    c.redis = RedisServer::start_on(port).await?;
+    for admin in [a.admin_addr, b.admin_addr] {
+        wait_readyz(admin, "the store back", store_is("ok", 2)).await?;
+    }
+    wait_exists(&mut carol, lonely, true).await?;
+    let deadline = Instant::now() + WAIT;
+    while redis_field(&c.redis, &key, "server")? != placed
+        || redis_field(
+            &c.redis,
+            &format!("januscloud:videoroom_rooms:{lonely}"),
+            "server",
+        )?
+        .is_empty()
+    {
+        ensure!(Instant::now() < deadline, "placements not written again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Both still in one room, and a newcomer on B joins it there.
+    let mut erin = user(&b.ws_url(), VIDEOROOM).await?;
+    join_videoroom(&mut erin, room, 5, "erin").await?;
+    event(&mut alice, "erin joining", |d| d["joining"]["id"] == 5).await?;
+    ensure!(participant_ids(&mut erin, room).await? == [1, 2, 3, 5]);
+    let mut frank = user(&b.ws_url(), VIDEOROOM).await?;
+    join_videoroom(&mut frank, lonely, 6, "frank").await?;
+    event(&mut dave, "frank joining", |d| d["joining"]["id"] == 6).await?;
+    Ok(())
+}
