@@ -222,9 +222,9 @@ impl RoomDirectory {
 
     /// A room another proxy created (read from the shared store): added unless known.
     pub fn learn(&mut self, record: RoomRecord) {
-        if !self.rooms.contains_key(&record.id) {
-            self.rooms.insert(record.id, Self::room_of(record));
-        }
+        self.rooms
+            .entry(record.id)
+            .or_insert_with(|| Self::room_of(record));
     }
 
     /// One sync round of the shared store (see [`LocalRooms::apply`]).
@@ -441,7 +441,7 @@ mod tests {
             d.created(room, JsonMap::new());
         }
         assert_eq!(d.servers(), ["a", "b"]);
-        assert_eq!(d.server_lost("a"), 2);
+        assert_eq!(d.server_lost("a").len(), 2);
         assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
         assert_eq!(d.servers(), ["b"]);
         assert_eq!(d.place(1, "b").as_deref(), Some("b"));
@@ -497,6 +497,52 @@ mod tests {
         assert_eq!(
             d.config(1).unwrap_or_default().get("allowed"),
             Some(&json!([]))
+        );
+    }
+
+    #[test]
+    fn the_shared_store_is_the_authority_except_for_fresh_local_changes() {
+        let record = |id: u64, server: Option<&str>| RoomRecord {
+            id,
+            settings: JsonMap::from_iter([("description".to_owned(), Value::from("x"))]),
+            creator: "other".into(),
+            permanent: true,
+            server: server.map(str::to_owned),
+        };
+        let mut d = RoomDirectory::default();
+        d.add_unplaced(1, JsonMap::new());
+        d.add_unplaced(2, JsonMap::new());
+        assert!(d.reserve(3, "j1"), "a create in progress");
+        d.place(1, "j1");
+        d.mark_ready(1, "j1");
+        d.apply_shared(&[record(1, Some("j1")), record(4, Some("j2"))], &|_| false);
+        assert!(d.contains(1) && !d.contains(2) && d.contains(3) && d.contains(4));
+        assert_eq!(
+            d.whereabouts(1),
+            Whereabouts::On {
+                server: "j1".into(),
+                ready: true
+            }
+        );
+        assert_eq!(
+            d.whereabouts(4),
+            Whereabouts::On {
+                server: "j2".into(),
+                ready: false
+            }
+        );
+        assert_eq!(d.record(4), Some(record(4, Some("j2"))));
+        assert_eq!(d.record(3), None, "not shared while being created");
+        d.apply_shared(&[record(1, None)], &|id| id == 4);
+        assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
+        assert!(d.contains(4), "changed here since the round began");
+        assert!(d.set_placement(1, "j2"));
+        assert_eq!(
+            d.whereabouts(1),
+            Whereabouts::On {
+                server: "j2".into(),
+                ready: false
+            }
         );
     }
 }

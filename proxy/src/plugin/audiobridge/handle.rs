@@ -345,17 +345,18 @@ impl AudioBridgeHandle {
     }
 
     /// A request about `room`, unknown here, may be about another proxy's room: read it from
-    /// the shared store once, then handle the request again. False: nothing to read.
+    /// the shared store once, then handle the request again. Some: nothing to read, the
+    /// request back.
     fn read_through(
         &mut self,
         ctx: &mut Context<Self>,
         room: u64,
         request: (String, JsonMap, Option<JsonMap>, ReplyTo),
-    ) -> Result<(), (String, JsonMap, Option<JsonMap>, ReplyTo)> {
+    ) -> Option<(String, JsonMap, Option<JsonMap>, ReplyTo)> {
         let looked_up = self.looked_up.take() == Some(room);
         let store = self.state.store.rooms();
         let (Some(store), false) = (store, looked_up || self.rooms.lock().contains(room)) else {
-            return Err(request);
+            return Some(request);
         };
         let fut = async move { store.fetch(RoomKind::AudioBridge, room).await };
         self.after(
@@ -367,7 +368,7 @@ impl AudioBridgeHandle {
                 act.on_message(ctx, transaction, body, jsep, reply_to);
             }),
         );
-        Ok(())
+        None
     }
 
     /// Records this handle's participation (or its end) in the shared store.
@@ -837,8 +838,8 @@ impl AudioBridgeHandle {
         };
         let (transaction, body, jsep, reply_to) = match about.filter(|r| *r != 0) {
             Some(room) => match self.read_through(ctx, room, (transaction, body, jsep, reply_to)) {
-                Ok(()) => return,
-                Err(request) => request,
+                None => return,
+                Some(request) => request,
             },
             None => (transaction, body, jsep, reply_to),
         };

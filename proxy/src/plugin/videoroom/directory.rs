@@ -730,6 +730,57 @@ mod tests {
         );
     }
 
+    fn record(id: u64, server: Option<&str>, description: &str) -> RoomRecord {
+        RoomRecord {
+            id,
+            settings: body(json!({"description": description})),
+            creator: "other".into(),
+            permanent: false,
+            server: server.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_shared_store_is_the_authority_except_for_fresh_local_changes() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.create(2, &JsonMap::new()).expect("create");
+        d.create(3, &JsonMap::new()).expect("create");
+        d.place(1, "j1");
+        d.mark_created(1, "j1");
+        d.publisher_joined(1, 77, "j1", 5);
+        // Room 2 is gone from the store (destroyed elsewhere), room 3 too but it changed here
+        // since the round began; room 4 is another proxy's; room 1 was edited elsewhere.
+        let rooms = [
+            record(1, Some("j1"), "edited"),
+            record(4, Some("j2"), "theirs"),
+        ];
+        let remote = HashMap::from([(1, 2)]);
+        d.apply_shared(&rooms, &remote, &|id| id == 3);
+        assert!(d.exists(1) && !d.exists(2) && d.exists(3) && d.exists(4));
+        assert_eq!(d.get(1).expect("room").settings["description"], "edited");
+        assert!(d.is_created_on(1, "j1"), "same server: still created there");
+        assert_eq!(d.list(false)[0]["num_participants"], 3);
+        assert_eq!(d.placement(4).map(|p| p.server).as_deref(), Some("j2"));
+        assert!(
+            !d.is_created_on(4, "j2"),
+            "created there by this proxy's first use"
+        );
+        // Another proxy placed room 1 elsewhere (its server was lost); then nowhere.
+        d.apply_shared(&[record(1, Some("j2"), "edited")], &HashMap::new(), &|_| {
+            false
+        });
+        assert_eq!(d.placement(1).map(|p| p.server).as_deref(), Some("j2"));
+        assert!(!d.is_created_on(1, "j2"));
+        d.apply_shared(&[record(1, None, "edited")], &HashMap::new(), &|_| false);
+        assert_eq!(d.placement(1), None);
+        // A room learnt on a local miss does not overwrite a known one.
+        d.learn(record(1, Some("j9"), "stale"));
+        assert_eq!(d.get(1).expect("room").settings["description"], "edited");
+        assert_eq!(d.record(1).map(|r| r.creator), Some("other".into()));
+        assert!(d.set_placement(1, "j1") && !d.set_placement(99, "j1"));
+    }
+
     #[test]
     fn edit_and_allowed_update_the_settings() {
         let mut d = Directory::default();

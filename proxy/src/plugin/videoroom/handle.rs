@@ -189,17 +189,17 @@ impl VideoRoomHandle {
     // ---- the shared store (several proxies) ----
 
     /// A request about `room`, unknown here, may be about another proxy's room: read it from
-    /// the shared store once, then handle the request again. Err: nothing to read (no shared
-    /// store, or read already), the request back.
+    /// the shared store once, then handle the request again. Some: nothing to read (no
+    /// shared store, or read already), the request back.
     fn read_through(
         &mut self,
         ctx: &mut Context<Self>,
         room: u64,
         cmd: HandleCommand,
-    ) -> Result<(), HandleCommand> {
+    ) -> Option<HandleCommand> {
         let looked_up = self.looked_up.take() == Some(room);
         let Some(store) = self.state.store.rooms().filter(|_| !looked_up) else {
-            return Err(cmd);
+            return Some(cmd);
         };
         self.fetching = true;
         let fut = async move { store.fetch(RoomKind::VideoRoom, room).await }
@@ -211,7 +211,7 @@ impl VideoRoomHandle {
                 act.drain(ctx);
             });
         ctx.spawn(fut);
-        Ok(())
+        None
     }
 
     /// `create` with a shared store: the room is written there first, if its id is free on
@@ -476,13 +476,12 @@ impl VideoRoomHandle {
                         reply_to,
                     };
                     let (transaction, reply_to) = match self.read_through(ctx, room, cmd) {
-                        Ok(()) => return,
-                        Err(HandleCommand::Message {
+                        Some(HandleCommand::Message {
                             transaction,
                             reply_to,
                             ..
                         }) => (transaction, reply_to),
-                        Err(_) => return,
+                        _ => return,
                     };
                     let data = json!({"videoroom": "success", "room": room, "exists": false});
                     self.sync_reply(&transaction, &reply_to, data);
@@ -514,7 +513,7 @@ impl VideoRoomHandle {
                         jsep,
                         reply_to,
                     };
-                    if let Err(HandleCommand::Message {
+                    if let Some(HandleCommand::Message {
                         transaction,
                         reply_to,
                         ..
