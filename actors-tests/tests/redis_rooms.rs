@@ -363,6 +363,13 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
     }
     let (a_url, b_url) = (a.url(), b.ws_url());
 
+    // B places a room of its own first: its round-robin cursor moves on, so that left to
+    // itself B would put the next room on the other server than A's first choice.
+    let mut warm = user(&b_url, VIDEOROOM).await?;
+    let created = answer(&mut warm, json!({"request": "create", "room": 7000}), false).await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    join_videoroom(&mut warm, 7000, 99, "warm").await?;
+
     // ---- a videoroom created on A ----
     let room = 7001;
     let mut alice = user(&a_url, VIDEOROOM).await?;
@@ -625,4 +632,92 @@ async fn without_redis_proxies_serve_their_rooms_and_resync_when_it_returns() ->
     join_videoroom(&mut frank, lonely, 6, "frank").await?;
     event(&mut dave, "frank joining", |d| d["joining"]["id"] == 6).await?;
     Ok(())
+}
+
+/// Real media across the two proxies (`media/videoroom-two-proxies.mjs`, real libwebrtc
+/// PeerConnections inside a private network namespace, see `actors_tests::netns`): alice
+/// publishes through proxy A, bob through proxy B, and each is announced to the other in
+/// `publishers`; carol subscribes through B to alice's feed, gets Janus's offer and receives
+/// her audio and video; bob's `leave` reaches alice. Redis, both Janus and both proxies run
+/// in the namespace. Skips (a `SKIP:` line) where a namespace cannot be made.
+#[test]
+fn media_publishers_and_a_subscriber_on_two_proxies() {
+    use actors_tests::netns::{
+        janus_pair_sections, janus_reports, proxy_binary, tail, Daemon, MediaTest,
+    };
+    const TEST: &str = "redis_rooms_media";
+    const JANUS_PORTS: [u16; 2] = [8188, 8190];
+    const REDIS_PORT: u16 = 6390;
+    const B_WS_PORT: u16 = 8292;
+    const B_ADMIN_PORT: u16 = 8293;
+    if skip() {
+        return;
+    }
+    let Some(media) = MediaTest::start(TEST, "jc-rrooms-", true) else {
+        return;
+    };
+    let mut janus = media.spawn_janus_pair("libjanus_videoroom.so", JANUS_PORTS);
+    let mut redis_cmd = media.ns.command("redis-server");
+    redis_cmd.args(["--port", &REDIS_PORT.to_string(), "--bind", "127.0.0.1"]);
+    redis_cmd.args(["--save", "", "--appendonly", "no"]);
+    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
+    let store = |id: &str| {
+        format!(
+            "[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\nproxy_id = \"{id}\"\n\
+             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n"
+        )
+    };
+    let built = option_env!("CARGO_BIN_EXE_proxy-under-test");
+    let sections = janus_pair_sections(JANUS_PORTS);
+    let mut a = media.spawn_proxy(built, &format!("{sections}{}", store("a")));
+    let b_conf = media.path().join("proxy-b.toml");
+    std::fs::write(
+        &b_conf,
+        format!(
+            "[general]\nsession_timeout = 60\n[ws]\nlisten = \"127.0.0.1:{B_WS_PORT}\"\n\
+             [admin]\nlisten = \"127.0.0.1:{B_ADMIN_PORT}\"\n{sections}{}",
+            store("b")
+        ),
+    )
+    .expect("write proxy-b.toml");
+    let bin = proxy_binary(built).expect("a proxy binary");
+    let mut b_cmd = media.ns.command(&bin);
+    b_cmd.arg(&b_conf).env("RUST_LOG", "info");
+    let mut b = Daemon::spawn("proxy-b", b_cmd, media.path().join("proxy-b.log"));
+
+    let run = media.run_script_with(
+        "videoroom-two-proxies",
+        "two-proxies",
+        &media.proxy_url(),
+        60_000,
+        20_000,
+        &["--url2", &format!("ws://127.0.0.1:{B_WS_PORT}")],
+    );
+    let summary = run
+        .expect_success(|s| {
+            s["missing"]
+                .as_array()
+                .map(|m| m.iter().map(|v| format!("missing {v}")).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_else(|diag| {
+            panic!(
+                "{TEST}: the room across two proxies failed.\n{diag}\n{}\n--- proxy b ---\n{}\n{}\n{}",
+                a.report(),
+                b.status_line(),
+                tail(&b.log, 80),
+                janus_reports(&mut janus)
+            )
+        });
+    println!("{TEST}: {}", run.peers_line(&summary));
+    a.assert_alive();
+    let b_log = b.log.clone();
+    b.assert_alive(&b_log, 80);
+    a.daemon.stop();
+    b.stop();
+    redis.stop();
+    for j in janus.iter_mut() {
+        j.daemon.stop();
+    }
+    drop(media);
 }
