@@ -89,6 +89,16 @@ async function run() {
     const c = await setUp(carol, opts.url2, false, 0);
     sides.push(c);
 
+    // B places a room of its own first: its round-robin cursor moves on, so that left to
+    // itself B would put the shared room on the other server than A's first choice.
+    const warm = await attachPeer({ ...opts, url: opts.url2 }, newPeer('warm'), {
+      plugin: 'janus.plugin.videoroom', eventName: 'videoroom_event', classify: () => null,
+    });
+    sides.push(warm);
+    expectReply(await warm.handle.message({ request: 'create', room: opts.room + 1 }), 'videoroom', 'created', 'warm create');
+    expectReply(await warm.handle.message({ request: 'join', room: opts.room + 1, ptype: 'publisher', display: 'warm' }),
+      'videoroom', 'joined', 'warm join');
+
     expectReply(await a.handle.message({ request: 'create', room: opts.room, description: 'two proxies' }),
       'videoroom', 'created', 'create');
     const aliceJoined = await publish(a, alice, 'alice');
@@ -125,7 +135,7 @@ async function run() {
     expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
     for (const side of sides) {
       if (side.sources) side.sources.stop();
-      side.pc.close();
+      if (side.pc) side.pc.close();
       await side.handle.detach();
       await side.session.destroy();
       await side.connection.close();
