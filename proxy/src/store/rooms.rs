@@ -123,6 +123,8 @@ pub struct StoreDown;
 /// A write that nobody waits for, done in order by the writer task.
 #[derive(Debug)]
 enum RoomWrite {
+    /// A room made here without asking the store first (admin API): written if absent.
+    Create(RoomKind, RoomRecord),
     Settings(RoomKind, u64, JsonMap),
     Destroy(RoomKind, u64),
     ClearPlacement(RoomKind, u64, String),
@@ -392,6 +394,13 @@ impl RoomStore {
             .send(RoomWrite::ClearPlacement(kind, id, server.to_owned()));
     }
 
+    /// A room this proxy made without [`RoomStore::create`] (the admin API): written if its
+    /// id is free (else the store's room wins at the next sync round).
+    pub fn adopt(&self, kind: RoomKind, record: RoomRecord) {
+        self.touch(kind, record.id);
+        let _ = self.writes.send(RoomWrite::Create(kind, record));
+    }
+
     /// The room's settings changed here (`edit`, `allowed`, …).
     pub fn settings_changed(&self, kind: RoomKind, id: u64, settings: JsonMap) {
         self.touch(kind, id);
@@ -476,6 +485,14 @@ impl RoomStore {
 
     async fn write(&self, write: RoomWrite) {
         let (kind, id, cmd, what) = match &write {
+            RoomWrite::Create(kind, record) => {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(CREATE).arg(1).arg(self.room_key(*kind, record.id));
+                for (field, value) in self.fields(record) {
+                    cmd.arg(field).arg(value);
+                }
+                (*kind, record.id, cmd, "create room")
+            }
             RoomWrite::Settings(kind, id, settings) => {
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(SETTINGS)
@@ -733,13 +750,22 @@ impl RoomStore {
                     .ok()
                     .and_then(|p| p["proxy"].as_str().map(str::to_owned))
                     .unwrap_or_default();
-                if proxy == self.proxy_id {
-                    continue;
-                }
-                if settling || alive.contains(&proxy) {
+                let own_handle = field
+                    .strip_prefix(&format!("{}:", self.proxy_id))
+                    .and_then(|h| h.parse::<u64>().ok());
+                let stale = if proxy == self.proxy_id {
+                    // Left over from an earlier run of this proxy (same `proxy_id`)?
+                    own_handle
+                        .is_none_or(|h| !self.participants.lock().contains_key(&(kind, room, h)))
+                        && !settling
+                } else if settling || alive.contains(&proxy) {
                     *counts.entry(room).or_insert(0) += 1;
+                    false
                 } else {
                     // Its proxy died: nobody else will remove it.
+                    true
+                };
+                if stale {
                     let mut cmd = redis::cmd("HDEL");
                     cmd.arg(&key).arg(&field);
                     self.query_anyway::<i64>("participants", &cmd).await?;
@@ -763,6 +789,18 @@ fn parse_room(id: u64, hash: &HashMap<String, String>) -> Option<RoomRecord> {
         permanent: hash.get("permanent").map(String::as_str) == Some("1"),
         server: hash.get("server").filter(|s| !s.is_empty()).cloned(),
     })
+}
+
+/// The admin API created (`Some`) or destroyed (`None`) videoroom `id` in this proxy's
+/// directory: the shared store follows (no-op without one).
+pub fn videoroom_admin_changed(state: &crate::state::ProxyState, id: u64, created: bool) {
+    let (Some(store), Some(directory)) = (state.store.rooms(), &state.plugins.videoroom) else {
+        return;
+    };
+    match directory.lock().record(id).filter(|_| created) {
+        Some(record) => store.adopt(RoomKind::VideoRoom, record),
+        None => store.destroyed(RoomKind::VideoRoom, id),
+    }
 }
 
 /// Registers the plugins' room directories with the store and starts keeping them in step
