@@ -333,8 +333,8 @@ async fn join_audiobridge(u: &mut User, room: u64, id: u64, name: &str) -> anyho
 struct Cluster {
     redis: RedisServer,
     janus: Vec<(&'static str, String)>,
-    _j1: JanusServer,
-    _j2: JanusServer,
+    j1: JanusServer,
+    j2: JanusServer,
 }
 
 async fn cluster() -> anyhow::Result<Cluster> {
@@ -344,8 +344,8 @@ async fn cluster() -> anyhow::Result<Cluster> {
     Ok(Cluster {
         redis,
         janus: servers(&j1, &j2),
-        _j1: j1,
-        _j2: j2,
+        j1,
+        j2,
     })
 }
 
@@ -720,4 +720,62 @@ fn media_publishers_and_a_subscriber_on_two_proxies() {
         j.daemon.stop();
     }
     drop(media);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_server_is_cleared_once_and_the_room_placed_again_for_both_proxies(
+) -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let mut c = cluster().await?;
+    let a = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "a")).await?;
+    let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
+    for admin in [a.admin_addr, b.admin_addr] {
+        wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
+    }
+    let room = 9101;
+    let key = format!("januscloud:videoroom_rooms:{room}");
+    let mut alice = user(&a.ws_url(), VIDEOROOM).await?;
+    let created = answer(
+        &mut alice,
+        json!({"request": "create", "room": room, "notify_joining": true}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    join_videoroom(&mut alice, room, 1, "alice").await?;
+    let mut bob = user(&b.ws_url(), VIDEOROOM).await?;
+    join_videoroom(&mut bob, room, 2, "bob").await?;
+    let placed = redis_field(&c.redis, &key, "server")?;
+    let survivor = if placed == "j1" { "j2" } else { "j1" };
+
+    // The room's Janus dies: both proxies' participants are told, the placement goes.
+    if placed == "j1" {
+        c.j1.kill();
+    } else {
+        c.j2.kill();
+    }
+    for (u, name) in [(&mut alice, "alice"), (&mut bob, "bob")] {
+        event(u, &format!("{name} leaving"), |d| {
+            d["leaving"] == "ok" && d["reason"] == "Backend server unavailable"
+        })
+        .await?;
+    }
+    let deadline = Instant::now() + WAIT;
+    while !redis_field(&c.redis, &key, "server")?.is_empty() {
+        ensure!(
+            Instant::now() < deadline,
+            "placement on {placed} never cleared"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The next join (on B) places it on the survivor, and A's next join follows.
+    join_videoroom(&mut bob, room, 2, "bob").await?;
+    ensure!(redis_field(&c.redis, &key, "server")? == survivor);
+    let joined = join_videoroom(&mut alice, room, 1, "alice").await?;
+    ensure!(present(&joined) == [2], "alice does not see bob: {joined}");
+    event(&mut bob, "alice joining", |d| d["joining"]["id"] == 1).await?;
+    Ok(())
 }

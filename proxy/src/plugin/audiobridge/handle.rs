@@ -1542,11 +1542,7 @@ impl AudioBridgeHandle {
                 unplaced.len()
             );
         }
-        if let Some(store) = self.state.store.rooms() {
-            for room in unplaced {
-                store.clear_placement(RoomKind::AudioBridge, room, server);
-            }
-        }
+
         if let Some(p) = self.participant.take_if(|p| p.server == server) {
             let data = json!({"audiobridge": "destroyed", "room": p.room});
             let f = self.plugin_frame("event", None, data);
@@ -1558,7 +1554,15 @@ impl AudioBridgeHandle {
                 ServerMessage::hangup(self.session_id, self.handle_id, None, BACKEND_LOST_REASON);
             self.send_frame(&frame, None);
         }
+        // This handle leaves the shared participants before it clears the placements (the
+        // store keeps a placement while other proxies' participants are recorded there: each
+        // proxy's last clear then sees every proxy's participants gone).
         self.share_participant();
+        if let Some(store) = self.state.store.rooms() {
+            for room in unplaced {
+                store.clear_placement(RoomKind::AudioBridge, room, server);
+            }
+        }
     }
 }
 

@@ -1308,6 +1308,16 @@ impl VideoRoomHandle {
         leg.backend.forget();
         leg.backend.end_placement(&self.state.registry);
         let server = leg.backend.server.clone();
+        // This handle's publisher leaves the shared participants before the placement is
+        // cleared (the store keeps a placement while other proxies' participants are recorded
+        // there: each proxy's clear comes after its own removals, so the last one clears it).
+        if let Some(j) = self
+            .joined
+            .as_ref()
+            .filter(|j| j.leg == leg_id && j.publisher)
+        {
+            self.share_publisher(j.room, None);
+        }
         if server_lost {
             // Every room there is gone with it: the next join creates it again elsewhere.
             let rooms = self.directory.lock().forget_server(&server);
@@ -1332,9 +1342,6 @@ impl VideoRoomHandle {
             self.fail_waiting(ctx, &why);
         }
         if let Some(j) = self.joined.take().filter(|j| j.leg == leg_id) {
-            if j.publisher {
-                self.share_publisher(j.room, None);
-            }
             if j.media {
                 let frame = ServerMessage::hangup(
                     self.session_id,
