@@ -732,45 +732,62 @@ impl RoomStore {
         let prefix = &prefix[..prefix.len() - 1];
         let keys = self.scan(&format!("{prefix}*")).await?;
         let mut counts = HashMap::new();
+        let mut stale: Vec<(String, Option<String>)> = Vec::new();
+        let mut live = Vec::new();
         for key in keys {
-            let Some(room) = key.get(prefix.len()..).and_then(|s| s.parse::<u64>().ok()) else {
-                continue;
-            };
-            if !rooms.contains(&room) && !settling {
-                let mut cmd = redis::cmd("DEL");
-                cmd.arg(&key);
-                self.query_anyway::<i64>("participants", &cmd).await?;
-                continue;
+            match key.get(prefix.len()..).and_then(|s| s.parse::<u64>().ok()) {
+                // A late write for a room that is gone.
+                Some(room) if !rooms.contains(&room) && !settling => stale.push((key, None)),
+                Some(room) => live.push((room, key)),
+                None => {}
             }
-            let mut cmd = redis::cmd("HGETALL");
-            cmd.arg(&key);
-            let hash: HashMap<String, String> = self.query_anyway("participants", &cmd).await?;
-            for (field, raw) in hash {
-                let proxy = serde_json::from_str::<Value>(&raw)
-                    .ok()
-                    .and_then(|p| p["proxy"].as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let own_handle = field
-                    .strip_prefix(&format!("{}:", self.proxy_id))
-                    .and_then(|h| h.parse::<u64>().ok());
-                let stale = if proxy == self.proxy_id {
-                    // Left over from an earlier run of this proxy (same `proxy_id`)?
-                    own_handle
-                        .is_none_or(|h| !self.participants.lock().contains_key(&(kind, room, h)))
-                        && !settling
-                } else if settling || alive.contains(&proxy) {
-                    *counts.entry(room).or_insert(0) += 1;
-                    false
-                } else {
-                    // Its proxy died: nobody else will remove it.
-                    true
-                };
-                if stale {
-                    let mut cmd = redis::cmd("HDEL");
-                    cmd.arg(&key).arg(&field);
-                    self.query_anyway::<i64>("participants", &cmd).await?;
+        }
+        let mut conn = self.connect().await?;
+        for chunk in live.chunks(64) {
+            let mut pipe = redis::pipe();
+            for (_, key) in chunk {
+                pipe.hgetall(key);
+            }
+            let hashes: Vec<HashMap<String, String>> =
+                tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                    .await
+                    .map_err(|_| "participants: timed out".to_string())?
+                    .map_err(|e| format!("participants: {e}"))?;
+            for ((room, key), hash) in chunk.iter().zip(hashes) {
+                for (field, raw) in hash {
+                    let proxy = serde_json::from_str::<Value>(&raw)
+                        .ok()
+                        .and_then(|p| p["proxy"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    let gone = if proxy == self.proxy_id {
+                        // Left over from an earlier run of this proxy (same `proxy_id`)?
+                        let own = field
+                            .strip_prefix(&format!("{}:", self.proxy_id))
+                            .and_then(|h| h.parse::<u64>().ok());
+                        !settling
+                            && own.is_none_or(|h| {
+                                !self.participants.lock().contains_key(&(kind, *room, h))
+                            })
+                    } else if settling || alive.contains(&proxy) {
+                        *counts.entry(*room).or_insert(0) += 1;
+                        false
+                    } else {
+                        // Its proxy died: nobody else will remove it.
+                        true
+                    };
+                    if gone {
+                        stale.push((key.clone(), Some(field)));
+                    }
                 }
             }
+        }
+        for (key, field) in stale {
+            let mut cmd = redis::cmd(if field.is_some() { "HDEL" } else { "DEL" });
+            cmd.arg(&key);
+            if let Some(field) = field {
+                cmd.arg(field);
+            }
+            self.query_anyway::<i64>("participants", &cmd).await?;
         }
         Ok(counts)
     }
