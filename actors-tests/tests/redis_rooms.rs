@@ -779,3 +779,96 @@ async fn a_lost_server_is_cleared_once_and_the_room_placed_again_for_both_proxie
     event(&mut bob, "alice joining", |d| d["joining"]["id"] == 1).await?;
     Ok(())
 }
+
+/// A measurement, not a check (`cargo test -p actors-tests --test redis_rooms -- --ignored
+/// --nocapture`): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
+/// rooms with 5 participants each from another (live) proxy: how long until its `list` shows
+/// them all, and the CPU the proxy and Redis use meanwhile while idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
+    use std::io::Write;
+    if skip() {
+        return Ok(());
+    }
+    const ROOMS: u64 = 2000;
+    let redis = RedisServer::start().await?;
+    let janus = JanusServer::start().await?;
+    let mut commands = String::from("SET januscloud:proxies:other x\n");
+    for id in 1..=ROOMS {
+        commands.push_str(&format!(
+            "HSET januscloud:videoroom_rooms:{id} room {id} settings '{{\"publishers\":6}}' creator other permanent 0 ctime 0 server j1\n"
+        ));
+        for p in 0..5 {
+            commands.push_str(&format!(
+                "HSET januscloud:videoroom_participants:{id} other:{p} '{{\"id\":{p},\"proxy\":\"other\",\"server\":\"j1\"}}'\n"
+            ));
+        }
+    }
+    let mut cli = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()?;
+    cli.stdin
+        .take()
+        .context("stdin")?
+        .write_all(commands.as_bytes())?;
+    cli.wait()?;
+    let filled = redis.cli(&["DBSIZE"])?;
+    let proxy = ProxyProcess::start(&redis, &[("j1", janus.ws_url())], "m")?;
+    let started = Instant::now();
+    let mut u = user(&proxy.url(), VIDEOROOM).await?;
+    let all = loop {
+        let list = answer(&mut u, json!({"request": "list"}), false).await?;
+        let rooms = list["list"].as_array().map(Vec::len).unwrap_or(0) as u64;
+        let counted = list["list"]
+            .as_array()
+            .is_some_and(|l| l.iter().all(|r| r["num_participants"] == 5));
+        if rooms == ROOMS && counted {
+            break started.elapsed();
+        }
+        ensure!(started.elapsed() < WAIT * 4, "list shows {rooms} rooms");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let cpu = |pid: u32| -> anyhow::Result<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        Ok(fields
+            .get(11)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + fields
+                .get(12)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0))
+    };
+    let pid = proxy.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let redis_pid: u32 = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "server"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())?
+        .lines()
+        .find_map(|l| l.strip_prefix("process_id:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let (p0, r0) = (cpu(pid)?, cpu(redis_pid)?);
+    let window = Duration::from_secs(5);
+    tokio::time::sleep(window).await;
+    let (p1, r1) = (cpu(pid)?, cpu(redis_pid)?);
+    let ticks = 100.0; // USER_HZ
+    println!(
+        "{ROOMS} rooms x 5 participants ({} keys): list complete {:?} after the proxy started; \
+         idle CPU over {window:?}: proxy {:.1} %, redis {:.1} % (sync every 200 ms)",
+        filled.trim(),
+        all,
+        (p1 - p0) as f64 / ticks / window.as_secs_f64() * 100.0,
+        (r1 - r0) as f64 / ticks / window.as_secs_f64() * 100.0,
+    );
+    Ok(())
+}
