@@ -791,11 +791,15 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
     if skip() {
         return Ok(());
     }
-    const ROOMS: u64 = 2000;
+    // MEASURE_ROOMS=N measures with N rooms instead.
+    let rooms_wanted = std::env::var("MEASURE_ROOMS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok());
+    let rooms_n = rooms_wanted.unwrap_or(2000);
     let redis = RedisServer::start().await?;
     let janus = JanusServer::start().await?;
     let mut commands = String::from("SET januscloud:proxies:other x\n");
-    for id in 1..=ROOMS {
+    for id in 1..=rooms_n {
         commands.push_str(&format!(
             "HSET januscloud:videoroom_rooms:{id} room {id} settings '{{\"publishers\":6}}' creator other permanent 0 ctime 0 server j1\n"
         ));
@@ -825,7 +829,7 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
         let counted = list["list"]
             .as_array()
             .is_some_and(|l| l.iter().all(|r| r["num_participants"] == 5));
-        if rooms == ROOMS && counted {
+        if rooms == rooms_n && counted {
             break started.elapsed();
         }
         ensure!(started.elapsed() < WAIT * 4, "list shows {rooms} rooms");
@@ -863,7 +867,7 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
     let (p1, r1) = (cpu(pid)?, cpu(redis_pid)?);
     let ticks = 100.0; // USER_HZ
     println!(
-        "{ROOMS} rooms x 5 participants ({} keys): list complete {:?} after the proxy started; \
+        "{rooms_n} rooms x 5 participants ({} keys): list complete {:?} after the proxy started; \
          idle CPU over {window:?}: proxy {:.1} %, redis {:.1} % (sync every 200 ms)",
         filled.trim(),
         all,

@@ -258,6 +258,10 @@ impl RoomStore {
         format!("{}:proxies:", self.prefix)
     }
 
+    fn version_key(&self) -> String {
+        format!("{}:rooms_version", self.prefix)
+    }
+
     fn marker_key(&self) -> String {
         format!("{}:rooms_synced:{}", self.prefix, self.proxy_id)
     }
@@ -327,6 +331,40 @@ impl RoomStore {
             .map_err(|e| format!("{what}: {e}"))
     }
 
+    /// A write: `cmd` and an `INCR` of the rooms' version, atomically (every proxy's sync
+    /// round reads the rooms again only when the version moved).
+    async fn write<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, StoreDown> {
+        if !self.up.load(Ordering::Relaxed) {
+            return Err(StoreDown);
+        }
+        self.write_anyway(what, cmd).await.map_err(|e| {
+            self.down(what, &e);
+            StoreDown
+        })
+    }
+
+    async fn write_anyway<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, String> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .add_command(cmd.clone())
+            .incr(self.version_key(), 1)
+            .ignore();
+        let mut conn = self.connect().await?;
+        let (value,): (T,) = tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+            .await
+            .map_err(|_| format!("{what}: timed out"))?
+            .map_err(|e| format!("{what}: {e}"))?;
+        Ok(value)
+    }
+
     // ---- what the handles ask ----
 
     /// The room from Redis (read-through on a local miss); it is added to the local
@@ -351,7 +389,7 @@ impl RoomStore {
             cmd.arg(field).arg(value);
         }
         self.touch(kind, record.id);
-        match self.query::<i64>("create room", &cmd).await {
+        match self.write::<i64>("create room", &cmd).await {
             Ok(n) => Ok(n == 1),
             Err(e) => {
                 self.mark_dirty(kind, record.id);
@@ -377,7 +415,7 @@ impl RoomStore {
             .arg(server)
             .arg(dead.unwrap_or(""));
         self.touch(kind, id);
-        match self.query::<Option<String>>("place room", &cmd).await {
+        match self.write::<Option<String>>("place room", &cmd).await {
             Ok(winner) => Ok(winner),
             Err(e) => {
                 self.mark_dirty(kind, id);
@@ -479,11 +517,11 @@ impl RoomStore {
 
     async fn write_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<RoomWrite>) {
         while let Some(write) = rx.recv().await {
-            self.write(write).await;
+            self.apply_write(write).await;
         }
     }
 
-    async fn write(&self, write: RoomWrite) {
+    async fn apply_write(&self, write: RoomWrite) {
         let (kind, id, cmd, what) = match &write {
             RoomWrite::Create(kind, record) => {
                 let mut cmd = redis::cmd("EVAL");
@@ -536,7 +574,7 @@ impl RoomStore {
             write,
             RoomWrite::ParticipantUp(..) | RoomWrite::ParticipantDown(..)
         );
-        match self.query::<redis::Value>(what, &cmd).await {
+        match self.write::<redis::Value>(what, &cmd).await {
             Ok(_) => {}
             // Participants are all written again when Redis returns; rooms as they are then.
             Err(StoreDown) if participant => {}
@@ -549,21 +587,24 @@ impl RoomStore {
     async fn sync_loop(self: Arc<Self>) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut recovered_at: Option<Instant> = None;
+        let mut seen = Seen::default();
         loop {
             tick.tick().await;
-            match self.round(&mut recovered_at).await {
+            match self.round(&mut seen).await {
                 Ok(()) => {
                     if !self.up.swap(true, Ordering::Relaxed) {
                         log::info!("store: rooms in sync with Redis");
                     }
                 }
-                Err(e) => self.down("sync", &e),
+                Err(e) => {
+                    seen.version = None;
+                    self.down("sync", &e);
+                }
             }
         }
     }
 
-    async fn round(&self, recovered_at: &mut Option<Instant>) -> Result<(), String> {
+    async fn round(&self, seen: &mut Seen) -> Result<(), String> {
         // The marker first: gone means this proxy was away from Redis long enough, or Redis
         // lost its data; either way this proxy's rooms are written again.
         let mut marker = redis::cmd("SET");
@@ -575,12 +616,27 @@ impl RoomStore {
             .arg("GET");
         let previous: Option<String> = self.query_anyway("marker", &marker).await?;
         if previous.is_none() || !self.up.load(Ordering::Relaxed) {
-            *recovered_at = Some(Instant::now());
+            seen.recovered_at = Some(Instant::now());
             self.rewrite().await?;
         }
-        let settling = recovered_at.is_some_and(|at| at.elapsed() < self.settle);
+        let settling = seen
+            .recovered_at
+            .is_some_and(|at| at.elapsed() < self.settle);
         let started = Instant::now();
+        // Nothing written since the last full read, same live proxies: nothing to read (a
+        // full read at least every few seconds all the same, and while settling).
+        let mut get = redis::cmd("GET");
+        get.arg(self.version_key());
+        let version: Option<String> = self.query_anyway("version", &get).await?;
+        let version = version.unwrap_or_default();
         let alive = self.alive().await?;
+        let unchanged = seen.version.as_ref() == Some(&version)
+            && alive == seen.alive
+            && !settling
+            && seen.full.is_some_and(|at| at.elapsed() < FULL_READ_EVERY);
+        if unchanged {
+            return Ok(());
+        }
         for kind in RoomKind::ALL {
             let Some(directory) = self.directory(kind) else {
                 continue;
@@ -601,6 +657,9 @@ impl RoomStore {
         self.touched
             .lock()
             .retain(|_, at| at.elapsed() < self.interval * 4 + self.timeout * 4);
+        seen.version = Some(version);
+        seen.alive = alive;
+        seen.full = Some(started);
         Ok(())
     }
 
@@ -621,7 +680,7 @@ impl RoomStore {
                 for (field, value) in self.fields(&record) {
                     cmd.arg(field).arg(value);
                 }
-                self.query_anyway::<i64>("rewrite room", &cmd).await?;
+                self.write_anyway::<i64>("rewrite room", &cmd).await?;
             }
         }
         for (kind, id) in dirty {
@@ -641,7 +700,7 @@ impl RoomStore {
                         .arg(self.participants_key(kind, id));
                 }
             }
-            self.query_anyway::<redis::Value>("rewrite room", &cmd)
+            self.write_anyway::<redis::Value>("rewrite room", &cmd)
                 .await?;
             self.dirty.lock().remove(&(kind, id));
         }
@@ -651,7 +710,7 @@ impl RoomStore {
             cmd.arg(self.participants_key(kind, room))
                 .arg(self.participant_field(handle))
                 .arg(self.participant_json(&p));
-            self.query_anyway::<redis::Value>("rewrite participant", &cmd)
+            self.write_anyway::<redis::Value>("rewrite participant", &cmd)
                 .await?;
         }
         Ok(())
@@ -787,11 +846,27 @@ impl RoomStore {
             if let Some(field) = field {
                 cmd.arg(field);
             }
-            self.query_anyway::<i64>("participants", &cmd).await?;
+            self.write_anyway::<i64>("participants", &cmd).await?;
         }
         Ok(counts)
     }
 }
+
+/// What the last sync round read.
+#[derive(Default)]
+struct Seen {
+    /// The rooms' version (`<prefix>:rooms_version`) at the last full read.
+    version: Option<String>,
+    /// The live proxies then.
+    alive: HashSet<String>,
+    /// When.
+    full: Option<Instant>,
+    /// When Redis last came back (or was found to have lost this proxy's marker).
+    recovered_at: Option<Instant>,
+}
+
+/// A full read at least this often, whatever the version says.
+const FULL_READ_EVERY: Duration = Duration::from_secs(5);
 
 /// A room back from its hash (None: not a room).
 fn parse_room(id: u64, hash: &HashMap<String, String>) -> Option<RoomRecord> {
