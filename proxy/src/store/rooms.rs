@@ -803,31 +803,29 @@ impl RoomStore {
         }
         let mut conn = self.connect().await?;
         for chunk in live.chunks(64) {
+            // The fields are `<proxy id>:<handle>`: the keys are enough.
             let mut pipe = redis::pipe();
             for (_, key) in chunk {
-                pipe.hgetall(key);
+                pipe.hkeys(key);
             }
-            let hashes: Vec<HashMap<String, String>> =
+            let fields: Vec<Vec<String>> =
                 tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
                     .await
                     .map_err(|_| "participants: timed out".to_string())?
                     .map_err(|e| format!("participants: {e}"))?;
-            for ((room, key), hash) in chunk.iter().zip(hashes) {
-                for (field, raw) in hash {
-                    let proxy = serde_json::from_str::<Value>(&raw)
-                        .ok()
-                        .and_then(|p| p["proxy"].as_str().map(str::to_owned))
-                        .unwrap_or_default();
+            for ((room, key), fields) in chunk.iter().zip(fields) {
+                for field in fields {
+                    let (proxy, handle) = field
+                        .rsplit_once(':')
+                        .map(|(p, h)| (p, h.parse::<u64>().ok()))
+                        .unwrap_or(("", None));
                     let gone = if proxy == self.proxy_id {
                         // Left over from an earlier run of this proxy (same `proxy_id`)?
-                        let own = field
-                            .strip_prefix(&format!("{}:", self.proxy_id))
-                            .and_then(|h| h.parse::<u64>().ok());
                         !settling
-                            && own.is_none_or(|h| {
+                            && handle.is_none_or(|h| {
                                 !self.participants.lock().contains_key(&(kind, *room, h))
                             })
-                    } else if settling || alive.contains(&proxy) {
+                    } else if settling || alive.contains(proxy) {
                         *counts.entry(*room).or_insert(0) += 1;
                         false
                     } else {
