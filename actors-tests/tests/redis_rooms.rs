@@ -84,7 +84,10 @@ impl ProxyProcess {
         }
         let path = dir.path().join("proxy.toml");
         std::fs::write(&path, config)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
+        // PROXY_UNDER_TEST_BIN: another build of the proxy (e.g. a release one, to measure).
+        let bin = std::env::var("PROXY_UNDER_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_proxy-under-test").to_owned());
+        let child = Command::new(bin)
             .arg(&path)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -781,7 +784,8 @@ async fn a_lost_server_is_cleared_once_and_the_room_placed_again_for_both_proxie
 }
 
 /// A measurement, not a check (`cargo test -p actors-tests --test redis_rooms -- --ignored
-/// --nocapture`): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
+/// --nocapture`; `PROXY_UNDER_TEST_BIN=target/release/proxy-under-test` for a release build,
+/// `MEASURE_ROOMS=N` for another number of rooms): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
 /// rooms with 5 participants each from another (live) proxy: how long until its `list` shows
 /// them all, and the CPU the proxy and Redis use meanwhile while idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
