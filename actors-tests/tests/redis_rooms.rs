@@ -530,6 +530,10 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
     let killed = Instant::now();
     event(&mut grace, "hank leaving", |d| d["leaving"] == 21).await?;
     event(&mut frank, "dave leaving", |d| d["leaving"] == 11).await?;
+    println!(
+        "kill -9 of proxy A: B's participants told after {:?}",
+        killed.elapsed()
+    );
     ensure!(
         killed.elapsed() < Duration::from_secs(5),
         "leaving after {:?}",
