@@ -271,6 +271,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         let _guard = guard;
         std::future::pending::<()>().await
     });
+    crate::store::rooms::share(&state);
     Ok(RunningProxy {
         shutdown,
         ws_addr,

@@ -460,10 +460,13 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
         Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
     };
     match videoroom_admin::create(&directory, &params) {
-        Ok(room) => HttpResponse::Ok().json(json!({
+        Ok(room) => {
+            crate::store::rooms::videoroom_admin_changed(&state, room, true);
+            HttpResponse::Ok().json(json!({
             "created": room,
             "room": videoroom_admin::show(&directory, room),
-        })),
+            }))
+        }
         Err(videoroom_admin::CreateError::Exists(room)) => {
             HttpResponse::Conflict().json(json!({"error": format!("room {room} already exists")}))
         }
@@ -479,9 +482,12 @@ async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> H
         Err(response) => return *response,
     };
     let state = state.get_ref().clone();
-    match videoroom_admin::destroy(state, directory, *room).await {
+    match videoroom_admin::destroy(state.clone(), directory, *room).await {
         None => no_such_room(*room),
-        Some(Ok(())) => HttpResponse::Ok().json(json!({"destroyed": *room})),
+        Some(Ok(())) => {
+            crate::store::rooms::videoroom_admin_changed(&state, *room, false);
+            HttpResponse::Ok().json(json!({"destroyed": *room}))
+        }
         Some(Err(why)) => HttpResponse::BadGateway().json(json!({
             "error": format!("room {room} could not be destroyed on its backend: {why}")
         })),

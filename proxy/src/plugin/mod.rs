@@ -89,6 +89,8 @@ pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
     /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
     pub videoroom: Option<videoroom::SharedDirectory>,
+    /// The audiobridge plugin's room directory, when the plugin is on (shared rooms).
+    pub audiobridge: Option<audiobridge::SharedRooms>,
 }
 
 impl PluginRegistry {
@@ -107,9 +109,9 @@ impl PluginRegistry {
         }
         // Likewise: a relayed audiobridge could only mix handles that landed on one backend.
         if config.audiobridge {
-            registry.add(Arc::new(audiobridge::AudioBridgePlugin::new(
-                &config.audiobridge_rooms,
-            )));
+            let plugin = audiobridge::AudioBridgePlugin::new(&config.audiobridge_rooms);
+            registry.audiobridge = Some(plugin.rooms());
+            registry.add(Arc::new(plugin));
         }
         // The proxy's own videoroom wins over a relay of the same package too (a relayed
         // room would be one room per backend, each with part of the participants).

@@ -27,7 +27,7 @@
 //!   this task claims, writes and reads the users and publishes the messages, another one
 //!   subscribes.
 //!
-//! Next (issue 9): rooms (issues 7, 8).
+//! * Videoroom and audiobridge rooms: see [`rooms`] (its own task and connection).
 
 pub mod bus;
 
@@ -52,10 +52,14 @@ use bus::Bus;
 pub mod reaper;
 use reaper::{SessionReaper, SessionsRecord, StoreExit};
 
+pub mod rooms;
+
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
     shared: bool,
     bus: Option<Arc<Bus>>,
+    /// Videoroom and audiobridge rooms (see [`rooms`]).
+    rooms: Option<Arc<rooms::RoomStore>>,
     proxy_id: String,
     tx: Option<mpsc::UnboundedSender<StoreCommand>>,
     health: Arc<StoreHealth>,
@@ -148,6 +152,7 @@ impl StoreHandle {
         StoreHandle {
             shared: false,
             bus: None,
+            rooms: None,
             proxy_id: String::new(),
             tx: None,
             health,
@@ -196,6 +201,11 @@ impl StoreHandle {
     /// The bus to the other proxies, with their users (None in memory).
     pub fn bus(&self) -> Option<Arc<Bus>> {
         self.bus.clone()
+    }
+
+    /// The shared rooms (None in memory).
+    pub fn rooms(&self) -> Option<Arc<rooms::RoomStore>> {
+        self.rooms.clone()
     }
 
     /// Claims `username` of `topic` (`videocall`, `p2pcall`) for this proxy. The caller has
@@ -358,6 +368,7 @@ pub fn open(
     // read (and a dead proxy's deleted) from the start.
     bus.declare(crate::plugin::videocall::remote::TOPIC);
     bus.declare(crate::plugin::p2pcall::remote::TOPIC);
+    let rooms = rooms::RoomStore::new(client.clone(), config, proxy_id.clone());
     let health = Arc::new(StoreHealth::default());
     *health.last_error.lock() = "not connected yet".into();
     let keys = Keys {
@@ -397,6 +408,7 @@ pub fn open(
         StoreHandle {
             shared: true,
             bus: Some(bus),
+            rooms: Some(rooms),
             proxy_id,
             tx: Some(tx),
             health,

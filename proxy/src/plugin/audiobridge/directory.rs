@@ -6,11 +6,17 @@
 //! A room is *placed* on one server at a time. It is *ready* there once a `create` with its
 //! settings succeeded on that server (or found it existing). When the server is lost the room
 //! is unplaced; the next request about it places it again, usually elsewhere.
+//!
+//! Several proxies (`store.url`): the directory is this proxy's cache of the shared rooms
+//! ([`crate::store::rooms`]); placement goes through the store first (the first proxy wins).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use janus_protocol::JsonMap;
+use parking_lot::Mutex;
 use serde_json::Value;
+
+use crate::store::rooms::{LocalRooms, RoomRecord};
 
 #[derive(Debug, Clone)]
 pub struct Room {
@@ -21,6 +27,10 @@ pub struct Room {
     pub ready: bool,
     /// Reserved by a `create` that has not been answered yet.
     pub creating: bool,
+    /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
+    pub permanent: bool,
+    /// The proxy that created it (shared store; empty: this one, or the configuration).
+    pub creator: String,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +80,8 @@ impl RoomDirectory {
                 server: Some(server.to_owned()),
                 ready: false,
                 creating: true,
+                permanent: false,
+                creator: String::new(),
             },
         );
         true
@@ -84,6 +96,8 @@ impl RoomDirectory {
                 server: None,
                 ready: false,
                 creating: false,
+                permanent: false,
+                creator: String::new(),
             },
         );
     }
@@ -150,17 +164,99 @@ impl RoomDirectory {
         }
     }
 
-    /// `server` is gone: every room on it is unplaced. Returns how many.
-    pub fn server_lost(&mut self, server: &str) -> usize {
-        let mut n = 0;
-        for r in self.rooms.values_mut() {
+    /// `server` is gone: every room on it is unplaced. Returns them.
+    pub fn server_lost(&mut self, server: &str) -> Vec<u64> {
+        let mut lost = Vec::new();
+        for (id, r) in self.rooms.iter_mut() {
             if r.server.as_deref() == Some(server) && !r.creating {
                 r.server = None;
                 r.ready = false;
-                n += 1;
+                lost.push(*id);
             }
         }
-        n
+        lost
+    }
+
+    /// The room lives on `server` (the shared store says so); not ready there unless it was
+    /// already. False: no such room (or being created).
+    pub fn set_placement(&mut self, room: u64, server: &str) -> bool {
+        let Some(r) = self.rooms.get_mut(&room).filter(|r| !r.creating) else {
+            return false;
+        };
+        if r.server.as_deref() != Some(server) {
+            r.server = Some(server.to_owned());
+            r.ready = false;
+        }
+        true
+    }
+
+    /// Records how the room was created (for the shared store).
+    pub fn set_origin(&mut self, room: u64, permanent: bool) {
+        if let Some(r) = self.rooms.get_mut(&room) {
+            r.permanent = permanent;
+        }
+    }
+
+    /// The room as the shared store keeps it (None: unknown, or being created).
+    pub fn record(&self, id: u64) -> Option<RoomRecord> {
+        let r = self.rooms.get(&id).filter(|r| !r.creating)?;
+        Some(RoomRecord {
+            id,
+            settings: r.config.clone(),
+            creator: r.creator.clone(),
+            permanent: r.permanent,
+            server: r.server.clone(),
+        })
+    }
+
+    fn room_of(record: RoomRecord) -> Room {
+        Room {
+            config: record.settings,
+            server: record.server,
+            ready: false,
+            creating: false,
+            permanent: record.permanent,
+            creator: record.creator,
+        }
+    }
+
+    /// A room another proxy created (read from the shared store): added unless known.
+    pub fn learn(&mut self, record: RoomRecord) {
+        self.rooms
+            .entry(record.id)
+            .or_insert_with(|| Self::room_of(record));
+    }
+
+    /// One sync round of the shared store (see [`LocalRooms::apply`]).
+    pub fn apply_shared(&mut self, rooms: &[RoomRecord], keep: &dyn Fn(u64) -> bool) {
+        let known: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
+        self.rooms
+            .retain(|id, r| r.creating || known.contains(id) || keep(*id));
+        for record in rooms {
+            match self.rooms.get_mut(&record.id) {
+                None => {
+                    self.rooms.insert(record.id, Self::room_of(record.clone()));
+                }
+                Some(r) if r.creating || keep(record.id) => {}
+                Some(r) => {
+                    r.config = record.settings.clone();
+                    r.permanent = record.permanent;
+                    r.creator = record.creator.clone();
+                    match &record.server {
+                        Some(server) => {
+                            if r.server.as_deref() != Some(server) {
+                                r.server = Some(server.clone());
+                                r.ready = false;
+                            }
+                        }
+                        None => {
+                            r.server = None;
+                            r.ready = false;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     pub fn remove(&mut self, room: u64) {
@@ -272,6 +368,30 @@ impl RoomDirectory {
     }
 }
 
+/// With a shared store (several proxies), the directory is a cache of the store's rooms.
+impl LocalRooms for Mutex<RoomDirectory> {
+    fn record(&self, id: u64) -> Option<RoomRecord> {
+        self.lock().record(id)
+    }
+
+    fn records(&self) -> Vec<RoomRecord> {
+        let directory = self.lock();
+        directory
+            .rooms
+            .keys()
+            .filter_map(|id| directory.record(*id))
+            .collect()
+    }
+
+    fn learn(&self, record: RoomRecord) {
+        self.lock().learn(record);
+    }
+
+    fn apply(&self, rooms: &[RoomRecord], _: &HashMap<u64, usize>, keep: &dyn Fn(u64) -> bool) {
+        self.lock().apply_shared(rooms, keep);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +441,7 @@ mod tests {
             d.created(room, JsonMap::new());
         }
         assert_eq!(d.servers(), ["a", "b"]);
-        assert_eq!(d.server_lost("a"), 2);
+        assert_eq!(d.server_lost("a").len(), 2);
         assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
         assert_eq!(d.servers(), ["b"]);
         assert_eq!(d.place(1, "b").as_deref(), Some("b"));
@@ -377,6 +497,52 @@ mod tests {
         assert_eq!(
             d.config(1).unwrap_or_default().get("allowed"),
             Some(&json!([]))
+        );
+    }
+
+    #[test]
+    fn the_shared_store_is_the_authority_except_for_fresh_local_changes() {
+        let record = |id: u64, server: Option<&str>| RoomRecord {
+            id,
+            settings: JsonMap::from_iter([("description".to_owned(), Value::from("x"))]),
+            creator: "other".into(),
+            permanent: true,
+            server: server.map(str::to_owned),
+        };
+        let mut d = RoomDirectory::default();
+        d.add_unplaced(1, JsonMap::new());
+        d.add_unplaced(2, JsonMap::new());
+        assert!(d.reserve(3, "j1"), "a create in progress");
+        d.place(1, "j1");
+        d.mark_ready(1, "j1");
+        d.apply_shared(&[record(1, Some("j1")), record(4, Some("j2"))], &|_| false);
+        assert!(d.contains(1) && !d.contains(2) && d.contains(3) && d.contains(4));
+        assert_eq!(
+            d.whereabouts(1),
+            Whereabouts::On {
+                server: "j1".into(),
+                ready: true
+            }
+        );
+        assert_eq!(
+            d.whereabouts(4),
+            Whereabouts::On {
+                server: "j2".into(),
+                ready: false
+            }
+        );
+        assert_eq!(d.record(4), Some(record(4, Some("j2"))));
+        assert_eq!(d.record(3), None, "not shared while being created");
+        d.apply_shared(&[record(1, None)], &|id| id == 4);
+        assert_eq!(d.whereabouts(1), Whereabouts::Unplaced);
+        assert!(d.contains(4), "changed here since the round began");
+        assert!(d.set_placement(1, "j2"));
+        assert_eq!(
+            d.whereabouts(1),
+            Whereabouts::On {
+                server: "j2".into(),
+                ready: false
+            }
         );
     }
 }

@@ -44,6 +44,7 @@ use crate::plugin::{AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
+use crate::store::rooms::{ParticipantRecord, RoomKind, RoomRecord};
 use crate::transport::{ClientFrame, ReplyTo};
 
 /// Janus's code for errors that fit no other (the proxy's own failures).
@@ -253,6 +254,15 @@ pub struct AudioBridgeHandle {
     gone: bool,
     /// A room id reserved by this handle's `create` in progress (freed if the handle goes).
     reserving: Option<u64>,
+    /// Shared store: the room just read from it (a second miss is final).
+    looked_up: Option<u64>,
+    /// Shared store: the room this handle just took off a server it could not use, and that
+    /// server (its next placement replaces that one in the store).
+    unplaced: Option<(u64, String)>,
+    /// Shared store: the participation this handle recorded there (room, id).
+    shared_participant: Option<(u64, Value)>,
+    /// The display name of the handle's last `join` (for the shared store's views).
+    display: Option<String>,
 }
 
 impl AudioBridgeHandle {
@@ -272,6 +282,119 @@ impl AudioBridgeHandle {
             busy: false,
             gone: false,
             reserving: None,
+            looked_up: None,
+            unplaced: None,
+            shared_participant: None,
+            display: None,
+        }
+    }
+
+    // ---- the shared store (several proxies) ----
+
+    /// The room could not be used on `server`: unplaced here and, compare-and-delete, in the
+    /// shared store.
+    fn unplace(&mut self, room: u64, server: &str) {
+        self.rooms.lock().unplace(room, server);
+        if let Some(store) = self.state.store.rooms() {
+            store.clear_placement(RoomKind::AudioBridge, room, server);
+            self.unplaced = Some((room, server.to_owned()));
+        }
+    }
+
+    /// Places an unplaced room on `server`, through the shared store first (the first proxy
+    /// wins): `then` gets where the room lives (None: no such room any more).
+    fn claim(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: u64,
+        server: String,
+        then: Then<Option<String>>,
+    ) {
+        let Some(store) = self.state.store.rooms() else {
+            let placed = self.rooms.lock().place(room, &server);
+            return then(self, ctx, placed);
+        };
+        let dead = self
+            .unplaced
+            .take()
+            .filter(|(r, _)| *r == room)
+            .map(|(_, s)| s);
+        let fut = async move {
+            store
+                .place(RoomKind::AudioBridge, room, &server, dead.as_deref())
+                .await
+                .map_err(|_| server)
+        };
+        self.after(
+            ctx,
+            fut,
+            Box::new(move |act, ctx, placed| {
+                let placed = match placed {
+                    Ok(Some(winner)) => act
+                        .rooms
+                        .lock()
+                        .set_placement(room, &winner)
+                        .then_some(winner),
+                    Ok(None) => None,
+                    // Redis away: this proxy's directory decides.
+                    Err(server) => act.rooms.lock().place(room, &server),
+                };
+                then(act, ctx, placed)
+            }),
+        );
+    }
+
+    /// A request about `room`, unknown here, may be about another proxy's room: read it from
+    /// the shared store once, then handle the request again. Some: nothing to read, the
+    /// request back.
+    fn read_through(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: u64,
+        request: (String, JsonMap, Option<JsonMap>, ReplyTo),
+    ) -> Option<(String, JsonMap, Option<JsonMap>, ReplyTo)> {
+        let looked_up = self.looked_up.take() == Some(room);
+        let store = self.state.store.rooms();
+        let (Some(store), false) = (store, looked_up || self.rooms.lock().contains(room)) else {
+            return Some(request);
+        };
+        let fut = async move { store.fetch(RoomKind::AudioBridge, room).await };
+        self.after(
+            ctx,
+            fut,
+            Box::new(move |act, ctx, _| {
+                act.looked_up = Some(room);
+                let (transaction, body, jsep, reply_to) = request;
+                act.on_message(ctx, transaction, body, jsep, reply_to);
+            }),
+        );
+        None
+    }
+
+    /// Records this handle's participation (or its end) in the shared store.
+    fn share_participant(&mut self) {
+        let Some(store) = self.state.store.rooms() else {
+            return;
+        };
+        let now = self
+            .participant
+            .as_ref()
+            .and_then(|p| Some((p.room.as_u64()?, p.id.clone()?, p.server.clone())));
+        let before = self.shared_participant.clone();
+        if now.as_ref().map(|(r, id, _)| (*r, id.clone())) == before {
+            return;
+        }
+        if let Some((room, _)) = before {
+            store.participant_left(RoomKind::AudioBridge, room, self.handle_id);
+        }
+        self.shared_participant = now.as_ref().map(|(r, id, _)| (*r, id.clone()));
+        if let Some((room, id, server)) = now {
+            let participant = ParticipantRecord {
+                id,
+                display: self.display.clone(),
+                server,
+            };
+            store.participant_joined(RoomKind::AudioBridge, room, self.handle_id, participant);
         }
     }
 
@@ -580,7 +703,7 @@ impl AudioBridgeHandle {
                         .is_none_or(|s| s.phase() == LinkPhase::Down);
                 if down {
                     log::info!("audiobridge room {room}: server {server} is down, placing again");
-                    self.rooms.lock().unplace(room, &server);
+                    self.unplace(room, &server);
                     return self.place_room(ctx, room, prefer, then);
                 }
                 if ready {
@@ -591,7 +714,7 @@ impl AudioBridgeHandle {
                         Box::new(move |act, ctx, r| match r {
                             Ok(()) => then(act, ctx, Ok(server)),
                             Err(why) => {
-                                act.rooms.lock().unplace(room, &server);
+                                act.unplace(room, &server);
                                 then(act, ctx, Err(why))
                             }
                         }),
@@ -602,12 +725,16 @@ impl AudioBridgeHandle {
             }
             Whereabouts::Unplaced => {
                 if let Some(server) = prefer {
-                    let placed = self.rooms.lock().place(room, &server);
-                    return match placed {
-                        Some(s) if s == server => self.create_on(ctx, room, s, then),
-                        Some(_) => self.place_room(ctx, room, None, then),
-                        None => then(self, ctx, Err(format!("No such room ({room})"))),
-                    };
+                    return self.claim(
+                        ctx,
+                        room,
+                        server.clone(),
+                        Box::new(move |act, ctx, placed| match placed {
+                            Some(s) if s == server => act.create_on(ctx, room, s, then),
+                            Some(_) => act.place_room(ctx, room, None, then),
+                            None => then(act, ctx, Err(format!("No such room ({room})"))),
+                        }),
+                    );
                 }
                 self.select(
                     ctx,
@@ -616,12 +743,16 @@ impl AudioBridgeHandle {
                             Ok(s) => s,
                             Err(why) => return then(act, ctx, Err(why)),
                         };
-                        let placed = act.rooms.lock().place(room, &chosen);
-                        match placed {
-                            Some(s) if s == chosen => act.create_on(ctx, room, s, then),
-                            // Placed elsewhere meanwhile (or destroyed): ask again.
-                            _ => act.place_room(ctx, room, None, then),
-                        }
+                        act.claim(
+                            ctx,
+                            room,
+                            chosen.clone(),
+                            Box::new(move |act, ctx, placed| match placed {
+                                Some(s) if s == chosen => act.create_on(ctx, room, s, then),
+                                // Placed elsewhere meanwhile (or destroyed): ask again.
+                                _ => act.place_room(ctx, room, None, then),
+                            }),
+                        );
                     }),
                 );
             }
@@ -643,7 +774,7 @@ impl AudioBridgeHandle {
             None,
             Box::new(move |act, ctx, r| {
                 if let Err(why) = r {
-                    act.rooms.lock().unplace(room, &server);
+                    act.unplace(room, &server);
                     return then(act, ctx, Err(why));
                 }
                 let Some(mut body) = act.rooms.lock().config(room) else {
@@ -672,7 +803,7 @@ impl AudioBridgeHandle {
                             then(act, ctx, Ok(server))
                         } else {
                             if is_error(&frame) {
-                                act.rooms.lock().unplace(room, &server);
+                                act.unplace(room, &server);
                             }
                             let why = error_reason(&frame);
                             log::warn!("audiobridge room {room}: not created on {server}: {why}");
@@ -700,6 +831,24 @@ impl AudioBridgeHandle {
             .map(str::to_ascii_lowercase)
             .unwrap_or_default();
         let sync = is_sync(&name);
+        let about = match name.as_str() {
+            "exists" | "join" | "changeroom" | "create" => room_of(&body, "room"),
+            n if ROOM_REQUESTS.contains(&n) => room_of(&body, "room"),
+            _ => None,
+        };
+        let (transaction, body, jsep, reply_to) = match about.filter(|r| *r != 0) {
+            Some(room) => match self.read_through(ctx, room, (transaction, body, jsep, reply_to)) {
+                None => return,
+                Some(request) => request,
+            },
+            None => (transaction, body, jsep, reply_to),
+        };
+        if name == "join" {
+            self.display = body
+                .get("display")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+        }
         match name.as_str() {
             "create" => self.create(ctx, transaction, body, reply_to),
             "list" => self.list(ctx, transaction, body, reply_to),
@@ -779,7 +928,7 @@ impl AudioBridgeHandle {
                 let (transaction, body, jsep, reply_to) = request;
                 if r.is_err() {
                     // Its server is unreachable: place it here.
-                    act.rooms.lock().unplace(room, &from);
+                    act.unplace(room, &from);
                     return act.send_to_room(
                         ctx,
                         room,
@@ -826,7 +975,7 @@ impl AudioBridgeHandle {
                         {
                             destroy.insert("secret".into(), secret);
                         }
-                        act.rooms.lock().unplace(room, &from);
+                        act.unplace(room, &from);
                         act.call(
                             ctx,
                             &from.clone(),
@@ -941,12 +1090,30 @@ impl AudioBridgeHandle {
                 let data = plugin_data(&frame);
                 let ok = !is_error(&frame) && data.is_some_and(|d| d.get("error_code").is_none());
                 if ok {
-                    let mut rooms = act.rooms.lock();
-                    match &after {
-                        After::Edited(room, edit) => rooms.edited(*room, edit),
-                        After::Allowed(room, b) => rooms.allowed(*room, b),
-                        After::Destroyed(room) => rooms.remove(*room),
-                        After::Nothing => {}
+                    let changed = {
+                        let mut rooms = act.rooms.lock();
+                        match &after {
+                            After::Edited(room, edit) => rooms.edited(*room, edit),
+                            After::Allowed(room, b) => rooms.allowed(*room, b),
+                            After::Destroyed(room) => rooms.remove(*room),
+                            After::Nothing => {}
+                        }
+                        match &after {
+                            After::Edited(room, _) | After::Allowed(room, _) => {
+                                rooms.config(*room).map(|c| (*room, Some(c)))
+                            }
+                            After::Destroyed(room) => Some((*room, None)),
+                            After::Nothing => None,
+                        }
+                    };
+                    if let (Some(store), Some((room, config))) = (act.state.store.rooms(), changed)
+                    {
+                        match config {
+                            Some(config) => {
+                                store.settings_changed(RoomKind::AudioBridge, room, config)
+                            }
+                            None => store.destroyed(RoomKind::AudioBridge, room),
+                        }
                     }
                 }
                 if with_sdp && !is_error(&frame) {
@@ -978,7 +1145,7 @@ impl AudioBridgeHandle {
     ) {
         // `permanent` would write one backend's config file: the room lives in the proxy's
         // directory instead, and Janus answers `"permanent": false`.
-        body.remove("permanent");
+        let permanent = body.remove("permanent").and_then(|p| p.as_bool()) == Some(true);
         let id = match body.get("room") {
             None => Some(self.fresh_room_id()),
             Some(v) if v.as_u64() == Some(0) => Some(self.fresh_room_id()),
@@ -1080,9 +1247,41 @@ impl AudioBridgeHandle {
                                     "audiobridge room {id}: created (validated on {server})"
                                 );
                                 act.reserving = None;
-                                act.rooms.lock().created_unplaced(id, config);
-                                act.send_frame(&out, Some(&reply_to));
-                                act.done(ctx);
+                                act.rooms.lock().created_unplaced(id, config.clone());
+                                act.rooms.lock().set_origin(id, permanent);
+                                let Some(store) = act.state.store.rooms() else {
+                                    act.send_frame(&out, Some(&reply_to));
+                                    return act.done(ctx);
+                                };
+                                // Shared: the first proxy to write the id has the room.
+                                let record = RoomRecord {
+                                    id,
+                                    settings: config,
+                                    creator: store.proxy_id().to_owned(),
+                                    permanent,
+                                    server: None,
+                                };
+                                let fut = async move {
+                                    store.create(RoomKind::AudioBridge, &record).await
+                                };
+                                act.after(
+                                    ctx,
+                                    fut,
+                                    Box::new(move |act, ctx, written| {
+                                        if written == Ok(false) {
+                                            act.rooms.lock().remove(id);
+                                            act.looked_up = None;
+                                            return act.room_exists(
+                                                ctx,
+                                                id,
+                                                &transaction,
+                                                &reply_to,
+                                            );
+                                        }
+                                        act.send_frame(&out, Some(&reply_to));
+                                        act.done(ctx);
+                                    }),
+                                );
                             }),
                         );
                     }),
@@ -1288,6 +1487,7 @@ impl AudioBridgeHandle {
         if let Some(data) = plugin_data(&frame) {
             self.track(server, data);
         }
+        self.share_participant();
         let ids = self.ids(server);
         let out = rewrite(frame, ids, Transaction::FromBackend);
         self.send_frame(&out, None);
@@ -1336,9 +1536,13 @@ impl AudioBridgeHandle {
         leg.backend.forget();
         leg.backend.end_placement(&self.state.registry);
         let unplaced = self.rooms.lock().server_lost(server);
-        if unplaced > 0 {
-            log::warn!("audiobridge: backend server {server} lost, {unplaced} room(s) unplaced");
+        if !unplaced.is_empty() {
+            log::warn!(
+                "audiobridge: backend server {server} lost, {} room(s) unplaced",
+                unplaced.len()
+            );
         }
+
         if let Some(p) = self.participant.take_if(|p| p.server == server) {
             let data = json!({"audiobridge": "destroyed", "room": p.room});
             let f = self.plugin_frame("event", None, data);
@@ -1349,6 +1553,15 @@ impl AudioBridgeHandle {
             let frame =
                 ServerMessage::hangup(self.session_id, self.handle_id, None, BACKEND_LOST_REASON);
             self.send_frame(&frame, None);
+        }
+        // This handle leaves the shared participants before it clears the placements (the
+        // store keeps a placement while other proxies' participants are recorded there: each
+        // proxy's last clear then sees every proxy's participants gone).
+        self.share_participant();
+        if let Some(store) = self.state.store.rooms() {
+            for room in unplaced {
+                store.clear_placement(RoomKind::AudioBridge, room, server);
+            }
         }
     }
 }
@@ -1386,6 +1599,8 @@ impl Actor for AudioBridgeHandle {
         if let Some(id) = self.reserving.take() {
             self.rooms.lock().unreserve(id);
         }
+        self.participant = None;
+        self.share_participant();
         self.release_legs();
     }
 }

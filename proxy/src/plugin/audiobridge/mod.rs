@@ -57,6 +57,11 @@ impl AudioBridgePlugin {
         }
         plugin
     }
+
+    /// The room directory (shared with the other proxies by the store, if any).
+    pub fn rooms(&self) -> SharedRooms {
+        self.rooms.clone()
+    }
 }
 
 impl Plugin for AudioBridgePlugin {

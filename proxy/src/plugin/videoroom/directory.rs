@@ -8,11 +8,20 @@
 //! [`Directory::place`] it wins, every later one goes to the same server. When that server is
 //! lost the placement is forgotten ([`Directory::forget_placement`]) and the next handle
 //! that needs the room creates it again on whatever server the registry picks.
+//!
+//! Several proxies (`store.url`): the directory is this proxy's cache of the shared rooms
+//! ([`crate::store::rooms`]): a room another proxy created is learnt on a local miss or at the
+//! next sync round, placement goes through the store first (the first proxy wins), and each
+//! sync round brings the other proxies' creations, edits, destructions, placements and
+//! publisher counts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use janus_protocol::JsonMap;
+use parking_lot::Mutex;
 use serde_json::{json, Value};
+
+use crate::store::rooms::{LocalRooms, RoomRecord};
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
 const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
@@ -35,6 +44,12 @@ pub struct Room {
     /// Client handles joined as publishers (Janus's `num_participants`): their server and
     /// publisher id.
     pub publishers: BTreeMap<u64, (String, u64)>,
+    /// Publishers joined through other proxies (shared store), counted in `list`.
+    pub remote_publishers: usize,
+    /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
+    pub permanent: bool,
+    /// The proxy that created it (shared store; empty: this one, or the configuration).
+    pub creator: String,
 }
 
 impl Room {
@@ -136,7 +151,10 @@ impl Room {
             "lock_record".into(),
             self.bool_setting("lock_record", false).into(),
         );
-        e.insert("num_participants".into(), self.publishers.len().into());
+        e.insert(
+            "num_participants".into(),
+            (self.publishers.len() + self.remote_publishers).into(),
+        );
         e.insert(
             "audiolevel_ext".into(),
             self.bool_setting("audiolevel_ext", true).into(),
@@ -256,6 +274,10 @@ impl Directory {
             .filter(|(k, _)| !NOT_FORWARDED.contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let permanent = body
+            .get("permanent")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         self.rooms.insert(
             id,
             Room {
@@ -263,9 +285,115 @@ impl Directory {
                 settings,
                 servers: Vec::new(),
                 publishers: BTreeMap::new(),
+                remote_publishers: 0,
+                permanent,
+                creator: String::new(),
             },
         );
         Ok(id)
+    }
+
+    /// A random free room id (Janus's, for `room` 0).
+    pub fn fresh_id(&self) -> u64 {
+        self.random_id()
+    }
+
+    /// The room as the shared store keeps it.
+    pub fn record(&self, id: u64) -> Option<RoomRecord> {
+        let room = self.rooms.get(&id)?;
+        Some(RoomRecord {
+            id,
+            settings: room.settings.clone(),
+            creator: room.creator.clone(),
+            permanent: room.permanent,
+            server: room.placement().map(|p| p.server.clone()),
+        })
+    }
+
+    /// A room another proxy created (read from the shared store): added unless known.
+    pub fn learn(&mut self, record: RoomRecord) {
+        if self.rooms.contains_key(&record.id) {
+            return;
+        }
+        self.rooms.insert(record.id, Self::room_of(record));
+    }
+
+    fn room_of(record: RoomRecord) -> Room {
+        Room {
+            id: record.id,
+            settings: record.settings,
+            servers: record
+                .server
+                .map(|server| RoomPlacement {
+                    server,
+                    created: false,
+                })
+                .into_iter()
+                .collect(),
+            publishers: BTreeMap::new(),
+            remote_publishers: 0,
+            permanent: record.permanent,
+            creator: record.creator,
+        }
+    }
+
+    /// The room lives on `server` (the shared store says so): its first server becomes
+    /// `server`, not created yet unless it was that already. False: no such room.
+    pub fn set_placement(&mut self, id: u64, server: &str) -> bool {
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return false;
+        };
+        if room.placement().is_some_and(|p| p.server == server) {
+            return true;
+        }
+        let moved = RoomPlacement {
+            server: server.to_owned(),
+            created: false,
+        };
+        room.servers.retain(|p| p.server != server);
+        match room.servers.first_mut() {
+            Some(first) => *first = moved,
+            None => room.servers.push(moved),
+        }
+        true
+    }
+
+    /// One sync round of the shared store (see [`LocalRooms::apply`]): the store is the
+    /// authority for which rooms exist, their settings and their (first) server.
+    pub fn apply_shared(
+        &mut self,
+        rooms: &[RoomRecord],
+        remote: &HashMap<u64, usize>,
+        keep: &dyn Fn(u64) -> bool,
+    ) {
+        let known: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
+        self.rooms.retain(|id, _| known.contains(id) || keep(*id));
+        for record in rooms {
+            let id = record.id;
+            let remote_publishers = remote.get(&id).copied().unwrap_or(0);
+            match self.rooms.get_mut(&id) {
+                None => {
+                    let mut room = Self::room_of(record.clone());
+                    room.remote_publishers = remote_publishers;
+                    self.rooms.insert(id, room);
+                }
+                Some(room) => {
+                    room.remote_publishers = remote_publishers;
+                    if keep(id) {
+                        continue;
+                    }
+                    room.settings = record.settings.clone();
+                    room.permanent = record.permanent;
+                    room.creator = record.creator.clone();
+                    match &record.server {
+                        Some(server) => {
+                            self.set_placement(id, server);
+                        }
+                        None => room.servers.clear(),
+                    }
+                }
+            }
+        }
     }
 
     fn random_id(&self) -> u64 {
@@ -439,6 +567,35 @@ impl Directory {
     }
 }
 
+/// With a shared store (several proxies), the directory is a cache of the store's rooms.
+impl LocalRooms for Mutex<Directory> {
+    fn record(&self, id: u64) -> Option<RoomRecord> {
+        self.lock().record(id)
+    }
+
+    fn records(&self) -> Vec<RoomRecord> {
+        let directory = self.lock();
+        directory
+            .rooms
+            .keys()
+            .filter_map(|id| directory.record(*id))
+            .collect()
+    }
+
+    fn learn(&self, record: RoomRecord) {
+        self.lock().learn(record);
+    }
+
+    fn apply(
+        &self,
+        rooms: &[RoomRecord],
+        remote: &HashMap<u64, usize>,
+        keep: &dyn Fn(u64) -> bool,
+    ) {
+        self.lock().apply_shared(rooms, remote, keep);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +728,57 @@ mod tests {
             json!({"request":"create","room":9,"permanent":false,"description":"d",
                 "secret":"s","publishers":6})
         );
+    }
+
+    fn record(id: u64, server: Option<&str>, description: &str) -> RoomRecord {
+        RoomRecord {
+            id,
+            settings: body(json!({"description": description})),
+            creator: "other".into(),
+            permanent: false,
+            server: server.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_shared_store_is_the_authority_except_for_fresh_local_changes() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.create(2, &JsonMap::new()).expect("create");
+        d.create(3, &JsonMap::new()).expect("create");
+        d.place(1, "j1");
+        d.mark_created(1, "j1");
+        d.publisher_joined(1, 77, "j1", 5);
+        // Room 2 is gone from the store (destroyed elsewhere), room 3 too but it changed here
+        // since the round began; room 4 is another proxy's; room 1 was edited elsewhere.
+        let rooms = [
+            record(1, Some("j1"), "edited"),
+            record(4, Some("j2"), "theirs"),
+        ];
+        let remote = HashMap::from([(1, 2)]);
+        d.apply_shared(&rooms, &remote, &|id| id == 3);
+        assert!(d.exists(1) && !d.exists(2) && d.exists(3) && d.exists(4));
+        assert_eq!(d.get(1).expect("room").settings["description"], "edited");
+        assert!(d.is_created_on(1, "j1"), "same server: still created there");
+        assert_eq!(d.list(false)[0]["num_participants"], 3);
+        assert_eq!(d.placement(4).map(|p| p.server).as_deref(), Some("j2"));
+        assert!(
+            !d.is_created_on(4, "j2"),
+            "created there by this proxy's first use"
+        );
+        // Another proxy placed room 1 elsewhere (its server was lost); then nowhere.
+        d.apply_shared(&[record(1, Some("j2"), "edited")], &HashMap::new(), &|_| {
+            false
+        });
+        assert_eq!(d.placement(1).map(|p| p.server).as_deref(), Some("j2"));
+        assert!(!d.is_created_on(1, "j2"));
+        d.apply_shared(&[record(1, None, "edited")], &HashMap::new(), &|_| false);
+        assert_eq!(d.placement(1), None);
+        // A room learnt on a local miss does not overwrite a known one.
+        d.learn(record(1, Some("j9"), "stale"));
+        assert_eq!(d.get(1).expect("room").settings["description"], "edited");
+        assert_eq!(d.record(1).map(|r| r.creator), Some("other".into()));
+        assert!(d.set_placement(1, "j1") && !d.set_placement(99, "j1"));
     }
 
     #[test]

@@ -53,6 +53,7 @@ use crate::plugin::{AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
+use crate::store::rooms::{ParticipantRecord, RoomKind, RoomStore};
 use crate::transport::{ClientFrame, ReplyTo};
 
 /// Requests Janus answers at once, in the `success` reply.
@@ -165,6 +166,10 @@ pub struct VideoRoomHandle {
     /// name.
     display_changes: HashMap<u64, String>,
     gone: bool,
+    /// Shared store: a request waits for a room to be read from (or written to) the store.
+    fetching: bool,
+    /// Shared store: the room just read from it (a second miss is final).
+    looked_up: Option<u64>,
 }
 
 impl VideoRoomHandle {
@@ -187,6 +192,132 @@ impl VideoRoomHandle {
             renames: HashMap::new(),
             display_changes: HashMap::new(),
             gone: false,
+            fetching: false,
+            looked_up: None,
+        }
+    }
+
+    // ---- the shared store (several proxies) ----
+
+    /// A request about `room`, unknown here, may be about another proxy's room: read it from
+    /// the shared store once, then handle the request again. Some: nothing to read (no
+    /// shared store, or read already), the request back.
+    fn read_through(
+        &mut self,
+        ctx: &mut Context<Self>,
+        room: u64,
+        cmd: HandleCommand,
+    ) -> Option<HandleCommand> {
+        let looked_up = self.looked_up.take() == Some(room);
+        let Some(store) = self.state.store.rooms().filter(|_| !looked_up) else {
+            return Some(cmd);
+        };
+        self.fetching = true;
+        let fut = async move { store.fetch(RoomKind::VideoRoom, room).await }
+            .into_actor(self)
+            .map(move |_, act: &mut Self, ctx: &mut Context<Self>| {
+                act.fetching = false;
+                act.looked_up = Some(room);
+                act.queue.push_front(cmd);
+                act.drain(ctx);
+            });
+        ctx.spawn(fut);
+        None
+    }
+
+    /// `create` with a shared store: the room is written there first, if its id is free on
+    /// every proxy (else 427); Redis away, this proxy's directory decides.
+    fn create_shared(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        reply_to: ReplyTo,
+        body: JsonMap,
+        store: Arc<RoomStore>,
+    ) {
+        if let Err(e) = checks::check_create(&body) {
+            return self.refuse(&transaction, &reply_to, false, &e);
+        }
+        let requested = body.get("room").and_then(Value::as_u64).unwrap_or(0);
+        if requested != 0 && self.directory.lock().exists(requested) {
+            return self.refuse(
+                &transaction,
+                &reply_to,
+                false,
+                &VrError::room_exists(requested),
+            );
+        }
+        let id = if requested == 0 {
+            self.directory.lock().fresh_id()
+        } else {
+            requested
+        };
+        let record = {
+            let mut scratch = super::directory::Directory::default();
+            let _ = scratch.create(id, &body);
+            scratch.record(id).map(|mut r| {
+                r.creator = store.proxy_id().to_owned();
+                r
+            })
+        };
+        let Some(record) = record else {
+            return self.fail_request_sync(&transaction, &reply_to, "room not recorded");
+        };
+        self.fetching = true;
+        let record_creator = record.creator.clone();
+        let fut = async move { store.create(RoomKind::VideoRoom, &record).await }
+            .into_actor(self)
+            .map(move |written, act: &mut Self, ctx: &mut Context<Self>| {
+                act.fetching = false;
+                match written {
+                    Ok(false) => {
+                        act.refuse(&transaction, &reply_to, false, &VrError::room_exists(id))
+                    }
+                    // Written (or Redis away: written when it returns). A sync round may
+                    // have brought it here already.
+                    _ => {
+                        {
+                            let mut directory = act.directory.lock();
+                            let _ = directory.create(id, &body);
+                            if let Some(room) = directory.get_mut(id) {
+                                room.creator = record_creator;
+                            }
+                        }
+                        let permanent = body
+                            .get("permanent")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false);
+                        let data =
+                            json!({"videoroom": "created", "room": id, "permanent": permanent});
+                        act.sync_reply(&transaction, &reply_to, data);
+                    }
+                }
+                act.drain(ctx);
+            });
+        ctx.spawn(fut);
+    }
+
+    fn fail_request_sync(&self, transaction: &str, reply_to: &ReplyTo, why: &str) {
+        let e = VrError::new(checks::UNKNOWN_ERROR, why);
+        self.refuse(transaction, reply_to, false, &e);
+    }
+
+    /// Records this handle's publisher (or its end) in the shared store, for views.
+    fn share_publisher(&self, room: u64, joined: Option<(u64, &str)>) {
+        let Some(store) = self.state.store.rooms() else {
+            return;
+        };
+        match joined {
+            Some((feed, server)) => {
+                let display = self.joined.as_ref().and_then(|j| j.display.clone());
+                let p = ParticipantRecord {
+                    id: feed.into(),
+                    display,
+                    server: server.to_owned(),
+                };
+                store.participant_joined(RoomKind::VideoRoom, room, self.handle_id, p);
+            }
+            None => store.participant_left(RoomKind::VideoRoom, room, self.handle_id),
         }
     }
 
@@ -264,7 +395,7 @@ impl VideoRoomHandle {
     }
 
     fn drain(&mut self, ctx: &mut Context<Self>) {
-        while self.waiting.is_none() && !self.gone {
+        while self.waiting.is_none() && !self.fetching && !self.gone {
             let Some(cmd) = self.queue.pop_front() else {
                 return;
             };
@@ -335,7 +466,10 @@ impl VideoRoomHandle {
             Err(e) => return self.refuse(&transaction, &reply_to, false, &e),
         };
         match name.as_str() {
-            "create" => self.create(&transaction, &reply_to, &body),
+            "create" => match self.state.store.rooms() {
+                Some(store) => self.create_shared(ctx, transaction, reply_to, body, store),
+                None => self.create(&transaction, &reply_to, &body),
+            },
             "list" => {
                 let list = self.directory.lock().list(false);
                 self.sync_reply(
@@ -345,6 +479,24 @@ impl VideoRoomHandle {
                 );
             }
             "exists" => match checks::room_of(&body) {
+                Ok(room) if !self.directory.lock().exists(room) => {
+                    let cmd = HandleCommand::Message {
+                        transaction,
+                        body,
+                        jsep,
+                        reply_to,
+                    };
+                    let (transaction, reply_to) = match self.read_through(ctx, room, cmd) {
+                        Some(HandleCommand::Message {
+                            transaction,
+                            reply_to,
+                            ..
+                        }) => (transaction, reply_to),
+                        _ => return,
+                    };
+                    let data = json!({"videoroom": "success", "room": room, "exists": false});
+                    self.sync_reply(&transaction, &reply_to, data);
+                }
                 Ok(room) => {
                     let exists = self.directory.lock().exists(room);
                     let data = json!({"videoroom": "success", "room": room, "exists": exists});
@@ -366,8 +518,22 @@ impl VideoRoomHandle {
                     Err(e) => return self.refuse(&transaction, &reply_to, asynchronous, &e),
                 };
                 if !self.directory.lock().exists(room) {
-                    let e = VrError::no_such_room(room);
-                    return self.refuse(&transaction, &reply_to, asynchronous, &e);
+                    let cmd = HandleCommand::Message {
+                        transaction,
+                        body,
+                        jsep,
+                        reply_to,
+                    };
+                    if let Some(HandleCommand::Message {
+                        transaction,
+                        reply_to,
+                        ..
+                    }) = self.read_through(ctx, room, cmd)
+                    {
+                        let e = VrError::no_such_room(room);
+                        self.refuse(&transaction, &reply_to, asynchronous, &e);
+                    }
+                    return;
                 }
                 let req = RoomRequest {
                     room,
@@ -547,7 +713,10 @@ impl VideoRoomHandle {
         });
         let registry = self.state.registry.clone();
         let directory = self.directory.clone();
+        let store = self.state.store.rooms();
         let fut = async move {
+            // The room's server, found unreachable here (the shared placement replaces it).
+            let mut dead = None;
             let one_more = match target {
                 Ok(server) => {
                     match registry
@@ -557,7 +726,10 @@ impl VideoRoomHandle {
                         .await
                     {
                         Ok(Some(p)) => return Ok(p),
-                        Ok(None) => directory.lock().forget_placement(room, &server),
+                        Ok(None) => {
+                            directory.lock().forget_placement(room, &server);
+                            dead = Some(server);
+                        }
                         Err(_) => return Err("the proxy is shutting down".to_owned()),
                     }
                     false
@@ -593,7 +765,10 @@ impl VideoRoomHandle {
                 }
                 return Ok(mine);
             }
-            let winner = directory.lock().place(room, &mine.server);
+            let winner = match &store {
+                Some(store) => place_shared(store, &directory, room, &mine.server, dead).await,
+                None => directory.lock().place(room, &mine.server),
+            };
             match winner {
                 None => {
                     BackendLeg::new(mine).end_placement(&registry);
@@ -601,12 +776,24 @@ impl VideoRoomHandle {
                 }
                 Some(w) if w == mine.server => Ok(mine),
                 Some(w) => {
-                    // Another handle placed the room meanwhile: go there.
-                    BackendLeg::new(mine).end_placement(&registry);
-                    match registry.send(PlaceOn { server: w.clone() }).await {
-                        Ok(Some(p)) => Ok(p),
-                        _ => Err(format!("backend server {w} is gone")),
+                    // Another handle (or proxy) placed the room meanwhile: go there.
+                    if let Ok(Some(p)) = registry.send(PlaceOn { server: w.clone() }).await {
+                        BackendLeg::new(mine).end_placement(&registry);
+                        return Ok(p);
                     }
+                    // That server is unreachable from here: the shared placement is replaced.
+                    let again = match &store {
+                        Some(store) => {
+                            let dead = Some(w.clone());
+                            place_shared(store, &directory, room, &mine.server, dead).await
+                        }
+                        None => None,
+                    };
+                    if again.as_deref() == Some(mine.server.as_str()) {
+                        return Ok(mine);
+                    }
+                    BackendLeg::new(mine).end_placement(&registry);
+                    Err(format!("backend server {w} is gone"))
                 }
             }
         }
@@ -841,6 +1028,7 @@ impl VideoRoomHandle {
         };
         if j.publisher {
             self.directory.lock().publisher_left(j.room, self.handle_id);
+            self.share_publisher(j.room, None);
         }
         if let Some(c) = self.coordinator(j.room) {
             if j.in_roster {
@@ -1004,6 +1192,13 @@ impl VideoRoomHandle {
                 }
             }
             _ => {}
+        }
+        // Shared store: every proxy's directory follows.
+        if let Some(store) = self.state.store.rooms() {
+            match directory.get(room) {
+                None => store.destroyed(RoomKind::VideoRoom, room),
+                Some(r) => store.settings_changed(RoomKind::VideoRoom, room, r.settings.clone()),
+            }
         }
     }
 
@@ -1175,6 +1370,7 @@ impl VideoRoomHandle {
                     self.directory
                         .lock()
                         .publisher_joined(room, handle, &server, feed);
+                    self.share_publisher(room, Some((feed, &server)));
                 }
             }
             return;
@@ -1241,9 +1437,24 @@ impl VideoRoomHandle {
         leg.backend.forget();
         leg.backend.end_placement(&self.state.registry);
         let server = leg.backend.server.clone();
+        // This handle's publisher leaves the shared participants before the placement is
+        // cleared (the store keeps a placement while other proxies' participants are recorded
+        // there: each proxy's clear comes after its own removals, so the last one clears it).
+        if let Some(j) = self
+            .joined
+            .as_ref()
+            .filter(|j| j.leg == leg_id && j.publisher)
+        {
+            self.share_publisher(j.room, None);
+        }
         if server_lost {
             // Every room there is gone with it: the next join creates it again elsewhere.
             let rooms = self.directory.lock().forget_server(&server);
+            if let Some(store) = self.state.store.rooms() {
+                for room in &rooms {
+                    store.clear_placement(RoomKind::VideoRoom, *room, &server);
+                }
+            }
             if self.per_backend() > 0 {
                 let coordinators = self.coordinators.lock();
                 for room in rooms {
@@ -1287,6 +1498,29 @@ impl VideoRoomHandle {
             // Another leg's server: this handle's room is elsewhere.
             self.joined = Some(j);
         }
+    }
+}
+
+/// Places `room` on `server` through the shared store (the first proxy wins; `dead`, a
+/// server found unreachable, is replaced); the directory follows. Redis away: the directory
+/// decides. None: the room is gone.
+async fn place_shared(
+    store: &RoomStore,
+    directory: &SharedDirectory,
+    room: u64,
+    server: &str,
+    dead: Option<String>,
+) -> Option<String> {
+    match store
+        .place(RoomKind::VideoRoom, room, server, dead.as_deref())
+        .await
+    {
+        Ok(Some(winner)) => directory
+            .lock()
+            .set_placement(room, &winner)
+            .then_some(winner),
+        Ok(None) => None,
+        Err(_) => directory.lock().place(room, server),
     }
 }
 

@@ -1,0 +1,151 @@
+// Real-media check of one video room shared by two proxies (Redis): alice publishes through
+// proxy A, bob publishes through proxy B, carol subscribes to alice's feed through proxy B.
+// Real libwebrtc PeerConnections (@roamhq/wrtc), janode signalling; helpers in lib.mjs.
+//
+// Usage: node videoroom-two-proxies.mjs --url ws://A --url2 ws://B [--label NAME] [--room N]
+//                                       [--timeout-ms 60000] [--connect-timeout-ms 20000]
+//
+// Success criteria (all required):
+//   - alice (A) creates the room, joins, publishes: `configured` + answer, webrtcup;
+//   - bob (B) joins: his `joined` lists alice in `publishers`; he publishes (webrtcup) and
+//     alice gets a `publishers` event with bob;
+//   - carol (B) subscribes to alice's feed: `attached` + Janus's offer, `start` with her
+//     answer, and she receives alice's audio AND video;
+//   - bob leaves: alice is told (`leaving` / `unpublished`); alice destroys the room: carol
+//     gets `destroyed` (or her subscription ends).
+// stdout carries exactly one line: the JSON summary. Exit code 0 on success, 1 on failure.
+
+import {
+  attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
+  newPeer, startScript, superviseRun, waitFor,
+} from './lib.mjs';
+
+const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '' },
+  { '--room': ['room', Number, 'N'], '--url2': ['url2', String, 'URL'] });
+const { opts, t0, log } = script;
+
+const alice = newPeer('alice', { proxy: 'A', saw_publisher: false });
+const bob = newPeer('bob', { proxy: 'B', saw_publisher: false });
+const carol = newPeer('carol', { proxy: 'B', got_offer: false });
+const state = { label: opts.label, url: opts.url, url2: opts.url2, room: opts.room, peers: [alice, bob, carol], errors: [] };
+
+const missing = () => {
+  const m = [];
+  for (const p of state.peers) {
+    if (!p.pc_states.includes('connected')) m.push(`${p.name}:pc_connected`);
+    if (!p.webrtcup) m.push(`${p.name}:webrtcup`);
+  }
+  if (!alice.saw_publisher) m.push('alice:publishers_event_with_bob');
+  if (!bob.saw_publisher) m.push('bob:joined_lists_alice');
+  if (!carol.got_offer) m.push('carol:offer');
+  if (!(carol.packetsReceived.audio > 0)) m.push('carol:inbound_rtp_audio');
+  if (!(carol.packetsReceived.video > 0)) m.push('carol:inbound_rtp_video');
+  if (!alice.events.includes('bob_left')) m.push('alice:bob_left_event');
+  return m;
+};
+
+const { failed, done } = superviseRun(script, state, missing);
+
+const leftOrUnpublished = (d, id) => d && (d.leaving === id || d.unpublished === id);
+
+async function setUp(peer, url, send, seed) {
+  const side = await attachPeer({ ...opts, url }, peer, {
+    plugin: 'janus.plugin.videoroom',
+    eventName: 'videoroom_event',
+    classify: (d) => {
+      if (d && d.publishers) return 'publishers';
+      if (d && (d.leaving !== undefined || d.unpublished !== undefined)) return 'left_or_unpublished';
+      return `event:${d && d.videoroom}`;
+    },
+  });
+  return { ...side, ...createPeerConnection({ rec: peer, log, tag: peer.name, send, seed }) };
+}
+
+/** Joins as a publisher and publishes; returns the `joined` data. */
+async function publish(side, peer, display) {
+  const joined = expectReply(
+    await side.handle.message({ request: 'join', room: opts.room, ptype: 'publisher', display }),
+    'videoroom', 'joined', `${display} join`);
+  peer.steps.push('joined');
+  await side.pc.setLocalDescription(await side.pc.createOffer());
+  const offer = await gatheredDescription(side.pc, peer, peer.name);
+  const configured = await side.handle.message({ request: 'configure', audio: true, video: true }, offer);
+  expectReply(configured, 'configured', 'ok', `${display} configure`);
+  if (!configured.jsep || configured.jsep.type !== 'answer') throw new Error(`${display}: no answer`);
+  await side.pc.setRemoteDescription(configured.jsep);
+  peer.steps.push('configured');
+  await waitFor(`${display}: webrtcup`, () => peer.webrtcup, 15000);
+  return joined;
+}
+
+async function run() {
+  const sides = [];
+  try {
+    if (!opts.url2) throw new Error('--url2 is required');
+    const a = await setUp(alice, opts.url, true, 0);
+    sides.push(a);
+    const b = await setUp(bob, opts.url2, true, 1);
+    sides.push(b);
+    const c = await setUp(carol, opts.url2, false, 0);
+    sides.push(c);
+
+    // B places a room of its own first: its round-robin cursor moves on, so that left to
+    // itself B would put the shared room on the other server than A's first choice.
+    const warm = await attachPeer({ ...opts, url: opts.url2 }, newPeer('warm'), {
+      plugin: 'janus.plugin.videoroom', eventName: 'videoroom_event', classify: () => null,
+    });
+    sides.push(warm);
+    expectReply(await warm.handle.message({ request: 'create', room: opts.room + 1 }), 'videoroom', 'created', 'warm create');
+    expectReply(await warm.handle.message({ request: 'join', room: opts.room + 1, ptype: 'publisher', display: 'warm' }),
+      'videoroom', 'joined', 'warm join');
+
+    expectReply(await a.handle.message({ request: 'create', room: opts.room, description: 'two proxies' }),
+      'videoroom', 'created', 'create');
+    const aliceJoined = await publish(a, alice, 'alice');
+    const aliceId = aliceJoined.id;
+
+    const bobJoined = await publish(b, bob, 'bob');
+    const bobId = bobJoined.id;
+    bob.saw_publisher = (bobJoined.publishers || []).some((p) => p.id === aliceId);
+    if (!bob.saw_publisher) throw new Error(`bob's joined does not list alice: ${JSON.stringify(bobJoined)}`);
+    await alice.nextEvent((d) => (d.publishers || []).some((p) => p.id === bobId), 'publishers with bob', 10000);
+    alice.saw_publisher = true;
+
+    const attached = await c.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed: aliceId }] });
+    expectReply(attached, 'videoroom', 'attached', 'subscribe');
+    if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
+    carol.got_offer = true;
+    carol.steps.push('attached');
+    await c.pc.setRemoteDescription(attached.jsep);
+    await c.pc.setLocalDescription(await c.pc.createAnswer());
+    const answer = await gatheredDescription(c.pc, carol, carol.name);
+    expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
+    carol.steps.push('started');
+
+    await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('_event')).join(',')}`, async () => {
+      for (const [peer, side] of [[alice, a], [bob, b], [carol, c]]) await collectStats(side.pc, peer);
+      return missing().filter((m) => !m.endsWith('_event')).length === 0;
+    }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 8000), 200);
+    log('media flowing', JSON.stringify(carol.packetsReceived));
+
+    expectReply(await b.handle.message({ request: 'leave' }), 'leaving', 'ok', 'bob leave');
+    await alice.nextEvent((d) => leftOrUnpublished(d, bobId), 'bob leaving', 5000);
+    alice.events.push('bob_left');
+
+    expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
+    for (const side of sides) {
+      if (side.sources) side.sources.stop();
+      if (side.pc) side.pc.close();
+      await side.handle.detach();
+      await side.session.destroy();
+      await side.connection.close();
+    }
+    done(true, null);
+  } catch (e) {
+    const reason = failed(e);
+    for (const side of sides) await closeQuietly(side);
+    done(false, reason);
+  }
+}
+
+run();
