@@ -53,6 +53,9 @@ pub struct JanusOptions {
     /// Lines added to the `general` section of janus.jcfg (e.g. `token_auth_secret = "…"`,
     /// which Janus 1.1.2's command line cannot take: it parses it as an integer).
     pub general_settings: Vec<String>,
+    /// Plugin configuration files written into the config folder, as (file name, text), e.g.
+    /// `("janus.plugin.videoroom.jcfg", "general: { admin_key = \"k\" }")`.
+    pub plugin_configs: Vec<(String, String)>,
 }
 
 /// A real Janus (Debian package) with a private config folder on free loopback ports. Killed
@@ -84,6 +87,9 @@ impl JanusServer {
     async fn try_start(options: &JanusOptions) -> anyhow::Result<JanusServer> {
         let conf =
             janus_conf::JanusConfFolder::render_with("janus-test-", &options.general_settings)?;
+        for (name, text) in &options.plugin_configs {
+            std::fs::write(conf.path().join(name), text)?;
+        }
         let mut cmd = Command::new("janus");
         cmd.arg("-F")
             .arg(conf.path())

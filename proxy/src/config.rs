@@ -352,6 +352,14 @@ pub struct PluginsConfig {
     /// span servers, N publishers per server before the next one is used, every publisher
     /// mirrored to the room's other servers with Janus's remote publishers.
     pub videoroom_publishers_per_backend: usize,
+    /// Janus VideoRoom's `admin_key` (empty: none): when set, `create` must carry it (429
+    /// missing, 433 wrong) and `list` with it also shows private rooms.
+    pub videoroom_admin_key: String,
+    /// Janus AudioBridge's `admin_key` (empty: none): as for the videoroom (483, 489).
+    pub audiobridge_admin_key: String,
+    /// Where the rooms created or edited with `permanent: true` are kept across restarts
+    /// (a JSON file the proxy rewrites atomically; empty: `permanent` saves nothing).
+    pub rooms_file: std::path::PathBuf,
 }
 
 impl Default for PluginsConfig {
@@ -375,6 +383,9 @@ impl Default for PluginsConfig {
             videoroom: true,
             videoroom_rooms: Vec::new(),
             videoroom_publishers_per_backend: 0,
+            videoroom_admin_key: String::new(),
+            audiobridge_admin_key: String::new(),
+            rooms_file: std::path::PathBuf::new(),
         }
     }
 }

@@ -192,7 +192,8 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     } else {
         (registry_actor.start(), None)
     };
-    let plugins = PluginRegistry::from_config(&config.plugins);
+    let mut plugins = PluginRegistry::from_config(&config.plugins);
+    plugins.load_rooms_file(&config.plugins)?;
     let (store, syncer) = crate::store::open(&config.store, registry.clone(), metrics.clone())?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
     SessionSweeper {

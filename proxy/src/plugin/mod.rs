@@ -3,11 +3,13 @@
 //! session. The relay plugin forwards a stock Janus plugin to one backend; plugins that keep
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
+pub mod admin_key;
 pub mod audiobridge;
 pub mod backend_handle;
 pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
+pub mod rooms_file;
 pub mod videocall;
 pub mod videoroom;
 
@@ -91,6 +93,8 @@ pub struct PluginRegistry {
     pub videoroom: Option<videoroom::SharedDirectory>,
     /// The audiobridge plugin's room directory, when the plugin is on (shared rooms).
     pub audiobridge: Option<audiobridge::SharedRooms>,
+    /// `plugins.rooms_file`, when set: the rooms saved with `permanent: true`.
+    pub rooms_file: Option<rooms_file::SharedRoomsFile>,
 }
 
 impl PluginRegistry {
@@ -130,6 +134,53 @@ impl PluginRegistry {
             registry.add(Arc::new(plugin));
         }
         registry
+    }
+
+    /// Reads `plugins.rooms_file` (if set) and adds its rooms to the plugins' directories, as
+    /// Janus reads the rooms its plugins saved into their jcfg; they replace configured rooms
+    /// of the same id (they are the saved, possibly edited, version).
+    pub fn load_rooms_file(
+        &mut self,
+        config: &crate::config::PluginsConfig,
+    ) -> Result<(), crate::error::ProxyError> {
+        use crate::error::ProxyError;
+        use crate::store::rooms::RoomKind;
+        if config.rooms_file.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let file = rooms_file::RoomsFile::load(&config.rooms_file).map_err(ProxyError::Config)?;
+        if let Some(directory) = &self.videoroom {
+            let mut directory = directory.lock();
+            for (id, settings) in file.rooms(RoomKind::VideoRoom) {
+                videoroom::checks::check_config_room(&settings).map_err(|e| {
+                    ProxyError::Config(format!(
+                        "plugins.rooms_file {}: videoroom room {id}: {}",
+                        file.path().display(),
+                        e.text
+                    ))
+                })?;
+                directory.remove(id);
+                let _ = directory.create(id, &settings);
+                if let Some(room) = directory.get_mut(id) {
+                    room.permanent = true;
+                }
+            }
+        }
+        if let Some(rooms) = &self.audiobridge {
+            let mut rooms = rooms.lock();
+            for (id, settings) in file.rooms(RoomKind::AudioBridge) {
+                rooms.add_unplaced(id, settings);
+                rooms.set_origin(id, true);
+            }
+        }
+        log::info!(
+            "plugins.rooms_file {}: {} videoroom and {} audiobridge rooms",
+            file.path().display(),
+            file.rooms(RoomKind::VideoRoom).len(),
+            file.rooms(RoomKind::AudioBridge).len()
+        );
+        self.rooms_file = Some(Arc::new(parking_lot::Mutex::new(file)));
+        Ok(())
     }
 
     pub fn add(&mut self, plugin: Arc<dyn Plugin>) {

@@ -40,7 +40,7 @@ use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
 use crate::plugin::backend_handle::{attached_id, request, BackendLeg, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, IdMap, Transaction};
-use crate::plugin::{AttachContext, HandleCommand};
+use crate::plugin::{admin_key, rooms_file, AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
 use crate::state::ProxyState;
@@ -232,7 +232,8 @@ enum After {
     Nothing,
     Edited(u64, JsonMap),
     Allowed(u64, JsonMap),
-    Destroyed(u64),
+    /// With `permanent` as asked (the rooms file follows).
+    Destroyed(u64, bool),
 }
 
 type Then<T> = Box<dyn FnOnce(&mut AudioBridgeHandle, &mut Context<AudioBridgeHandle>, T)>;
@@ -254,6 +255,8 @@ pub struct AudioBridgeHandle {
     gone: bool,
     /// A room id reserved by this handle's `create` in progress (freed if the handle goes).
     reserving: Option<u64>,
+    /// The `list` being made shows private rooms (the right `admin_key`).
+    listing_private: bool,
     /// Shared store: the room just read from it (a second miss is final).
     looked_up: Option<u64>,
     /// Shared store: the room this handle just took off a server it could not use, and that
@@ -282,6 +285,7 @@ impl AudioBridgeHandle {
             busy: false,
             gone: false,
             reserving: None,
+            listing_private: false,
             looked_up: None,
             unplaced: None,
             shared_participant: None,
@@ -782,6 +786,11 @@ impl AudioBridgeHandle {
                 };
                 body.insert("request".into(), "create".into());
                 body.insert("room".into(), room.into());
+                // Backends that have the same `admin_key` (harmless for those without one).
+                let key = &act.state.config.plugins.audiobridge_admin_key;
+                if !key.is_empty() {
+                    body.insert("admin_key".into(), key.as_str().into());
+                }
                 let req = message_request(body, None);
                 act.call(
                     ctx,
@@ -1019,9 +1028,14 @@ impl AudioBridgeHandle {
         let after = match name.as_str() {
             "edit" => After::Edited(room, body.clone()),
             "allowed" => After::Allowed(room, body.clone()),
-            "destroy" => After::Destroyed(room),
+            "destroy" => After::Destroyed(room, body.get("permanent") == Some(&Value::Bool(true))),
             _ => After::Nothing,
         };
+        // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
+        let mut body = body;
+        if matches!(name.as_str(), "edit" | "destroy") {
+            body.remove("permanent");
+        }
         let sync = is_sync(&name);
         self.room_server(
             ctx,
@@ -1086,23 +1100,24 @@ impl AudioBridgeHandle {
             &server.clone(),
             req,
             Some(transaction.clone()),
-            Box::new(move |act, ctx, frame| {
+            Box::new(move |act, ctx, mut frame| {
                 let data = plugin_data(&frame);
                 let ok = !is_error(&frame) && data.is_some_and(|d| d.get("error_code").is_none());
                 if ok {
+                    act.save_update(&after, &mut frame);
                     let changed = {
                         let mut rooms = act.rooms.lock();
                         match &after {
                             After::Edited(room, edit) => rooms.edited(*room, edit),
                             After::Allowed(room, b) => rooms.allowed(*room, b),
-                            After::Destroyed(room) => rooms.remove(*room),
+                            After::Destroyed(room, _) => rooms.remove(*room),
                             After::Nothing => {}
                         }
                         match &after {
                             After::Edited(room, _) | After::Allowed(room, _) => {
                                 rooms.config(*room).map(|c| (*room, Some(c)))
                             }
-                            After::Destroyed(room) => Some((*room, None)),
+                            After::Destroyed(room, _) => Some((*room, None)),
                             After::Nothing => None,
                         }
                     };
@@ -1135,6 +1150,94 @@ impl AudioBridgeHandle {
         );
     }
 
+    /// A successful `edit` or `destroy`: with `permanent: true`, the rooms file follows (as
+    /// Janus's jcfg), and Janus's `"permanent"` in the answer says whether it did.
+    fn save_update(&self, after: &After, frame: &mut JsonMap) {
+        let file = self.state.plugins.rooms_file.as_ref();
+        let saved = match after {
+            After::Edited(room, edit) if edit.get("permanent") == Some(&Value::Bool(true)) => {
+                let config = self.rooms.lock().config(*room);
+                config.is_some_and(|c| {
+                    rooms_file::apply(file, RoomKind::AudioBridge, *room, Some(&c))
+                })
+            }
+            After::Destroyed(room, true) => {
+                rooms_file::apply(file, RoomKind::AudioBridge, *room, None)
+            }
+            After::Edited(..) | After::Destroyed(..) => false,
+            After::Allowed(..) | After::Nothing => return,
+        };
+        set_permanent(frame, saved);
+    }
+
+    /// Janus's checks of `create` that the proxy makes itself: the plugin's `admin_key`.
+    fn check_admin_key(&self, body: &JsonMap, transaction: &str) -> Result<(), JsonMap> {
+        let key = &self.state.config.plugins.audiobridge_admin_key;
+        admin_key::check_required(key, body).map_err(|e| self.admin_key_refusal(e, transaction))
+    }
+
+    fn admin_key_refusal(&self, e: admin_key::AdminKeyError, transaction: &str) -> JsonMap {
+        let code: u16 = match e {
+            admin_key::AdminKeyError::Missing => 483,
+            admin_key::AdminKeyError::NotAString => 484,
+            admin_key::AdminKeyError::Wrong => 489,
+        };
+        self.state.metrics.error(code);
+        let data = json!({"audiobridge": "event", "error_code": code, "error": e.text()});
+        self.plugin_frame("success", Some(transaction), data)
+    }
+
+    /// A `create` without the right `admin_key`. Janus checks the parameters' types (and the
+    /// room's) first: a Janus answers the same body with an invalid `room`, which it refuses
+    /// without creating anything — with its own error if a parameter was wrong, else with
+    /// the room's, and then the admin key's refusal is the answer.
+    fn refuse_create(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        mut body: JsonMap,
+        reply_to: ReplyTo,
+        refusal: JsonMap,
+    ) {
+        let room_is_wrong = body.get("room").is_some_and(|r| r.as_u64().is_none());
+        if !room_is_wrong {
+            body.insert("room".into(), "".into());
+        }
+        self.any_server(
+            ctx,
+            Box::new(move |act, ctx, server| {
+                let Ok(server) = server else {
+                    act.send_frame(&refusal, Some(&reply_to));
+                    return act.done(ctx);
+                };
+                act.call(
+                    ctx,
+                    &server.clone(),
+                    message_request(body, None),
+                    Some(transaction.clone()),
+                    Box::new(move |act, ctx, frame| {
+                        let room_refused = plugin_data(&frame).is_some_and(|d| {
+                            d.get("error_code").and_then(Value::as_u64) == Some(484)
+                                && d.get("error")
+                                    .and_then(Value::as_str)
+                                    .is_some_and(|e| e.contains("(room "))
+                        });
+                        let janus_error =
+                            plugin_data(&frame).is_some_and(|d| d.get("error_code").is_some());
+                        if (room_refused && !room_is_wrong) || !janus_error {
+                            act.send_frame(&refusal, Some(&reply_to));
+                        } else {
+                            let ids = act.ids(&server);
+                            let out = rewrite(frame, ids, Transaction::Client(Some(&transaction)));
+                            act.send_frame(&out, Some(&reply_to));
+                        }
+                        act.done(ctx);
+                    }),
+                );
+            }),
+        );
+    }
+
     /// `create`: recorded in the directory once a server chosen by the policy created it.
     fn create(
         &mut self,
@@ -1146,6 +1249,9 @@ impl AudioBridgeHandle {
         // `permanent` would write one backend's config file: the room lives in the proxy's
         // directory instead, and Janus answers `"permanent": false`.
         let permanent = body.remove("permanent").and_then(|p| p.as_bool()) == Some(true);
+        if let Err(refusal) = self.check_admin_key(&body, &transaction) {
+            return self.refuse_create(ctx, transaction, body, reply_to, refusal);
+        }
         let id = match body.get("room") {
             None => Some(self.fresh_room_id()),
             Some(v) if v.as_u64() == Some(0) => Some(self.fresh_room_id()),
@@ -1214,7 +1320,7 @@ impl AudioBridgeHandle {
                             .and_then(Value::as_str)
                             == Some("created");
                         let ids = act.ids(&server);
-                        let out =
+                        let mut out =
                             rewrite(frame, ids, Transaction::Client(Some(&transaction))).into_map();
                         let Some(id) = id else {
                             act.send_frame(&out, Some(&reply_to));
@@ -1231,6 +1337,8 @@ impl AudioBridgeHandle {
                         // before the client hears of it (until then it stays reserved).
                         let mut config = config;
                         config.remove("request");
+                        // A credential of the request, not a setting of the room.
+                        config.remove("admin_key");
                         let mut destroy = JsonMap::new();
                         destroy.insert("request".into(), "destroy".into());
                         destroy.insert("room".into(), id.into());
@@ -1248,6 +1356,16 @@ impl AudioBridgeHandle {
                                 );
                                 act.reserving = None;
                                 act.rooms.lock().created_unplaced(id, config.clone());
+                                // As Janus: `"permanent": true` once the room is saved.
+                                let file = act.state.plugins.rooms_file.as_ref();
+                                let saved = permanent
+                                    && rooms_file::apply(
+                                        file,
+                                        RoomKind::AudioBridge,
+                                        id,
+                                        Some(&config),
+                                    );
+                                set_permanent(&mut out, saved);
                                 act.rooms.lock().set_origin(id, permanent);
                                 let Some(store) = act.state.store.rooms() else {
                                     act.send_frame(&out, Some(&reply_to));
@@ -1312,6 +1430,22 @@ impl AudioBridgeHandle {
 
     /// `list`: the directory's rooms; for the placed ones, their servers' own entries.
     fn list(&mut self, ctx: &mut Context<Self>, transaction: String, body: JsonMap, to: ReplyTo) {
+        let key = &self.state.config.plugins.audiobridge_admin_key;
+        let all = match admin_key::unlocks_private(key, &body) {
+            Ok(all) => all,
+            Err(e) => {
+                let refusal = self.admin_key_refusal(e, &transaction);
+                self.send_frame(&refusal, Some(&to));
+                return self.done(ctx);
+            }
+        };
+        self.listing_private = all;
+        // The servers list their private rooms only to the same key (when they have it).
+        let mut body = body;
+        body.remove("admin_key");
+        if all {
+            body.insert("admin_key".into(), key.as_str().into());
+        }
         let servers = self.rooms.lock().servers();
         self.list_from(ctx, transaction, body, to, servers, Vec::new());
     }
@@ -1377,7 +1511,7 @@ impl AudioBridgeHandle {
                 Some(entry) => list.push(entry),
                 None if room.server.is_none() => {
                     let private = room.config.get("is_private").and_then(Value::as_bool);
-                    if private != Some(true) {
+                    if private != Some(true) || self.listing_private {
                         list.push(unplaced_entry(id, &room.config));
                     }
                 }
@@ -1567,6 +1701,18 @@ impl AudioBridgeHandle {
 }
 
 /// A `list` entry for a room that has no server at the moment, as Janus lists an empty room.
+/// Janus's `"permanent"` in an answer (`created`, `edited`, `destroyed`) set to what the proxy did.
+fn set_permanent(frame: &mut JsonMap, saved: bool) {
+    if let Some(d) = frame
+        .get_mut("plugindata")
+        .and_then(|p| p.get_mut("data"))
+        .and_then(Value::as_object_mut)
+        .filter(|d| d.contains_key("permanent"))
+    {
+        d.insert("permanent".into(), saved.into());
+    }
+}
+
 fn unplaced_entry(id: u64, config: &JsonMap) -> Value {
     let description = config
         .get("description")

@@ -12,6 +12,7 @@ pub const ROOM_EXISTS: u16 = 427;
 pub const MISSING_ELEMENT: u16 = 429;
 pub const ID_EXISTS: u16 = 436;
 pub const INVALID_ELEMENT: u16 = 430;
+pub const UNAUTHORIZED: u16 = 433;
 
 /// A VideoRoom error: `{"videoroom":"event","error_code":…,"error":…}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,17 @@ impl VrError {
     pub fn join_first() -> Self {
         Self::new(JOIN_FIRST, "Invalid request on unconfigured participant")
     }
+}
+
+/// The plugin's `admin_key` refused, in VideoRoom's codes.
+pub fn admin_key_error(e: crate::plugin::admin_key::AdminKeyError) -> VrError {
+    use crate::plugin::admin_key::AdminKeyError;
+    let code = match e {
+        AdminKeyError::Missing => MISSING_ELEMENT,
+        AdminKeyError::NotAString => INVALID_ELEMENT,
+        AdminKeyError::Wrong => UNAUTHORIZED,
+    };
+    VrError::new(code, e.text())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -49,6 +49,7 @@ use crate::backend::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg, LegForwarder, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, Transaction};
+use crate::plugin::{admin_key, rooms_file};
 use crate::plugin::{AttachContext, HandleCommand};
 use crate::registry::{PlaceOn, Placement, SelectServer};
 use crate::session::{ClientSession, Deliver};
@@ -235,7 +236,7 @@ impl VideoRoomHandle {
         body: JsonMap,
         store: Arc<RoomStore>,
     ) {
-        if let Err(e) = checks::check_create(&body) {
+        if let Err(e) = self.check_create(&body) {
             return self.refuse(&transaction, &reply_to, false, &e);
         }
         let requested = body.get("room").and_then(Value::as_u64).unwrap_or(0);
@@ -283,10 +284,16 @@ impl VideoRoomHandle {
                                 room.creator = record_creator;
                             }
                         }
-                        let permanent = body
+                        // The shared store keeps every room; `permanent` is recorded there
+                        // (and saved in the rooms file too, if there is one).
+                        let asked = body
                             .get("permanent")
                             .and_then(Value::as_bool)
                             .unwrap_or(false);
+                        if asked {
+                            act.save_permanent(id, &body);
+                        }
+                        let permanent = asked;
                         let data =
                             json!({"videoroom": "created", "room": id, "permanent": permanent});
                         act.sync_reply(&transaction, &reply_to, data);
@@ -471,7 +478,15 @@ impl VideoRoomHandle {
                 None => self.create(&transaction, &reply_to, &body),
             },
             "list" => {
-                let list = self.directory.lock().list(false);
+                let key = &self.state.config.plugins.videoroom_admin_key;
+                let all = match admin_key::unlocks_private(key, &body) {
+                    Ok(all) => all,
+                    Err(e) => {
+                        let e = checks::admin_key_error(e);
+                        return self.refuse(&transaction, &reply_to, false, &e);
+                    }
+                };
+                let list = self.directory.lock().list(all);
                 self.sync_reply(
                     &transaction,
                     &reply_to,
@@ -583,17 +598,19 @@ impl VideoRoomHandle {
     /// `create`: recorded in the directory; the backend room comes with the first handle
     /// that needs it.
     fn create(&self, transaction: &str, reply_to: &ReplyTo, body: &JsonMap) {
-        if let Err(e) = checks::check_create(body) {
+        if let Err(e) = self.check_create(body) {
             return self.refuse(transaction, reply_to, false, &e);
         }
         let requested = body.get("room").and_then(Value::as_u64).unwrap_or(0);
         let created = self.directory.lock().create(requested, body);
         match created {
             Ok(room) => {
-                let permanent = body
-                    .get("permanent")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
+                // As Janus: `"permanent": true` only once the room is saved.
+                let asked = body.get("permanent").and_then(Value::as_bool) == Some(true);
+                let permanent = asked && self.save_permanent(room, body);
+                if let Some(r) = self.directory.lock().get_mut(room) {
+                    r.permanent = permanent;
+                }
                 let data = json!({"videoroom": "created", "room": room, "permanent": permanent});
                 self.sync_reply(transaction, reply_to, data);
             }
@@ -604,6 +621,24 @@ impl VideoRoomHandle {
                 &VrError::room_exists(requested),
             ),
         }
+    }
+
+    /// Janus's checks of `create`: its parameters, then the plugin's `admin_key` (if set).
+    fn check_create(&self, body: &JsonMap) -> Result<(), VrError> {
+        checks::check_create(body)?;
+        let key = &self.state.config.plugins.videoroom_admin_key;
+        admin_key::check_required(key, body).map_err(checks::admin_key_error)
+    }
+
+    /// Saves room `id` (`settings`: a `create` or the room's settings) in the rooms file, or
+    /// removes it (None). Whether it is saved now.
+    fn save_room(&self, id: u64, settings: Option<&JsonMap>) -> bool {
+        let file = self.state.plugins.rooms_file.as_ref();
+        rooms_file::apply(file, RoomKind::VideoRoom, id, settings)
+    }
+
+    fn save_permanent(&self, id: u64, body: &JsonMap) -> bool {
+        self.save_room(id, Some(body))
     }
 
     // ---- getting a request to its room's server ----
@@ -865,6 +900,14 @@ impl VideoRoomHandle {
                 ),
             }
         };
+        // Backends that have the same `admin_key` (harmless for those without one).
+        let create = create.map(|mut c| {
+            let key = &self.state.config.plugins.videoroom_admin_key;
+            if !key.is_empty() {
+                c.insert("admin_key".into(), key.as_str().into());
+            }
+            c
+        });
         let Some(create) = create else {
             let why = format!("room {} was destroyed", w.req.room);
             return self.fail_waiting(ctx, &why);
@@ -932,6 +975,9 @@ impl VideoRoomHandle {
             self.updates
                 .insert(transaction.clone(), (name, room, body.clone()));
         }
+        let mut body = body;
+        // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
+        body.remove("permanent");
         let req = Self::message_request(body, jsep);
         let Some(leg) = self.leg(leg_id) else {
             return;
@@ -1063,7 +1109,7 @@ impl VideoRoomHandle {
         &mut self,
         ctx: &mut Context<Self>,
         leg_id: u64,
-        frame: JsonMap,
+        mut frame: JsonMap,
         client_transaction: Option<String>,
         reply_to: Option<ReplyTo>,
     ) {
@@ -1148,9 +1194,17 @@ impl VideoRoomHandle {
                     });
                 }
                 self.apply_update(&name, room, &body, &data);
+                if let Some(saved) = self.save_update(&name, room, &body) {
+                    if let Some(d) = frame
+                        .get_mut("plugindata")
+                        .and_then(|p| p.get_mut("data"))
+                        .and_then(Value::as_object_mut)
+                    {
+                        d.insert("permanent".into(), saved.into());
+                    }
+                }
             }
         }
-        let mut frame = frame;
         strip_remote_marks(&mut frame);
         if is_error
             && self
@@ -1200,6 +1254,27 @@ impl VideoRoomHandle {
                 Some(r) => store.settings_changed(RoomKind::VideoRoom, room, r.settings.clone()),
             }
         }
+    }
+
+    /// An `edit` or `destroy` with `permanent: true` done: the rooms file follows, as Janus's
+    /// jcfg does. Some(saved) for Janus's `"permanent"` in the answer.
+    fn save_update(&mut self, name: &str, room: u64, body: &JsonMap) -> Option<bool> {
+        if !matches!(name, "edit" | "destroy") {
+            return None;
+        }
+        if body.get("permanent").and_then(Value::as_bool) != Some(true) {
+            return Some(false);
+        }
+        let settings = self.directory.lock().get(room).map(|r| r.settings.clone());
+        let saved = match (name, settings) {
+            ("edit", Some(settings)) => self.save_room(room, Some(&settings)),
+            ("destroy", _) => self.save_room(room, None),
+            _ => false,
+        };
+        if let Some(r) = self.directory.lock().get_mut(room) {
+            r.permanent |= saved;
+        }
+        Some(saved)
     }
 
     fn on_leg_event(&mut self, ctx: &mut Context<Self>, leg_id: u64, frame: JsonMap) {
