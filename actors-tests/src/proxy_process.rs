@@ -20,10 +20,20 @@ impl ProxyProcess {
     /// `[admin]` on free loopback ports and the rest of its configuration from `toml` (which
     /// must not have those two sections).
     pub fn start(binary: &str, toml: &str) -> anyhow::Result<ProxyProcess> {
+        ProxyProcess::start_with_ws(binary, "", toml)
+    }
+
+    /// As [`ProxyProcess::start`], with `ws_settings` (TOML lines, e.g. `tls_cert = "…"`)
+    /// added to the `[ws]` section.
+    pub fn start_with_ws(
+        binary: &str,
+        ws_settings: &str,
+        toml: &str,
+    ) -> anyhow::Result<ProxyProcess> {
         let dir = tempfile::tempdir()?;
         let (ws_port, admin_port) = (crate::free_port()?, crate::free_port()?);
         let config = format!(
-            "[ws]\nlisten = \"127.0.0.1:{ws_port}\"\nworkers = 1\n\n\
+            "[ws]\nlisten = \"127.0.0.1:{ws_port}\"\nworkers = 1\n{ws_settings}\n\n\
              [admin]\nlisten = \"127.0.0.1:{admin_port}\"\ntoken = \"{}\"\n\n{toml}",
             crate::TEST_ADMIN_TOKEN
         );
@@ -76,6 +86,22 @@ impl ProxyProcess {
         SocketAddr::from(([127, 0, 0, 1], self.admin_port))
     }
 
+    /// The process id, while the process is ours (not yet killed or waited for).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Resident memory (VmRSS) in KiB.
+    pub fn rss_kib(&self) -> anyhow::Result<u64> {
+        let pid = self.pid().context("process already gone")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmRSS")
+    }
+
     /// Polls `/readyz` until it answers 200 (bounded by `limit`).
     pub async fn wait_ready(&self, limit: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
@@ -102,11 +128,16 @@ impl ProxyProcess {
 
     /// Sends SIGTERM (the process is still waited for by [`ProxyProcess::wait_exit`]).
     pub fn terminate(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (e.g. `libc::SIGHUP`) to the process.
+    pub fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
         let child = self.child.as_ref().context("process already gone")?;
         let pid = libc::pid_t::try_from(child.id())?;
         // SAFETY: kill(2) with a pid of our own child and a valid signal number.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            bail!("kill -TERM {pid}: {}", std::io::Error::last_os_error());
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            bail!("kill -{signal} {pid}: {}", std::io::Error::last_os_error());
         }
         Ok(())
     }

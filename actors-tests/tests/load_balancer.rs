@@ -10,9 +10,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{echotest_ok, ECHOTEST};
-use actors_tests::{free_port, http, init_logging, JanusClient, JanusServer, TEST_ADMIN_TOKEN};
+use actors_tests::{free_port, http, init_logging, JanusClient, JanusServer};
 use anyhow::{bail, ensure, Context as _};
 use serde_json::Value;
 
@@ -37,76 +38,27 @@ impl Drop for Process {
     }
 }
 
-struct ProxyProcess {
-    ws: u16,
-    admin: u16,
-    process: Process,
+/// The ids of the sessions `proxy` holds (its admin API).
+async fn session_ids(proxy: &ProxyProcess) -> anyhow::Result<Vec<u64>> {
+    let body = http::get(proxy.admin_addr(), "/sessions?limit=1000")
+        .await?
+        .json();
+    Ok(body["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["id"].as_u64())
+        .collect())
 }
 
-impl ProxyProcess {
-    fn admin_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin))
-    }
-
-    async fn session_ids(&self) -> anyhow::Result<Vec<u64>> {
-        let body = http::get(self.admin_addr(), "/sessions?limit=1000")
-            .await?
-            .json();
-        Ok(body["sessions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["id"].as_u64())
-            .collect())
-    }
-}
-
-fn start_proxy(
-    dir: &Path,
-    id: &str,
-    redis: &RedisServer,
-    janus: &JanusServer,
-) -> anyhow::Result<ProxyProcess> {
-    let (ws, admin) = (free_port()?, free_port()?);
-    let config = format!(
-        r#"
-[ws]
-listen = "127.0.0.1:{ws}"
-workers = 1
-
-[admin]
-listen = "127.0.0.1:{admin}"
-token = "{TEST_ADMIN_TOKEN}"
-
-[[backend.servers]]
-name = "j1"
-url = "{janus}"
-
-[store]
-url = "{redis}"
-proxy_id = "{id}"
-sync_interval_ms = 200
-heartbeat_ttl_s = 2
-timeout_ms = 500
-"#,
-        janus = janus.ws_url(),
-        redis = redis.url(),
-    );
-    let path = dir.join(format!("{id}.toml"));
-    std::fs::write(&path, config)?;
-    let child = Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("proxy-under-test")?;
-    Ok(ProxyProcess {
-        ws,
-        admin,
-        process: Process(Some(child)),
-    })
+/// A `proxy-under-test` process sharing `redis` as proxy `id`, in front of `janus`.
+fn start_proxy(id: &str, redis: &RedisServer, janus: &JanusServer) -> anyhow::Result<ProxyProcess> {
+    ProxyProcess::start_shared(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &redis.url(),
+        id,
+        &[("j1", janus.ws_url())],
+    )
 }
 
 async fn wait_ready(proxy: &ProxyProcess) -> anyhow::Result<Value> {
@@ -118,7 +70,7 @@ async fn wait_ready(proxy: &ProxyProcess) -> anyhow::Result<Value> {
             }
         }
         if Instant::now() > deadline {
-            bail!("proxy on {} not ready in {WAIT:?}", proxy.ws);
+            bail!("proxy on {} not ready in {WAIT:?}", proxy.ws_port);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -133,7 +85,10 @@ async fn wait_proxies(proxy: &ProxyProcess, n: u64) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("proxy on {} does not count {n} proxies: {body}", proxy.ws);
+            bail!(
+                "proxy on {} does not count {n} proxies: {body}",
+                proxy.ws_port
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -147,11 +102,11 @@ fn haproxy_config(front: u16, a: &ProxyProcess, b: &ProxyProcess) -> anyhow::Res
         ("bind 0.0.0.0:8188", format!("bind 127.0.0.1:{front}")),
         (
             "10.0.0.11:8288 check port 8200",
-            format!("127.0.0.1:{} check port {}", a.ws, a.admin),
+            format!("127.0.0.1:{} check port {}", a.ws_port, a.admin_port),
         ),
         (
             "10.0.0.12:8288 check port 8200",
-            format!("127.0.0.1:{} check port {}", b.ws, b.admin),
+            format!("127.0.0.1:{} check port {}", b.ws_port, b.admin_port),
         ),
         ("maxconn 20000", "maxconn 1000".to_owned()),
     ] {
@@ -183,8 +138,8 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     let dir = tempfile::tempdir()?;
     let redis = RedisServer::start().await?;
     let janus = JanusServer::start().await?;
-    let mut a = start_proxy(dir.path(), "proxy-a", &redis, &janus)?;
-    let b = start_proxy(dir.path(), "proxy-b", &redis, &janus)?;
+    let mut a = start_proxy("proxy-a", &redis, &janus)?;
+    let b = start_proxy("proxy-b", &redis, &janus)?;
     wait_ready(&a).await?;
     wait_ready(&b).await?;
 
@@ -217,8 +172,8 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     for i in 1..4 {
         clients.push(client_through(&lb, &format!("lb-{i}")).await?);
     }
-    let on_a = a.session_ids().await?;
-    let on_b = b.session_ids().await?;
+    let on_a = session_ids(&a).await?;
+    let on_b = session_ids(&b).await?;
     ensure!(
         !on_a.is_empty() && !on_b.is_empty() && on_a.len() + on_b.len() == 4,
         "clients not spread: a {on_a:?}, b {on_b:?}"
@@ -229,7 +184,7 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     wait_proxies(&b, 2).await?;
 
     // kill -9 of proxy a.
-    a.process.kill();
+    a.kill();
     for (client, session, handle) in &mut clients {
         if on_a.contains(session) {
             // Its clients' sockets close at once (the kernel resets them).
@@ -253,7 +208,7 @@ async fn haproxy_spreads_clients_and_survives_kill_9_of_a_proxy() -> anyhow::Res
     for i in 0..6 {
         fresh.push(client_through(&lb, &format!("after-{i}")).await?);
     }
-    let on_b_now = b.session_ids().await?;
+    let on_b_now = session_ids(&b).await?;
     for (_, session, _) in &fresh {
         ensure!(
             on_b_now.contains(session),

@@ -19,11 +19,10 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{
-    free_port, http, init_logging, proxy_config, JanusServer, ProxyConfig, ProxyUnderTest,
-};
+use actors_tests::{http, init_logging, proxy_config, JanusServer, ProxyConfig, ProxyUnderTest};
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
 
@@ -55,73 +54,16 @@ fn shared_config(redis: &RedisServer, backends: &[(&str, String)], id: &str) -> 
     config
 }
 
-/// A `proxy-under-test` process sharing `redis`; killed (-9) when dropped.
-struct ProxyProcess {
-    ws: u16,
-    admin: u16,
-    child: Option<std::process::Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl ProxyProcess {
-    fn start(
-        redis: &RedisServer,
-        backends: &[(&str, String)],
-        id: &str,
-    ) -> anyhow::Result<ProxyProcess> {
-        let dir = tempfile::tempdir()?;
-        let (ws, admin) = (free_port()?, free_port()?);
-        let mut config = format!(
-            "[ws]\nlisten = \"127.0.0.1:{ws}\"\nworkers = 1\n\n[admin]\nlisten = \"127.0.0.1:{admin}\"\n\n\
-             [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = 200\nheartbeat_ttl_s = 2\n\
-             timeout_ms = 500\n",
-            redis.url()
-        );
-        for (name, url) in backends {
-            config.push_str(&format!(
-                "\n[[backend.servers]]\nname = \"{name}\"\nurl = \"{url}\"\n"
-            ));
-        }
-        let path = dir.path().join("proxy.toml");
-        std::fs::write(&path, config)?;
-        // PROXY_UNDER_TEST_BIN: another build of the proxy (e.g. a release one, to measure).
-        let bin = std::env::var("PROXY_UNDER_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_proxy-under-test").to_owned());
-        let child = Command::new(bin)
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("proxy-under-test")?;
-        Ok(ProxyProcess {
-            ws,
-            admin,
-            child: Some(child),
-            _dir: dir,
-        })
-    }
-
-    fn url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.ws)
-    }
-
-    fn admin_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin))
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// A `proxy-under-test` process sharing `redis` as proxy `id`; killed (-9) when dropped.
+fn start_process(
+    redis: &RedisServer,
+    backends: &[(&str, String)],
+    id: &str,
+) -> anyhow::Result<ProxyProcess> {
+    // PROXY_UNDER_TEST_BIN: another build of the proxy (e.g. a release one, to measure).
+    let binary = std::env::var("PROXY_UNDER_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_proxy-under-test").to_owned());
+    ProxyProcess::start_shared(&binary, &redis.url(), id, backends)
 }
 
 /// Polls `/readyz` on `admin` until `check` holds on its JSON body.
@@ -359,7 +301,7 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
         return Ok(());
     }
     let c = cluster().await?;
-    let mut a = ProxyProcess::start(&c.redis, &c.janus, "a")?;
+    let mut a = start_process(&c.redis, &c.janus, "a")?;
     let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
     for admin in [a.admin_addr(), b.admin_addr] {
         wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
@@ -828,7 +770,7 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
         .write_all(commands.as_bytes())?;
     cli.wait()?;
     let filled = redis.cli(&["DBSIZE"])?;
-    let proxy = ProxyProcess::start(&redis, &[("j1", janus.ws_url())], "m")?;
+    let proxy = start_process(&redis, &[("j1", janus.ws_url())], "m")?;
     let started = Instant::now();
     let mut u = user(&proxy.url(), VIDEOROOM).await?;
     let all = loop {
@@ -860,7 +802,7 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
                 .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0))
     };
-    let pid = proxy.child.as_ref().map(|c| c.id()).unwrap_or(0);
+    let pid = proxy.pid().unwrap_or(0);
     let redis_pid: u32 = Command::new("redis-cli")
         .args(["-p", &redis.port.to_string(), "INFO", "server"])
         .output()

@@ -2,16 +2,13 @@
 //! links (a proxy in front of another proxy's wss port), and certificates reloaded on SIGHUP
 //! without dropping established connections (the proxy binary as a process).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::scenario::{echotest_ok, ECHOTEST};
 use actors_tests::tls::{https_get, TestCert};
-use actors_tests::{
-    free_port, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest,
-};
-use anyhow::{bail, ensure, Context as _};
+use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
+use anyhow::bail;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -70,52 +67,22 @@ async fn backend_links_use_wss() -> anyhow::Result<()> {
     client.close().await
 }
 
-/// The proxy binary, killed when dropped.
-struct ProxyProcess(Child);
-
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
-    let status = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()?;
-    ensure!(status.success(), "kill {sig} {pid} failed");
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_certificates_without_dropping_connections() -> anyhow::Result<()> {
     init_logging();
     let dir = tempfile::tempdir()?;
     let first = TestCert::new()?;
     let (cert_file, key_file) = first.write_to(dir.path())?;
-    let ws_port = free_port()?;
-    let admin_port = free_port()?;
-    let config_file: PathBuf = dir.path().join("proxy.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[ws]\nlisten = \"127.0.0.1:{ws_port}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n\
-             [admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+    let proxy = ProxyProcess::start_with_ws(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &format!(
+            "tls_cert = {cert:?}\ntls_key = {key:?}",
             cert = cert_file.display().to_string(),
             key = key_file.display().to_string(),
         ),
+        "",
     )?;
-    let child = Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
-        .arg(&config_file)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("start proxy-under-test")?;
-    let proxy = ProxyProcess(child);
-    let url = format!("wss://localhost:{ws_port}");
+    let url = format!("wss://localhost:{}", proxy.ws_port);
 
     // Wait for the listener (bounded), then hold a session open over the first certificate.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -133,7 +100,7 @@ async fn sighup_reloads_certificates_without_dropping_connections() -> anyhow::R
 
     let second = TestCert::new()?;
     second.write_to(dir.path())?;
-    signal(proxy.0.id(), "-HUP")?;
+    proxy.signal(libc::SIGHUP)?;
     // New handshakes get the new certificate (poll until the reload is done).
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut fresh = loop {
@@ -164,7 +131,7 @@ async fn sighup_reloads_certificates_without_dropping_connections() -> anyhow::R
 
     // A broken file on reload keeps the current certificate.
     std::fs::write(dir.path().join("cert.pem"), "not a certificate")?;
-    signal(proxy.0.id(), "-HUP")?;
+    proxy.signal(libc::SIGHUP)?;
     let mut after = JanusClient::connect_tls(&url, &second.cert_pem).await?;
     let pong = after
         .request(json!({"janus": "ping", "transaction": "p2"}))

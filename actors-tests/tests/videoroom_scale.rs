@@ -15,12 +15,11 @@
 //! end is printed (recorded in BENCHMARKS.md).
 
 use std::collections::BTreeSet;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::scenario::{peer_on, Peer};
-use actors_tests::{free_port, http, init_logging, JanusClient, JanusServer, TEST_ADMIN_TOKEN};
+use actors_tests::{http, init_logging, JanusClient, JanusServer};
 use anyhow::{bail, ensure, Context};
 use serde_json::{json, Value};
 
@@ -32,84 +31,37 @@ const PARTICIPANTS: u64 = 50;
 const STEP_LIMIT: Duration = Duration::from_secs(15);
 const VIEWS_LIMIT: Duration = Duration::from_secs(30);
 
-/// The proxy as a process (killed when dropped).
-struct ProxyProcess {
-    child: Child,
-    ws: u16,
-    admin: u16,
+/// The proxy as a process in front of `janus` (`janus-0`, …), rooms spanning servers with
+/// 17 publishers per server.
+fn start_proxy(janus: &[&JanusServer]) -> anyhow::Result<ProxyProcess> {
+    let mut config = "[plugins]\nvideoroom_publishers_per_backend = 17\n".to_owned();
+    for (n, j) in janus.iter().enumerate() {
+        config.push_str(&format!(
+            "[[backend.servers]]\nname = \"janus-{n}\"\nurl = \"{}\"\n",
+            j.ws_url()
+        ));
+    }
+    ProxyProcess::start(env!("CARGO_BIN_EXE_proxy-under-test"), &config)
 }
 
-impl Drop for ProxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ProxyProcess {
-    fn start(dir: &Path, janus: &[&JanusServer]) -> anyhow::Result<ProxyProcess> {
-        let (ws, admin) = (free_port()?, free_port()?);
-        let mut config = format!(
-            "[ws]\nlisten = \"127.0.0.1:{ws}\"\n\
-             [admin]\nlisten = \"127.0.0.1:{admin}\"\ntoken = \"{TEST_ADMIN_TOKEN}\"\n\
-             [plugins]\nvideoroom_publishers_per_backend = 17\n"
-        );
-        for (n, j) in janus.iter().enumerate() {
-            config.push_str(&format!(
-                "[[backend.servers]]\nname = \"janus-{n}\"\nurl = \"{}\"\n",
-                j.ws_url()
-            ));
+async fn wait_selectable(proxy: &ProxyProcess, servers: usize) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let mut ready = 0;
+        for n in 0..servers {
+            if let Ok(r) =
+                http::get(proxy.admin_addr(), &format!("/backend_servers/janus-{n}")).await
+            {
+                ready += usize::from(r.status == 200 && r.json()["selectable"] == true);
+            }
         }
-        let path = dir.join("proxy.toml");
-        std::fs::write(&path, config)?;
-        let child = Command::new(env!("CARGO_BIN_EXE_proxy-under-test"))
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("proxy-under-test")?;
-        Ok(ProxyProcess { child, ws, admin })
-    }
-
-    fn admin_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.admin))
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.ws)
-    }
-
-    /// Resident memory (VmRSS) in KiB.
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmRSS")
-    }
-
-    async fn wait_selectable(&self, servers: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + STEP_LIMIT;
-        loop {
-            let mut ready = 0;
-            for n in 0..servers {
-                if let Ok(r) =
-                    http::get(self.admin_addr(), &format!("/backend_servers/janus-{n}")).await
-                {
-                    ready += usize::from(r.status == 200 && r.json()["selectable"] == true);
-                }
-            }
-            if ready == servers {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("{ready} of {servers} servers selectable within {STEP_LIMIT:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if ready == servers {
+            return Ok(());
         }
+        if Instant::now() > deadline {
+            bail!("{ready} of {servers} servers selectable within {STEP_LIMIT:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -280,10 +232,9 @@ async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow
         JanusServer::start(),
         JanusServer::start()
     )?;
-    let dir = tempfile::tempdir()?;
-    let proxy = ProxyProcess::start(dir.path(), &[&a, &b, &c])?;
-    proxy.wait_selectable(3).await?;
-    let url = proxy.ws_url();
+    let proxy = start_proxy(&[&a, &b, &c])?;
+    wait_selectable(&proxy, 3).await?;
+    let url = proxy.url();
 
     let mut admin = Participant::new(peer_on(&url, VIDEOROOM).await?, 0);
     let created = admin
