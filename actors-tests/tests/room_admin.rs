@@ -31,7 +31,7 @@ async fn janus_with_admin_key(plugin: &str) -> anyhow::Result<JanusServer> {
     JanusServer::start_with(JanusOptions {
         plugin_configs: vec![(
             format!("{plugin}.jcfg"),
-            format!("general: {{\n\tadmin_key = \"{ADMIN_KEY}\"\n}}\n"),
+            format!("general: {{\n\tadmin_key = \"{ADMIN_KEY}\"\n\tlock_rtp_forward = true\n}}\n"),
         )],
         ..JanusOptions::default()
     })
@@ -198,6 +198,59 @@ fn admin_key_script(plugin: &str, public: u64, private: u64) -> Vec<Step> {
             1,
         ),
     ];
+    // `lock_rtp_forward`: forwarding needs the key too.
+    let forward = |room: u64| {
+        if audiobridge {
+            json!({"request": "rtp_forward", "room": room, "host": "127.0.0.1", "port": 5000})
+        } else {
+            json!({"request": "rtp_forward", "room": room, "publisher_id": 1,
+                "host": "127.0.0.1", "audio_port": 5000})
+        }
+    };
+    let with_key = |mut body: Value, key: Value| {
+        body["admin_key"] = key;
+        body
+    };
+    let stop = json!({"request": "stop_rtp_forward", "room": private, "publisher_id": 1,
+        "stream_id": 1});
+    steps.extend([
+        step("rtp_forward without admin_key", forward(private), 1),
+        step(
+            "rtp_forward with a wrong admin_key",
+            with_key(forward(private), json!("wrong")),
+            1,
+        ),
+        step(
+            "rtp_forward to a room that does not exist, without admin_key",
+            forward(9999),
+            1,
+        ),
+        step(
+            "rtp_forward to a room that does not exist, with the admin_key",
+            with_key(forward(9999), json!(k)),
+            1,
+        ),
+        step("stop_rtp_forward without admin_key", stop.clone(), 1),
+        step(
+            "stop_rtp_forward with the admin_key (no such forwarder)",
+            with_key(stop, json!(k)),
+            1,
+        ),
+    ]);
+    if !audiobridge {
+        steps.extend([
+            step(
+                "rtp_forward without publisher_id nor admin_key",
+                json!({"request": "rtp_forward", "room": private, "host": "127.0.0.1"}),
+                1,
+            ),
+            step(
+                "rtp_forward with the admin_key (no such publisher)",
+                with_key(forward(private), json!(k)),
+                1,
+            ),
+        ]);
+    }
     if audiobridge {
         steps.extend([
             step(
@@ -249,6 +302,8 @@ async fn same_as_janus(plugin: &str, public: u64, private: u64) -> anyhow::Resul
     let mut config = proxy_config(&[("j", backend.ws_url())]);
     config.plugins.videoroom_admin_key = ADMIN_KEY.to_owned();
     config.plugins.audiobridge_admin_key = ADMIN_KEY.to_owned();
+    config.plugins.videoroom_lock_rtp_forward = true;
+    config.plugins.audiobridge_lock_rtp_forward = true;
     let proxy = ProxyUnderTest::start(config).await?;
     let script = admin_key_script(plugin, public, private);
     let janus_frames = run_script(&direct.ws_url(), plugin, &script).await?;

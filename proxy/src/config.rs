@@ -357,6 +357,10 @@ pub struct PluginsConfig {
     pub videoroom_admin_key: String,
     /// Janus AudioBridge's `admin_key` (empty: none): as for the videoroom (483, 489).
     pub audiobridge_admin_key: String,
+    /// Janus's `lock_rtp_forward` (with an admin key only): `rtp_forward` and
+    /// `stop_rtp_forward` need the plugin's `admin_key` too.
+    pub videoroom_lock_rtp_forward: bool,
+    pub audiobridge_lock_rtp_forward: bool,
     /// Where the rooms created or edited with `permanent: true` are kept across restarts
     /// (a JSON file the proxy rewrites atomically; empty: `permanent` saves nothing).
     pub rooms_file: std::path::PathBuf,
@@ -385,6 +389,8 @@ impl Default for PluginsConfig {
             videoroom_publishers_per_backend: 0,
             videoroom_admin_key: String::new(),
             audiobridge_admin_key: String::new(),
+            videoroom_lock_rtp_forward: false,
+            audiobridge_lock_rtp_forward: false,
             rooms_file: std::path::PathBuf::new(),
         }
     }

@@ -901,6 +901,14 @@ impl AudioBridgeHandle {
                     _ => self.send_to_any(ctx, transaction, body, jsep, reply_to, sync),
                 }
             }
+            "rtp_forward" | "stop_rtp_forward" if self.rtp_forward_locked(&body) => {
+                let key = &self.state.config.plugins.audiobridge_admin_key;
+                let e = admin_key::check_required(key, &body)
+                    .err()
+                    .unwrap_or(admin_key::AdminKeyError::Wrong);
+                let refusal = self.admin_key_refusal(e, &transaction);
+                self.refuse_after_janus_checks(ctx, transaction, body, reply_to, refusal);
+            }
             n if n == "join" || ROOM_REQUESTS.contains(&n) => {
                 match room_of(&body, "room").filter(|r| self.rooms.lock().contains(*r)) {
                     // Janus refuses a second join: the current server says so.
@@ -1187,11 +1195,19 @@ impl AudioBridgeHandle {
         self.plugin_frame("success", Some(transaction), data)
     }
 
-    /// A `create` without the right `admin_key`. Janus checks the parameters' types (and the
-    /// room's) first: a Janus answers the same body with an invalid `room`, which it refuses
-    /// without creating anything — with its own error if a parameter was wrong, else with
-    /// the room's, and then the admin key's refusal is the answer.
-    fn refuse_create(
+    /// `lock_rtp_forward` (with an `admin_key`) and the request's key is not the right one.
+    fn rtp_forward_locked(&self, body: &JsonMap) -> bool {
+        let plugins = &self.state.config.plugins;
+        plugins.audiobridge_lock_rtp_forward
+            && admin_key::check_required(&plugins.audiobridge_admin_key, body).is_err()
+    }
+
+    /// A `create` (or locked `rtp_forward`) without the right `admin_key`. Janus checks the
+    /// parameters' types (and the room's) first: a Janus answers the same body with an
+    /// invalid `room`, which it refuses without doing anything — with its own error if a
+    /// parameter was wrong, else with the room's, and then the admin key's refusal is the
+    /// answer.
+    fn refuse_after_janus_checks(
         &mut self,
         ctx: &mut Context<Self>,
         transaction: String,
@@ -1250,7 +1266,7 @@ impl AudioBridgeHandle {
         // directory instead, and Janus answers `"permanent": false`.
         let permanent = body.remove("permanent").and_then(|p| p.as_bool()) == Some(true);
         if let Err(refusal) = self.check_admin_key(&body, &transaction) {
-            return self.refuse_create(ctx, transaction, body, reply_to, refusal);
+            return self.refuse_after_janus_checks(ctx, transaction, body, reply_to, refusal);
         }
         let id = match body.get("room") {
             None => Some(self.fresh_room_id()),

@@ -532,6 +532,9 @@ impl VideoRoomHandle {
                     Ok(r) => r,
                     Err(e) => return self.refuse(&transaction, &reply_to, asynchronous, &e),
                 };
+                if let Err(e) = self.check_rtp_forward_lock(n, &body) {
+                    return self.refuse(&transaction, &reply_to, asynchronous, &e);
+                }
                 if !self.directory.lock().exists(room) {
                     let cmd = HandleCommand::Message {
                         transaction,
@@ -628,6 +631,29 @@ impl VideoRoomHandle {
         checks::check_create(body)?;
         let key = &self.state.config.plugins.videoroom_admin_key;
         admin_key::check_required(key, body).map_err(checks::admin_key_error)
+    }
+
+    /// `lock_rtp_forward`: `rtp_forward` and `stop_rtp_forward` need the `admin_key` too,
+    /// checked (as Janus) after the publisher's id and before the room is looked up.
+    fn check_rtp_forward_lock(&self, request: &str, body: &JsonMap) -> Result<(), VrError> {
+        let plugins = &self.state.config.plugins;
+        if !plugins.videoroom_lock_rtp_forward
+            || !matches!(request, "rtp_forward" | "stop_rtp_forward")
+        {
+            return Ok(());
+        }
+        match body.get("publisher_id") {
+            None => return Err(VrError::missing("publisher_id")),
+            Some(v) if !v.is_u64() => {
+                return Err(VrError::invalid_type(
+                    "publisher_id",
+                    checks::Kind::PositiveInt,
+                ))
+            }
+            Some(_) => {}
+        }
+        admin_key::check_required(&plugins.videoroom_admin_key, body)
+            .map_err(checks::admin_key_error)
     }
 
     /// Saves room `id` (`settings`: a `create` or the room's settings) in the rooms file, or
