@@ -360,6 +360,24 @@ async fn ask_async(user: &mut Peer, body: Value) -> anyhow::Result<Value> {
     Ok(event["plugindata"]["data"].clone())
 }
 
+/// Creates each room (with secret `s`), `permanent` or not: Janus's answer says whether it
+/// was saved (`plugin`: the answer's key, `videoroom` or `audiobridge`).
+async fn create_rooms(user: &mut Peer, plugin: &str, rooms: &[(u64, bool)]) -> anyhow::Result<()> {
+    for &(room, permanent) in rooms {
+        let created = ask(
+            user,
+            json!({"request": "create", "room": room, "permanent": permanent,
+                "description": "first", "secret": "s"}),
+        )
+        .await?;
+        ensure!(
+            created == json!({plugin: "created", "room": room, "permanent": permanent}),
+            "{created}"
+        );
+    }
+    Ok(())
+}
+
 fn listed(list: &Value) -> Vec<u64> {
     let mut ids: Vec<u64> = list["list"]
         .as_array()
@@ -396,18 +414,12 @@ async fn permanent_rooms_survive_a_restart_and_a_corrupt_file_stops_the_start() 
     let proxy = ProxyUnderTest::start(config.clone()).await?;
     let mut vr = peer_on(&proxy.ws_url(), VIDEOROOM).await?;
     let mut ab = peer_on(&proxy.ws_url(), AUDIOBRIDGE).await?;
-    for (room, permanent) in [(9301, true), (9302, false), (9303, true)] {
-        let created = ask(
-            &mut vr,
-            json!({"request": "create", "room": room, "permanent": permanent,
-                "description": "first", "secret": "s"}),
-        )
-        .await?;
-        ensure!(
-            created == json!({"videoroom": "created", "room": room, "permanent": permanent}),
-            "{created}"
-        );
-    }
+    create_rooms(
+        &mut vr,
+        "videoroom",
+        &[(9301, true), (9302, false), (9303, true)],
+    )
+    .await?;
     let edited = ask(
         &mut vr,
         json!({"request": "edit", "room": 9301, "secret": "s", "permanent": true,
@@ -433,18 +445,12 @@ async fn permanent_rooms_survive_a_restart_and_a_corrupt_file_stops_the_start() 
         destroyed == json!({"videoroom": "destroyed", "room": 9303, "permanent": true}),
         "{destroyed}"
     );
-    for (room, permanent) in [(9401, true), (9402, false), (9403, true)] {
-        let created = ask(
-            &mut ab,
-            json!({"request": "create", "room": room, "permanent": permanent,
-                "description": "first", "secret": "s"}),
-        )
-        .await?;
-        ensure!(
-            created == json!({"audiobridge": "created", "room": room, "permanent": permanent}),
-            "{created}"
-        );
-    }
+    create_rooms(
+        &mut ab,
+        "audiobridge",
+        &[(9401, true), (9402, false), (9403, true)],
+    )
+    .await?;
     let destroyed = ask(
         &mut ab,
         json!({"request": "destroy", "room": 9403, "secret": "s", "permanent": true}),
