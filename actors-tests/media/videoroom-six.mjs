@@ -217,7 +217,8 @@ async function countRtp(p) {
   return rx;
 }
 
-/** The publishers (not remote) of the room on one Janus, asked directly. */
+/** The publishers (not remote) of the room on one Janus, asked directly, and where each
+ * sends its mirrors (`listremotes`: remote_id -> host). */
 async function localPublishers(url) {
   const connection = await Janode.connect({ is_admin: false, address: { url }, max_retries: 0 });
   try {
@@ -225,9 +226,14 @@ async function localPublishers(url) {
     const handle = await session.attach({ id: 'janus.plugin.videoroom', Handle: pluginHandle('ev') });
     const r = await handle.message({ request: 'listparticipants', room: opts.room });
     const list = (r.plugindata.data.participants || []).filter((q) => !q.remote).map((q) => q.id).sort();
+    const remotes = {};
+    for (const id of list) {
+      const lr = await handle.message({ request: 'listremotes', room: opts.room, publisher_id: id });
+      for (const x of lr.plugindata.data.list || []) remotes[`${id}->${x.remote_id}`] = x.host;
+    }
     await handle.detach();
     await session.destroy();
-    return list;
+    return { list, remotes };
   } finally {
     await Promise.race([connection.close(), delay(1000)]);
   }
@@ -250,8 +256,13 @@ async function run() {
 
     if (opts.janusUrls) {
       state.placement = {};
-      for (const [name, url] of Object.entries(opts.janusUrls)) state.placement[name] = await localPublishers(url);
-      log('placement', JSON.stringify(state.placement));
+      state.mirror_hosts = {};
+      for (const [name, url] of Object.entries(opts.janusUrls)) {
+        const { list, remotes } = await localPublishers(url);
+        state.placement[name] = list;
+        Object.assign(state.mirror_hosts, remotes);
+      }
+      log('placement', JSON.stringify(state.placement), 'mirror hosts', JSON.stringify(state.mirror_hosts));
     }
 
     for (const p of people) await subscribe(p);

@@ -319,6 +319,34 @@ pub struct StaticServer {
     /// `backend.token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Videoroom phase 2: the address (IP or host name) the room's other Janus servers send
+    /// this server mirrored RTP to (`publish_remotely`'s `host`), when the host of `url` is
+    /// not reachable from them (e.g. the proxy reaches Janus through a tunnel or a private
+    /// name). Unset: the host of `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_host: Option<String>,
+}
+
+impl StaticServer {
+    /// `rtp_host`, if set, must be a bare host: no blanks, no scheme, port or path.
+    fn check_rtp_host(&self) -> Result<(), String> {
+        let Some(host) = &self.rtp_host else {
+            return Ok(());
+        };
+        let bare = host.parse::<std::net::IpAddr>().is_ok()
+            || (!host.is_empty()
+                && host.len() <= 253
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+        if bare {
+            Ok(())
+        } else {
+            Err(format!(
+                "rtp_host {host:?} is not a bare IP address or host name"
+            ))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -444,6 +472,8 @@ impl ProxyConfig {
         for server in &self.backend.servers {
             janus_protocol::admin::check_server_name(&server.name)
                 .and_then(|()| janus_protocol::admin::check_server_url(&server.url))
+                .map_err(|e| e.to_string())
+                .and_then(|()| server.check_rtp_host())
                 .map_err(|e| {
                     ProxyError::Config(format!("backend server {:?}: {e}", server.name))
                 })?;
@@ -593,6 +623,29 @@ url = "ws://127.0.0.1:8188"
             "toml",
         );
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+        // rtp_host: a bare host (IPv4, IPv6 or name), nothing more.
+        for (rtp_host, ok) in [
+            ("10.0.0.7", true),
+            ("fd00::7", true),
+            ("janus-a.internal", true),
+            ("ws://10.0.0.7", false),
+            ("10.0.0.7:8000", false),
+            ("10.0.0.7/x", false),
+            ("a b", false),
+            ("", false),
+        ] {
+            let file = write(
+                &format!(
+                    "[[backend.servers]]\nname = \"a\"\nurl = \"ws://x\"\nrtp_host = {rtp_host:?}\n"
+                ),
+                "toml",
+            );
+            let loaded = ProxyConfig::load_with_env(Some(&file), no_env());
+            assert_eq!(loaded.is_ok(), ok, "rtp_host {rtp_host:?}: {loaded:?}");
+            if let Ok(cfg) = loaded {
+                assert_eq!(cfg.backend.servers[0].rtp_host.as_deref(), Some(rtp_host));
+            }
+        }
 
         let env = vec![(
             "JANUS_PROXY__WS__LISTEN".to_string(),

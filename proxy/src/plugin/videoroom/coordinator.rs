@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use super::mirror::{MirrorOp, Notice, RoomMirror, Roster};
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
+use crate::config::StaticServer;
 use crate::plugin::backend_handle::{request, BackendLeg};
 use crate::registry::PlaceOn;
 use crate::state::ProxyState;
@@ -213,7 +214,7 @@ struct CtlLeg {
     id: u64,
     backend: Option<BackendLeg>,
     forwarder: Option<Recipient<BackendIncoming>>,
-    /// Host of the server's URL: where other servers send this server RTP.
+    /// Where other servers send this server RTP (see [`rtp_host`]).
     host: String,
     attached: bool,
     /// Requests waiting for the attach: body and tag.
@@ -247,6 +248,17 @@ pub fn url_host(url: &str) -> String {
         return v6.split(']').next().unwrap_or(v6).to_owned();
     }
     authority.split(':').next().unwrap_or(authority).to_owned()
+}
+
+/// Where the room's other Janus servers send `server` mirrored RTP (`publish_remotely`'s
+/// `host`): its `rtp_host` in `backend.servers` when set, else the host of its WebSocket URL
+/// `url` (servers registered at run time have only that).
+pub fn rtp_host(servers: &[StaticServer], server: &str, url: &str) -> String {
+    servers
+        .iter()
+        .find(|s| s.name == server)
+        .and_then(|s| s.rtp_host.clone())
+        .unwrap_or_else(|| url_host(url))
 }
 
 impl RoomCoordinator {
@@ -379,7 +391,8 @@ impl RoomCoordinator {
             };
             match placement {
                 Ok(Some(p)) => {
-                    leg.host = url_host(&p.status.url);
+                    let servers = &act.state.config.backend.servers;
+                    leg.host = rtp_host(servers, &server, &p.status.url);
                     let forwarder = CtlForwarder {
                         leg: id,
                         to: ctx.address(),
@@ -848,6 +861,35 @@ mod tests {
         assert_eq!(url_host("wss://janus.example.com/ws"), "janus.example.com");
         assert_eq!(url_host("ws://[::1]:8188/"), "::1");
         assert_eq!(url_host("ws://user:pw@10.0.0.2:8188"), "10.0.0.2");
+    }
+
+    #[test]
+    fn mirrored_rtp_goes_to_the_rtp_host_when_set() {
+        let server = |name: &str, url: &str, rtp_host: Option<&str>| StaticServer {
+            name: name.into(),
+            url: url.into(),
+            api_secret: None,
+            token: None,
+            rtp_host: rtp_host.map(str::to_owned),
+        };
+        let servers = [
+            server("janus-a", "ws://127.0.0.1:8188", Some("10.0.0.1")),
+            server("janus-b", "wss://janus-b.example.com:8989/ws", None),
+        ];
+        // Set: used, whatever the URL says (the URL the link uses now, not the configured one).
+        assert_eq!(
+            rtp_host(&servers, "janus-a", "ws://127.0.0.1:8188"),
+            "10.0.0.1"
+        );
+        // Unset, or a server registered at run time: the host of its URL.
+        assert_eq!(
+            rtp_host(&servers, "janus-b", "wss://janus-b.example.com:8989/ws"),
+            "janus-b.example.com"
+        );
+        assert_eq!(
+            rtp_host(&servers, "registered", "ws://[fd00::2]:8188"),
+            "fd00::2"
+        );
     }
 
     #[test]
