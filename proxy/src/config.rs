@@ -327,28 +327,6 @@ pub struct StaticServer {
     pub rtp_host: Option<String>,
 }
 
-impl StaticServer {
-    /// `rtp_host`, if set, must be a bare host: no blanks, no scheme, port or path.
-    fn check_rtp_host(&self) -> Result<(), String> {
-        let Some(host) = &self.rtp_host else {
-            return Ok(());
-        };
-        let bare = host.parse::<std::net::IpAddr>().is_ok()
-            || (!host.is_empty()
-                && host.len() <= 253
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
-        if bare {
-            Ok(())
-        } else {
-            Err(format!(
-                "rtp_host {host:?} is not a bare IP address or host name"
-            ))
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
@@ -472,8 +450,10 @@ impl ProxyConfig {
         for server in &self.backend.servers {
             janus_protocol::admin::check_server_name(&server.name)
                 .and_then(|()| janus_protocol::admin::check_server_url(&server.url))
-                .map_err(|e| e.to_string())
-                .and_then(|()| server.check_rtp_host())
+                .and_then(|()| match &server.rtp_host {
+                    Some(host) => janus_protocol::admin::check_rtp_host(host),
+                    None => Ok(()),
+                })
                 .map_err(|e| {
                     ProxyError::Config(format!("backend server {:?}: {e}", server.name))
                 })?;

@@ -18,7 +18,6 @@ use serde_json::{json, Value};
 use super::mirror::{MirrorOp, Notice, RoomMirror, Roster};
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
-use crate::config::StaticServer;
 use crate::plugin::backend_handle::{request, BackendLeg};
 use crate::registry::PlaceOn;
 use crate::state::ProxyState;
@@ -250,15 +249,11 @@ pub fn url_host(url: &str) -> String {
     authority.split(':').next().unwrap_or(authority).to_owned()
 }
 
-/// Where the room's other Janus servers send `server` mirrored RTP (`publish_remotely`'s
-/// `host`): its `rtp_host` in `backend.servers` when set, else the host of its WebSocket URL
-/// `url` (servers registered at run time have only that).
-pub fn rtp_host(servers: &[StaticServer], server: &str, url: &str) -> String {
-    servers
-        .iter()
-        .find(|s| s.name == server)
-        .and_then(|s| s.rtp_host.clone())
-        .unwrap_or_else(|| url_host(url))
+/// Where the room's other Janus servers send a server mirrored RTP (`publish_remotely`'s
+/// `host`): its `rtp_host` (from `backend.servers` or its reports) when it has one, else the
+/// host of its WebSocket URL `url`.
+pub fn rtp_host(rtp_host: Option<&str>, url: &str) -> String {
+    rtp_host.map_or_else(|| url_host(url), str::to_owned)
 }
 
 impl RoomCoordinator {
@@ -391,8 +386,7 @@ impl RoomCoordinator {
             };
             match placement {
                 Ok(Some(p)) => {
-                    let servers = &act.state.config.backend.servers;
-                    leg.host = rtp_host(servers, &server, &p.status.url);
+                    leg.host = rtp_host(p.rtp_host.as_deref(), &p.status.url);
                     let forwarder = CtlForwarder {
                         leg: id,
                         to: ctx.address(),
@@ -865,31 +859,18 @@ mod tests {
 
     #[test]
     fn mirrored_rtp_goes_to_the_rtp_host_when_set() {
-        let server = |name: &str, url: &str, rtp_host: Option<&str>| StaticServer {
-            name: name.into(),
-            url: url.into(),
-            api_secret: None,
-            token: None,
-            rtp_host: rtp_host.map(str::to_owned),
-        };
-        let servers = [
-            server("janus-a", "ws://127.0.0.1:8188", Some("10.0.0.1")),
-            server("janus-b", "wss://janus-b.example.com:8989/ws", None),
-        ];
-        // Set: used, whatever the URL says (the URL the link uses now, not the configured one).
+        // Set (configured or reported): used, whatever the URL says.
         assert_eq!(
-            rtp_host(&servers, "janus-a", "ws://127.0.0.1:8188"),
+            rtp_host(Some("10.0.0.1"), "ws://127.0.0.1:8188"),
             "10.0.0.1"
         );
-        // Unset, or a server registered at run time: the host of its URL.
+        assert_eq!(rtp_host(Some("fd00::1"), "ws://127.0.0.1:8188"), "fd00::1");
+        // Unset: the host of the URL.
         assert_eq!(
-            rtp_host(&servers, "janus-b", "wss://janus-b.example.com:8989/ws"),
+            rtp_host(None, "wss://janus-b.example.com:8989/ws"),
             "janus-b.example.com"
         );
-        assert_eq!(
-            rtp_host(&servers, "registered", "ws://[fd00::2]:8188"),
-            "fd00::2"
-        );
+        assert_eq!(rtp_host(None, "ws://[fd00::2]:8188"), "fd00::2");
     }
 
     #[test]
