@@ -29,9 +29,9 @@
 //! the room's least-filled server with room left (or one more server), a subscriber's to its
 //! own participant's server (the publisher whose `private_id` it sends, or one of the same
 //! client session), else to its first feed's server, a request about one publisher to that
-//! publisher's server; the handle
-//! tells the room's [`RoomCoordinator`] when its publisher's PeerConnection is up
-//! (`webrtcup`), renegotiates, stops publishing or leaves, and when a server is lost.
+//! publisher's server; the handle tells the room's [`RoomCoordinator`] when its publisher's
+//! PeerConnection is up (`webrtcup`), renegotiates, stops publishing or leaves, and when a
+//! server is lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
