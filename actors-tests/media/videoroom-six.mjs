@@ -14,7 +14,9 @@
 //   - p3 and p4 are told: their publisher handles get the proxy's `leaving` notice
 //     (`"leaving":"ok"` with a reason), their subscriber handles `"left":"ok"`;
 //   - p1 and p5 see 3003 and 3004 leave (`leaving`); the subscribers of p1, p2, p5 and p6
-//     keep receiving the streams of the publishers still alive (RTP counters keep rising).
+//     keep receiving the streams of the publishers still alive (RTP counters keep rising),
+//     although each named a publisher of the killed server first: a subscriber joins with
+//     its publisher's `private_id` and the proxy places it on its own participant's server.
 //
 // Usage: node videoroom-six.mjs --url ws://127.0.0.1:PORT [--label NAME] [--room N]
 //            [--janus-urls NAME=URL,...] [--kill-pids NAME=PID,...]
@@ -156,6 +158,7 @@ async function publish(p) {
   const joined = await side.handle.message({ request: 'join', room: opts.room, ptype: 'publisher',
     display: p.pub.name, id: p.pub.feed });
   const d = expectReply(joined, 'videoroom', 'joined', `${p.pub.name} join`);
+  p.pub.private_id = d.private_id;
   for (const q of d.publishers || []) {
     p.pub.seen.add(q.id);
     p.pub.displays[q.id] = q.display;
@@ -169,13 +172,18 @@ async function publish(p) {
   await waitFor(`${p.pub.name}: webrtcup`, () => p.pub.webrtcup, 15000);
 }
 
-/** Subscribes p to the five others, its server partner first (the subscriber is placed on
- * its first feed's server, so it shares p's server and survives exactly when p does). */
+/** Subscribes p to the five others, with its publisher's `private_id` (as janus.js does),
+ * the first feed named living on ANOTHER server than p's: a publisher of the server killed
+ * later (p3) for the survivors, p1 for p3 and p4 themselves. Through the proxy the
+ * subscriber must still be placed on its own participant's server (not on its first feed's),
+ * so that it survives exactly when p does: the survivors keep every living stream after the
+ * kill, p3's and p4's subscribers are told `left`. */
 async function subscribe(p) {
-  const partner = people[p.i ^ 1];
-  const feeds = [partner, ...others(p).filter((q) => q !== partner)].map((q) => ({ feed: q.pub.feed }));
+  const first = VICTIMS.includes(p.i) ? people[0] : people[VICTIMS[0]];
+  const feeds = [first, ...others(p).filter((q) => q !== first)].map((q) => ({ feed: q.pub.feed }));
   const side = p.sides.sub;
-  const attached = await side.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: feeds });
+  const attached = await side.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber',
+    private_id: p.pub.private_id, streams: feeds });
   const d = expectReply(attached, 'videoroom', 'attached', `${p.sub.name} subscribe`);
   for (const s of d.streams || []) if (s.feed_id !== undefined) p.sub.feeds[s.mid] = s.feed_id;
   await side.pc.setRemoteDescription(attached.jsep);
@@ -209,7 +217,8 @@ async function countRtp(p) {
   return rx;
 }
 
-/** The publishers (not remote) of the room on one Janus, asked directly. */
+/** The publishers (not remote) of the room on one Janus, asked directly, and where each
+ * sends its mirrors (`listremotes`: remote_id -> host). */
 async function localPublishers(url) {
   const connection = await Janode.connect({ is_admin: false, address: { url }, max_retries: 0 });
   try {
@@ -217,9 +226,14 @@ async function localPublishers(url) {
     const handle = await session.attach({ id: 'janus.plugin.videoroom', Handle: pluginHandle('ev') });
     const r = await handle.message({ request: 'listparticipants', room: opts.room });
     const list = (r.plugindata.data.participants || []).filter((q) => !q.remote).map((q) => q.id).sort();
+    const remotes = {};
+    for (const id of list) {
+      const lr = await handle.message({ request: 'listremotes', room: opts.room, publisher_id: id });
+      for (const x of lr.plugindata.data.list || []) remotes[`${id}->${x.remote_id}`] = x.host;
+    }
     await handle.detach();
     await session.destroy();
-    return list;
+    return { list, remotes };
   } finally {
     await Promise.race([connection.close(), delay(1000)]);
   }
@@ -242,8 +256,13 @@ async function run() {
 
     if (opts.janusUrls) {
       state.placement = {};
-      for (const [name, url] of Object.entries(opts.janusUrls)) state.placement[name] = await localPublishers(url);
-      log('placement', JSON.stringify(state.placement));
+      state.mirror_hosts = {};
+      for (const [name, url] of Object.entries(opts.janusUrls)) {
+        const { list, remotes } = await localPublishers(url);
+        state.placement[name] = list;
+        Object.assign(state.mirror_hosts, remotes);
+      }
+      log('placement', JSON.stringify(state.placement), 'mirror hosts', JSON.stringify(state.mirror_hosts));
     }
 
     for (const p of people) await subscribe(p);

@@ -196,6 +196,7 @@ pub fn proxy_config(backends: &[(&str, String)]) -> ProxyConfig {
             url: url.clone(),
             api_secret: None,
             token: None,
+            rtp_host: None,
         })
         .collect();
     config

@@ -7,7 +7,11 @@
 //! servers by the proxy's remote-publisher mirrors. Then the second server (p3's and p4's)
 //! is killed (-9): p3 and p4 get the proxy's notices (`leaving` / `left` with a reason), the
 //! four others see 3003 and 3004 leave, and keep receiving the streams of the three other
-//! publishers still alive (their RTP counters keep rising). Script:
+//! publishers still alive (their RTP counters keep rising) — although each of them named a
+//! publisher of the killed server first in its subscription: a subscriber joins with its
+//! publisher's `private_id` and is placed on its own participant's server. janus-c has an
+//! `rtp_host` (the namespace's 198.18.0.1, not its URL's 127.0.0.1): every mirror to it is
+//! sent there (each source Janus's `listremotes`), and the streams relayed to it flow. Script:
 //! `actors-tests/media/videoroom-six.mjs` (janode + @roamhq/wrtc, one node process for all
 //! twelve PeerConnections).
 //!
@@ -15,7 +19,7 @@
 //! proxy with the kill. Needs root, iproute2, janus, node and `actors-tests/media/install.sh`
 //! having run; prints `SKIP: ...` and passes without the rights to create a namespace.
 
-use actors_tests::netns::{janus_reports, janus_sections, MediaTest};
+use actors_tests::netns::{janus_reports, janus_sections, MediaTest, NS_ADDRESS};
 use serde_json::Value;
 
 const TEST: &str = "media_videoroom_six";
@@ -63,9 +67,15 @@ fn six_participants_over_three_backends_then_one_killed() {
     println!("{TEST}: {}", direct.peers_line(&direct_summary));
 
     // ---- phase 2: through the proxy in front of the three, then a kill -9 -----------------
+    // janus-c's mirrored RTP goes to the namespace's other address (its `rtp_host`), not to
+    // the 127.0.0.1 of its URL.
+    let rtp_host_c = NS_ADDRESS.split('/').next().unwrap_or(NS_ADDRESS);
     let sections = format!(
         "[plugins]\nvideoroom_publishers_per_backend = 2\n{}",
-        janus_sections(&JANUS_WS_PORTS)
+        janus_sections(&JANUS_WS_PORTS).replace(
+            "name = \"janus-c\"\n",
+            &format!("name = \"janus-c\"\nrtp_host = \"{rtp_host_c}\"\n")
+        )
     );
     let mut proxy = media.spawn_proxy(option_env!("CARGO_BIN_EXE_proxy-under-test"), &sections);
     let janus_urls = ["janus-a", "janus-b", "janus-c"]
@@ -114,6 +124,22 @@ fn six_participants_over_three_backends_then_one_killed() {
         [vec![3001, 3002], vec![3003, 3004], vec![3005, 3006]],
         "publishers per server: {placement}"
     );
+    // Every publisher is mirrored to the two other servers: to janus-c's rtp_host, to the
+    // others' URL host (asked of each source Janus with `listremotes`).
+    let hosts = via_summary["mirror_hosts"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    println!("{TEST}: mirrors sent to {hosts:?}");
+    assert_eq!(hosts.len(), 12, "two mirrors per publisher: {hosts:?}");
+    for (mirror, host) in &hosts {
+        let want = if mirror.ends_with("->janus-c") {
+            rtp_host_c
+        } else {
+            "127.0.0.1"
+        };
+        assert_eq!(host, want, "mirror {mirror}: {hosts:?}");
+    }
     let killed = via_summary["killed"].as_str().unwrap_or("").to_owned();
     assert_eq!(via_summary["after_kill"], "ok", "{via_summary}");
 

@@ -48,6 +48,7 @@ fn with_backend_credentials(
         url: config.backend.servers[0].url.clone(),
         api_secret: api_secret.map(str::to_owned),
         token: token.map(str::to_owned),
+        rtp_host: None,
     }];
 }
 

@@ -1126,3 +1126,95 @@ async fn participants_without_media_are_seen_across_servers_and_an_emptied_room_
     }
     Ok(())
 }
+
+/// SRTP between servers, asked of Janus 1.1.2 directly (no proxy): its remote publishers
+/// cannot be encrypted. `add_remote_publisher` (the receiver) and `publish_remotely` (the
+/// sender) both take `srtp_suite` / `srtp_crypto` without looking at them — a suite and a key
+/// that `rtp_forward` refuses are accepted — and `publish_remotely` with a valid suite and key
+/// creates no SRTP context, where `rtp_forward` with the same fields does (Janus's log at
+/// debug level 7 says so, and its answer has `"srtp": true`); the plugin does not even link
+/// libsrtp's `srtp_unprotect`. So the proxy's mirrors carry plain RTP between servers: should
+/// a Janus upgrade start reading these fields, this test fails and says it is time to send
+/// them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn janus_remote_publishers_cannot_be_encrypted() -> anyhow::Result<()> {
+    const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"; // 30 bytes: AES-128 key + salt
+    const CONTEXT: &str = "Creating new SRTP context";
+    init_logging();
+    let janus = JanusServer::start_with(actors_tests::JanusOptions {
+        extra_args: vec!["--debug-level=7".into()],
+        ..Default::default()
+    })
+    .await?;
+    let mut u = user(&janus.ws_url()).await?;
+    let body = json!({"request": "create", "room": 77, "publishers": 10});
+    let created = answer(&mut u, "c", body, false).await?;
+    ensure!(created["videoroom"] == "created", "{created}");
+    let streams = json!([{"type": "audio", "mindex": 0, "mid": "0", "codec": "opus"}]);
+    // The receiver: nonsense SRTP fields are not looked at.
+    for (i, (suite, crypto)) in [(33, "not base64!"), (80, "c2hvcnQ="), (80, KEY)]
+        .iter()
+        .enumerate()
+    {
+        let added = answer(
+            &mut u,
+            &format!("add-{i}"),
+            json!({"request": "add_remote_publisher", "room": 77, "id": 900 + i,
+                "streams": streams, "srtp_suite": suite, "srtp_crypto": crypto}),
+            false,
+        )
+        .await?;
+        ensure!(
+            added["videoroom"] == "success" && added["port"].as_u64().is_some(),
+            "add_remote_publisher with srtp_suite {suite}: {added}"
+        );
+    }
+    // The sender (a publisher with streams): the same fields are not looked at either.
+    let mut alice = user(&janus.ws_url()).await?;
+    join_publisher(&mut alice, 77, 1).await?;
+    let body = json!({"request": "configure", "audio": true, "video": true});
+    let configured = answer(&mut alice, "conf", body, true).await?;
+    ensure!(configured["configured"] == "ok", "{configured}");
+    for (remote, suite) in [("bad-suite", 33), ("good-suite", 80)] {
+        let published = answer(
+            &mut u,
+            remote,
+            json!({"request": "publish_remotely", "room": 77, "publisher_id": 1,
+                "remote_id": remote, "host": "127.0.0.1", "port": 9, "srtp_suite": suite,
+                "srtp_crypto": KEY}),
+            false,
+        )
+        .await?;
+        ensure!(
+            published == json!({"videoroom": "success", "room": 77, "id": 1, "remote_id": remote}),
+            "publish_remotely with srtp_suite {suite}: {published}"
+        );
+    }
+    // Whereas an RTP forwarder takes them: refused, then encrypted.
+    let forward = |suite: u64| {
+        json!({"request": "rtp_forward", "room": 77, "publisher_id": 1, "host": "127.0.0.1",
+            "streams": [{"mid": "0", "port": 9}], "srtp_suite": suite, "srtp_crypto": KEY})
+    };
+    let refused = answer(&mut u, "rf-33", forward(33), false).await?;
+    ensure!(
+        refused
+            == json!({"videoroom": "event", "error_code": 430,
+                "error": "Invalid SRTP suite (33)"}),
+        "{refused}"
+    );
+    let forwarded = answer(&mut u, "rf-80", forward(80), false).await?;
+    ensure!(forwarded["forwarders"][0]["srtp"] == true, "{forwarded}");
+    // Janus logs in order: once the forwarder's SRTP context is logged, anything the
+    // remotes did before would be too.
+    let deadline = Instant::now() + STEP_LIMIT;
+    while !janus.log().contains(CONTEXT) {
+        ensure!(Instant::now() < deadline, "no '{CONTEXT}' in Janus's log");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let contexts = janus.log().matches(CONTEXT).count();
+    ensure!(
+        contexts == 1,
+        "{contexts} SRTP contexts: publish_remotely encrypts now?"
+    );
+    Ok(())
+}

@@ -102,6 +102,10 @@ pub struct ServerReport {
     /// Host memory in use, percent (0–100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_percent: Option<f64>,
+    /// The address other Janus servers send this one RTP to (the proxy's videoroom rooms
+    /// spanning servers), when not the host of `url`: a bare IP address or host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_host: Option<String>,
 }
 
 /// Why a report was refused.
@@ -141,7 +145,26 @@ pub const FIELDS: &[&str] = &[
     "load",
     "cpu_percent",
     "memory_percent",
+    "rtp_host",
 ];
+
+/// Checks an `rtp_host`: a bare IP address (v4 or v6) or host name — no scheme, port, path
+/// or blanks.
+pub fn check_rtp_host(host: &str) -> Result<(), ReportError> {
+    let name = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if name || host.parse::<std::net::IpAddr>().is_ok() {
+        Ok(())
+    } else {
+        Err(ReportError::new(
+            "rtp_host",
+            "must be a bare IP address or host name",
+        ))
+    }
+}
 
 /// Checks a server name: 1–64 of `A-Z a-z 0-9 _ -`.
 pub fn check_server_name(name: &str) -> Result<(), ReportError> {
@@ -218,6 +241,7 @@ impl ServerReport {
             load: None,
             cpu_percent: None,
             memory_percent: None,
+            rtp_host: None,
         }
     }
 
@@ -254,6 +278,15 @@ impl ServerReport {
             load: float(params, "load", 0.0, 1000.0)?,
             cpu_percent: float(params, "cpu_percent", 0.0, 100.0)?,
             memory_percent: float(params, "memory_percent", 0.0, 100.0)?,
+            rtp_host: match params.get("rtp_host") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(h)) if h.is_empty() => None,
+                Some(Value::String(h)) => {
+                    check_rtp_host(h)?;
+                    Some(h.clone())
+                }
+                Some(_) => return Err(ReportError::new("rtp_host", "must be a string")),
+            },
         })
     }
 
@@ -282,6 +315,7 @@ impl ServerReport {
         push("load", self.load.map(|v| v.to_string()));
         push("cpu_percent", self.cpu_percent.map(|v| v.to_string()));
         push("memory_percent", self.memory_percent.map(|v| v.to_string()));
+        push("rtp_host", self.rtp_host.clone());
         fields
     }
 }
@@ -415,6 +449,18 @@ mod tests {
                 json!({"name": "a", "url": "ws://h", "status": 0, "": 1}),
                 "(no name)",
             ),
+            (
+                json!({"name": "a", "url": "ws://h", "status": 0, "rtp_host": "ws://10.0.0.1"}),
+                "rtp_host",
+            ),
+            (
+                json!({"name": "a", "url": "ws://h", "status": 0, "rtp_host": "10.0.0.1:5000"}),
+                "rtp_host",
+            ),
+            (
+                json!({"name": "a", "url": "ws://h", "status": 0, "rtp_host": 7}),
+                "rtp_host",
+            ),
         ];
         for (input, field) in cases {
             let err = ServerReport::from_params(&params(input.clone()))
@@ -428,6 +474,7 @@ mod tests {
         let mut r = ServerReport::new("s1", "ws://127.0.0.1:8188", ServerStatus::Maintenance);
         r.expire = Some(30);
         r.load = Some(0.5);
+        r.rtp_host = Some("fd00::7".into());
         let p: JsonMap = r
             .to_form_fields()
             .into_iter()

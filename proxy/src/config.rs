@@ -319,6 +319,12 @@ pub struct StaticServer {
     /// `backend.token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Videoroom phase 2: the address (IP or host name) the room's other Janus servers send
+    /// this server mirrored RTP to (`publish_remotely`'s `host`), when the host of `url` is
+    /// not reachable from them (e.g. the proxy reaches Janus through a tunnel or a private
+    /// name). Unset: the host of `url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp_host: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -461,6 +467,10 @@ impl ProxyConfig {
         for server in &self.backend.servers {
             janus_protocol::admin::check_server_name(&server.name)
                 .and_then(|()| janus_protocol::admin::check_server_url(&server.url))
+                .and_then(|()| match &server.rtp_host {
+                    Some(host) => janus_protocol::admin::check_rtp_host(host),
+                    None => Ok(()),
+                })
                 .map_err(|e| {
                     ProxyError::Config(format!("backend server {:?}: {e}", server.name))
                 })?;
@@ -610,6 +620,29 @@ url = "ws://127.0.0.1:8188"
             "toml",
         );
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+        // rtp_host: a bare host (IPv4, IPv6 or name), nothing more.
+        for (rtp_host, ok) in [
+            ("10.0.0.7", true),
+            ("fd00::7", true),
+            ("janus-a.internal", true),
+            ("ws://10.0.0.7", false),
+            ("10.0.0.7:8000", false),
+            ("10.0.0.7/x", false),
+            ("a b", false),
+            ("", false),
+        ] {
+            let file = write(
+                &format!(
+                    "[[backend.servers]]\nname = \"a\"\nurl = \"ws://x\"\nrtp_host = {rtp_host:?}\n"
+                ),
+                "toml",
+            );
+            let loaded = ProxyConfig::load_with_env(Some(&file), no_env());
+            assert_eq!(loaded.is_ok(), ok, "rtp_host {rtp_host:?}: {loaded:?}");
+            if let Ok(cfg) = loaded {
+                assert_eq!(cfg.backend.servers[0].rtp_host.as_deref(), Some(rtp_host));
+            }
+        }
 
         let env = vec![(
             "JANUS_PROXY__WS__LISTEN".to_string(),

@@ -82,6 +82,8 @@ pub struct Placement {
     pub epoch: u64,
     pub link: Addr<BackendLink>,
     pub status: Arc<LinkStatus>,
+    /// The server's `rtp_host` (configured or reported), if any.
+    pub rtp_host: Option<String>,
 }
 
 /// One server as the admin API shows it.
@@ -107,7 +109,8 @@ pub struct ServerRegistry {
     remove_after: Duration,
     directory: Arc<LinkDirectory>,
     metrics: Arc<Metrics>,
-    static_servers: Vec<(String, String)>,
+    /// `backend.servers`: name, URL, `rtp_host`.
+    static_servers: Vec<(String, String, Option<String>)>,
 }
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -140,7 +143,7 @@ impl ServerRegistry {
                 .backend
                 .servers
                 .iter()
-                .map(|s| (s.name.clone(), s.url.clone()))
+                .map(|s| (s.name.clone(), s.url.clone(), s.rtp_host.clone()))
                 .collect(),
         }
     }
@@ -274,6 +277,7 @@ impl ServerRegistry {
             epoch,
             link: entry.link.addr.clone(),
             status: entry.link.status.clone(),
+            rtp_host: entry.record.rtp_host.clone(),
         })
     }
 
@@ -333,8 +337,10 @@ impl Actor for ServerRegistry {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let now = Instant::now();
-        for (name, url) in std::mem::take(&mut self.static_servers) {
-            self.insert(ServerRecord::from_config(&name, &url, now), ctx);
+        for (name, url, rtp_host) in std::mem::take(&mut self.static_servers) {
+            let mut record = ServerRecord::from_config(&name, &url, now);
+            record.rtp_host = rtp_host;
+            self.insert(record, ctx);
         }
         ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep(Instant::now()));
     }
@@ -529,6 +535,7 @@ impl Handler<PlaceOn> for ServerRegistry {
             epoch,
             link: entry.link.addr.clone(),
             status: entry.link.status.clone(),
+            rtp_host: entry.record.rtp_host.clone(),
         })
     }
 }

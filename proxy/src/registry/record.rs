@@ -24,6 +24,10 @@ pub struct ServerRecord {
     pub load: Option<f64>,
     pub cpu_percent: Option<f64>,
     pub memory_percent: Option<f64>,
+    /// Where other Janus servers send this one RTP (videoroom mirrors), when not the host of
+    /// `url`: from `backend.servers` or the last report that gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtp_host: Option<String>,
     /// Unix time of the last update and of the creation (janus-cloud's `utime`, `ctime`).
     pub utime: f64,
     pub ctime: f64,
@@ -75,6 +79,7 @@ impl ServerRecord {
             load: None,
             cpu_percent: None,
             memory_percent: None,
+            rtp_host: None,
             utime: wall,
             ctime: wall,
             updated: now,
@@ -120,6 +125,9 @@ impl ServerRecord {
         }
         if report.memory_percent.is_some() {
             self.memory_percent = report.memory_percent;
+        }
+        if report.rtp_host.is_some() {
+            self.rtp_host.clone_from(&report.rtp_host);
         }
         self.utime = unix_now();
         self.updated = now;
@@ -195,6 +203,19 @@ mod tests {
         let forever = ServerRecord::from_config("c", "ws://h:1", t0);
         assert!(forever.is_fresh(t0 + s * 100_000));
         assert!(!forever.is_dead(t0 + s * 100_000, s));
+    }
+
+    #[test]
+    fn a_report_without_rtp_host_keeps_the_one_known() {
+        let t0 = Instant::now();
+        let mut r = ServerRecord::from_config("c", "ws://h:1", t0);
+        r.rtp_host = Some("10.0.0.1".into());
+        r.apply(&report(None, None, 0), t0);
+        assert_eq!(r.rtp_host.as_deref(), Some("10.0.0.1"));
+        let mut with = report(None, None, 0);
+        with.rtp_host = Some("10.0.0.2".into());
+        r.apply(&with, t0);
+        assert_eq!(r.rtp_host.as_deref(), Some("10.0.0.2"));
     }
 
     #[test]

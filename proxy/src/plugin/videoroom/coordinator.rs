@@ -213,7 +213,7 @@ struct CtlLeg {
     id: u64,
     backend: Option<BackendLeg>,
     forwarder: Option<Recipient<BackendIncoming>>,
-    /// Host of the server's URL: where other servers send this server RTP.
+    /// Where other servers send this server RTP (see [`rtp_host`]).
     host: String,
     attached: bool,
     /// Requests waiting for the attach: body and tag.
@@ -247,6 +247,13 @@ pub fn url_host(url: &str) -> String {
         return v6.split(']').next().unwrap_or(v6).to_owned();
     }
     authority.split(':').next().unwrap_or(authority).to_owned()
+}
+
+/// Where the room's other Janus servers send a server mirrored RTP (`publish_remotely`'s
+/// `host`): its `rtp_host` (from `backend.servers` or its reports) when it has one, else the
+/// host of its WebSocket URL `url`.
+pub fn rtp_host(rtp_host: Option<&str>, url: &str) -> String {
+    rtp_host.map_or_else(|| url_host(url), str::to_owned)
 }
 
 impl RoomCoordinator {
@@ -379,7 +386,7 @@ impl RoomCoordinator {
             };
             match placement {
                 Ok(Some(p)) => {
-                    leg.host = url_host(&p.status.url);
+                    leg.host = rtp_host(p.rtp_host.as_deref(), &p.status.url);
                     let forwarder = CtlForwarder {
                         leg: id,
                         to: ctx.address(),
@@ -848,6 +855,22 @@ mod tests {
         assert_eq!(url_host("wss://janus.example.com/ws"), "janus.example.com");
         assert_eq!(url_host("ws://[::1]:8188/"), "::1");
         assert_eq!(url_host("ws://user:pw@10.0.0.2:8188"), "10.0.0.2");
+    }
+
+    #[test]
+    fn mirrored_rtp_goes_to_the_rtp_host_when_set() {
+        // Set (configured or reported): used, whatever the URL says.
+        assert_eq!(
+            rtp_host(Some("10.0.0.1"), "ws://127.0.0.1:8188"),
+            "10.0.0.1"
+        );
+        assert_eq!(rtp_host(Some("fd00::1"), "ws://127.0.0.1:8188"), "fd00::1");
+        // Unset: the host of the URL.
+        assert_eq!(
+            rtp_host(None, "wss://janus-b.example.com:8989/ws"),
+            "janus-b.example.com"
+        );
+        assert_eq!(rtp_host(None, "ws://[fd00::2]:8188"), "fd00::2");
     }
 
     #[test]

@@ -256,6 +256,17 @@ impl Room {
 #[derive(Debug, Default)]
 pub struct Directory {
     rooms: BTreeMap<u64, Room>,
+    /// Phase 2: who each joined participant handle is (its room, client session and Janus
+    /// `private_id`), so that its own subscriptions go to its server (see [`Self::own_server`]).
+    owners: BTreeMap<u64, Owner>,
+}
+
+/// A participant handle's identity, for placing the subscriptions of the same client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owner {
+    room: u64,
+    session: u64,
+    private_id: Option<u64>,
 }
 
 /// `create` for a room id that exists.
@@ -520,6 +531,49 @@ impl Directory {
         if let Some(room) = self.rooms.get_mut(&id) {
             room.publishers.remove(&handle);
         }
+        self.owners.remove(&handle);
+    }
+
+    /// Participant `handle` (joined in room `id`) belongs to client session `session` and got
+    /// `private_id` from Janus.
+    pub fn participant_owner(
+        &mut self,
+        id: u64,
+        handle: u64,
+        session: u64,
+        private_id: Option<u64>,
+    ) {
+        let owner = Owner {
+            room: id,
+            session,
+            private_id,
+        };
+        self.owners.insert(handle, owner);
+    }
+
+    /// Phase 2: the server of the participant a subscription belongs to — the participant
+    /// whose Janus `private_id` the subscriber's `join` carries (janus.js sends it), else one
+    /// of the same client session — if it is joined in room `id` on a server the room still
+    /// has. A subscriber placed there lives and dies with its own participant, not with
+    /// whichever publisher it happens to name first (every active publisher is mirrored to
+    /// every server of the room).
+    pub fn own_server(&self, id: u64, session: u64, private_id: Option<u64>) -> Option<String> {
+        let room = self.rooms.get(&id)?;
+        let joined = |wanted: &dyn Fn(&Owner) -> bool| {
+            room.publishers
+                .iter()
+                .filter(|(handle, (server, _))| {
+                    self.owners
+                        .get(handle)
+                        .is_some_and(|o| o.room == id && wanted(o))
+                        && room.servers.iter().any(|p| p.server == *server)
+                })
+                .map(|(_, (server, _))| server.clone())
+                .next()
+        };
+        private_id
+            .and_then(|pvt| joined(&|o: &Owner| o.private_id == Some(pvt)))
+            .or_else(|| joined(&|o: &Owner| o.session == session))
     }
 
     /// Room affinity (phase 2): the room's server with the fewest joined publishers while it
@@ -712,6 +766,37 @@ mod tests {
         assert_eq!(d.list(false)[0]["num_participants"], 1);
         d.publisher_left(1, 12);
         assert_eq!(d.list(false)[0]["num_participants"], 0);
+    }
+
+    #[test]
+    fn a_subscription_goes_to_its_own_participant_server() {
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.create(2, &JsonMap::new()).expect("create");
+        d.place(1, "a");
+        d.add_server(1, "b");
+        d.place(2, "b");
+        // Handle 10 (session 100, private id 7) on a; handle 11 (session 101) on b.
+        d.publisher_joined(1, 10, "a", 1000);
+        d.participant_owner(1, 10, 100, Some(7));
+        d.publisher_joined(1, 11, "b", 1001);
+        d.participant_owner(1, 11, 101, Some(8));
+        // By private id, whatever the session (janus.js: another session is fine).
+        assert_eq!(d.own_server(1, 555, Some(7)).as_deref(), Some("a"));
+        assert_eq!(d.own_server(1, 100, Some(8)).as_deref(), Some("b"));
+        // By session when the private id is absent or unknown.
+        assert_eq!(d.own_server(1, 100, None).as_deref(), Some("a"));
+        assert_eq!(d.own_server(1, 101, Some(99)).as_deref(), Some("b"));
+        // Nobody of the client in that room: none (the first feed's server then).
+        assert_eq!(d.own_server(1, 555, None), None);
+        assert_eq!(d.own_server(2, 100, Some(7)), None);
+        assert_eq!(d.own_server(3, 100, Some(7)), None);
+        // A lost server no longer counts; a participant that left neither.
+        d.forget_server("a");
+        assert_eq!(d.own_server(1, 100, Some(7)), None);
+        d.publisher_left(1, 11);
+        assert_eq!(d.own_server(1, 101, Some(8)), None);
+        assert!(!d.owners.contains_key(&11));
     }
 
     #[test]

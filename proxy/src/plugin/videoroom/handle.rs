@@ -27,9 +27,11 @@
 //!
 //! **Phase 2** (`plugins.videoroom_publishers_per_backend > 0`): a publisher's join goes to
 //! the room's least-filled server with room left (or one more server), a subscriber's to its
-//! first feed's server, a request about one publisher to that publisher's server; the handle
-//! tells the room's [`RoomCoordinator`] when its publisher's PeerConnection is up
-//! (`webrtcup`), renegotiates, stops publishing or leaves, and when a server is lost.
+//! own participant's server (the publisher whose `private_id` it sends, or one of the same
+//! client session), else to its first feed's server, a request about one publisher to that
+//! publisher's server; the handle tells the room's [`RoomCoordinator`] when its publisher's
+//! PeerConnection is up (`webrtcup`), renegotiates, stops publishing or leaves, and when a
+//! server is lost.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -716,7 +718,17 @@ impl VideoRoomHandle {
                 .server_for_publisher(req.room, per_backend)
                 .ok_or(true);
         }
-        // Requests about one publisher go to its server; a subscriber to its first feed's.
+        // A subscriber goes to its own participant's server (its `private_id`, or a participant
+        // of the same session): it then keeps every stream still alive as long as its own
+        // participant's server lives, whichever feed it named first.
+        if req.request == "join" {
+            let private_id = body.get("private_id").and_then(Value::as_u64);
+            if let Some(own) = directory.own_server(req.room, self.session_id, private_id) {
+                return Ok(own);
+            }
+        }
+        // Requests about one publisher go to its server; a subscriber with no participant of
+        // its own in the room to its first feed's (so that at least that feed is local).
         let feed = match req.request.as_str() {
             "join" => body
                 .get("streams")
@@ -1468,9 +1480,11 @@ impl VideoRoomHandle {
                     j.feed = data.get("id").and_then(Value::as_u64);
                     let (room, handle, server) = (j.room, self.handle_id, j.server.clone());
                     let feed = j.feed.unwrap_or(0);
-                    self.directory
-                        .lock()
-                        .publisher_joined(room, handle, &server, feed);
+                    let private_id = data.get("private_id").and_then(Value::as_u64);
+                    let mut directory = self.directory.lock();
+                    directory.publisher_joined(room, handle, &server, feed);
+                    directory.participant_owner(room, handle, self.session_id, private_id);
+                    drop(directory);
                     self.share_publisher(room, Some((feed, &server)));
                 }
             }
