@@ -125,12 +125,15 @@ async fn the_sentinel_registers_its_janus_with_the_proxy() -> anyhow::Result<()>
     assert!(proxy.servers().await?.is_empty(), "no static server");
     let folder = JanusConfFolder::render()?;
     let started = Instant::now();
-    let sentinel = SentinelUnderTest::start(managed_reporting_to("sp-1", &folder, &[&proxy]))?;
+    let mut config = managed_reporting_to("sp-1", &folder, &[&proxy]);
+    config.general.rtp_host = "10.8.0.1".into();
+    let sentinel = SentinelUnderTest::start(config)?;
 
     let server = registered(&proxy, "sp-1", &folder).await?;
     eprintln!("registered after {:?}", started.elapsed());
     assert_eq!(server["url"], folder.ws_url().as_str(), "{server}");
     assert_eq!(server["from_config"], false, "{server}");
+    assert_eq!(server["rtp_host"], "10.8.0.1", "{server}");
     assert_eq!(server["expire"], 10, "{server}");
     assert_eq!(server["link"]["phase"], "ready", "{server}");
     assert!(

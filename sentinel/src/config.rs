@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use janus_protocol::admin::{check_server_name, check_server_url};
+use janus_protocol::admin::{check_rtp_host, check_server_name, check_server_url};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SentinelError;
@@ -37,6 +37,10 @@ pub struct GeneralConfig {
     /// Reported verbatim (empty: not reported).
     pub location: String,
     pub isp: String,
+    /// The address other Janus servers send mirrored RTP to (a videoroom room spanning
+    /// servers), when `public_url`'s host is not it (e.g. a private or overlay address).
+    /// Empty: not reported (the proxies use `public_url`'s host).
+    pub rtp_host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -389,6 +393,14 @@ impl SentinelConfig {
                 self.general.public_url, e.reason
             ));
         }
+        if !self.general.rtp_host.is_empty() {
+            if let Err(e) = check_rtp_host(&self.general.rtp_host) {
+                return bad(format!(
+                    "general.rtp_host {:?}: {}",
+                    self.general.rtp_host, e.reason
+                ));
+            }
+        }
         for (key, value) in [
             ("general.location", &self.general.location),
             ("general.isp", &self.general.isp),
@@ -584,6 +596,7 @@ mod tests {
 [general]
 server_name = "janus-a"
 public_url = "ws://10.0.0.5:8188"
+rtp_host = "10.8.0.5"
 [janus]
 ping_interval_ms = 1000
 [process]
@@ -618,6 +631,7 @@ format = "form"
         let cfg = SentinelConfig::load_with_env(Some(&file), vars).expect("loads");
         assert_eq!(cfg.general.server_name, "janus-b");
         assert_eq!(cfg.general.public_url, "ws://10.0.0.5:8188");
+        assert_eq!(cfg.general.rtp_host, "10.8.0.5");
         assert_eq!(cfg.janus.ping_interval_ms, 1000);
         assert_eq!(cfg.janus.admin_url, "ws://127.0.0.1:7188");
         assert_eq!(cfg.janus.hwm_load, 0.9);
@@ -652,6 +666,7 @@ format = "form"
             ("[colour]\nx = 1\n", "colour"),
             ("[general]\nserver_name = \"a b\"\n", "server_name"),
             ("[general]\npublic_url = \"http://x\"\n", "public_url"),
+            ("[general]\nrtp_host = \"10.0.0.5:5000\"\n", "rtp_host"),
             ("[janus]\nws_url = \"wss://127.0.0.1:8989\"\n", "ws_url"),
             ("[janus]\nping_interval_ms = 0\n", "ping_interval_ms"),
             ("[janus]\nhwm_load = -1.0\n", "hwm_load"),

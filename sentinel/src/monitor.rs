@@ -252,6 +252,7 @@ impl JanusMonitor {
         let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
         report.location = non_empty(&general.location);
         report.isp = non_empty(&general.isp);
+        report.rtp_host = non_empty(&general.rtp_host);
         report.expire = Some(self.config.report.expire);
         report.start_time = self.start_time;
         report.session_num = self.counts.map(|c| c.sessions);
