@@ -70,12 +70,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
+    use crate::plugin::test_body as body;
 
     #[test]
     fn create_needs_the_key_when_one_is_set() {

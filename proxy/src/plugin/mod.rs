@@ -195,3 +195,12 @@ impl PluginRegistry {
         self.plugins.values()
     }
 }
+
+/// A request body for unit tests, from `json!({...})` (anything else: an empty body).
+#[cfg(test)]
+pub(crate) fn test_body(v: Value) -> JsonMap {
+    match v {
+        Value::Object(m) => m,
+        _ => JsonMap::new(),
+    }
+}

@@ -245,12 +245,7 @@ fn wrong_type(element: &str, expected: &str) -> PluginError {
 mod tests {
     use super::*;
 
-    fn body(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!("test bodies are objects"),
-        }
-    }
+    use crate::plugin::test_body as body;
 
     #[test]
     fn verbs_and_their_errors() {

@@ -167,12 +167,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => unreachable!(),
-        }
-    }
+    use crate::plugin::test_body as body;
 
     #[test]
     fn request_and_username_checks() {

@@ -194,12 +194,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn body(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
+    use crate::plugin::test_body as body;
 
     #[test]
     fn janus_texts() {

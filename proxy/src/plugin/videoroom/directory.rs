@@ -654,12 +654,7 @@ impl LocalRooms for Mutex<Directory> {
 mod tests {
     use super::*;
 
-    fn body(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
+    use crate::plugin::test_body as body;
 
     #[test]
     fn create_exists_remove() {
