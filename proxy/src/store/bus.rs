@@ -231,21 +231,29 @@ impl Bus {
     }
 }
 
+/// What a test bus published: (channel, payload).
+#[cfg(test)]
+pub(crate) type Sent = Arc<Mutex<Vec<(String, String)>>>;
+
+/// A bus of proxy `me` for unit tests that records what it publishes instead of sending it.
+#[cfg(test)]
+pub(crate) fn recording_bus() -> (Arc<Bus>, Sent) {
+    let sent: Sent = Arc::new(Mutex::new(Vec::new()));
+    let log = sent.clone();
+    let bus = Bus::new(
+        "me".into(),
+        "januscloud".into(),
+        Box::new(move |channel, payload| log.lock().push((channel, payload))),
+    );
+    (bus, sent)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    type Sent = Arc<Mutex<Vec<(String, String)>>>;
-
     fn bus() -> (Arc<Bus>, Sent) {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let log = sent.clone();
-        let bus = Bus::new(
-            "me".into(),
-            "januscloud".into(),
-            Box::new(move |channel, payload| log.lock().push((channel, payload))),
-        );
-        (bus, sent)
+        recording_bus()
     }
 
     /// Records what it gets, answers every request with `{"echo": body}`.

@@ -241,19 +241,12 @@ impl Topic for P2pRemote {
 mod tests {
     use super::*;
     use crate::plugin::p2pcall::P2pCallPlugin;
-    use parking_lot::Mutex;
 
-    type Sent = Arc<Mutex<Vec<(String, String)>>>;
+    use crate::store::bus::{recording_bus, Sent};
 
     /// The bus, the plugin (which owns the directory the remote side reads), its remote side.
     fn remote() -> (Arc<Bus>, P2pCallPlugin, Arc<P2pRemote>, Sent) {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let log = sent.clone();
-        let bus = Bus::new(
-            "me".into(),
-            "januscloud".into(),
-            Box::new(move |channel, payload| log.lock().push((channel, payload))),
-        );
+        let (bus, sent) = recording_bus();
         let plugin = P2pCallPlugin::default();
         let remote = P2pRemote::register(&bus, &plugin.shared);
         (bus, plugin, remote, sent)

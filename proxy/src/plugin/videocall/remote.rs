@@ -229,16 +229,10 @@ mod tests {
     use super::*;
     use crate::store::bus::Bus;
 
-    type Sent = Arc<Mutex<Vec<(String, String)>>>;
+    use crate::store::bus::{recording_bus, Sent};
 
     fn remote() -> (Arc<Bus>, Arc<VideoCallRemote>, Sent) {
-        let sent = Arc::new(Mutex::new(Vec::new()));
-        let log = sent.clone();
-        let bus = Bus::new(
-            "me".into(),
-            "januscloud".into(),
-            Box::new(move |channel, payload| log.lock().push((channel, payload))),
-        );
+        let (bus, sent) = recording_bus();
         let remote = VideoCallRemote::register(&bus, &SharedDirectory::default());
         (bus, remote, sent)
     }
