@@ -21,7 +21,7 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::store::rooms::{LocalRooms, RoomRecord};
+use crate::store::rooms::{LocalRooms, ParticipantRecord, RoomRecord};
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
 const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
@@ -46,6 +46,10 @@ pub struct Room {
     pub publishers: BTreeMap<u64, (String, u64)>,
     /// Publishers joined through other proxies (shared store), counted in `list`.
     pub remote_publishers: usize,
+    /// Phase 2 with a shared store: other proxies' publishers (as of the last sync round),
+    /// by publisher id: their server. Counted when placing a publisher, and where a request
+    /// about one of them goes.
+    pub remote_feeds: BTreeMap<u64, String>,
     /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
     pub permanent: bool,
     /// The proxy that created it (shared store; empty: this one, or the configuration).
@@ -256,6 +260,9 @@ impl Room {
 #[derive(Debug, Default)]
 pub struct Directory {
     rooms: BTreeMap<u64, Room>,
+    /// Rooms may span servers (phase 2): the servers other proxies' publishers are on are
+    /// the room's servers too.
+    pub spans_servers: bool,
 }
 
 /// `create` for a room id that exists.
@@ -286,6 +293,7 @@ impl Directory {
                 servers: Vec::new(),
                 publishers: BTreeMap::new(),
                 remote_publishers: 0,
+                remote_feeds: BTreeMap::new(),
                 permanent,
                 creator: String::new(),
             },
@@ -332,6 +340,7 @@ impl Directory {
                 .collect(),
             publishers: BTreeMap::new(),
             remote_publishers: 0,
+            remote_feeds: BTreeMap::new(),
             permanent: record.permanent,
             creator: record.creator,
         }
@@ -393,6 +402,32 @@ impl Directory {
                     }
                 }
             }
+        }
+    }
+
+    /// Phase 2: where other proxies' publishers are (one sync round). A server the room
+    /// uses through another proxy becomes one of its servers here too (its backend room
+    /// exists: someone joined it there).
+    pub fn apply_remote_feeds(&mut self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
+        for room in self.rooms.values_mut() {
+            let feeds: BTreeMap<u64, String> = remote
+                .get(&room.id)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p.id.as_u64()?, p.server.clone())))
+                .collect();
+            for server in feeds.values() {
+                if room.servers.is_empty() || !self.spans_servers {
+                    continue;
+                }
+                if !room.servers.iter().any(|p| p.server == *server) {
+                    room.servers.push(RoomPlacement {
+                        server: server.clone(),
+                        created: false,
+                    });
+                }
+            }
+            room.remote_feeds = feeds;
         }
     }
 
@@ -496,6 +531,7 @@ impl Directory {
             if room.servers.iter().any(|p| p.server == server) {
                 room.servers.retain(|p| p.server != server);
                 room.publishers.retain(|_, (s, _)| s != server);
+                room.remote_feeds.retain(|_, s| s != server);
                 forgotten.push(room.id);
             }
         }
@@ -507,6 +543,7 @@ impl Directory {
         if let Some(room) = self.rooms.get_mut(&id) {
             room.servers.retain(|p| p.server != server);
             room.publishers.retain(|_, (s, _)| s != server);
+            room.remote_feeds.retain(|_, s| s != server);
         }
     }
 
@@ -533,7 +570,12 @@ impl Directory {
                     .publishers
                     .values()
                     .filter(|(s, _)| *s == p.server)
-                    .count();
+                    .count()
+                    + room
+                        .remote_feeds
+                        .values()
+                        .filter(|s| **s == p.server)
+                        .count();
                 (n, &p.server)
             })
             .filter(|(n, _)| *n < per_backend.max(1))
@@ -541,13 +583,15 @@ impl Directory {
             .map(|(_, s)| s.clone())
     }
 
-    /// The server of publisher `feed` in the room, if it is one of the proxy's.
+    /// The server of publisher `feed` in the room (this proxy's, or, with a shared store,
+    /// another's as of the last sync round).
     pub fn feed_server(&self, id: u64, feed: u64) -> Option<String> {
         let room = self.rooms.get(&id)?;
         room.publishers
             .values()
             .find(|(_, f)| *f == feed)
             .map(|(s, _)| s.clone())
+            .or_else(|| room.remote_feeds.get(&feed).cloned())
     }
 
     /// The room's servers.
@@ -593,6 +637,10 @@ impl LocalRooms for Mutex<Directory> {
         keep: &dyn Fn(u64) -> bool,
     ) {
         self.lock().apply_shared(rooms, remote, keep);
+    }
+
+    fn apply_participants(&self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
+        self.lock().apply_remote_feeds(remote);
     }
 }
 
