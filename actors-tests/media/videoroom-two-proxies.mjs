@@ -4,6 +4,14 @@
 //
 // Usage: node videoroom-two-proxies.mjs --url ws://A --url2 ws://B [--label NAME] [--room N]
 //                                       [--timeout-ms 60000] [--connect-timeout-ms 20000]
+//                                       [--span ws://janus1,ws://janus2]
+//
+// With --span (proxies with videoroom_publishers_per_backend = 1: the room spans the two
+// Janus servers listed, asked directly to check the placement): bob (B) creates the room
+// and publishes first, alice (A) publishes next and lands on the other server; each must see
+// the other (in `joined` or a `publishers` event: only the mirrors tell them), both Janus
+// must hold each publisher once as its own and once as a mirror (`remote`), and carol (B)
+// subscribes to alice's feed, on the server that proxy A placed.
 //
 // Success criteria (all required):
 //   - alice (A) creates the room, joins, publishes: `configured` + answer, webrtcup;
@@ -20,14 +28,15 @@ import {
   newPeer, startScript, superviseRun, waitFor,
 } from './lib.mjs';
 
-const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '' },
-  { '--room': ['room', Number, 'N'], '--url2': ['url2', String, 'URL'] });
+const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '' },
+  { '--room': ['room', Number, 'N'], '--url2': ['url2', String, 'URL'], '--span': ['span', String, 'URLS'] });
 const { opts, t0, log } = script;
 
 const alice = newPeer('alice', { proxy: 'A', saw_publisher: false });
 const bob = newPeer('bob', { proxy: 'B', saw_publisher: false });
 const carol = newPeer('carol', { proxy: 'B', got_offer: false });
-const state = { label: opts.label, url: opts.url, url2: opts.url2, room: opts.room, peers: [alice, bob, carol], errors: [] };
+const state = { label: opts.label, url: opts.url, url2: opts.url2, room: opts.room, peers: [alice, bob, carol], errors: [],
+  placement: null };
 
 const missing = () => {
   const m = [];
@@ -41,6 +50,7 @@ const missing = () => {
   if (!(carol.packetsReceived.audio > 0)) m.push('carol:inbound_rtp_audio');
   if (!(carol.packetsReceived.video > 0)) m.push('carol:inbound_rtp_video');
   if (!alice.events.includes('bob_left')) m.push('alice:bob_left_event');
+  if (opts.span && !(state.placement && state.placement.ok)) m.push('span:placement');
   return m;
 };
 
@@ -78,8 +88,107 @@ async function publish(side, peer, display) {
   return joined;
 }
 
+/** The room's participants as each Janus of --span has them: [{own: [ids], remote: [ids]}]. */
+async function placement() {
+  const out = [];
+  for (const [i, url] of opts.span.split(',').entries()) {
+    const probe = await attachPeer({ ...opts, url }, newPeer(`probe${i}`), {
+      plugin: 'janus.plugin.videoroom', eventName: 'videoroom_event', classify: () => null,
+    });
+    try {
+      const d = expectReply(await probe.handle.message({ request: 'listparticipants', room: opts.room }),
+        'videoroom', 'participants', `listparticipants on ${url}`);
+      const ps = d.participants || [];
+      out.push({ url, own: ps.filter((p) => !p.remote).map((p) => p.id).sort(),
+        remote: ps.filter((p) => p.remote).map((p) => p.id).sort() });
+    } finally {
+      await closeQuietly(probe);
+    }
+  }
+  return out;
+}
+
+/** --span: one room over two servers, a publisher of each proxy on each. */
+async function runSpan(sides) {
+  const a = await setUp(alice, opts.url, true, 0);
+  sides.push(a);
+  const b = await setUp(bob, opts.url2, true, 1);
+  sides.push(b);
+  const c = await setUp(carol, opts.url2, false, 0);
+  sides.push(c);
+
+  expectReply(await b.handle.message({ request: 'create', room: opts.room, description: 'span' }),
+    'videoroom', 'created', 'create');
+  const bobJoined = await publish(b, bob, 'bob');
+  const bobId = bobJoined.id;
+  // Proxy A counts bob (after its next sync round) before alice joins: the server is full.
+  await waitFor('proxy A counting bob', async () => {
+    const d = expectReply(await a.handle.message({ request: 'list' }), 'videoroom', 'success', 'list');
+    return (d.list || []).some((r) => r.room === opts.room && r.num_participants === 1);
+  }, 10000, 100);
+  const aliceJoined = await publish(a, alice, 'alice');
+  const aliceId = aliceJoined.id;
+  const listsBob = (d) => (d.publishers || []).some((p) => p.id === bobId);
+  if (!listsBob(aliceJoined)) await alice.nextEvent(listsBob, 'publishers with bob', 10000);
+  alice.saw_publisher = true;
+  await bob.nextEvent((d) => (d.publishers || []).some((p) => p.id === aliceId), 'publishers with alice', 10000);
+  bob.saw_publisher = true;
+
+  // Each Janus has one of them as its own and the other as a mirror.
+  let seen = null;
+  await waitFor(() => `placement: ${JSON.stringify(seen)}`, async () => {
+    seen = await placement();
+    const own = seen.map((s) => s.own.join(',')).sort();
+    const ok = seen.length === 2 && own.join('|') === [String(aliceId), String(bobId)].sort().join('|')
+      && seen.every((s) => s.own.length === 1 && s.remote.length === 1 && s.remote[0] !== s.own[0]);
+    state.placement = { ok, servers: seen };
+    return ok;
+  }, 10000, 200);
+  log('placement', JSON.stringify(seen));
+
+  const attached = await c.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed: aliceId }] });
+  expectReply(attached, 'videoroom', 'attached', 'subscribe');
+  if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
+  carol.got_offer = true;
+  carol.steps.push('attached');
+  await c.pc.setRemoteDescription(attached.jsep);
+  await c.pc.setLocalDescription(await c.pc.createAnswer());
+  const answer = await gatheredDescription(c.pc, carol, carol.name);
+  expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
+  carol.steps.push('started');
+
+  await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('_event')).join(',')}`, async () => {
+    for (const [peer, side] of [[alice, a], [bob, b], [carol, c]]) await collectStats(side.pc, peer);
+    return missing().filter((m) => !m.endsWith('_event')).length === 0;
+  }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 8000), 200);
+  log('media flowing', JSON.stringify(carol.packetsReceived));
+
+  expectReply(await b.handle.message({ request: 'leave' }), 'leaving', 'ok', 'bob leave');
+  await alice.nextEvent((d) => leftOrUnpublished(d, bobId), 'bob leaving', 5000);
+  alice.events.push('bob_left');
+  expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
+}
+
 async function run() {
   const sides = [];
+  if (opts.span) {
+    try {
+      await runSpan(sides);
+      for (const side of sides) {
+        if (side.sources) side.sources.stop();
+        if (side.pc) side.pc.close();
+        await side.handle.detach();
+        await side.session.destroy();
+        await side.connection.close();
+      }
+      done(true, null);
+    } catch (e) {
+      const reason = failed(e);
+      for (const side of sides) await closeQuietly(side);
+      done(false, reason);
+    }
+    return;
+  }
   try {
     if (!opts.url2) throw new Error('--url2 is required');
     const a = await setUp(alice, opts.url, true, 0);

@@ -305,3 +305,83 @@ async fn one_room_over_two_servers_and_two_proxies_survives_kill_9_of_its_owner(
     drop(b);
     Ok(())
 }
+
+/// Real media (`media/videoroom-two-proxies.mjs --span`, real libwebrtc PeerConnections in
+/// a private network namespace, see `actors_tests::netns`): bob publishes through proxy B,
+/// alice through proxy A onto the other server; each is announced to the other by the
+/// mirrors (checked on both Janus directly: each has one publisher of its own and the other
+/// as a remote one), and carol subscribes through B to alice's feed on the server A placed
+/// and receives her audio and video. Skips (a `SKIP:` line) where a namespace cannot be made.
+#[test]
+fn media_a_room_spanning_two_servers_through_two_proxies() {
+    use actors_tests::netns::{janus_pair_sections, janus_reports, Daemon, MediaTest};
+    const TEST: &str = "redis_videoroom_span_media";
+    const JANUS_PORTS: [u16; 2] = [8188, 8190];
+    const REDIS_PORT: u16 = 6391;
+    const PORTS_A: (u16, u16) = (8288, 8289);
+    const PORTS_B: (u16, u16) = (8292, 8293);
+    if skip() {
+        return;
+    }
+    let Some(media) = MediaTest::start(TEST, "jc-vrspan-", true) else {
+        return;
+    };
+    let mut janus = media.spawn_janus_pair("libjanus_videoroom.so", JANUS_PORTS);
+    let mut redis_cmd = media.ns.command("redis-server");
+    redis_cmd.args(["--port", &REDIS_PORT.to_string(), "--bind", "127.0.0.1"]);
+    redis_cmd.args(["--save", "", "--appendonly", "no"]);
+    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
+    let sections = |id: &str| {
+        format!(
+            "{PHASE_2}{}[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\nproxy_id = \"{id}\"\n\
+             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n",
+            janus_pair_sections(JANUS_PORTS)
+        )
+    };
+    let built = option_env!("CARGO_BIN_EXE_proxy-under-test");
+    let mut a = media.spawn_proxy_named(built, "proxy-a", PORTS_A.0, PORTS_A.1, &sections("a"));
+    let mut b = media.spawn_proxy_named(built, "proxy-b", PORTS_B.0, PORTS_B.1, &sections("b"));
+    let janus_urls = JANUS_PORTS.map(|p| format!("ws://127.0.0.1:{p}")).join(",");
+    let run = media.run_script_with(
+        "videoroom-two-proxies",
+        "span",
+        &format!("ws://127.0.0.1:{}", PORTS_A.0),
+        60_000,
+        20_000,
+        &[
+            "--url2",
+            &format!("ws://127.0.0.1:{}", PORTS_B.0),
+            "--span",
+            &janus_urls,
+        ],
+    );
+    let summary = run
+        .expect_success(|s| {
+            s["missing"]
+                .as_array()
+                .map(|m| m.iter().map(|v| format!("missing {v}")).collect())
+                .unwrap_or_default()
+        })
+        .unwrap_or_else(|diag| {
+            panic!(
+                "{TEST}: the room over two servers and two proxies failed.\n{diag}\n{}\n{}\n{}",
+                a.report(),
+                b.report(),
+                janus_reports(&mut janus)
+            )
+        });
+    println!(
+        "{TEST}: {} placement {}",
+        run.peers_line(&summary),
+        summary["placement"]["servers"]
+    );
+    a.assert_alive();
+    b.assert_alive();
+    a.daemon.stop();
+    b.daemon.stop();
+    redis.stop();
+    for j in janus.iter_mut() {
+        j.daemon.stop();
+    }
+    drop(media);
+}
