@@ -1523,6 +1523,56 @@ mod tests {
     }
 
     #[test]
+    fn notices_cross_the_bus_unchanged() {
+        let notices = [
+            RoomNotice::Event(json!({"videoroom": "event", "room": 1, "leaving": 7})),
+            RoomNotice::Rename {
+                id: 7,
+                as_key: "unpublished",
+            },
+            RoomNotice::Rename {
+                id: 8,
+                as_key: "kicked",
+            },
+            RoomNotice::Display {
+                id: 9,
+                display: "new".into(),
+            },
+        ];
+        for n in notices {
+            let back = RoomNotice::from_json(&n.to_json()).map(|b| b.to_json());
+            assert_eq!(back, Some(n.to_json()));
+        }
+        // Nothing but Janus's own keys becomes a rename; garbage is dropped.
+        assert!(RoomNotice::from_json(&json!({"rename": 1, "as": "destroyed"})).is_none());
+        assert!(RoomNotice::from_json(&json!({"id": "x"})).is_none());
+        assert!(RoomNotice::from_json(&json!(3)).is_none());
+    }
+
+    #[test]
+    fn a_shadow_is_what_a_new_owner_needs() {
+        let mut shadow = Shadow::default();
+        assert!(shadow.is_empty());
+        shadow
+            .members
+            .insert(11, ("j1".into(), 1, Some("alice".into())));
+        shadow.active.insert(
+            1,
+            ("j1".into(), Some("alice".into()), json!([{"mid": "0"}])),
+        );
+        shadow.servers.insert("j1".into());
+        assert!(!shadow.is_empty());
+        assert_eq!(
+            shadow.resync(5),
+            json!({"t": "resync", "room": 5,
+                "members": [{"handle": 11, "server": "j1", "id": 1, "display": "alice"}],
+                "active": [{"id": 1, "server": "j1", "display": "alice",
+                    "streams": [{"mid": "0"}]}],
+                "servers": ["j1"]})
+        );
+    }
+
+    #[test]
     fn hosts_of_urls() {
         assert_eq!(url_host("ws://127.0.0.1:8188"), "127.0.0.1");
         assert_eq!(url_host("wss://janus.example.com/ws"), "janus.example.com");
