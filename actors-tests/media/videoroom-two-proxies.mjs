@@ -12,6 +12,11 @@
 // the other (in `joined` or a `publishers` event: only the mirrors tell them), both Janus
 // must hold each publisher once as its own and once as a mirror (`remote`), and carol (B)
 // subscribes to alice's feed, on the server that proxy A placed.
+// With --kill-owner PID too (proxy A's pid; alice makes A the room's coordinating proxy
+// before anyone joins), once the media flows proxy A is killed (-9): bob must see alice
+// leave; then dave (B) publishes on the server alice left, dave and bob must see each other
+// (bob's mirror there survives the hand-over to the new owner, dave's is made by it), and
+// erin (B) subscribes to dave and bob on one PeerConnection and receives all four streams.
 //
 // Success criteria (all required):
 //   - alice (A) creates the room, joins, publishes: `configured` + answer, webrtcup;
@@ -28,15 +33,19 @@ import {
   newPeer, startScript, superviseRun, waitFor,
 } from './lib.mjs';
 
-const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '' },
-  { '--room': ['room', Number, 'N'], '--url2': ['url2', String, 'URL'], '--span': ['span', String, 'URLS'] });
+const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '', killOwner: 0 },
+  { '--room': ['room', Number, 'N'], '--url2': ['url2', String, 'URL'], '--span': ['span', String, 'URLS'],
+    '--kill-owner': ['killOwner', Number, 'PID'] });
 const { opts, t0, log } = script;
 
 const alice = newPeer('alice', { proxy: 'A', saw_publisher: false });
 const bob = newPeer('bob', { proxy: 'B', saw_publisher: false });
 const carol = newPeer('carol', { proxy: 'B', got_offer: false });
+const dave = newPeer('dave', { proxy: 'B', saw_publisher: false });
+const erin = newPeer('erin', { proxy: 'B', inboundStreams: 0 });
 const state = { label: opts.label, url: opts.url, url2: opts.url2, room: opts.room, peers: [alice, bob, carol], errors: [],
-  placement: null };
+  placement: null, owner_killed_ms: null, alice_left_after_ms: null };
+if (opts.killOwner) state.peers.push(dave, erin);
 
 const missing = () => {
   const m = [];
@@ -51,6 +60,12 @@ const missing = () => {
   if (!(carol.packetsReceived.video > 0)) m.push('carol:inbound_rtp_video');
   if (!alice.events.includes('bob_left')) m.push('alice:bob_left_event');
   if (opts.span && !(state.placement && state.placement.ok)) m.push('span:placement');
+  if (opts.killOwner) {
+    if (!bob.events.includes('alice_left')) m.push('bob:alice_left_after_kill_event');
+    if (!dave.saw_publisher) m.push('dave:sees_bob_event');
+    if (!bob.events.includes('saw_dave')) m.push('bob:sees_dave_event');
+    if (!(erin.inboundStreams >= 4)) m.push('erin:inbound_rtp_4_streams');
+  }
   return m;
 };
 
@@ -117,8 +132,16 @@ async function runSpan(sides) {
   const c = await setUp(carol, opts.url2, false, 0);
   sides.push(c);
 
-  expectReply(await b.handle.message({ request: 'create', room: opts.room, description: 'span' }),
-    'videoroom', 'created', 'create');
+  if (opts.killOwner) {
+    // The room's first use is through A: A coordinates it.
+    expectReply(await a.handle.message({ request: 'create', room: opts.room, description: 'span' }),
+      'videoroom', 'created', 'create');
+    expectReply(await a.handle.message({ request: 'listparticipants', room: opts.room }),
+      'videoroom', 'participants', 'listparticipants');
+  } else {
+    expectReply(await b.handle.message({ request: 'create', room: opts.room, description: 'span' }),
+      'videoroom', 'created', 'create');
+  }
   const bobJoined = await publish(b, bob, 'bob');
   const bobId = bobJoined.id;
   // Proxy A counts bob (after its next sync round) before alice joins: the server is full.
@@ -157,16 +180,67 @@ async function runSpan(sides) {
   expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
   carol.steps.push('started');
 
-  await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('_event')).join(',')}`, async () => {
+  // (dave and erin come later, with --kill-owner)
+  const firstPart = () => missing().filter((m) => !m.endsWith('_event') && !/^(dave|erin):/.test(m));
+  await waitFor(() => `media: ${firstPart().join(',')}`, async () => {
     for (const [peer, side] of [[alice, a], [bob, b], [carol, c]]) await collectStats(side.pc, peer);
-    return missing().filter((m) => !m.endsWith('_event')).length === 0;
+    return firstPart().length === 0;
   }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 8000), 200);
   log('media flowing', JSON.stringify(carol.packetsReceived));
+  if (opts.killOwner) return afterOwnerKilled(sides, a, b, aliceId, bobId);
 
   expectReply(await b.handle.message({ request: 'leave' }), 'leaving', 'ok', 'bob leave');
   await alice.nextEvent((d) => leftOrUnpublished(d, bobId), 'bob leaving', 5000);
   alice.events.push('bob_left');
   expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
+}
+
+async function inboundStreams(pc) {
+  const stats = await pc.getStats();
+  let n = 0;
+  stats.forEach((s) => { if (s.type === 'inbound-rtp' && (s.packetsReceived || 0) > 0) n++; });
+  return n;
+}
+
+/** --kill-owner: proxy A (coordinating the room, alice's) is killed; B carries on. */
+async function afterOwnerKilled(sides, a, b, aliceId, bobId) {
+  const killed = Date.now();
+  process.kill(opts.killOwner, 'SIGKILL');
+  state.owner_killed_ms = killed - t0;
+  log('killed proxy A', opts.killOwner);
+  sides.splice(sides.indexOf(a), 1);
+  await closeQuietly(a);
+  await bob.nextEvent((d) => leftOrUnpublished(d, aliceId), 'alice leaving', 10000);
+  state.alice_left_after_ms = Date.now() - killed;
+  bob.events.push('alice_left');
+  alice.events.push('bob_left'); // (alice is gone with her proxy)
+
+  const d = await setUp(dave, opts.url2, true, 2);
+  sides.push(d);
+  const daveJoined = await publish(d, dave, 'dave');
+  const daveId = daveJoined.id;
+  const listsBob = (x) => (x.publishers || []).some((p) => p.id === bobId);
+  if (!listsBob(daveJoined)) await dave.nextEvent(listsBob, 'publishers with bob', 10000);
+  dave.saw_publisher = true;
+  await bob.nextEvent((x) => (x.publishers || []).some((p) => p.id === daveId), 'publishers with dave', 10000);
+  bob.events.push('saw_dave');
+
+  const e = await setUp(erin, opts.url2, false, 0);
+  sides.push(e);
+  const attached = await e.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber',
+    streams: [{ feed: daveId }, { feed: bobId }] });
+  expectReply(attached, 'videoroom', 'attached', 'erin subscribe');
+  await e.pc.setRemoteDescription(attached.jsep);
+  await e.pc.setLocalDescription(await e.pc.createAnswer());
+  const answer = await gatheredDescription(e.pc, erin, erin.name);
+  expectReply(await e.handle.message({ request: 'start' }, answer), 'started', 'ok', 'erin start');
+  await waitFor(() => `erin's media: ${erin.inboundStreams} streams`, async () => {
+    erin.inboundStreams = await inboundStreams(e.pc);
+    await collectStats(e.pc, erin);
+    return erin.inboundStreams >= 4 && erin.webrtcup;
+  }, Math.max(0, opts.timeoutMs - (Date.now() - t0) - 5000), 200);
+  log('erin receives', erin.inboundStreams, 'streams');
+  expectReply(await b.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
 }
 
 async function run() {

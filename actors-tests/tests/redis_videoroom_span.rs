@@ -325,12 +325,16 @@ async fn one_room_over_two_servers_and_two_proxies_survives_kill_9_of_its_owner(
     Ok(())
 }
 
-/// Real media (`media/videoroom-two-proxies.mjs --span`, real libwebrtc PeerConnections in
-/// a private network namespace, see `actors_tests::netns`): bob publishes through proxy B,
-/// alice through proxy A onto the other server; each is announced to the other by the
-/// mirrors (checked on both Janus directly: each has one publisher of its own and the other
-/// as a remote one), and carol subscribes through B to alice's feed on the server A placed
-/// and receives her audio and video. Skips (a `SKIP:` line) where a namespace cannot be made.
+/// Real media (`media/videoroom-two-proxies.mjs --span --kill-owner`, real libwebrtc
+/// PeerConnections in a private network namespace, see `actors_tests::netns`): proxy A
+/// coordinates the room; bob publishes through proxy B, alice through A onto the other
+/// server; each is announced to the other by the mirrors (checked on both Janus directly:
+/// each has one publisher of its own and the other as a remote one), and carol subscribes
+/// through B to alice's feed on the server A placed and receives her audio and video. Then
+/// the script kills A (-9): bob sees alice leave, B takes the room over; dave publishes
+/// through B on the server alice left, dave and bob see each other, and erin subscribes to
+/// both on one PeerConnection and receives the four streams (bob's through the mirror made
+/// before the hand-over). Skips (a `SKIP:` line) where a namespace cannot be made.
 #[test]
 fn media_a_room_spanning_two_servers_through_two_proxies() {
     use actors_tests::netns::{janus_pair_sections, janus_reports, Daemon, MediaTest};
@@ -372,6 +376,8 @@ fn media_a_room_spanning_two_servers_through_two_proxies() {
             &format!("ws://127.0.0.1:{}", PORTS_B.0),
             "--span",
             &janus_urls,
+            "--kill-owner",
+            &a.daemon.pid().to_string(),
         ],
     );
     let summary = run
@@ -390,11 +396,11 @@ fn media_a_room_spanning_two_servers_through_two_proxies() {
             )
         });
     println!(
-        "{TEST}: {} placement {}",
+        "{TEST}: {} placement {}; alice's leaving reached bob {} ms after kill -9 of the owner proxy",
         run.peers_line(&summary),
-        summary["placement"]["servers"]
+        summary["placement"]["servers"],
+        summary["alice_left_after_ms"]
     );
-    a.assert_alive();
     b.assert_alive();
     a.daemon.stop();
     b.daemon.stop();
