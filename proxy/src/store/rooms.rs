@@ -34,8 +34,13 @@
 //!   proxy's marker key: restarted empty) this proxy writes every room it knows if absent, the
 //!   rooms it changed meanwhile as they are now, and its participants; for one heartbeat
 //!   lifetime it does not take a room missing from Redis for destroyed.
-//! * A proxy that dies: its participants are removed from the hashes once its heartbeat
-//!   expired (Janus itself tells the others that they left).
+//! * A proxy that dies: its participants stop counting once its heartbeat expired (Janus
+//!   itself tells the others that they left), and are removed from the hashes two heartbeat
+//!   lifetimes later (a videoroom coordinator taking over from it reads them meanwhile:
+//!   [`RoomStore::participants_of`]).
+//! * Videoroom phase 2: `<prefix>:videoroom_owner:<id>` names the proxy that coordinates a
+//!   room spanning servers ([`RoomStore::claim_owner`]); the participant entries' `server`s
+//!   tell every proxy where the others' publishers are ([`LocalRooms::apply_participants`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
