@@ -548,7 +548,8 @@ impl RoomCoordinator {
         // expected, not worth a warning.
         let expected = (tag.starts_with("add:")
             && data.get("error_code").and_then(Value::as_u64) == Some(436))
-            || tag.starts_with("orphan:");
+            || tag.starts_with("orphan:")
+            || tag.starts_with("ghost:");
         if failed {
             let why = data.get("error").and_then(Value::as_str).unwrap_or("error");
             if expected {
@@ -569,6 +570,34 @@ impl RoomCoordinator {
                 .cloned()
                 .unwrap_or_default();
             self.list_part(n, got);
+            return;
+        }
+        if kind == Some("sweep") {
+            // After a hand-over: a mirror no active publisher of the plan stands for (its
+            // publisher left while nobody coordinated the room) goes.
+            let Some(server) = tag.strip_prefix("sweep:").map(str::to_owned) else {
+                return;
+            };
+            let listed = data
+                .get("participants")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for p in listed {
+                let Some(id) = p.get("id").and_then(Value::as_u64) else {
+                    continue;
+                };
+                let remote = p.get("remote").and_then(Value::as_bool) == Some(true);
+                if remote && !self.mirror.is_active(id) {
+                    log::info!(
+                        "videoroom room {}: mirror of {id} on {server} left behind; removed",
+                        self.room
+                    );
+                    let mut body = self.body("remove_remote_publisher");
+                    body.insert("id".into(), id.into());
+                    self.send(ctx, &server, body, format!("ghost:{id}"));
+                }
+            }
             return;
         }
         if kind == Some("orphan") {
@@ -1227,7 +1256,9 @@ impl RoomCoordinator {
 
     /// The participants of `dead` (the previous owner's proxy), as the shared participants
     /// list them, that no live proxy reported: their mirrors go, and where there was none,
-    /// the participants there are told they left.
+    /// the participants there are told they left. Then every server's mirrors are listed and
+    /// those of publishers the plan does not have are removed (a publisher of a follower that
+    /// left while nobody coordinated the room).
     fn remove_orphans(&mut self, ctx: &mut Context<Self>, dead: String) {
         let Some(store) = self.shared_store() else {
             return;
@@ -1258,6 +1289,14 @@ impl RoomCoordinator {
                     body.insert("id".into(), id.into());
                     act.send(ctx, server, body, format!("orphan:{id}:{server}"));
                 }
+            }
+            // Then every mirror that nobody stands for any more (after the removals above:
+            // one control leg per server, requests answered in order).
+            for server in &servers {
+                let mut body = JsonMap::new();
+                body.insert("request".into(), "listparticipants".into());
+                body.insert("room".into(), act.room.into());
+                act.send(ctx, server, body, format!("sweep:{server}"));
             }
             act.end_if_empty(ctx);
         }));
