@@ -983,9 +983,20 @@ impl Handler<ServerLost> for RoomCoordinator {
 
     fn handle(&mut self, msg: ServerLost, ctx: &mut Context<Self>) {
         self.shadow.servers.remove(&msg.server);
+        let lost: Vec<u64> = self
+            .shadow
+            .members
+            .iter()
+            .filter(|(_, (s, _, _))| *s == msg.server)
+            .map(|(h, _)| *h)
+            .collect();
         self.shadow.members.retain(|_, (s, _, _)| *s != msg.server);
         self.shadow.active.retain(|_, (s, _, _)| *s != msg.server);
         if let Role::Follower(owner) = &self.role {
+            // Its handles there are out of the room (the owner tells the others).
+            for h in lost {
+                self.members.remove(&h);
+            }
             let body = json!({"t": "server_lost", "room": self.room, "server": msg.server});
             self.to_owner(owner, body);
             self.drop_leg(&msg.server);
