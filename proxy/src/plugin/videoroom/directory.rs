@@ -763,6 +763,47 @@ mod tests {
     }
 
     #[test]
+    fn other_proxies_publishers_count_for_placement_and_routing() {
+        let participant = |id: u64, server: &str| ParticipantRecord {
+            id: json!(id),
+            display: None,
+            server: server.to_owned(),
+        };
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.place(1, "a");
+        d.mark_created(1, "a");
+        let remote = HashMap::from([(1, vec![participant(100, "a")])]);
+        // Phase 1: only routing knows of them.
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.feed_server(1, 100).as_deref(), Some("a"));
+        assert_eq!(d.servers(1), ["a"]);
+        // Phase 2: a is full (1 per backend) with the other proxy's publisher, and a server
+        // another proxy opened for the room is one of its servers here too.
+        d.spans_servers = true;
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.server_for_publisher(1, 1), None, "a is full");
+        let remote = HashMap::from([(1, vec![participant(100, "a"), participant(101, "b")])]);
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.servers(1), ["a", "b"]);
+        assert!(
+            !d.is_created_on(1, "b"),
+            "created there by this proxy's first use"
+        );
+        assert_eq!(d.feed_server(1, 101).as_deref(), Some("b"));
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
+        // They left (or their proxy died): the places are free again, the servers stay.
+        d.apply_remote_feeds(&HashMap::new());
+        assert_eq!(d.feed_server(1, 101), None);
+        assert_eq!(d.server_for_publisher(1, 1).as_deref(), Some("a"));
+        assert_eq!(d.servers(1), ["a", "b"]);
+        // A lost server is forgotten with the publishers there.
+        d.apply_remote_feeds(&HashMap::from([(1, vec![participant(101, "b")])]));
+        d.forget_server("b");
+        assert_eq!(d.feed_server(1, 101), None);
+    }
+
+    #[test]
     fn backend_create_request_carries_the_settings_not_the_proxy_ones() {
         let mut d = Directory::default();
         let b = body(
