@@ -122,6 +122,10 @@ pub trait LocalRooms: Send + Sync {
     /// The same round's participants of other live proxies, per room (after [`Self::apply`]):
     /// where they are, for placement that spans servers (videoroom phase 2).
     fn apply_participants(&self, _remote: &HashMap<u64, Vec<ParticipantRecord>>) {}
+    /// Does [`Self::apply_participants`] need the entries (else only counts are read)?
+    fn wants_participants(&self) -> bool {
+        false
+    }
 }
 
 /// Redis did not answer (or is known to be away): the caller uses its local directory.
@@ -719,7 +723,10 @@ impl RoomStore {
             };
             let rooms = self.read_rooms(kind).await?;
             let ids: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
-            let remote = self.read_participants(kind, &ids, &alive, settling).await?;
+            let entries = directory.wants_participants();
+            let remote = self
+                .read_participants(kind, &ids, &alive, settling, entries)
+                .await?;
             let touched = self.touched.lock().clone();
             let dirty = self.dirty.lock().clone();
             let keep = |id: u64| {
@@ -863,6 +870,7 @@ impl RoomStore {
         rooms: &HashSet<u64>,
         alive: &HashSet<String>,
         settling: bool,
+        with_entries: bool,
     ) -> Result<RemoteParticipants, String> {
         let prefix = self.participants_key(kind, 0);
         let prefix = &prefix[..prefix.len() - 1];
@@ -892,16 +900,33 @@ impl RoomStore {
         };
         let mut conn = self.connect().await?;
         for chunk in live.chunks(64) {
-            // The fields are `<proxy id>:<handle>`, the values the entries.
+            // The fields are `<proxy id>:<handle>`, the values the entries (read only when
+            // wanted: the keys are enough to count).
             let mut pipe = redis::pipe();
             for (_, key) in chunk {
-                pipe.hgetall(key);
+                if with_entries {
+                    pipe.hgetall(key);
+                } else {
+                    pipe.hkeys(key);
+                }
             }
-            let hashes: Vec<HashMap<String, String>> =
-                tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
-                    .await
-                    .map_err(|_| "participants: timed out".to_string())?
-                    .map_err(|e| format!("participants: {e}"))?;
+            let hashes: Vec<Vec<(String, String)>> = if with_entries {
+                let got: Vec<HashMap<String, String>> =
+                    tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                        .await
+                        .map_err(|_| "participants: timed out".to_string())?
+                        .map_err(|e| format!("participants: {e}"))?;
+                got.into_iter().map(|h| h.into_iter().collect()).collect()
+            } else {
+                let got: Vec<Vec<String>> =
+                    tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                        .await
+                        .map_err(|_| "participants: timed out".to_string())?
+                        .map_err(|e| format!("participants: {e}"))?;
+                got.into_iter()
+                    .map(|fields| fields.into_iter().map(|f| (f, String::new())).collect())
+                    .collect()
+            };
             for ((room, key), hash) in chunk.iter().zip(hashes) {
                 for (field, value) in hash {
                     let (proxy, handle) = field
@@ -916,7 +941,7 @@ impl RoomStore {
                             })
                     } else if settling || alive.contains(proxy) {
                         *counts.entry(*room).or_insert(0) += 1;
-                        if let Some((_, p)) = parse_participant(&value) {
+                        if let Some((_, p)) = parse_participant(&value).filter(|_| with_entries) {
                             entries.entry(*room).or_default().push(p);
                         }
                         false

@@ -642,6 +642,10 @@ impl LocalRooms for Mutex<Directory> {
     fn apply_participants(&self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
         self.lock().apply_remote_feeds(remote);
     }
+
+    fn wants_participants(&self) -> bool {
+        self.lock().spans_servers
+    }
 }
 
 #[cfg(test)]
