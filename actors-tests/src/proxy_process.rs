@@ -65,7 +65,19 @@ impl ProxyProcess {
         id: &str,
         servers: &[(&str, String)],
     ) -> anyhow::Result<ProxyProcess> {
-        let mut toml = String::new();
+        Self::start_shared_with(binary, redis_url, id, servers, "")
+    }
+
+    /// [`ProxyProcess::start_shared`] with more configuration (`extra`: TOML sections other
+    /// than `[store]`, `[ws]`, `[admin]`, `[[backend.servers]]`).
+    pub fn start_shared_with(
+        binary: &str,
+        redis_url: &str,
+        id: &str,
+        servers: &[(&str, String)],
+        extra: &str,
+    ) -> anyhow::Result<ProxyProcess> {
+        let mut toml = format!("{extra}\n");
         for (name, url) in servers {
             toml.push_str(&format!(
                 "[[backend.servers]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"

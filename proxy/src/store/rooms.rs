@@ -34,8 +34,13 @@
 //!   proxy's marker key: restarted empty) this proxy writes every room it knows if absent, the
 //!   rooms it changed meanwhile as they are now, and its participants; for one heartbeat
 //!   lifetime it does not take a room missing from Redis for destroyed.
-//! * A proxy that dies: its participants are removed from the hashes once its heartbeat
-//!   expired (Janus itself tells the others that they left).
+//! * A proxy that dies: its participants stop counting once its heartbeat expired (Janus
+//!   itself tells the others that they left), and are removed from the hashes two heartbeat
+//!   lifetimes later (a videoroom coordinator taking over from it reads them meanwhile:
+//!   [`RoomStore::participants_of`]).
+//! * Videoroom phase 2: `<prefix>:videoroom_owner:<id>` names the proxy that coordinates a
+//!   room spanning servers ([`RoomStore::claim_owner`]); the participant entries' `server`s
+//!   tell every proxy where the others' publishers are ([`LocalRooms::apply_participants`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +119,13 @@ pub trait LocalRooms: Send + Sync {
         remote_participants: &HashMap<u64, usize>,
         keep: &dyn Fn(u64) -> bool,
     );
+    /// The same round's participants of other live proxies, per room (after [`Self::apply`]):
+    /// where they are, for placement that spans servers (videoroom phase 2).
+    fn apply_participants(&self, _remote: &HashMap<u64, Vec<ParticipantRecord>>) {}
+    /// Does [`Self::apply_participants`] need the entries (else only counts are read)?
+    fn wants_participants(&self) -> bool {
+        false
+    }
 }
 
 /// Redis did not answer (or is known to be away): the caller uses its local directory.
@@ -149,6 +161,10 @@ pub struct RoomStore {
     touched: Mutex<HashMap<(RoomKind, u64), Instant>>,
     /// This proxy's participants (written again after a Redis gap).
     participants: Mutex<HashMap<(RoomKind, u64, u64), ParticipantRecord>>,
+    /// When this proxy first saw each dead proxy dead: its participant entries are deleted
+    /// only a while later, so that a videoroom coordinator taking over from it can still
+    /// read who was there (see [`RoomStore::participants_of`]).
+    dead_since: Mutex<HashMap<String, Instant>>,
     writes: mpsc::UnboundedSender<RoomWrite>,
     pending: Mutex<Option<mpsc::UnboundedReceiver<RoomWrite>>>,
 }
@@ -179,6 +195,24 @@ for _, raw in ipairs(redis.call('HVALS', KEYS[2])) do
 end
 redis.call('HDEL', KEYS[1], 'server')
 return 1";
+
+/// `KEYS[1]` (a room's coordinating proxy) becomes `ARGV[1]` (expiring after `ARGV[3]` ms)
+/// unless another proxy holds it whose heartbeat (`ARGV[2]` .. id) is alive; the holder's
+/// own claim renews it. Returns the holder.
+const CLAIM_OWNER: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return current
+end
+if current and redis.call('EXISTS', ARGV[2] .. current) == 1 then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return ARGV[1]";
+
+/// `KEYS[1]` deleted if it holds `ARGV[1]`.
+const RELEASE_OWNER: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
 
 /// `KEYS[1]` room written with `ARGV` field/value pairs if it does not exist. 1: written.
 const CREATE: &str = r"
@@ -217,6 +251,7 @@ impl RoomStore {
             dirty: Mutex::new(HashSet::new()),
             touched: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
+            dead_since: Mutex::new(HashMap::new()),
             writes,
             pending: Mutex::new(Some(pending)),
         })
@@ -482,6 +517,51 @@ impl RoomStore {
         }
     }
 
+    fn owner_key(&self, kind: RoomKind, id: u64) -> String {
+        format!("{}:{}_owner:{id}", self.prefix, kind.name())
+    }
+
+    /// Claims (or renews) the coordination of room `id` for this proxy for `ttl`, unless a
+    /// live proxy holds it. Returns the proxy that coordinates it.
+    pub async fn claim_owner(
+        &self,
+        kind: RoomKind,
+        id: u64,
+        ttl: Duration,
+    ) -> Result<String, StoreDown> {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(CLAIM_OWNER)
+            .arg(1)
+            .arg(self.owner_key(kind, id))
+            .arg(&self.proxy_id)
+            .arg(self.heartbeat_prefix())
+            .arg(ttl.as_millis().max(1) as u64);
+        self.query("claim room", &cmd).await
+    }
+
+    /// This proxy no longer coordinates room `id`.
+    pub async fn release_owner(&self, kind: RoomKind, id: u64) {
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(RELEASE_OWNER)
+            .arg(1)
+            .arg(self.owner_key(kind, id))
+            .arg(&self.proxy_id);
+        let _ = self.query::<i64>("release room", &cmd).await;
+    }
+
+    /// Every participant entry of room `id` (dead proxies' included, until the sync round
+    /// deletes them), with its proxy.
+    pub async fn participants_of(
+        &self,
+        kind: RoomKind,
+        id: u64,
+    ) -> Result<Vec<(String, ParticipantRecord)>, StoreDown> {
+        let mut cmd = redis::cmd("HVALS");
+        cmd.arg(self.participants_key(kind, id));
+        let values: Vec<String> = self.query("read participants", &cmd).await?;
+        Ok(values.iter().filter_map(|v| parse_participant(v)).collect())
+    }
+
     fn fields(&self, record: &RoomRecord) -> Vec<(&'static str, String)> {
         let creator = if record.creator.is_empty() {
             self.proxy_id.clone()
@@ -643,7 +723,10 @@ impl RoomStore {
             };
             let rooms = self.read_rooms(kind).await?;
             let ids: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
-            let remote = self.read_participants(kind, &ids, &alive, settling).await?;
+            let entries = directory.wants_participants();
+            let remote = self
+                .read_participants(kind, &ids, &alive, settling, entries)
+                .await?;
             let touched = self.touched.lock().clone();
             let dirty = self.dirty.lock().clone();
             let keep = |id: u64| {
@@ -651,7 +734,8 @@ impl RoomStore {
                     || dirty.contains(&(kind, id))
                     || touched.get(&(kind, id)).is_some_and(|at| *at >= started)
             };
-            directory.apply(&rooms, &remote, &keep);
+            directory.apply(&rooms, &remote.counts, &keep);
+            directory.apply_participants(&remote.entries);
         }
         // Old change times are no use any more.
         self.touched
@@ -777,20 +861,22 @@ impl RoomStore {
         Ok(rooms)
     }
 
-    /// Per room, the participants of other live proxies; those of dead proxies, and those of
-    /// rooms that are gone (a late write), are deleted (unless `settling`: liveness is not
-    /// known yet after a gap).
+    /// Per room, the participants of other live proxies (their number, and the entries);
+    /// those of proxies dead for a while (see `dead_since`), and those of rooms that are gone
+    /// (a late write), are deleted (unless `settling`: liveness is not known yet after a gap).
     async fn read_participants(
         &self,
         kind: RoomKind,
         rooms: &HashSet<u64>,
         alive: &HashSet<String>,
         settling: bool,
-    ) -> Result<HashMap<u64, usize>, String> {
+        with_entries: bool,
+    ) -> Result<RemoteParticipants, String> {
         let prefix = self.participants_key(kind, 0);
         let prefix = &prefix[..prefix.len() - 1];
         let keys = self.scan(&format!("{prefix}*")).await?;
         let mut counts = HashMap::new();
+        let mut entries: HashMap<u64, Vec<ParticipantRecord>> = HashMap::new();
         let mut stale: Vec<(String, Option<String>)> = Vec::new();
         let mut live = Vec::new();
         for key in keys {
@@ -801,20 +887,48 @@ impl RoomStore {
                 None => {}
             }
         }
+        // A dead proxy's entries stay two heartbeat lifetimes after this proxy saw it dead
+        // (the map is this task's; taken out so that no lock is held across the reads).
+        let mut dead_since = std::mem::take(&mut *self.dead_since.lock());
+        dead_since.retain(|proxy, _| !alive.contains(proxy));
+        let grace = self.settle * 2;
+        let mut long_dead = |proxy: &str| {
+            let since = *dead_since
+                .entry(proxy.to_owned())
+                .or_insert_with(Instant::now);
+            since.elapsed() >= grace
+        };
         let mut conn = self.connect().await?;
         for chunk in live.chunks(64) {
-            // The fields are `<proxy id>:<handle>`: the keys are enough.
+            // The fields are `<proxy id>:<handle>`, the values the entries (read only when
+            // wanted: the keys are enough to count).
             let mut pipe = redis::pipe();
             for (_, key) in chunk {
-                pipe.hkeys(key);
+                if with_entries {
+                    pipe.hgetall(key);
+                } else {
+                    pipe.hkeys(key);
+                }
             }
-            let fields: Vec<Vec<String>> =
-                tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
-                    .await
-                    .map_err(|_| "participants: timed out".to_string())?
-                    .map_err(|e| format!("participants: {e}"))?;
-            for ((room, key), fields) in chunk.iter().zip(fields) {
-                for field in fields {
+            let hashes: Vec<Vec<(String, String)>> = if with_entries {
+                let got: Vec<HashMap<String, String>> =
+                    tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                        .await
+                        .map_err(|_| "participants: timed out".to_string())?
+                        .map_err(|e| format!("participants: {e}"))?;
+                got.into_iter().map(|h| h.into_iter().collect()).collect()
+            } else {
+                let got: Vec<Vec<String>> =
+                    tokio::time::timeout(self.timeout, pipe.query_async(&mut conn))
+                        .await
+                        .map_err(|_| "participants: timed out".to_string())?
+                        .map_err(|e| format!("participants: {e}"))?;
+                got.into_iter()
+                    .map(|fields| fields.into_iter().map(|f| (f, String::new())).collect())
+                    .collect()
+            };
+            for ((room, key), hash) in chunk.iter().zip(hashes) {
+                for (field, value) in hash {
                     let (proxy, handle) = field
                         .rsplit_once(':')
                         .map(|(p, h)| (p, h.parse::<u64>().ok()))
@@ -827,10 +941,13 @@ impl RoomStore {
                             })
                     } else if settling || alive.contains(proxy) {
                         *counts.entry(*room).or_insert(0) += 1;
+                        if let Some((_, p)) = parse_participant(&value).filter(|_| with_entries) {
+                            entries.entry(*room).or_default().push(p);
+                        }
                         false
                     } else {
                         // Its proxy died: nobody else will remove it.
-                        true
+                        long_dead(proxy)
                     };
                     if gone {
                         stale.push((key.clone(), Some(field)));
@@ -846,8 +963,30 @@ impl RoomStore {
             }
             self.write_anyway::<i64>("participants", &cmd).await?;
         }
-        Ok(counts)
+        *self.dead_since.lock() = dead_since;
+        Ok(RemoteParticipants { counts, entries })
     }
+}
+
+/// Other live proxies' participants, per room.
+struct RemoteParticipants {
+    counts: HashMap<u64, usize>,
+    entries: HashMap<u64, Vec<ParticipantRecord>>,
+}
+
+/// A participant entry (`{"id","display","proxy","server"}`) and its proxy.
+fn parse_participant(raw: &str) -> Option<(String, ParticipantRecord)> {
+    let v: Value = serde_json::from_str(raw).ok()?;
+    let proxy = v.get("proxy")?.as_str()?.to_owned();
+    let server = v.get("server")?.as_str()?.to_owned();
+    Some((
+        proxy,
+        ParticipantRecord {
+            id: v.get("id").cloned().unwrap_or(Value::Null),
+            display: v.get("display").and_then(Value::as_str).map(str::to_owned),
+            server,
+        },
+    ))
 }
 
 /// What the last sync round read.

@@ -21,7 +21,7 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use crate::store::rooms::{LocalRooms, RoomRecord};
+use crate::store::rooms::{LocalRooms, ParticipantRecord, RoomRecord};
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
 const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
@@ -46,6 +46,10 @@ pub struct Room {
     pub publishers: BTreeMap<u64, (String, u64)>,
     /// Publishers joined through other proxies (shared store), counted in `list`.
     pub remote_publishers: usize,
+    /// Phase 2 with a shared store: other proxies' publishers (as of the last sync round),
+    /// by publisher id: their server. Counted when placing a publisher, and where a request
+    /// about one of them goes.
+    pub remote_feeds: BTreeMap<u64, String>,
     /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
     pub permanent: bool,
     /// The proxy that created it (shared store; empty: this one, or the configuration).
@@ -259,6 +263,9 @@ pub struct Directory {
     /// Phase 2: who each joined participant handle is (its room, client session and Janus
     /// `private_id`), so that its own subscriptions go to its server (see [`Self::own_server`]).
     owners: BTreeMap<u64, Owner>,
+    /// Rooms may span servers (phase 2): the servers other proxies' publishers are on are
+    /// the room's servers too.
+    pub spans_servers: bool,
 }
 
 /// A participant handle's identity, for placing the subscriptions of the same client.
@@ -297,6 +304,7 @@ impl Directory {
                 servers: Vec::new(),
                 publishers: BTreeMap::new(),
                 remote_publishers: 0,
+                remote_feeds: BTreeMap::new(),
                 permanent,
                 creator: String::new(),
             },
@@ -343,6 +351,7 @@ impl Directory {
                 .collect(),
             publishers: BTreeMap::new(),
             remote_publishers: 0,
+            remote_feeds: BTreeMap::new(),
             permanent: record.permanent,
             creator: record.creator,
         }
@@ -404,6 +413,32 @@ impl Directory {
                     }
                 }
             }
+        }
+    }
+
+    /// Phase 2: where other proxies' publishers are (one sync round). A server the room
+    /// uses through another proxy becomes one of its servers here too (its backend room
+    /// exists: someone joined it there).
+    pub fn apply_remote_feeds(&mut self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
+        for room in self.rooms.values_mut() {
+            let feeds: BTreeMap<u64, String> = remote
+                .get(&room.id)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| Some((p.id.as_u64()?, p.server.clone())))
+                .collect();
+            for server in feeds.values() {
+                if room.servers.is_empty() || !self.spans_servers {
+                    continue;
+                }
+                if !room.servers.iter().any(|p| p.server == *server) {
+                    room.servers.push(RoomPlacement {
+                        server: server.clone(),
+                        created: false,
+                    });
+                }
+            }
+            room.remote_feeds = feeds;
         }
     }
 
@@ -507,6 +542,7 @@ impl Directory {
             if room.servers.iter().any(|p| p.server == server) {
                 room.servers.retain(|p| p.server != server);
                 room.publishers.retain(|_, (s, _)| s != server);
+                room.remote_feeds.retain(|_, s| s != server);
                 forgotten.push(room.id);
             }
         }
@@ -518,6 +554,7 @@ impl Directory {
         if let Some(room) = self.rooms.get_mut(&id) {
             room.servers.retain(|p| p.server != server);
             room.publishers.retain(|_, (s, _)| s != server);
+            room.remote_feeds.retain(|_, s| s != server);
         }
     }
 
@@ -587,7 +624,12 @@ impl Directory {
                     .publishers
                     .values()
                     .filter(|(s, _)| *s == p.server)
-                    .count();
+                    .count()
+                    + room
+                        .remote_feeds
+                        .values()
+                        .filter(|s| **s == p.server)
+                        .count();
                 (n, &p.server)
             })
             .filter(|(n, _)| *n < per_backend.max(1))
@@ -595,13 +637,15 @@ impl Directory {
             .map(|(_, s)| s.clone())
     }
 
-    /// The server of publisher `feed` in the room, if it is one of the proxy's.
+    /// The server of publisher `feed` in the room (this proxy's, or, with a shared store,
+    /// another's as of the last sync round).
     pub fn feed_server(&self, id: u64, feed: u64) -> Option<String> {
         let room = self.rooms.get(&id)?;
         room.publishers
             .values()
             .find(|(_, f)| *f == feed)
             .map(|(s, _)| s.clone())
+            .or_else(|| room.remote_feeds.get(&feed).cloned())
     }
 
     /// The room's servers.
@@ -647,6 +691,14 @@ impl LocalRooms for Mutex<Directory> {
         keep: &dyn Fn(u64) -> bool,
     ) {
         self.lock().apply_shared(rooms, remote, keep);
+    }
+
+    fn apply_participants(&self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
+        self.lock().apply_remote_feeds(remote);
+    }
+
+    fn wants_participants(&self) -> bool {
+        self.lock().spans_servers
     }
 }
 
@@ -792,6 +844,47 @@ mod tests {
         d.publisher_left(1, 11);
         assert_eq!(d.own_server(1, 101, Some(8)), None);
         assert!(!d.owners.contains_key(&11));
+    }
+
+    #[test]
+    fn other_proxies_publishers_count_for_placement_and_routing() {
+        let participant = |id: u64, server: &str| ParticipantRecord {
+            id: json!(id),
+            display: None,
+            server: server.to_owned(),
+        };
+        let mut d = Directory::default();
+        d.create(1, &JsonMap::new()).expect("create");
+        d.place(1, "a");
+        d.mark_created(1, "a");
+        let remote = HashMap::from([(1, vec![participant(100, "a")])]);
+        // Phase 1: only routing knows of them.
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.feed_server(1, 100).as_deref(), Some("a"));
+        assert_eq!(d.servers(1), ["a"]);
+        // Phase 2: a is full (1 per backend) with the other proxy's publisher, and a server
+        // another proxy opened for the room is one of its servers here too.
+        d.spans_servers = true;
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.server_for_publisher(1, 1), None, "a is full");
+        let remote = HashMap::from([(1, vec![participant(100, "a"), participant(101, "b")])]);
+        d.apply_remote_feeds(&remote);
+        assert_eq!(d.servers(1), ["a", "b"]);
+        assert!(
+            !d.is_created_on(1, "b"),
+            "created there by this proxy's first use"
+        );
+        assert_eq!(d.feed_server(1, 101).as_deref(), Some("b"));
+        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
+        // They left (or their proxy died): the places are free again, the servers stay.
+        d.apply_remote_feeds(&HashMap::new());
+        assert_eq!(d.feed_server(1, 101), None);
+        assert_eq!(d.server_for_publisher(1, 1).as_deref(), Some("a"));
+        assert_eq!(d.servers(1), ["a", "b"]);
+        // A lost server is forgotten with the publishers there.
+        d.apply_remote_feeds(&HashMap::from([(1, vec![participant(101, "b")])]));
+        d.forget_server("b");
+        assert_eq!(d.feed_server(1, 101), None);
     }
 
     #[test]

@@ -1114,7 +1114,12 @@ impl VideoRoomHandle {
             self.directory.lock().publisher_left(j.room, self.handle_id);
             self.share_publisher(j.room, None);
         }
-        if let Some(c) = self.coordinator(j.room) {
+        // Only a running coordinator has anything to undo (and none is started while the
+        // system stops).
+        let running = (self.per_backend() > 0)
+            .then(|| coordinator::running(&self.coordinators, j.room))
+            .flatten();
+        if let Some(c) = running {
             if j.in_roster {
                 // The coordinator also takes down its mirrors if it was publishing.
                 c.do_send(ParticipantLeft {

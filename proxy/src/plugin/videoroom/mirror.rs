@@ -263,6 +263,19 @@ impl RoomMirror {
         }
     }
 
+    /// `add_remote_publisher` on `target` found the id there already: a coordinator that took
+    /// over the room from another proxy re-adds what that one had mirrored. The mirror is
+    /// live (its source still sends there, as the previous coordinator asked it to).
+    pub fn remote_exists(&mut self, target: &str, id: u64) {
+        if let Some(r) = self
+            .publishers
+            .get_mut(&id)
+            .and_then(|p| p.remotes.get_mut(target))
+        {
+            *r = Remote::Live;
+        }
+    }
+
     /// `add_remote_publisher` failed: that mirror is forgotten.
     pub fn remote_failed(&mut self, target: &str, id: u64) {
         if let Some(p) = self.publishers.get_mut(&id) {
@@ -341,6 +354,18 @@ impl Roster {
     /// The publisher id of participant `handle`.
     pub fn member_id(&self, handle: u64) -> Option<u64> {
         self.members.get(&handle).map(|m| m.id)
+    }
+
+    /// Is publisher id `id` a participant?
+    pub fn has_id(&self, id: u64) -> bool {
+        self.members.values().any(|m| m.id == id)
+    }
+
+    /// Every participant: handle, server, publisher id, display name.
+    pub fn members(&self) -> impl Iterator<Item = (u64, &str, u64, Option<&str>)> {
+        self.members
+            .iter()
+            .map(|(&h, m)| (h, m.server.as_str(), m.id, m.display.as_deref()))
     }
 
     /// Handles of the participants on `servers`.
@@ -507,6 +532,36 @@ mod tests {
         let mut ops = m.server_added("c");
         ops.sort_by_key(|o| format!("{o:?}"));
         assert_eq!(ops, [add("c", 1), add("c", 2)]);
+    }
+
+    #[test]
+    fn a_mirror_found_on_its_target_is_adopted_as_live() {
+        let mut m = RoomMirror::default();
+        m.server_added("a");
+        m.server_added("b");
+        assert_eq!(
+            m.publisher_active("a", 1, Some("p1".into()), streams()),
+            [add("b", 1)]
+        );
+        // The previous coordinator added it already (Janus: 436): live, nothing to send.
+        m.remote_exists("b", 1);
+        assert_eq!(m.live(1).map(|(l, _)| l), Some(vec!["b".to_owned()]));
+        assert!(m.remote_added("b", 1, 1, 2).is_empty());
+        // Its departure removes it like any other.
+        assert_eq!(
+            m.publisher_gone(1),
+            [
+                MirrorOp::UnpublishRemotely {
+                    source: "a".into(),
+                    target: "b".into(),
+                    publisher: 1
+                },
+                MirrorOp::RemoveRemote {
+                    target: "b".into(),
+                    publisher: 1
+                }
+            ]
+        );
     }
 
     #[test]

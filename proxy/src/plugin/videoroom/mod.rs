@@ -26,6 +26,7 @@ pub mod coordinator;
 pub mod directory;
 pub mod handle;
 pub mod mirror;
+pub mod remote;
 
 use std::sync::Arc;
 
@@ -48,6 +49,8 @@ pub type SharedDirectory = Arc<Mutex<Directory>>;
 pub struct VideoRoomPlugin {
     directory: SharedDirectory,
     coordinators: coordinator::Coordinators,
+    /// The plugin's side of the bus (phase 2 with a shared store; set at the first attach).
+    remote: std::sync::OnceLock<Option<Arc<remote::VrRemote>>>,
 }
 
 impl VideoRoomPlugin {
@@ -81,6 +84,19 @@ impl Plugin for VideoRoomPlugin {
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let directory = self.directory.clone();
         let coordinators = self.coordinators.clone();
+        if ctx.state.config.plugins.videoroom_publishers_per_backend > 0 {
+            directory.lock().spans_servers = true;
+            // Phase 2 with several proxies: the coordinators talk over the bus.
+            self.remote.get_or_init(|| {
+                let bus = ctx.state.store.bus()?;
+                Some(remote::VrRemote::register(
+                    &bus,
+                    &ctx.state,
+                    &directory,
+                    &coordinators,
+                ))
+            });
+        }
         Box::pin(async move {
             let handle = VideoRoomHandle::new(ctx, directory, coordinators).start();
             Ok(AttachedHandle {
