@@ -22,7 +22,7 @@ import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
   closeQuietly, collectStats, connectAndCreate, createPeerConnection, gatheredDescription,
-  startScript, superviseRun, waitFor,
+  startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const script = startScript('audiobridge', { timeoutMs: 40000 });
@@ -157,11 +157,7 @@ async function main() {
     alice.steps.push('destroyed');
 
     for (const side of sides) {
-      side.sources.stop();
-      side.pc.close();
-      await side.handle.detach();
-      await side.session.destroy();
-      await side.connection.close();
+      await closeSide(side);
     }
     done(true, null);
   } catch (e) {

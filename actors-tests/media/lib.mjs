@@ -355,6 +355,19 @@ export async function collectStats(pc, rec) {
   rec.framesDecoded = framesDecoded;
 }
 
+/**
+ * The orderly end of a passing run: stops the sources, closes the PeerConnection, detaches the
+ * handle, destroys the session and closes the connection (each awaited: a failure fails the
+ * run, unlike closeQuietly).
+ */
+export async function closeSide(side) {
+  if (side.sources) side.sources.stop();
+  if (side.pc) side.pc.close();
+  await side.handle.detach();
+  await side.session.destroy();
+  await side.connection.close();
+}
+
 /** Stops the sources, closes the PeerConnection and the connection; ignores every error. */
 export async function closeQuietly({ sources, pc, connection }) {
   try { if (sources) sources.stop(); } catch (_) { /* ignore */ }

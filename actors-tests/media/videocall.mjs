@@ -23,7 +23,7 @@ import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
   closeQuietly, collectStats, connectAndCreate, createPeerConnection, delay, gatheredDescription,
-  startScript, superviseRun, waitFor,
+  startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const script = startScript('videocall', { timeoutMs: 40000 });
@@ -160,11 +160,7 @@ async function main() {
     callee.steps.push('hangup');
 
     for (const side of sides) {
-      side.sources.stop();
-      side.pc.close();
-      await side.handle.detach();
-      await side.session.destroy();
-      await side.connection.close();
+      await closeSide(side);
     }
     done(true, null);
   } catch (e) {

@@ -17,7 +17,7 @@
 
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply,
-  gatheredDescription, newPeer, startScript, superviseRun, waitFor,
+  gatheredDescription, newPeer, startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const script = startScript('videoroom-mesh', { label: 'videoroom', timeoutMs: 40000, room: 7001 }, {
@@ -172,11 +172,7 @@ async function run() {
     expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
 
     for (const side of sides) {
-      if (side.sources) side.sources.stop();
-      side.pc.close();
-      await side.handle.detach();
-      await side.session.destroy();
-      await side.connection.close();
+      await closeSide(side);
     }
     const bad = missing();
     done(bad.length === 0, bad.length ? `missing ${bad.join(',')}` : null);

@@ -26,7 +26,7 @@
 import Janode from 'janode';
 import {
   attachPeer, closeQuietly, createPeerConnection, delay, expectReply, gatheredDescription,
-  newPeer, pluginHandle, startScript, superviseRun, waitFor,
+  newPeer, pluginHandle, startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const pairs = (v) => Object.fromEntries(v.split(',').map((kv) => {
@@ -334,11 +334,7 @@ async function run() {
     expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
     for (const p of people) {
       for (const side of [p.sides.pub, p.sides.sub].filter(Boolean)) {
-        if (side.sources) side.sources.stop();
-        side.pc.close();
-        await side.handle.detach();
-        await side.session.destroy();
-        await side.connection.close();
+        await closeSide(side);
       }
     }
     const bad = missing();

@@ -30,7 +30,7 @@
 
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
-  newPeer, startScript, superviseRun, waitFor,
+  newPeer, startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '', killOwner: 0 },
@@ -249,11 +249,7 @@ async function run() {
     try {
       await runSpan(sides);
       for (const side of sides) {
-        if (side.sources) side.sources.stop();
-        if (side.pc) side.pc.close();
-        await side.handle.detach();
-        await side.session.destroy();
-        await side.connection.close();
+        await closeSide(side);
       }
       done(true, null);
     } catch (e) {
@@ -317,11 +313,7 @@ async function run() {
 
     expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
     for (const side of sides) {
-      if (side.sources) side.sources.stop();
-      if (side.pc) side.pc.close();
-      await side.handle.detach();
-      await side.session.destroy();
-      await side.connection.close();
+      await closeSide(side);
     }
     done(true, null);
   } catch (e) {

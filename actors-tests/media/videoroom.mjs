@@ -20,7 +20,7 @@
 
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
-  newPeer, startScript, superviseRun, waitFor,
+  newPeer, startScript, superviseRun, waitFor, closeSide,
 } from './lib.mjs';
 
 const script = startScript('videoroom', { timeoutMs: 40000, room: 7001 },
@@ -118,11 +118,7 @@ async function run() {
     expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
 
     for (const side of sides) {
-      if (side.sources) side.sources.stop();
-      side.pc.close();
-      await side.handle.detach();
-      await side.session.destroy();
-      await side.connection.close();
+      await closeSide(side);
     }
     done(true, null);
   } catch (e) {

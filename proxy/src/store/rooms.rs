@@ -345,10 +345,19 @@ impl RoomStore {
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreDown> {
+        self.unless_down(what, self.query_anyway(what, cmd)).await
+    }
+
+    /// `attempt` unless Redis is known to be away; a failure marks it away.
+    async fn unless_down<T>(
+        &self,
+        what: &str,
+        attempt: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, StoreDown> {
         if !self.up.load(Ordering::Relaxed) {
             return Err(StoreDown);
         }
-        self.query_anyway(what, cmd).await.map_err(|e| {
+        attempt.await.map_err(|e| {
             self.down(what, &e);
             StoreDown
         })
@@ -373,13 +382,7 @@ impl RoomStore {
         what: &str,
         cmd: &redis::Cmd,
     ) -> Result<T, StoreDown> {
-        if !self.up.load(Ordering::Relaxed) {
-            return Err(StoreDown);
-        }
-        self.write_anyway(what, cmd).await.map_err(|e| {
-            self.down(what, &e);
-            StoreDown
-        })
+        self.unless_down(what, self.write_anyway(what, cmd)).await
     }
 
     async fn write_anyway<T: redis::FromRedisValue>(
