@@ -635,6 +635,15 @@ fn check_prerequisites(test: &str, needs_janus: bool) {
 // helpers of the multi-peer tests (videoroom, videoroom mesh)
 
 impl MediaTest {
+    /// A redis-server in the namespace on `127.0.0.1:port`, without persistence; its URL is
+    /// `redis://127.0.0.1:<port>/0`.
+    pub fn spawn_redis(&self, port: u16) -> Daemon {
+        let mut cmd = self.ns.command("redis-server");
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"]);
+        cmd.args(["--save", "", "--appendonly", "no"]);
+        Daemon::spawn("redis", cmd, self.path().join("redis.log"))
+    }
+
     /// Two Janus servers in the namespace (`janus-a`, `janus-b`, websockets on `ports`), each
     /// with the shared templates plus the plugin `plugin_so` (e.g. `libjanus_videoroom.so`,
     /// which the templates leave out) and its own server name `janus-media-a` / `-b`.

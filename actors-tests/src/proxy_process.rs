@@ -83,10 +83,7 @@ impl ProxyProcess {
                 "[[backend.servers]]\nname = \"{name}\"\nurl = \"{url}\"\n\n"
             ));
         }
-        toml.push_str(&format!(
-            "[store]\nurl = \"{redis_url}\"\nproxy_id = \"{id}\"\n\
-             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n"
-        ));
+        toml.push_str(&crate::redis_server::store_section(redis_url, id));
         ProxyProcess::start(binary, &toml)
     }
 

@@ -109,6 +109,15 @@ impl RedisServer {
 
 /// A proxy configuration (no backends) sharing `redis` as proxy `id`, with the short periods
 /// of the tests: sync every 200 ms, a proxy silent for 2 s is dead, 500 ms per round trip.
+/// The `[store]` section of a test proxy process sharing `redis_url` as proxy `id`, with the
+/// tests' short periods (sync 200 ms, heartbeat 2 s, Redis calls 500 ms).
+pub fn store_section(redis_url: &str, id: &str) -> String {
+    format!(
+        "[store]\nurl = \"{redis_url}\"\nproxy_id = \"{id}\"\n\
+         sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n"
+    )
+}
+
 pub fn shared_config(redis: &RedisServer, id: &str) -> janus_proxy::config::ProxyConfig {
     let mut config = crate::proxy_config(&[]);
     config.store.url = redis.url();

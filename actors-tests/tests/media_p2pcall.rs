@@ -20,7 +20,8 @@
 
 use std::time::Duration;
 
-use actors_tests::netns::{poll_until, Daemon, MediaTest};
+use actors_tests::netns::{poll_until, MediaTest};
+use actors_tests::redis_server::store_section;
 use serde_json::Value;
 
 const TEST: &str = "media_p2pcall";
@@ -28,7 +29,7 @@ const NS_PREFIX: &str = "jc-p2p-";
 const TEST_TWO: &str = "media_p2pcall_two_proxies";
 const NS_PREFIX_TWO: &str = "jc-p2x-";
 /// Ports inside the namespace (free there: nothing else runs in it).
-const REDIS_PORT: &str = "6379";
+const REDIS_PORT: u16 = 6379;
 const SECOND_WS_PORT: u16 = 8298;
 const SECOND_ADMIN_PORT: u16 = 8299;
 const SCRIPT_TIMEOUT_MS: u64 = 40_000;
@@ -125,14 +126,11 @@ fn media_p2pcall_two_peers_via_two_proxies() {
         println!("SKIP: {TEST_TWO}: redis-server is not installed");
         return;
     }
-    let mut redis_cmd = media.ns.command("redis-server");
-    redis_cmd.args(["--port", REDIS_PORT, "--bind", "127.0.0.1", "--save", ""]);
-    redis_cmd.args(["--appendonly", "no"]);
-    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
+    let mut redis = media.spawn_redis(REDIS_PORT);
     let store = |id: &str| {
         format!(
-            "[plugins]\np2pcall = true\n[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\n\
-             proxy_id = \"{id}\"\nsync_interval_ms = 200\nheartbeat_ttl_s = 2\n"
+            "[plugins]\np2pcall = true\n{}",
+            store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), id)
         )
     };
     let bin = option_env!("CARGO_BIN_EXE_proxy-under-test");
@@ -151,7 +149,7 @@ fn media_p2pcall_two_peers_via_two_proxies() {
             .exec(&[
                 "redis-cli",
                 "-p",
-                REDIS_PORT,
+                &REDIS_PORT.to_string(),
                 "PUBSUB",
                 "NUMSUB",
                 "januscloud:proxy:one",

@@ -594,6 +594,7 @@ fn media_publishers_and_a_subscriber_on_two_proxies() {
     use actors_tests::netns::{
         janus_pair_sections, janus_reports, proxy_binary, tail, Daemon, MediaTest,
     };
+    use actors_tests::redis_server::store_section;
     const TEST: &str = "redis_rooms_media";
     const JANUS_PORTS: [u16; 2] = [8188, 8190];
     const REDIS_PORT: u16 = 6390;
@@ -606,16 +607,8 @@ fn media_publishers_and_a_subscriber_on_two_proxies() {
         return;
     };
     let mut janus = media.spawn_janus_pair("libjanus_videoroom.so", JANUS_PORTS);
-    let mut redis_cmd = media.ns.command("redis-server");
-    redis_cmd.args(["--port", &REDIS_PORT.to_string(), "--bind", "127.0.0.1"]);
-    redis_cmd.args(["--save", "", "--appendonly", "no"]);
-    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
-    let store = |id: &str| {
-        format!(
-            "[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\nproxy_id = \"{id}\"\n\
-             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n"
-        )
-    };
+    let mut redis = media.spawn_redis(REDIS_PORT);
+    let store = |id: &str| store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), id);
     let built = option_env!("CARGO_BIN_EXE_proxy-under-test");
     let sections = janus_pair_sections(JANUS_PORTS);
     let mut a = media.spawn_proxy(built, &format!("{sections}{}", store("a")));

@@ -337,7 +337,8 @@ async fn one_room_over_two_servers_and_two_proxies_survives_kill_9_of_its_owner(
 /// before the hand-over). Skips (a `SKIP:` line) where a namespace cannot be made.
 #[test]
 fn media_a_room_spanning_two_servers_through_two_proxies() {
-    use actors_tests::netns::{janus_pair_sections, janus_reports, Daemon, MediaTest};
+    use actors_tests::netns::{janus_pair_sections, janus_reports, MediaTest};
+    use actors_tests::redis_server::store_section;
     const TEST: &str = "redis_videoroom_span_media";
     const JANUS_PORTS: [u16; 2] = [8188, 8190];
     const REDIS_PORT: u16 = 6391;
@@ -350,15 +351,12 @@ fn media_a_room_spanning_two_servers_through_two_proxies() {
         return;
     };
     let mut janus = media.spawn_janus_pair("libjanus_videoroom.so", JANUS_PORTS);
-    let mut redis_cmd = media.ns.command("redis-server");
-    redis_cmd.args(["--port", &REDIS_PORT.to_string(), "--bind", "127.0.0.1"]);
-    redis_cmd.args(["--save", "", "--appendonly", "no"]);
-    let mut redis = Daemon::spawn("redis", redis_cmd, media.path().join("redis.log"));
+    let mut redis = media.spawn_redis(REDIS_PORT);
     let sections = |id: &str| {
         format!(
-            "{PHASE_2}{}[store]\nurl = \"redis://127.0.0.1:{REDIS_PORT}/0\"\nproxy_id = \"{id}\"\n\
-             sync_interval_ms = 200\nheartbeat_ttl_s = 2\ntimeout_ms = 500\n",
-            janus_pair_sections(JANUS_PORTS)
+            "{PHASE_2}{}{}",
+            janus_pair_sections(JANUS_PORTS),
+            store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), id)
         )
     };
     let built = option_env!("CARGO_BIN_EXE_proxy-under-test");
