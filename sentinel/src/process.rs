@@ -189,8 +189,9 @@ impl JanusProcess {
         }
     }
 
-    /// Watches a started child: records it and waits for its exit.
-    fn watch(&mut self, child: Child, ctx: &mut Context<Self>) {
+    /// Watches a started child: records it (and counts the restart, in the same write, so
+    /// that `/sentinel/info` never shows the new process without it) and waits for its exit.
+    fn watch(&mut self, child: Child, why: StartReason, ctx: &mut Context<Self>) {
         self.generation += 1;
         let generation = self.generation;
         let pid = child.id().unwrap_or_default();
@@ -203,6 +204,11 @@ impl JanusProcess {
             info.pid = Some(pid);
             info.start_time = Some(start_time);
             info.last_spawn_error = None;
+            match why {
+                StartReason::First => {}
+                StartReason::AutoRestart => info.auto_restart_count += 1,
+                StartReason::Operator => info.operator_restart_count += 1,
+            }
         }
         log::info!("janus started (pid {pid})");
         self.monitor
@@ -249,9 +255,7 @@ impl JanusProcess {
             OnExit::Stay => {}
             OnExit::StartNow => {
                 self.on_exit = OnExit::Restart;
-                if self.start(ctx) {
-                    self.info.write().operator_restart_count += 1;
-                }
+                self.start(StartReason::Operator, ctx);
             }
             OnExit::Restart => {
                 let stable = Duration::from_millis(self.config.stable_after_ms);
@@ -271,24 +275,18 @@ impl JanusProcess {
             if act.on_exit == OnExit::Stay {
                 return;
             }
-            if act.start(ctx) {
-                act.info.write().auto_restart_count += 1;
-            }
+            act.start(StartReason::AutoRestart, ctx);
         }));
     }
 
-    /// Starts Janus; on failure schedules another try. True when started.
-    fn start(&mut self, ctx: &mut Context<Self>) -> bool {
+    /// Starts Janus; on failure schedules another try.
+    fn start(&mut self, why: StartReason, ctx: &mut Context<Self>) {
         match launch(&self.config) {
-            Ok(child) => {
-                self.watch(child, ctx);
-                true
-            }
+            Ok(child) => self.watch(child, why, ctx),
             Err(e) => {
                 log::error!("{e}");
                 self.info.write().last_spawn_error = Some(e.to_string());
                 self.schedule_restart(ctx);
-                false
             }
         }
     }
@@ -315,9 +313,17 @@ impl Actor for JanusProcess {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         if let Some(child) = self.first.take() {
-            self.watch(child, ctx);
+            self.watch(child, StartReason::First, ctx);
         }
     }
+}
+
+/// Why Janus is being started: what `/sentinel/info` counts.
+#[derive(Debug, Clone, Copy)]
+enum StartReason {
+    First,
+    AutoRestart,
+    Operator,
 }
 
 impl Handler<RestartJanus> for JanusProcess {
@@ -337,9 +343,7 @@ impl Handler<RestartJanus> for JanusProcess {
                 ctx.cancel_future(handle);
             }
             self.backoff.reset();
-            if self.start(ctx) {
-                self.info.write().operator_restart_count += 1;
-            }
+            self.start(StartReason::Operator, ctx);
         }
     }
 }
