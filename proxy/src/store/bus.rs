@@ -36,6 +36,12 @@ pub trait Topic: Send + Sync {
     /// The live proxies, after every sync round that knows them: whatever this topic shares
     /// with a proxy not in `alive` must end.
     fn proxies_alive(&self, alive: &HashSet<String>);
+
+    /// Whether the topic has users in the store (`<prefix>:<topic>_users:*`, read every sync
+    /// round); a topic of messages only (videoroom) says no and costs no scan.
+    fn has_users(&self) -> bool {
+        true
+    }
 }
 
 /// The answer to one request, sent at most once.
@@ -118,10 +124,16 @@ impl Bus {
         self.declared.lock().insert(topic.to_owned());
     }
 
-    /// The topics whose users the store task reads: declared or registered.
+    /// The topics whose users the store task reads: declared, or registered with users.
     pub fn topics(&self) -> Vec<String> {
         let mut topics = self.declared.lock().clone();
-        topics.extend(self.topics.lock().keys().cloned());
+        topics.extend(
+            self.topics
+                .lock()
+                .iter()
+                .filter(|(_, handler)| handler.has_users())
+                .map(|(name, _)| name.clone()),
+        );
         topics.into_iter().collect()
     }
 
