@@ -8,6 +8,7 @@ use anyhow::ensure;
 
 use crate::scenario::{peer_on, Peer};
 use crate::{proxy_config, JanusServer, ProxyUnderTest};
+use janus_proxy::config::ProxyConfig;
 
 /// What each of the three users received in one step (frames normalised, sorted).
 pub type StepFrames = (String, [Vec<String>; 3]);
@@ -31,12 +32,17 @@ pub fn compare(direct: &[StepFrames], proxied: &[StepFrames]) -> anyhow::Result<
 /// Two real Janus servers (`janus-a`, `janus-b`) and the proxy in front of both, each server
 /// selectable.
 pub async fn cluster() -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
+    cluster_with(|_| {}).await
+}
+
+/// [`cluster`], with the proxy's configuration changed by `configure` first.
+pub async fn cluster_with(
+    configure: impl FnOnce(&mut ProxyConfig),
+) -> anyhow::Result<(JanusServer, JanusServer, ProxyUnderTest)> {
     let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let proxy = ProxyUnderTest::start(proxy_config(&[
-        ("janus-a", a.ws_url()),
-        ("janus-b", b.ws_url()),
-    ]))
-    .await?;
+    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
+    configure(&mut config);
+    let proxy = ProxyUnderTest::start(config).await?;
     for name in ["janus-a", "janus-b"] {
         proxy
             .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)

@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actors_tests::plugin_script::{cluster, compare, StepFrames};
+use actors_tests::plugin_script::{cluster, cluster_with, compare, StepFrames};
 use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
+use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure};
 use serde_json::{json, Value};
 
@@ -774,20 +774,15 @@ async fn rooms_spread_and_a_killed_backend_moves_the_room() -> anyhow::Result<()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_room_is_listed_like_janus_and_created_at_first_join() -> anyhow::Result<()> {
     init_logging();
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
     let room = room_ids()[0] + 70;
     let settings = json!({"room": room, "description": "Demo Room", "secret": "adminpwd",
         "pin": "9", "sampling_rate": 24000});
-    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
-    if let Value::Object(m) = settings.clone() {
-        config.plugins.audiobridge_rooms.push(m);
-    }
-    let proxy = ProxyUnderTest::start(config).await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
+    let (a, _b, proxy) = cluster_with(|config| {
+        if let Value::Object(m) = settings.clone() {
+            config.plugins.audiobridge_rooms.push(m);
+        }
+    })
+    .await?;
     // The same room created on a Janus directly, for comparison.
     let mut direct = user(&a.ws_url()).await?;
     let mut create = settings.clone();

@@ -17,7 +17,9 @@
 
 use std::time::{Duration, Instant};
 
-use actors_tests::plugin_script::{cluster, compare, named_ids, open_users, StepFrames};
+use actors_tests::plugin_script::{
+    cluster, cluster_with, compare, named_ids, open_users, StepFrames,
+};
 use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::{
     http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
@@ -351,15 +353,10 @@ async fn scripted_session_same_as_janus() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripted_session_over_two_servers_same_as_janus() -> anyhow::Result<()> {
     init_logging();
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
-    config.plugins.videoroom_publishers_per_backend = 1;
-    let proxy = ProxyUnderTest::start(config).await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
+    let (a, _b, proxy) = cluster_with(|config| {
+        config.plugins.videoroom_publishers_per_backend = 1;
+    })
+    .await?;
     let script = session_script();
     let direct = run_script(&a.ws_url(), &script).await?;
     let proxied = run_script(&proxy.ws_url(), &script).await?;
@@ -683,17 +680,12 @@ async fn rooms_from_config_and_the_admin_api() -> anyhow::Result<()> {
         config.plugins.videoroom_rooms = vec![map(bad.clone())];
         ensure!(config.validate().is_err(), "accepted {bad}");
     }
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
-    config.plugins.videoroom_rooms = vec![map(
-        json!({"room": 31, "description": "from config", "pin": "1234"}),
-    )];
-    let proxy = ProxyUnderTest::start(config).await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
+    let (a, b, proxy) = cluster_with(|config| {
+        config.plugins.videoroom_rooms = vec![map(
+            json!({"room": 31, "description": "from config", "pin": "1234"}),
+        )];
+    })
+    .await?;
     let url = proxy.ws_url();
     let mut u = user(&url).await?;
     let list = answer(&mut u, "l", json!({"request": "list"}), false).await?;
@@ -881,15 +873,10 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow::Result<()> {
     init_logging();
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
-    config.plugins.videoroom_publishers_per_backend = 1;
-    let proxy = ProxyUnderTest::start(config).await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
+    let (a, b, proxy) = cluster_with(|config| {
+        config.plugins.videoroom_publishers_per_backend = 1;
+    })
+    .await?;
     let url = proxy.ws_url();
     let mut admin_user = user(&url).await?;
     let created = answer(
@@ -1072,15 +1059,10 @@ async fn next_event(u: &mut User, pred: impl Fn(&Value) -> bool) -> anyhow::Resu
 async fn participants_without_media_are_seen_across_servers_and_an_emptied_room_starts_over(
 ) -> anyhow::Result<()> {
     init_logging();
-    let (a, b) = tokio::try_join!(JanusServer::start(), JanusServer::start())?;
-    let mut config = proxy_config(&[("janus-a", a.ws_url()), ("janus-b", b.ws_url())]);
-    config.plugins.videoroom_publishers_per_backend = 1;
-    let proxy = ProxyUnderTest::start(config).await?;
-    for name in ["janus-a", "janus-b"] {
-        proxy
-            .wait_server(name, Duration::from_secs(10), |s| s["selectable"] == true)
-            .await?;
-    }
+    let (a, b, proxy) = cluster_with(|config| {
+        config.plugins.videoroom_publishers_per_backend = 1;
+    })
+    .await?;
     let url = proxy.ws_url();
     let mut admin_user = user(&url).await?;
     let created = answer(
