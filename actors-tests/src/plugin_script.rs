@@ -2,9 +2,11 @@
 //! servers behind the proxy, and the comparison of a three-user script's frames, step by
 //! step, between a Janus and the proxy.
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
-use anyhow::ensure;
+use anyhow::{bail, ensure};
+use serde_json::Value;
 
 use crate::scenario::{peer_on, Peer};
 use crate::{proxy_config, JanusServer, ProxyUnderTest};
@@ -76,4 +78,79 @@ pub fn named_ids(frame: &serde_json::Value, ids: &[(u64, String)]) -> String {
         text = text.replace(&id.to_string(), name);
     }
     text
+}
+
+/// The frames each of the three `users` gets for one step of a script: `expect[i]` for user
+/// `i`, read within `limit`, each normalised by `normalise`, each user's list sorted (Janus's
+/// order between an answer and events is a race). With `only` set, frames of other
+/// transactions are skipped. `STEP_DEBUG=1` prints every frame.
+pub async fn collect_step(
+    url: &str,
+    users: &mut [Peer],
+    step: &str,
+    expect: [usize; 3],
+    only: Option<&str>,
+    limit: Duration,
+    normalise: impl Fn(&Value) -> String,
+) -> anyhow::Result<[Vec<String>; 3]> {
+    let debug = std::env::var_os("STEP_DEBUG").is_some();
+    let deadline = Instant::now() + limit;
+    let mut got: [Vec<String>; 3] = Default::default();
+    for (i, u) in users.iter_mut().enumerate().take(3) {
+        while got[i].len() < expect[i] {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(f) = u.client.recv_within(left).await? else {
+                bail!(
+                    "{url}: step {step:?}: user {i} got {} of {} frames: {:?}",
+                    got[i].len(),
+                    expect[i],
+                    got[i]
+                );
+            };
+            let skipped = only.is_some_and(|t| f["transaction"] != t);
+            if debug {
+                let what = if skipped { "skipped" } else { "got" };
+                eprintln!("{url} {step:?} user {i} {what} {f}");
+            }
+            if !skipped {
+                got[i].push(normalise(&f));
+            }
+        }
+        got[i].sort();
+    }
+    Ok(got)
+}
+
+/// Backend handles per server, from the proxy's admin API (`link.handles`).
+pub async fn backend_handles(proxy: &ProxyUnderTest) -> anyhow::Result<HashMap<String, u64>> {
+    Ok(proxy
+        .servers()
+        .await?
+        .iter()
+        .filter_map(|s| {
+            Some((
+                s["name"].as_str()?.to_owned(),
+                s["link"]["handles"].as_u64()?,
+            ))
+        })
+        .collect())
+}
+
+/// Waits until the backend handle counts satisfy `check` (bounded by `limit`).
+pub async fn wait_handles(
+    proxy: &ProxyUnderTest,
+    limit: Duration,
+    check: impl Fn(&HashMap<String, u64>) -> bool,
+) -> anyhow::Result<HashMap<String, u64>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let handles = backend_handles(proxy).await?;
+        if check(&handles) {
+            return Ok(handles);
+        }
+        if Instant::now() > deadline {
+            bail!("backend handles not as expected within {limit:?}: {handles:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

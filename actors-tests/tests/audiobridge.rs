@@ -12,13 +12,14 @@
 //! * kill -9 of a room's server: its participants get `destroyed` and a core `hangup`, the
 //!   room still exists for the proxy, and the next join creates it again on the other server.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actors_tests::plugin_script::{cluster, cluster_with, compare, StepFrames};
+use actors_tests::plugin_script::{
+    backend_handles, cluster, cluster_with, collect_step, compare, wait_handles, StepFrames,
+};
 use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
-use anyhow::{anyhow, bail, ensure};
+use actors_tests::{init_logging, JanusClient};
+use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
 
 const AUDIOBRIDGE: &str = "janus.plugin.audiobridge";
@@ -135,10 +136,6 @@ fn normalise(frame: &Value, names: &Names) -> String {
     text
 }
 
-fn debug() -> bool {
-    std::env::var_os("AUDIOBRIDGE_TEST_DEBUG").is_some()
-}
-
 async fn run_steps(
     url: &str,
     users: &mut [User],
@@ -163,69 +160,14 @@ async fn run_steps(
                 "handle_id": u.handle, "transaction": transaction}),
         };
         u.client.send(&frame).await?;
-        let deadline = Instant::now() + STEP_LIMIT;
-        let mut got: [Vec<String>; 3] = Default::default();
-        for (i, u) in users.iter_mut().enumerate() {
-            while got[i].len() < st.expect[i] {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match u.client.recv_within(left).await? {
-                    Some(f) if st.own_only && f["transaction"] != transaction.as_str() => {
-                        if debug() {
-                            eprintln!("{url} {:?} user {i} skipped {f}", st.name);
-                        }
-                    }
-                    Some(f) => {
-                        if debug() {
-                            eprintln!("{url} {:?} user {i} got {f}", st.name);
-                        }
-                        got[i].push(normalise(&f, names))
-                    }
-                    None => bail!(
-                        "{url}: step {:?}: user {i} got {} of {} frames: {:?}",
-                        st.name,
-                        got[i].len(),
-                        st.expect[i],
-                        got[i]
-                    ),
-                }
-            }
-            got[i].sort();
-        }
+        let only = st.own_only.then_some(transaction.as_str());
+        let got = collect_step(url, users, st.name, st.expect, only, STEP_LIMIT, |f| {
+            normalise(f, names)
+        })
+        .await?;
         results.push((st.name.to_owned(), got));
     }
     Ok(results)
-}
-
-async fn backend_handles(proxy: &ProxyUnderTest) -> anyhow::Result<HashMap<String, u64>> {
-    Ok(proxy
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s["name"].as_str()?.to_owned(),
-                s["link"]["handles"].as_u64()?,
-            ))
-        })
-        .collect())
-}
-
-async fn wait_handles(
-    proxy: &ProxyUnderTest,
-    limit: Duration,
-    check: impl Fn(&HashMap<String, u64>) -> bool,
-) -> anyhow::Result<HashMap<String, u64>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let handles = backend_handles(proxy).await?;
-        if check(&handles) {
-            return Ok(handles);
-        }
-        if Instant::now() > deadline {
-            bail!("backend handles not as expected within {limit:?}: {handles:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Room ids for one run (below 2^53, distinct per process).

@@ -12,13 +12,14 @@
 //!   a peer detaches or destroys its session, and when the backend Janus is killed (then the
 //!   users can call again, on the other server).
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use actors_tests::plugin_script::{cluster, compare, named_ids, open_users, StepFrames};
+use actors_tests::init_logging;
+use actors_tests::plugin_script::{
+    cluster, collect_step, compare, named_ids, open_users, wait_handles, StepFrames,
+};
 use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{init_logging, ProxyUnderTest};
-use anyhow::{anyhow, bail, ensure};
+use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
 
 const VIDEOCALL: &str = "janus.plugin.videocall";
@@ -133,62 +134,14 @@ async fn run_steps(
                     "sdpMid": "0", "sdpMLineIndex": 0}}),
         };
         u.client.send(&frame).await?;
-        let deadline = Instant::now() + STEP_LIMIT;
-        let mut got: [Vec<String>; 3] = Default::default();
-        for (i, u) in users.iter_mut().enumerate() {
-            while got[i].len() < st.expect[i] {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match u.client.recv_within(left).await? {
-                    Some(f) if st.own_only && f["transaction"] != transaction.as_str() => {}
-                    Some(f) => got[i].push(normalise(&f, ids)),
-                    None => bail!(
-                        "{url}: step {:?}: user {i} got {} of {} frames: {:?}",
-                        st.name,
-                        got[i].len(),
-                        st.expect[i],
-                        got[i]
-                    ),
-                }
-            }
-            got[i].sort();
-        }
+        let only = st.own_only.then_some(transaction.as_str());
+        let got = collect_step(url, users, st.name, st.expect, only, STEP_LIMIT, |f| {
+            normalise(f, ids)
+        })
+        .await?;
         results.push((st.name.to_owned(), got));
     }
     Ok(results)
-}
-
-/// Backend handles per server, from the admin API.
-async fn backend_handles(proxy: &ProxyUnderTest) -> anyhow::Result<HashMap<String, u64>> {
-    Ok(proxy
-        .servers()
-        .await?
-        .iter()
-        .filter_map(|s| {
-            Some((
-                s["name"].as_str()?.to_owned(),
-                s["link"]["handles"].as_u64()?,
-            ))
-        })
-        .collect())
-}
-
-/// Waits until the backend handle counts satisfy `check`.
-async fn wait_handles(
-    proxy: &ProxyUnderTest,
-    limit: Duration,
-    check: impl Fn(&HashMap<String, u64>) -> bool,
-) -> anyhow::Result<HashMap<String, u64>> {
-    let deadline = Instant::now() + limit;
-    loop {
-        let handles = backend_handles(proxy).await?;
-        if check(&handles) {
-            return Ok(handles);
-        }
-        if Instant::now() > deadline {
-            bail!("backend handles not as expected within {limit:?}: {handles:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn call_script() -> Vec<Step> {

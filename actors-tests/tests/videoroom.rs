@@ -18,7 +18,7 @@
 use std::time::{Duration, Instant};
 
 use actors_tests::plugin_script::{
-    cluster, cluster_with, compare, named_ids, open_users, StepFrames,
+    cluster, cluster_with, collect_step, compare, named_ids, open_users, StepFrames,
 };
 use actors_tests::scenario::{peer_on, Peer as User};
 use actors_tests::{
@@ -91,24 +91,10 @@ async fn run_script(url: &str, steps: &[Step]) -> anyhow::Result<Vec<StepFrames>
             m["jsep"] = json!({"type": "offer", "sdp": OFFER});
         }
         u.client.send(&m).await?;
-        let deadline = Instant::now() + STEP_LIMIT;
-        let mut got: [Vec<String>; 3] = Default::default();
-        for (i, u) in users.iter_mut().enumerate() {
-            while got[i].len() < st.expect[i] {
-                let left = deadline.saturating_duration_since(Instant::now());
-                match u.client.recv_within(left).await? {
-                    Some(f) => got[i].push(normalise(&f, &ids)),
-                    None => bail!(
-                        "{url}: step {:?}: user {i} got {} of {} frames: {:?}",
-                        st.name,
-                        got[i].len(),
-                        st.expect[i],
-                        got[i]
-                    ),
-                }
-            }
-            got[i].sort();
-        }
+        let got = collect_step(url, &mut users, st.name, st.expect, None, STEP_LIMIT, |f| {
+            normalise(f, &ids)
+        })
+        .await?;
         results.push((st.name.to_owned(), got));
     }
     // Nothing more than expected arrived (a short bounded look, not a synchronisation).
