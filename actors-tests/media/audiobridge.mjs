@@ -22,7 +22,7 @@ import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
   closeQuietly, collectStats, connectAndCreate, createPeerConnection, gatheredDescription,
-  startScript, superviseRun, waitFor, closeSide,
+  startScript, superviseRun, waitFor, closeSide, newPeer,
 } from './lib.mjs';
 
 const script = startScript('audiobridge', { timeoutMs: 40000 });
@@ -42,21 +42,6 @@ class AudioBridgeHandle extends Handle {
   }
 }
 
-function newPeer(name) {
-  return {
-    name,
-    connect_attempts: 0,
-    create_failures: [],
-    steps: [],
-    events: [],
-    webrtcup: false,
-    pc_states: [],
-    local_candidates: 0,
-    packetsReceived: { audio: 0, video: 0 },
-    packetsSent: { audio: 0, video: 0 },
-    framesDecoded: 0,
-  };
-}
 const alice = newPeer('alice');
 const bob = newPeer('bob');
 const state = { label: opts.label, url: opts.url, room: null, peers: [alice, bob], errors: [] };

@@ -23,7 +23,7 @@ import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
   closeQuietly, collectStats, connectAndCreate, createPeerConnection, delay, gatheredDescription,
-  startScript, superviseRun, waitFor, closeSide,
+  startScript, superviseRun, waitFor, closeSide, newPeer,
 } from './lib.mjs';
 
 const script = startScript('videocall', { timeoutMs: 40000 });
@@ -43,21 +43,6 @@ class VideoCallHandle extends Handle {
   }
 }
 
-function newPeer(name) {
-  return {
-    name,
-    connect_attempts: 0,
-    create_failures: [],
-    steps: [],
-    events: [],
-    webrtcup: false,
-    pc_states: [],
-    local_candidates: 0,
-    packetsReceived: { audio: 0, video: 0 },
-    packetsSent: { audio: 0, video: 0 },
-    framesDecoded: 0,
-  };
-}
 const caller = newPeer('alice');
 const callee = newPeer('bob');
 const state = { label: opts.label, url: opts.url, peers: [caller, callee], errors: [] };
