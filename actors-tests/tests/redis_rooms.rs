@@ -60,10 +60,20 @@ fn start_process(
     backends: &[(&str, String)],
     id: &str,
 ) -> anyhow::Result<ProxyProcess> {
+    start_process_with(redis, backends, id, "")
+}
+
+/// [`start_process`] with `extra` configuration sections.
+fn start_process_with(
+    redis: &RedisServer,
+    backends: &[(&str, String)],
+    id: &str,
+    extra: &str,
+) -> anyhow::Result<ProxyProcess> {
     // PROXY_UNDER_TEST_BIN: another build of the proxy (e.g. a release one, to measure).
     let binary = std::env::var("PROXY_UNDER_TEST_BIN")
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_proxy-under-test").to_owned());
-    ProxyProcess::start_shared(&binary, &redis.url(), id, backends)
+    ProxyProcess::start_shared_with(&binary, &redis.url(), id, backends, extra)
 }
 
 /// Polls `/readyz` on `admin` until `check` holds on its JSON body.
@@ -724,7 +734,7 @@ async fn a_lost_server_is_cleared_once_and_the_room_placed_again_for_both_proxie
 
 /// A measurement, not a check (`cargo test -p actors-tests --test redis_rooms -- --ignored
 /// --nocapture`; `PROXY_UNDER_TEST_BIN=target/release/proxy-under-test` for a release build,
-/// `MEASURE_ROOMS=N` for another number of rooms): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
+/// `MEASURE_ROOMS=N` for another number of rooms, `MEASURE_PER_BACKEND=1` for a phase-2 proxy): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
 /// rooms with 5 participants each from another (live) proxy: how long until its `list` shows
 /// them all, and the CPU the proxy and Redis use meanwhile while idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,7 +773,12 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
         .write_all(commands.as_bytes())?;
     cli.wait()?;
     let filled = redis.cli(&["DBSIZE"])?;
-    let proxy = start_process(&redis, &[("j1", janus.ws_url())], "m")?;
+    // MEASURE_PER_BACKEND=N: the measuring proxy runs phase 2 (its round reads every
+    // participant entry's value).
+    let extra = std::env::var("MEASURE_PER_BACKEND")
+        .map(|n| format!("[plugins]\nvideoroom_publishers_per_backend = {n}\n"))
+        .unwrap_or_default();
+    let proxy = start_process_with(&redis, &[("j1", janus.ws_url())], "m", &extra)?;
     let started = Instant::now();
     let mut u = user(&proxy.url(), VIDEOROOM).await?;
     let all = loop {
