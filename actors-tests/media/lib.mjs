@@ -158,6 +158,18 @@ export async function connectAndCreate(opts, rec) {
     `${opts.connectTimeoutMs} ms (${rec.connect_attempts} attempts): ${lastErr && lastErr.message}`);
 }
 
+/** How long a script waits for the answer to one request. */
+export const REQUEST_TIMEOUT_MS = 20000;
+
+/** `promise`, or a rejection naming `what` after `ms`. */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  const expired = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, expired]).finally(() => clearTimeout(timer));
+}
+
 /**
  * A janode Handle class for a plugin: answers (success, or the event with our transaction)
  * close the request, acks of our transactions are skipped, and the plugin's other events
@@ -165,6 +177,16 @@ export async function connectAndCreate(opts, rec) {
  */
 export function pluginHandle(eventName) {
   return class extends Handle {
+    // An answer that never comes fails the script at once, naming the request, instead of
+    // leaving it to the watchdog.
+    message(body, jsep) {
+      return withTimeout(super.message(body, jsep), REQUEST_TIMEOUT_MS, `"${body && body.request}" request`);
+    }
+
+    detach() {
+      return withTimeout(super.detach(), REQUEST_TIMEOUT_MS, 'detach');
+    }
+
     handleMessage(message) {
       const { transaction } = message;
       if (transaction && this.ownsTransaction(transaction)) {
@@ -326,8 +348,16 @@ export function createPeerConnection({ rec, log, tag = null, seed = 0, onIceCand
 /** Half-trickle: the local description once ICE gathering is complete (every candidate in). */
 export async function gatheredDescription(pc, rec, who = '') {
   const prefix = who ? `${who}: ` : '';
+  // wrtc may report `complete` before it delivers the candidate events: the candidates in
+  // the local description count as well.
+  const inSdp = () => (pc.localDescription?.sdp ?? '').includes('a=candidate:');
+  const gathered = () => rec.local_candidates > 0 || inSdp();
   await waitFor(`${prefix}ICE gathering complete`, () => pc.iceGatheringState === 'complete', 5000);
-  if (rec.local_candidates === 0) throw new Error(`${prefix}no local ICE candidate gathered`);
+  try {
+    await waitFor(`${prefix}a local ICE candidate`, gathered, 2000);
+  } catch (_) {
+    throw new Error(`${prefix}no local ICE candidate gathered`);
+  }
   return { type: pc.localDescription.type, sdp: pc.localDescription.sdp };
 }
 
@@ -336,7 +366,7 @@ export async function gatheredDescription(pc, rec, who = '') {
  * decoded video frames, written into `rec` as packetsReceived, packetsSent, framesDecoded.
  */
 export async function collectStats(pc, rec) {
-  const stats = await pc.getStats();
+  const stats = await withTimeout(pc.getStats(), REQUEST_TIMEOUT_MS, "getStats");
   const rx = { audio: 0, video: 0 };
   const tx = { audio: 0, video: 0 };
   let framesDecoded = 0;
@@ -364,8 +394,8 @@ export async function closeSide(side) {
   if (side.sources) side.sources.stop();
   if (side.pc) side.pc.close();
   await side.handle.detach();
-  await side.session.destroy();
-  await side.connection.close();
+  await withTimeout(side.session.destroy(), REQUEST_TIMEOUT_MS, 'session destroy');
+  await withTimeout(side.connection.close(), REQUEST_TIMEOUT_MS, 'connection close');
 }
 
 /** Stops the sources, closes the PeerConnection and the connection; ignores every error. */

@@ -18,6 +18,7 @@
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply,
   gatheredDescription, newPeer, startScript, superviseRun, waitFor, closeSide,
+  REQUEST_TIMEOUT_MS, withTimeout,
 } from './lib.mjs';
 
 const script = startScript('videoroom-mesh', { label: 'videoroom', timeoutMs: 40000, room: 7001 }, {
@@ -78,7 +79,7 @@ async function setUp(peer, send) {
 }
 
 async function inboundStreams(pc) {
-  const stats = await pc.getStats();
+  const stats = await withTimeout(pc.getStats(), REQUEST_TIMEOUT_MS, "getStats");
   let n = 0;
   stats.forEach((s) => { if (s.type === 'inbound-rtp' && (s.packetsReceived || 0) > 0) n++; });
   return n;

@@ -27,6 +27,7 @@ import Janode from 'janode';
 import {
   attachPeer, closeQuietly, createPeerConnection, delay, expectReply, gatheredDescription,
   newPeer, pluginHandle, startScript, superviseRun, waitFor, closeSide,
+  REQUEST_TIMEOUT_MS, withTimeout,
 } from './lib.mjs';
 
 const pairs = (v) => Object.fromEntries(v.split(',').map((kv) => {
@@ -202,7 +203,7 @@ async function countRtp(p) {
     if (t.mid !== null && t.receiver && t.receiver.track) midOfTrack[t.receiver.track.id] = t.mid;
   }
   const rx = {};
-  const stats = await pc.getStats();
+  const stats = await withTimeout(pc.getStats(), REQUEST_TIMEOUT_MS, "getStats");
   stats.forEach((s) => {
     if (s.type !== 'inbound-rtp') return;
     const kind = s.kind || s.mediaType;

@@ -31,6 +31,7 @@
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
   newPeer, startScript, superviseRun, waitFor, closeSide,
+  REQUEST_TIMEOUT_MS, withTimeout,
 } from './lib.mjs';
 
 const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '', killOwner: 0 },
@@ -196,7 +197,7 @@ async function runSpan(sides) {
 }
 
 async function inboundStreams(pc) {
-  const stats = await pc.getStats();
+  const stats = await withTimeout(pc.getStats(), REQUEST_TIMEOUT_MS, "getStats");
   let n = 0;
   stats.forEach((s) => { if (s.type === 'inbound-rtp' && (s.packetsReceived || 0) > 0) n++; });
   return n;

@@ -561,7 +561,13 @@ impl ScriptRun {
                 "node killed after {:?} (script watchdog did not fire)",
                 self.kill_after
             )),
-            (Some(st), _) if !st.success() => Err(format!("script exited with {st}")),
+            // The summary's own reason and what it still missed come first: a CI log keeps
+            // the head and the tail of a failure, not the middle.
+            (Some(st), Some(s)) if !st.success() => Err(format!(
+                "script exited with {st}: reason {}, missing {}",
+                s["reason"], s["missing"]
+            )),
+            (Some(st), None) if !st.success() => Err(format!("script exited with {st}")),
             (Some(_), None) => Err("script printed no JSON summary".to_string()),
             (Some(_), Some(s)) => {
                 let mut problems = Vec::new();

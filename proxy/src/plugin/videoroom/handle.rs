@@ -117,6 +117,8 @@ enum Stage {
 }
 
 struct Waiting {
+    /// Which wait this is (for its deadline).
+    serial: u64,
     req: RoomRequest,
     server: String,
     leg: Option<u64>,
@@ -173,6 +175,8 @@ pub struct VideoRoomHandle {
     fetching: bool,
     /// Shared store: the room just read from it (a second miss is final).
     looked_up: Option<u64>,
+    /// The serial of the last [`Waiting`].
+    waits: u64,
 }
 
 impl VideoRoomHandle {
@@ -197,6 +201,7 @@ impl VideoRoomHandle {
             gone: false,
             fetching: false,
             looked_up: None,
+            waits: 0,
         }
     }
 
@@ -778,11 +783,23 @@ impl VideoRoomHandle {
             }
         }
         let room = req.room;
+        self.waits += 1;
+        let serial = self.waits;
         self.waiting = Some(Waiting {
+            serial,
             req,
             server: String::new(),
             leg: None,
             stage: Stage::Placing,
+        });
+        // Each stage ends in an answer or in the link's own request timeout; this bounds the
+        // whole, so that the client is answered and the handle's queue moves on whatever
+        // goes wrong.
+        let deadline = self.state.config.backend.request_timeout() * 3;
+        ctx.run_later(deadline, move |act, ctx| {
+            if act.waiting.as_ref().is_some_and(|w| w.serial == serial) {
+                act.fail_waiting(ctx, "the room's backend server did not answer in time");
+            }
         });
         let registry = self.state.registry.clone();
         let directory = self.directory.clone();
@@ -1413,7 +1430,8 @@ impl VideoRoomHandle {
         if let Some(j) = self.joined.as_mut() {
             j.in_roster = true;
         }
-        let ask = c.send(msg);
+        // The handle waits for nothing else meanwhile: never longer than a request may take.
+        let ask = tokio::time::timeout(self.state.config.backend.request_timeout(), c.send(msg));
         let mut frame = frame.clone();
         let fut = ask.into_actor(self).map(move |attendees, act, _| {
             let listed = frame
@@ -1421,7 +1439,7 @@ impl VideoRoomHandle {
                 .and_then(|p| p.get_mut("data"))
                 .and_then(|d| d.get_mut("attendees"))
                 .and_then(Value::as_array_mut);
-            if let (Some(list), Ok(more)) = (listed, attendees) {
+            if let (Some(list), Ok(Ok(more))) = (listed, attendees) {
                 list.extend(more);
             }
             act.send_frame(&frame, None);
