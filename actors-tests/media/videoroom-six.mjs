@@ -240,6 +240,20 @@ async function localPublishers(url) {
   }
 }
 
+/** A videoroom `list` asked of one Janus directly. */
+async function askDirectly(url) {
+  const connection = await Janode.connect({ is_admin: false, address: { url }, max_retries: 0 });
+  try {
+    const session = await connection.create();
+    const handle = await session.attach({ id: 'janus.plugin.videoroom', Handle: pluginHandle('ev') });
+    await handle.message({ request: 'list' });
+    await handle.detach();
+    await session.destroy();
+  } finally {
+    await Promise.race([connection.close(), delay(1000)]);
+  }
+}
+
 async function run() {
   try {
     for (const [n, p] of people.entries()) {
@@ -341,7 +355,22 @@ async function run() {
     const bad = missing();
     done(bad.length === 0, bad.length ? `missing ${bad.join(',')}` : null);
   } catch (e) {
-    const reason = failed(e);
+    let reason = failed(e);
+    if (opts.janusUrls) {
+      // A request left unanswered: is it the proxy, or a Janus that stopped answering even
+      // when asked directly (a Janus deadlock)? The answer goes into the reason.
+      const silent = [];
+      for (const [name, url] of Object.entries(opts.janusUrls)) {
+        if (state.killed === name) continue;
+        try {
+          await withTimeout(askDirectly(url), 5000, `${name} directly`);
+        } catch (err) {
+          silent.push(`${name} (${err && err.message ? err.message : err})`);
+        }
+      }
+      state.janus_silent = silent;
+      if (silent.length) reason += `; asked directly, no answer from ${silent.join(', ')}`;
+    }
     for (const p of people) for (const side of [p.sides.pub, p.sides.sub].filter(Boolean)) await closeQuietly(side);
     done(false, reason);
   }
