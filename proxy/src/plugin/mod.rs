@@ -55,6 +55,38 @@ pub enum HandleCommand {
     SessionClosing,
 }
 
+/// `Handler<HandleCommand>` for a handle actor that keeps its client requests in order: a
+/// detach or the session's end is handled at once (`leave`), anything else queued
+/// (`enqueue`), nothing once the handle is `gone`. The actor has a `gone: bool` field and
+/// `leave(ctx, Option<(transaction, reply_to)>)` and `enqueue(ctx, cmd)` methods.
+macro_rules! queued_handle_commands {
+    ($actor:ty) => {
+        impl actix::Handler<$crate::plugin::HandleCommand> for $actor {
+            type Result = ();
+
+            fn handle(
+                &mut self,
+                cmd: $crate::plugin::HandleCommand,
+                ctx: &mut actix::Context<Self>,
+            ) {
+                use $crate::plugin::HandleCommand;
+                if self.gone {
+                    return;
+                }
+                match cmd {
+                    HandleCommand::Detach {
+                        transaction,
+                        reply_to,
+                    } => self.leave(ctx, Some((transaction, reply_to))),
+                    HandleCommand::SessionClosing => self.leave(ctx, None),
+                    cmd => self.enqueue(ctx, cmd),
+                }
+            }
+        }
+    };
+}
+pub(crate) use queued_handle_commands;
+
 /// Everything a plugin needs to create a handle.
 pub struct AttachContext {
     pub state: Arc<ProxyState>,

@@ -1767,23 +1767,7 @@ impl Actor for AudioBridgeHandle {
     }
 }
 
-impl Handler<HandleCommand> for AudioBridgeHandle {
-    type Result = ();
-
-    fn handle(&mut self, cmd: HandleCommand, ctx: &mut Context<Self>) {
-        if self.gone {
-            return;
-        }
-        match cmd {
-            HandleCommand::Detach {
-                transaction,
-                reply_to,
-            } => self.leave(ctx, Some((transaction, reply_to))),
-            HandleCommand::SessionClosing => self.leave(ctx, None),
-            cmd => self.enqueue(ctx, cmd),
-        }
-    }
-}
+crate::plugin::queued_handle_commands!(AudioBridgeHandle);
 
 impl Handler<LegIncoming> for AudioBridgeHandle {
     type Result = ();

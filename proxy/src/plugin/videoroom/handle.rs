@@ -1687,23 +1687,7 @@ impl Actor for VideoRoomHandle {
     }
 }
 
-impl Handler<HandleCommand> for VideoRoomHandle {
-    type Result = ();
-
-    fn handle(&mut self, cmd: HandleCommand, ctx: &mut Context<Self>) {
-        if self.gone {
-            return;
-        }
-        match cmd {
-            HandleCommand::Detach {
-                transaction,
-                reply_to,
-            } => self.leave(ctx, Some((transaction, reply_to))),
-            HandleCommand::SessionClosing => self.leave(ctx, None),
-            cmd => self.enqueue(ctx, cmd),
-        }
-    }
-}
+crate::plugin::queued_handle_commands!(VideoRoomHandle);
 
 impl Handler<RoomNotice> for VideoRoomHandle {
     type Result = ();
