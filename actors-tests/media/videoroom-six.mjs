@@ -240,13 +240,16 @@ async function localPublishers(url) {
   }
 }
 
-/** A videoroom `list` asked of one Janus directly. */
+/** One Janus asked directly: a videoroom `list` (answered by the transport's thread) and a
+ * `leave` of a handle in no room (answered by the plugin's handler thread, which handles
+ * every asynchronous request: a deadlock there leaves `list` answered). */
 async function askDirectly(url) {
   const connection = await Janode.connect({ is_admin: false, address: { url }, max_retries: 0 });
   try {
     const session = await connection.create();
     const handle = await session.attach({ id: 'janus.plugin.videoroom', Handle: pluginHandle('ev') });
-    await handle.message({ request: 'list' });
+    await withTimeout(handle.message({ request: 'list' }), 2000, 'list (sync)');
+    await withTimeout(handle.message({ request: 'leave' }), 2000, 'leave (handler thread)');
     await handle.detach();
     await session.destroy();
   } finally {
