@@ -8,6 +8,7 @@
 //! Environment: `MEDIA_E2E_SKIP=1` skips the media tests on purpose; `MEDIA_E2E_PROXY_BIN=/path`
 //! overrides the proxy binary (default: cargo's `proxy-under-test` of this package);
 //! `MEDIA_E2E_KEEP=1` keeps the work dir (configs, logs of Janus, the proxy and the scripts).
+//! `MEDIA_E2E_GDB=1` writes, on a failure, the stacks of every living Janus (gdb) beside its log.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -774,8 +775,21 @@ pub fn janus_sections(ports: &[u16]) -> String {
         .collect()
 }
 
-/// For a failure message: the reports of every Janus.
+/// For a failure message: the reports of every Janus. With `MEDIA_E2E_GDB=1`, each living
+/// Janus's threads' stacks are written next to its log first (`<log>.stacks`, by gdb): what
+/// a Janus that stopped answering is waiting for.
 pub fn janus_reports(janus: &mut [JanusInNs]) -> String {
+    if env_flag("MEDIA_E2E_GDB") {
+        for j in janus.iter() {
+            let out = Command::new("gdb")
+                .args(["-batch", "-p", &j.daemon.pid().to_string()])
+                .args(["-ex", "thread apply all bt"])
+                .output();
+            if let Ok(out) = out {
+                let _ = fs::write(j.log.with_extension("stacks"), out.stdout);
+            }
+        }
+    }
     janus
         .iter_mut()
         .map(|j| j.report(40))
