@@ -310,6 +310,25 @@ impl ProxyUnderTest {
         }
     }
 
+    /// A request to the admin API with an optional JSON body, with the test token when
+    /// `token`: (status, JSON answer or Null).
+    pub async fn admin_request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: bool,
+    ) -> anyhow::Result<(u16, Value)> {
+        let auth = format!("Bearer {TEST_ADMIN_TOKEN}");
+        let mut headers = vec![("Content-Type", "application/json")];
+        if token {
+            headers.push(("Authorization", auth.as_str()));
+        }
+        let text = body.map(Value::to_string).unwrap_or_default();
+        let response = http::request(self.admin_addr, method, path, &headers, &text).await?;
+        Ok((response.status, response.json()))
+    }
+
     /// `POST` to the admin API with the test token and a JSON body.
     pub async fn admin_post(&self, path: &str, body: &Value) -> anyhow::Result<http::Response> {
         http::post_json(self.admin_addr, path, TEST_ADMIN_TOKEN, body).await

@@ -8,8 +8,9 @@
 //!   destroyed — against a Janus configured with the key and through the proxy configured with
 //!   it give the same frames.
 //! * `permanent` rooms (`plugins.rooms_file`): rooms created or edited with `permanent: true`
-//!   are in the file and come back after a restart of the proxy (listed, joinable, with their
-//!   edited settings); rooms created without it, or destroyed with it, do not; a corrupt file
+//!   (by a client or through the admin REST API) are in the file and come back after a
+//!   restart of the proxy (listed, joinable, with their edited settings); rooms created
+//!   without it, destroyed with it or destroyed through the admin API do not; a corrupt file
 //!   stops the start with an error naming it.
 
 use std::path::Path;
@@ -460,7 +461,18 @@ async fn permanent_rooms_survive_a_restart_and_a_corrupt_file_stops_the_start() 
         destroyed["audiobridge"] == "destroyed" && destroyed["permanent"] == true,
         "{destroyed}"
     );
-    ensure!(file_rooms(&file, "videoroom")? == [9301]);
+    // Through the admin REST API: the same, and a REST destroy is final.
+    let rest = "/plugins/videoroom/rooms";
+    for (room, permanent) in [(9304, true), (9305, false), (9306, true)] {
+        let body = json!({"room": room, "description": "rest", "permanent": permanent});
+        let (status, created) = proxy.admin_request("POST", rest, Some(&body), true).await?;
+        ensure!(status == 200, "{status} {created}");
+        ensure!(created["permanent"] == permanent, "{created}");
+    }
+    let path = format!("{rest}/9306");
+    let (status, destroyed) = proxy.admin_request("DELETE", &path, None, true).await?;
+    ensure!(status == 200, "{status} {destroyed}");
+    ensure!(file_rooms(&file, "videoroom")? == [9301, 9304]);
     ensure!(file_rooms(&file, "audiobridge")? == [9401]);
     let _ = vr.client.close().await;
     let _ = ab.client.close().await;
@@ -471,8 +483,17 @@ async fn permanent_rooms_survive_a_restart_and_a_corrupt_file_stops_the_start() 
     let mut vr = peer_on(&proxy.ws_url(), VIDEOROOM).await?;
     let mut ab = peer_on(&proxy.ws_url(), AUDIOBRIDGE).await?;
     let list = ask(&mut vr, json!({"request": "list"})).await?;
-    ensure!(listed(&list) == [9301], "{list}");
-    ensure!(list["list"][0]["description"] == "edited", "{list}");
+    ensure!(listed(&list) == [9301, 9304], "{list}");
+    let description = |room: u64| {
+        list["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["room"] == room)
+            .map(|r| r["description"].clone())
+    };
+    ensure!(description(9301) == Some(json!("edited")), "{list}");
+    ensure!(description(9304) == Some(json!("rest")), "{list}");
     let joined = ask_async(
         &mut vr,
         json!({"request": "join", "room": 9301, "ptype": "publisher", "display": "v"}),

@@ -21,9 +21,7 @@ use actors_tests::plugin_script::{
     cluster, cluster_with, collect_step, compare, named_ids, open_users, StepFrames,
 };
 use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{
-    http, init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest, TEST_ADMIN_TOKEN,
-};
+use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
 use anyhow::{anyhow, bail, ensure, Context};
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
@@ -636,14 +634,7 @@ async fn admin(
     body: Option<&Value>,
     token: bool,
 ) -> anyhow::Result<(u16, Value)> {
-    let auth = format!("Bearer {TEST_ADMIN_TOKEN}");
-    let mut headers = vec![("Content-Type", "application/json")];
-    if token {
-        headers.push(("Authorization", auth.as_str()));
-    }
-    let text = body.map(Value::to_string).unwrap_or_default();
-    let response = http::request(proxy.admin_addr, method, path, &headers, &text).await?;
-    Ok((response.status, response.json()))
+    proxy.admin_request(method, path, body, token).await
 }
 
 fn map(v: Value) -> JsonMap {

@@ -459,12 +459,13 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
         Ok(p) => p,
         Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
     };
-    match videoroom_admin::create(&directory, &params) {
-        Ok(room) => {
+    match videoroom_admin::create(&directory, state.plugins.rooms_file.as_ref(), &params) {
+        Ok((room, permanent)) => {
             crate::store::rooms::videoroom_admin_changed(&state, room, true);
             HttpResponse::Ok().json(json!({
-            "created": room,
-            "room": videoroom_admin::show(&directory, room),
+                "created": room,
+                "permanent": permanent,
+                "room": videoroom_admin::show(&directory, room),
             }))
         }
         Err(videoroom_admin::CreateError::Exists(room)) => {

@@ -14,8 +14,10 @@ use super::directory::Room;
 use super::{SharedDirectory, PACKAGE};
 use crate::backend::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg};
+use crate::plugin::rooms_file::{self, SharedRoomsFile};
 use crate::registry::PlaceOn;
 use crate::state::ProxyState;
+use crate::store::rooms::RoomKind;
 
 /// A room as the admin API shows it: Janus's `list` entry plus where it lives.
 pub fn room_view(room: &Room) -> Value {
@@ -50,13 +52,25 @@ pub enum CreateError {
     Exists(u64),
 }
 
-/// Creates a room from `create` parameters (a non-zero `room` required).
-pub fn create(directory: &SharedDirectory, body: &JsonMap) -> Result<u64, CreateError> {
+/// Creates a room from `create` parameters (a non-zero `room` required). With
+/// `"permanent": true` it is written to `plugins.rooms_file` too, as a client's `create`
+/// does. Ok((id, whether the rooms file has it)).
+pub fn create(
+    directory: &SharedDirectory,
+    file: Option<&SharedRoomsFile>,
+    body: &JsonMap,
+) -> Result<(u64, bool), CreateError> {
     let id = checks::check_config_room(body).map_err(CreateError::Invalid)?;
     directory
         .lock()
         .create(id, body)
-        .map_err(|_| CreateError::Exists(id))
+        .map_err(|_| CreateError::Exists(id))?;
+    let asked = body.get("permanent").and_then(Value::as_bool) == Some(true);
+    let permanent = asked && rooms_file::apply(file, RoomKind::VideoRoom, id, Some(body));
+    if let Some(r) = directory.lock().get_mut(id) {
+        r.permanent = permanent;
+    }
+    Ok((id, permanent))
 }
 
 /// Destroys a room: on its backend if it lives on one, then in the directory. None: no such
@@ -97,7 +111,12 @@ pub async fn destroy(
         }
     }
     if outcome.is_ok() {
-        directory.lock().remove(id);
+        // A destroy through the admin API is final: a permanent room leaves the rooms file.
+        let removed = directory.lock().remove(id);
+        if removed.is_some_and(|r| r.permanent) {
+            let file = state.plugins.rooms_file.as_ref();
+            rooms_file::apply(file, RoomKind::VideoRoom, id, None);
+        }
     }
     Some(outcome)
 }
