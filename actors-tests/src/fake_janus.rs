@@ -11,7 +11,7 @@
 //! | `ping`      | `pong`                                                                 |
 //! | `keepalive` | `ack`                                                                  |
 //! | `attach`    | `success` with `data.id` = a new handle id                             |
-//! | `message`   | `ack` (with echotest's hint), then an `event` from the handle: `{"echotest":"event","result":"ok"}`, plus `"echo": body.echo` when the body has an `echo` field (to make events of any size) |
+//! | `message`   | `ack` (with echotest's hint), then an `event` from the handle: `{"echotest":"event","result":"ok"}`, plus `"echo": body.echo` when the body has an `echo` field (to make events of any size); only the `ack` with [`Behaviour::ack_only_messages`] |
 //! | `trickle`   | `ack`                                                                  |
 //! | `hangup`, `destroy` | `success`                                                      |
 //! | `detach`    | `success`, then `detached` from the handle                             |
@@ -47,6 +47,9 @@ pub struct Behaviour {
     /// Never answer `message` requests: no `ack`, no `event` (they are still counted in
     /// [`Stats::messages`]). Every other request is answered.
     pub stall_messages: bool,
+    /// Answer `message` requests with the core's `ack` only, never the plugin's event: a
+    /// plugin whose handler thread is stuck while the core still answers.
+    pub ack_only_messages: bool,
     /// Wait this long before sending the replies to any request (zero: answer at once).
     pub reply_delay: Duration,
     /// Send every frame as a text frame of at most this many bytes followed by continuation
@@ -321,9 +324,13 @@ fn answer(shared: &Shared, behaviour: &Behaviour, request: &Value) -> Vec<Value>
             if let Some(echo) = request["body"].get("echo") {
                 data["echo"] = echo.clone();
             }
+            let ack = json!({"janus": "ack", "session_id": session, "transaction": transaction,
+                "hint": "I'm taking my time!"});
+            if behaviour.ack_only_messages {
+                return vec![ack];
+            }
             vec![
-                json!({"janus": "ack", "session_id": session, "transaction": transaction,
-                    "hint": "I'm taking my time!"}),
+                ack,
                 json!({"janus": "event", "session_id": session, "transaction": transaction,
                     "sender": handle, "plugindata": {"plugin": "janus.plugin.echotest", "data": data}}),
             ]

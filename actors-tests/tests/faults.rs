@@ -1,4 +1,5 @@
-//! Backend faults, as a client of the proxy sees them: a backend that never answers, one that
+//! Backend faults, as a client of the proxy sees them: a backend that never answers, a plugin
+//! that stops answering after the core's `ack` (and a link lost at that moment), one that
 //! answers slowly, one that splits its frames into continuation frames, a real Janus killed
 //! with `kill -9`, a link that drops and comes back, and backends that cannot be reached.
 //! The faulty backends are `actors_tests::fake_janus::FakeJanus`, except for the kill test.
@@ -88,6 +89,99 @@ async fn stalled_backend_gives_error_490_not_a_hang() -> anyhow::Result<()> {
     echotest_ok(&mut client, session, handle, "after-stall").await?;
     detach(&mut client, session, handle).await?;
     client.close().await
+}
+
+/// (a2) A plugin that stopped answering while the core still acks (its handler thread
+/// stuck): after `event_timeout_ms` the client gets a 490 for the acked `message` instead of
+/// waiting for ever; a handle detached meanwhile is owed nothing; once the plugin answers
+/// again the same handle works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_plugin_gives_error_490_after_the_ack() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour {
+        ack_only_messages: true,
+        ..Behaviour::default()
+    })
+    .await?;
+    let mut config = proxy_config(&[("fake", fake.ws_url())]);
+    config.backend.event_timeout_ms = 500;
+    let proxy = ProxyUnderTest::start(config).await?;
+    let Peer {
+        mut client,
+        session,
+        handle,
+    } = peer(&proxy.ws_url()).await?;
+
+    let sent = Instant::now();
+    let body = json!({"audio": true});
+    client
+        .send(&message(session, handle, "stuck", body))
+        .await?;
+    let ack = client.recv().await?;
+    assert_eq!(ack["janus"], "ack", "{ack}");
+    assert_eq!(ack["transaction"], "stuck", "{ack}");
+    let reply = client.recv().await?;
+    let waited = sent.elapsed();
+    assert_eq!(reply["janus"], "error", "{reply}");
+    assert_eq!(reply["session_id"], session, "{reply}");
+    assert_eq!(reply["transaction"], "stuck", "{reply}");
+    assert_eq!(reply["error"]["code"], 490, "{reply}");
+    let reason = reply["error"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("did not answer in time"), "{reply}");
+    assert!(
+        waited >= Duration::from_millis(450),
+        "too early: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "too late: {waited:?}");
+
+    // A second handle sends a message and detaches before the timeout: nothing follows.
+    let other = client.attach(session, ECHOTEST).await?;
+    client
+        .send(&message(session, other, "then-detach", json!({})))
+        .await?;
+    let ack = client.recv().await?;
+    assert_eq!(ack["janus"], "ack", "{ack}");
+    detach(&mut client, session, other).await?;
+    let after = client.recv_within(Duration::from_secs(1)).await?;
+    assert!(after.is_none(), "a detached handle got {after:?}");
+
+    fake.update(|b| b.ack_only_messages = false);
+    echotest_ok(&mut client, session, handle, "answering-again").await?;
+    detach(&mut client, session, handle).await?;
+    client.close().await
+}
+
+/// (a3) The link to a backend drops after Janus acked a `message` and before the plugin's
+/// event (which went to the dead socket): the client gets a 490 for it, then `hangup` and
+/// `detached` as for any handle on a lost backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_lost_after_the_ack_gives_error_490() -> anyhow::Result<()> {
+    init_logging();
+    let fake = FakeJanus::start(Behaviour {
+        ack_only_messages: true,
+        ..Behaviour::default()
+    })
+    .await?;
+    let config = proxy_config(&[("fake", fake.ws_url())]);
+    let proxy = ProxyUnderTest::start(config).await?;
+    let mut p = peer(&proxy.ws_url()).await?;
+    let body = json!({"audio": true});
+    p.client
+        .send(&message(p.session, p.handle, "in-flight", body))
+        .await?;
+    let ack = p.client.recv().await?;
+    assert_eq!(ack["janus"], "ack", "{ack}");
+
+    fake.update(|b| b.refuse_connections = true);
+    fake.drop_connections();
+    let reply = p.client.recv_within(Duration::from_secs(2)).await?;
+    let reply = reply.ok_or_else(|| anyhow::anyhow!("no answer for the acked message"))?;
+    assert_eq!(reply["janus"], "error", "{reply}");
+    assert_eq!(reply["transaction"], "in-flight", "{reply}");
+    assert_eq!(reply["error"]["code"], 490, "{reply}");
+    let reason = reply["error"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("lost"), "{reply}");
+    expect_backend_lost(&mut p, Instant::now() + Duration::from_secs(3)).await
 }
 
 /// (a') A backend slower than usual but within `request_timeout_ms`: no error, the real replies.

@@ -254,6 +254,11 @@ impl BreakerSection {
 pub struct BackendConfig {
     /// How long a backend Janus may take to answer a request before the client gets an error.
     pub request_timeout_ms: u64,
+    /// How long a plugin may take, after Janus's `ack`, to send the event that answers a
+    /// `message` (every stock plugin sends one) before the client gets a 490 and the server's
+    /// circuit breaker counts a failure: a plugin whose handler thread is stuck does not
+    /// leave clients waiting for ever. 0: wait for ever, as Janus does.
+    pub event_timeout_ms: u64,
     /// WebSocket connect + handshake limit.
     pub connect_timeout_ms: u64,
     /// Reconnect backoff after a link failure: starts here, doubles, jittered…
@@ -284,6 +289,7 @@ impl Default for BackendConfig {
     fn default() -> Self {
         BackendConfig {
             request_timeout_ms: 10_000,
+            event_timeout_ms: 30_000,
             connect_timeout_ms: 3_000,
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
@@ -301,6 +307,11 @@ impl Default for BackendConfig {
 impl BackendConfig {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// None: no limit.
+    pub fn event_timeout(&self) -> Option<Duration> {
+        (self.event_timeout_ms > 0).then(|| Duration::from_millis(self.event_timeout_ms))
     }
 }
 

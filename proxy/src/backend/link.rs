@@ -277,6 +277,8 @@ enum Pending {
         reply_to: Option<ReplyTo>,
         client_transaction: Option<String>,
         attach: bool,
+        /// A `message` to this backend handle: after the `ack`, the plugin's event answers it.
+        awaits_event: Option<u64>,
         sent: Instant,
     },
 }
@@ -305,6 +307,9 @@ pub struct BackendLink {
     conn: Option<Connection>,
     generation: u64,
     pending: TransactionTable<Pending>,
+    /// `message`s acked by Janus whose plugin event has not come yet (same ids as
+    /// `pending`; None: not watched, `backend.event_timeout_ms` = 0).
+    awaiting_event: Option<TransactionTable<Pending>>,
     routes: HashMap<u64, Recipient<BackendIncoming>>,
     assembler: MessageAssembler,
     backoff: Backoff,
@@ -349,6 +354,7 @@ impl BackendLink {
             tls,
             status,
             pending: TransactionTable::new(config.request_timeout()),
+            awaiting_event: config.event_timeout().map(TransactionTable::new),
             assembler: MessageAssembler::new(config.max_message_size),
             backoff: Backoff::new(
                 Duration::from_millis(config.reconnect_min_ms),
@@ -498,6 +504,12 @@ impl BackendLink {
         for (_, pending) in self.pending.drain() {
             self.fail(pending, &reason);
         }
+        // Acked `message`s: their events went to the dead socket (even a claimed session
+        // does not replay them).
+        let acked = self.awaiting_event.as_mut().map(TransactionTable::drain);
+        for (_, pending) in acked.into_iter().flatten() {
+            self.fail(pending, &reason);
+        }
         let window = Duration::from_millis(self.config.reclaim_window_ms);
         match session {
             Some(session_id) if !window.is_zero() && self.reclaim.is_none() => {
@@ -556,11 +568,21 @@ impl BackendLink {
             reply_to: msg.reply.and_then(|(_, r)| r),
             client_transaction: msg.client_transaction,
             attach: msg.attach,
+            awaits_event: None,
             sent: now,
         }
     }
 
     /// Answers a waiting client request with a Janus `error` (490) made up by the proxy.
+    /// A handle is gone: its plugin owes nobody an answer any more.
+    fn forget_awaiting(&mut self, handle: u64) {
+        if let Some(awaiting) = self.awaiting_event.as_mut() {
+            awaiting.retain(
+                |p| !matches!(p, Pending::Client { awaits_event: Some(h), .. } if *h == handle),
+            );
+        }
+    }
+
     fn fail(&self, pending: Pending, reason: &str) {
         if let Pending::Client {
             to: Some(to),
@@ -666,6 +688,7 @@ impl BackendLink {
                 reply_to,
                 client_transaction,
                 attach,
+                awaits_event,
                 sent,
             }) => {
                 if let Some(latency) = &self.latency {
@@ -673,6 +696,20 @@ impl BackendLink {
                 }
                 self.report(HealthEvent::Succeeded);
                 let Some(to) = to else { return };
+                if let Some(awaiting) = self.awaiting_event.as_mut() {
+                    if awaits_event.is_some() && frame.kind() == "ack" {
+                        // The answer is the plugin's event with this transaction.
+                        let waits = Pending::Client {
+                            to: Some(to.clone()),
+                            reply_to: reply_to.clone(),
+                            client_transaction: client_transaction.clone(),
+                            attach,
+                            awaits_event,
+                            sent,
+                        };
+                        awaiting.adopt(id, waits, Instant::now());
+                    }
+                }
                 let route = match attach && frame.kind() == "success" {
                     true => frame.data_id(),
                     false => None,
@@ -797,11 +834,19 @@ impl BackendLink {
     }
 
     fn on_event(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+        if let Some(awaiting) = self.awaiting_event.as_mut() {
+            if let Some((id, _)) = frame.transaction().and_then(split_transaction) {
+                awaiting.take(id);
+            }
+        }
         let Some(sender) = frame.sender() else {
             log::debug!("backend {}: event without sender dropped", self.name());
             return;
         };
         let detached = frame.kind() == "detached";
+        if detached {
+            self.forget_awaiting(sender);
+        }
         let route = if detached {
             let route = self.routes.remove(&sender);
             self.status
@@ -822,6 +867,15 @@ impl BackendLink {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        let stuck = self.awaiting_event.as_mut().map(|a| a.expire(now));
+        for (_, pending) in stuck.into_iter().flatten() {
+            let reason = format!(
+                "backend server {}: its plugin did not answer in time",
+                self.name()
+            );
+            self.report(HealthEvent::Failed);
+            self.fail(pending, &reason);
+        }
         let expired = self.pending.expire(now);
         if !expired.is_empty() {
             let reason = format!("backend server {} did not answer in time", self.name());
@@ -1003,11 +1057,17 @@ impl BackendLink {
             attach,
         } = msg;
         let transaction_of_client = client_transaction.clone();
+        let awaits_event = backend_handle.filter(|_| {
+            self.awaiting_event.is_some()
+                && reply.is_some()
+                && request.get("janus").and_then(Value::as_str) == Some("message")
+        });
         let pending = Pending::Client {
             to: reply.as_ref().map(|(to, _)| to.clone()),
             reply_to: reply.and_then(|(_, r)| r),
             client_transaction,
             attach,
+            awaits_event,
             sent: now,
         };
         let id = self.pending.insert(pending, now);
@@ -1041,6 +1101,7 @@ impl Handler<UnrouteHandle> for BackendLink {
 
     fn handle(&mut self, msg: UnrouteHandle, ctx: &mut Context<Self>) {
         self.routes.remove(&msg.0);
+        self.forget_awaiting(msg.0);
         self.status
             .handles
             .store(self.routes.len() as u64, Ordering::Relaxed);

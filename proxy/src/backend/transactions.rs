@@ -33,6 +33,13 @@ impl<T> TransactionTable<T> {
         id
     }
 
+    /// Registers an entry under an id of the caller's (from another table of the same
+    /// link), waiting from `now`.
+    pub fn adopt(&mut self, id: u64, entry: T, now: Instant) {
+        self.pending.insert(id, entry);
+        self.deadlines.push_back((now + self.timeout, id));
+    }
+
     /// The reply for `id` arrived: the entry, if it was still waiting.
     pub fn take(&mut self, id: u64) -> Option<T> {
         self.pending.remove(&id)
@@ -67,6 +74,11 @@ impl<T> TransactionTable<T> {
             self.deadlines.shrink_to(self.deadlines.len() * 2);
         }
         out
+    }
+
+    /// Keeps only the entries `keep` accepts (their deadlines go lazily, as answered ones).
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        self.pending.retain(|_, entry| keep(entry));
     }
 
     /// Everything still waiting (the link went down).
@@ -131,6 +143,24 @@ mod tests {
         table.expire(t0);
         assert!(table.pending.capacity() <= 64 && table.deadlines.capacity() <= 64);
         assert!(table.expire(t0 + Duration::from_secs(100)).is_empty());
+    }
+
+    #[test]
+    fn adopted_entries_keep_their_ids_and_retain_drops_some() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(Duration::from_secs(30));
+        table.adopt(7, ("h1", "m1"), t0);
+        table.adopt(9, ("h2", "m2"), t0 + Duration::from_secs(1));
+        table.adopt(12, ("h1", "m3"), t0 + Duration::from_secs(2));
+        assert!(table.contains(9));
+        table.retain(|(handle, _)| *handle != "h1");
+        assert_eq!(table.len(), 1);
+        // The dropped entries' deadlines pass without a trace.
+        assert!(table.expire(t0 + Duration::from_secs(30)).is_empty());
+        assert_eq!(
+            table.expire(t0 + Duration::from_secs(40)),
+            vec![(9, ("h2", "m2"))]
+        );
     }
 
     #[test]
