@@ -11,7 +11,7 @@
 //! | `ping`      | `pong`                                                                 |
 //! | `keepalive` | `ack`                                                                  |
 //! | `attach`    | `success` with `data.id` = a new handle id                             |
-//! | `message`   | `ack` (with echotest's hint), then an `event` from the handle: `{"echotest":"event","result":"ok"}`, plus `"echo": body.echo` when the body has an `echo` field (to make events of any size); only the `ack` with [`Behaviour::ack_only_messages`] |
+//! | `message`   | `ack` (with echotest's hint), then an `event` from the handle: `{"echotest":"event","result":"ok"}`, plus `"echo": body.echo` when the body has an `echo` field (to make events of any size); only the `ack` with [`Behaviour::ack_only_messages`], the event first with [`Behaviour::event_before_ack`] |
 //! | `trickle`   | `ack`                                                                  |
 //! | `hangup`, `destroy` | `success`                                                      |
 //! | `detach`    | `success`, then `detached` from the handle                             |
@@ -50,6 +50,8 @@ pub struct Behaviour {
     /// Answer `message` requests with the core's `ack` only, never the plugin's event: a
     /// plugin whose handler thread is stuck while the core still answers.
     pub ack_only_messages: bool,
+    /// Send a `message`'s event before its `ack` (Janus does, now and then).
+    pub event_before_ack: bool,
     /// Wait this long before sending the replies to any request (zero: answer at once).
     pub reply_delay: Duration,
     /// Send every frame as a text frame of at most this many bytes followed by continuation
@@ -329,11 +331,13 @@ fn answer(shared: &Shared, behaviour: &Behaviour, request: &Value) -> Vec<Value>
             if behaviour.ack_only_messages {
                 return vec![ack];
             }
-            vec![
-                ack,
-                json!({"janus": "event", "session_id": session, "transaction": transaction,
-                    "sender": handle, "plugindata": {"plugin": "janus.plugin.echotest", "data": data}}),
-            ]
+            let event = json!({"janus": "event", "session_id": session, "transaction": transaction,
+                "sender": handle, "plugindata": {"plugin": "janus.plugin.echotest", "data": data}});
+            if behaviour.event_before_ack {
+                vec![event, ack]
+            } else {
+                vec![ack, event]
+            }
         }
         "hangup" | "destroy" => {
             vec![json!({"janus": "success", "session_id": session, "transaction": transaction})]

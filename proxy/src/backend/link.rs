@@ -836,7 +836,13 @@ impl BackendLink {
     fn on_event(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
         if let Some(awaiting) = self.awaiting_event.as_mut() {
             if let Some((id, _)) = frame.transaction().and_then(split_transaction) {
-                awaiting.take(id);
+                if awaiting.take(id).is_none() {
+                    // Janus may send the plugin's event before the core's `ack`: the ack
+                    // then finds the request answered.
+                    if let Some(Pending::Client { awaits_event, .. }) = self.pending.get_mut(id) {
+                        *awaits_event = None;
+                    }
+                }
             }
         }
         let Some(sender) = frame.sender() else {

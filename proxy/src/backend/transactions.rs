@@ -45,6 +45,10 @@ impl<T> TransactionTable<T> {
         self.pending.remove(&id)
     }
 
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
+        self.pending.get_mut(&id)
+    }
+
     pub fn contains(&self, id: u64) -> bool {
         self.pending.contains_key(&id)
     }
