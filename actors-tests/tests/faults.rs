@@ -14,7 +14,31 @@ use actors_tests::scenario::{
 use actors_tests::{init_logging, proxy_config, JanusClient, JanusServer, ProxyUnderTest};
 use anyhow::ensure;
 use futures_util::future::join_all;
-use serde_json::json;
+use janus_proxy::config::BackendConfig;
+use serde_json::{json, Value};
+
+/// A fake Janus behaving as `behaviour` and a proxy in front of it, its backend config
+/// changed by `tweak`.
+async fn fake_and_proxy(
+    behaviour: Behaviour,
+    tweak: impl FnOnce(&mut BackendConfig),
+) -> anyhow::Result<(FakeJanus, ProxyUnderTest)> {
+    let fake = FakeJanus::start(behaviour).await?;
+    let mut config = proxy_config(&[("fake", fake.ws_url())]);
+    tweak(&mut config.backend);
+    let proxy = ProxyUnderTest::start(config).await?;
+    Ok((fake, proxy))
+}
+
+/// `reply` is the proxy's 490 for `transaction` of `session`, its reason naming `why`.
+fn assert_490(reply: &Value, session: u64, transaction: &str, why: &str) {
+    assert_eq!(reply["janus"], "error", "{reply}");
+    assert_eq!(reply["session_id"], session, "{reply}");
+    assert_eq!(reply["transaction"], transaction, "{reply}");
+    assert_eq!(reply["error"]["code"], 490, "{reply}");
+    let reason = reply["error"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(why), "{reply}");
+}
 
 /// (a) A backend that never answers a `message`: the client gets a Janus error 490 for that
 /// request once `request_timeout_ms` is over, and the connection, the session and the handle
@@ -22,14 +46,11 @@ use serde_json::json;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_backend_gives_error_490_not_a_hang() -> anyhow::Result<()> {
     init_logging();
-    let fake = FakeJanus::start(Behaviour {
+    let stall = Behaviour {
         stall_messages: true,
         ..Behaviour::default()
-    })
-    .await?;
-    let mut config = proxy_config(&[("fake", fake.ws_url())]);
-    config.backend.request_timeout_ms = 500;
-    let proxy = ProxyUnderTest::start(config).await?;
+    };
+    let (fake, proxy) = fake_and_proxy(stall, |b| b.request_timeout_ms = 500).await?;
     let Peer {
         mut client,
         session,
@@ -57,11 +78,7 @@ async fn stalled_backend_gives_error_490_not_a_hang() -> anyhow::Result<()> {
     for transaction in ["stalled-1", "stalled-2"] {
         let reply = client.recv().await?;
         let waited = sent.elapsed();
-        assert_eq!(reply["janus"], "error", "{reply}");
-        assert_eq!(reply["session_id"], session, "{reply}");
-        assert_eq!(reply["transaction"], transaction, "{reply}");
-        assert_eq!(reply["error"]["code"], 490, "{reply}");
-        assert!(reply["error"]["reason"].is_string(), "{reply}");
+        assert_490(&reply, session, transaction, "did not answer in time");
         assert!(
             waited >= Duration::from_millis(450),
             "error before the timeout: {waited:?}"
@@ -98,14 +115,11 @@ async fn stalled_backend_gives_error_490_not_a_hang() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stuck_plugin_gives_error_490_after_the_ack() -> anyhow::Result<()> {
     init_logging();
-    let fake = FakeJanus::start(Behaviour {
+    let ack_only = Behaviour {
         ack_only_messages: true,
         ..Behaviour::default()
-    })
-    .await?;
-    let mut config = proxy_config(&[("fake", fake.ws_url())]);
-    config.backend.event_timeout_ms = 500;
-    let proxy = ProxyUnderTest::start(config).await?;
+    };
+    let (fake, proxy) = fake_and_proxy(ack_only, |b| b.event_timeout_ms = 500).await?;
     let Peer {
         mut client,
         session,
@@ -122,12 +136,7 @@ async fn stuck_plugin_gives_error_490_after_the_ack() -> anyhow::Result<()> {
     assert_eq!(ack["transaction"], "stuck", "{ack}");
     let reply = client.recv().await?;
     let waited = sent.elapsed();
-    assert_eq!(reply["janus"], "error", "{reply}");
-    assert_eq!(reply["session_id"], session, "{reply}");
-    assert_eq!(reply["transaction"], "stuck", "{reply}");
-    assert_eq!(reply["error"]["code"], 490, "{reply}");
-    let reason = reply["error"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("did not answer in time"), "{reply}");
+    assert_490(&reply, session, "stuck", "did not answer in time");
     assert!(
         waited >= Duration::from_millis(450),
         "too early: {waited:?}"
@@ -163,13 +172,11 @@ async fn stuck_plugin_gives_error_490_after_the_ack() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_lost_after_the_ack_gives_error_490() -> anyhow::Result<()> {
     init_logging();
-    let fake = FakeJanus::start(Behaviour {
+    let ack_only = Behaviour {
         ack_only_messages: true,
         ..Behaviour::default()
-    })
-    .await?;
-    let config = proxy_config(&[("fake", fake.ws_url())]);
-    let proxy = ProxyUnderTest::start(config).await?;
+    };
+    let (fake, proxy) = fake_and_proxy(ack_only, |_| {}).await?;
     let mut p = peer(&proxy.ws_url()).await?;
     let body = json!({"audio": true});
     p.client
@@ -182,11 +189,7 @@ async fn link_lost_after_the_ack_gives_error_490() -> anyhow::Result<()> {
     fake.drop_connections();
     let reply = p.client.recv_within(Duration::from_secs(2)).await?;
     let reply = reply.ok_or_else(|| anyhow::anyhow!("no answer for the acked message"))?;
-    assert_eq!(reply["janus"], "error", "{reply}");
-    assert_eq!(reply["transaction"], "in-flight", "{reply}");
-    assert_eq!(reply["error"]["code"], 490, "{reply}");
-    let reason = reply["error"]["reason"].as_str().unwrap_or_default();
-    assert!(reason.contains("lost"), "{reply}");
+    assert_490(&reply, p.session, "in-flight", "lost");
     expect_backend_lost(&mut p, Instant::now() + Duration::from_secs(3)).await
 }
 
@@ -194,10 +197,8 @@ async fn link_lost_after_the_ack_gives_error_490() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_backend_within_the_timeout_is_fine() -> anyhow::Result<()> {
     init_logging();
-    let fake = FakeJanus::start(Behaviour::default()).await?;
-    let mut config = proxy_config(&[("fake", fake.ws_url())]);
-    config.backend.request_timeout_ms = 1500;
-    let proxy = ProxyUnderTest::start(config).await?;
+    let (fake, proxy) =
+        fake_and_proxy(Behaviour::default(), |b| b.request_timeout_ms = 1500).await?;
     let Peer {
         mut client,
         session,
@@ -381,11 +382,11 @@ async fn killed_janus_hangs_up_only_its_handles() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn link_blip_hangs_up_then_reconnects() -> anyhow::Result<()> {
     init_logging();
-    let fake = FakeJanus::start(Behaviour::default()).await?;
-    let mut config = proxy_config(&[("fake", fake.ws_url())]);
-    config.backend.reconnect_min_ms = 50;
-    config.backend.reconnect_max_ms = 200;
-    let proxy = ProxyUnderTest::start(config).await?;
+    let (fake, proxy) = fake_and_proxy(Behaviour::default(), |b| {
+        b.reconnect_min_ms = 50;
+        b.reconnect_max_ms = 200;
+    })
+    .await?;
     let mut peers = Vec::new();
     for _ in 0..3 {
         peers.push(peer(&proxy.ws_url()).await?);
