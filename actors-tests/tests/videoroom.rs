@@ -699,7 +699,54 @@ async fn rooms_from_config_and_the_admin_api() -> anyhow::Result<()> {
     // The private room is not listed to clients, but can be joined.
     let list = answer(&mut u, "l2", json!({"request": "list"}), false).await?;
     ensure!(list["list"].as_array().map(Vec::len) == Some(1), "{list}");
+    let (status, body) = admin(
+        &proxy,
+        "GET",
+        &format!("{rooms}/32/participants"),
+        None,
+        true,
+    )
+    .await?;
+    ensure!(
+        status == 200 && body["participants"] == json!([]),
+        "no backend yet: {body}"
+    );
     join_publisher(&mut u, 32, 7).await?;
+    let (status, body) = admin(
+        &proxy,
+        "GET",
+        &format!("{rooms}/32/participants"),
+        None,
+        true,
+    )
+    .await?;
+    ensure!(status == 200, "{status} {body}");
+    let listed = &body["participants"];
+    ensure!(
+        listed.as_array().map(Vec::len) == Some(1)
+            && listed[0]["id"] == 7
+            && listed[0]["display"] == "p7"
+            && (listed[0]["server"] == "janus-a" || listed[0]["server"] == "janus-b"),
+        "{body}"
+    );
+    let (status, _) = admin(
+        &proxy,
+        "GET",
+        &format!("{rooms}/32/participants"),
+        None,
+        false,
+    )
+    .await?;
+    ensure!(status == 401, "no token: {status}");
+    let (status, _) = admin(
+        &proxy,
+        "GET",
+        &format!("{rooms}/99/participants"),
+        None,
+        true,
+    )
+    .await?;
+    ensure!(status == 404, "no such room: {status}");
     let (status, body) = admin(&proxy, "GET", &format!("{rooms}/32"), None, true).await?;
     ensure!(status == 200, "{status} {body}");
     ensure!(
@@ -890,6 +937,21 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
         .unwrap_or_default();
     ids.sort();
     ensure!(ids == [1, 2] && listed["room"] == 51, "{listed}");
+    // So does the admin API, each participant with its server.
+    let path = "/plugins/videoroom/rooms/51/participants";
+    let (status, body) = admin(&proxy, "GET", path, None, true).await?;
+    ensure!(status == 200 && body["room"] == 51, "{status} {body}");
+    let mut where_: Vec<(u64, String)> = body["participants"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| (p["id"].as_u64().unwrap_or(0), p["server"].to_string()))
+        .collect();
+    where_.sort();
+    ensure!(
+        where_.len() == 2 && where_[0].0 == 1 && where_[1].0 == 2 && where_[0].1 != where_[1].1,
+        "{body}"
+    );
     // A publisher id is unique in the whole room, whichever server the newcomer lands on.
     let mut carol = user(&url).await?;
     let taken = answer(

@@ -55,6 +55,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/plugins/videoroom/rooms/{room}",
             web::delete().to(destroy_room),
         )
+        .route(
+            "/plugins/videoroom/rooms/{room}/participants",
+            web::get().to(room_participants),
+        )
         .default_service(web::to(not_found));
 }
 
@@ -491,6 +495,21 @@ async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> H
         }
         Some(Err(why)) => HttpResponse::BadGateway().json(json!({
             "error": format!("room {room} could not be destroyed on its backend: {why}")
+        })),
+    }
+}
+
+async fn room_participants(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
+    let directory = match rooms_of(&state, &req) {
+        Ok(d) => d,
+        Err(response) => return *response,
+    };
+    let state = state.get_ref().clone();
+    match videoroom_admin::participants(state, directory, *room).await {
+        None => no_such_room(*room),
+        Some(Ok(list)) => HttpResponse::Ok().json(json!({"room": *room, "participants": list})),
+        Some(Err(why)) => HttpResponse::BadGateway().json(json!({
+            "error": format!("room {room}: a backend did not list its participants: {why}")
         })),
     }
 }

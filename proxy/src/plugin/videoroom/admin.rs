@@ -1,6 +1,7 @@
-//! What the admin API does with videoroom rooms: list, show, create and destroy them. A room
-//! that lives on a backend is destroyed there too (its participants get Janus's `destroyed`
-//! event) by a one-shot backend handle, `RoomDestroyer`.
+//! What the admin API does with videoroom rooms: list, show, create and destroy them, and list
+//! their participants. A room that lives on backends is destroyed (its participants get
+//! Janus's `destroyed` event) and its participants listed there, each by a one-shot backend
+//! handle (`OneShotRequest`).
 
 use std::sync::Arc;
 
@@ -85,26 +86,22 @@ pub async fn destroy(
         let room = d.get(id)?;
         (room.servers.clone(), room.secret().map(str::to_owned))
     };
+    let mut body = JsonMap::new();
+    body.insert("request".into(), "destroy".into());
+    body.insert("room".into(), id.into());
+    if let Some(secret) = secret {
+        body.insert("secret".into(), secret.into());
+    }
     let mut outcome = Ok(());
     for p in servers {
-        let one = match state.registry.send(PlaceOn { server: p.server }).await {
-            // The server is gone from the registry: so is the room on it.
-            Ok(None) => Ok(()),
-            Err(_) => Err("the proxy is shutting down".to_owned()),
-            Ok(Some(placement)) => {
-                let (tx, rx) = oneshot::channel();
-                RoomDestroyer {
-                    state: state.clone(),
-                    leg: BackendLeg::new(placement),
-                    room: id,
-                    secret: secret.clone(),
-                    attached: false,
-                    done: Some(tx),
-                }
-                .start();
-                rx.await
-                    .unwrap_or_else(|_| Err("backend handle lost".to_owned()))
+        let one = match ask_server(&state, &p.server, body.clone()).await {
+            Ok(data) if data.get("videoroom").and_then(Value::as_str) == Some("destroyed") => {
+                Ok(())
             }
+            Ok(data) => Err(refusal(&data)),
+            // The server (and the room with it) is gone, or it no longer has the room.
+            Err(Asked::Gone) | Err(Asked::NoSuchRoom) => Ok(()),
+            Err(Asked::Failed(why)) => Err(why),
         };
         if one.is_err() {
             outcome = one;
@@ -121,18 +118,103 @@ pub async fn destroy(
     Some(outcome)
 }
 
-/// A one-shot backend videoroom handle that destroys one room and goes.
-struct RoomDestroyer {
+/// The room's participants as its backends list them (`listparticipants`), each once with the
+/// `server` it is on: a room spanning servers lists every server's own participants, not the
+/// mirrors of the others'. None: no such room.
+pub async fn participants(
     state: Arc<ProxyState>,
-    leg: BackendLeg,
-    room: u64,
-    secret: Option<String>,
-    attached: bool,
-    done: Option<oneshot::Sender<Result<(), String>>>,
+    directory: SharedDirectory,
+    id: u64,
+) -> Option<Result<Vec<Value>, String>> {
+    let servers = directory.lock().get(id)?.servers.clone();
+    let mut body = JsonMap::new();
+    body.insert("request".into(), "listparticipants".into());
+    body.insert("room".into(), id.into());
+    let mut all = Vec::new();
+    for p in servers {
+        let data = match ask_server(&state, &p.server, body.clone()).await {
+            Ok(data) => data,
+            // Nobody there any more.
+            Err(Asked::Gone) | Err(Asked::NoSuchRoom) => continue,
+            Err(Asked::Failed(why)) => return Some(Err(why)),
+        };
+        let Some(list) = data.get("participants").and_then(Value::as_array) else {
+            return Some(Err(refusal(&data)));
+        };
+        let own = list
+            .iter()
+            .filter(|q| q.get("remote").and_then(Value::as_bool) != Some(true));
+        for q in own {
+            let mut q = q.clone();
+            if let Value::Object(m) = &mut q {
+                m.insert("server".into(), p.server.clone().into());
+            }
+            all.push(q);
+        }
+    }
+    Some(Ok(all))
 }
 
-impl RoomDestroyer {
-    fn finish(&mut self, ctx: &mut Context<Self>, outcome: Result<(), String>) {
+/// Why a backend's answer is not the one asked for: its `error`, or the core's.
+fn refusal(data: &Value) -> String {
+    data.get("error")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("unexpected answer {data}"))
+}
+
+/// How asking a backend server went wrong.
+enum Asked {
+    /// The server is not in the registry, or its link was lost meanwhile.
+    Gone,
+    /// The backend answered 426: it does not have the room (restarted).
+    NoSuchRoom,
+    Failed(String),
+}
+
+/// One videoroom request on `server` through a one-shot backend handle: its
+/// `plugindata.data`.
+async fn ask_server(state: &Arc<ProxyState>, server: &str, body: JsonMap) -> Result<Value, Asked> {
+    let placement = match state
+        .registry
+        .send(PlaceOn {
+            server: server.to_owned(),
+        })
+        .await
+    {
+        Ok(Some(p)) => p,
+        Ok(None) => return Err(Asked::Gone),
+        Err(_) => return Err(Asked::Failed("the proxy is shutting down".to_owned())),
+    };
+    let (tx, rx) = oneshot::channel();
+    OneShotRequest {
+        state: state.clone(),
+        leg: BackendLeg::new(placement),
+        body: Some(body),
+        done: Some(tx),
+    }
+    .start();
+    let data = rx
+        .await
+        .unwrap_or_else(|_| Err(Asked::Failed("backend handle lost".to_owned())))?;
+    match data.get("error_code").and_then(Value::as_u64) {
+        Some(code) if code == u64::from(checks::NO_SUCH_ROOM) => Err(Asked::NoSuchRoom),
+        _ => Ok(data),
+    }
+}
+
+/// A one-shot backend videoroom handle: attaches, sends one request, hands its answer's
+/// `plugindata.data` over and goes.
+struct OneShotRequest {
+    state: Arc<ProxyState>,
+    leg: BackendLeg,
+    /// The request, until it is sent (after the attach).
+    body: Option<JsonMap>,
+    done: Option<oneshot::Sender<Result<Value, Asked>>>,
+}
+
+impl OneShotRequest {
+    fn finish(&mut self, ctx: &mut Context<Self>, outcome: Result<Value, Asked>) {
         if let Some(done) = self.done.take() {
             let _ = done.send(outcome);
         }
@@ -141,7 +223,7 @@ impl RoomDestroyer {
     }
 }
 
-impl Actor for RoomDestroyer {
+impl Actor for OneShotRequest {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -152,62 +234,44 @@ impl Actor for RoomDestroyer {
         self.leg.release();
         self.leg.end_placement(&self.state.registry);
         if let Some(done) = self.done.take() {
-            let _ = done.send(Err("stopped".to_owned()));
+            let _ = done.send(Err(Asked::Failed("stopped".to_owned())));
         }
     }
 }
 
-impl Handler<BackendIncoming> for RoomDestroyer {
+impl Handler<BackendIncoming> for OneShotRequest {
     type Result = ();
 
     fn handle(&mut self, msg: BackendIncoming, ctx: &mut Context<Self>) {
         match msg {
-            BackendIncoming::Reply { frame, .. } if !self.attached => {
+            BackendIncoming::Reply { frame, .. } if self.body.is_some() => {
                 match self.leg.on_attach_reply(&frame) {
                     Ok(_) => {
-                        self.attached = true;
-                        let mut body = JsonMap::new();
-                        body.insert("request".into(), "destroy".into());
-                        body.insert("room".into(), self.room.into());
-                        if let Some(secret) = &self.secret {
-                            body.insert("secret".into(), secret.clone().into());
-                        }
                         let mut req = request("message");
+                        let body = self.body.take().unwrap_or_default();
                         req.insert("body".into(), Value::Object(body));
                         self.leg
                             .send(req, None, Some((ctx.address().recipient(), None)));
                     }
-                    Err(e) => self.finish(ctx, Err(e.reason)),
+                    Err(e) => self.finish(ctx, Err(Asked::Failed(e.reason))),
                 }
             }
             BackendIncoming::Reply { frame, .. } => {
-                let data = frame
-                    .get("plugindata")
-                    .and_then(|p| p.get("data"))
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let destroyed = data.get("videoroom").and_then(Value::as_str) == Some("destroyed");
-                // 426: the backend no longer has it (restarted): destroyed all the same.
-                let gone = data.get("error_code").and_then(Value::as_u64)
-                    == Some(u64::from(checks::NO_SUCH_ROOM));
-                if destroyed || gone {
-                    self.finish(ctx, Ok(()));
-                } else {
-                    let why = data
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| {
-                            crate::plugin::backend_handle::api_error_of(&frame).reason
-                        });
-                    self.finish(ctx, Err(why));
+                match frame.get("plugindata").and_then(|p| p.get("data")) {
+                    Some(data) => {
+                        let data = data.clone();
+                        self.finish(ctx, Ok(data));
+                    }
+                    None => {
+                        let e = crate::plugin::backend_handle::api_error_of(&frame);
+                        self.finish(ctx, Err(Asked::Failed(e.reason)));
+                    }
                 }
             }
             BackendIncoming::Event { .. } => {}
-            // The backend is gone, and the room with it.
             BackendIncoming::LinkLost => {
                 self.leg.forget();
-                self.finish(ctx, Ok(()));
+                self.finish(ctx, Err(Asked::Gone));
             }
         }
     }
