@@ -4,7 +4,9 @@
 // three Janus servers with `videoroom_publishers_per_backend = 2`, the publishers land two
 // by two on the three servers (joined one after the other; checked by asking each Janus
 // directly with --janus-urls), so four of each participant's five feeds come through the
-// proxy's remote-publisher mirrors.
+// proxy's remote-publisher mirrors. The room has `audiolevel_event`: every participant must
+// learn that each of the five others is talking (their tones), also those on other servers
+// (the mirrors' target Janus needs the publisher's audio-level extension id).
 //
 // Once every stream flows: p5 changes its display name (everyone learns it), p6 unpublishes
 // (everyone sees `unpublished`, not `leaving`) and then leaves (everyone sees `leaving`), p1
@@ -53,7 +55,10 @@ const NEW_NAME = 'p5-renamed';
 function participant(i) {
   const seen = new Set();
   seen.toJSON = () => [...seen].sort();
-  const pub = newPeer(`p${i + 1}`, { seen, feed: idOf(i), displays: {} });
+  // talking: the publishers this one was told are talking (Janus's `talking` events).
+  const talking = new Set();
+  talking.toJSON = () => [...talking].sort();
+  const pub = newPeer(`p${i + 1}`, { seen, feed: idOf(i), displays: {}, talking });
   // feeds: mid -> feed id; rx: feed id -> RTP packets received (audio + video per feed).
   const sub = newPeer(`p${i + 1}-sub`, { feeds: {}, rx: {} });
   return { i, pub, sub, sides: {} };
@@ -81,6 +86,9 @@ const missing = () => {
       if (!p.pub.seen.has(q.pub.feed)) m.push(`${p.pub.name}:sees_${q.pub.name}`);
       const got = p.sub.rx[q.pub.feed];
       if (!(got && got.audio > 0 && got.video > 0)) m.push(`${p.sub.name}:rtp_from_${q.pub.name}`);
+      // Every publisher's tone makes it talking for everyone, on every server: a `talking`
+      // event, or `"talking": true` in a publishers list of a later joiner.
+      if (!p.pub.talking.has(q.pub.feed)) m.push(`${p.pub.name}:hears_${q.pub.name}_talking`);
     }
   }
   if (state.renamed) {
@@ -129,10 +137,15 @@ const { failed, done } = superviseRun(script, state, missing);
 
 const classify = (rec) => (d) => {
   if (!d) return null;
+  if (d.videoroom === 'talking' || d.videoroom === 'stopped-talking') {
+    if (d.videoroom === 'talking' && rec.talking) rec.talking.add(d.id);
+    return null;
+  }
   if (d.publishers) {
     for (const p of d.publishers) {
       if (rec.seen) rec.seen.add(p.id);
       if (rec.displays) rec.displays[p.id] = p.display;
+      if (rec.talking && p.talking === true) rec.talking.add(p.id);
     }
     return 'publishers';
   }
@@ -163,6 +176,8 @@ async function publish(p) {
   for (const q of d.publishers || []) {
     p.pub.seen.add(q.id);
     p.pub.displays[q.id] = q.display;
+    // Janus lists who is talking already (it says `talking` only when that changes).
+    if (q.talking === true) p.pub.talking.add(q.id);
   }
   await side.pc.setLocalDescription(await side.pc.createOffer());
   const offer = await gatheredDescription(side.pc, p.pub, p.pub.name);
@@ -263,8 +278,10 @@ async function run() {
       p.sides.pub = await attach(p.pub, true, n);
       p.sides.sub = await attach(p.sub, false, 0);
     }
+    // Talking events after half a second of the tones (any audible level counts).
     const created = await people[0].sides.pub.handle.message({ request: 'create', room: opts.room,
-      description: 'six', publishers: N });
+      description: 'six', publishers: N, audiolevel_event: true, audio_active_packets: 25,
+      audio_level_average: 70 });
     expectReply(created, 'videoroom', 'created', 'create');
     // One after the other, so that placement fills the servers two by two.
     for (const p of people) await publish(p);

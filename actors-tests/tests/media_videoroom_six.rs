@@ -4,7 +4,8 @@
 //! multistream PeerConnection; the publishers land two by two on the three servers (each
 //! Janus is asked directly which publishers are its own), and every participant must receive
 //! RTP on both streams of each of the five remote feeds — four of them relayed between the
-//! servers by the proxy's remote-publisher mirrors. Then the second server (p3's and p4's)
+//! servers by the proxy's remote-publisher mirrors — and learn that each of the five is
+//! talking (the room has `audiolevel_event`; for a mirrored publisher its target Janus tells). Then the second server (p3's and p4's)
 //! is killed (-9): p3 and p4 get the proxy's notices (`leaving` / `left` with a reason), the
 //! four others see 3003 and 3004 leave, and keep receiving the streams of the three other
 //! publishers still alive (their RTP counters keep rising) — although each of them named a

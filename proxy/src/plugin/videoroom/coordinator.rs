@@ -1518,6 +1518,38 @@ impl Handler<FromBus> for RoomCoordinator {
 
 /// The streams of a publisher as `add_remote_publisher` takes them, from the `streams` of its
 /// `configured` / `joined` event (the keys the target needs; unknown ones dropped).
+/// The id of the audio-level RTP header extension (`ssrc-audio-level`) negotiated in `sdp`:
+/// the mirrors' target Janus needs it to find the levels in the relayed audio (its
+/// `talking` events and `listparticipants`' `talking`).
+pub fn audio_level_ext_id(sdp: &str) -> Option<u64> {
+    sdp.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("a=extmap:")?;
+        let (id, uri) = rest.split_once(' ')?;
+        if uri.trim() != "urn:ietf:params:rtp-hdrext:ssrc-audio-level" {
+            return None;
+        }
+        // `<id>` or `<id>/<direction>`.
+        id.split('/')
+            .next()?
+            .parse()
+            .ok()
+            .filter(|id| (1..=14).contains(id))
+    })
+}
+
+/// `remote_streams` with the audio-level extension id on the audio streams, when known.
+pub fn remote_streams_with_levels(streams: &Value, audio_level_ext: Option<u64>) -> Value {
+    let mut list = remote_streams(streams);
+    if let (Some(id), Some(list)) = (audio_level_ext, list.as_array_mut()) {
+        for s in list.iter_mut().filter_map(Value::as_object_mut) {
+            if s.get("type").and_then(Value::as_str) == Some("audio") {
+                s.insert("audiolevel_ext_id".into(), id.into());
+            }
+        }
+    }
+    list
+}
+
 pub fn remote_streams(streams: &Value) -> Value {
     const KEYS: [&str; 12] = [
         "type",
@@ -1657,6 +1689,30 @@ mod tests {
             "janus-b.example.com"
         );
         assert_eq!(rtp_host(None, "ws://[fd00::2]:8188"), "fd00::2");
+    }
+
+    #[test]
+    fn the_audio_level_extension_is_found_and_given_to_audio_streams() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+            a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+            a=extmap:1/sendonly urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n";
+        assert_eq!(audio_level_ext_id(sdp), Some(1));
+        assert_eq!(
+            audio_level_ext_id("a=extmap:x urn:ietf:params:rtp-hdrext:ssrc-audio-level"),
+            None
+        );
+        assert_eq!(
+            audio_level_ext_id("a=extmap:3 urn:ietf:params:rtp-hdrext:sdes:mid"),
+            None
+        );
+        let s = json!([{"type":"audio","mindex":0,"mid":"0","codec":"opus"},
+            {"type":"video","mindex":1,"mid":"1","codec":"vp8"}]);
+        assert_eq!(
+            remote_streams_with_levels(&s, Some(1)),
+            json!([{"type":"audio","mindex":0,"mid":"0","codec":"opus","audiolevel_ext_id":1},
+                {"type":"video","mindex":1,"mid":"1","codec":"vp8"}])
+        );
+        assert_eq!(remote_streams_with_levels(&s, None), remote_streams(&s));
     }
 
     #[test]

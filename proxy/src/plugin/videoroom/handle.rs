@@ -177,6 +177,9 @@ pub struct VideoRoomHandle {
     looked_up: Option<u64>,
     /// The serial of the last [`Waiting`].
     waits: u64,
+    /// The audio-level RTP extension id of the client's last offer (phase 2: its mirrors'
+    /// targets need it for their `talking` events).
+    audio_level_ext: Option<u64>,
 }
 
 impl VideoRoomHandle {
@@ -202,6 +205,7 @@ impl VideoRoomHandle {
             fetching: false,
             looked_up: None,
             waits: 0,
+            audio_level_ext: None,
         }
     }
 
@@ -479,6 +483,13 @@ impl VideoRoomHandle {
             Ok(n) => n,
             Err(e) => return self.refuse(&transaction, &reply_to, false, &e),
         };
+        let offer = jsep
+            .as_ref()
+            .filter(|j| j.get("type").and_then(Value::as_str) == Some("offer"))
+            .and_then(|j| j.get("sdp").and_then(Value::as_str));
+        if let Some(id) = offer.and_then(coordinator::audio_level_ext_id) {
+            self.audio_level_ext = Some(id);
+        }
         match name.as_str() {
             "create" => match self.state.store.rooms() {
                 Some(store) => self.create_shared(ctx, transaction, reply_to, body, store),
@@ -1550,7 +1561,7 @@ impl VideoRoomHandle {
             server: j.server.clone(),
             id,
             display: j.display.clone(),
-            streams: coordinator::remote_streams(&j.streams),
+            streams: coordinator::remote_streams_with_levels(&j.streams, self.audio_level_ext),
         });
     }
 
