@@ -699,27 +699,14 @@ async fn rooms_from_config_and_the_admin_api() -> anyhow::Result<()> {
     // The private room is not listed to clients, but can be joined.
     let list = answer(&mut u, "l2", json!({"request": "list"}), false).await?;
     ensure!(list["list"].as_array().map(Vec::len) == Some(1), "{list}");
-    let (status, body) = admin(
-        &proxy,
-        "GET",
-        &format!("{rooms}/32/participants"),
-        None,
-        true,
-    )
-    .await?;
+    let participants = format!("{rooms}/32/participants");
+    let (status, body) = admin(&proxy, "GET", &participants, None, true).await?;
     ensure!(
         status == 200 && body["participants"] == json!([]),
         "no backend yet: {body}"
     );
     join_publisher(&mut u, 32, 7).await?;
-    let (status, body) = admin(
-        &proxy,
-        "GET",
-        &format!("{rooms}/32/participants"),
-        None,
-        true,
-    )
-    .await?;
+    let (status, body) = admin(&proxy, "GET", &participants, None, true).await?;
     ensure!(status == 200, "{status} {body}");
     let listed = &body["participants"];
     ensure!(
