@@ -200,12 +200,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
+    use crate::plugin::test_body as map;
 
     #[test]
     fn saved_rooms_come_back_and_forgotten_ones_do_not() {

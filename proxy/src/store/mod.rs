@@ -623,17 +623,7 @@ impl Syncer {
         if let Some(conn) = &self.conn {
             return Ok(conn.clone());
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+        let conn = connect_manager(&self.client, self.timeout).await?;
         self.conn = Some(conn.clone());
         Ok(conn)
     }
@@ -902,6 +892,24 @@ impl Syncer {
         }
         Ok(reports)
     }
+}
+
+/// A Redis connection (reconnecting by itself), each call and the connect bounded by `timeout`.
+async fn connect_manager(
+    client: &redis::Client,
+    timeout: Duration,
+) -> Result<ConnectionManager, String> {
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(timeout)
+        .set_response_timeout(timeout)
+        .set_number_of_retries(1);
+    tokio::time::timeout(
+        timeout * 2,
+        ConnectionManager::new_with_config(client.clone(), config),
+    )
+    .await
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))
 }
 
 /// Every key matching `pattern`, sorted, each Redis call bounded by `timeout`.

@@ -49,7 +49,7 @@ use std::time::{Duration, Instant};
 
 use janus_protocol::JsonMap;
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -323,17 +323,7 @@ impl RoomStore {
         if let Some(conn) = self.conn.lock().clone() {
             return Ok(conn);
         }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(self.timeout)
-            .set_response_timeout(self.timeout)
-            .set_number_of_retries(1);
-        let conn = tokio::time::timeout(
-            self.timeout * 2,
-            ConnectionManager::new_with_config(self.client.clone(), config),
-        )
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| format!("connect: {e}"))?;
+        let conn = super::connect_manager(&self.client, self.timeout).await?;
         *self.conn.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -804,25 +794,10 @@ impl RoomStore {
     }
 
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, String> {
-        let mut keys = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let mut cmd = redis::cmd("SCAN");
-            cmd.arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500);
-            let (next, batch): (u64, Vec<String>) = self.query_anyway("scan", &cmd).await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        keys.sort();
-        keys.dedup();
-        Ok(keys)
+        let mut conn = self.connect().await?;
+        super::scan_keys(&mut conn, pattern, self.timeout)
+            .await
+            .map_err(|e| e.to_string())
     }
 
     async fn alive(&self) -> Result<HashSet<String>, String> {

@@ -397,12 +397,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(v: Value) -> JsonMap {
-        match v {
-            Value::Object(m) => m,
-            _ => JsonMap::new(),
-        }
-    }
+    use crate::plugin::test_body as map;
 
     #[test]
     fn create_reserves_then_records() {
