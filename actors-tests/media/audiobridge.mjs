@@ -21,8 +21,8 @@
 import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
-  closeQuietly, collectStats, connectAndCreate, createPeerConnection, gatheredDescription,
-  startScript, superviseRun, waitFor, closeSide, newPeer,
+  collectStats, connectAndCreate, createPeerConnection, gatheredDescription, startScript,
+  superviseRun, waitFor, newPeer,
 } from './lib.mjs';
 
 const script = startScript('audiobridge', { timeoutMs: 40000 });
@@ -57,7 +57,7 @@ const missing = () => {
   return m;
 };
 
-const { failed, done } = superviseRun(script, state, missing);
+const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
@@ -141,14 +141,10 @@ async function main() {
     }
     alice.steps.push('destroyed');
 
-    for (const side of sides) {
-      await closeSide(side);
-    }
+    await closeAll(sides);
     done(true, null);
   } catch (e) {
-    const reason = failed(e);
-    for (const side of sides) await closeQuietly(side);
-    done(false, reason);
+    await abort(e, sides);
   }
 }
 

@@ -69,7 +69,9 @@ export function startScript(name, defaults = {}, extra = {}) {
  * `missing()` still lists. A watchdog ends the script with a failed summary after
  * --timeout-ms whatever hangs. Returns
  *   failed(e): records and logs the error and returns its text,
- *   done(ok, reason): stops the watchdog, prints the summary line and exits.
+ *   done(ok, reason): stops the watchdog, prints the summary line and exits,
+ *   closeAll(sides): closes every side (closeSide), in order,
+ *   abort(e, sides): failed(e), every side closed quietly, done(false, …).
  */
 export function superviseRun({ opts, t0, log }, state, missing) {
   let finished = false;
@@ -98,16 +100,28 @@ export function superviseRun({ opts, t0, log }, state, missing) {
     log('unhandledRejection', e);
   });
 
+  const failed = (e) => {
+    const text = errorText(e);
+    state.errors.push(text);
+    log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
+    return text;
+  };
+  const done = (ok, reason) => {
+    clearTimeout(watchdog);
+    finish(ok, reason);
+  };
   return {
-    failed(e) {
-      const text = errorText(e);
-      state.errors.push(text);
-      log('FAILED:', e && e.message ? e.message : e, '| missing:', missing().join(',') || '-');
-      return text;
+    failed,
+    done,
+    /** Closes every side in order (detach, destroy, close; errors are the script's). */
+    async closeAll(sides) {
+      for (const side of sides) await closeSide(side);
     },
-    done(ok, reason) {
-      clearTimeout(watchdog);
-      finish(ok, reason);
+    /** The run failed with `e`: recorded, every side closed quietly, a failed summary. */
+    async abort(e, sides) {
+      const reason = failed(e);
+      for (const side of sides) await closeQuietly(side);
+      done(false, reason);
     },
   };
 }

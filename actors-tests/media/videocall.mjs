@@ -22,8 +22,8 @@
 import Janode from 'janode';
 import Handle from 'janode/handle';
 import {
-  closeQuietly, collectStats, connectAndCreate, createPeerConnection, delay, gatheredDescription,
-  startScript, superviseRun, waitFor, closeSide, newPeer,
+  collectStats, connectAndCreate, createPeerConnection, delay, gatheredDescription, startScript,
+  superviseRun, waitFor, newPeer,
 } from './lib.mjs';
 
 const script = startScript('videocall', { timeoutMs: 40000 });
@@ -59,7 +59,7 @@ const missing = () => {
   return m;
 };
 
-const { failed, done } = superviseRun(script, state, missing);
+const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
@@ -144,14 +144,10 @@ async function main() {
     await callee.nextEvent('hangup', 5000);
     callee.steps.push('hangup');
 
-    for (const side of sides) {
-      await closeSide(side);
-    }
+    await closeAll(sides);
     done(true, null);
   } catch (e) {
-    const reason = failed(e);
-    for (const side of sides) await closeQuietly(side);
-    done(false, reason);
+    await abort(e, sides);
   }
 }
 

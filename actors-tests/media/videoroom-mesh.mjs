@@ -16,9 +16,8 @@
 // stdout carries exactly one line: the JSON summary. Exit code 0 on success, 1 on failure.
 
 import {
-  attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply,
-  gatheredDescription, newPeer, startScript, superviseRun, waitFor, closeSide,
-  REQUEST_TIMEOUT_MS, withTimeout,
+  attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
+  newPeer, startScript, superviseRun, waitFor, REQUEST_TIMEOUT_MS, withTimeout,
 } from './lib.mjs';
 
 const script = startScript('videoroom-mesh', { label: 'videoroom', timeoutMs: 40000, room: 7001 }, {
@@ -58,7 +57,7 @@ const missing = () => {
   return m;
 };
 
-const { failed, done } = superviseRun(script, state, missing);
+const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 /** Connects and attaches one peer to the videoroom plugin; `send`: it publishes media. */
 async function setUp(peer, send) {
@@ -172,15 +171,11 @@ async function run() {
     const destroyed = await a.handle.message({ request: 'destroy', room: opts.room });
     expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
 
-    for (const side of sides) {
-      await closeSide(side);
-    }
+    await closeAll(sides);
     const bad = missing();
     done(bad.length === 0, bad.length ? `missing ${bad.join(',')}` : null);
   } catch (e) {
-    const reason = failed(e);
-    for (const side of sides) await closeQuietly(side);
-    done(false, reason);
+    await abort(e, sides);
   }
 }
 

@@ -30,8 +30,7 @@
 
 import {
   attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
-  newPeer, startScript, superviseRun, waitFor, closeSide,
-  REQUEST_TIMEOUT_MS, withTimeout,
+  newPeer, startScript, superviseRun, waitFor, REQUEST_TIMEOUT_MS, withTimeout,
 } from './lib.mjs';
 
 const script = startScript('videoroom-two-proxies', { timeoutMs: 60000, room: 7101, url2: '', span: '', killOwner: 0 },
@@ -70,7 +69,7 @@ const missing = () => {
   return m;
 };
 
-const { failed, done } = superviseRun(script, state, missing);
+const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 const leftOrUnpublished = (d, id) => d && (d.leaving === id || d.unpublished === id);
 
@@ -105,6 +104,20 @@ async function publish(side, peer, display) {
 }
 
 /** The room's participants as each Janus of --span has them: [{own: [ids], remote: [ids]}]. */
+/** carol (side `c`) subscribes to alice's feed and answers Janus's offer with `start`. */
+async function subscribeCarol(c, aliceId) {
+  const attached = await c.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed: aliceId }] });
+  expectReply(attached, 'videoroom', 'attached', 'subscribe');
+  if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
+  carol.got_offer = true;
+  carol.steps.push('attached');
+  await c.pc.setRemoteDescription(attached.jsep);
+  await c.pc.setLocalDescription(await c.pc.createAnswer());
+  const answer = await gatheredDescription(c.pc, carol, carol.name);
+  expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
+  carol.steps.push('started');
+}
+
 async function placement() {
   const out = [];
   for (const [i, url] of opts.span.split(',').entries()) {
@@ -170,16 +183,7 @@ async function runSpan(sides) {
   }, 10000, 200);
   log('placement', JSON.stringify(seen));
 
-  const attached = await c.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed: aliceId }] });
-  expectReply(attached, 'videoroom', 'attached', 'subscribe');
-  if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
-  carol.got_offer = true;
-  carol.steps.push('attached');
-  await c.pc.setRemoteDescription(attached.jsep);
-  await c.pc.setLocalDescription(await c.pc.createAnswer());
-  const answer = await gatheredDescription(c.pc, carol, carol.name);
-  expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
-  carol.steps.push('started');
+  await subscribeCarol(c, aliceId);
 
   // (dave and erin come later, with --kill-owner)
   const firstPart = () => missing().filter((m) => !m.endsWith('_event') && !/^(dave|erin):/.test(m));
@@ -249,14 +253,10 @@ async function run() {
   if (opts.span) {
     try {
       await runSpan(sides);
-      for (const side of sides) {
-        await closeSide(side);
-      }
+      await closeAll(sides);
       done(true, null);
     } catch (e) {
-      const reason = failed(e);
-      for (const side of sides) await closeQuietly(side);
-      done(false, reason);
+      await abort(e, sides);
     }
     return;
   }
@@ -291,16 +291,7 @@ async function run() {
     await alice.nextEvent((d) => (d.publishers || []).some((p) => p.id === bobId), 'publishers with bob', 10000);
     alice.saw_publisher = true;
 
-    const attached = await c.handle.message({ request: 'join', room: opts.room, ptype: 'subscriber', streams: [{ feed: aliceId }] });
-    expectReply(attached, 'videoroom', 'attached', 'subscribe');
-    if (!attached.jsep || attached.jsep.type !== 'offer') throw new Error('attached without an offer');
-    carol.got_offer = true;
-    carol.steps.push('attached');
-    await c.pc.setRemoteDescription(attached.jsep);
-    await c.pc.setLocalDescription(await c.pc.createAnswer());
-    const answer = await gatheredDescription(c.pc, carol, carol.name);
-    expectReply(await c.handle.message({ request: 'start' }, answer), 'started', 'ok', 'start');
-    carol.steps.push('started');
+    await subscribeCarol(c, aliceId);
 
     await waitFor(() => `media: ${missing().filter((m) => !m.endsWith('_event')).join(',')}`, async () => {
       for (const [peer, side] of [[alice, a], [bob, b], [carol, c]]) await collectStats(side.pc, peer);
@@ -313,14 +304,10 @@ async function run() {
     alice.events.push('bob_left');
 
     expectReply(await a.handle.message({ request: 'destroy', room: opts.room }), 'videoroom', 'destroyed', 'destroy');
-    for (const side of sides) {
-      await closeSide(side);
-    }
+    await closeAll(sides);
     done(true, null);
   } catch (e) {
-    const reason = failed(e);
-    for (const side of sides) await closeQuietly(side);
-    done(false, reason);
+    await abort(e, sides);
   }
 }
 

@@ -19,8 +19,8 @@
 // Exit code 0 on success, 1 on failure, 2 on bad usage.
 
 import {
-  attachPeer, closeQuietly, collectStats, createPeerConnection, expectReply, gatheredDescription,
-  newPeer, startScript, superviseRun, waitFor, closeSide,
+  attachPeer, collectStats, createPeerConnection, expectReply, gatheredDescription, newPeer,
+  startScript, superviseRun, waitFor,
 } from './lib.mjs';
 
 const script = startScript('videoroom', { timeoutMs: 40000, room: 7001 },
@@ -45,7 +45,7 @@ const missing = () => {
   return m;
 };
 
-const { failed, done } = superviseRun(script, state, missing);
+const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
@@ -117,14 +117,10 @@ async function run() {
     const destroyed = await a.handle.message({ request: 'destroy', room: opts.room });
     expectReply(destroyed, 'videoroom', 'destroyed', 'destroy');
 
-    for (const side of sides) {
-      await closeSide(side);
-    }
+    await closeAll(sides);
     done(true, null);
   } catch (e) {
-    const reason = failed(e);
-    for (const side of sides) await closeQuietly(side);
-    done(false, reason);
+    await abort(e, sides);
   }
 }
 
