@@ -144,6 +144,28 @@ impl JanusServer {
         format!("ws://127.0.0.1:{}", self.admin_port)
     }
 
+    /// How many handles this Janus holds, in all its sessions (asked of its admin API).
+    pub async fn handle_count(&self) -> anyhow::Result<usize> {
+        let mut admin =
+            JanusClient::connect_with_protocol(&self.admin_url(), Some("janus-admin-protocol"))
+                .await?;
+        let sessions = admin
+            .request(serde_json::json!({"janus": "list_sessions", "transaction": "ls"}))
+            .await?;
+        let mut total = 0;
+        for session in sessions["sessions"].as_array().context("sessions")? {
+            let handles = admin
+                .request(
+                    serde_json::json!({"janus": "list_handles", "session_id": session,
+                    "transaction": "lh"}),
+                )
+                .await?;
+            total += handles["handles"].as_array().map(Vec::len).unwrap_or(0);
+        }
+        let _ = admin.close().await;
+        Ok(total)
+    }
+
     pub fn log(&self) -> String {
         self.conf.log()
     }

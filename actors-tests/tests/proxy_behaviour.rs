@@ -77,28 +77,10 @@ async fn fragmented_client_messages_are_reassembled() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Asks Janus's admin API how many handles the proxy's backend session holds.
-async fn backend_handles(janus: &JanusServer) -> anyhow::Result<usize> {
-    let mut admin =
-        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
-            .await?;
-    let sessions = admin
-        .request(json!({"janus": "list_sessions", "transaction": "ls"}))
-        .await?;
-    let mut total = 0;
-    for session in sessions["sessions"].as_array().context("sessions")? {
-        let handles = admin
-            .request(json!({"janus": "list_handles", "session_id": session, "transaction": "lh"}))
-            .await?;
-        total += handles["handles"].as_array().map(Vec::len).unwrap_or(0);
-    }
-    Ok(total)
-}
-
 async fn wait_for_backend_handles(janus: &JanusServer, want: usize) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let n = backend_handles(janus).await?;
+        let n = janus.handle_count().await?;
         if n == want {
             return Ok(());
         }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::scenario::{peer_on, Peer};
-use actors_tests::{http, init_logging, JanusClient, JanusServer};
-use anyhow::{bail, ensure, Context};
+use actors_tests::{http, init_logging, JanusServer};
+use anyhow::{bail, ensure};
 use serde_json::{json, Value};
 
 const VIDEOROOM: &str = "janus.plugin.videoroom";
@@ -205,25 +205,6 @@ async fn listed(admin: &mut Participant) -> anyhow::Result<BTreeSet<u64>> {
         .collect())
 }
 
-/// Videoroom handles on a Janus (through its admin API).
-async fn videoroom_handles(janus: &JanusServer) -> anyhow::Result<usize> {
-    let mut admin =
-        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
-            .await?;
-    let sessions = admin
-        .request(json!({"janus": "list_sessions", "transaction": "ls"}))
-        .await?;
-    let mut total = 0;
-    for session in sessions["sessions"].as_array().context("sessions")? {
-        let handles = admin
-            .request(json!({"janus": "list_handles", "session_id": session, "transaction": "lh"}))
-            .await?;
-        total += handles["handles"].as_array().map(Vec::len).unwrap_or(0);
-    }
-    let _ = admin.close().await;
-    Ok(total)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow::Result<()> {
     init_logging();
@@ -327,7 +308,7 @@ async fn fifty_participants_over_three_servers_all_see_the_same_room() -> anyhow
     for j in [&a, &b, &c] {
         let deadline = Instant::now() + STEP_LIMIT;
         loop {
-            let n = videoroom_handles(j).await?;
+            let n = j.handle_count().await?;
             if n == 0 {
                 break;
             }
