@@ -30,6 +30,7 @@
 //! * Videoroom and audiobridge rooms: see [`rooms`] (its own task and connection).
 
 pub mod bus;
+pub mod connection;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -40,7 +41,7 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use janus_protocol::{JsonMap, ServerReport};
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -48,6 +49,7 @@ use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 use crate::registry::{ServerRegistry, SharedReport, SyncShared};
 use bus::Bus;
+use connection::RedisTarget;
 
 pub mod reaper;
 use reaper::{SessionReaper, SessionsRecord, StoreExit};
@@ -348,8 +350,10 @@ pub fn open(
         metrics.store_proxies.set(1);
         return Ok((StoreHandle::memory(), None));
     }
-    let client = redis::Client::open(config.url.as_str())
-        .map_err(|e| crate::error::ProxyError::Config(format!("store.url: {e}")))?;
+    let client = Arc::new(
+        connection::RedisTarget::parse(&config.url)
+            .map_err(|e| crate::error::ProxyError::Config(format!("store.url: {e}")))?,
+    );
     let proxy_id = if config.proxy_id.is_empty() {
         format!("{:016x}", rand::random::<u64>())
     } else {
@@ -421,7 +425,7 @@ pub fn open(
 
 /// The task that keeps this proxy and the shared store in step.
 pub struct Syncer {
-    client: redis::Client,
+    client: Arc<RedisTarget>,
     conn: Option<ConnectionManager>,
     keys: Keys,
     proxy_id: String,
@@ -623,7 +627,7 @@ impl Syncer {
         if let Some(conn) = &self.conn {
             return Ok(conn.clone());
         }
-        let conn = connect_manager(&self.client, self.timeout).await?;
+        let conn = self.client.manager(self.timeout).await?;
         self.conn = Some(conn.clone());
         Ok(conn)
     }
@@ -894,24 +898,6 @@ impl Syncer {
     }
 }
 
-/// A Redis connection (reconnecting by itself), each call and the connect bounded by `timeout`.
-async fn connect_manager(
-    client: &redis::Client,
-    timeout: Duration,
-) -> Result<ConnectionManager, String> {
-    let config = ConnectionManagerConfig::new()
-        .set_connection_timeout(timeout)
-        .set_response_timeout(timeout)
-        .set_number_of_retries(1);
-    tokio::time::timeout(
-        timeout * 2,
-        ConnectionManager::new_with_config(client.clone(), config),
-    )
-    .await
-    .map_err(|_| "connect timed out".to_string())?
-    .map_err(|e| format!("connect: {e}"))
-}
-
 /// Every key matching `pattern`, sorted, each Redis call bounded by `timeout`.
 async fn scan_keys(
     conn: &mut ConnectionManager,
@@ -973,7 +959,7 @@ fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
 /// Receives the messages other proxies send this one, for as long as the proxy runs;
 /// resubscribes after a Redis gap.
 async fn subscribe(
-    client: redis::Client,
+    client: Arc<RedisTarget>,
     bus: Arc<Bus>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
@@ -983,13 +969,16 @@ async fn subscribe(
     use futures_util::StreamExt;
     let channel = bus.channel();
     loop {
-        let connected = tokio::time::timeout(timeout * 2, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
+        let connected = async {
+            let mut pubsub = client.pubsub(timeout).await?;
+            tokio::time::timeout(timeout, pubsub.subscribe(&channel))
+                .await
+                .map_err(|_| "subscribe: timed out".to_string())?
+                .map_err(|e| format!("subscribe: {e}"))?;
+            Ok::<_, String>(pubsub)
+        }
         .await;
-        if let Ok(Ok(mut pubsub)) = connected {
+        if let Ok(mut pubsub) = connected {
             health.subscribed.store(true, Ordering::Relaxed);
             health.show(&metrics);
             let mut messages = pubsub.on_message();

@@ -45,6 +45,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::connection::RedisTarget;
 use super::{delete_if_owned, Keys, StoreHealth};
 use crate::backend::connector::backend_client;
 use crate::backend::{BackendCredentials, CredentialBook};
@@ -369,7 +370,7 @@ async fn bounded<T>(
 /// with the runtime gone, from a thread of its own).
 #[derive(Clone)]
 pub struct StoreExit {
-    client: redis::Client,
+    client: Arc<RedisTarget>,
     keys: Keys,
     proxy_id: String,
     timeout: Duration,
@@ -377,7 +378,7 @@ pub struct StoreExit {
 
 impl StoreExit {
     pub(super) fn new(
-        client: redis::Client,
+        client: Arc<RedisTarget>,
         keys: Keys,
         proxy_id: String,
         timeout: Duration,
@@ -396,8 +397,7 @@ impl StoreExit {
     }
 
     pub async fn run(&self) -> Result<(), String> {
-        let mut conn =
-            bounded(self.timeout, self.client.get_multiplexed_async_connection()).await?;
+        let mut conn = self.client.multiplexed(self.timeout).await?;
         let mut pipe = redis::pipe();
         pipe.atomic()
             .del(self.keys.sessions(&self.proxy_id))

@@ -53,6 +53,7 @@ use redis::aio::ConnectionManager;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+use super::connection::RedisTarget;
 use crate::config::StoreConfig;
 
 /// Which plugin's rooms.
@@ -145,7 +146,7 @@ enum RoomWrite {
 }
 
 pub struct RoomStore {
-    client: redis::Client,
+    client: Arc<RedisTarget>,
     conn: Mutex<Option<ConnectionManager>>,
     prefix: String,
     proxy_id: String,
@@ -236,7 +237,7 @@ if current then redis.call('HSET', KEYS[1], 'server', current) end
 return 1";
 
 impl RoomStore {
-    pub fn new(client: redis::Client, config: &StoreConfig, proxy_id: String) -> Arc<RoomStore> {
+    pub fn new(client: Arc<RedisTarget>, config: &StoreConfig, proxy_id: String) -> Arc<RoomStore> {
         let (writes, pending) = mpsc::unbounded_channel();
         Arc::new(RoomStore {
             client,
@@ -323,7 +324,7 @@ impl RoomStore {
         if let Some(conn) = self.conn.lock().clone() {
             return Ok(conn);
         }
-        let conn = super::connect_manager(&self.client, self.timeout).await?;
+        let conn = self.client.manager(self.timeout).await?;
         *self.conn.lock() = Some(conn.clone());
         Ok(conn)
     }
@@ -1032,7 +1033,7 @@ mod tests {
     #[test]
     fn a_room_survives_its_hash() {
         let store = RoomStore::new(
-            redis::Client::open("redis://127.0.0.1:1/").expect("url"),
+            Arc::new(RedisTarget::parse("redis://127.0.0.1:1/").expect("url")),
             &StoreConfig::default(),
             "p1".into(),
         );
