@@ -415,6 +415,22 @@ impl MediaTest {
         ProxyInNs { daemon, bin, conf }
     }
 
+    /// Polls each proxy's `/readyz` (admin ports `admin_ports`, in the namespace) until its
+    /// shared store is `ok` with every one of them live; false if not within `within`.
+    pub fn cluster_ready(&self, admin_ports: &[u16], within: Duration) -> bool {
+        let want = admin_ports.len();
+        poll_until(within, Duration::from_millis(50), || {
+            admin_ports.iter().all(|port| {
+                let url = format!("http://127.0.0.1:{port}/readyz");
+                self.ns
+                    .exec(&["curl", "-s", "--max-time", "2", &url])
+                    .ok()
+                    .and_then(|body| serde_json::from_str::<serde_json::Value>(&body).ok())
+                    .is_some_and(|b| b["store"]["state"] == "ok" && b["store"]["proxies"] == want)
+            })
+        })
+    }
+
     /// The proxy's client WebSocket URL.
     pub fn proxy_url(&self) -> String {
         format!("ws://127.0.0.1:{PROXY_WS_PORT}")

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use actors_tests::netns::{poll_until, MediaTest};
+use actors_tests::netns::MediaTest;
 use actors_tests::redis_server::store_section;
 use serde_json::Value;
 
@@ -142,21 +142,11 @@ fn media_p2pcall_two_peers_via_two_proxies() {
         SECOND_ADMIN_PORT,
         &store("two"),
     );
-    // Both proxies subscribed to their channels (so both are in the cluster).
-    let subscribed = poll_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        media
-            .ns
-            .exec(&[
-                "redis-cli",
-                "-p",
-                &REDIS_PORT.to_string(),
-                "PUBSUB",
-                "NUMSUB",
-                "januscloud:proxy:one",
-                "januscloud:proxy:two",
-            ])
-            .is_ok_and(|out| out.split_whitespace().filter(|w| *w == "1").count() == 2)
-    });
+    // Both proxies in the cluster: Redis answers and their channels are subscribed.
+    let subscribed = media.cluster_ready(
+        &[actors_tests::netns::PROXY_ADMIN_PORT, SECOND_ADMIN_PORT],
+        Duration::from_secs(15),
+    );
     assert!(
         subscribed,
         "{TEST_TWO}: the proxies never subscribed\n{}\n{}",

@@ -3,5 +3,7 @@
 
 pub mod backoff;
 pub mod config;
+pub mod time;
 
 pub use backoff::Backoff;
+pub use time::{unix_now, unix_now_secs};

@@ -194,7 +194,16 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     };
     let mut plugins = PluginRegistry::from_config(&config.plugins);
     plugins.load_rooms_file(&config.plugins)?;
-    let (store, syncer) = crate::store::open(&config.store, registry.clone(), metrics.clone())?;
+    let user_topics = [
+        crate::plugin::videocall::remote::TOPIC,
+        crate::plugin::p2pcall::remote::TOPIC,
+    ];
+    let (store, syncer) = crate::store::open(
+        &config.store,
+        registry.clone(),
+        metrics.clone(),
+        &user_topics,
+    )?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
     SessionSweeper {
         state: state.clone(),

@@ -67,10 +67,7 @@ impl ProxyState {
 
     /// Unix time in seconds (for signed tokens).
     pub fn unix_now() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or_default()
+        janus_cloud_common::unix_now_secs()
     }
 
     /// Janus's secret/token check for a request (not asked for `info` and `ping`).

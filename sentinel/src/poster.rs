@@ -4,7 +4,7 @@
 //! is in flight at a time, and a report that arrives meanwhile is posted right after it.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix::prelude::*;
 use janus_protocol::ServerReport;
@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 
 use crate::config::{ReportConfig, ReportFormat, ResolvedTarget};
-use janus_cloud_common::Backoff;
+use janus_cloud_common::{unix_now, Backoff};
 
 /// The latest report from the monitor; `urgent` (the status changed): post it now.
 #[derive(Message, Clone, Debug)]
@@ -113,12 +113,6 @@ async fn post(
         status.as_u16(),
         String::from_utf8_lossy(&body).trim()
     ))
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Poster {

@@ -8,7 +8,7 @@
 
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use parking_lot::RwLock;
@@ -18,7 +18,7 @@ use tokio::process::{Child, Command};
 use crate::config::{ProcessConfig, ProcessOutput};
 use crate::error::SentinelError;
 use crate::monitor::ProcessNews;
-use janus_cloud_common::Backoff;
+use janus_cloud_common::{unix_now, Backoff};
 
 /// What `GET /sentinel/info` shows as `janus_watcher` (janus-cloud's field names).
 #[derive(Debug, Clone, Serialize)]
@@ -78,12 +78,6 @@ pub struct RestartJanus;
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct StopJanus;
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
 
 /// The command line: binary, `-F <config_folder>` if set, then `args`.
 pub fn command_line(config: &ProcessConfig) -> Vec<String> {

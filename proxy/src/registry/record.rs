@@ -2,7 +2,7 @@
 //! janus-sentinel's workload, and the proxy's own bookkeeping (drain, placements since the last
 //! report). A plain struct fed with the time.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use janus_protocol::{ServerReport, ServerStatus};
 use serde::Serialize;
@@ -46,13 +46,7 @@ pub struct ServerRecord {
     pub placed_since_report: u64,
 }
 
-/// Unix time now, in seconds.
-pub fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or_default()
-}
+use janus_cloud_common::unix_now;
 
 impl ServerRecord {
     /// A server from the configuration file: normal, never expiring.

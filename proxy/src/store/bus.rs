@@ -7,18 +7,20 @@
 //! `{"topic": T, "from": …, "reply_to": N, "body": {…}}`. Messages from one proxy to another
 //! arrive in the order they were sent (one publishing connection, one subscription).
 //!
-//! The bus also holds, per topic, the users other proxies registered (read by the store task
-//! from `<prefix>:<topic>_users:<name>` every sync round) and tells each topic which proxies
-//! are alive, so calls with the users of a dead proxy end. Names are claimed atomically in
-//! Redis by the store task (see [`crate::store::StoreHandle::claim_user`]).
+//! The bus also answers, per topic, which users other proxies registered (the store's
+//! [`UserView`], kept current by the change feed) and tells each topic which proxies are
+//! alive, so calls with the users of a dead proxy end. Names are claimed atomically in Redis
+//! by the store (see [`crate::store::StoreHandle::claim_user`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
+
+use super::users::UserView;
 
 /// How long another proxy has to answer a request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,15 +35,9 @@ pub trait Topic: Send + Sync {
     /// sender time out.
     fn deliver(&self, from: String, body: Value, reply: Option<Reply>);
 
-    /// The live proxies, after every sync round that knows them: whatever this topic shares
-    /// with a proxy not in `alive` must end.
+    /// The live proxies, after every sync round that knows them (and when one leaves):
+    /// whatever this topic shares with a proxy not in `alive` must end.
     fn proxies_alive(&self, alive: &HashSet<String>);
-
-    /// Whether the topic has users in the store (`<prefix>:<topic>_users:*`, read every sync
-    /// round); a topic of messages only (videoroom) says no and costs no scan.
-    fn has_users(&self) -> bool {
-        true
-    }
 }
 
 /// The answer to one request, sent at most once.
@@ -69,26 +65,28 @@ pub struct Bus {
     prefix: String,
     publish: Publish,
     topics: Mutex<HashMap<String, Arc<dyn Topic>>>,
-    /// Topics with users, known before their plugin registers (at its first attach), so that
-    /// their users are read and a dead proxy's are deleted from the start.
-    declared: Mutex<BTreeSet<String>>,
-    /// Per topic, the users of other live proxies: username → proxy id.
-    users: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// The users of every proxy, per topic.
+    users: Arc<UserView>,
     /// Requests waiting for their answer, by correlation id.
     pending: Mutex<HashMap<u64, oneshot::Sender<Value>>>,
 }
 
 impl Bus {
     pub fn new(proxy_id: String, prefix: String, publish: Publish) -> Arc<Bus> {
+        let users = Arc::new(UserView::new(&proxy_id));
         Arc::new(Bus {
             proxy_id,
             prefix,
             publish,
             topics: Mutex::new(HashMap::new()),
-            declared: Mutex::new(BTreeSet::new()),
-            users: Mutex::new(HashMap::new()),
+            users,
             pending: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The users of every proxy, as the store keeps them.
+    pub fn users(&self) -> &Arc<UserView> {
+        &self.users
     }
 
     pub fn channel_of(prefix: &str, proxy: &str) -> String {
@@ -119,44 +117,17 @@ impl Bus {
             .clone()
     }
 
-    /// Declares a topic with users before its handler registers.
-    pub fn declare(&self, topic: &str) {
-        self.declared.lock().insert(topic.to_owned());
-    }
-
-    /// The topics whose users the store task reads: declared, or registered with users.
-    pub fn topics(&self) -> Vec<String> {
-        let mut topics = self.declared.lock().clone();
-        topics.extend(
-            self.topics
-                .lock()
-                .iter()
-                .filter(|(_, handler)| handler.has_users())
-                .map(|(name, _)| name.clone()),
-        );
-        topics.into_iter().collect()
-    }
-
-    /// The proxy of a user of `topic` registered elsewhere (as of the last sync round).
+    /// The proxy of a user of `topic` registered on another live proxy.
     pub fn remote_user(&self, topic: &str, username: &str) -> Option<String> {
-        self.users.lock().get(topic)?.get(username).cloned()
+        self.users.remote_user(topic, username)
     }
 
-    /// The users of `topic` registered elsewhere, sorted.
+    /// The users of `topic` registered on other live proxies, sorted.
     pub fn remote_users(&self, topic: &str) -> Vec<String> {
-        self.users
-            .lock()
-            .get(topic)
-            .map(|users| users.keys().cloned().collect())
-            .unwrap_or_default()
+        self.users.remote_users(topic)
     }
 
-    /// The store task's view of the other proxies' users of `topic`.
-    pub fn update_users(&self, topic: &str, users: BTreeMap<String, String>) {
-        self.users.lock().insert(topic.to_owned(), users);
-    }
-
-    /// The store task learnt which proxies are alive: every topic ends what it shares with the
+    /// The store learnt which proxies are alive: every topic ends what it shares with the
     /// others.
     pub fn proxies_alive(&self, alive: &HashSet<String>) {
         let topics: Vec<Arc<dyn Topic>> = self.topics.lock().values().cloned().collect();
@@ -307,10 +278,6 @@ mod tests {
         bus.register("t", move || handler);
         // A second registration keeps the first handler.
         bus.register("t", || Arc::new(Echo::default()));
-        assert_eq!(bus.topics(), ["t"]);
-        bus.declare("a");
-        bus.declare("t");
-        assert_eq!(bus.topics(), ["a", "t"]);
 
         bus.deliver(r#"{"topic":"t","from":"two","body":{"x":1}}"#);
         bus.deliver(r#"{"topic":"t","from":"two","corr":7,"body":{"y":2}}"#);
@@ -382,10 +349,7 @@ mod tests {
     #[test]
     fn remote_users_per_topic() {
         let (bus, _) = bus();
-        bus.update_users(
-            "p2pcall",
-            BTreeMap::from([("bob".to_owned(), "two".to_owned())]),
-        );
+        bus.users().set("p2pcall", "bob", Some("two"));
         assert_eq!(bus.remote_user("p2pcall", "bob").as_deref(), Some("two"));
         assert_eq!(bus.remote_user("videocall", "bob"), None);
         assert_eq!(bus.remote_users("p2pcall"), ["bob"]);

@@ -35,7 +35,9 @@ impl RedisTarget {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(timeout)
             .set_response_timeout(timeout)
-            .set_number_of_retries(1);
+            // No retries of its own: a refused connect fails at once and the store's next
+            // round (or command) connects again.
+            .set_number_of_retries(0);
         tokio::time::timeout(
             timeout * 2,
             ConnectionManager::new_with_config(client, config),

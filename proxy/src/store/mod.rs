@@ -1,60 +1,68 @@
 //! The state store shared by several proxies: nothing (one proxy, `store.url` empty) or Redis.
 //!
-//! Shared: the server registry, the proxies' liveness and the videocall users:
+//! What is shared, and how (the key layout is in `docs/cluster.md`):
 //!
-//! * `<prefix>:backend_servers:<name>` — a hash per reported server, janus-cloud's own key and
-//!   field names (`name, url, status, session_timeout, location, isp, session_num, handle_num,
-//!   expire, start_time, utime, ctime`) plus janus-sentinel's `load, cpu_percent,
-//!   memory_percent`; `EXPIRE <expire>` when `expire` ≠ 0, as janus-cloud's Redis DAO does.
-//!   The proxy that receives a report (REST or sentinel) writes it; every proxy reads all of
-//!   them every `sync_interval_ms` and hands them to its [`ServerRegistry`], where the newer
-//!   `utime` wins. Static servers from a proxy's configuration are never written.
-//! * `<prefix>:proxies:<proxy_id>` — this proxy's heartbeat (JSON: id, admin and client
-//!   addresses), `EX heartbeat_ttl_s`, rewritten every `sync_interval_ms`, together with
-//!   `<prefix>:proxy_sessions:<proxy_id>`, its backend sessions: when a heartbeat expires, one
-//!   survivor destroys the dead proxy's sessions on their Janus servers ([`reaper`]).
+//! * **The server registry**: `<prefix>:backend_servers:<name>`, a hash per reported server in
+//!   janus-cloud's own layout (plus janus-sentinel's load figures), `EXPIRE <expire>`, listed in
+//!   `<prefix>:backend_server_index`. The proxy that receives a report writes it; every proxy
+//!   reads them every `sync_interval_ms` and hands them to its [`ServerRegistry`], where the
+//!   newer `utime` wins. Static servers from a proxy's configuration are never written.
+//! * **Liveness**: `<prefix>:proxies:<proxy_id>`, each proxy's heartbeat (`EX heartbeat_ttl_s`),
+//!   with `<prefix>:proxy_sessions:<proxy_id>`, its backend sessions; `<prefix>:proxy_index`
+//!   lists the proxies. When a heartbeat expires, one survivor cleans up ([`reaper`]).
+//! * **Users of the call plugins** (`<prefix>:<topic>_users:<name>`, janus-cloud's key, and the
+//!   index `<prefix>:<topic>_user_index`): a name is claimed atomically, so of two proxies
+//!   registering the same name at once exactly one wins.
+//! * **Rooms** of videoroom and audiobridge, and their participants: see [`rooms`].
+//! * **Messages between proxies**: see [`bus`].
 //!
-//! All Redis work happens in one task ([`run`]): the admin API queues writes on a channel and
-//! never waits for Redis. When Redis does not answer within `timeout_ms` the store is
-//! *degraded*: every proxy keeps serving from its own registry, `/readyz` and the
-//! `store_up` metric say so, writes wait in a queue (the latest per server) and the task
-//! reconnects; once Redis answers again the queue is written, the reports this proxy received
-//! recently are written again (Redis may have restarted empty) and the registry re-reads.
+//! Every write that other proxies keep a view of goes with a notice on the change feed
+//! ([`feed`]): every proxy's view follows within a Redis round trip, and the sync round reads
+//! only the heartbeats, the version and the few server reports, whatever the number of users
+//! and rooms ([`sync`], [`follow`]). Writes go in order through one task ([`writer`]) that never
+//! waits behind a round.
 //!
-//! * Users of the call plugins (`<prefix>:videocall_users:<name>`, `<prefix>:p2pcall_users:<name>`)
-//!   and the messages between proxies: see [`bus`]. A name is claimed atomically ([`CLAIM`]:
-//!   one Lua script, so of two proxies registering the same name at once exactly one wins);
-//!   this task claims, writes and reads the users and publishes the messages, another one
-//!   subscribes.
-//!
-//! * Videoroom and audiobridge rooms: see [`rooms`] (its own task and connection).
+//! When Redis does not answer within `timeout_ms` the store is *degraded*: every proxy keeps
+//! serving from its own state, `/readyz` and the `store_up` metric say so, writes wait (the
+//! latest per server, every user name) and are done again when Redis answers, with everything
+//! this proxy holds if Redis lost it (restarted empty, or a failover to a replica that lagged).
 
 pub mod bus;
+pub mod conn;
 pub mod connection;
+pub mod exit;
+pub mod feed;
+mod follow;
+mod forget;
+pub mod keys;
+pub mod reaper;
+pub mod rooms;
+mod scripts;
+mod sync;
+pub mod users;
+mod writer;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::Addr;
 use janus_protocol::{JsonMap, ServerReport};
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
-use serde_json::{json, Value};
-use tokio::sync::mpsc;
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
-use crate::registry::{ServerRegistry, SharedReport, SyncShared};
+use crate::registry::{ServerRegistry, SharedReport};
 use bus::Bus;
+use conn::StoreConn;
 use connection::RedisTarget;
-
-pub mod reaper;
-use reaper::{SessionReaper, SessionsRecord, StoreExit};
-
-pub mod rooms;
+use exit::StoreExit;
+use keys::Keys;
+pub use sync::Syncer;
+use writer::WriterCommand;
 
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
@@ -62,8 +70,11 @@ pub struct StoreHandle {
     bus: Option<Arc<Bus>>,
     /// Videoroom and audiobridge rooms (see [`rooms`]).
     rooms: Option<Arc<rooms::RoomStore>>,
+    conn: Option<Arc<StoreConn>>,
+    keys: Keys,
     proxy_id: String,
-    tx: Option<mpsc::UnboundedSender<StoreCommand>>,
+    writer: Option<mpsc::UnboundedSender<WriterCommand>>,
+    stop: Mutex<Option<oneshot::Sender<oneshot::Sender<()>>>>,
     health: Arc<StoreHealth>,
     exit: Option<StoreExit>,
     /// How long a handle waits for a name claim before registering it locally only.
@@ -83,7 +94,7 @@ pub enum Claim {
 }
 
 #[derive(Default)]
-struct StoreHealth {
+pub struct StoreHealth {
     up: AtomicBool,
     /// This proxy's channel is subscribed: other proxies' messages reach it. Until then (at
     /// start, after a Redis gap) the store counts as degraded, as messages would be lost.
@@ -104,28 +115,16 @@ impl StoreHealth {
     fn show(&self, metrics: &Metrics) {
         metrics.store_up.set(i64::from(self.usable()));
     }
-}
 
-#[derive(Debug)]
-enum StoreCommand {
-    /// A report this proxy accepted, with the `utime`/`ctime` its registry gave it.
-    Report(Box<SharedReport>),
-    /// `DELETE /backend_servers/{name}` on this proxy.
-    Remove(String),
-    /// Claim a user name of a topic for this proxy; the outcome is sent back.
-    ClaimUser {
-        topic: String,
-        name: String,
-        reply: tokio::sync::oneshot::Sender<Claim>,
-    },
-    /// The proxy stops: the sync task ends (no heartbeat after this), then says so.
-    Leave(tokio::sync::oneshot::Sender<()>),
-    /// Write again a user name this proxy holds (after a Redis gap), claimed the same way.
-    UserUp { topic: String, name: String },
-    /// A user registered here left.
-    UserDown { topic: String, name: String },
-    /// A message to another proxy (dropped while Redis is away: signalling does not wait).
-    Publish { channel: String, payload: String },
+    /// A Redis call failed: degraded until a sync round succeeds.
+    fn down(&self, error: String) {
+        let was_up = self.up.swap(false, Ordering::Relaxed);
+        let mut last = self.last_error.lock();
+        if was_up || *last != error {
+            log::warn!("store: Redis unavailable ({error}); serving local state");
+        }
+        *last = error;
+    }
 }
 
 /// The store's state for `/readyz`.
@@ -155,8 +154,11 @@ impl StoreHandle {
             shared: false,
             bus: None,
             rooms: None,
+            conn: None,
+            keys: Keys::new(""),
             proxy_id: String::new(),
-            tx: None,
+            writer: None,
+            stop: Mutex::new(None),
             health,
             exit: None,
             claim_limit: Duration::ZERO,
@@ -191,8 +193,8 @@ impl StoreHandle {
 
     /// Shares a report this proxy's registry accepted (no-op in memory).
     pub fn report(&self, report: ServerReport, utime: f64, ctime: f64) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::Report(Box::new(SharedReport {
+        if let Some(tx) = &self.writer {
+            let _ = tx.send(WriterCommand::Report(Box::new(SharedReport {
                 report,
                 utime,
                 ctime,
@@ -218,9 +220,9 @@ impl StoreHandle {
         topic: &str,
         username: &str,
     ) -> impl std::future::Future<Output = Claim> + 'static {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self.tx.as_ref().map(|tx| {
-            tx.send(StoreCommand::ClaimUser {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.writer.as_ref().map(|tx| {
+            tx.send(WriterCommand::ClaimUser {
                 topic: topic.to_owned(),
                 name: username.to_owned(),
                 reply,
@@ -232,7 +234,7 @@ impl StoreHandle {
             match sent {
                 None => Claim::Won,
                 Some(false) => Claim::LocalOnly,
-                // Not answered in time: the store task still writes it if it can.
+                // Not answered in time: the writer still writes it if it can.
                 Some(true) => match tokio::time::timeout(limit, answer).await {
                     Ok(Ok(claim)) => claim,
                     _ => Claim::LocalOnly,
@@ -243,21 +245,56 @@ impl StoreHandle {
 
     /// Releases a name claimed with [`StoreHandle::claim_user`] (only if still this proxy's).
     pub fn user_down(&self, topic: &str, username: &str) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::UserDown {
+        if let Some(tx) = &self.writer {
+            let _ = tx.send(WriterCommand::UserDown {
                 topic: topic.to_owned(),
                 name: username.to_owned(),
             });
         }
     }
 
-    /// Stops the sync task (bounded): no heartbeat is written after this returns.
+    /// The live proxy (not this one) that holds `username` of `topic`, asked of Redis itself:
+    /// for a name this proxy's view does not have (yet). None in memory, when nobody has it,
+    /// or when Redis does not answer.
+    pub fn lookup_user(
+        &self,
+        topic: &str,
+        username: &str,
+    ) -> impl std::future::Future<Output = Option<String>> + 'static {
+        let asked = self
+            .conn
+            .clone()
+            .filter(|_| !self.is_degraded())
+            .map(|conn| {
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(scripts::LOOKUP_USER)
+                    .arg(1)
+                    .arg(self.keys.user_index(topic))
+                    .arg(username)
+                    .arg(self.keys.proxy(""));
+                (conn, cmd)
+            });
+        let (me, bus) = (self.proxy_id.clone(), self.bus.clone());
+        let (topic, username) = (topic.to_owned(), username.to_owned());
+        async move {
+            let (conn, cmd) = asked?;
+            let owner: Option<String> = conn.query("look up user", &cmd).await.ok()?;
+            let owner = owner.filter(|o| *o != me)?;
+            if let Some(bus) = bus {
+                // The notice is on its way; the view need not wait for it.
+                bus.users().set(&topic, &username, Some(&owner));
+            }
+            Some(owner)
+        }
+    }
+
+    /// Stops the sync round (bounded): no heartbeat is written after this returns.
     pub async fn stop_syncing(&self) {
-        let (Some(tx), Some(exit)) = (&self.tx, &self.exit) else {
+        let (Some(stop), Some(exit)) = (self.stop.lock().take(), &self.exit) else {
             return;
         };
-        let (done, stopped) = tokio::sync::oneshot::channel();
-        if tx.send(StoreCommand::Leave(done)).is_ok() {
+        let (done, stopped) = oneshot::channel();
+        if stop.send(done).is_ok() {
             // A round in progress ends within a few Redis timeouts.
             let _ = tokio::time::timeout(exit.timeout() * 4, stopped).await;
         }
@@ -270,36 +307,9 @@ impl StoreHandle {
 
     /// Shares the removal of a server (no-op in memory).
     pub fn remove(&self, name: &str) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(StoreCommand::Remove(name.to_owned()));
+        if let Some(tx) = &self.writer {
+            let _ = tx.send(WriterCommand::Remove(name.to_owned()));
         }
-    }
-}
-
-/// Key names under the configured prefix.
-#[derive(Clone, Debug)]
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn server(&self, name: &str) -> String {
-        format!("{}:backend_servers:{name}", self.prefix)
-    }
-    fn servers_pattern(&self) -> String {
-        format!("{}:backend_servers:*", self.prefix)
-    }
-    fn proxy(&self, id: &str) -> String {
-        format!("{}:proxies:{id}", self.prefix)
-    }
-    fn proxies_pattern(&self) -> String {
-        format!("{}:proxies:*", self.prefix)
-    }
-    fn user(&self, topic: &str, username: &str) -> String {
-        Bus::user_key(&self.prefix, topic, username)
-    }
-    fn users_pattern(&self, topic: &str) -> String {
-        Bus::user_key(&self.prefix, topic, "*")
     }
 }
 
@@ -338,20 +348,22 @@ fn parse_report(key: &str, hash: HashMap<String, String>) -> Option<SharedReport
     }
 }
 
-/// The store for `config`: the handle the proxy uses, and (with Redis) the task that syncs,
-/// to be started with [`Syncer::spawn`] once the listen addresses are known.
+/// The store for `config`: the handle the proxy uses, and (with Redis) the tasks that keep it
+/// in step, to be started with [`Syncer::spawn`] once the listen addresses are known.
+/// `user_topics` are the call plugins' topics with user names (`videocall`, `p2pcall`).
 pub fn open(
     config: &StoreConfig,
     registry: Addr<ServerRegistry>,
     metrics: Arc<Metrics>,
+    user_topics: &[&str],
 ) -> Result<(StoreHandle, Option<Syncer>), crate::error::ProxyError> {
     if !config.is_shared() {
         metrics.store_up.set(1);
         metrics.store_proxies.set(1);
         return Ok((StoreHandle::memory(), None));
     }
-    let client = Arc::new(
-        connection::RedisTarget::parse(&config.url)
+    let target = Arc::new(
+        RedisTarget::parse(&config.url)
             .map_err(|e| crate::error::ProxyError::Config(format!("store.url: {e}")))?,
     );
     let proxy_id = if config.proxy_id.is_empty() {
@@ -359,642 +371,106 @@ pub fn open(
     } else {
         config.proxy_id.clone()
     };
-    let (tx, rx) = mpsc::unbounded_channel();
-    let publisher = tx.clone();
+    let keys = Keys::new(&config.key_prefix);
+    let timeout = Duration::from_millis(config.timeout_ms.max(1));
+    let interval = Duration::from_millis(config.sync_interval_ms.max(10));
+    let settle = Duration::from_secs(config.heartbeat_ttl_s.max(1));
+    let conn = Arc::new(StoreConn::new(target.clone(), timeout));
+    let health = Arc::new(StoreHealth::default());
+    *health.last_error.lock() = "not connected yet".into();
+    let topics: Vec<String> = user_topics.iter().map(|t| (*t).to_owned()).collect();
+
+    let (writer_tx, writer_rx) = mpsc::unbounded_channel();
+    let publisher = writer_tx.clone();
     let bus = Bus::new(
         proxy_id.clone(),
         config.key_prefix.clone(),
         Box::new(move |channel, payload| {
-            let _ = publisher.send(StoreCommand::Publish { channel, payload });
+            let _ = publisher.send(WriterCommand::Publish { channel, payload });
         }),
     );
-    // The plugins with users register their topics at their first attach; their users are
-    // read (and a dead proxy's deleted) from the start.
-    bus.declare(crate::plugin::videocall::remote::TOPIC);
-    bus.declare(crate::plugin::p2pcall::remote::TOPIC);
-    let rooms = rooms::RoomStore::new(client.clone(), config, proxy_id.clone());
-    let health = Arc::new(StoreHealth::default());
-    *health.last_error.lock() = "not connected yet".into();
-    let keys = Keys {
-        prefix: config.key_prefix.clone(),
-    };
-    let timeout = Duration::from_millis(config.timeout_ms);
-    let exit = StoreExit::new(client.clone(), keys.clone(), proxy_id.clone(), timeout);
-    let syncer = Syncer {
-        reaper: None,
-        fresh: true,
-        client,
-        conn: None,
-        keys: Keys {
-            prefix: config.key_prefix.clone(),
-        },
+    let rooms = rooms::RoomStore::new(
+        conn.clone(),
+        keys.clone(),
+        proxy_id.clone(),
+        interval,
+        settle,
+        health.clone(),
+    );
+    let own_users = writer::OwnUsers::default();
+    let writer = writer::Writer::new(
+        conn.clone(),
+        keys.clone(),
+        proxy_id.clone(),
+        health.clone(),
+        own_users.clone(),
+    );
+    let (follow_tx, follow_rx) = mpsc::unbounded_channel();
+    let follow = follow::Follow {
+        conn: conn.clone(),
+        keys: keys.clone(),
         proxy_id: proxy_id.clone(),
-        heartbeat: String::new(),
-        interval: Duration::from_millis(config.sync_interval_ms),
-        timeout: Duration::from_millis(config.timeout_ms),
-        heartbeat_ttl: config.heartbeat_ttl_s,
-        registry,
-        metrics,
-        health: health.clone(),
-        pending: Vec::new(),
-        own: HashMap::new(),
-        was_up: false,
-        attempted: false,
-        recovered_at: None,
-        rx,
+        // A notice is lost if the view stays behind a stored version for two rounds.
+        feed: feed::Feed::new(interval * 2),
         bus: bus.clone(),
-        own_users: HashSet::new(),
+        users: bus.users().clone(),
+        rooms: rooms.clone(),
+        topics: topics.clone(),
+        own_users,
+        writer: writer_tx.clone(),
+        settle,
+        subscribed: false,
+        alive: None,
+        resync_at: None,
     };
-    // A claim waits behind at most one sync round (a reconnection: twice the timeout, then a
-    // few round trips).
-    let claim_limit = Duration::from_millis(config.timeout_ms) * 4 + Duration::from_secs(1);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let mut syncer = Syncer::new(
+        conn.clone(),
+        keys.clone(),
+        proxy_id.clone(),
+        interval,
+        config.heartbeat_ttl_s,
+        registry,
+        metrics.clone(),
+        health.clone(),
+        writer_tx.clone(),
+        follow_tx.clone(),
+        rooms.clone(),
+        topics.clone(),
+        stop_rx,
+    );
+    syncer.tasks = vec![
+        Box::pin(writer.run(writer_rx)),
+        Box::pin(follow.run(follow_rx)),
+        Box::pin(follow::subscribe(
+            conn.clone(),
+            keys.clone(),
+            bus.clone(),
+            follow_tx,
+            health.clone(),
+            metrics,
+            interval,
+        )),
+    ];
+    let exit = StoreExit::new(target, keys.clone(), proxy_id.clone(), topics, timeout);
+    // A claim waits behind at most a burst of writes and a reconnection.
+    let claim_limit = timeout * 4 + Duration::from_secs(1);
     Ok((
         StoreHandle {
             shared: true,
             bus: Some(bus),
             rooms: Some(rooms),
+            conn: Some(conn),
+            keys,
             proxy_id,
-            tx: Some(tx),
+            writer: Some(writer_tx),
+            stop: Mutex::new(Some(stop_tx)),
             health,
             exit: Some(exit),
             claim_limit,
         },
         Some(syncer),
     ))
-}
-
-/// The task that keeps this proxy and the shared store in step.
-pub struct Syncer {
-    client: Arc<RedisTarget>,
-    conn: Option<ConnectionManager>,
-    keys: Keys,
-    proxy_id: String,
-    heartbeat: String,
-    interval: Duration,
-    timeout: Duration,
-    heartbeat_ttl: u64,
-    registry: Addr<ServerRegistry>,
-    metrics: Arc<Metrics>,
-    health: Arc<StoreHealth>,
-    /// Writes not yet done, oldest first.
-    pending: Vec<StoreCommand>,
-    /// The last report this proxy received per server, with when: written again after Redis
-    /// comes back, while still within its `expire`.
-    own: HashMap<String, (SharedReport, Instant)>,
-    was_up: bool,
-    /// A sync round has been tried since the proxy started.
-    attempted: bool,
-    /// When Redis last came back: removals wait a heartbeat lifetime after that.
-    recovered_at: Option<Instant>,
-    rx: mpsc::UnboundedReceiver<StoreCommand>,
-    bus: Arc<Bus>,
-    /// User names (topic, name) this proxy holds (written again after a Redis gap).
-    own_users: HashSet<(String, String)>,
-    /// Records this proxy's backend sessions and destroys those of dead proxies.
-    reaper: Option<SessionReaper>,
-    /// No round has succeeded yet in this run: a sessions record under this proxy's id is an
-    /// earlier run's.
-    fresh: bool,
-}
-
-type RedisResult<T> = Result<T, String>;
-
-impl Syncer {
-    /// Starts syncing on the current runtime; the heartbeat names these addresses, `reaper`
-    /// gives this proxy's backend sessions (recorded with it) and reaps dead proxies' ones.
-    pub fn spawn(
-        mut self,
-        ws: SocketAddr,
-        admin: SocketAddr,
-        reaper: SessionReaper,
-    ) -> tokio::task::JoinHandle<()> {
-        self.reaper = Some(reaper);
-        self.heartbeat = json!({
-            "id": self.proxy_id,
-            "ws": ws.to_string(),
-            "admin": admin.to_string(),
-        })
-        .to_string();
-        actix_rt::spawn(subscribe(
-            self.client.clone(),
-            self.bus.clone(),
-            self.health.clone(),
-            self.metrics.clone(),
-            self.interval,
-            self.timeout,
-        ));
-        actix_rt::spawn(self.run())
-    }
-
-    async fn run(mut self) {
-        let mut tick = tokio::time::interval(self.interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                command = self.rx.recv() => match command {
-                    Some(StoreCommand::Leave(done)) => {
-                        let _ = done.send(());
-                        return;
-                    }
-                    Some(command) => {
-                        // Batch what else is waiting, then write at once: a report should reach
-                        // the other proxies without waiting for the next tick. A claim writes
-                        // what was queued before it, then itself.
-                        let mut next = Some(command);
-                        while let Some(command) = next.take() {
-                            match command {
-                                StoreCommand::ClaimUser { topic, name, reply } => {
-                                    let claim = self.claim(topic, name).await;
-                                    let _ = reply.send(claim);
-                                }
-                                other => self.queue(other),
-                            }
-                            next = self.rx.try_recv().ok();
-                        }
-                        if self.was_up {
-                            if let Err(e) = self.flush().await {
-                                self.degraded(e);
-                            }
-                        }
-                    }
-                    None => return, // the proxy stopped
-                },
-                _ = tick.tick() => self.round().await,
-            }
-        }
-    }
-
-    fn queue(&mut self, command: StoreCommand) {
-        match &command {
-            StoreCommand::Report(shared) => {
-                let name = shared.report.name.clone();
-                self.pending
-                    .retain(|c| !matches!(c, StoreCommand::Report(s) if s.report.name == name));
-                self.own.insert(name, ((**shared).clone(), Instant::now()));
-            }
-            StoreCommand::Remove(name) => {
-                self.own.remove(name);
-            }
-            StoreCommand::UserUp { topic, name } => {
-                self.own_users.insert((topic.clone(), name.clone()));
-            }
-            StoreCommand::UserDown { topic, name } => {
-                self.own_users.remove(&(topic.clone(), name.clone()));
-            }
-            // Handled by `run` (never queued).
-            StoreCommand::ClaimUser { .. } => return,
-            StoreCommand::Publish { .. } if !self.was_up => return,
-            StoreCommand::Publish { .. } => {}
-            StoreCommand::Leave(_) => return, // handled by `run`
-        }
-        self.pending.push(command);
-    }
-
-    /// Claims a user name in Redis, after writing what was queued before (a release of the
-    /// same name, typically). Redis away: the name is this proxy's alone until it returns.
-    async fn claim(&mut self, topic: String, name: String) -> Claim {
-        if !self.attempted {
-            // Just started (the claim came before the first round): connect now rather than
-            // register locally only. Later, Redis away means local only, without waiting.
-            self.round().await;
-        }
-        if self.was_up {
-            match self.try_claim(&topic, &name).await {
-                Ok(true) => {
-                    self.own_users.insert((topic, name));
-                    return Claim::Won;
-                }
-                Ok(false) => return Claim::Taken,
-                Err(e) => self.degraded(e),
-            }
-        }
-        self.queue(StoreCommand::UserUp { topic, name });
-        Claim::LocalOnly
-    }
-
-    async fn try_claim(&mut self, topic: &str, name: &str) -> RedisResult<bool> {
-        self.flush().await?;
-        let mut conn = self.connection().await?;
-        let won: i64 = self
-            .bounded(
-                "claim",
-                self.claim_command(topic, name).query_async(&mut conn),
-            )
-            .await?;
-        Ok(won == 1)
-    }
-
-    fn claim_command(&self, topic: &str, name: &str) -> redis::Cmd {
-        let mut cmd = redis::cmd("EVAL");
-        cmd.arg(CLAIM)
-            .arg(1)
-            .arg(self.keys.user(topic, name))
-            .arg(&self.proxy_id)
-            .arg(self.keys.proxy(""))
-            .arg(name)
-            .arg(crate::registry::record::unix_now().to_string());
-        cmd
-    }
-
-    /// One sync round: connect if need be, write, heartbeat, read.
-    async fn round(&mut self) {
-        self.attempted = true;
-        match self.try_round().await {
-            Ok(()) => {
-                if !self.was_up {
-                    log::info!("store: Redis answers; shared state in sync");
-                }
-                self.was_up = true;
-                self.health.up.store(true, Ordering::Relaxed);
-                self.health.show(&self.metrics);
-            }
-            Err(e) => self.degraded(e),
-        }
-    }
-
-    fn degraded(&mut self, error: String) {
-        if self.was_up || self.health.last_error.lock().as_str() != error {
-            log::warn!("store: Redis unavailable ({error}); serving local state");
-        }
-        self.was_up = false;
-        self.conn = None;
-        *self.health.last_error.lock() = error;
-        self.health.up.store(false, Ordering::Relaxed);
-        self.health.show(&self.metrics);
-    }
-
-    async fn connection(&mut self) -> RedisResult<ConnectionManager> {
-        if let Some(conn) = &self.conn {
-            return Ok(conn.clone());
-        }
-        let conn = self.client.manager(self.timeout).await?;
-        self.conn = Some(conn.clone());
-        Ok(conn)
-    }
-
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> RedisResult<T> {
-        tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| format!("{what}: timed out"))?
-            .map_err(|e| format!("{what}: {e}"))
-    }
-
-    async fn try_round(&mut self) -> RedisResult<()> {
-        let mut conn = self.connection().await?;
-        // The heartbeat first, fetching the previous one: if it is gone, Redis lost its data
-        // (restarted empty, possibly unnoticed: the connection reconnects by itself).
-        // With it, atomically, this proxy's backend sessions (see `reaper`): a record never
-        // exists without its heartbeat, and outlives it.
-        let key = self.keys.proxy(&self.proxy_id);
-        let sessions_key = self.keys.sessions(&self.proxy_id);
-        let record = SessionsRecord {
-            proxy: self.proxy_id.clone(),
-            sessions: self.reaper.as_ref().map(|r| r.live()).unwrap_or_default(),
-        };
-        let ttl = self.heartbeat_ttl.max(1);
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .cmd("SET")
-            .arg(&key)
-            .arg(&self.heartbeat)
-            .arg("EX")
-            .arg(ttl)
-            .arg("GET")
-            .cmd("SET")
-            .arg(&sessions_key)
-            .arg(record.to_json())
-            .arg("EX")
-            .arg(ttl + reaper::RECORD_OUTLIVES_HEARTBEAT.as_secs())
-            .arg("GET");
-        let (previous, previous_sessions): (Option<String>, Option<String>) = self
-            .bounded("heartbeat", pipe.query_async(&mut conn))
-            .await?;
-        if std::mem::take(&mut self.fresh) {
-            if let (Some(previous), Some(reaper)) = (&previous_sessions, &self.reaper) {
-                reaper::reap_previous_run(previous, &sessions_key, reaper);
-            }
-        }
-        if !self.was_up || previous.is_none() {
-            if self.was_up {
-                log::warn!("store: Redis lost this proxy's keys (restarted?); writing them again");
-            }
-            self.recovered_at = Some(Instant::now());
-            self.rewrite_own();
-        }
-        self.flush().await?;
-        let proxies = self.scan(&mut conn, &self.keys.proxies_pattern()).await?;
-        self.health.proxies.store(proxies.len(), Ordering::Relaxed);
-        self.metrics.store_proxies.set(proxies.len() as i64);
-        let cut = self.keys.proxy("").len();
-        let alive: HashSet<String> = proxies
-            .iter()
-            .filter_map(|k| k.get(cut..))
-            .map(str::to_owned)
-            .collect();
-        // After a gap, the other proxies need a round to write their heartbeats, reports and
-        // users again (Redis may have come back empty): what is missing is not taken for
-        // removed or dead before then.
-        let settle = Duration::from_secs(self.heartbeat_ttl.max(1));
-        let remove_missing = self.recovered_at.is_none_or(|at| at.elapsed() >= settle);
-        if let (true, Some(reaper)) = (remove_missing, &self.reaper) {
-            reaper::reap_dead(
-                &mut conn,
-                &self.keys,
-                &self.proxy_id,
-                &alive,
-                reaper,
-                &self.health,
-                self.timeout,
-            )
-            .await?;
-        }
-        self.sync_users(&mut conn, remove_missing.then_some(&alive))
-            .await?;
-        let reports = self.read_servers(&mut conn).await?;
-        self.registry
-            .send(SyncShared {
-                reports,
-                remove_missing,
-            })
-            .await
-            .map_err(|_| "registry stopped".to_string())
-    }
-
-    /// Queues again what this proxy wrote lately: its reports still within their `expire`, and
-    /// its videocall users.
-    fn rewrite_own(&mut self) {
-        let now = Instant::now();
-        for (shared, at) in self.own.values() {
-            let expire = shared.report.expire.unwrap_or(0);
-            if expire == 0 || now.duration_since(*at) < Duration::from_secs(expire) {
-                let name = shared.report.name.clone();
-                let already = self
-                    .pending
-                    .iter()
-                    .any(|c| matches!(c, StoreCommand::Report(s) if s.report.name == name));
-                if !already {
-                    self.pending
-                        .push(StoreCommand::Report(Box::new(shared.clone())));
-                }
-            }
-        }
-        for (topic, name) in &self.own_users {
-            self.pending.push(StoreCommand::UserUp {
-                topic: topic.clone(),
-                name: name.clone(),
-            });
-        }
-    }
-
-    /// Writes the queued commands, in order; what fails stays queued.
-    async fn flush(&mut self) -> RedisResult<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let mut conn = self.connection().await?;
-        while let Some(command) = self.pending.first() {
-            if let StoreCommand::UserUp { topic, name } = command {
-                let won: i64 = self
-                    .bounded(
-                        "write",
-                        self.claim_command(topic, name).query_async(&mut conn),
-                    )
-                    .await?;
-                if won != 1 {
-                    log::warn!(
-                        "store: {topic} user {name} was taken by another proxy while Redis was \
-                         away; it stays registered on this proxy only"
-                    );
-                }
-                self.pending.remove(0);
-                continue;
-            }
-            let mut pipe = redis::pipe();
-            pipe.atomic();
-            match command {
-                StoreCommand::Report(shared) => {
-                    let key = self.keys.server(&shared.report.name);
-                    pipe.del(&key).ignore();
-                    pipe.hset_multiple(&key, &report_fields(shared)).ignore();
-                    if let Some(expire) = shared.report.expire.filter(|e| *e > 0) {
-                        pipe.expire(&key, expire as i64).ignore();
-                    }
-                }
-                StoreCommand::Remove(name) => {
-                    pipe.del(self.keys.server(name)).ignore();
-                }
-                // Written above; never queued.
-                StoreCommand::UserUp { .. } | StoreCommand::ClaimUser { .. } => {}
-                StoreCommand::UserDown { topic, name } => {
-                    pipe.add_command(delete_if_owned(
-                        &self.keys.user(topic, name),
-                        &self.proxy_id,
-                    ))
-                    .ignore();
-                }
-                StoreCommand::Publish { channel, payload } => {
-                    pipe.publish(channel, payload).ignore();
-                }
-                StoreCommand::Leave(_) => {}
-            }
-            self.bounded("write", pipe.query_async::<()>(&mut conn))
-                .await?;
-            self.pending.remove(0);
-        }
-        Ok(())
-    }
-
-    async fn scan(&self, conn: &mut ConnectionManager, pattern: &str) -> RedisResult<Vec<String>> {
-        scan_keys(conn, pattern, self.timeout).await
-    }
-
-    /// Reads every proxy's users of every topic of the bus: those of other live proxies go to
-    /// the bus, those of dead proxies are deleted; then the topics learn who is alive. `alive`
-    /// None: liveness is not known yet (just after a Redis gap): every user counts, nobody is
-    /// dead.
-    async fn sync_users(
-        &self,
-        conn: &mut ConnectionManager,
-        alive: Option<&HashSet<String>>,
-    ) -> RedisResult<()> {
-        for topic in self.bus.topics() {
-            let users = self.read_users(conn, &topic, alive).await?;
-            self.bus.update_users(&topic, users);
-        }
-        if let Some(alive) = alive {
-            self.bus.proxies_alive(alive);
-        }
-        Ok(())
-    }
-
-    async fn read_users(
-        &self,
-        conn: &mut ConnectionManager,
-        topic: &str,
-        alive: Option<&HashSet<String>>,
-    ) -> RedisResult<BTreeMap<String, String>> {
-        let keys = self.scan(conn, &self.keys.users_pattern(topic)).await?;
-        let cut = self.keys.user(topic, "").len();
-        let mut users = BTreeMap::new();
-        for chunk in keys.chunks(64) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                pipe.hget(key, "proxy_uuid");
-            }
-            let owners: Vec<Option<String>> =
-                self.bounded("read users", pipe.query_async(conn)).await?;
-            for (key, owner) in chunk.iter().zip(owners) {
-                let (Some(owner), Some(name)) = (owner, key.get(cut..)) else {
-                    continue;
-                };
-                if owner == self.proxy_id {
-                    if !self
-                        .own_users
-                        .contains(&(topic.to_owned(), name.to_owned()))
-                    {
-                        // Left over from an earlier run of this proxy (same `proxy_id`).
-                        let _: redis::RedisResult<i64> = delete_if_owned(key, &owner)
-                            .query_async(&mut conn.clone())
-                            .await;
-                    }
-                    continue;
-                }
-                if alive.is_none_or(|alive| alive.contains(&owner)) {
-                    users.insert(name.to_owned(), owner);
-                } else {
-                    // Its proxy died: nobody else will remove it.
-                    let _: redis::RedisResult<i64> = delete_if_owned(key, &owner)
-                        .query_async(&mut conn.clone())
-                        .await;
-                }
-            }
-        }
-        Ok(users)
-    }
-
-    async fn read_servers(&self, conn: &mut ConnectionManager) -> RedisResult<Vec<SharedReport>> {
-        let keys = self.scan(conn, &self.keys.servers_pattern()).await?;
-        let mut reports = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(32) {
-            let mut pipe = redis::pipe();
-            for key in chunk {
-                pipe.hgetall(key);
-            }
-            let hashes: Vec<HashMap<String, String>> =
-                self.bounded("read", pipe.query_async(conn)).await?;
-            for (key, hash) in chunk.iter().zip(hashes) {
-                // Expired between SCAN and HGETALL: an empty hash.
-                if hash.is_empty() {
-                    continue;
-                }
-                reports.extend(parse_report(key, hash));
-            }
-        }
-        Ok(reports)
-    }
-}
-
-/// Every key matching `pattern`, sorted, each Redis call bounded by `timeout`.
-async fn scan_keys(
-    conn: &mut ConnectionManager,
-    pattern: &str,
-    timeout: Duration,
-) -> RedisResult<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, batch): (u64, Vec<String>) = tokio::time::timeout(
-            timeout,
-            redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(500)
-                .query_async(conn),
-        )
-        .await
-        .map_err(|_| "scan: timed out".to_string())?
-        .map_err(|e| format!("scan: {e}"))?;
-        keys.extend(batch);
-        if next == 0 {
-            break;
-        }
-        cursor = next;
-    }
-    keys.sort();
-    keys.dedup();
-    Ok(keys)
-}
-/// Claims a user name: `KEYS[1]` the user's key; `ARGV`: this proxy's id, the heartbeat key
-/// prefix (`<prefix>:proxies:`), the name, the time. The key is (re)written unless another
-/// proxy owns it and that proxy's heartbeat is alive (a dead proxy's names are free at once,
-/// before anyone sweeps them). One script: Redis runs it atomically, so two proxies claiming
-/// the same name at the same moment cannot both win. Returns 1 when won, 0 when taken.
-pub const CLAIM: &str = "local owner = redis.call('HGET', KEYS[1], 'proxy_uuid') \
-    if owner and owner ~= ARGV[1] and redis.call('EXISTS', ARGV[2] .. owner) == 1 then \
-    return 0 end \
-    redis.call('DEL', KEYS[1]) \
-    redis.call('HSET', KEYS[1], 'username', ARGV[3], 'proxy_uuid', ARGV[1], 'incall', '', \
-    'peer_name', '', 'ctime', ARGV[4]) \
-    return 1";
-
-/// `DEL key` if its `proxy_uuid` is `owner` (a user registered again elsewhere stays).
-fn delete_if_owned(key: &str, owner: &str) -> redis::Cmd {
-    let mut cmd = redis::cmd("EVAL");
-    cmd.arg(
-        "if redis.call('HGET', KEYS[1], 'proxy_uuid') == ARGV[1] then \
-         return redis.call('DEL', KEYS[1]) end return 0",
-    )
-    .arg(1)
-    .arg(key)
-    .arg(owner);
-    cmd
-}
-
-/// Receives the messages other proxies send this one, for as long as the proxy runs;
-/// resubscribes after a Redis gap.
-async fn subscribe(
-    client: Arc<RedisTarget>,
-    bus: Arc<Bus>,
-    health: Arc<StoreHealth>,
-    metrics: Arc<Metrics>,
-    retry: Duration,
-    timeout: Duration,
-) {
-    use futures_util::StreamExt;
-    let channel = bus.channel();
-    loop {
-        let connected = async {
-            let mut pubsub = client.pubsub(timeout).await?;
-            tokio::time::timeout(timeout, pubsub.subscribe(&channel))
-                .await
-                .map_err(|_| "subscribe: timed out".to_string())?
-                .map_err(|e| format!("subscribe: {e}"))?;
-            Ok::<_, String>(pubsub)
-        }
-        .await;
-        if let Ok(mut pubsub) = connected {
-            health.subscribed.store(true, Ordering::Relaxed);
-            health.show(&metrics);
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                match message.get_payload::<String>() {
-                    Ok(payload) => bus.deliver(&payload),
-                    Err(e) => log::warn!("store: unreadable message on {channel}: {e}"),
-                }
-            }
-            health.subscribed.store(false, Ordering::Relaxed);
-            health.show(&metrics);
-            log::warn!("store: subscription to {channel} lost; resubscribing");
-        }
-        // Reconnect pace while Redis is away (not a synchronisation).
-        tokio::time::sleep(retry).await;
-    }
 }
 
 #[cfg(test)]

@@ -12,19 +12,20 @@
 //!   session a link re-created is recorded within `sync_interval_ms`). It expires
 //!   [`RECORD_OUTLIVES_HEARTBEAT`] after the heartbeat would, so it is still there when the
 //!   heartbeat is gone.
-//! * **The reaper.** Every round, each proxy looks for records whose heartbeat is gone. One
-//!   Lua script checks that the heartbeat is still absent and takes
+//! * **The reaper.** Every round tells each proxy which proxies of the index
+//!   (`<prefix>:proxy_index`) have no heartbeat any more. One Lua script checks that the heartbeat is still absent and takes
 //!   `<prefix>:reaping:<dead_id>` (`SET NX EX`), atomically, so exactly one survivor reaps,
 //!   and a proxy whose record and heartbeat appear together is never taken for dead. The
 //!   winner opens a WebSocket to each of the dead proxy's servers (the recorded URL; its own
 //!   credentials for that server name, as its links use them: credentials are never written
 //!   to Redis), `claim`s the session and `destroy`s it, so Janus tells every peer at once
 //!   (`leaving`, `hangup`, …). Bounded by [`REAP_LIMIT`]; a session already gone (458) is
-//!   fine; errors are logged; the record is deleted after. A reaper that dies mid-way leaves
-//!   the lock to expire ([`LOCK_TTL`]) and another survivor does it again.
+//!   fine; errors are logged. Then it releases the dead proxy's user names and, a while later,
+//!   its participant entries, and removes it from the index ([`super::forget`]). A reaper that
+//!   dies mid-way leaves the lock to expire ([`LOCK_TTL`]) and another survivor does it again.
 //! * **Graceful stop** reaps this proxy's own sessions the same way (bounded by
-//!   [`STOP_LIMIT`]) and deletes its heartbeat, its record and its users' keys (videocall, p2pcall)
-//!   ([`StoreExit`]), so the others see it gone at once.
+//!   [`STOP_LIMIT`]) and removes itself from the store ([`super::exit::StoreExit`]), so the
+//!   others see it gone at once.
 //! * **A restart with the same `proxy_id`** finds its previous run's record (the heartbeat
 //!   `SET … GET` returns it) and reaps the sessions that are not its own now.
 //!
@@ -34,19 +35,20 @@
 //! blip and a death; rounds just after Redis came back never reap (as they never take a
 //! proxy for dead).
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use janus_protocol::JANUS_PROTOCOL;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::connection::RedisTarget;
-use super::{delete_if_owned, Keys, StoreHealth};
+use super::conn::StoreConn;
+use super::forget::Forget;
+use super::keys::Keys;
+use super::scripts::{self, Notify};
+use super::StoreHealth;
 use crate::backend::connector::backend_client;
 use crate::backend::{BackendCredentials, CredentialBook};
 use crate::config::BackendConfig;
@@ -257,76 +259,80 @@ where
     Err("socket closed".into())
 }
 
-impl Keys {
-    pub(super) fn sessions(&self, id: &str) -> String {
-        format!("{}:proxy_sessions:{id}", self.prefix)
-    }
-    fn sessions_pattern(&self) -> String {
-        self.sessions("*")
-    }
-    fn reaping(&self, id: &str) -> String {
-        format!("{}:reaping:{id}", self.prefix)
-    }
-}
-
-/// KEYS: heartbeat, lock, record; ARGV: this proxy's id, the lock's TTL. The record of a
-/// proxy whose heartbeat is absent, if this proxy is the one to reap it; nil otherwise.
-const TAKE_DEAD: &str = "if redis.call('EXISTS', KEYS[1]) == 1 then return false end \
-    if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end \
-    return redis.call('GET', KEYS[3])";
-
-/// The reaping part of a sync round: takes the dead proxies' records this proxy is the one
-/// to reap, and reaps them in the background (the round does not wait for Janus).
-pub(super) async fn reap_dead(
-    conn: &mut ConnectionManager,
-    keys: &Keys,
-    own_id: &str,
-    alive: &HashSet<String>,
-    reaper: &SessionReaper,
-    health: &Arc<StoreHealth>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let records = super::scan_keys(conn, &keys.sessions_pattern(), timeout).await?;
-    let cut = keys.sessions("").len();
-    for key in records {
-        let Some(id) = key.get(cut..) else { continue };
-        if id == own_id || alive.contains(id) {
+/// The clean-up after dead proxies, in a sync round: for each dead proxy whose lock this
+/// proxy takes, in the background (the round does not wait for Janus): its backend sessions
+/// destroyed, its user names released, and, two heartbeat lifetimes later (a videoroom
+/// coordinator taking over from it reads them meanwhile), its participant entries; then it is
+/// forgotten.
+pub(super) async fn reap_dead(dead: &[String], ctx: &DeadCleanup) -> Result<(), String> {
+    for id in dead {
+        if *id == ctx.own_id {
             continue;
         }
-        let taken: Option<String> = bounded(
-            timeout,
-            redis::cmd("EVAL")
-                .arg(TAKE_DEAD)
-                .arg(3)
-                .arg(keys.proxy(id))
-                .arg(keys.reaping(id))
-                .arg(&key)
-                .arg(own_id)
-                .arg(LOCK_TTL.as_secs())
-                .query_async(conn),
-        )
-        .await?;
-        let Some(record) = taken.and_then(|text| SessionsRecord::parse(&key, &text)) else {
-            continue;
+        let mut take = redis::cmd("EVAL");
+        take.arg(scripts::TAKE_DEAD)
+            .arg(3)
+            .arg(ctx.keys.proxy(id))
+            .arg(ctx.keys.reaping(id))
+            .arg(ctx.keys.sessions(id))
+            .arg(&ctx.own_id)
+            .arg(LOCK_TTL.as_secs());
+        let taken: redis::Value = ctx.conn.query("take dead", &take).await?;
+        let record = match taken {
+            redis::Value::Array(items) if items.len() == 2 => match &items[1] {
+                redis::Value::BulkString(text) => String::from_utf8_lossy(text).into_owned(),
+                _ => String::new(),
+            },
+            _ => continue,
         };
+        let record = SessionsRecord::parse(&ctx.keys.sessions(id), &record);
+        let sessions = record.map(|r| r.sessions).unwrap_or_default();
         log::info!(
             "reaper: proxy {id} is gone; destroying its {} backend session(s)",
-            record.sessions.len()
+            sessions.len()
         );
-        let (reaper, health, mut conn) = (reaper.clone(), health.clone(), conn.clone());
-        let whose = format!("proxy {id}");
+        let (ctx, id) = (ctx.clone(), id.clone());
         actix_rt::spawn(async move {
-            reaper.reap(&whose, &record.sessions, REAP_LIMIT).await;
-            health.reaped.fetch_add(1, Ordering::Relaxed);
-            let deleted: Result<(), String> =
-                bounded(timeout, redis::cmd("DEL").arg(&key).query_async(&mut conn)).await;
-            if let Err(e) = deleted {
-                // It expires on its own; the lock keeps others from reaping again meanwhile.
-                log::warn!("reaper: {key} not deleted: {e}");
+            ctx.reaper
+                .reap(&format!("proxy {id}"), &sessions, REAP_LIMIT)
+                .await;
+            ctx.health.reaped.fetch_add(1, Ordering::Relaxed);
+            let forget = Forget {
+                conn: &ctx.conn,
+                keys: &ctx.keys,
+                notify: &ctx.notify,
+                topics: &ctx.topics,
+                id: &id,
+            };
+            if let Err(e) = forget.users().await {
+                log::warn!("reaper: proxy {id}'s users not released: {e}");
+            }
+            // Not a synchronisation: the entries must outlive the dead proxy a while.
+            tokio::time::sleep(ctx.participants_grace).await;
+            let done = async {
+                forget.participants().await?;
+                forget.proxy().await
+            };
+            if let Err(e) = done.await {
+                // The lock expires and another survivor (or this one) does it again.
+                log::warn!("reaper: proxy {id} not forgotten yet: {e}");
             }
         });
     }
     Ok(())
+}
+
+/// What the clean-up after dead proxies needs.
+#[derive(Clone)]
+pub(super) struct DeadCleanup {
+    pub conn: Arc<StoreConn>,
+    pub keys: Keys,
+    pub notify: Notify,
+    pub own_id: String,
+    pub topics: Vec<String>,
+    pub reaper: SessionReaper,
+    pub health: Arc<StoreHealth>,
+    pub participants_grace: Duration,
 }
 
 /// The previous run of this proxy (same `proxy_id`) left `previous`: its sessions that are
@@ -352,87 +358,6 @@ pub(super) fn reap_previous_run(previous: &str, key: &str, reaper: &SessionReape
     actix_rt::spawn(async move {
         reaper.reap("previous run", &stale, REAP_LIMIT).await;
     });
-}
-
-async fn bounded<T>(
-    timeout: Duration,
-    fut: impl std::future::Future<Output = redis::RedisResult<T>>,
-) -> Result<T, String> {
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())
-}
-
-/// What a stopping proxy removes from the shared store: its record, then its heartbeat (one
-/// `MULTI`: never a record without a heartbeat, which a survivor would reap), then its
-/// videocall users. Runs on a connection of its own, after the sync task has stopped (or
-/// with the runtime gone, from a thread of its own).
-#[derive(Clone)]
-pub struct StoreExit {
-    client: Arc<RedisTarget>,
-    keys: Keys,
-    proxy_id: String,
-    timeout: Duration,
-}
-
-impl StoreExit {
-    pub(super) fn new(
-        client: Arc<RedisTarget>,
-        keys: Keys,
-        proxy_id: String,
-        timeout: Duration,
-    ) -> Self {
-        StoreExit {
-            client,
-            keys,
-            proxy_id,
-            timeout,
-        }
-    }
-
-    /// Each Redis call's bound (`store.timeout_ms`).
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    pub async fn run(&self) -> Result<(), String> {
-        let mut conn = self.client.multiplexed(self.timeout).await?;
-        let mut pipe = redis::pipe();
-        pipe.atomic()
-            .del(self.keys.sessions(&self.proxy_id))
-            .ignore()
-            .del(self.keys.proxy(&self.proxy_id))
-            .ignore();
-        bounded(self.timeout, pipe.query_async::<()>(&mut conn)).await?;
-        // The users registered here: found by owner, so nothing else needs to be kept.
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = bounded(
-                self.timeout,
-                redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(self.keys.user("*", "*"))
-                    .arg("COUNT")
-                    .arg(500)
-                    .query_async(&mut conn),
-            )
-            .await?;
-            if !batch.is_empty() {
-                let mut pipe = redis::pipe();
-                for key in &batch {
-                    pipe.add_command(delete_if_owned(key, &self.proxy_id))
-                        .ignore();
-                }
-                bounded(self.timeout, pipe.query_async::<()>(&mut conn)).await?;
-            }
-            if next == 0 {
-                return Ok(());
-            }
-            cursor = next;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 //! Several proxies (`store.url`): the directory is this proxy's cache of the shared rooms
 //! ([`crate::store::rooms`]); placement goes through the store first (the first proxy wins).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use janus_protocol::JsonMap;
 use parking_lot::Mutex;
@@ -230,29 +230,48 @@ impl RoomDirectory {
     /// One sync round of the shared store (see [`LocalRooms::apply`]).
     pub fn apply_shared(&mut self, rooms: &[RoomRecord], keep: &dyn Fn(u64) -> bool) {
         let known: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
-        self.rooms
-            .retain(|id, r| r.creating || known.contains(id) || keep(*id));
+        let gone: Vec<u64> = self
+            .rooms
+            .keys()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.apply_shared_room(id, None, keep(id));
+        }
         for record in rooms {
-            match self.rooms.get_mut(&record.id) {
-                None => {
-                    self.rooms.insert(record.id, Self::room_of(record.clone()));
-                }
-                Some(r) if r.creating || keep(record.id) => {}
-                Some(r) => {
-                    r.config = record.settings.clone();
-                    r.permanent = record.permanent;
-                    r.creator = record.creator.clone();
-                    match &record.server {
-                        Some(server) => {
-                            if r.server.as_deref() != Some(server) {
-                                r.server = Some(server.clone());
-                                r.ready = false;
-                            }
-                        }
-                        None => {
-                            r.server = None;
+            self.apply_shared_room(record.id, Some(record), keep(record.id));
+        }
+    }
+
+    /// Room `id` as the shared store has it (None: not there); not applied with `keep`
+    /// (changed here meanwhile) or while the room is being created here.
+    pub fn apply_shared_room(&mut self, id: u64, record: Option<&RoomRecord>, keep: bool) {
+        let Some(record) = record else {
+            if !keep && !self.rooms.get(&id).is_some_and(|r| r.creating) {
+                self.rooms.remove(&id);
+            }
+            return;
+        };
+        match self.rooms.get_mut(&id) {
+            None => {
+                self.rooms.insert(id, Self::room_of(record.clone()));
+            }
+            Some(r) if r.creating || keep => {}
+            Some(r) => {
+                r.config = record.settings.clone();
+                r.permanent = record.permanent;
+                r.creator = record.creator.clone();
+                match &record.server {
+                    Some(server) => {
+                        if r.server.as_deref() != Some(server) {
+                            r.server = Some(server.clone());
                             r.ready = false;
                         }
+                    }
+                    None => {
+                        r.server = None;
+                        r.ready = false;
                     }
                 }
             }
@@ -387,8 +406,8 @@ impl LocalRooms for Mutex<RoomDirectory> {
         self.lock().learn(record);
     }
 
-    fn apply(&self, rooms: &[RoomRecord], _: &HashMap<u64, usize>, keep: &dyn Fn(u64) -> bool) {
-        self.lock().apply_shared(rooms, keep);
+    fn apply_room(&self, id: u64, record: Option<&RoomRecord>, _remote: usize, keep: bool) {
+        self.lock().apply_shared_room(id, record, keep);
     }
 }
 

@@ -462,8 +462,45 @@ impl P2pCallHandle {
             return Err(no_such_user(&callee));
         };
         let Some(proxy) = remote.remote_user(&callee) else {
-            return Err(no_such_user(&callee));
+            if self.state.store.is_degraded() {
+                return Err(no_such_user(&callee));
+            }
+            // Not in this proxy's view (yet): Redis itself says whether someone has it.
+            let lookup = self.state.store.lookup_user(remote::TOPIC, &callee);
+            let transaction = transaction.to_owned();
+            let fut = lookup
+                .into_actor(self)
+                .map(move |owner, act: &mut Self, ctx| {
+                    let outcome = match owner {
+                        Some(proxy) => {
+                            act.call_on_proxy(ctx, &transaction, me, callee, jsep, remote, proxy)
+                        }
+                        None => Err(no_such_user(&callee)),
+                    };
+                    match outcome {
+                        Ok(Some(result)) => act.result(Some(&transaction), result, None),
+                        Ok(None) => {}
+                        Err(e) => act.error(&transaction, e),
+                    }
+                });
+            ctx.wait(fut);
+            return Ok(None);
         };
+        self.call_on_proxy(ctx, transaction, me, callee, jsep, remote, proxy)
+    }
+
+    /// [`Self::place_remote_call`] to the user `callee` of `proxy`.
+    #[allow(clippy::too_many_arguments)]
+    fn call_on_proxy(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: &str,
+        me: String,
+        callee: String,
+        jsep: Option<JsonMap>,
+        remote: Arc<P2pRemote>,
+        proxy: String,
+    ) -> Result<Option<Value>, PluginError> {
         if self.state.store.is_degraded() {
             // The other proxies cannot be reached: say so rather than time out.
             return Err(PluginError::new(

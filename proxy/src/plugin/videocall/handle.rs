@@ -195,6 +195,16 @@ struct Call {
     server: String,
 }
 
+/// A `call` request on its way to a known peer.
+struct Outgoing {
+    transaction: String,
+    body: JsonMap,
+    jsep: Option<JsonMap>,
+    reply_to: ReplyTo,
+    /// It carries an SDP offer.
+    offer: bool,
+}
+
 /// The caller's `call` request, held until both legs are ready.
 struct OutgoingCall {
     transaction: String,
@@ -567,8 +577,71 @@ impl VideoCallHandle {
             }),
         };
         let Some(peer) = peer else {
-            return refuse(self, VcError::no_such_username(&callee));
+            let Some(remote) = self.remote.clone() else {
+                return refuse(self, VcError::no_such_username(&callee));
+            };
+            // Not in this proxy's view (yet): Redis itself says whether someone has it.
+            self.busy = true;
+            let lookup = self.state.store.lookup_user(remote::TOPIC, &callee);
+            let fut = lookup
+                .into_actor(self)
+                .map(move |owner, act: &mut Self, ctx| {
+                    act.busy = false;
+                    match owner {
+                        Some(proxy) => {
+                            let peer = Peer::Remote { remote, proxy };
+                            let call = Outgoing {
+                                transaction,
+                                body,
+                                jsep,
+                                reply_to,
+                                offer,
+                            };
+                            act.call_peer(ctx, call, me, callee, peer);
+                        }
+                        None => {
+                            act.reply(
+                                &transaction,
+                                &reply_to,
+                                Outcome::Error(VcError::no_such_username(&callee)),
+                            );
+                            if offer {
+                                act.close_pc();
+                            }
+                        }
+                    }
+                    act.drain(ctx);
+                });
+            ctx.spawn(fut);
+            return;
         };
+        let call = Outgoing {
+            transaction,
+            body,
+            jsep,
+            reply_to,
+            offer,
+        };
+        self.call_peer(ctx, call, me, callee, peer);
+    }
+
+    /// `call` to a known `peer`: its busy check, then (with an offer) a server for the call
+    /// and the callee rung.
+    fn call_peer(
+        &mut self,
+        ctx: &mut Context<Self>,
+        call: Outgoing,
+        me: String,
+        callee: String,
+        peer: Peer,
+    ) {
+        let Outgoing {
+            transaction,
+            body,
+            jsep,
+            reply_to,
+            offer,
+        } = call;
         self.busy = true;
         let Some(jsep) = jsep.filter(|_| offer) else {
             // No SDP: "User busy" still wins over "Missing SDP".

@@ -258,10 +258,7 @@ mod tests {
     #[test]
     fn users_of_other_proxies_are_listed_and_a_left_is_published() {
         let (bus, remote, sent) = remote();
-        bus.update_users(
-            TOPIC,
-            [("bob".to_owned(), "two".to_owned())].into_iter().collect(),
-        );
+        bus.users().set(TOPIC, "bob", Some("two"));
         assert_eq!(remote.remote_user("bob").as_deref(), Some("two"));
         assert_eq!(remote.remote_users(), ["bob"]);
         remote.left("two", 9, &LeftCause::Failed("no leg".into()));

@@ -387,30 +387,55 @@ impl Directory {
         keep: &dyn Fn(u64) -> bool,
     ) {
         let known: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
-        self.rooms.retain(|id, _| known.contains(id) || keep(*id));
+        let gone: Vec<u64> = self
+            .rooms
+            .keys()
+            .filter(|id| !known.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.apply_shared_room(id, None, 0, keep(id));
+        }
         for record in rooms {
-            let id = record.id;
-            let remote_publishers = remote.get(&id).copied().unwrap_or(0);
-            match self.rooms.get_mut(&id) {
-                None => {
-                    let mut room = Self::room_of(record.clone());
-                    room.remote_publishers = remote_publishers;
-                    self.rooms.insert(id, room);
+            let remote_publishers = remote.get(&record.id).copied().unwrap_or(0);
+            self.apply_shared_room(record.id, Some(record), remote_publishers, keep(record.id));
+        }
+    }
+
+    /// Room `id` as the shared store has it (None: not there), with its publishers on other
+    /// live proxies; with `keep` (changed here meanwhile) only the count is taken.
+    pub fn apply_shared_room(
+        &mut self,
+        id: u64,
+        record: Option<&RoomRecord>,
+        remote_publishers: usize,
+        keep: bool,
+    ) {
+        let Some(record) = record else {
+            if !keep {
+                self.rooms.remove(&id);
+            }
+            return;
+        };
+        match self.rooms.get_mut(&id) {
+            None => {
+                let mut room = Self::room_of(record.clone());
+                room.remote_publishers = remote_publishers;
+                self.rooms.insert(id, room);
+            }
+            Some(room) => {
+                room.remote_publishers = remote_publishers;
+                if keep {
+                    return;
                 }
-                Some(room) => {
-                    room.remote_publishers = remote_publishers;
-                    if keep(id) {
-                        continue;
+                room.settings = record.settings.clone();
+                room.permanent = record.permanent;
+                room.creator = record.creator.clone();
+                match &record.server {
+                    Some(server) => {
+                        self.set_placement(id, server);
                     }
-                    room.settings = record.settings.clone();
-                    room.permanent = record.permanent;
-                    room.creator = record.creator.clone();
-                    match &record.server {
-                        Some(server) => {
-                            self.set_placement(id, server);
-                        }
-                        None => room.servers.clear(),
-                    }
+                    None => room.servers.clear(),
                 }
             }
         }
@@ -420,26 +445,35 @@ impl Directory {
     /// uses through another proxy becomes one of its servers here too (its backend room
     /// exists: someone joined it there).
     pub fn apply_remote_feeds(&mut self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
-        for room in self.rooms.values_mut() {
-            let feeds: BTreeMap<u64, String> = remote
-                .get(&room.id)
-                .into_iter()
-                .flatten()
-                .filter_map(|p| Some((p.id.as_u64()?, p.server.clone())))
-                .collect();
-            for server in feeds.values() {
-                if room.servers.is_empty() || !self.spans_servers {
-                    continue;
-                }
-                if !room.servers.iter().any(|p| p.server == *server) {
-                    room.servers.push(RoomPlacement {
-                        server: server.clone(),
-                        created: false,
-                    });
-                }
-            }
-            room.remote_feeds = feeds;
+        let ids: Vec<u64> = self.rooms.keys().copied().collect();
+        for id in ids {
+            self.apply_room_feeds(id, remote.get(&id).map(Vec::as_slice).unwrap_or(&[]));
         }
+    }
+
+    /// Where the publishers of room `id` on other proxies are (see
+    /// [`Directory::apply_remote_feeds`]).
+    pub fn apply_room_feeds(&mut self, id: u64, remote: &[ParticipantRecord]) {
+        let spans = self.spans_servers;
+        let Some(room) = self.rooms.get_mut(&id) else {
+            return;
+        };
+        let feeds: BTreeMap<u64, String> = remote
+            .iter()
+            .filter_map(|p| Some((p.id.as_u64()?, p.server.clone())))
+            .collect();
+        for server in feeds.values() {
+            if room.servers.is_empty() || !spans {
+                continue;
+            }
+            if !room.servers.iter().any(|p| p.server == *server) {
+                room.servers.push(RoomPlacement {
+                    server: server.clone(),
+                    created: false,
+                });
+            }
+        }
+        room.remote_feeds = feeds;
     }
 
     fn random_id(&self) -> u64 {
@@ -684,21 +718,12 @@ impl LocalRooms for Mutex<Directory> {
         self.lock().learn(record);
     }
 
-    fn apply(
-        &self,
-        rooms: &[RoomRecord],
-        remote: &HashMap<u64, usize>,
-        keep: &dyn Fn(u64) -> bool,
-    ) {
-        self.lock().apply_shared(rooms, remote, keep);
+    fn apply_room(&self, id: u64, record: Option<&RoomRecord>, remote: usize, keep: bool) {
+        self.lock().apply_shared_room(id, record, remote, keep);
     }
 
-    fn apply_participants(&self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
-        self.lock().apply_remote_feeds(remote);
-    }
-
-    fn wants_participants(&self) -> bool {
-        self.lock().spans_servers
+    fn apply_feeds(&self, id: u64, remote: &[ParticipantRecord]) {
+        self.lock().apply_room_feeds(id, remote);
     }
 }
 

@@ -74,9 +74,4 @@ impl Topic for VrRemote {
             c.do_send(ProxiesAlive(alive.clone()));
         }
     }
-
-    /// Rooms, not users: nothing to scan for.
-    fn has_users(&self) -> bool {
-        false
-    }
 }

@@ -1,0 +1,288 @@
+//! The store's writer: this proxy's writes that others read (reports it received, removals,
+//! user names claimed and released) and its bus messages, in the order they were asked for, on
+//! a task of their own so that none waits behind a sync round. What cannot be written while
+//! Redis is away waits (the latest per server, every user name), and is written again as it is
+//! held here when Redis returns or is found to have lost it; bus messages do not wait
+//! (signalling that comes late is worse than none).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+use super::conn::StoreConn;
+use super::feed::Change;
+use super::forget::release_user;
+use super::keys::Keys;
+use super::scripts::{self, Notify};
+use super::{Claim, StoreHealth};
+use crate::registry::SharedReport;
+
+#[derive(Debug)]
+pub(super) enum WriterCommand {
+    /// A report this proxy accepted, with the `utime`/`ctime` its registry gave it.
+    Report(Box<SharedReport>),
+    /// `DELETE /backend_servers/{name}` on this proxy.
+    Remove(String),
+    /// Claim a user name of a topic for this proxy; the outcome is sent back.
+    ClaimUser {
+        topic: String,
+        name: String,
+        reply: oneshot::Sender<Claim>,
+    },
+    /// A user registered here left.
+    UserDown { topic: String, name: String },
+    /// A message to another proxy.
+    Publish { channel: String, payload: String },
+    /// Redis answers again (`lost`: without this proxy's keys): write again what is held here.
+    Recovered { lost: bool },
+}
+
+/// A write not done yet.
+#[derive(Debug)]
+enum Pending {
+    Report(Box<SharedReport>),
+    Remove(String),
+    UserUp { topic: String, name: String },
+    UserDown { topic: String, name: String },
+    Publish { channel: String, payload: String },
+}
+
+/// The user names this proxy holds, (topic, name): written again after a gap; the follow
+/// task releases the store's names of this proxy that are not here (an earlier run's).
+pub(super) type OwnUsers = Arc<Mutex<HashSet<(String, String)>>>;
+
+pub(super) struct Writer {
+    pub conn: Arc<StoreConn>,
+    pub keys: Keys,
+    pub notify: Notify,
+    pub proxy_id: String,
+    pub health: Arc<StoreHealth>,
+    pub own_users: OwnUsers,
+    /// The last report this proxy received per server, with when: written again after Redis
+    /// comes back, while still within its `expire`.
+    own_reports: HashMap<String, (SharedReport, Instant)>,
+    pending: Vec<Pending>,
+    /// A write failed since Redis last answered a round: do not try before it does.
+    known_down: bool,
+}
+
+impl Writer {
+    pub fn new(
+        conn: Arc<StoreConn>,
+        keys: Keys,
+        proxy_id: String,
+        health: Arc<StoreHealth>,
+        own_users: OwnUsers,
+    ) -> Writer {
+        Writer {
+            notify: Notify::new(&keys, &proxy_id),
+            conn,
+            keys,
+            proxy_id,
+            health,
+            own_users,
+            own_reports: HashMap::new(),
+            pending: Vec::new(),
+            known_down: false,
+        }
+    }
+
+    pub async fn run(mut self, mut rx: mpsc::UnboundedReceiver<WriterCommand>) {
+        while let Some(command) = rx.recv().await {
+            // What else is waiting goes with it: one flush for a burst.
+            let mut next = Some(command);
+            while let Some(command) = next.take() {
+                self.take(command).await;
+                next = rx.try_recv().ok();
+            }
+            self.flush().await;
+        }
+    }
+
+    async fn take(&mut self, command: WriterCommand) {
+        match command {
+            WriterCommand::Report(shared) => {
+                let name = shared.report.name.clone();
+                self.pending
+                    .retain(|p| !matches!(p, Pending::Report(s) if s.report.name == name));
+                self.own_reports
+                    .insert(name, ((*shared).clone(), Instant::now()));
+                self.pending.push(Pending::Report(shared));
+            }
+            WriterCommand::Remove(name) => {
+                self.own_reports.remove(&name);
+                self.pending.push(Pending::Remove(name));
+            }
+            WriterCommand::ClaimUser { topic, name, reply } => {
+                let claim = self.claim(topic, name).await;
+                let _ = reply.send(claim);
+            }
+            WriterCommand::UserDown { topic, name } => {
+                self.own_users.lock().remove(&(topic.clone(), name.clone()));
+                self.pending.push(Pending::UserDown { topic, name });
+            }
+            WriterCommand::Publish { channel, payload } => {
+                if !self.known_down {
+                    self.pending.push(Pending::Publish { channel, payload });
+                }
+            }
+            WriterCommand::Recovered { lost } => {
+                self.known_down = false;
+                if lost {
+                    self.rewrite_own();
+                }
+            }
+        }
+    }
+
+    /// Claims a name, after writing what was asked before (a release of the same name,
+    /// typically). Redis away: the name is this proxy's alone until it returns.
+    async fn claim(&mut self, topic: String, name: String) -> Claim {
+        self.own_users.lock().insert((topic.clone(), name.clone()));
+        if !self.known_down {
+            self.flush().await;
+        }
+        if !self.known_down {
+            match self
+                .conn
+                .query::<i64>("claim", &self.claim_cmd(&topic, &name))
+                .await
+            {
+                Ok(1) => return Claim::Won,
+                Ok(_) => {
+                    self.own_users.lock().remove(&(topic, name));
+                    return Claim::Taken;
+                }
+                Err(e) => self.failed(e),
+            }
+        }
+        self.pending.push(Pending::UserUp { topic, name });
+        Claim::LocalOnly
+    }
+
+    fn claim_cmd(&self, topic: &str, name: &str) -> redis::Cmd {
+        let (user, index) = (self.keys.user(topic, name), self.keys.user_index(topic));
+        let mut cmd = self.notify.eval(
+            scripts::CLAIM_USER,
+            &[user.as_str(), index.as_str()],
+            &[Change::User {
+                topic: topic.to_owned(),
+                name: name.to_owned(),
+                proxy: Some(self.proxy_id.clone()),
+            }],
+        );
+        cmd.arg(&self.proxy_id)
+            .arg(self.keys.proxy(""))
+            .arg(name)
+            .arg(janus_cloud_common::unix_now().to_string());
+        cmd
+    }
+
+    fn failed(&mut self, error: String) {
+        self.known_down = true;
+        self.health.down(error);
+        // Signalling does not wait for Redis.
+        self.pending
+            .retain(|p| !matches!(p, Pending::Publish { .. }));
+    }
+
+    /// Queues again what this proxy holds: its reports still within their `expire`, and its
+    /// user names.
+    fn rewrite_own(&mut self) {
+        let now = Instant::now();
+        for (shared, at) in self.own_reports.values() {
+            let expire = shared.report.expire.unwrap_or(0);
+            if expire == 0 || now.duration_since(*at) < Duration::from_secs(expire) {
+                let name = &shared.report.name;
+                if !self
+                    .pending
+                    .iter()
+                    .any(|p| matches!(p, Pending::Report(s) if s.report.name == *name))
+                {
+                    self.pending.push(Pending::Report(Box::new(shared.clone())));
+                }
+            }
+        }
+        let users: Vec<(String, String)> = self.own_users.lock().iter().cloned().collect();
+        for (topic, name) in users {
+            self.pending.push(Pending::UserUp { topic, name });
+        }
+    }
+
+    /// Writes what waits, in order; what fails stays (but bus messages).
+    async fn flush(&mut self) {
+        if self.known_down {
+            return;
+        }
+        while let Some(first) = self.pending.first() {
+            let outcome = match first {
+                Pending::Publish { .. } => {
+                    // Every message waiting, in one round trip.
+                    let mut pipe = redis::pipe();
+                    let mut n = 0;
+                    for p in &self.pending {
+                        let Pending::Publish { channel, payload } = p else {
+                            break;
+                        };
+                        pipe.publish(channel, payload).ignore();
+                        n += 1;
+                    }
+                    self.conn.pipe::<()>("publish", &pipe).await.map(|()| n)
+                }
+                Pending::UserUp { topic, name } => {
+                    let cmd = self.claim_cmd(topic, name);
+                    match self.conn.query::<i64>("claim", &cmd).await {
+                        Ok(1) => Ok(1),
+                        Ok(_) => {
+                            log::warn!(
+                                "store: {topic} user {name} was taken by another proxy while \
+                                 Redis was away; it stays registered on this proxy only"
+                            );
+                            Ok(1)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+                Pending::UserDown { topic, name } => {
+                    let cmd = release_user(&self.keys, &self.notify, topic, name, &self.proxy_id);
+                    self.conn.query::<i64>("release", &cmd).await.map(|_| 1)
+                }
+                Pending::Report(shared) => {
+                    let key = self.keys.server(&shared.report.name);
+                    let mut pipe = redis::pipe();
+                    pipe.atomic();
+                    pipe.del(&key).ignore();
+                    pipe.hset_multiple(&key, &super::report_fields(shared))
+                        .ignore();
+                    if let Some(expire) = shared.report.expire.filter(|e| *e > 0) {
+                        pipe.expire(&key, expire as i64).ignore();
+                    }
+                    pipe.sadd(self.keys.server_index(), &shared.report.name)
+                        .ignore();
+                    self.conn.pipe::<()>("report", &pipe).await.map(|()| 1)
+                }
+                Pending::Remove(name) => {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
+                        .del(self.keys.server(name))
+                        .ignore()
+                        .srem(self.keys.server_index(), name)
+                        .ignore();
+                    self.conn.pipe::<()>("remove", &pipe).await.map(|()| 1)
+                }
+            };
+            match outcome {
+                Ok(done) => {
+                    self.pending.drain(..done);
+                }
+                Err(e) => {
+                    self.failed(e);
+                    return;
+                }
+            }
+        }
+    }
+}
