@@ -165,10 +165,8 @@ async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut mode: watch::
             return refuse_both(&from, &to);
         }
         let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(n) => n,
-                Err(_) => 0,
-            },
+            // A read error ends this direction like an end of stream.
+            read = from.read(&mut buf) => read.unwrap_or(0),
             // A partition that starts while waiting stops the reading too.
             _ = mode.wait_for(|m| *m != Mode::Forward) => continue,
         };
