@@ -10,6 +10,7 @@ pub mod frame;
 pub mod link;
 pub mod liveness;
 pub mod reclaim;
+pub mod status;
 pub mod supervisor;
 pub mod transactions;
 
