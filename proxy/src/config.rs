@@ -268,7 +268,19 @@ pub struct BackendConfig {
     /// After the socket to a backend drops, the link has this long to reconnect and `claim`
     /// its backend session (clients notice nothing); if it cannot, every handle on that
     /// backend gets `hangup` and `detached`. Needs `reclaim_session_timeout` on the Janus.
+    /// Also the bound when the Janus is unreachable but did not say how long it keeps
+    /// sessions (or keeps none). 0: sessions are never claimed.
     pub reclaim_window_ms: u64,
+    /// When the Janus is unreachable rather than dead (timeouts, silence — a network
+    /// partition, not a refused connection), its handles wait while the link keeps
+    /// reconnecting, as long as that Janus keeps the session (`reclaim-session-timeout` of its
+    /// `info`), but at most this long. 0: no longer than `reclaim_window_ms`.
+    pub partition_reclaim_max_ms: u64,
+    /// A link that hears nothing from its Janus for this long (not even the pong of the
+    /// WebSocket ping it sends after a third of this time of quiet) takes the path for broken:
+    /// it reconnects and claims as for an unreachable Janus. 0: off (only request timeouts
+    /// notice a silent partition).
+    pub liveness_timeout_ms: u64,
     /// Largest backend message (continuation frames reassembled), in bytes.
     pub max_message_size: usize,
     /// CA certificates (PEM) trusted for `wss://` backends (empty: the Mozilla roots).
@@ -294,6 +306,8 @@ impl Default for BackendConfig {
             reconnect_min_ms: 100,
             reconnect_max_ms: 10_000,
             reclaim_window_ms: 800,
+            partition_reclaim_max_ms: 60_000,
+            liveness_timeout_ms: 3_000,
             max_message_size: 8 << 20,
             tls_ca_file: PathBuf::new(),
             max_pending: 10_000,
@@ -312,6 +326,11 @@ impl BackendConfig {
     /// None: no limit.
     pub fn event_timeout(&self) -> Option<Duration> {
         (self.event_timeout_ms > 0).then(|| Duration::from_millis(self.event_timeout_ms))
+    }
+
+    /// None: silence is never judged.
+    pub fn liveness_timeout(&self) -> Option<Duration> {
+        (self.liveness_timeout_ms > 0).then(|| Duration::from_millis(self.liveness_timeout_ms))
     }
 }
 
@@ -507,6 +526,12 @@ impl ProxyConfig {
         {
             return Err(ProxyError::Config(
                 "backend.reconnect_min_ms must be > 0 and <= reconnect_max_ms".into(),
+            ));
+        }
+        if self.backend.liveness_timeout_ms != 0 && self.backend.liveness_timeout_ms < 300 {
+            // Pings go out every third of it, and the link ticks every 100 ms.
+            return Err(ProxyError::Config(
+                "backend.liveness_timeout_ms must be 0 (off) or at least 300".into(),
             ));
         }
         for (section, cert, key) in [

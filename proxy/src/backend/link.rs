@@ -5,13 +5,15 @@
 //!
 //! When the socket drops but the Janus is still there, the link reconnects at once and
 //! `claim`s its backend session, so the handles survive and clients notice nothing; requests
-//! sent meanwhile wait for the claim. If that fails within `reclaim_window_ms` (Janus gone,
-//! restarted, or without `reclaim_session_timeout`), every handle is told the link is lost.
-//! Successes and failures are reported to the registry, whose circuit breaker keeps new
-//! handles off a failing server.
+//! sent meanwhile wait for the claim (at most `request_timeout_ms`). How long the handles
+//! wait is [`Reclaimer`]'s decision: a dead Janus (refused, reset, reported down by its
+//! sentinel) loses them at once, a closed socket gets `reclaim_window_ms`, an unreachable
+//! Janus (timeouts, or silence noticed by [`Liveness`]) as long as it keeps the session.
+//! Then every handle is told the link is lost. Successes and failures are reported to the
+//! registry, whose circuit breaker keeps new handles off a failing server.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,6 @@ use awc::ws::{Codec, Frame, Message as WsMessage};
 use awc::BoxedSocket;
 use futures_util::stream::{self, SplitSink, StreamExt};
 use janus_protocol::{JsonMap, JANUS_PROTOCOL};
-use parking_lot::RwLock;
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -31,158 +32,15 @@ use serde_json::{json, Value};
 use super::backoff::Backoff;
 use super::connector::backend_client;
 use super::frame::BackendFrame;
+use super::liveness::{keepalive_every, Check, Liveness};
+use super::reclaim::{Decision, GiveUp, Loss, ReclaimPolicy, Reclaimer};
+pub use super::status::{LinkPhase, LinkStatus, LinkView};
 use super::transactions::{backend_transaction, split_transaction, TransactionTable};
 use crate::config::BackendConfig;
 use crate::transport::ReplyTo;
 use crate::wsframes::MessageAssembler;
 
 type WsSink = SplitSink<Framed<BoxedSocket, Codec>, WsMessage>;
-
-/// What the rest of the proxy may read about a link without messaging it.
-#[derive(Debug)]
-pub struct LinkStatus {
-    pub name: String,
-    pub url: String,
-    ready: AtomicBool,
-    phase: AtomicU8,
-    handles: AtomicU64,
-    reconnects: AtomicU64,
-    reclaims: AtomicU64,
-    /// The link's backend session id (0: none), also while a lost socket waits to claim it:
-    /// recorded in the shared store so that another proxy can destroy it if this one dies.
-    session_id: AtomicU64,
-    /// Set by the registry: while the breaker is not closed, the link reports every success.
-    breaker_closed: AtomicBool,
-    last_error: RwLock<String>,
-    /// `plugins` of the backend's `info` reply: package → descriptor.
-    plugins: RwLock<JsonMap>,
-}
-
-/// Where a link is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LinkPhase {
-    Connecting,
-    Ready,
-    /// Socket lost; reconnecting to claim the backend session, handles kept.
-    Reclaiming,
-    /// Connect failed; retrying with backoff.
-    Down,
-    /// Removed from the registry: serving its last handles, then closing.
-    Retiring,
-}
-
-impl LinkPhase {
-    fn from_u8(v: u8) -> Self {
-        match v {
-            1 => LinkPhase::Ready,
-            2 => LinkPhase::Reclaiming,
-            3 => LinkPhase::Down,
-            4 => LinkPhase::Retiring,
-            _ => LinkPhase::Connecting,
-        }
-    }
-
-    fn as_u8(self) -> u8 {
-        match self {
-            LinkPhase::Connecting => 0,
-            LinkPhase::Ready => 1,
-            LinkPhase::Reclaiming => 2,
-            LinkPhase::Down => 3,
-            LinkPhase::Retiring => 4,
-        }
-    }
-}
-
-/// A link's state for the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct LinkView {
-    pub phase: LinkPhase,
-    pub ready: bool,
-    pub handles: u64,
-    pub reconnects: u64,
-    pub reclaims: u64,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub last_error: String,
-    pub plugins: Vec<String>,
-}
-
-impl LinkStatus {
-    pub fn new(name: &str, url: &str) -> Self {
-        LinkStatus {
-            name: name.to_owned(),
-            url: url.to_owned(),
-            ready: AtomicBool::new(false),
-            phase: AtomicU8::new(LinkPhase::Connecting.as_u8()),
-            handles: AtomicU64::new(0),
-            reconnects: AtomicU64::new(0),
-            reclaims: AtomicU64::new(0),
-            session_id: AtomicU64::new(0),
-            breaker_closed: AtomicBool::new(true),
-            last_error: RwLock::new(String::new()),
-            plugins: RwLock::new(JsonMap::new()),
-        }
-    }
-
-    pub fn phase(&self) -> LinkPhase {
-        LinkPhase::from_u8(self.phase.load(Ordering::Relaxed))
-    }
-
-    fn set_phase(&self, phase: LinkPhase) {
-        self.phase.store(phase.as_u8(), Ordering::Relaxed);
-        self.ready
-            .store(phase == LinkPhase::Ready, Ordering::Release);
-    }
-
-    pub fn set_breaker_closed(&self, closed: bool) {
-        self.breaker_closed.store(closed, Ordering::Relaxed);
-    }
-
-    pub fn reconnects(&self) -> u64 {
-        self.reconnects.load(Ordering::Relaxed)
-    }
-
-    pub fn view(&self) -> LinkView {
-        LinkView {
-            phase: self.phase(),
-            ready: self.is_ready(),
-            handles: self.handle_count(),
-            reconnects: self.reconnects(),
-            reclaims: self.reclaims.load(Ordering::Relaxed),
-            last_error: self.last_error.read().clone(),
-            plugins: self.plugins.read().keys().cloned().collect(),
-        }
-    }
-
-    /// Connected, with a backend session: new handles can be placed here.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
-    }
-
-    /// The backend session this link holds on its Janus, if any.
-    pub fn backend_session(&self) -> Option<u64> {
-        match self.session_id.load(Ordering::Relaxed) {
-            0 => None,
-            id => Some(id),
-        }
-    }
-
-    fn set_backend_session(&self, id: Option<u64>) {
-        self.session_id.store(id.unwrap_or(0), Ordering::Relaxed);
-    }
-
-    pub fn handle_count(&self) -> u64 {
-        self.handles.load(Ordering::Relaxed)
-    }
-
-    pub fn has_plugin(&self, package: &str) -> bool {
-        self.plugins.read().contains_key(package)
-    }
-
-    pub fn plugin_descriptor(&self, package: &str) -> Option<Value> {
-        self.plugins.read().get(package).cloned()
-    }
-}
 
 /// News from a link to the client handle that owns a backend handle (or sent a request).
 #[derive(Message, Debug)]
@@ -226,6 +84,13 @@ pub struct UnrouteHandle(pub u64);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct RetireLink;
+
+/// The server's reported status (sentinel reports, the admin API): `true` while it is
+/// abnormal (its Janus down or not answering its sentinel). A lost socket is then a dead
+/// Janus: its handles are told at once.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct ServerDown(pub bool);
 
 /// What a link tells the registry about its server's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,13 +157,10 @@ enum LinkItem {
 
 struct Connection {
     sink: SinkWrite<WsMessage, WsSink>,
+    /// The socket's read half: cancelled when the link gives the socket up, so that a
+    /// socket whose peer went silent is closed now rather than when TCP gives up.
+    stream: SpawnHandle,
     session_id: Option<u64>,
-}
-
-/// A backend session the link lost its socket to and tries to `claim` on a new one.
-struct Reclaim {
-    session_id: u64,
-    deadline: Instant,
 }
 
 pub struct BackendLink {
@@ -315,9 +177,12 @@ pub struct BackendLink {
     backoff: Backoff,
     keepalive_every: Duration,
     last_keepalive: Instant,
-    reclaim: Option<Reclaim>,
-    /// Requests of existing handles that arrived while reclaiming; sent after the claim.
-    queued: Vec<LinkRequest>,
+    /// The backend session lost with a socket, if being claimed on a new one, and until when.
+    reclaim: Reclaimer,
+    liveness: Liveness,
+    /// Requests of existing handles that arrived while reclaiming, with their arrival;
+    /// sent after the claim, or failed after `request_timeout_ms`.
+    queued: Vec<(LinkRequest, Instant)>,
     health: Option<HealthReporter>,
     /// A failure was reported and no success since.
     failing: bool,
@@ -341,8 +206,14 @@ impl BackendLink {
         config: BackendConfig,
         tls: Arc<rustls::ClientConfig>,
     ) -> Self {
+        let now = Instant::now();
         BackendLink {
-            reclaim: None,
+            reclaim: Reclaimer::new(ReclaimPolicy {
+                window: Duration::from_millis(config.reclaim_window_ms),
+                partition_max: Duration::from_millis(config.partition_reclaim_max_ms),
+                retry_gap: Duration::from_millis(config.reconnect_min_ms),
+            }),
+            liveness: Liveness::new(config.liveness_timeout(), TICK * 3, now),
             queued: Vec::new(),
             health: None,
             failing: false,
@@ -365,7 +236,7 @@ impl BackendLink {
             generation: 0,
             routes: HashMap::new(),
             keepalive_every: Duration::from_secs(15),
-            last_keepalive: Instant::now(),
+            last_keepalive: now,
         }
     }
 
@@ -424,7 +295,7 @@ impl BackendLink {
         self.generation += 1;
         let generation = self.generation;
         let mut timeout = Duration::from_millis(self.config.connect_timeout_ms);
-        if let Some(reclaim) = &self.reclaim {
+        if let Some(reclaim) = self.reclaim.active() {
             timeout = timeout.min(reclaim.deadline.saturating_duration_since(Instant::now()));
         }
         let client = backend_client(timeout, self.tls.clone());
@@ -444,13 +315,15 @@ impl BackendLink {
                     let items = stream
                         .map(move |f| LinkItem::Frame(generation, f))
                         .chain(stream::once(async move { LinkItem::Closed(generation) }));
-                    ctx.add_stream(items);
+                    let stream = ctx.add_stream(items);
                     act.conn = Some(Connection {
                         sink: SinkWrite::new(sink, ctx),
+                        stream,
                         session_id: None,
                     });
+                    act.liveness.connected(Instant::now());
                     log::info!("backend {}: connected to {}", act.name(), act.status.url);
-                    match act.reclaim.as_ref().map(|r| r.session_id) {
+                    match act.reclaim.session() {
                         Some(session_id) => {
                             let claim = json!({"janus": "claim", "session_id": session_id});
                             act.send_internal(Internal::Claim, claim);
@@ -461,21 +334,36 @@ impl BackendLink {
                     }
                 }
                 Err(e) => {
+                    let loss = Loss::of_connect_error(&e);
                     let why = format!("cannot connect to {}: {e}", act.status.url);
-                    log::warn!("backend {}: {why}", act.name());
+                    log::warn!("backend {}: {why} ({loss:?})", act.name());
                     act.set_error(&why);
                     act.report(HealthEvent::Failed);
-                    // A refused or failed reconnect means the Janus is gone: its handles
-                    // are lost, tell their clients now rather than at the deadline.
-                    act.abandon_reclaim("backend unreachable");
-                    if !act.retiring {
-                        act.status.set_phase(LinkPhase::Down);
+                    let now = Instant::now();
+                    match act.decide(|r| r.attempt_failed(loss, now)) {
+                        // Not reclaiming: retry with backoff.
+                        Decision::Wait => act.down(ctx),
+                        decision => act.follow(ctx, decision),
                     }
-                    act.schedule_reconnect(ctx);
-                    act.stop_if_retired(ctx);
                 }
             }
         }));
+    }
+
+    /// Connects at `at` (now if it has passed), unless something else connected meanwhile.
+    fn connect_at(&mut self, ctx: &mut Context<Self>, at: Instant) {
+        let delay = at.saturating_duration_since(Instant::now());
+        if delay.is_zero() {
+            self.connect(ctx);
+            return;
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        ctx.run_later(delay, move |act, ctx| {
+            if act.generation == generation && act.conn.is_none() {
+                act.connect(ctx);
+            }
+        });
     }
 
     fn schedule_reconnect(&mut self, ctx: &mut Context<Self>) {
@@ -488,13 +376,62 @@ impl BackendLink {
         });
     }
 
+    /// Carries out what the reclaimer decided after a loss, a failed attempt, a sentinel
+    /// report or its deadline.
+    fn follow(&mut self, ctx: &mut Context<Self>, decision: Decision) {
+        match decision {
+            Decision::Reconnect { at } => {
+                self.status.set_phase(LinkPhase::Reclaiming);
+                self.connect_at(ctx, at);
+            }
+            Decision::GiveUp(why) => {
+                self.give_up(why);
+                if self.conn.as_ref().is_none_or(|c| c.session_id.is_none()) {
+                    self.down(ctx);
+                }
+            }
+            Decision::Wait => {}
+        }
+    }
+
+    /// Asks the reclaimer, counting the reclaims that become "unreachable".
+    fn decide(&mut self, ask: impl FnOnce(&mut Reclaimer) -> Decision) -> Decision {
+        let before = self.reclaim.active().is_some_and(|a| a.unreachable);
+        let decision = ask(&mut self.reclaim);
+        if !before && self.reclaim.active().is_some_and(|a| a.unreachable) {
+            self.status.unreachable.fetch_add(1, Ordering::Relaxed);
+        }
+        decision
+    }
+
+    /// No usable socket and nothing to claim: reconnect with backoff for a new session.
+    fn down(&mut self, ctx: &mut Context<Self>) {
+        if let Some(conn) = self.conn.take() {
+            self.close(ctx, conn);
+        }
+        self.generation += 1;
+        self.status.set_backend_session(None);
+        self.drop_routes();
+        if !self.retiring {
+            self.status.set_phase(LinkPhase::Down);
+        }
+        self.schedule_reconnect(ctx);
+        self.stop_if_retired(ctx);
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>, mut conn: Connection) {
+        conn.sink.close();
+        ctx.cancel_future(conn.stream);
+    }
+
     /// The socket failed. Requests waiting for a reply get an error (their replies went to the
-    /// dead socket). If there was a backend session, the link reconnects at once to claim it
-    /// and the handles wait; otherwise it reconnects with backoff.
-    fn lost(&mut self, ctx: &mut Context<Self>, why: &str) {
-        let session = self.conn.take().and_then(|mut conn| {
-            conn.sink.close();
-            conn.session_id
+    /// dead socket). If there was a backend session, the reclaimer says whether the link
+    /// reconnects to claim it while the handles wait; otherwise it reconnects with backoff.
+    fn lost(&mut self, ctx: &mut Context<Self>, loss: Loss, why: &str) {
+        let session = self.conn.take().and_then(|conn| {
+            let session = conn.session_id;
+            self.close(ctx, conn);
+            session
         });
         self.generation += 1;
         log::warn!("backend {}: link lost ({why})", self.name());
@@ -510,31 +447,24 @@ impl BackendLink {
         for (_, pending) in acked.into_iter().flatten() {
             self.fail(pending, &reason);
         }
-        let window = Duration::from_millis(self.config.reclaim_window_ms);
-        match session {
-            Some(session_id) if !window.is_zero() && self.reclaim.is_none() => {
-                log::info!(
-                    "backend {}: reconnecting to claim session {session_id}",
-                    self.name()
-                );
-                self.reclaim = Some(Reclaim {
-                    session_id,
-                    deadline: Instant::now() + window,
-                });
-                self.status.set_phase(LinkPhase::Reclaiming);
-                self.connect(ctx);
-            }
-            _ => {
-                self.abandon_reclaim(why);
-                self.status.set_backend_session(None);
-                self.drop_routes();
-                if !self.retiring {
-                    self.status.set_phase(LinkPhase::Down);
+        let now = Instant::now();
+        let reclaiming = self.reclaim.active().is_some();
+        let last_heard = self.liveness.last_heard();
+        let decision = self.decide(|r| r.lost(session, loss, last_heard, now));
+        if let (false, Some(active)) = (reclaiming, self.reclaim.active()) {
+            log::info!(
+                "backend {}: reconnecting to claim session {} (handles held {:?}{})",
+                self.name(),
+                active.session,
+                active.deadline.saturating_duration_since(now),
+                if active.unreachable {
+                    ", backend unreachable"
+                } else {
+                    ""
                 }
-                self.schedule_reconnect(ctx);
-                self.stop_if_retired(ctx);
-            }
+            );
         }
+        self.follow(ctx, decision);
     }
 
     /// Every handle on the backend is gone: their actors are told.
@@ -546,19 +476,19 @@ impl BackendLink {
     }
 
     /// The backend session could not be claimed: the handles are lost, queued requests fail.
-    fn abandon_reclaim(&mut self, why: &str) {
-        if let Some(reclaim) = self.reclaim.take() {
-            self.status.set_backend_session(None);
+    fn give_up(&mut self, why: GiveUp) {
+        self.status.set_backend_session(None);
+        if why != GiveUp::NoSession {
             log::warn!(
-                "backend {}: session {} not reclaimed ({why}); its handles are lost",
+                "backend {}: session not reclaimed ({why}); its {} handles are lost",
                 self.name(),
-                reclaim.session_id
+                self.routes.len()
             );
-            self.drop_routes();
-            let reason = format!("connection to backend server {} lost", self.name());
-            for request in std::mem::take(&mut self.queued) {
-                self.fail(Self::pending_of(request, Instant::now()), &reason);
-            }
+        }
+        self.drop_routes();
+        let reason = format!("connection to backend server {} lost", self.name());
+        for (request, _) in std::mem::take(&mut self.queued) {
+            self.fail(Self::pending_of(request, Instant::now()), &reason);
         }
     }
 
@@ -611,7 +541,7 @@ impl BackendLink {
         // names its session itself.
         let session = match kind {
             Internal::Info => None,
-            Internal::Claim => self.reclaim.as_ref().map(|r| r.session_id),
+            Internal::Claim => self.reclaim.session(),
             _ => self.conn.as_ref().and_then(|c| c.session_id),
         };
         self.write(request, session, None, &backend_transaction(id, None));
@@ -669,7 +599,7 @@ impl BackendLink {
                     if let Some(conn) = self.conn.as_mut() {
                         conn.session_id = None;
                     }
-                    self.lost(ctx, "backend session timed out");
+                    self.lost(ctx, Loss::Closed, "backend session timed out");
                 }
             }
             _ => self.on_event(ctx, frame),
@@ -745,37 +675,40 @@ impl BackendLink {
                         self.last_keepalive = Instant::now();
                         self.send_internal(Internal::Info, json!({"janus": "info"}));
                     }
-                    _ => self.lost(ctx, "backend refused to create a session"),
+                    _ => self.lost(ctx, Loss::Closed, "backend refused to create a session"),
                 }
             }
             Internal::Claim => {
-                let Some(reclaim) = self.reclaim.take() else {
+                let Some(session_id) = self.reclaim.session() else {
                     return;
                 };
                 if success {
+                    self.reclaim.claimed();
                     if let Some(conn) = self.conn.as_mut() {
-                        conn.session_id = Some(reclaim.session_id);
+                        conn.session_id = Some(session_id);
                     }
                     log::info!(
-                        "backend {}: session {} reclaimed, {} handles kept",
+                        "backend {}: session {session_id} reclaimed, {} handles kept",
                         self.name(),
-                        reclaim.session_id,
                         self.routes.len()
                     );
                     self.status.reclaims.fetch_add(1, Ordering::Relaxed);
                     self.backoff.reset();
                     self.last_keepalive = Instant::now();
                     self.became_ready(ctx);
-                    for request in std::mem::take(&mut self.queued) {
+                    for (request, _) in std::mem::take(&mut self.queued) {
                         self.send_request(request);
                     }
                 } else {
-                    self.reclaim = Some(reclaim);
-                    let why = format!(
-                        "the backend refused the claim: {}",
+                    log::warn!(
+                        "backend {}: claim of session {session_id} refused: {}",
+                        self.name(),
                         frame.get("error").map(Value::to_string).unwrap_or_default()
                     );
-                    self.abandon_reclaim(&why);
+                    // The socket is fine: a new session on it.
+                    if let Decision::GiveUp(why) = self.reclaim.claim_refused() {
+                        self.give_up(why);
+                    }
                     self.send_internal(Internal::CreateSession, json!({"janus": "create"}));
                 }
             }
@@ -788,17 +721,19 @@ impl BackendLink {
                     .get("session-timeout")
                     .and_then(Value::as_u64)
                     .unwrap_or(60);
-                // Keep the backend session alive well within its timeout.
-                self.keepalive_every = match timeout {
-                    0 => Duration::from_secs(25),
-                    t => Duration::from_millis((t * 1000 / 3).clamp(500, 25_000)),
-                };
+                let reclaim = frame.get("reclaim-session-timeout").and_then(Value::as_u64);
+                self.reclaim
+                    .set_janus_reclaim_timeout(reclaim.map(Duration::from_secs));
+                self.status
+                    .reclaim_timeout_s
+                    .store(reclaim.unwrap_or(u64::MAX), Ordering::Relaxed);
+                self.keepalive_every = keepalive_every(timeout, reclaim.unwrap_or(0));
                 self.became_ready(ctx);
                 log::info!("backend {}: ready", self.name());
             }
             Internal::Keepalive => {
                 if !success {
-                    self.lost(ctx, "keepalive refused");
+                    self.lost(ctx, Loss::Closed, "keepalive refused");
                 }
             }
         }
@@ -896,16 +831,30 @@ impl BackendLink {
                 self.fail(pending, &reason);
             }
             if internal_failed {
-                self.lost(ctx, "backend did not answer the link's own request");
+                let why = "backend did not answer the link's own request";
+                self.lost(ctx, Loss::TimedOut, why);
                 return;
             }
         }
-        if self.reclaim.as_ref().is_some_and(|r| now >= r.deadline) {
+        self.expire_queued(now);
+        if let Decision::GiveUp(why) = self.reclaim.tick(now) {
             // Still no claimed session: stop holding the handles; keep reconnecting.
-            self.abandon_reclaim("no reconnection within the reclaim window");
-            if self.conn.as_ref().is_none_or(|c| c.session_id.is_none()) {
-                self.lost(ctx, "reclaim window over");
-                return;
+            self.follow(ctx, Decision::GiveUp(why));
+            return;
+        }
+        if self.conn.is_some() {
+            match self.liveness.check(now) {
+                Check::Fine => {}
+                Check::Ping => {
+                    if let Some(conn) = self.conn.as_mut() {
+                        let _ = conn.sink.write(WsMessage::Ping(bytes::Bytes::new()));
+                    }
+                }
+                Check::Silent(quiet) => {
+                    let why = format!("nothing heard from the backend for {quiet:?}");
+                    self.lost(ctx, Loss::TimedOut, &why);
+                    return;
+                }
             }
         }
         let has_session = self.conn.as_ref().is_some_and(|c| c.session_id.is_some());
@@ -934,7 +883,7 @@ impl Actor for BackendLink {
         for (_, pending) in self.pending.drain() {
             self.fail(pending, &reason);
         }
-        for request in std::mem::take(&mut self.queued) {
+        for (request, _) in std::mem::take(&mut self.queued) {
             self.fail(Self::pending_of(request, Instant::now()), &reason);
         }
         self.report(HealthEvent::Stopped);
@@ -945,33 +894,17 @@ impl StreamHandler<LinkItem> for BackendLink {
     fn handle(&mut self, item: LinkItem, ctx: &mut Context<Self>) {
         match item {
             LinkItem::Closed(generation) if generation == self.generation => {
-                self.lost(ctx, "socket closed");
+                self.lost(ctx, Loss::Closed, "socket closed");
             }
             LinkItem::Closed(_) => {}
             LinkItem::Frame(generation, _) if generation != self.generation => {}
-            LinkItem::Frame(_, Err(e)) => self.lost(ctx, &format!("protocol error: {e}")),
-            LinkItem::Frame(_, Ok(frame)) => match frame {
-                Frame::Text(data) | Frame::Binary(data) => {
-                    match self.assembler.check_whole(data.len()) {
-                        Ok(()) => self.on_message(ctx, data),
-                        Err(e) => self.lost(ctx, &e.to_string()),
-                    }
-                }
-                Frame::Continuation(item) => match self.assembler.push(item) {
-                    Ok(Some(data)) => self.on_message(ctx, data),
-                    Ok(None) => {}
-                    Err(e) => self.lost(ctx, &e.to_string()),
-                },
-                Frame::Ping(data) => {
-                    if let Some(conn) = self.conn.as_mut() {
-                        let _ = conn.sink.write(WsMessage::Pong(data));
-                    }
-                }
-                Frame::Pong(_) => {}
-                Frame::Close(reason) => {
-                    self.lost(ctx, &format!("closed by backend: {reason:?}"));
-                }
-            },
+            LinkItem::Frame(_, Err(e)) => {
+                self.lost(ctx, Loss::Closed, &format!("protocol error: {e}"))
+            }
+            LinkItem::Frame(_, Ok(frame)) => {
+                self.liveness.heard(Instant::now());
+                self.on_frame(ctx, frame);
+            }
         }
     }
 
@@ -980,9 +913,54 @@ impl StreamHandler<LinkItem> for BackendLink {
     fn finished(&mut self, _: &mut Context<Self>) {}
 }
 
+impl BackendLink {
+    fn on_frame(&mut self, ctx: &mut Context<Self>, frame: Frame) {
+        match frame {
+            Frame::Text(data) | Frame::Binary(data) => {
+                match self.assembler.check_whole(data.len()) {
+                    Ok(()) => self.on_message(ctx, data),
+                    Err(e) => self.lost(ctx, Loss::Closed, &e.to_string()),
+                }
+            }
+            Frame::Continuation(item) => match self.assembler.push(item) {
+                Ok(Some(data)) => self.on_message(ctx, data),
+                Ok(None) => {}
+                Err(e) => self.lost(ctx, Loss::Closed, &e.to_string()),
+            },
+            Frame::Ping(data) => {
+                if let Some(conn) = self.conn.as_mut() {
+                    let _ = conn.sink.write(WsMessage::Pong(data));
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(reason) => {
+                self.lost(ctx, Loss::Closed, &format!("closed by backend: {reason:?}"));
+            }
+        }
+    }
+
+    /// Requests queued for a claim wait no longer than a request sent to Janus would.
+    fn expire_queued(&mut self, now: Instant) {
+        let limit = self.config.request_timeout();
+        let waited = |at: &Instant| now.saturating_duration_since(*at) >= limit;
+        // Queued in arrival order: the first is the oldest.
+        if !self.queued.first().is_some_and(|(_, at)| waited(at)) {
+            return;
+        }
+        let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queued)
+            .into_iter()
+            .partition(|(_, at)| waited(at));
+        self.queued = kept;
+        let reason = format!("backend server {} did not answer in time", self.name());
+        for (request, _) in expired {
+            self.fail(Self::pending_of(request, now), &reason);
+        }
+    }
+}
+
 impl WriteHandler<ProtocolError> for BackendLink {
     fn error(&mut self, err: ProtocolError, ctx: &mut Self::Context) -> Running {
-        self.lost(ctx, &format!("write failed: {err}"));
+        self.lost(ctx, Loss::Closed, &format!("write failed: {err}"));
         Running::Continue
     }
 
@@ -1094,8 +1072,8 @@ impl Handler<LinkRequest> for BackendLink {
     fn handle(&mut self, msg: LinkRequest, _: &mut Context<Self>) {
         // While reclaiming, existing handles' requests wait for the claimed session; new
         // attaches go elsewhere (the registry does not pick a link that is not ready).
-        if self.reclaim.is_some() && !msg.attach && self.queued.len() < MAX_QUEUED {
-            self.queued.push(msg);
+        if self.reclaim.active().is_some() && !msg.attach && self.queued.len() < MAX_QUEUED {
+            self.queued.push((msg, Instant::now()));
             return;
         }
         self.send_request(msg);
@@ -1112,6 +1090,16 @@ impl Handler<UnrouteHandle> for BackendLink {
             .handles
             .store(self.routes.len() as u64, Ordering::Relaxed);
         self.stop_if_retired(ctx);
+    }
+}
+
+impl Handler<ServerDown> for BackendLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: ServerDown, ctx: &mut Context<Self>) {
+        if let Decision::GiveUp(why) = self.reclaim.sentinel(msg.0) {
+            self.follow(ctx, Decision::GiveUp(why));
+        }
     }
 }
 

@@ -8,12 +8,15 @@ pub mod breaker;
 pub mod connector;
 pub mod frame;
 pub mod link;
+pub mod liveness;
+pub mod reclaim;
+pub mod status;
 pub mod supervisor;
 pub mod transactions;
 
 pub use frame::BackendFrame;
 pub use link::{
     BackendCredentials, BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase,
-    LinkRequest, LinkStatus, LinkView, RetireLink, UnrouteHandle,
+    LinkRequest, LinkStatus, LinkView, RetireLink, ServerDown, UnrouteHandle,
 };
 pub use supervisor::{BackendSupervisor, CredentialBook, SupervisedLink};

@@ -22,7 +22,8 @@ use serde_json::Value;
 
 use crate::backend::breaker::{BreakerConfig, BreakerPhase, BreakerView, CircuitBreaker};
 use crate::backend::{
-    BackendLink, BackendSupervisor, HealthEvent, LinkHealth, LinkStatus, LinkView, SupervisedLink,
+    BackendLink, BackendSupervisor, HealthEvent, LinkHealth, LinkStatus, LinkView, ServerDown,
+    SupervisedLink,
 };
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
@@ -172,8 +173,16 @@ impl ServerRegistry {
             record,
             link,
         };
+        Self::tell_if_down(&entry);
         self.servers.insert(entry.record.name.clone(), entry);
         self.publish_links();
+    }
+
+    /// A new link of a server reported down learns it at once (links start "not down").
+    fn tell_if_down(entry: &ServerEntry) {
+        if entry.record.status == ServerStatus::Abnormal {
+            entry.link.addr.do_send(ServerDown(true));
+        }
     }
 
     fn remove(&mut self, name: &str) -> bool {
@@ -372,7 +381,14 @@ impl ServerRegistry {
             return Upserted::Created;
         };
         let url_changed = entry.record.url != report.url;
+        let was_down = entry.record.status == ServerStatus::Abnormal;
         entry.record.apply(report, now);
+        let down = entry.record.status == ServerStatus::Abnormal;
+        if down != was_down && !url_changed {
+            // Its Janus down (or up again) as its sentinel sees it: a link that lost its
+            // socket to a dead Janus stops holding the handles.
+            entry.link.addr.do_send(ServerDown(down));
+        }
         if url_changed {
             // A server that moved gets a fresh link; handles on the old one finish there.
             log::info!("registry: server {} moved to {}", report.name, report.url);
@@ -382,6 +398,7 @@ impl ServerRegistry {
                     .start(&report.name, &report.url, ctx.address().recipient()),
             );
             entry.breaker = CircuitBreaker::new(self.breaker);
+            Self::tell_if_down(entry);
             self.supervisor.retire(&old);
             self.publish_links();
         }
@@ -594,6 +611,7 @@ impl Handler<LinkHealth> for ServerRegistry {
                             &entry.record.url,
                             ctx.address().recipient(),
                         );
+                        Self::tell_if_down(entry);
                         act.publish_links();
                     }
                 });
