@@ -444,10 +444,9 @@ async fn proxy_headers_are_honoured_only_from_trusted_peers() -> anyhow::Result<
     let theirs = ws_addr(&untrusting);
     let mut stream = tcp_from(LOCALHOST, theirs).await?;
     let from = stream.local_addr()?;
-    stream.write_all(&header).await?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n")
-        .await?;
+    // One write: the proxy may reset the connection as soon as it sees the header.
+    let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n";
+    stream.write_all(&[&header[..], request].concat()).await?;
     closed_unserved(stream).await?;
     wait_log(
         &untrusting,
