@@ -534,4 +534,43 @@ mod tests {
         assert_eq!(detect(&[0x16, 0x03, 0x01]), Detection::NotHeader);
         assert_eq!(detect(b"\r\n\r\n\0\r\nX"), Detection::NotHeader);
     }
+
+    /// Random bytes behind each signature: never a panic, and the reader's invariants hold
+    /// (a complete header fits in what was given, more is asked only up to the header's end).
+    #[test]
+    fn random_input_is_answered_without_panic() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let v1 = b"PROXY TCP4 ".to_vec();
+        for i in 0..20_000 {
+            let mut bytes = match i % 3 {
+                0 => V2_SIGNATURE.to_vec(),
+                1 => v1.clone(),
+                _ => Vec::new(),
+            };
+            let len = rng.gen_range(0..64);
+            bytes.extend((0..len).map(|_| match rng.gen_range(0..4) {
+                0 => b"0123456789. :\r\n"[rng.gen_range(0..15)],
+                1 => rng.gen_range(0..4),
+                _ => rng.gen(),
+            }));
+            match parse(&bytes) {
+                Ok(Parsed::Complete { length, .. }) => assert!(length <= bytes.len()),
+                Ok(Parsed::Incomplete(n)) => assert!(n > 0),
+                Err(_) => {}
+            }
+            // Read as the listener does: a header ends exactly where the reading stopped.
+            let mut have = 0;
+            while let Ok(parsed) = parse(&bytes[..have]) {
+                match parsed {
+                    Parsed::Complete { length, .. } => {
+                        assert_eq!(length, have, "{bytes:?}");
+                        break;
+                    }
+                    Parsed::Incomplete(n) if have + n <= bytes.len() => have += n,
+                    Parsed::Incomplete(_) => break,
+                }
+            }
+        }
+    }
 }
