@@ -12,6 +12,8 @@ pub struct ProxyProcess {
     pub ws_port: u16,
     pub admin_port: u16,
     child: Option<Child>,
+    /// Where the process's log goes, when it is kept (see [`ProxyProcess::start_logged`]).
+    log_file: Option<std::path::PathBuf>,
     _dir: tempfile::TempDir,
 }
 
@@ -30,6 +32,27 @@ impl ProxyProcess {
         ws_settings: &str,
         toml: &str,
     ) -> anyhow::Result<ProxyProcess> {
+        ProxyProcess::spawn(binary, ws_settings, toml, None)
+    }
+
+    /// As [`ProxyProcess::start_with_ws`], with the process's log (`RUST_LOG` = `filter`,
+    /// e.g. `info`) kept in a file that [`ProxyProcess::log`] reads, instead of the test's
+    /// stderr.
+    pub fn start_logged(
+        binary: &str,
+        ws_settings: &str,
+        toml: &str,
+        filter: &str,
+    ) -> anyhow::Result<ProxyProcess> {
+        ProxyProcess::spawn(binary, ws_settings, toml, Some(filter))
+    }
+
+    fn spawn(
+        binary: &str,
+        ws_settings: &str,
+        toml: &str,
+        log_filter: Option<&str>,
+    ) -> anyhow::Result<ProxyProcess> {
         let dir = tempfile::tempdir()?;
         let (ws_port, admin_port) = (crate::free_port()?, crate::free_port()?);
         let config = format!(
@@ -39,20 +62,33 @@ impl ProxyProcess {
         );
         let path = dir.path().join("proxy.toml");
         std::fs::write(&path, config)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg(&path)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            )
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .context("proxy-under-test")?;
+            .stdout(Stdio::null());
+        let log_file = match log_filter {
+            Some(filter) => {
+                let log = dir.path().join("proxy.log");
+                command
+                    .env("RUST_LOG", filter)
+                    .stderr(std::fs::File::create(&log)?);
+                Some(log)
+            }
+            None => {
+                command.env(
+                    "RUST_LOG",
+                    std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+                );
+                None
+            }
+        };
+        let child = command.spawn().context("proxy-under-test")?;
         Ok(ProxyProcess {
             ws_port,
             admin_port,
             child: Some(child),
+            log_file,
             _dir: dir,
         })
     }
@@ -85,6 +121,14 @@ impl ProxyProcess {
         }
         toml.push_str(&crate::redis_server::store_section(redis_url, id));
         ProxyProcess::start(binary, &toml)
+    }
+
+    /// The log so far (empty unless started with [`ProxyProcess::start_logged`]).
+    pub fn log(&self) -> String {
+        self.log_file
+            .as_ref()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default()
     }
 
     pub fn url(&self) -> String {

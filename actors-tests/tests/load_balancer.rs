@@ -51,13 +51,19 @@ async fn session_ids(proxy: &ProxyProcess) -> anyhow::Result<Vec<u64>> {
         .collect())
 }
 
-/// A `proxy-under-test` process sharing `redis` as proxy `id`, in front of `janus`.
+/// A `proxy-under-test` process sharing `redis` as proxy `id`, in front of `janus`, taking
+/// the client's address from HAProxy's PROXY protocol header (`send-proxy-v2`).
 fn start_proxy(id: &str, redis: &RedisServer, janus: &JanusServer) -> anyhow::Result<ProxyProcess> {
-    ProxyProcess::start_shared(
+    let toml = format!(
+        "[limits]\ntrusted_proxies = [\"127.0.0.1/32\"]\n\n\
+         [[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n{}",
+        janus.ws_url(),
+        redis_server::store_section(&redis.url(), id)
+    );
+    ProxyProcess::start_with_ws(
         env!("CARGO_BIN_EXE_proxy-under-test"),
-        &redis.url(),
-        id,
-        &[("j1", janus.ws_url())],
+        "proxy_protocol = true",
+        &toml,
     )
 }
 
@@ -101,12 +107,18 @@ fn haproxy_config(front: u16, a: &ProxyProcess, b: &ProxyProcess) -> anyhow::Res
     for (from, to) in [
         ("bind 0.0.0.0:8188", format!("bind 127.0.0.1:{front}")),
         (
-            "10.0.0.11:8288 check port 8200",
-            format!("127.0.0.1:{} check port {}", a.ws_port, a.admin_port),
+            "10.0.0.11:8288 send-proxy-v2 check port 8200",
+            format!(
+                "127.0.0.1:{} send-proxy-v2 check port {}",
+                a.ws_port, a.admin_port
+            ),
         ),
         (
-            "10.0.0.12:8288 check port 8200",
-            format!("127.0.0.1:{} check port {}", b.ws_port, b.admin_port),
+            "10.0.0.12:8288 send-proxy-v2 check port 8200",
+            format!(
+                "127.0.0.1:{} send-proxy-v2 check port {}",
+                b.ws_port, b.admin_port
+            ),
         ),
         ("maxconn 20000", "maxconn 1000".to_owned()),
     ] {

@@ -98,6 +98,21 @@ pub struct LimitsConfig {
     pub connections_per_ip: usize,
     /// Largest admin API request body, in bytes.
     pub admin_body_bytes: usize,
+    /// Load balancers and HTTP proxies (CIDR ranges, IPv4 or IPv6; a bare address is one
+    /// host) whose word about the client's address is believed: a PROXY protocol header
+    /// (`ws.proxy_protocol`) or `forwarded_header`. Empty: nobody's, each client is its TCP
+    /// peer. See docs/load-balancer.md.
+    pub trusted_proxies: Vec<String>,
+    /// The header a trusted HTTP proxy appends the client's address to: `x-forwarded-for`,
+    /// `forwarded` (RFC 7239) or `none`. Only this one is read.
+    pub forwarded_header: crate::client_addr::ForwardedHeader,
+}
+
+impl LimitsConfig {
+    pub fn trusted_proxies(&self) -> Result<crate::client_addr::TrustedProxies, ProxyError> {
+        crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
+            .map_err(|e| ProxyError::Config(format!("limits.trusted_proxies: {e}")))
+    }
 }
 
 impl Default for LimitsConfig {
@@ -108,6 +123,8 @@ impl Default for LimitsConfig {
             requests_per_second: 0,
             connections_per_ip: 1000,
             admin_body_bytes: 64 * 1024,
+            trusted_proxies: Vec::new(),
+            forwarded_header: Default::default(),
         }
     }
 }
@@ -154,6 +171,10 @@ pub struct WsConfig {
     /// behind a load balancer that terminates TLS). Reloaded on SIGHUP.
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// Connections from `limits.trusted_proxies` must start with a PROXY protocol header
+    /// (v2, or v1 text; HAProxy `send-proxy-v2`), before TLS: the client's address is the one
+    /// it gives. Other peers are served as direct clients; a header from them is refused.
+    pub proxy_protocol: bool,
 }
 
 impl Default for WsConfig {
@@ -164,6 +185,7 @@ impl Default for WsConfig {
             workers: 1,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
+            proxy_protocol: false,
         }
     }
 }
@@ -447,7 +469,7 @@ impl ProxyConfig {
             &ProxyConfig::default(),
             file,
             ENV_PREFIX,
-            &["plugins.relay"],
+            &["plugins.relay", "limits.trusted_proxies"],
             env,
         )
         .map_err(ProxyError::Config)?;
@@ -560,6 +582,7 @@ impl ProxyConfig {
                 )));
             }
         }
+        self.limits.trusted_proxies()?;
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(
                 "breaker.ejection_ms must be at least 1".into(),
@@ -768,6 +791,36 @@ allowed = ["a", "b"]
         )];
         let cfg = ProxyConfig::load_with_env(None, env).unwrap();
         assert_eq!(cfg.store.url, "redis://10.0.0.5:6379/1");
+    }
+
+    #[test]
+    fn trusted_proxies_are_checked_at_load() {
+        let file = write(
+            "[ws]\nproxy_protocol = true\n[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \
+             \"::1/128\"]\nforwarded_header = \"forwarded\"\n",
+            "toml",
+        );
+        let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();
+        assert!(cfg.ws.proxy_protocol);
+        assert!(cfg
+            .limits
+            .trusted_proxies()
+            .unwrap()
+            .contains([10, 1, 2, 3].into()));
+        let env = |v: &str| vec![("JANUS_PROXY__LIMITS__TRUSTED_PROXIES".into(), v.into())];
+        let cfg = ProxyConfig::load_with_env(None, env("127.0.0.1/32,::1")).unwrap();
+        assert_eq!(cfg.limits.trusted_proxies, ["127.0.0.1/32", "::1"]);
+        let err = ProxyConfig::load_with_env(None, env("10.0.0.0/33")).unwrap_err();
+        assert!(err.to_string().contains("limits.trusted_proxies"), "{err}");
+        let file = write("[limits]\ntrusted_proxies = [\"10.0.0.1/8\"]\n", "toml");
+        let err = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("limits.trusted_proxies: \"10.0.0.1/8\""),
+            "{err}"
+        );
+        let file = write("[limits]\nforwarded_header = \"x-real-ip\"\n", "toml");
+        assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod backend;
+pub mod client_addr;
 pub mod config;
 pub mod error;
 pub mod info;

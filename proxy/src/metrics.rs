@@ -37,6 +37,30 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub reason: &'static str,
+}
+
+/// Why a client connection was refused before it was served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// `limits.connections_per_ip` reached for the client's (real) address.
+    ConnectionsPerIp,
+    /// A PROXY protocol header where none is honoured, a malformed one, or none where one is
+    /// required (see `transport::listener`).
+    ProxyProtocol,
+}
+
+impl Refusal {
+    fn label(self) -> &'static str {
+        match self {
+            Refusal::ConnectionsPerIp => "connections_per_ip",
+            Refusal::ProxyProtocol => "proxy_protocol",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: String,
 }
@@ -54,6 +78,7 @@ pub struct Metrics {
     pub sessions: Gauge,
     pub handles: Gauge,
     pub client_connections: Gauge,
+    refused: Family<RefusedLabels, Counter>,
     backend_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
     pub backend_up: Family<BackendLabels, Gauge>,
     pub backend_selectable: Family<BackendLabels, Gauge>,
@@ -109,6 +134,12 @@ impl Metrics {
             "client_connections",
             "Open client WebSocket connections",
             client_connections.clone(),
+        );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "client_connections_refused",
+            "Client connections refused before they were served, by reason",
+            refused.clone(),
         );
         let backend_latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
@@ -167,6 +198,7 @@ impl Metrics {
             sessions,
             handles,
             client_connections,
+            refused,
             backend_latency,
             backend_up,
             backend_selectable,
@@ -186,6 +218,15 @@ impl Metrics {
         if let Some(counter) = self.requests.get(index) {
             counter.inc();
         }
+    }
+
+    /// Counts one refused client connection.
+    pub fn refused(&self, why: Refusal) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                reason: why.label(),
+            })
+            .inc();
     }
 
     /// Counts one error reply to a client.

@@ -213,30 +213,29 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let ws_config = &state.config.ws;
     let data = web::Data::new(state.clone());
     let ws_data = data.clone();
-    let mut ws = HttpServer::new(move || {
-        if let Some(pending) = &pending_registry {
-            if let Some((rx, actor)) = pending.lock().take() {
-                Context::with_receiver(rx).run(actor);
-            }
-        }
-        App::new()
-            .app_data(ws_data.clone())
-            .default_service(web::get().to(ws_endpoint))
-    })
-    .tcp_nodelay(true)
-    .disable_signals()
-    .shutdown_timeout(1);
-    if ws_config.workers > 0 {
-        ws = ws.workers(ws_config.workers);
-    }
     let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
-    let ws = match &ws_certs {
-        Some(certs) => ws.bind_rustls_0_23(ws_config.listen, certs.server_config()?),
-        None => ws.bind(ws_config.listen),
-    }
-    .map_err(listen_error(ws_config.listen))?;
-    let ws_addr = ws.addrs().first().copied().unwrap_or(ws_config.listen);
-    let ws = ws.run();
+    let ws_tls = ws_certs.as_ref().map(|c| c.server_config()).transpose()?;
+    // Our own listener rather than `HttpServer`: it reads the PROXY protocol header of a
+    // trusted load balancer before TLS and gives the requests the client's real address.
+    let (ws_addr, ws) = crate::transport::listener::bind(ws_config.listen)
+        .and_then(|listener| {
+            let addr = listener.local_addr()?;
+            let acceptor = crate::transport::listener::Acceptor::new(state.clone(), ws_tls);
+            let app = move || {
+                if let Some(pending) = &pending_registry {
+                    if let Some((rx, actor)) = pending.lock().take() {
+                        Context::with_receiver(rx).run(actor);
+                    }
+                }
+                App::new()
+                    .app_data(ws_data.clone())
+                    .default_service(web::get().to(ws_endpoint))
+            };
+            let server =
+                crate::transport::listener::serve(listener, ws_config.workers, acceptor, app)?;
+            Ok((addr, server))
+        })
+        .map_err(listen_error(ws_config.listen))?;
 
     let admin_listen = state.config.admin.listen;
     let admin_data = data.clone();

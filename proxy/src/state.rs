@@ -32,6 +32,8 @@ pub struct ProxyState {
     pub started: Instant,
     /// Open client connections per address (`limits.connections_per_ip`).
     pub connections: crate::limits::ConnectionCounter,
+    /// `limits.trusted_proxies`, parsed.
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
     /// The state shared with other proxies (Redis), or this proxy's alone.
@@ -49,7 +51,10 @@ impl ProxyState {
         store: crate::store::StoreHandle,
     ) -> Arc<Self> {
         let auth = Authenticator::new(&config.auth);
+        // `start` validated the configuration: the ranges parse.
+        let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();
         Arc::new(ProxyState {
+            trusted_proxies,
             auth,
             config,
             sessions: Mutex::new(SessionTable::default()),

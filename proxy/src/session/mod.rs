@@ -4,6 +4,7 @@
 
 pub mod directory;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,8 @@ pub struct SessionRequest {
     pub incoming: Incoming,
     pub conn_id: u64,
     pub conn: Addr<ClientConnection>,
+    /// The connection's client address (a `claim` makes it the session's).
+    pub client_ip: Option<IpAddr>,
 }
 
 /// A frame for whoever owns the session now (dropped while nobody does, as in Janus).
@@ -58,6 +61,9 @@ pub struct SessionView {
     pub id: u64,
     /// Connected to a client WebSocket (false while waiting to be reclaimed).
     pub connected: bool,
+    /// The client address of the connection that created or last claimed the session: the
+    /// real client behind a trusted load balancer (docs/load-balancer.md).
+    pub client_ip: Option<IpAddr>,
     pub handles: Vec<HandleView>,
 }
 
@@ -115,6 +121,8 @@ pub struct ClientSession {
     id: u64,
     state: Arc<ProxyState>,
     owner: Option<(u64, Addr<ClientConnection>)>,
+    /// See [`SessionView::client_ip`].
+    client_ip: Option<IpAddr>,
     handles: Handles,
     /// Handle ids of attaches still waiting for their backend (emptied, and freed, when
     /// they are done).
@@ -122,11 +130,17 @@ pub struct ClientSession {
 }
 
 impl ClientSession {
-    pub fn new(id: u64, state: Arc<ProxyState>, owner: (u64, Addr<ClientConnection>)) -> Self {
+    pub fn new(
+        id: u64,
+        state: Arc<ProxyState>,
+        owner: (u64, Addr<ClientConnection>),
+        client_ip: Option<IpAddr>,
+    ) -> Self {
         ClientSession {
             id,
             state,
             owner: Some(owner),
+            client_ip,
             handles: Handles::default(),
             attaching: Vec::new(),
         }
@@ -263,6 +277,7 @@ impl Handler<SessionRequest> for ClientSession {
             mut incoming,
             conn_id,
             conn,
+            client_ip,
         } = msg;
         let handle_id = incoming.handle_id;
         let handle = if handle_id > 0 {
@@ -303,6 +318,7 @@ impl Handler<SessionRequest> for ClientSession {
                     self.state.sessions.lock().set_owner(self.id, conn_id);
                     conn.do_send(SessionClaimed(self.id));
                     self.owner = Some((conn_id, conn.clone()));
+                    self.client_ip = client_ip;
                 }
                 self.reply(&conn, &ServerMessage::success(self.id, &transaction));
             }
@@ -377,6 +393,7 @@ impl Handler<DescribeSession> for ClientSession {
         MessageResult(SessionView {
             id: self.id,
             connected: self.owner.is_some(),
+            client_ip: self.client_ip,
             handles,
         })
     }

@@ -3,6 +3,8 @@
 //! each request, answers the session-less ones (`info`, `ping`, `create`) and hands the rest
 //! to the session actor.
 
+pub mod listener;
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
@@ -40,7 +42,8 @@ pub struct SessionReleased(pub u64);
 pub struct ClientConnection {
     id: u64,
     state: Arc<ProxyState>,
-    /// The client's address, counted against `limits.connections_per_ip`.
+    /// The client's real address (see `client_ip`), counted against
+    /// `limits.connections_per_ip`.
     peer: Option<std::net::IpAddr>,
     limiter: Option<crate::limits::RateLimiter>,
     /// Sessions created or claimed here; they end (or wait to be reclaimed) when it closes.
@@ -110,6 +113,7 @@ impl ClientConnection {
                         incoming,
                         conn_id: self.id,
                         conn: ctx.address(),
+                        client_ip: self.peer,
                     }),
                     None => {
                         let err = incoming.error(ApiError::no_such_session(session_id));
@@ -138,12 +142,13 @@ impl ClientConnection {
         }
         let state = self.state.clone();
         let owner = (self.id, ctx.address());
+        let client_ip = self.peer;
         let created = self
             .state
             .sessions
             .lock()
             .insert(id, self.id, Instant::now(), |sid| {
-                ClientSession::new(sid, state, owner).start()
+                ClientSession::new(sid, state, owner, client_ip).start()
             });
         match created {
             Ok(session_id) => {
@@ -286,6 +291,27 @@ fn offers_janus_protocol(req: &HttpRequest) -> bool {
         .any(|p| p.trim() == JANUS_PROTOCOL)
 }
 
+/// The client's address: the connection's (the TCP peer, or the PROXY protocol header of a
+/// trusted load balancer, see `listener`), or, when that is a trusted proxy, what its
+/// `limits.forwarded_header` says.
+fn client_ip(req: &HttpRequest, state: &ProxyState) -> Option<std::net::IpAddr> {
+    let peer = req.peer_addr()?;
+    let header = state.config.limits.forwarded_header;
+    let values: Vec<&[u8]> = match header.header_name() {
+        Some(name) => req.headers().get_all(name).map(|v| v.as_bytes()).collect(),
+        None => Vec::new(),
+    };
+    let (ip, error) =
+        crate::client_addr::forwarded::resolve(peer.ip(), header, &values, &state.trusted_proxies);
+    if let Some(e) = error {
+        log::warn!(
+            "client connection from {peer}: {} ignored, the client is taken to be the peer: {e}",
+            header.header_name().unwrap_or_default()
+        );
+    }
+    Some(ip)
+}
+
 /// The WebSocket route (any path).
 pub async fn ws_endpoint(
     req: HttpRequest,
@@ -298,10 +324,14 @@ pub async fn ws_endpoint(
             .body("WebSocket subprotocol 'janus-protocol' required\n"));
     }
     let state = state.get_ref().clone();
-    let peer = req.peer_addr().map(|a| a.ip());
+    let peer = client_ip(&req, &state);
     if let Some(ip) = peer {
         let limit = state.config.limits.connections_per_ip;
         if !state.connections.try_open(ip, limit) {
+            log::info!("client connection from {ip} refused: {limit} connections from it already");
+            state
+                .metrics
+                .refused(crate::metrics::Refusal::ConnectionsPerIp);
             return Ok(HttpResponse::TooManyRequests()
                 .content_type("text/plain")
                 .body(format!("Too many connections from {ip} (limit {limit})\n")));

@@ -1,0 +1,345 @@
+//! The client listener. Each accepted TCP connection is first checked for the PROXY protocol
+//! (a header from a trusted load balancer gives the client's address; see `client_addr`), then
+//! the TLS handshake is done for `wss`, then actix-http's HTTP/1 service takes the stream
+//! together with the client's address, so `HttpRequest::peer_addr` is the real client for the
+//! WebSocket endpoint. actix-web's `HttpServer` takes the address from the socket and reads
+//! nothing before TLS, hence this small server of our own on the same parts (actix-server
+//! workers, actix-http's dispatcher, the actix-web `App`).
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use actix_http::body::MessageBody;
+use actix_http::error::DispatchError;
+use actix_http::{HttpService, KeepAlive, Request, Response};
+use actix_service::{
+    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+};
+use actix_web::dev::{AppConfig, Server, Service};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::client_addr::proxy_protocol::{self, Detection, HeaderError, Parsed};
+use crate::metrics::Refusal;
+use crate::state::ProxyState;
+
+/// How long a new connection has to send its first bytes (a PROXY protocol header, or
+/// whatever starts TLS or HTTP): actix-http's own limit for a first request.
+const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a TLS handshake may take (actix-web's default).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pending connections the kernel queues (actix-web's default).
+const BACKLOG: i32 = 1024;
+
+/// Why a connection was closed before it was served.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("sent a PROXY protocol header but is not in limits.trusted_proxies")]
+    Untrusted,
+    #[error("sent a PROXY protocol header but ws.proxy_protocol is off")]
+    Disabled,
+    #[error("is a trusted proxy (limits.trusted_proxies, ws.proxy_protocol on) but sent no PROXY protocol header")]
+    Missing,
+    #[error("sent a bad PROXY protocol header: {0}")]
+    Malformed(HeaderError),
+    #[error("sent no complete PROXY protocol header within {0:?}")]
+    HeaderTimeout(Duration),
+    #[error("sent nothing within {0:?}")]
+    Silent(Duration),
+    #[error("closed the connection before sending anything")]
+    Closed,
+    #[error("closed the connection inside its PROXY protocol header")]
+    ClosedInHeader,
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("no TLS handshake within {0:?}")]
+    TlsTimeout(Duration),
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+impl Refused {
+    /// Refusals an operator must hear about: a misconfigured balancer, or someone trying to
+    /// pass for one. The rest is the ordinary noise of the internet.
+    fn is_notable(&self) -> bool {
+        matches!(
+            self,
+            Refused::Untrusted
+                | Refused::Disabled
+                | Refused::Missing
+                | Refused::Malformed(_)
+                | Refused::HeaderTimeout(_)
+                | Refused::ClosedInHeader
+        )
+    }
+}
+
+/// A client's stream: plain TCP, or TLS over it.
+pub enum ClientStream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Plain(s) => s.is_write_vectored(),
+            ClientStream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// What every worker's acceptor shares.
+#[derive(Clone)]
+pub struct Acceptor {
+    state: Arc<ProxyState>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl Acceptor {
+    /// `tls`: the server configuration of `wss`, if served.
+    pub fn new(state: Arc<ProxyState>, tls: Option<rustls::ServerConfig>) -> Self {
+        let tls = tls.map(|mut config| {
+            // HTTP/1.1 only: the WebSocket upgrade needs it.
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        Acceptor { state, tls }
+    }
+
+    /// The stream to serve and the client's address, or the connection refused (logged).
+    async fn accept(
+        &self,
+        io: TcpStream,
+    ) -> Result<(ClientStream, Option<SocketAddr>), DispatchError> {
+        let peer = match io.peer_addr() {
+            Ok(peer) => SocketAddr::new(peer.ip().to_canonical(), peer.port()),
+            // Gone already.
+            Err(e) => return Err(DispatchError::Io(e)),
+        };
+        let _ = io.set_nodelay(true);
+        match self.prepare(io, peer).await {
+            Ok((stream, client)) => {
+                if client != peer {
+                    log::debug!("client connection from {peer}: client {client}");
+                }
+                Ok((stream, Some(client)))
+            }
+            Err(why) => {
+                if why.is_notable() {
+                    log::warn!("client connection from {peer} refused: {why}");
+                    self.state.metrics.refused(Refusal::ProxyProtocol);
+                } else {
+                    log::debug!("client connection from {peer} closed: {why}");
+                }
+                Err(DispatchError::Io(io::Error::other(why.to_string())))
+            }
+        }
+    }
+
+    async fn prepare(
+        &self,
+        mut io: TcpStream,
+        peer: SocketAddr,
+    ) -> Result<(ClientStream, SocketAddr), Refused> {
+        let config = &self.state.config.ws;
+        let client = if config.proxy_protocol && self.state.trusted_proxies.contains(peer.ip()) {
+            let header = tokio::time::timeout(FIRST_BYTES_TIMEOUT, read_header(&mut io))
+                .await
+                .map_err(|_| Refused::HeaderTimeout(FIRST_BYTES_TIMEOUT))??;
+            header.source.unwrap_or(peer)
+        } else {
+            // A header where none is honoured is refused, not served as a bad HTTP request:
+            // it is a misconfigured balancer, or someone passing for one.
+            let first = tokio::time::timeout(FIRST_BYTES_TIMEOUT, detect(&io))
+                .await
+                .map_err(|_| Refused::Silent(FIRST_BYTES_TIMEOUT))??;
+            match first {
+                Detection::Header if config.proxy_protocol => return Err(Refused::Untrusted),
+                Detection::Header => return Err(Refused::Disabled),
+                _ => peer,
+            }
+        };
+        let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+        let stream = match &self.tls {
+            None => ClientStream::Plain(io),
+            Some(tls) => {
+                let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io))
+                    .await
+                    .map_err(|_| Refused::TlsTimeout(TLS_HANDSHAKE_TIMEOUT))?
+                    .map_err(Refused::Tls)?;
+                ClientStream::Tls(Box::new(stream))
+            }
+        };
+        Ok((stream, client))
+    }
+}
+
+/// Reads a PROXY protocol header, exactly: what follows stays on the socket.
+async fn read_header(io: &mut TcpStream) -> Result<proxy_protocol::ProxyHeader, Refused> {
+    let mut buf = Vec::with_capacity(64);
+    loop {
+        match proxy_protocol::parse(&buf) {
+            Ok(Parsed::Complete { header, length }) if length == buf.len() => return Ok(header),
+            // Only a malformed v1 line shorter than the shortest header ends inside the bytes
+            // read; it would fail to parse, but be safe.
+            Ok(Parsed::Complete { .. }) => {
+                return Err(Refused::Malformed(HeaderError::V1("line too short")))
+            }
+            Ok(Parsed::Incomplete(more)) => {
+                let start = buf.len();
+                buf.resize(start + more, 0);
+                let n = io.read(&mut buf[start..]).await.map_err(Refused::Io)?;
+                if n == 0 {
+                    return Err(if start == 0 {
+                        Refused::Closed
+                    } else {
+                        Refused::ClosedInHeader
+                    });
+                }
+                buf.truncate(start + n);
+            }
+            Err(HeaderError::Signature) => return Err(Refused::Missing),
+            Err(e) => return Err(Refused::Malformed(e)),
+        }
+    }
+}
+
+/// Looks at the first bytes without taking them.
+async fn detect(io: &TcpStream) -> Result<Detection, Refused> {
+    let mut buf = [0u8; 12];
+    loop {
+        let n = io.peek(&mut buf).await.map_err(Refused::Io)?;
+        if n == 0 {
+            return Err(Refused::Closed);
+        }
+        match proxy_protocol::detect(&buf[..n]) {
+            Detection::Undecided => {
+                // Fewer bytes than it takes to tell (a first segment of under 5 bytes: never
+                // from a real client). `peek` returns at once while any byte waits, so wait a
+                // little for more rather than spin.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            decided => return Ok(decided),
+        }
+    }
+}
+
+/// Binds the client listen address (the socket options of actix-web's `bind`).
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Serves `app` (made once per worker, on its thread) on `listener`: `workers` threads (0:
+/// one per core), no signal handling (the proxy has its own), 1 s of grace at stop.
+pub fn serve<F, I, S, B>(
+    listener: std::net::TcpListener,
+    workers: usize,
+    acceptor: Acceptor,
+    app: F,
+) -> io::Result<Server>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: IntoServiceFactory<S, Request>,
+    S: ServiceFactory<Request, Config = AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: fmt::Debug,
+    S::Response: Into<Response<B>> + 'static,
+    <S::Service as Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: MessageBody + 'static,
+{
+    let local = listener.local_addr()?;
+    let secure = acceptor.tls.is_some();
+    let mut builder = Server::build().disable_signals().shutdown_timeout(1);
+    if workers > 0 {
+        builder = builder.workers(workers);
+    }
+    let builder = builder.listen(
+        format!("janus-proxy-clients-{local}"),
+        listener,
+        move || {
+            let app = app()
+                .into_factory()
+                .map_err(|e: S::Error| e.into().error_response());
+            // The application sees this only through `HttpRequest::app_config` and the
+            // connection info's fallbacks, which the WebSocket endpoint does not read.
+            let app = map_config(app, |()| AppConfig::default());
+            let mut http = HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(local);
+            if secure {
+                http = http.secure();
+            }
+            let http = http.h1(app);
+            let acceptor = acceptor.clone();
+            fn_service(move |io: TcpStream| {
+                let acceptor = acceptor.clone();
+                async move { acceptor.accept(io).await }
+            })
+            .and_then(http)
+        },
+    )?;
+    Ok(builder.run())
+}
