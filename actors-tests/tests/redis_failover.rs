@@ -95,8 +95,8 @@ fn result_event(f: &Value) -> Option<&str> {
     f["plugindata"]["data"]["result"]["event"].as_str()
 }
 
-/// Sends a videocall request and returns its event (the ack, and Janus's own `hangup` of a
-/// peer connection that a videocall `hangup` closes, skipped).
+/// Sends a videocall request and returns its event, once its ack came too (other frames,
+/// e.g. Janus's own `hangup` of a peer connection that a videocall `hangup` closes, skipped).
 async fn request_event(u: &mut Peer, body: Value, sdp: Option<&str>) -> anyhow::Result<Value> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
@@ -108,13 +108,26 @@ async fn request_event(u: &mut Peer, body: Value, sdp: Option<&str>) -> anyhow::
         m["jsep"] = json!({"type": kind, "sdp": text});
     }
     u.client.send(&m).await?;
-    let frames = u
-        .client
-        .recv_until(WAIT, |f| {
-            f["janus"] == "event" && f["transaction"] == transaction
-        })
-        .await?;
-    frames.last().cloned().context("no event")
+    // Both the ack and the event, in either order (Janus may send the event first): no
+    // late ack is left for what reads the socket next.
+    let (mut acked, mut event) = (false, None);
+    let deadline = Instant::now() + WAIT;
+    while !acked || event.is_none() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = u
+            .client
+            .recv_within(left)
+            .await?
+            .with_context(|| format!("no ack and event for {body_of}", body_of = m["body"]))?;
+        if frame["transaction"] == transaction {
+            match frame["janus"].as_str() {
+                Some("ack") => acked = true,
+                Some("event") => event = Some(frame),
+                _ => bail!("unexpected answer: {frame}"),
+            }
+        }
+    }
+    event.context("no event")
 }
 
 async fn wait_event(u: &mut Peer, what: &str) -> anyhow::Result<Value> {
