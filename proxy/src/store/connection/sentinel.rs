@@ -179,7 +179,6 @@ impl Shared {
 
     /// `client` becomes the master to use, in a new generation.
     fn found(&self, client: redis::Client) -> Master {
-        use std::sync::atomic::AtomicU64;
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let master = Master {
             generation: NEXT.fetch_add(1, Ordering::Relaxed),
