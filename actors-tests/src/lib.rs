@@ -10,6 +10,7 @@ pub mod netns;
 pub mod p2pcall_client;
 pub mod plugin_script;
 pub mod proxy_process;
+pub mod redis_sentinel;
 pub mod redis_server;
 pub mod scenario;
 pub mod sentinel_kit;

@@ -35,7 +35,13 @@ pub struct ProxyConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Empty: in memory, this proxy alone. `redis://host:port/db` (or `rediss://`): shared.
+    /// Empty: in memory, this proxy alone. Shared: one Redis,
+    /// `redis://[[user]:password@]host:port/db` (`rediss://…`: TLS, the server's certificate
+    /// checked against the system's roots or the file `SSL_CERT_FILE` names), or the master
+    /// of a Redis Sentinel set, followed through failovers:
+    /// `redis+sentinel://[[user]:password@]host:port,host:port,…/<master-name>[/db]`
+    /// (`rediss+sentinel://`: TLS; user and password are the data nodes', the sentinels' own
+    /// go in `?sentinel_username=…&sentinel_password=…`). See docs/redis.md.
     pub url: String,
     /// Prefix of every key; `januscloud` gives janus-cloud's own key names.
     pub key_prefix: String,
@@ -480,12 +486,8 @@ impl ProxyConfig {
 
     pub fn validate(&self) -> Result<(), ProxyError> {
         if self.store.is_shared() {
-            if !(self.store.url.starts_with("redis://") || self.store.url.starts_with("rediss://"))
-            {
-                return Err(ProxyError::Config(
-                    "store.url must be empty or a redis:// URL".into(),
-                ));
-            }
+            crate::store::connection::RedisAddress::parse(&self.store.url)
+                .map_err(|e| ProxyError::Config(format!("store.url: {e}")))?;
             if self.store.sync_interval_ms == 0
                 || self.store.timeout_ms == 0
                 || self.store.heartbeat_ttl_s * 1000 <= self.store.sync_interval_ms
