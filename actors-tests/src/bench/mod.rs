@@ -7,6 +7,7 @@ pub mod idle;
 pub mod procstat;
 pub mod spawn;
 pub mod stats;
+pub mod store;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ use spawn::SpawnOptions;
 use stats::Kind;
 
 pub const USAGE: &str = "\
-usage: janus-bench <cycle|idle|compare> [options]
+usage: janus-bench <cycle|idle|compare|store> [options]
 
   cycle     N clients (one WebSocket each) repeat create, attach, message (ack + event),
             keepalive, detach, destroy; prints cycles/s, requests/s, latency percentiles
@@ -31,6 +32,9 @@ usage: janus-bench <cycle|idle|compare> [options]
             holding and after.
   compare   the same load against a direct Janus and the proxy, alternating rounds
             (direct, proxy, direct, proxy, ...); prints every figure and the ratio proxy/direct.
+  store     the shared store's cost: N proxy processes on one Redis filled with rooms and
+            users, held idle (Redis and proxy CPU, Redis commands/s), and how fast a
+            registration on one proxy is listed on another (`janus-bench store --help`).
 
 targets:
   --url URL[,URL..]             cycle/idle target (several: clients spread round-robin)
@@ -270,6 +274,15 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
 /// Entry point of the binary: parses `args` (without the program name), runs on a
 /// single-threaded runtime, prints to stdout.
 pub fn main_with_args(args: &[String]) -> anyhow::Result<()> {
+    if args.first().map(String::as_str) == Some("store") {
+        if args.iter().any(|a| a == "--help" || a == "-h") {
+            bail!("{}", store::USAGE);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return runtime.block_on(store::run(&args[1..]));
+    }
     let opts = parse(args)?;
     let limit = procstat::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()

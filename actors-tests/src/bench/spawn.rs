@@ -129,7 +129,7 @@ impl Spawned {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(super) fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -345,7 +345,7 @@ async fn probe_attach(url: &str) -> anyhow::Result<()> {
 }
 
 /// A tiny blocking HTTP GET on loopback (the admin port answers at once).
-fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+pub(super) fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     s.set_read_timeout(Some(Duration::from_millis(300)))?;
     write!(
