@@ -313,9 +313,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         slowest.as_secs_f64()
     );
 
-    // A fresh proxy reads the store once more a heartbeat lifetime (5 s) after its start (as
-    // after a Redis gap): the idle measurement starts after that.
-    tokio::time::sleep(Duration::from_secs(6).saturating_sub(slowest)).await;
+    // A fresh proxy reads the store once more a heartbeat lifetime (5 s) after its first
+    // round (as after a Redis gap): the idle measurement starts after that read.
+    tokio::time::sleep(Duration::from_secs(6) + slowest).await;
 
     // Idle: what the store costs with nothing happening.
     let hz = clock_ticks_per_second();
