@@ -3,8 +3,10 @@
 // PeerConnection (@roamhq/wrtc) sending a synthetic audio track and a synthetic video
 // track, call each other with janus.plugin.videocall; the media is bridged by the Janus.
 //
-// Usage: node videocall.mjs --url ws://127.0.0.1:PORT [--label NAME]
+// Usage: node videocall.mjs --url ws://127.0.0.1:PORT [--label NAME] [--callee-url URL]
 //                           [--timeout-ms 40000] [--connect-timeout-ms 10000] [--verbose]
+// --callee-url: the callee connects there (another proxy of the same cluster), the caller
+// to --url; both to --url by default.
 //
 // Success criteria (all required):
 //   - both peers connect, create a session, attach and register (caller, callee),
@@ -26,7 +28,8 @@ import {
   superviseRun, waitFor, newPeer,
 } from './lib.mjs';
 
-const script = startScript('videocall', { timeoutMs: 40000 });
+const script = startScript('videocall', { timeoutMs: 40000 },
+  { '--callee-url': ['calleeUrl', String, 'URL'] });
 const { opts, t0, log } = script;
 
 /* A janode handle for janus.plugin.videocall: answers (events with our transaction) close
@@ -43,9 +46,11 @@ class VideoCallHandle extends Handle {
   }
 }
 
-const caller = newPeer('alice');
-const callee = newPeer('bob');
-const state = { label: opts.label, url: opts.url, peers: [caller, callee], errors: [] };
+const caller = newPeer('alice', { url: opts.url });
+const callee = newPeer('bob', { url: opts.calleeUrl || opts.url });
+const state = {
+  label: opts.label, url: opts.url, callee_url: callee.url, peers: [caller, callee], errors: [],
+};
 
 const missing = () => {
   const m = [];
@@ -63,9 +68,10 @@ const { done, closeAll, abort } = superviseRun(script, state, missing);
 
 // ---- the test -----------------------------------------------------------------------
 
-/** Connects, attaches and registers one peer; returns its handle and its PeerConnection. */
+/** Connects (to `peer.url`), attaches and registers one peer; returns its handle and its
+ * PeerConnection. */
 async function setUp(peer) {
-  const { connection, session } = await connectAndCreate(opts, peer);
+  const { connection, session } = await connectAndCreate({ ...opts, url: peer.url }, peer);
   peer.steps.push('connect', 'create');
   const handle = await session.attach({ id: 'janus.plugin.videocall', Handle: VideoCallHandle });
   peer.steps.push('attach');

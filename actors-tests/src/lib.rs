@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod compare;
 pub mod fake_janus;
+pub mod haproxy;
 pub mod http;
 pub mod janus_conf;
 pub mod netns;

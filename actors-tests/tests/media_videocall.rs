@@ -17,8 +17,17 @@
 //! `MEDIA_E2E_SKIP=1` skips it on purpose; `MEDIA_E2E_PROXY_BIN=/path` overrides the proxy
 //! binary; `MEDIA_E2E_KEEP=1` keeps the work dir with the configs and logs. The namespace,
 //! process and script helpers are in `actors_tests::netns`.
+//!
+//! The second test does the call between two proxies sharing a Redis (all in the namespace),
+//! each with both Janus servers as backends: the caller on one, the callee on the other; the
+//! call is placed on one Janus, which bridges the media, and the signalling between the two
+//! users crosses Redis.
 
-use actors_tests::netns::TwoPhase;
+use std::time::Duration;
+
+use actors_tests::netns::{janus_pair_sections, janus_reports, JanusInNs, MediaTest};
+use actors_tests::netns::{TwoPhase, PROXY_ADMIN_PORT};
+use actors_tests::redis_server::store_section;
 use serde_json::Value;
 
 const TEST: &str = "media_videocall";
@@ -30,6 +39,12 @@ const JANUS_WS_PORTS: [u16; 2] = [8188, 8190];
 const SCRIPT_TIMEOUT_MS: u64 = 40_000;
 const DIRECT_CONNECT_TIMEOUT_MS: u64 = 10_000;
 const PROXY_CONNECT_TIMEOUT_MS: u64 = 20_000;
+const TEST_TWO: &str = "media_videocall_two_proxies";
+const NS_PREFIX_TWO: &str = "jc-vcx-";
+/// Ports of the second test inside its namespace (free there): Redis, the second proxy.
+const REDIS_PORT: u16 = 6379;
+const SECOND_WS_PORT: u16 = 8298;
+const SECOND_ADMIN_PORT: u16 = 8299;
 
 /// Everything the summary must show for a successful real-media video call.
 fn check_summary(s: &Value) -> Vec<String> {
@@ -88,4 +103,89 @@ fn media_videocall_direct_and_via_proxy() {
         proxy_connect_timeout_ms: PROXY_CONNECT_TIMEOUT_MS,
     }
     .run(option_env!("CARGO_BIN_EXE_proxy-under-test"), check_summary);
+}
+
+#[test]
+fn media_videocall_two_peers_via_two_proxies() {
+    let Some(media) = MediaTest::start(TEST_TWO, NS_PREFIX_TWO, true) else {
+        return;
+    };
+    if !actors_tests::redis_server::available() {
+        println!("SKIP: {TEST_TWO}: redis-server is not installed");
+        return;
+    }
+    let mut janus = media.spawn_janus_pair("libjanus_videocall.so", JANUS_WS_PORTS);
+    let mut redis = media.spawn_redis(REDIS_PORT);
+    // Each proxy with the same two Janus servers as backends, sharing the Redis.
+    let sections = |id: &str| {
+        format!(
+            "{}\n{}",
+            janus_pair_sections(JANUS_WS_PORTS),
+            store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), id)
+        )
+    };
+    let bin = option_env!("CARGO_BIN_EXE_proxy-under-test");
+    let mut one = media.spawn_proxy(bin, &sections("one"));
+    let mut two = media.spawn_proxy_named(
+        bin,
+        "proxy-two",
+        SECOND_WS_PORT,
+        SECOND_ADMIN_PORT,
+        &sections("two"),
+    );
+    // Both proxies in the cluster: Redis answers and their channels are subscribed.
+    let subscribed = media.cluster_ready(
+        &[PROXY_ADMIN_PORT, SECOND_ADMIN_PORT],
+        Duration::from_secs(15),
+    );
+    assert!(
+        subscribed,
+        "{TEST_TWO}: the proxies never subscribed\n{}\n{}",
+        one.report(),
+        two.report()
+    );
+
+    let callee_url = format!("ws://127.0.0.1:{SECOND_WS_PORT}");
+    let run = media.run_script_with(
+        "videocall",
+        "two-proxies",
+        &media.proxy_url(),
+        SCRIPT_TIMEOUT_MS,
+        PROXY_CONNECT_TIMEOUT_MS,
+        &["--callee-url", &callee_url],
+    );
+    let check = |s: &Value| {
+        let mut problems = check_summary(s);
+        // The caller on proxy one, the callee on proxy two.
+        for (i, url) in [media.proxy_url(), callee_url.clone()].iter().enumerate() {
+            if s["peers"][i]["url"] != url.as_str() {
+                problems.push(format!(
+                    "peer {i} not connected to {url}: {}",
+                    s["peers"][i]["url"]
+                ));
+            }
+        }
+        problems
+    };
+    let s = run.expect_success(check).unwrap_or_else(|diag| {
+        panic!(
+            "{TEST_TWO}: a video call between two proxies FAILED: {diag}\n{}\n{}\n{}",
+            one.report(),
+            two.report(),
+            janus_reports(&mut janus)
+        )
+    });
+    println!("{TEST_TWO}: {}", run.peers_line(&s));
+
+    // Every process must have survived the whole thing.
+    one.assert_alive();
+    two.assert_alive();
+    janus.iter_mut().for_each(JanusInNs::assert_alive);
+    one.daemon.stop();
+    two.daemon.stop();
+    for j in janus.iter_mut() {
+        j.daemon.stop();
+    }
+    redis.stop();
+    drop(media);
 }
