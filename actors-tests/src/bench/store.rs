@@ -52,7 +52,9 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let v = it.next().ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
+        let v = it
+            .next()
+            .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
         let n = || v.parse::<u64>().map_err(|_| anyhow!("bad number {v:?}"));
         match flag.as_str() {
             "--proxies" => o.proxies = n()?.max(2) as usize,
@@ -109,7 +111,10 @@ fn start_redis(port: u16) -> anyhow::Result<Killed> {
 /// Rooms and users of a live proxy `ghost` (a heartbeat that outlives the run), in the
 /// proxies' own layout, written by Lua in chunks.
 fn fill(port: u16, rooms: u64, users: u64) -> anyhow::Result<()> {
-    redis_cli(port, &["SET", "januscloud:proxies:ghost", "{}", "EX", "86400"])?;
+    redis_cli(
+        port,
+        &["SET", "januscloud:proxies:ghost", "{}", "EX", "86400"],
+    )?;
     redis_cli(port, &["SADD", "januscloud:proxy_index", "ghost"])?;
     let chunk = 10_000u64;
     let script_users = "for i = tonumber(ARGV[1]), tonumber(ARGV[2]) do \
@@ -196,7 +201,12 @@ fn command_calls(port: u16) -> anyhow::Result<std::collections::BTreeMap<String,
         .lines()
         .filter_map(|l| {
             let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest.strip_prefix("calls=")?.split(',').next()?.parse().ok()?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
             Some((name.to_owned(), calls))
         })
         .collect())
@@ -240,7 +250,11 @@ async fn ask(conn: &mut Conn, session: u64, handle: u64, body: &str) -> anyhow::
         .map_err(|e| anyhow!("send: {}", e.kind()))?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match conn.recv(deadline).await.map_err(|e| anyhow!("{}", e.kind()))? {
+        match conn
+            .recv(deadline)
+            .await
+            .map_err(|e| anyhow!("{}", e.kind()))?
+        {
             Frame::Closed => bail!("closed"),
             Frame::Text(t) if wire::transaction(&t) == Some(tx) => {
                 if matches!(wire::janus_kind(&t), Some("success" | "event")) {
@@ -266,7 +280,10 @@ async fn until_listed(
             return Ok(start.elapsed());
         }
         if start.elapsed() > Duration::from_secs(10) {
-            bail!("{name} never {} on the other proxy", if present { "listed" } else { "gone" });
+            bail!(
+                "{name} never {} on the other proxy",
+                if present { "listed" } else { "gone" }
+            );
         }
     }
 }
@@ -282,9 +299,14 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let o = parse(args)?;
     if !o.proxy_bin.is_file() {
-        bail!("proxy binary {} not found (--proxy-bin)", o.proxy_bin.display());
+        bail!(
+            "proxy binary {} not found (--proxy-bin)",
+            o.proxy_bin.display()
+        );
     }
-    let dir = tempfile::Builder::new().prefix("janus-bench-store-").tempdir()?;
+    let dir = tempfile::Builder::new()
+        .prefix("janus-bench-store-")
+        .tempdir()?;
     if std::env::var_os("JANUS_BENCH_KEEP").is_some() {
         println!("store: logs in {}", dir.path().display());
     }
@@ -323,11 +345,17 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let pids: Vec<u32> = proxies.iter().map(|p| p.child.0.id()).collect();
     let calls0 = command_calls(port)?;
     let (commands0, redis0) = (commands_processed(port)?, sample(redis_pid)?);
-    let proxies0 = pids.iter().map(|p| sample(*p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let proxies0 = pids
+        .iter()
+        .map(|p| sample(*p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     tokio::time::sleep(o.hold).await;
     let (commands1, redis1) = (commands_processed(port)?, sample(redis_pid)?);
     let calls1 = command_calls(port)?;
-    let proxies1 = pids.iter().map(|p| sample(*p)).collect::<anyhow::Result<Vec<_>>>()?;
+    let proxies1 = pids
+        .iter()
+        .map(|p| sample(*p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let secs = redis1.at.duration_since(redis0.at).as_secs_f64();
     let cpu = |t0: u64, t1: u64| (t1.saturating_sub(t0)) as f64 / hz / secs * 100.0;
     let redis_cpu = cpu(redis0.cpu_ticks, redis1.cpu_ticks);
@@ -349,7 +377,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
     let mut per_command: Vec<(u64, &String)> = calls1
         .iter()
-        .map(|(name, n)| (n.saturating_sub(calls0.get(name).copied().unwrap_or(0)), name))
+        .map(|(name, n)| {
+            (
+                n.saturating_sub(calls0.get(name).copied().unwrap_or(0)),
+                name,
+            )
+        })
         .filter(|(n, _)| *n > 0)
         .collect();
     per_command.sort_by(|a, b| b.cmp(a));
@@ -357,7 +390,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .map(|(n, name)| format!("{name} {:.1}/s", *n as f64 / secs))
         .collect();
-    println!("store: idle commands (scripts' included): {}", listed.join(", "));
+    println!(
+        "store: idle commands (scripts' included): {}",
+        listed.join(", ")
+    );
 
     // Propagation of a registration and of its release, proxy 1 to proxy 2.
     let (mut up, mut down) = (Vec::new(), Vec::new());
@@ -373,9 +409,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             }
             up.push(until_listed(&mut watcher, &name, true).await?);
             let tx = conn.tx();
-            conn.request(tx, wire::detach(tx, session, handle), Expect::Success, Duration::from_secs(5))
-                .await
-                .map_err(|e| anyhow!("detach: {}", e.kind()))?;
+            conn.request(
+                tx,
+                wire::detach(tx, session, handle),
+                Expect::Success,
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|e| anyhow!("detach: {}", e.kind()))?;
             down.push(until_listed(&mut watcher, &name, false).await?);
             conn.close().await;
         }

@@ -38,6 +38,8 @@ pub(super) enum FollowEvent {
         version: u64,
         alive: HashSet<String>,
         settling: bool,
+        /// Proxies found dead for sure (settling or not).
+        gone: Vec<String>,
     },
     /// Redis answers again after a gap, or lost its data: read everything now, and again once
     /// the others have written theirs again (after `settle`).
@@ -132,8 +134,9 @@ impl Follow {
                 version,
                 alive,
                 settling,
+                gone,
             } => {
-                self.proxies_alive(alive, settling);
+                self.proxies_alive(alive, settling, &gone);
                 if !self.feed.in_step() {
                     // A resync failed or waits for the subscription: try again.
                     self.resync().await;
@@ -155,10 +158,13 @@ impl Follow {
 
     /// The live proxies from a round. Just after a gap a missing heartbeat may only be one
     /// not written again yet: then proxies are only added.
-    fn proxies_alive(&mut self, mut alive: HashSet<String>, settling: bool) {
+    fn proxies_alive(&mut self, mut alive: HashSet<String>, settling: bool, gone: &[String]) {
         if settling {
             if let Some(known) = &self.alive {
                 alive.extend(known.iter().cloned());
+            }
+            for id in gone {
+                alive.remove(id);
             }
         }
         if self.alive.as_ref() == Some(&alive) {

@@ -57,24 +57,50 @@ return false";
 
 /// A sync round's write and read, in one step. `KEYS`: this proxy's heartbeat, its sessions
 /// record, the proxy index, the version. `ARGV`: this proxy's id, the heartbeat, its lifetime
-/// (s), the sessions record, its lifetime (s), the heartbeat key prefix. Returns the previous
-/// heartbeat (nil: Redis lost it), the previous record, the live proxies, the dead ones (in the
-/// index without a heartbeat), the version.
+/// (s), the sessions record, its lifetime (s), the heartbeat key prefix, the proxies' channel
+/// prefix, the silence (ms) after which a proxy without a subscription is dead (0: never),
+/// then the proxies this one saw subscribed since it last came back to Redis. Returns the
+/// previous heartbeat (nil: Redis lost it), the previous record, the live proxies, the dead
+/// ones (in the index without a heartbeat), the version, the proxies subscribed now, the
+/// proxies found dead by their silence in this step.
+///
+/// A proxy whose process died has no subscription any more (its sockets closed with it): once
+/// its heartbeat is also older than the silence, it is dead at once rather than when its
+/// heartbeat expires, and its heartbeat is deleted (so that everything that waits for its
+/// heartbeat to go — the clean-up, its names — goes on). Only a proxy seen subscribed before
+/// counts (after a failover nobody is subscribed to the new master until they come back). A
+/// proxy that is only slow keeps its subscription, and one cut off from Redis keeps it on
+/// Redis's side until TCP notices: both count as alive until their heartbeat expires.
 pub const HEARTBEAT: &str = r"
 local previous = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 local previous_sessions = redis.call('GET', KEYS[2])
 redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5])
 redis.call('SADD', KEYS[3], ARGV[1])
-local alive, dead = {}, {}
+local alive, dead, subscribed, silent = {}, {}, {}, {}
+local silence = tonumber(ARGV[8])
+local lifetime = tonumber(ARGV[3]) * 1000
+local seen = {}
+for i = 9, #ARGV do seen[ARGV[i]] = true end
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  if redis.call('EXISTS', ARGV[6] .. id) == 1 then
+  local heartbeat = ARGV[6] .. id
+  local left = redis.call('PTTL', heartbeat)
+  local subscribers = redis.call('PUBSUB', 'NUMSUB', ARGV[7] .. id)[2]
+  if subscribers > 0 then table.insert(subscribed, id) end
+  if left >= 0 and id ~= ARGV[1] and silence > 0 and seen[id] and subscribers == 0
+     and lifetime - left > silence then
+    redis.call('DEL', heartbeat)
+    table.insert(silent, id)
+    left = -2
+  end
+  if left ~= -2 then
     table.insert(alive, id)
   else
     table.insert(dead, id)
   end
 end
-return {previous or '', previous_sessions or '', alive, dead, redis.call('GET', KEYS[4]) or '0'}";
+return {previous or '', previous_sessions or '', alive, dead, redis.call('GET', KEYS[4]) or '0',
+  subscribed, silent}";
 
 /// `KEYS`: a proxy's heartbeat, the reaping lock, its sessions record; `ARGV`: this proxy's
 /// id, the lock's lifetime (s). `{1, record}` (record `''` when none) if the heartbeat is

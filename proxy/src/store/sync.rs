@@ -49,10 +49,24 @@ pub struct Syncer {
     pub(super) tasks: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>>,
     /// When Redis last came back: removals wait a heartbeat lifetime after that.
     recovered_at: Option<Instant>,
+    /// The proxies seen subscribed since Redis last came back: only they can be found dead by
+    /// their silence (see [`scripts::HEARTBEAT`]).
+    subscribed: HashSet<String>,
     /// No round has succeeded yet in this run: a sessions record under this proxy's id is an
     /// earlier run's.
     fresh: bool,
 }
+
+/// The heartbeat script's answer, in its order (see [`scripts::HEARTBEAT`]).
+type BeatReply = (
+    String,
+    String,
+    Vec<String>,
+    Vec<String>,
+    String,
+    Vec<String>,
+    Vec<String>,
+);
 
 /// What one heartbeat step read.
 struct Beat {
@@ -61,6 +75,11 @@ struct Beat {
     alive: HashSet<String>,
     dead: Vec<String>,
     version: u64,
+    /// The proxies subscribed to their channels now.
+    subscribed: Vec<String>,
+    /// The proxies found dead by their silence (see [`scripts::HEARTBEAT`]): dead for sure,
+    /// settling or not.
+    silent: Vec<String>,
 }
 
 impl Syncer {
@@ -96,6 +115,7 @@ impl Syncer {
             stop,
             tasks: Vec::new(),
             recovered_at: None,
+            subscribed: HashSet::new(),
             fresh: true,
         }
     }
@@ -142,9 +162,22 @@ impl Syncer {
         }
     }
 
+    /// A proxy seen subscribed, now without a subscription and whose heartbeat is older than
+    /// this (two rounds), died (see [`scripts::HEARTBEAT`]).
+    fn silence_ms(&self) -> u64 {
+        let two_rounds = (self.interval * 2).as_millis() as u64;
+        if two_rounds >= self.heartbeat_ttl * 1000 {
+            0
+        } else {
+            two_rounds
+        }
+    }
+
+    /// Before the first round and for a heartbeat lifetime after each recovery: what is
+    /// missing from Redis may only not be written again yet.
     fn settling(&self) -> bool {
         self.recovered_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(self.heartbeat_ttl))
+            .is_none_or(|at| at.elapsed() < Duration::from_secs(self.heartbeat_ttl))
     }
 
     async fn beat(&self, heartbeat: &str, reaper: &SessionReaper) -> Result<Beat, Failed> {
@@ -164,15 +197,17 @@ impl Syncer {
             .arg(self.heartbeat_ttl)
             .arg(record.to_json())
             .arg(self.heartbeat_ttl + reaper::RECORD_OUTLIVES_HEARTBEAT.as_secs())
-            .arg(self.keys.proxy(""));
-        let (previous, previous_sessions, alive, dead, version): (
-            String,
-            String,
-            Vec<String>,
-            Vec<String>,
-            String,
-        ) = self.conn.query("heartbeat", &cmd).await?;
+            .arg(self.keys.proxy(""))
+            .arg(self.keys.channel(""))
+            .arg(self.silence_ms());
+        for id in &self.subscribed {
+            cmd.arg(id);
+        }
+        let (previous, previous_sessions, alive, dead, version, subscribed, silent): BeatReply =
+            self.conn.query("heartbeat", &cmd).await?;
         Ok(Beat {
+            subscribed,
+            silent,
             previous,
             previous_sessions,
             alive: alive.into_iter().collect(),
@@ -183,6 +218,11 @@ impl Syncer {
 
     /// One round: heartbeat, recovery if need be, liveness, dead proxies, reports.
     async fn round(&mut self, heartbeat: &str, reaper: &SessionReaper) -> Result<(), Failed> {
+        if !self.health.up.load(Ordering::Relaxed) {
+            // Coming back (maybe to a promoted replica, where nobody is subscribed yet): only
+            // proxies seen subscribed from now on can be found dead by their silence.
+            self.subscribed.clear();
+        }
         let beat = self.beat(heartbeat, reaper).await?;
         if std::mem::take(&mut self.fresh) && !beat.previous_sessions.is_empty() {
             reaper::reap_previous_run(
@@ -210,13 +250,20 @@ impl Syncer {
             .store(beat.alive.len(), Ordering::Relaxed);
         self.metrics.store_proxies.set(beat.alive.len() as i64);
         self.health.show(&self.metrics);
+        self.subscribed.retain(|id| beat.alive.contains(id));
+        self.subscribed.extend(beat.subscribed.iter().cloned());
         let settling = self.settling();
         let _ = self.follow.send(FollowEvent::Round {
             version: beat.version,
             alive: beat.alive.clone(),
             settling,
+            gone: beat.silent.clone(),
         });
-        if !settling && !beat.dead.is_empty() {
+        for id in &beat.silent {
+            log::info!("store: proxy {id} lost its subscription and stopped writing: dead");
+        }
+        let dead = if settling { &beat.silent } else { &beat.dead };
+        if !dead.is_empty() {
             let cleanup = DeadCleanup {
                 conn: self.conn.clone(),
                 keys: self.keys.clone(),
@@ -227,7 +274,7 @@ impl Syncer {
                 health: self.health.clone(),
                 participants_grace: Duration::from_secs(self.heartbeat_ttl * 2),
             };
-            reaper::reap_dead(&beat.dead, &cleanup).await?;
+            reaper::reap_dead(dead, &cleanup).await?;
         }
         let reports = self.read_servers().await?;
         // Bounded: a busy registry must not stop the heartbeats.
