@@ -57,7 +57,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
             .ok_or_else(|| anyhow!("{flag} needs a value\n{USAGE}"))?;
         let n = || v.parse::<u64>().map_err(|_| anyhow!("bad number {v:?}"));
         match flag.as_str() {
-            "--proxies" => o.proxies = n()?.max(2) as usize,
+            "--proxies" => o.proxies = n()?.max(1) as usize,
             "--rooms" => o.rooms = n()?,
             "--users" => o.users = n()?,
             "--hold" => o.hold = Duration::from_secs(n()?.max(1)),
@@ -397,7 +397,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
 
     // Propagation of a registration and of its release, proxy 1 to proxy 2.
     let (mut up, mut down) = (Vec::new(), Vec::new());
-    if o.propagation > 0 {
+    if o.propagation > 0 && proxies.len() > 1 {
         let mut watcher = p2p_handle(&proxies[1].ws).await?;
         for i in 0..o.propagation {
             let name = format!("bench{i}");
