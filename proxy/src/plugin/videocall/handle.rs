@@ -576,9 +576,16 @@ impl VideoCallHandle {
                 Some(Peer::Remote { remote, proxy })
             }),
         };
+        let call = Outgoing {
+            transaction,
+            body,
+            jsep,
+            reply_to,
+            offer,
+        };
         let Some(peer) = peer else {
             let Some(remote) = self.remote.clone() else {
-                return refuse(self, VcError::no_such_username(&callee));
+                return self.refuse_call(&call, VcError::no_such_username(&callee));
             };
             // Not in this proxy's view (yet): Redis itself says whether someone has it.
             self.busy = true;
@@ -590,39 +597,25 @@ impl VideoCallHandle {
                     match owner {
                         Some(proxy) => {
                             let peer = Peer::Remote { remote, proxy };
-                            let call = Outgoing {
-                                transaction,
-                                body,
-                                jsep,
-                                reply_to,
-                                offer,
-                            };
                             act.call_peer(ctx, call, me, callee, peer);
                         }
-                        None => {
-                            act.reply(
-                                &transaction,
-                                &reply_to,
-                                Outcome::Error(VcError::no_such_username(&callee)),
-                            );
-                            if offer {
-                                act.close_pc();
-                            }
-                        }
+                        None => act.refuse_call(&call, VcError::no_such_username(&callee)),
                     }
                     act.drain(ctx);
                 });
             ctx.spawn(fut);
             return;
         };
-        let call = Outgoing {
-            transaction,
-            body,
-            jsep,
-            reply_to,
-            offer,
-        };
         self.call_peer(ctx, call, me, callee, peer);
+    }
+
+    /// Answers a `call` with an error; Janus also closes the PeerConnection of one that
+    /// carried an offer.
+    fn refuse_call(&self, call: &Outgoing, e: VcError) {
+        self.reply(&call.transaction, &call.reply_to, Outcome::Error(e));
+        if call.offer {
+            self.close_pc();
+        }
     }
 
     /// `call` to a known `peer`: its busy check, then (with an offer) a server for the call
