@@ -118,11 +118,10 @@ async fn wait_ready_both(one: &ProxyProcess, two: &ProxyProcess) -> anyhow::Resu
 }
 
 /// The sequence of issue 15, point 1, on freshly started proxies.
-async fn videocall_sequence(run: u32) -> anyhow::Result<()> {
+async fn videocall_sequence(run: u32, janus: &JanusServer) -> anyhow::Result<()> {
     let redis = RedisServer::start().await?;
-    let janus = JanusServer::start().await?;
-    let one = proxy(&redis, "one", &janus)?;
-    let two = proxy(&redis, "two", &janus)?;
+    let one = proxy(&redis, "one", janus)?;
+    let two = proxy(&redis, "two", janus)?;
     wait_ready_both(&one, &two).await?;
     let suffix = format!("{run}_{}", rand::random::<u32>());
     let [a, b, c] = [
@@ -208,8 +207,10 @@ async fn videocall_users_are_seen_across_proxies_at_once() -> anyhow::Result<()>
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(20);
+    // Fresh Redis and proxies for every run; one Janus for all (the calls only need it there).
+    let janus = JanusServer::start().await?;
     for run in 0..runs {
-        videocall_sequence(run)
+        videocall_sequence(run, &janus)
             .await
             .with_context(|| format!("run {run}"))?;
     }

@@ -385,80 +385,7 @@ pub struct StaticServer {
     pub rtp_host: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PluginsConfig {
-    /// Janus plugins relayed as they are to one backend per handle.
-    pub relay: Vec<String>,
-    /// janus-cloud's signalling-only call plugin `janus.plugin.p2pcall` (videocall API; the
-    /// proxy relays SDP and candidates between the two peers, no backend involved).
-    pub p2pcall: bool,
-    /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
-    /// bridged by one backend). Takes precedence over a relay of the same package.
-    pub videocall: bool,
-    /// The proxy's own `janus.plugin.audiobridge` (a room directory in the proxy, each room
-    /// mixed by one backend chosen when it is first joined, re-created elsewhere if that
-    /// backend is lost). Takes precedence over a relay of the same package.
-    pub audiobridge: bool,
-    /// AudioBridge rooms the proxy offers from the start, like the `room-<id>` sections of
-    /// Janus's `janus.plugin.audiobridge.jcfg` (e.g. the demo's room 1234): each is the
-    /// fields of a `create` request (`room` required; `description`, `secret`, `pin`,
-    /// `sampling_rate`, `is_private`, `allowed`, …). Created on a backend at the first join.
-    pub audiobridge_rooms: Vec<janus_protocol::JsonMap>,
-    /// The proxy's own `janus.plugin.videoroom` (rooms owned by the proxy, each room on one
-    /// backend chosen at its first join). Takes precedence over a relay of the same package.
-    pub videoroom: bool,
-    /// Videoroom rooms that exist from start-up, each a table of `create` parameters with a
-    /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
-    /// each is created on a backend when it is first needed.
-    pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
-    /// Phase 2 (experimental): 0 keeps each videoroom room on one server; N > 0 lets a room
-    /// span servers, N publishers per server before the next one is used, every publisher
-    /// mirrored to the room's other servers with Janus's remote publishers.
-    pub videoroom_publishers_per_backend: usize,
-    /// Janus VideoRoom's `admin_key` (empty: none): when set, `create` must carry it (429
-    /// missing, 433 wrong) and `list` with it also shows private rooms.
-    pub videoroom_admin_key: String,
-    /// Janus AudioBridge's `admin_key` (empty: none): as for the videoroom (483, 489).
-    pub audiobridge_admin_key: String,
-    /// Janus's `lock_rtp_forward` (with an admin key only): `rtp_forward` and
-    /// `stop_rtp_forward` need the plugin's `admin_key` too.
-    pub videoroom_lock_rtp_forward: bool,
-    pub audiobridge_lock_rtp_forward: bool,
-    /// Where the rooms created or edited with `permanent: true` are kept across restarts
-    /// (a JSON file the proxy rewrites atomically; empty: `permanent` saves nothing).
-    pub rooms_file: std::path::PathBuf,
-}
-
-impl Default for PluginsConfig {
-    fn default() -> Self {
-        PluginsConfig {
-            relay: [
-                "janus.plugin.echotest",
-                "janus.plugin.streaming",
-                "janus.plugin.recordplay",
-                "janus.plugin.textroom",
-                "janus.plugin.nosip",
-                "janus.plugin.sip",
-            ]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-            p2pcall: true,
-            videocall: true,
-            audiobridge: true,
-            audiobridge_rooms: Vec::new(),
-            videoroom: true,
-            videoroom_rooms: Vec::new(),
-            videoroom_publishers_per_backend: 0,
-            videoroom_admin_key: String::new(),
-            audiobridge_admin_key: String::new(),
-            videoroom_lock_rtp_forward: false,
-            audiobridge_lock_rtp_forward: false,
-            rooms_file: std::path::PathBuf::new(),
-        }
-    }
-}
+pub use crate::plugin::settings::PluginsConfig;
 
 impl ProxyConfig {
     /// Defaults, then the file (if any), then the environment.
@@ -573,17 +500,7 @@ impl ProxyConfig {
                 "registry.handle_capacity must be at least 1".into(),
             ));
         }
-        let mut rooms = std::collections::HashSet::new();
-        for (i, room) in self.plugins.videoroom_rooms.iter().enumerate() {
-            let id = crate::plugin::videoroom::checks::check_config_room(room).map_err(|e| {
-                ProxyError::Config(format!("plugins.videoroom_rooms[{i}]: {}", e.text))
-            })?;
-            if !rooms.insert(id) {
-                return Err(ProxyError::Config(format!(
-                    "plugins.videoroom_rooms: room {id} appears twice"
-                )));
-            }
-        }
+        self.plugins.validate().map_err(ProxyError::Config)?;
         self.limits.trusted_proxies()?;
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(

@@ -59,7 +59,7 @@ pub fn server_info(state: &ProxyState, transaction: Option<&str>) -> ServerInfo 
     let plugins = state
         .plugins
         .iter()
-        .filter_map(|p| Some((p.package().to_owned(), p.descriptor(state)?)))
+        .filter_map(|p| Some((p.package().to_owned(), p.descriptor(&state.plugin_env)?)))
         .collect();
     ServerInfo {
         transaction: transaction.map(str::to_owned),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod error;
 pub mod info;
 pub mod limits;
+pub mod messages;
 pub mod metrics;
 pub mod plugin;
 pub mod registry;

@@ -24,6 +24,10 @@ pub struct ProxyState {
     pub plugins: PluginRegistry,
     /// Servers and the choice among them.
     pub registry: Addr<ServerRegistry>,
+    /// The registry as handles use it.
+    pub servers: crate::messages::ServersPort,
+    /// What the plugins get of the proxy.
+    pub plugin_env: Arc<crate::plugin::env::PluginEnv>,
     /// The servers' links, readable without asking the registry.
     pub links: Arc<LinkDirectory>,
     pub metrics: Arc<Metrics>,
@@ -37,7 +41,7 @@ pub struct ProxyState {
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
     /// The state shared with other proxies (Redis), or this proxy's alone.
-    pub store: crate::store::StoreHandle,
+    pub store: Arc<crate::store::StoreHandle>,
     next_connection: AtomicU64,
 }
 
@@ -50,7 +54,28 @@ impl ProxyState {
         metrics: Arc<Metrics>,
         store: crate::store::StoreHandle,
     ) -> Arc<Self> {
+        let store = Arc::new(store);
         let auth = Authenticator::new(&config.auth);
+        let servers = crate::messages::ServersPort {
+            select: registry.clone().recipient(),
+            place_on: registry.clone().recipient(),
+            ended: registry.clone().recipient(),
+        };
+        let descriptor_links = links.clone();
+        let plugin_env = Arc::new(crate::plugin::env::PluginEnv {
+            frames: crate::plugin::kit::Frames {
+                json: config.general.json,
+                metrics: metrics.clone(),
+            },
+            servers: servers.clone(),
+            descriptors: Arc::new(move |package| descriptor_links.plugin_descriptor(package)),
+            cluster: crate::store::ports(&store),
+            settings: config.plugins.clone(),
+            rooms_file: plugins.rooms_file.clone(),
+            request_timeout: config.backend.request_timeout(),
+            sync_interval: std::time::Duration::from_millis(config.store.sync_interval_ms),
+            heartbeat_ttl: std::time::Duration::from_secs(config.store.heartbeat_ttl_s),
+        });
         // `start` validated the configuration: the ranges parse.
         let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();
         Arc::new(ProxyState {
@@ -59,6 +84,8 @@ impl ProxyState {
             config,
             sessions: Mutex::new(SessionTable::default()),
             plugins,
+            servers,
+            plugin_env,
             registry,
             links,
             metrics,

@@ -28,57 +28,21 @@ use janus_protocol::{JsonMap, JANUS_PROTOCOL};
 use prometheus_client::metrics::histogram::Histogram;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tokio::sync::oneshot;
 
 use super::backoff::Backoff;
 use super::connector::backend_client;
-use super::frame::BackendFrame;
 use super::liveness::{keepalive_every, Check, Liveness};
 use super::reclaim::{Decision, GiveUp, Loss, ReclaimPolicy, Reclaimer};
-pub use super::status::{LinkPhase, LinkStatus, LinkView};
 use super::transactions::{backend_transaction, split_transaction, TransactionTable};
 use crate::config::BackendConfig;
-use crate::transport::ReplyTo;
+use crate::messages::{
+    BackendFrame, BackendIncoming, LinkPhase, LinkRequest, LinkStatus, ReplyRoute, Route,
+    UnrouteHandle,
+};
 use crate::wsframes::MessageAssembler;
 
 type WsSink = SplitSink<Framed<BoxedSocket, Codec>, WsMessage>;
-
-/// News from a link to the client handle that owns a backend handle (or sent a request).
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum BackendIncoming {
-    /// The first reply to a request (`ack`, `success` or `error`; an `error` is made up by the
-    /// link when the backend is unreachable or too slow).
-    Reply {
-        frame: BackendFrame,
-        client_transaction: Option<String>,
-        reply_to: Option<ReplyTo>,
-    },
-    /// Anything Janus sent about the backend handle on its own: `event`, `webrtcup`, `media`,
-    /// `slowlink`, `hangup`, `detached`, `trickle`, …
-    Event { frame: BackendFrame },
-    /// The link to the backend failed: the backend handle is gone.
-    LinkLost,
-}
-
-/// Sends a Janus API request on the link's backend session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LinkRequest {
-    /// The request without ids: `{"janus": "message", "body": …}`.
-    pub request: JsonMap,
-    /// Backend handle the request is for, if handle-level.
-    pub backend_handle: Option<u64>,
-    pub client_transaction: Option<String>,
-    /// Who gets the reply (None: nobody waits for it).
-    pub reply: Option<(Recipient<BackendIncoming>, Option<ReplyTo>)>,
-    /// An `attach`: on success, events of the new backend handle go to the reply recipient.
-    pub attach: bool,
-}
-
-/// Stop routing events of this backend handle (its client handle is gone).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct UnrouteHandle(pub u64);
 
 /// The server left the registry: take no new handles, close once the last one is gone.
 #[derive(Message)]
@@ -138,10 +102,11 @@ enum Internal {
 enum Pending {
     Internal(Internal),
     Client {
-        to: Option<Recipient<BackendIncoming>>,
-        reply_to: Option<ReplyTo>,
+        reply: Option<ReplyRoute>,
         client_transaction: Option<String>,
         attach: bool,
+        /// A plugin `message`: an `ack` is not its answer.
+        message: bool,
         /// A `message` to this backend handle: after the `ack`, the plugin's event answers it.
         awaits_event: Option<u64>,
         sent: Instant,
@@ -172,7 +137,10 @@ pub struct BackendLink {
     /// `message`s acked by Janus whose plugin event has not come yet (same ids as
     /// `pending`; None: not watched, `backend.event_timeout_ms` = 0).
     awaiting_event: Option<TransactionTable<Pending>>,
-    routes: HashMap<u64, Recipient<BackendIncoming>>,
+    routes: HashMap<u64, Route>,
+    /// One-off requests acknowledged by Janus, waiting for their plugin's event (by
+    /// transaction), with when they were acked.
+    once_events: HashMap<u64, (oneshot::Sender<BackendFrame>, Instant)>,
     assembler: MessageAssembler,
     backoff: Backoff,
     keepalive_every: Duration,
@@ -235,6 +203,7 @@ impl BackendLink {
             conn: None,
             generation: 0,
             routes: HashMap::new(),
+            once_events: HashMap::new(),
             keepalive_every: Duration::from_secs(15),
             last_keepalive: now,
         }
@@ -447,6 +416,9 @@ impl BackendLink {
         for (_, pending) in acked.into_iter().flatten() {
             self.fail(pending, &reason);
         }
+        for (_, (once, _)) in std::mem::take(&mut self.once_events) {
+            Self::fail_once(once, &reason);
+        }
         let now = Instant::now();
         let reclaiming = self.reclaim.active().is_some();
         let last_heard = self.liveness.last_heard();
@@ -470,7 +442,9 @@ impl BackendLink {
     /// Every handle on the backend is gone: their actors are told.
     fn drop_routes(&mut self) {
         for (_, route) in self.routes.drain() {
-            route.do_send(BackendIncoming::LinkLost);
+            route
+                .to
+                .do_send(BackendIncoming::LinkLost { token: route.token });
         }
         self.status.handles.store(0, Ordering::Relaxed);
     }
@@ -493,11 +467,12 @@ impl BackendLink {
     }
 
     fn pending_of(msg: LinkRequest, now: Instant) -> Pending {
+        let message = msg.request.get("janus").and_then(Value::as_str) == Some("message");
         Pending::Client {
-            to: msg.reply.as_ref().map(|(to, _)| to.clone()),
-            reply_to: msg.reply.and_then(|(_, r)| r),
+            reply: msg.reply,
             client_transaction: msg.client_transaction,
             attach: msg.attach,
+            message,
             awaits_event: None,
             sent: now,
         }
@@ -513,23 +488,43 @@ impl BackendLink {
         }
     }
 
+    /// A Janus `error` (490) made up by the proxy.
+    fn error_frame(reason: &str) -> BackendFrame {
+        let mut error = JsonMap::new();
+        error.insert("code".into(), 490.into());
+        error.insert("reason".into(), reason.into());
+        let mut frame = JsonMap::new();
+        frame.insert("janus".into(), "error".into());
+        frame.insert("error".into(), Value::Object(error));
+        BackendFrame::from_map(frame)
+    }
+
     fn fail(&self, pending: Pending, reason: &str) {
-        if let Pending::Client {
-            to: Some(to),
-            reply_to,
+        let Pending::Client {
+            reply: Some(reply),
             client_transaction,
             ..
         } = pending
-        {
-            let frame = json!({"janus": "error", "error": {"code": 490, "reason": reason}});
-            if let Value::Object(frame) = frame {
-                to.do_send(BackendIncoming::Reply {
-                    frame: BackendFrame::from_map(frame),
+        else {
+            return;
+        };
+        match reply {
+            ReplyRoute::Handle { route, reply_to } => {
+                route.to.do_send(BackendIncoming::Reply {
+                    token: route.token,
+                    frame: Self::error_frame(reason),
                     client_transaction,
                     reply_to,
                 });
             }
+            ReplyRoute::Once(once) | ReplyRoute::Attach { answer: once, .. } => {
+                Self::fail_once(once, reason)
+            }
         }
+    }
+
+    fn fail_once(once: oneshot::Sender<BackendFrame>, reason: &str) {
+        let _ = once.send(Self::error_frame(reason));
     }
 
     fn send_internal(&mut self, kind: Internal, request: Value) {
@@ -614,10 +609,10 @@ impl BackendLink {
         match self.pending.take(id) {
             Some(Pending::Internal(kind)) => self.on_internal_reply(ctx, kind, frame),
             Some(Pending::Client {
-                to,
-                reply_to,
+                reply,
                 client_transaction,
                 attach,
+                message,
                 awaits_event,
                 sent,
             }) => {
@@ -625,34 +620,62 @@ impl BackendLink {
                     latency.observe(sent.elapsed().as_secs_f64());
                 }
                 self.report(HealthEvent::Succeeded);
-                let Some(to) = to else { return };
+                let (route, reply_to) = match reply {
+                    None => return,
+                    Some(ReplyRoute::Once(once)) => {
+                        if message && frame.kind() == "ack" {
+                            // The answer is the plugin's event with this transaction.
+                            self.once_events.insert(id, (once, Instant::now()));
+                        } else {
+                            let _ = once.send(frame);
+                        }
+                        return;
+                    }
+                    Some(ReplyRoute::Attach { events, answer }) => {
+                        if attach && frame.kind() == "success" {
+                            if let Some(handle) = frame.data_id() {
+                                self.routes.insert(handle, events);
+                                self.status
+                                    .handles
+                                    .store(self.routes.len() as u64, Ordering::Relaxed);
+                            }
+                        }
+                        let _ = answer.send(frame);
+                        return;
+                    }
+                    Some(ReplyRoute::Handle { route, reply_to }) => (route, reply_to),
+                };
                 if let Some(awaiting) = self.awaiting_event.as_mut() {
                     if awaits_event.is_some() && frame.kind() == "ack" {
                         // The answer is the plugin's event with this transaction.
                         let waits = Pending::Client {
-                            to: Some(to.clone()),
-                            reply_to: reply_to.clone(),
+                            reply: Some(ReplyRoute::Handle {
+                                route: route.clone(),
+                                reply_to: reply_to.clone(),
+                            }),
                             client_transaction: client_transaction.clone(),
                             attach,
+                            message,
                             awaits_event,
                             sent,
                         };
                         awaiting.adopt(id, waits, Instant::now());
                     }
                 }
-                let route = match attach && frame.kind() == "success" {
+                let new_handle = match attach && frame.kind() == "success" {
                     true => frame.data_id(),
                     false => None,
                 };
-                to.do_send(BackendIncoming::Reply {
+                route.to.do_send(BackendIncoming::Reply {
+                    token: route.token,
                     frame,
                     client_transaction,
                     reply_to,
                 });
-                // The new handle's events go to the same recipient (moved, not cloned: each
-                // clone of an address is two allocations, kept for the handle's life).
-                if let Some(handle) = route {
-                    self.routes.insert(handle, to);
+                // The new handle's events go to the same route (moved, not cloned: a clone of
+                // a recipient is an allocation, kept for the handle's life).
+                if let Some(handle) = new_handle {
+                    self.routes.insert(handle, route);
                     self.status
                         .handles
                         .store(self.routes.len() as u64, Ordering::Relaxed);
@@ -769,6 +792,25 @@ impl BackendLink {
     }
 
     fn on_event(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+        if let Some((id, _)) = frame.transaction().and_then(split_transaction) {
+            // A one-off request's answer (after its ack, or before it: Janus sends them in
+            // either order) goes to its waiter only.
+            if let Some((once, _)) = self.once_events.remove(&id) {
+                let _ = once.send(frame);
+                return;
+            }
+            if let Some(Pending::Client {
+                reply: reply @ Some(ReplyRoute::Once(_)),
+                message: true,
+                ..
+            }) = self.pending.get_mut(id)
+            {
+                if let Some(ReplyRoute::Once(once)) = reply.take() {
+                    let _ = once.send(frame);
+                }
+                return;
+            }
+        }
         if let Some(awaiting) = self.awaiting_event.as_mut() {
             if let Some((id, _)) = frame.transaction().and_then(split_transaction) {
                 if awaiting.take(id).is_none() {
@@ -798,7 +840,10 @@ impl BackendLink {
             self.routes.get(&sender).cloned()
         };
         match route {
-            Some(route) => route.do_send(BackendIncoming::Event { frame }),
+            Some(route) => route.to.do_send(BackendIncoming::Event {
+                token: route.token,
+                frame,
+            }),
             None => log::debug!("backend {}: event for unknown handle {sender}", self.name()),
         }
         if detached {
@@ -1041,16 +1086,17 @@ impl BackendLink {
             attach,
         } = msg;
         let transaction_of_client = client_transaction.clone();
+        let message = request.get("janus").and_then(Value::as_str) == Some("message");
         let awaits_event = backend_handle.filter(|_| {
             self.awaiting_event.is_some()
-                && reply.is_some()
-                && request.get("janus").and_then(Value::as_str) == Some("message")
+                && message
+                && matches!(reply, Some(ReplyRoute::Handle { .. }))
         });
         let pending = Pending::Client {
-            to: reply.as_ref().map(|(to, _)| to.clone()),
-            reply_to: reply.and_then(|(_, r)| r),
+            reply,
             client_transaction,
             attach,
+            message,
             awaits_event,
             sent: now,
         };

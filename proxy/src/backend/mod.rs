@@ -6,17 +6,11 @@
 pub mod backoff;
 pub mod breaker;
 pub mod connector;
-pub mod frame;
 pub mod link;
 pub mod liveness;
 pub mod reclaim;
-pub mod status;
 pub mod supervisor;
 pub mod transactions;
 
-pub use frame::BackendFrame;
-pub use link::{
-    BackendCredentials, BackendIncoming, BackendLink, HealthEvent, LinkHealth, LinkPhase,
-    LinkRequest, LinkStatus, LinkView, RetireLink, ServerDown, UnrouteHandle,
-};
+pub use link::{BackendCredentials, BackendLink, HealthEvent, LinkHealth, RetireLink, ServerDown};
 pub use supervisor::{BackendSupervisor, CredentialBook, SupervisedLink};

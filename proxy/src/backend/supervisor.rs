@@ -11,10 +11,9 @@ use std::time::Duration;
 use actix::prelude::*;
 
 use super::backoff::Backoff;
-use super::link::{
-    BackendCredentials, BackendLink, HealthReporter, LinkHealth, LinkStatus, RetireLink,
-};
+use super::link::{BackendCredentials, BackendLink, HealthReporter, LinkHealth, RetireLink};
 use crate::config::BackendConfig;
+use crate::messages::{LinkPort, LinkStatus};
 use crate::metrics::Metrics;
 
 /// A running link and what the rest of the proxy reads of it.
@@ -23,6 +22,17 @@ pub struct SupervisedLink {
     pub id: u64,
     pub addr: Addr<BackendLink>,
     pub status: Arc<LinkStatus>,
+}
+
+impl SupervisedLink {
+    /// The link as the layers above know it.
+    pub fn port(&self) -> LinkPort {
+        LinkPort {
+            requests: self.addr.clone().recipient(),
+            unroute: self.addr.clone().recipient(),
+            status: self.status.clone(),
+        }
+    }
 }
 
 pub struct BackendSupervisor {

@@ -5,11 +5,19 @@
 
 pub mod admin_key;
 pub mod audiobridge;
-pub mod backend_handle;
+pub mod env;
+pub mod kit;
+/// The kit's backend leg and request builders under their former names (until every plugin
+/// uses the kit's).
+pub mod backend_handle {
+    pub use super::kit::leg::*;
+    pub use super::kit::request::{api_error_of, attached_id, request};
+}
 pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
 pub mod rooms_file;
+pub mod settings;
 pub mod videocall;
 pub mod videoroom;
 
@@ -18,42 +26,13 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
-use janus_protocol::{ApiError, JsonMap, Trickle};
+use janus_protocol::ApiError;
 use serde_json::Value;
 
 use crate::session::ClientSession;
 use crate::state::ProxyState;
-use crate::transport::ReplyTo;
 
-/// A request for one handle. Replies go to `reply_to` (the connection that asked); events go
-/// to the session's owner.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum HandleCommand {
-    Message {
-        transaction: String,
-        body: JsonMap,
-        jsep: Option<JsonMap>,
-        reply_to: ReplyTo,
-    },
-    Trickle {
-        transaction: String,
-        trickle: Trickle,
-        reply_to: ReplyTo,
-    },
-    Hangup {
-        transaction: String,
-        reply_to: ReplyTo,
-    },
-    /// The client detached: answer `success`, then send `detached`.
-    Detach {
-        transaction: String,
-        reply_to: ReplyTo,
-    },
-    /// The session is going away (destroy, timeout, socket closed): release everything
-    /// without telling the client, as Janus does.
-    SessionClosing,
-}
+pub use crate::messages::HandleCommand;
 
 /// `Handler<HandleCommand>` for a handle actor that keeps its client requests in order: a
 /// detach or the session's end is handled at once (`leave`), anything else queued
@@ -91,6 +70,8 @@ pub(crate) use queued_handle_commands;
 pub struct AttachContext {
     pub state: Arc<ProxyState>,
     pub session: Addr<ClientSession>,
+    pub env: Arc<env::PluginEnv>,
+    pub session_port: kit::SessionPort,
     pub session_id: u64,
     pub handle_id: u64,
     pub package: String,
@@ -111,7 +92,7 @@ pub trait Plugin: Send + Sync {
     fn package(&self) -> &str;
 
     /// The entry for `info`'s `plugins`, or None while the plugin is not available.
-    fn descriptor(&self, state: &ProxyState) -> Option<Value>;
+    fn descriptor(&self, env: &env::PluginEnv) -> Option<Value>;
 
     /// Creates the handle; resolves once it can take requests.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult>;
@@ -130,7 +111,7 @@ pub struct PluginRegistry {
 }
 
 impl PluginRegistry {
-    pub fn from_config(config: &crate::config::PluginsConfig) -> Self {
+    pub fn from_config(config: &settings::PluginsConfig) -> Self {
         let mut registry = PluginRegistry::default();
         for package in &config.relay {
             registry.add(Arc::new(relay::RelayPlugin::new(package)));
@@ -173,7 +154,7 @@ impl PluginRegistry {
     /// of the same id (they are the saved, possibly edited, version).
     pub fn load_rooms_file(
         &mut self,
-        config: &crate::config::PluginsConfig,
+        config: &settings::PluginsConfig,
     ) -> Result<(), crate::error::ProxyError> {
         use crate::error::ProxyError;
         use crate::store::rooms::RoomKind;
@@ -230,9 +211,9 @@ impl PluginRegistry {
 
 /// A request body for unit tests, from `json!({...})` (anything else: an empty body).
 #[cfg(test)]
-pub(crate) fn test_body(v: Value) -> JsonMap {
+pub(crate) fn test_body(v: Value) -> janus_protocol::JsonMap {
     match v {
         Value::Object(m) => m,
-        _ => JsonMap::new(),
+        _ => janus_protocol::JsonMap::new(),
     }
 }

@@ -6,31 +6,29 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
-use janus_protocol::{ApiError, ErrorCode, JsonMap, ServerMessage, Trickle};
+use janus_protocol::{ApiError, ErrorCode, JsonMap, ServerMessage};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::backend_handle::{request, BackendLeg};
+use super::kit::{request, BackendLeg, HandleCore};
 use super::rewrite::{rewrite, IdMap, Transaction};
-use super::{AttachContext, AttachResult, AttachedHandle, HandleCommand, Plugin};
-use crate::backend::{BackendFrame, BackendIncoming};
+use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
 use crate::error::ProxyError;
-use crate::registry::SelectServer;
-use crate::session::{ClientSession, Deliver, HandleGone};
-use crate::state::ProxyState;
-use crate::transport::{ClientFrame, ReplyTo};
+use crate::messages::{
+    BackendFrame, BackendIncoming, HandleCommand, ReplyRoute, ReplyTo, Route, SelectServer,
+    ServersPort,
+};
 
-/// Reason of the `hangup` a client gets when the backend server of its handle goes away.
-pub const BACKEND_LOST_REASON: &str = "Backend server unavailable";
+pub use super::kit::BACKEND_LOST_REASON;
 
 pub struct RelayPlugin {
-    package: String,
+    package: Arc<str>,
 }
 
 impl RelayPlugin {
     pub fn new(package: &str) -> Self {
         RelayPlugin {
-            package: package.to_owned(),
+            package: package.into(),
         }
     }
 }
@@ -40,36 +38,40 @@ impl Plugin for RelayPlugin {
         &self.package
     }
 
-    fn descriptor(&self, state: &ProxyState) -> Option<Value> {
-        state.links.plugin_descriptor(&self.package)
+    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+        (env.descriptors)(&self.package)
     }
 
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let package = self.package.clone();
         Box::pin(async move {
+            let servers = ctx.env.servers.clone();
             let select = SelectServer {
-                package: package.clone(),
+                package: package.to_string(),
                 avoid: Vec::new(),
             };
-            let placement = match ctx.state.registry.send(select).await {
+            let placement = match servers.select.send(select).await {
                 Ok(Ok(placement)) => placement,
                 Ok(Err(e)) => return Err(e.to_api_error()),
                 Err(_) => return Err(ProxyError::Unavailable.to_api_error()),
             };
             let server = placement.server.clone();
             let (tx, rx) = oneshot::channel();
-            let handle = RelayHandle {
-                session_id: ctx.session_id,
-                handle_id: ctx.handle_id,
-                state: ctx.state,
-                session: ctx.session,
+            let core = HandleCore::new(
+                ctx.session_id,
+                ctx.handle_id,
+                ctx.opaque_id,
                 package,
-                opaque_id: ctx.opaque_id,
+                "",
+                ctx.session_port,
+                ctx.env.frames.clone(),
+            );
+            let handle = RelayHandle {
+                core,
+                servers,
                 leg: BackendLeg::new(placement),
                 attached: Some(tx),
-                detach_transaction: None,
-                detach_replied: false,
-                detached_seen: false,
+                life: Life::Attaching,
             }
             .start();
             match rx.await {
@@ -87,55 +89,68 @@ impl Plugin for RelayPlugin {
     }
 }
 
+/// Where a relayed handle is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Life {
+    Attaching,
+    Live,
+    /// The client asked to detach (its transaction): Janus sends the detach `success` and the
+    /// `detached` event in either order, and the handle ends once both went to the client.
+    Detaching {
+        transaction: String,
+        replied: bool,
+        detached: bool,
+    },
+}
+
 pub struct RelayHandle {
-    session_id: u64,
-    handle_id: u64,
-    state: Arc<ProxyState>,
-    session: Addr<ClientSession>,
-    package: String,
-    opaque_id: Option<String>,
+    core: HandleCore,
+    servers: ServersPort,
     /// The backend handle, on the server the registry chose.
     leg: BackendLeg,
     /// Waiting for the backend `attach` to answer.
     attached: Option<oneshot::Sender<Result<(), ApiError>>>,
-    /// The client's detach transaction, once it asked to detach.
-    detach_transaction: Option<String>,
-    /// Janus sends the detach `success` and the `detached` event in either order: the handle
-    /// ends once both went to the client.
-    detach_replied: bool,
-    detached_seen: bool,
+    life: Life,
 }
 
 impl RelayHandle {
     fn ids(&self) -> IdMap {
-        self.leg.ids(self.session_id, self.handle_id)
+        self.leg.ids(self.core.session_id, self.core.handle_id)
     }
 
     fn send(&self, ctx: &Context<Self>, request: JsonMap, transaction: String, reply_to: ReplyTo) {
-        let reply = (ctx.address().recipient(), Some(reply_to));
+        let reply = ReplyRoute::Handle {
+            route: Route {
+                to: ctx.address().recipient(),
+                token: 0,
+            },
+            reply_to: Some(reply_to),
+        };
         self.leg.send(request, Some(transaction), Some(reply));
     }
 
-    fn to_client(&self, frame: &impl serde::Serialize, reply_to: Option<&ReplyTo>) {
-        let text = self.state.encode(frame);
-        match reply_to {
-            Some(conn) => conn.do_send(ClientFrame(text)),
-            None => self.session.do_send(Deliver(text)),
-        }
-    }
-
-    fn on_attach_reply(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+    fn opened(&mut self, ctx: &mut Context<Self>, answer: Result<u64, ApiError>) {
         let Some(attached) = self.attached.take() else {
             return;
         };
-        match self.leg.on_attach_reply(&frame) {
-            Ok(_) => {
+        match answer {
+            Ok(handle) => {
+                self.leg.opened(handle);
+                self.life = Life::Live;
                 if attached.send(Ok(())).is_err() {
                     // The session went away while we attached: undo it quietly.
                     self.release(ctx);
                 }
             }
             Err(e) => {
+                let e = match e.code {
+                    // The link went away before the backend answered.
+                    ErrorCode::Unknown if e.reason == "backend handle lost" => {
+                        let err = ProxyError::BackendLost(String::new()).to_api_error();
+                        ApiError::new(ErrorCode::PluginAttach, err.reason)
+                    }
+                    _ => e,
+                };
                 let _ = attached.send(Err(e));
                 ctx.stop();
             }
@@ -147,19 +162,110 @@ impl RelayHandle {
         self.leg.release();
         ctx.stop();
     }
+
+    fn on_reply(
+        &mut self,
+        ctx: &mut Context<Self>,
+        frame: BackendFrame,
+        client_transaction: Option<String>,
+        reply_to: Option<ReplyTo>,
+    ) {
+        let detach_reply = match (&self.life, &client_transaction) {
+            (Life::Detaching { transaction, .. }, Some(t)) => transaction == t,
+            _ => false,
+        };
+        let is_error = frame.kind() == "error";
+        if detach_reply && is_error {
+            // The backend handle is already gone; for the client the detach worked.
+            let t = client_transaction.as_deref().unwrap_or_default();
+            let success = ServerMessage::success(self.core.session_id, t);
+            self.core.send(&success, reply_to.as_ref());
+            self.finish(ctx);
+            return;
+        }
+        if is_error {
+            let code = frame
+                .get("error")
+                .and_then(|e| e.get("code"))
+                .and_then(Value::as_u64)
+                .unwrap_or(490);
+            self.core
+                .metrics()
+                .error(u16::try_from(code).unwrap_or(490));
+        }
+        let out = rewrite(
+            frame,
+            self.ids(),
+            Transaction::Client(client_transaction.as_deref()),
+        );
+        self.core.send(&out, reply_to.as_ref());
+        if detach_reply {
+            if let Life::Detaching { replied, .. } = &mut self.life {
+                *replied = true;
+            }
+            self.stop_when_detached(ctx);
+        }
+    }
+
+    fn on_event(&mut self, ctx: &mut Context<Self>, frame: BackendFrame) {
+        let detached = frame.kind() == "detached";
+        let out = rewrite(frame, self.ids(), Transaction::FromBackend);
+        self.core.send(&out, None);
+        if detached {
+            // The link stops routing this backend handle after `detached`.
+            self.leg.handle = None;
+            self.core.gone();
+            match &mut self.life {
+                Life::Detaching { detached, .. } => *detached = true,
+                _ => {
+                    ctx.stop();
+                    return;
+                }
+            }
+            self.stop_when_detached(ctx);
+        }
+    }
+
+    /// Stops once the backend handle is gone and the client's detach was answered.
+    fn stop_when_detached(&mut self, ctx: &mut Context<Self>) {
+        if let Life::Detaching {
+            replied: true,
+            detached: true,
+            ..
+        } = self.life
+        {
+            ctx.stop();
+        }
+    }
+
+    /// The handle is over for the client: `detached`, then gone.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        self.core.detached();
+        self.leg.forget();
+        self.core.gone();
+        ctx.stop();
+    }
 }
 
 impl Actor for RelayHandle {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let to = ctx.address().recipient();
-        self.leg
-            .attach(&self.package, self.opaque_id.as_deref(), to);
+        let route = Route {
+            to: ctx.address().recipient(),
+            token: 0,
+        };
+        let open = self
+            .leg
+            .open(&self.core.package, self.core.opaque_id.as_deref(), route);
+        ctx.wait(
+            open.into_actor(self)
+                .map(|answer, act, ctx| act.opened(ctx, answer)),
+        );
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.leg.end_placement(&self.state.registry);
+        self.leg.end_placement(&self.servers.ended);
     }
 }
 
@@ -173,36 +279,26 @@ impl Handler<HandleCommand> for RelayHandle {
                 body,
                 jsep,
                 reply_to,
-            } => {
-                let mut req = request("message");
-                req.insert("body".into(), Value::Object(body));
-                if let Some(jsep) = jsep {
-                    req.insert("jsep".into(), Value::Object(jsep));
-                }
-                self.send(ctx, req, transaction, reply_to);
-            }
+            } => self.send(ctx, request::message(body, jsep), transaction, reply_to),
             HandleCommand::Trickle {
                 transaction,
                 trickle,
                 reply_to,
-            } => {
-                let mut req = request("trickle");
-                match trickle {
-                    Trickle::Candidate(c) => req.insert("candidate".into(), c),
-                    Trickle::Candidates(c) => req.insert("candidates".into(), c),
-                };
-                self.send(ctx, req, transaction, reply_to);
-            }
+            } => self.send(ctx, request::trickle(trickle), transaction, reply_to),
             HandleCommand::Hangup {
                 transaction,
                 reply_to,
-            } => self.send(ctx, request("hangup"), transaction, reply_to),
+            } => self.send(ctx, request::request("hangup"), transaction, reply_to),
             HandleCommand::Detach {
                 transaction,
                 reply_to,
             } => {
-                self.detach_transaction = Some(transaction.clone());
-                self.send(ctx, request("detach"), transaction, reply_to);
+                self.life = Life::Detaching {
+                    transaction: transaction.clone(),
+                    replied: false,
+                    detached: false,
+                };
+                self.send(ctx, request::request("detach"), transaction, reply_to);
             }
             HandleCommand::SessionClosing => self.release(ctx),
         }
@@ -214,93 +310,18 @@ impl Handler<BackendIncoming> for RelayHandle {
 
     fn handle(&mut self, msg: BackendIncoming, ctx: &mut Context<Self>) {
         match msg {
-            BackendIncoming::Reply { frame, .. } if self.attached.is_some() => {
-                self.on_attach_reply(ctx, frame)
-            }
             BackendIncoming::Reply {
                 frame,
                 client_transaction,
                 reply_to,
-            } => {
-                let is_detach_reply =
-                    client_transaction.is_some() && client_transaction == self.detach_transaction;
-                let is_error = frame.kind() == "error";
-                if is_detach_reply && is_error {
-                    // The backend handle is already gone; for the client the detach worked.
-                    let t = client_transaction.as_deref().unwrap_or_default();
-                    let success = ServerMessage::success(self.session_id, t);
-                    self.to_client(&success, reply_to.as_ref());
-                    self.finish(ctx);
-                    return;
-                }
-                if is_error {
-                    let code = frame
-                        .get("error")
-                        .and_then(|e| e.get("code"))
-                        .and_then(Value::as_u64)
-                        .unwrap_or(490);
-                    self.state.metrics.error(u16::try_from(code).unwrap_or(490));
-                }
-                let out = rewrite(
-                    frame,
-                    self.ids(),
-                    Transaction::Client(client_transaction.as_deref()),
-                );
-                self.to_client(&out, reply_to.as_ref());
-                if is_detach_reply {
-                    self.detach_replied = true;
-                    self.stop_when_detached(ctx);
-                }
-            }
-            BackendIncoming::Event { frame } => {
-                let detached = frame.kind() == "detached";
-                let out = rewrite(frame, self.ids(), Transaction::FromBackend);
-                self.to_client(&out, None);
-                if detached {
-                    // The link stops routing this backend handle after `detached`.
-                    self.leg.handle = None;
-                    self.detached_seen = true;
-                    self.session.do_send(HandleGone(self.handle_id));
-                    self.stop_when_detached(ctx);
-                }
-            }
-            BackendIncoming::LinkLost => {
-                if let Some(attached) = self.attached.take() {
-                    let err = ProxyError::BackendLost(String::new()).to_api_error();
-                    let _ = attached.send(Err(ApiError::new(ErrorCode::PluginAttach, err.reason)));
-                    ctx.stop();
-                    return;
-                }
+                ..
+            } => self.on_reply(ctx, frame, client_transaction, reply_to),
+            BackendIncoming::Event { frame, .. } => self.on_event(ctx, frame),
+            BackendIncoming::LinkLost { .. } => {
                 self.leg.handle = None;
-                let hangup = ServerMessage::hangup(
-                    self.session_id,
-                    self.handle_id,
-                    None,
-                    BACKEND_LOST_REASON,
-                );
-                self.to_client(&hangup, None);
+                self.core.hangup(BACKEND_LOST_REASON);
                 self.finish(ctx);
             }
         }
-    }
-}
-
-impl RelayHandle {
-    /// Stops once the backend handle is gone and, if the client asked to detach, its reply
-    /// was relayed.
-    fn stop_when_detached(&mut self, ctx: &mut Context<Self>) {
-        let waiting_for_reply = self.detach_transaction.is_some() && !self.detach_replied;
-        if self.detached_seen && !waiting_for_reply {
-            ctx.stop();
-        }
-    }
-
-    /// The handle is over for the client: `detached`, then gone.
-    fn finish(&mut self, ctx: &mut Context<Self>) {
-        let detached = ServerMessage::detached(self.session_id, self.handle_id, None);
-        self.to_client(&detached, None);
-        self.leg.forget();
-        self.session.do_send(HandleGone(self.handle_id));
-        ctx.stop();
     }
 }

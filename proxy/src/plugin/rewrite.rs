@@ -5,8 +5,8 @@ use janus_protocol::JsonMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::backend::frame::BackendFrame;
-use crate::backend::transactions::split_transaction;
+use crate::messages::transaction::split_transaction;
+use crate::messages::BackendFrame;
 
 /// Ids as the backend knows them and as the client knows them.
 #[derive(Debug, Clone, Copy)]

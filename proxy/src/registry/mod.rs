@@ -21,12 +21,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::breaker::{BreakerConfig, BreakerPhase, BreakerView, CircuitBreaker};
-use crate::backend::{
-    BackendLink, BackendSupervisor, HealthEvent, LinkHealth, LinkStatus, LinkView, ServerDown,
-    SupervisedLink,
-};
+use crate::backend::{BackendSupervisor, HealthEvent, LinkHealth, ServerDown, SupervisedLink};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
+use crate::messages::{LinkStatus, LinkView};
+pub use crate::messages::{PlaceOn, Placement, PlacementEnded, SelectServer};
 use crate::metrics::{BackendLabels, Metrics};
 use record::ServerRecord;
 use selection::{Candidate, SelectionPolicy, Selector};
@@ -73,18 +72,6 @@ struct ServerEntry {
     shared: bool,
     breaker: CircuitBreaker,
     link: SupervisedLink,
-}
-
-/// Where a new handle goes.
-#[derive(Clone)]
-pub struct Placement {
-    pub server: String,
-    /// The report epoch the placement was made in (see [`ServerRecord::released`]).
-    pub epoch: u64,
-    pub link: Addr<BackendLink>,
-    pub status: Arc<LinkStatus>,
-    /// The server's `rtp_host` (configured or reported), if any.
-    pub rtp_host: Option<String>,
 }
 
 /// One server as the admin API shows it.
@@ -284,8 +271,7 @@ impl ServerRegistry {
         Ok(Placement {
             server: entry.record.name.clone(),
             epoch,
-            link: entry.link.addr.clone(),
-            status: entry.link.status.clone(),
+            link: entry.link.port(),
             rtp_host: entry.record.rtp_host.clone(),
         })
     }
@@ -514,31 +500,12 @@ impl Handler<SetDraining> for ServerRegistry {
     }
 }
 
-/// Choose the server for a new handle of `package`.
-#[derive(Message)]
-#[rtype(result = "Result<Placement, ProxyError>")]
-pub struct SelectServer {
-    pub package: String,
-    /// Servers to pass over when another one is selectable (a videoroom room that needs one
-    /// more server); empty for most placements.
-    pub avoid: Vec<String>,
-}
-
 impl Handler<SelectServer> for ServerRegistry {
     type Result = Result<Placement, ProxyError>;
 
     fn handle(&mut self, msg: SelectServer, _: &mut Context<Self>) -> Self::Result {
         self.select(&msg.package, &msg.avoid, Instant::now())
     }
-}
-
-/// Places one more handle on a server already chosen (the second leg of a call that the
-/// registry placed with [`SelectServer`]): counted like a selection, so that the server's
-/// estimated load covers both legs. None when the server is gone from the registry.
-#[derive(Message)]
-#[rtype(result = "Option<Placement>")]
-pub struct PlaceOn {
-    pub server: String,
 }
 
 impl Handler<PlaceOn> for ServerRegistry {
@@ -550,19 +517,10 @@ impl Handler<PlaceOn> for ServerRegistry {
         Some(Placement {
             server: entry.record.name.clone(),
             epoch,
-            link: entry.link.addr.clone(),
-            status: entry.link.status.clone(),
+            link: entry.link.port(),
             rtp_host: entry.record.rtp_host.clone(),
         })
     }
-}
-
-/// A handle placed by [`SelectServer`] ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PlacementEnded {
-    pub server: String,
-    pub epoch: u64,
 }
 
 impl Handler<PlacementEnded> for ServerRegistry {

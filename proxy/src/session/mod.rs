@@ -12,9 +12,10 @@ use actix::prelude::*;
 use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
 use serde::Serialize;
 
+use crate::messages::{ClientFrame, ConnPort, ReplyTo, SessionOwnership};
+pub use crate::messages::{Deliver, HandleGone};
 use crate::plugin::{AttachContext, HandleCommand, Plugin};
 use crate::state::ProxyState;
-use crate::transport::{ClientConnection, ClientFrame, ReplyTo, SessionClaimed, SessionReleased};
 use directory::Expiry;
 
 /// A session-level or handle-level request from a connection.
@@ -22,21 +23,10 @@ use directory::Expiry;
 #[rtype(result = "()")]
 pub struct SessionRequest {
     pub incoming: Incoming,
-    pub conn_id: u64,
-    pub conn: Addr<ClientConnection>,
+    pub conn: ConnPort,
     /// The connection's client address (a `claim` makes it the session's).
     pub client_ip: Option<IpAddr>,
 }
-
-/// A frame for whoever owns the session now (dropped while nobody does, as in Janus).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Deliver(pub String);
-
-/// A handle ended on its own (detached by the backend, backend lost).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct HandleGone(pub u64);
 
 /// The sweeper found the session expired; it is already out of the directory.
 #[derive(Message)]
@@ -120,7 +110,7 @@ impl Handles {
 pub struct ClientSession {
     id: u64,
     state: Arc<ProxyState>,
-    owner: Option<(u64, Addr<ClientConnection>)>,
+    owner: Option<ConnPort>,
     /// See [`SessionView::client_ip`].
     client_ip: Option<IpAddr>,
     handles: Handles,
@@ -133,7 +123,7 @@ impl ClientSession {
     pub fn new(
         id: u64,
         state: Arc<ProxyState>,
-        owner: (u64, Addr<ClientConnection>),
+        owner: ConnPort,
         client_ip: Option<IpAddr>,
     ) -> Self {
         ClientSession {
@@ -166,8 +156,8 @@ impl ClientSession {
 
     /// Ends the session: the owner is told to forget it; `stopping` releases the handles.
     fn close(&mut self, ctx: &mut Context<Self>) {
-        if let Some((_, owner)) = self.owner.take() {
-            owner.do_send(SessionReleased(self.id));
+        if let Some(owner) = self.owner.take() {
+            owner.ownership.do_send(SessionOwnership::Released(self.id));
         }
         ctx.stop();
     }
@@ -221,6 +211,11 @@ impl ClientSession {
         let fut = plugin.attach(AttachContext {
             state: self.state.clone(),
             session: ctx.address(),
+            env: self.state.plugin_env.clone(),
+            session_port: crate::plugin::kit::SessionPort {
+                deliver: ctx.address().recipient(),
+                gone: ctx.address().recipient(),
+            },
             session_id: self.id,
             handle_id,
             package,
@@ -275,10 +270,10 @@ impl Handler<SessionRequest> for ClientSession {
     fn handle(&mut self, msg: SessionRequest, ctx: &mut Context<Self>) {
         let SessionRequest {
             mut incoming,
-            conn_id,
-            conn,
+            conn: port,
             client_ip,
         } = msg;
+        let conn = port.frames.clone();
         let handle_id = incoming.handle_id;
         let handle = if handle_id > 0 {
             match self.handles.get(handle_id) {
@@ -310,14 +305,14 @@ impl Handler<SessionRequest> for ClientSession {
                 self.close(ctx);
             }
             (SessionVerb::Claim, _) => {
-                let same = self.owner.as_ref().is_some_and(|(id, _)| *id == conn_id);
+                let same = self.owner.as_ref().is_some_and(|o| o.id == port.id);
                 if !same {
-                    if let Some((_, old)) = self.owner.take() {
-                        old.do_send(SessionReleased(self.id));
+                    if let Some(old) = self.owner.take() {
+                        old.ownership.do_send(SessionOwnership::Released(self.id));
                     }
-                    self.state.sessions.lock().set_owner(self.id, conn_id);
-                    conn.do_send(SessionClaimed(self.id));
-                    self.owner = Some((conn_id, conn.clone()));
+                    self.state.sessions.lock().set_owner(self.id, port.id);
+                    port.ownership.do_send(SessionOwnership::Claimed(self.id));
+                    self.owner = Some(port);
                     self.client_ip = client_ip;
                 }
                 self.reply(&conn, &ServerMessage::success(self.id, &transaction));
@@ -359,8 +354,8 @@ impl Handler<Deliver> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
-        if let Some((_, owner)) = &self.owner {
-            owner.do_send(ClientFrame(msg.0));
+        if let Some(owner) = &self.owner {
+            owner.frames.do_send(ClientFrame(msg.0));
         }
     }
 }
@@ -404,9 +399,9 @@ impl Handler<SessionExpired> for ClientSession {
 
     fn handle(&mut self, msg: SessionExpired, ctx: &mut Context<Self>) {
         if msg.0 == Expiry::TimedOut {
-            if let Some((_, owner)) = &self.owner {
+            if let Some(owner) = &self.owner {
                 let frame = ServerMessage::timeout(self.id);
-                owner.do_send(ClientFrame(self.state.encode(&frame)));
+                owner.frames.do_send(ClientFrame(self.state.encode(&frame)));
             }
         }
         self.close(ctx);
@@ -417,11 +412,7 @@ impl Handler<OwnerGone> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: OwnerGone, ctx: &mut Context<Self>) {
-        if self
-            .owner
-            .as_ref()
-            .is_some_and(|(id, _)| *id == msg.conn_id)
-        {
+        if self.owner.as_ref().is_some_and(|o| o.id == msg.conn_id) {
             self.owner = None;
             if msg.destroy {
                 self.close(ctx);

@@ -28,37 +28,8 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
 /// Hands a payload to the store task for publishing on a channel.
 pub type Publish = Box<dyn Fn(String, String) + Send + Sync>;
 
-/// What a plugin registers for its topic.
-pub trait Topic: Send + Sync {
-    /// A message from proxy `from` (not an answer: those go to [`Bus::request`]'s caller).
-    /// `reply` is set when the sender waits for an answer; dropping it unanswered lets the
-    /// sender time out.
-    fn deliver(&self, from: String, body: Value, reply: Option<Reply>);
-
-    /// The live proxies, after every sync round that knows them (and when one leaves):
-    /// whatever this topic shares with a proxy not in `alive` must end.
-    fn proxies_alive(&self, alive: &HashSet<String>);
-}
-
-/// The answer to one request, sent at most once.
-pub struct Reply {
-    bus: Arc<Bus>,
-    to: String,
-    topic: String,
-    corr: u64,
-}
-
-impl Reply {
-    pub fn send(self, body: Value) {
-        let message = json!({"topic": self.topic, "from": self.bus.proxy_id,
-            "reply_to": self.corr, "body": body});
-        self.bus.publish_to(&self.to, &message);
-    }
-}
-
-/// The other proxy did not answer in time (gone, or Redis away).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Unanswered;
+pub use crate::messages::cluster::{BusReply as Reply, Topic, Unanswered};
+use crate::messages::cluster::{ClusterBus, StoreFuture};
 
 pub struct Bus {
     proxy_id: String,
@@ -201,16 +172,50 @@ impl Bus {
             log::warn!("bus: malformed message: {payload:.200}");
             return;
         }
-        let reply = message
-            .get("corr")
-            .and_then(Value::as_u64)
-            .map(|corr| Reply {
-                bus: self.clone(),
-                to: from.clone(),
-                topic: topic.clone(),
-                corr,
-            });
+        let reply = message.get("corr").and_then(Value::as_u64).map(|corr| {
+            let (bus, to, topic) = (self.clone(), from.clone(), topic.clone());
+            Reply::new(move |body| {
+                let message =
+                    json!({"topic": topic, "from": bus.proxy_id, "reply_to": corr, "body": body});
+                bus.publish_to(&to, &message);
+            })
+        });
         handler.deliver(from, body, reply);
+    }
+}
+
+impl ClusterBus for Bus {
+    fn proxy_id(&self) -> &str {
+        &self.proxy_id
+    }
+
+    fn register(
+        &self,
+        topic: &str,
+        make: Box<dyn FnOnce() -> Arc<dyn Topic> + '_>,
+    ) -> Arc<dyn Topic> {
+        Bus::register(self, topic, make)
+    }
+
+    fn send(&self, proxy: &str, topic: &str, body: Value) {
+        Bus::send(self, proxy, topic, body)
+    }
+
+    fn ask(
+        self: Arc<Self>,
+        proxy: String,
+        topic: String,
+        body: Value,
+    ) -> StoreFuture<Result<Value, Unanswered>> {
+        Box::pin(async move { Bus::request(&self, &proxy, &topic, body).await })
+    }
+
+    fn remote_user(&self, topic: &str, name: &str) -> Option<String> {
+        Bus::remote_user(self, topic, name)
+    }
+
+    fn remote_users(&self, topic: &str) -> Vec<String> {
+        Bus::remote_users(self, topic)
     }
 }
 

@@ -81,17 +81,8 @@ pub struct StoreHandle {
     claim_limit: Duration,
 }
 
-/// The outcome of claiming a user name in the shared store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Claim {
-    /// The name is this proxy's (or there is no shared store).
-    Won,
-    /// A live proxy has it: Janus's 476.
-    Taken,
-    /// Redis is away: registered on this proxy only, written when Redis returns (where, if
-    /// another proxy took the name meanwhile, it stays this proxy's only).
-    LocalOnly,
-}
+pub use crate::messages::cluster::Claim;
+use crate::messages::cluster::{ClusterPorts, SharedUsers, StoreFuture};
 
 #[derive(Default)]
 pub struct StoreHealth {
@@ -124,6 +115,43 @@ impl StoreHealth {
             log::warn!("store: Redis unavailable ({error}); serving local state");
         }
         *last = error;
+    }
+}
+
+impl SharedUsers for StoreHandle {
+    fn is_shared(&self) -> bool {
+        StoreHandle::is_shared(self)
+    }
+
+    fn is_degraded(&self) -> bool {
+        StoreHandle::is_degraded(self)
+    }
+
+    fn claim_user(&self, topic: &str, name: &str) -> StoreFuture<Claim> {
+        Box::pin(StoreHandle::claim_user(self, topic, name))
+    }
+
+    fn user_down(&self, topic: &str, name: &str) {
+        StoreHandle::user_down(self, topic, name)
+    }
+
+    fn lookup_user(&self, topic: &str, name: &str) -> StoreFuture<Option<String>> {
+        Box::pin(StoreHandle::lookup_user(self, topic, name))
+    }
+}
+
+/// The shared state as the plugins see it.
+pub fn ports(store: &Arc<StoreHandle>) -> ClusterPorts {
+    ClusterPorts {
+        users: store.clone(),
+        rooms: store
+            .rooms
+            .clone()
+            .map(|r| r as Arc<dyn crate::messages::cluster::SharedRooms>),
+        bus: store
+            .bus
+            .clone()
+            .map(|b| b as Arc<dyn crate::messages::cluster::ClusterBus>),
     }
 }
 

@@ -21,23 +21,8 @@ use crate::session::{ClientSession, OwnerGone, SessionRequest};
 use crate::state::ProxyState;
 use crate::wsframes::MessageAssembler;
 
-/// Where replies to a request go: the connection that sent it.
-pub type ReplyTo = Addr<ClientConnection>;
-
-/// A serialised frame to write to the client.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub struct ClientFrame(pub String);
-
-/// The session now belongs to this connection (it claimed it).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionClaimed(pub u64);
-
-/// The session no longer belongs to this connection (destroyed, or claimed elsewhere).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SessionReleased(pub u64);
+pub use crate::messages::{ClientFrame, ReplyTo};
+use crate::messages::{ConnPort, SessionOwnership};
 
 pub struct ClientConnection {
     id: u64,
@@ -49,6 +34,8 @@ pub struct ClientConnection {
     /// Sessions created or claimed here; they end (or wait to be reclaimed) when it closes.
     owned: HashSet<u64>,
     assembler: MessageAssembler,
+    /// This connection as its sessions know it (made when the actor starts).
+    port: Option<ConnPort>,
 }
 
 impl ClientConnection {
@@ -60,8 +47,20 @@ impl ClientConnection {
             limiter: (rate > 0).then(|| crate::limits::RateLimiter::new(rate, Instant::now())),
             owned: HashSet::new(),
             assembler: MessageAssembler::new(state.config.ws.max_message_size),
+            port: None,
             state,
         }
+    }
+
+    fn port(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> ConnPort {
+        let id = self.id;
+        self.port
+            .get_or_insert_with(|| ConnPort {
+                id,
+                frames: ReplyTo::new(ctx.address().recipient()),
+                ownership: Arc::new(ctx.address().recipient()),
+            })
+            .clone()
     }
 
     fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &ServerMessage) {
@@ -111,8 +110,7 @@ impl ClientConnection {
                 match session {
                     Some(session) => session.do_send(SessionRequest {
                         incoming,
-                        conn_id: self.id,
-                        conn: ctx.address(),
+                        conn: self.port(ctx),
                         client_ip: self.peer,
                     }),
                     None => {
@@ -141,7 +139,7 @@ impl ClientConnection {
             return;
         }
         let state = self.state.clone();
-        let owner = (self.id, ctx.address());
+        let owner = self.port(ctx);
         let client_ip = self.peer;
         let created = self
             .state
@@ -266,19 +264,14 @@ impl Handler<ClientFrame> for ClientConnection {
     }
 }
 
-impl Handler<SessionClaimed> for ClientConnection {
+impl Handler<SessionOwnership> for ClientConnection {
     type Result = ();
 
-    fn handle(&mut self, msg: SessionClaimed, _: &mut Self::Context) {
-        self.owned.insert(msg.0);
-    }
-}
-
-impl Handler<SessionReleased> for ClientConnection {
-    type Result = ();
-
-    fn handle(&mut self, msg: SessionReleased, _: &mut Self::Context) {
-        self.owned.remove(&msg.0);
+    fn handle(&mut self, msg: SessionOwnership, _: &mut Self::Context) {
+        match msg {
+            SessionOwnership::Claimed(id) => self.owned.insert(id),
+            SessionOwnership::Released(id) => self.owned.remove(&id),
+        };
     }
 }
 

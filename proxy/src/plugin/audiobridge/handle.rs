@@ -35,8 +35,8 @@ use tokio::sync::oneshot;
 
 use super::directory::Whereabouts;
 use super::{SharedRooms, PACKAGE};
-use crate::backend::link::LinkPhase;
-use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
+use crate::messages::LinkPhase;
+use crate::messages::{BackendIncoming, LinkRequest, UnrouteHandle};
 use crate::plugin::backend_handle::{attached_id, request, BackendLeg, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, IdMap, Transaction};
@@ -88,7 +88,7 @@ fn is_sync(request: &str) -> bool {
 struct LegForwarder {
     leg: u64,
     to: Addr<AudioBridgeHandle>,
-    link: Addr<BackendLink>,
+    link: crate::messages::LinkPort,
     attach_reply: Option<oneshot::Sender<JsonMap>>,
 }
 
@@ -105,8 +105,8 @@ impl Handler<BackendIncoming> for LegForwarder {
                 if let Err(frame) = tx.send(frame.into_map()) {
                     // The handle went away meanwhile: the backend handle is nobody's.
                     if let Some(id) = attached_id(&frame) {
-                        self.link.do_send(UnrouteHandle(id));
-                        self.link.do_send(LinkRequest {
+                        self.link.unroute.do_send(UnrouteHandle(id));
+                        self.link.requests.do_send(LinkRequest {
                             request: request("detach"),
                             backend_handle: Some(id),
                             client_transaction: None,
@@ -516,7 +516,7 @@ impl AudioBridgeHandle {
     ) {
         if self.legs.contains_key(&server) {
             if let Some(p) = placement {
-                BackendLeg::new(p).end_placement(&self.state.registry);
+                BackendLeg::new(p).end_placement(&self.state.servers.ended);
             }
             return then(self, ctx, Ok(()));
         }
@@ -540,7 +540,7 @@ impl AudioBridgeHandle {
                     return then(act, ctx, Err(format!("backend server {server} is gone")));
                 };
                 if act.legs.contains_key(&server) {
-                    BackendLeg::new(p).end_placement(&act.state.registry);
+                    BackendLeg::new(p).end_placement(&act.state.servers.ended);
                     return then(act, ctx, Ok(()));
                 }
                 act.attach_leg(ctx, p, then);
@@ -584,11 +584,11 @@ impl AudioBridgeHandle {
                     Ok(_) => {
                         // Another attach to the same server won the race.
                         backend.release();
-                        backend.end_placement(&act.state.registry);
+                        backend.end_placement(&act.state.servers.ended);
                         then(act, ctx, Ok(()))
                     }
                     Err(why) => {
-                        backend.end_placement(&act.state.registry);
+                        backend.end_placement(&act.state.servers.ended);
                         then(act, ctx, Err(why))
                     }
                 }
@@ -599,7 +599,7 @@ impl AudioBridgeHandle {
     fn release_legs(&mut self) {
         for (_, mut leg) in std::mem::take(&mut self.legs) {
             leg.backend.release();
-            leg.backend.end_placement(&self.state.registry);
+            leg.backend.end_placement(&self.state.servers.ended);
         }
     }
 
@@ -1617,7 +1617,7 @@ impl AudioBridgeHandle {
             // Janus dropped the leg itself.
             if let Some(mut leg) = self.legs.remove(server) {
                 leg.backend.forget();
-                leg.backend.end_placement(&self.state.registry);
+                leg.backend.end_placement(&self.state.servers.ended);
             }
             return;
         }
@@ -1684,7 +1684,7 @@ impl AudioBridgeHandle {
             return;
         };
         leg.backend.forget();
-        leg.backend.end_placement(&self.state.registry);
+        leg.backend.end_placement(&self.state.servers.ended);
         let unplaced = self.rooms.lock().server_lost(server);
         if !unplaced.is_empty() {
             log::warn!(
@@ -1785,8 +1785,8 @@ impl Handler<LegIncoming> for AudioBridgeHandle {
             return;
         };
         match msg.msg {
-            BackendIncoming::Event { frame } => self.on_leg_event(&server, frame.into_map()),
-            BackendIncoming::LinkLost => self.on_leg_lost(&server),
+            BackendIncoming::Event { frame, .. } => self.on_leg_event(&server, frame.into_map()),
+            BackendIncoming::LinkLost { .. } => self.on_leg_lost(&server),
             // Replies go to the request's own recipient.
             BackendIncoming::Reply { .. } => {}
         }

@@ -26,7 +26,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use crate::state::ProxyState;
 use directory::RoomDirectory;
 use handle::AudioBridgeHandle;
 
@@ -69,8 +68,8 @@ impl Plugin for AudioBridgePlugin {
         PACKAGE
     }
 
-    fn descriptor(&self, state: &ProxyState) -> Option<Value> {
-        Some(state.links.plugin_descriptor(PACKAGE).unwrap_or_else(|| {
+    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+        Some((env.descriptors)(PACKAGE).unwrap_or_else(|| {
             json!({
                 "name": "JANUS AudioBridge plugin",
                 "author": "Meetecho s.r.l.",

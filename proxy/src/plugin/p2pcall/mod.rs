@@ -23,7 +23,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use crate::state::ProxyState;
 use directory::Directory;
 use handle::P2pCallHandle;
 
@@ -76,7 +75,7 @@ impl Plugin for P2pCallPlugin {
     }
 
     /// Always available: it needs no backend.
-    fn descriptor(&self, _: &ProxyState) -> Option<Value> {
+    fn descriptor(&self, _: &crate::plugin::env::PluginEnv) -> Option<Value> {
         Some(json!({
             "name": "JANUS P2PCall plugin (janus-proxy)",
             "author": crate::info::AUTHOR,

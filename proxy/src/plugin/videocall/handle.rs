@@ -32,8 +32,8 @@ use serde_json::{json, Value};
 use super::errors::{self, VcError};
 use super::remote::{self, VideoCallRemote};
 use super::{SharedDirectory, PACKAGE};
-use crate::backend::transactions::split_transaction;
-use crate::backend::BackendIncoming;
+use crate::messages::transaction::split_transaction;
+use crate::messages::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg, LegForwarder, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, Transaction};
@@ -682,7 +682,7 @@ impl VideoCallHandle {
                 if act.call.as_ref().map(|c| c.id) != Some(call_id) {
                     // Ended meanwhile (the handle left).
                     if let Ok(Ok(p)) = placement {
-                        BackendLeg::new(p).end_placement(&act.state.registry);
+                        BackendLeg::new(p).end_placement(&act.state.servers.ended);
                     }
                     return;
                 }
@@ -729,10 +729,10 @@ impl VideoCallHandle {
                     Ok(Ringing::Yes) if still_ours => act.use_leg(ctx, placement),
                     Ok(Ringing::Yes) => {
                         // We left meanwhile: `PeerLeft` already told the callee.
-                        BackendLeg::new(placement).end_placement(&act.state.registry);
+                        BackendLeg::new(placement).end_placement(&act.state.servers.ended);
                     }
                     Ok(Ringing::Busy) | Err(_) => {
-                        BackendLeg::new(placement).end_placement(&act.state.registry);
+                        BackendLeg::new(placement).end_placement(&act.state.servers.ended);
                         if !still_ours {
                             return;
                         }
@@ -792,13 +792,16 @@ impl VideoCallHandle {
             if leg.backend.server == placement.server && leg.backend.handle.is_some() {
                 // Same server: the lingering leg is registered there already.
                 leg.lingering = false;
-                BackendLeg::new(placement).end_placement(&self.state.registry);
+                BackendLeg::new(placement).end_placement(&self.state.servers.ended);
                 if leg.phase == LegPhase::Ready {
                     if !self.pending_set.is_empty() {
                         let mut body = std::mem::take(&mut self.pending_set);
                         body.insert("request".into(), "set".into());
-                        leg.backend
-                            .send(Self::message_request(body, None), None, None);
+                        leg.backend.send(
+                            Self::message_request(body, None),
+                            None,
+                            None::<crate::messages::ReplyRoute>,
+                        );
                     }
                     self.leg_ready(ctx);
                 }
@@ -823,7 +826,7 @@ impl VideoCallHandle {
     fn release_leg(&mut self) {
         if let Some(mut leg) = self.leg.take() {
             leg.backend.release();
-            leg.backend.end_placement(&self.state.registry);
+            leg.backend.end_placement(&self.state.servers.ended);
         }
     }
 
@@ -895,7 +898,11 @@ impl VideoCallHandle {
             return;
         };
         for trickle in std::mem::take(&mut self.trickles) {
-            leg.backend.send(Self::trickle_request(trickle), None, None);
+            leg.backend.send(
+                Self::trickle_request(trickle),
+                None,
+                None::<crate::messages::ReplyRoute>,
+            );
         }
     }
 
@@ -961,9 +968,10 @@ impl VideoCallHandle {
                 frame,
                 client_transaction,
                 reply_to,
+                ..
             } => self.on_leg_reply(ctx, frame.into_map(), client_transaction, reply_to),
-            BackendIncoming::Event { frame } => self.on_leg_event(ctx, frame.into_map()),
-            BackendIncoming::LinkLost => self.on_leg_lost(ctx),
+            BackendIncoming::Event { frame, .. } => self.on_leg_event(ctx, frame.into_map()),
+            BackendIncoming::LinkLost { .. } => self.on_leg_lost(ctx),
         }
     }
 
@@ -1065,8 +1073,11 @@ impl VideoCallHandle {
                 if !self.pending_set.is_empty() {
                     let mut body = std::mem::take(&mut self.pending_set);
                     body.insert("request".into(), "set".into());
-                    leg.backend
-                        .send(Self::message_request(body, None), None, None);
+                    leg.backend.send(
+                        Self::message_request(body, None),
+                        None,
+                        None::<crate::messages::ReplyRoute>,
+                    );
                 }
                 self.leg_ready(ctx);
             }
@@ -1133,7 +1144,7 @@ impl VideoCallHandle {
     fn on_leg_lost(&mut self, ctx: &mut Context<Self>) {
         if let Some(mut leg) = self.leg.take() {
             leg.backend.forget();
-            leg.backend.end_placement(&self.state.registry);
+            leg.backend.end_placement(&self.state.servers.ended);
         }
         if let Some(call) = self.call.as_ref() {
             call.peer.left(call.id, LeftCause::BackendLost);
@@ -1250,7 +1261,7 @@ impl Handler<IncomingCall> for VideoCallHandle {
             let still_ours = act.call.as_ref().map(|c| c.id) == Some(call_id);
             match (placement, still_ours) {
                 (Ok(Some(p)), true) => act.use_leg(ctx, p),
-                (Ok(Some(p)), false) => BackendLeg::new(p).end_placement(&act.state.registry),
+                (Ok(Some(p)), false) => BackendLeg::new(p).end_placement(&act.state.servers.ended),
                 (_, true) => act.setup_failed(ctx, "the call's backend server is gone"),
                 (_, false) => {}
             }
@@ -1291,7 +1302,7 @@ impl Handler<PeerLeft> for VideoCallHandle {
                 // Our leg is on the same server: let it go now rather than wait for the link.
                 if let Some(mut leg) = self.leg.take() {
                     leg.backend.release();
-                    leg.backend.end_placement(&self.state.registry);
+                    leg.backend.end_placement(&self.state.servers.ended);
                 }
                 self.backend_lost(ctx);
             }
@@ -1302,8 +1313,11 @@ impl Handler<PeerLeft> for VideoCallHandle {
                 if let Some(leg) = self.leg.as_ref() {
                     let mut body = JsonMap::new();
                     body.insert("request".into(), "hangup".into());
-                    leg.backend
-                        .send(Self::message_request(body, None), None, None);
+                    leg.backend.send(
+                        Self::message_request(body, None),
+                        None,
+                        None::<crate::messages::ReplyRoute>,
+                    );
                 }
                 self.call = None;
                 let result = self.hangup_result(Some(&peer), PEER_PROXY_GONE_REASON);

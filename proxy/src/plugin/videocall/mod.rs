@@ -26,7 +26,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use crate::state::ProxyState;
 use directory::Directory;
 use handle::VideoCallHandle;
 
@@ -56,8 +55,8 @@ impl Plugin for VideoCallPlugin {
 
     /// The backend's own descriptor when one is connected (so `info` reads as a Janus's);
     /// Janus 1.1.2's otherwise: the plugin is the proxy's and always available.
-    fn descriptor(&self, state: &ProxyState) -> Option<Value> {
-        Some(state.links.plugin_descriptor(PACKAGE).unwrap_or_else(|| {
+    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+        Some((env.descriptors)(PACKAGE).unwrap_or_else(|| {
             json!({
                 "name": "JANUS VideoCall plugin",
                 "author": "Meetecho s.r.l.",

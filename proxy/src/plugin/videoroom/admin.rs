@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::checks::{self, VrError};
 use super::directory::Room;
 use super::{SharedDirectory, PACKAGE};
-use crate::backend::BackendIncoming;
+use crate::messages::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg};
 use crate::plugin::rooms_file::{self, SharedRoomsFile};
 use crate::registry::PlaceOn;
@@ -232,7 +232,7 @@ impl Actor for OneShotRequest {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.leg.release();
-        self.leg.end_placement(&self.state.registry);
+        self.leg.end_placement(&self.state.servers.ended);
         if let Some(done) = self.done.take() {
             let _ = done.send(Err(Asked::Failed("stopped".to_owned())));
         }
@@ -269,7 +269,7 @@ impl Handler<BackendIncoming> for OneShotRequest {
                 }
             }
             BackendIncoming::Event { .. } => {}
-            BackendIncoming::LinkLost => {
+            BackendIncoming::LinkLost { .. } => {
                 self.leg.forget();
                 self.finish(ctx, Err(Asked::Gone));
             }

@@ -39,7 +39,7 @@ use serde_json::{json, Value};
 
 use super::mirror::{MirrorOp, Notice, RoomMirror, Roster};
 use super::{SharedDirectory, PACKAGE};
-use crate::backend::BackendIncoming;
+use crate::messages::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg};
 use crate::registry::PlaceOn;
 use crate::state::ProxyState;
@@ -519,13 +519,13 @@ impl RoomCoordinator {
         let fut = place.into_actor(self).map(move |placement, act, ctx| {
             let Some(leg) = act.legs.get_mut(&server).filter(|l| l.id == id) else {
                 if let Ok(Some(p)) = placement {
-                    BackendLeg::new(p).end_placement(&act.state.registry);
+                    BackendLeg::new(p).end_placement(&act.state.servers.ended);
                 }
                 return;
             };
             match placement {
                 Ok(Some(p)) => {
-                    leg.host = rtp_host(p.rtp_host.as_deref(), &p.status.url);
+                    leg.host = rtp_host(p.rtp_host.as_deref(), &p.link.status.url);
                     let forwarder = CtlForwarder {
                         leg: id,
                         to: ctx.address(),
@@ -667,7 +667,7 @@ impl RoomCoordinator {
         if let Some(mut leg) = self.legs.remove(server) {
             if let Some(backend) = leg.backend.as_mut() {
                 backend.forget();
-                backend.end_placement(&self.state.registry);
+                backend.end_placement(&self.state.servers.ended);
             }
         }
         // Mirrored publishers are seen leaving through the mirrors' removal.
@@ -961,7 +961,7 @@ impl Actor for RoomCoordinator {
         for (_, mut leg) in self.legs.drain() {
             if let Some(backend) = leg.backend.as_mut() {
                 backend.release();
-                backend.end_placement(&self.state.registry);
+                backend.end_placement(&self.state.servers.ended);
             }
         }
         let mut map = self.coordinators.lock();
@@ -1138,7 +1138,7 @@ impl Handler<CtlIncoming> for RoomCoordinator {
                     self.on_reply(ctx, &tag, &frame);
                 }
             }
-            BackendIncoming::Event { frame } => {
+            BackendIncoming::Event { frame, .. } => {
                 if frame.get("janus").and_then(Value::as_str) == Some("detached") {
                     if let Some(b) = self.legs.get_mut(&server).and_then(|l| l.backend.as_mut()) {
                         b.handle = None;
@@ -1146,7 +1146,7 @@ impl Handler<CtlIncoming> for RoomCoordinator {
                     self.leg_lost(ctx, msg.leg);
                 }
             }
-            BackendIncoming::LinkLost => self.leg_lost(ctx, msg.leg),
+            BackendIncoming::LinkLost { .. } => self.leg_lost(ctx, msg.leg),
         }
     }
 }
@@ -1193,7 +1193,7 @@ impl RoomCoordinator {
         if let Some(mut leg) = self.legs.remove(server) {
             if let Some(backend) = leg.backend.as_mut() {
                 backend.forget();
-                backend.end_placement(&self.state.registry);
+                backend.end_placement(&self.state.servers.ended);
             }
         }
     }

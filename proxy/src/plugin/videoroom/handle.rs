@@ -47,7 +47,7 @@ use super::coordinator::{
     PublisherActive, PublisherGone, RoomCoordinator, RoomNotice, ServerJoined, ServerLost,
 };
 use super::{SharedDirectory, PACKAGE};
-use crate::backend::BackendIncoming;
+use crate::messages::BackendIncoming;
 use crate::plugin::backend_handle::{request, BackendLeg, LegForwarder, LegIncoming};
 use crate::plugin::relay::BACKEND_LOST_REASON;
 use crate::plugin::rewrite::{rewrite, Transaction};
@@ -812,7 +812,10 @@ impl VideoRoomHandle {
                 act.fail_waiting(ctx, "the room's backend server did not answer in time");
             }
         });
-        let registry = self.state.registry.clone();
+        let (registry, servers) = (
+            self.state.registry.clone(),
+            self.state.servers.ended.clone(),
+        );
         let directory = self.directory.clone();
         let store = self.state.store.rooms();
         let fut = async move {
@@ -856,7 +859,7 @@ impl VideoRoomHandle {
                 let mut d = directory.lock();
                 if !d.exists(room) {
                     drop(d);
-                    BackendLeg::new(mine).end_placement(&registry);
+                    BackendLeg::new(mine).end_placement(&servers);
                     return Err(format!("room {room} was destroyed"));
                 }
                 if d.placement(room).is_none() {
@@ -872,14 +875,14 @@ impl VideoRoomHandle {
             };
             match winner {
                 None => {
-                    BackendLeg::new(mine).end_placement(&registry);
+                    BackendLeg::new(mine).end_placement(&servers);
                     Err(format!("room {room} was destroyed"))
                 }
                 Some(w) if w == mine.server => Ok(mine),
                 Some(w) => {
                     // Another handle (or proxy) placed the room meanwhile: go there.
                     if let Ok(Some(p)) = registry.send(PlaceOn { server: w.clone() }).await {
-                        BackendLeg::new(mine).end_placement(&registry);
+                        BackendLeg::new(mine).end_placement(&servers);
                         return Ok(p);
                     }
                     // That server is unreachable from here: the shared placement is replaced.
@@ -893,7 +896,7 @@ impl VideoRoomHandle {
                     if again.as_deref() == Some(mine.server.as_str()) {
                         return Ok(mine);
                     }
-                    BackendLeg::new(mine).end_placement(&registry);
+                    BackendLeg::new(mine).end_placement(&servers);
                     Err(format!("backend server {w} is gone"))
                 }
             }
@@ -911,7 +914,7 @@ impl VideoRoomHandle {
     /// The waiting request's room has a server: a leg there, then the room.
     fn placed(&mut self, ctx: &mut Context<Self>, placement: Placement) {
         if self.gone || self.waiting.is_none() {
-            BackendLeg::new(placement).end_placement(&self.state.registry);
+            BackendLeg::new(placement).end_placement(&self.state.servers.ended);
             return;
         }
         let server = placement.server.clone();
@@ -920,7 +923,7 @@ impl VideoRoomHandle {
         }
         if let Some(leg) = self.legs.iter().find(|l| l.backend.server == server) {
             // One leg per server is enough.
-            BackendLeg::new(placement).end_placement(&self.state.registry);
+            BackendLeg::new(placement).end_placement(&self.state.servers.ended);
             let (id, attached) = (leg.id, leg.attached);
             if let Some(w) = self.waiting.as_mut() {
                 w.leg = Some(id);
@@ -1073,7 +1076,11 @@ impl VideoRoomHandle {
         let trickles = std::mem::take(&mut self.trickles);
         if let Some(leg) = self.joined_leg() {
             for t in trickles {
-                leg.backend.send(Self::trickle_request(t), None, None);
+                leg.backend.send(
+                    Self::trickle_request(t),
+                    None,
+                    None::<crate::messages::ReplyRoute>,
+                );
             }
         }
     }
@@ -1122,7 +1129,7 @@ impl VideoRoomHandle {
     fn release_legs(&mut self) {
         for mut leg in self.legs.drain(..) {
             leg.backend.release();
-            leg.backend.end_placement(&self.state.registry);
+            leg.backend.end_placement(&self.state.servers.ended);
         }
     }
 
@@ -1170,9 +1177,12 @@ impl VideoRoomHandle {
                 frame,
                 client_transaction,
                 reply_to,
+                ..
             } => self.on_leg_reply(ctx, leg_id, frame.into_map(), client_transaction, reply_to),
-            BackendIncoming::Event { frame } => self.on_leg_event(ctx, leg_id, frame.into_map()),
-            BackendIncoming::LinkLost => self.on_leg_lost(ctx, leg_id, true),
+            BackendIncoming::Event { frame, .. } => {
+                self.on_leg_event(ctx, leg_id, frame.into_map())
+            }
+            BackendIncoming::LinkLost { .. } => self.on_leg_lost(ctx, leg_id, true),
         }
     }
 
@@ -1197,7 +1207,7 @@ impl VideoRoomHandle {
                 }
                 Err(e) => {
                     let mut leg = self.legs.remove(idx);
-                    leg.backend.end_placement(&self.state.registry);
+                    leg.backend.end_placement(&self.state.servers.ended);
                     if self.waiting.as_ref().and_then(|w| w.leg) == Some(leg_id) {
                         let why = format!("backend server could not attach: {}", e.reason);
                         self.fail_waiting(ctx, &why);
@@ -1584,7 +1594,7 @@ impl VideoRoomHandle {
         };
         let mut leg = self.legs.remove(idx);
         leg.backend.forget();
-        leg.backend.end_placement(&self.state.registry);
+        leg.backend.end_placement(&self.state.servers.ended);
         let server = leg.backend.server.clone();
         // This handle's publisher leaves the shared participants before the placement is
         // cleared (the store keeps a placement while other proxies' participants are recorded

@@ -36,7 +36,6 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use crate::state::ProxyState;
 use directory::Directory;
 use handle::VideoRoomHandle;
 
@@ -68,8 +67,8 @@ impl Plugin for VideoRoomPlugin {
         PACKAGE
     }
 
-    fn descriptor(&self, state: &ProxyState) -> Option<Value> {
-        Some(state.links.plugin_descriptor(PACKAGE).unwrap_or_else(|| {
+    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+        Some((env.descriptors)(PACKAGE).unwrap_or_else(|| {
             json!({
                 "name": "JANUS VideoRoom plugin",
                 "author": "Meetecho s.r.l.",

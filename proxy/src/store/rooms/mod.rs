@@ -61,77 +61,9 @@ use super::scripts::{self, Notify};
 use super::StoreHealth;
 use cache::RoomCache;
 
-/// Which plugin's rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RoomKind {
-    VideoRoom,
-    AudioBridge,
-}
-
-impl RoomKind {
-    pub const ALL: [RoomKind; 2] = [RoomKind::VideoRoom, RoomKind::AudioBridge];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RoomKind::VideoRoom => "videoroom",
-            RoomKind::AudioBridge => "audiobridge",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<RoomKind> {
-        RoomKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    fn index(self) -> usize {
-        match self {
-            RoomKind::VideoRoom => 0,
-            RoomKind::AudioBridge => 1,
-        }
-    }
-}
-
-/// A room as the store keeps it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomRecord {
-    pub id: u64,
-    /// The plugin's settings of the room (what creating it on a backend needs).
-    pub settings: JsonMap,
-    /// The proxy that created it (empty: unknown, e.g. from a configuration file).
-    pub creator: String,
-    pub permanent: bool,
-    /// The backend server it lives on.
-    pub server: Option<String>,
-}
-
-/// A participant of a room, for views.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParticipantRecord {
-    /// Janus's participant id (a number, or a string with `string_ids`).
-    pub id: Value,
-    pub display: Option<String>,
-    pub server: String,
-}
-
-/// What the store needs of a plugin's room directory (implemented by the plugins).
-pub trait LocalRooms: Send + Sync {
-    /// The room as this proxy knows it.
-    fn record(&self, id: u64) -> Option<RoomRecord>;
-    /// Every room this proxy knows.
-    fn records(&self) -> Vec<RoomRecord>;
-    /// A room read from the store on a local miss: added unless known by now.
-    fn learn(&self, record: RoomRecord);
-    /// Room `id` as the store has it now (None: not in the store: destroyed elsewhere), with
-    /// the number of its participants on other live proxies. With `keep` (it changed here
-    /// since the read began, or is not written yet) only the count is taken.
-    fn apply_room(&self, id: u64, record: Option<&RoomRecord>, remote: usize, keep: bool);
-    /// Where the participants of room `id` on other live proxies are, for placement that spans
-    /// servers (videoroom).
-    fn apply_feeds(&self, _id: u64, _remote: &[ParticipantRecord]) {}
-}
-
-/// Redis did not answer (or is known to be away): the caller uses its local directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreDown;
+pub use crate::messages::cluster::{
+    LocalRooms, ParticipantRecord, RoomKind, RoomRecord, SharedRooms, StoreDown, StoreFuture,
+};
 
 /// A write that nobody waits for, done in order by the writer task.
 #[derive(Debug)]
@@ -587,6 +519,93 @@ impl RoomStore {
             Err(StoreDown) if participant => {}
             Err(StoreDown) => self.mark_dirty(kind, id),
         }
+    }
+}
+
+impl SharedRooms for RoomStore {
+    fn proxy_id(&self) -> &str {
+        &self.proxy_id
+    }
+
+    fn register(&self, kind: RoomKind, directory: Arc<dyn LocalRooms>) {
+        RoomStore::register(self, kind, directory)
+    }
+
+    fn fetch(
+        self: Arc<Self>,
+        kind: RoomKind,
+        id: u64,
+    ) -> StoreFuture<Result<Option<RoomRecord>, StoreDown>> {
+        Box::pin(async move { RoomStore::fetch(&self, kind, id).await })
+    }
+
+    fn create(
+        self: Arc<Self>,
+        kind: RoomKind,
+        record: RoomRecord,
+    ) -> StoreFuture<Result<bool, StoreDown>> {
+        Box::pin(async move { RoomStore::create(&self, kind, &record).await })
+    }
+
+    fn place(
+        self: Arc<Self>,
+        kind: RoomKind,
+        id: u64,
+        server: String,
+        dead: Option<String>,
+    ) -> StoreFuture<Result<Option<String>, StoreDown>> {
+        Box::pin(async move { RoomStore::place(&self, kind, id, &server, dead.as_deref()).await })
+    }
+
+    fn clear_placement(&self, kind: RoomKind, id: u64, server: &str) {
+        RoomStore::clear_placement(self, kind, id, server)
+    }
+
+    fn adopt(&self, kind: RoomKind, record: RoomRecord) {
+        RoomStore::adopt(self, kind, record)
+    }
+
+    fn settings_changed(&self, kind: RoomKind, id: u64, settings: JsonMap) {
+        RoomStore::settings_changed(self, kind, id, settings)
+    }
+
+    fn destroyed(&self, kind: RoomKind, id: u64) {
+        RoomStore::destroyed(self, kind, id)
+    }
+
+    fn participant_joined(
+        &self,
+        kind: RoomKind,
+        room: u64,
+        handle: u64,
+        participant: ParticipantRecord,
+    ) {
+        RoomStore::participant_joined(self, kind, room, handle, participant)
+    }
+
+    fn participant_left(&self, kind: RoomKind, room: u64, handle: u64) {
+        RoomStore::participant_left(self, kind, room, handle)
+    }
+
+    fn claim_owner(
+        self: Arc<Self>,
+        kind: RoomKind,
+        id: u64,
+        ttl: Duration,
+    ) -> StoreFuture<Result<String, StoreDown>> {
+        Box::pin(async move { RoomStore::claim_owner(&self, kind, id, ttl).await })
+    }
+
+    fn release_owner(self: Arc<Self>, kind: RoomKind, id: u64) -> StoreFuture<()> {
+        Box::pin(async move { RoomStore::release_owner(&self, kind, id).await })
+    }
+
+    fn participants_of(
+        self: Arc<Self>,
+        kind: RoomKind,
+        id: u64,
+    ) -> StoreFuture<Result<Vec<(String, ParticipantRecord)>, StoreDown>> {
+        Box::pin(async move { RoomStore::participants_of(&self, kind, id).await })
     }
 }
 

@@ -14,23 +14,23 @@ use serde_json::Value;
 pub struct LinkStatus {
     pub name: String,
     pub url: String,
-    pub(super) ready: AtomicBool,
-    pub(super) phase: AtomicU8,
-    pub(super) handles: AtomicU64,
-    pub(super) reconnects: AtomicU64,
-    pub(super) reclaims: AtomicU64,
+    pub(crate) ready: AtomicBool,
+    pub(crate) phase: AtomicU8,
+    pub(crate) handles: AtomicU64,
+    pub(crate) reconnects: AtomicU64,
+    pub(crate) reclaims: AtomicU64,
     /// Losses taken for an unreachable (rather than dead) Janus.
-    pub(super) unreachable: AtomicU64,
+    pub(crate) unreachable: AtomicU64,
     /// `reclaim-session-timeout` of the Janus's `info`, in seconds (u64::MAX: not known).
-    pub(super) reclaim_timeout_s: AtomicU64,
+    pub(crate) reclaim_timeout_s: AtomicU64,
     /// The link's backend session id (0: none), also while a lost socket waits to claim it:
     /// recorded in the shared store so that another proxy can destroy it if this one dies.
-    pub(super) session_id: AtomicU64,
+    pub(crate) session_id: AtomicU64,
     /// Set by the registry: while the breaker is not closed, the link reports every success.
-    pub(super) breaker_closed: AtomicBool,
-    pub(super) last_error: RwLock<String>,
+    pub(crate) breaker_closed: AtomicBool,
+    pub(crate) last_error: RwLock<String>,
     /// `plugins` of the backend's `info` reply: package → descriptor.
-    pub(super) plugins: RwLock<JsonMap>,
+    pub(crate) plugins: RwLock<JsonMap>,
 }
 
 /// Where a link is in its life.
@@ -108,7 +108,7 @@ impl LinkStatus {
         LinkPhase::from_u8(self.phase.load(Ordering::Relaxed))
     }
 
-    pub(super) fn set_phase(&self, phase: LinkPhase) {
+    pub(crate) fn set_phase(&self, phase: LinkPhase) {
         self.phase.store(phase.as_u8(), Ordering::Relaxed);
         self.ready
             .store(phase == LinkPhase::Ready, Ordering::Release);
@@ -152,7 +152,7 @@ impl LinkStatus {
         }
     }
 
-    pub(super) fn set_backend_session(&self, id: Option<u64>) {
+    pub(crate) fn set_backend_session(&self, id: Option<u64>) {
         self.session_id.store(id.unwrap_or(0), Ordering::Relaxed);
     }
 

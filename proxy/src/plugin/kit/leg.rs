@@ -1,16 +1,20 @@
 //! One backend handle on one backend server's link, as a plugin's handle actor owns it: the
-//! relay plugin has exactly one per client handle, the videocall plugin one per call leg. The
-//! actor stays in charge of its messages; this plain struct knows how to attach, send, release
-//! and give back the registry placement, so that every plugin does these the same way.
+//! relay plugin has exactly one per client handle, the videocall plugin one per call leg, the
+//! room plugins one per server of the room. The actor stays in charge of its messages; this
+//! plain struct knows how to attach, send, call, release and give back the registry
+//! placement, so that every plugin does these the same way.
 
 use actix::prelude::*;
 use janus_protocol::{ApiError, ErrorCode, JsonMap};
 use serde_json::Value;
+use tokio::sync::oneshot;
 
-use super::rewrite::IdMap;
-use crate::backend::{BackendIncoming, BackendLink, LinkRequest, UnrouteHandle};
-use crate::registry::{Placement, PlacementEnded, ServerRegistry};
-use crate::transport::ReplyTo;
+use super::request::{api_error_of, attached_id, request};
+use crate::messages::{
+    BackendFrame, BackendIncoming, LinkPort, LinkRequest, Placement, PlacementEnded, ReplyRoute,
+    Route, UnrouteHandle,
+};
+use crate::plugin::rewrite::IdMap;
 
 /// A link's news about one leg of a handle, tagged with the leg: a handle with several legs
 /// (videocall, videoroom, audiobridge) tells them apart, and may still hear from a leg it
@@ -48,14 +52,11 @@ impl Handler<BackendIncoming> for LegForwarder {
     }
 }
 
-/// Who gets a backend reply, and which client connection it is for (None: the session owner).
-pub type ReplyRoute = (Recipient<BackendIncoming>, Option<ReplyTo>);
-
 pub struct BackendLeg {
     pub server: String,
     /// Registry epoch of the placement (see `ServerRecord::released`).
     epoch: u64,
-    pub link: Addr<BackendLink>,
+    pub link: LinkPort,
     /// The backend handle id, once attached (and until released or lost).
     pub handle: Option<u64>,
     /// The registry still counts this placement.
@@ -74,20 +75,94 @@ impl BackendLeg {
     }
 
     /// Attaches `package` on the backend; the reply (and then every event of the new backend
-    /// handle) goes to `to`.
-    pub fn attach(&self, package: &str, opaque_id: Option<&str>, to: Recipient<BackendIncoming>) {
+    /// handle) goes to `route`.
+    pub fn attach(&self, package: &str, opaque_id: Option<&str>, route: impl Into<Route>) {
+        self.attach_with(
+            package,
+            opaque_id,
+            ReplyRoute::Handle {
+                route: route.into(),
+                reply_to: None,
+            },
+        );
+    }
+
+    /// Attaches `package` for one-off requests ([`BackendLeg::call`]): the answer comes back
+    /// through the receiver; the backend handle's own events are dropped.
+    pub fn attach_once(
+        &self,
+        package: &str,
+        opaque_id: Option<&str>,
+    ) -> oneshot::Receiver<BackendFrame> {
+        let (tx, rx) = oneshot::channel();
+        self.attach_with(package, opaque_id, ReplyRoute::Once(tx));
+        rx
+    }
+
+    fn attach_with(&self, package: &str, opaque_id: Option<&str>, reply: ReplyRoute) {
         let mut attach = request("attach");
         attach.insert("plugin".into(), package.into());
         if let Some(opaque_id) = opaque_id {
             attach.insert("opaque_id".into(), opaque_id.into());
         }
-        self.link.do_send(LinkRequest {
+        self.link.requests.do_send(LinkRequest {
             request: attach,
             backend_handle: None,
             client_transaction: None,
-            reply: Some((to, None)),
+            reply: Some(reply),
             attach: true,
         });
+    }
+
+    /// Sends a handle-level request of the proxy's own and gives its answer (`success` or
+    /// `error`; for a plugin message, the plugin's event after the `ack`).
+    pub fn call(&self, request: JsonMap) -> oneshot::Receiver<BackendFrame> {
+        let (tx, rx) = oneshot::channel();
+        self.send(request, None, Some(ReplyRoute::Once(tx)));
+        rx
+    }
+
+    /// Attaches `package`; the answer is the new backend handle's id (see
+    /// [`BackendLeg::opened`]) or why not; the backend handle's events go to `events`. The
+    /// future does not borrow the leg.
+    pub fn open(
+        &self,
+        package: &str,
+        opaque_id: Option<&str>,
+        events: Route,
+    ) -> impl std::future::Future<Output = Result<u64, ApiError>> + 'static {
+        let (answer, rx) = oneshot::channel();
+        self.attach_with(package, opaque_id, ReplyRoute::Attach { events, answer });
+        async move {
+            let frame = rx.await.map_err(|_| lost())?;
+            let is_success = frame.kind() == "success";
+            match (is_success, frame.data_id()) {
+                (true, Some(id)) => Ok(id),
+                _ => Err(api_error_of(&frame)),
+            }
+        }
+    }
+
+    /// The backend handle [`BackendLeg::open`] gave.
+    pub fn opened(&mut self, handle: u64) {
+        self.handle = Some(handle);
+    }
+
+    /// Asks the backend handle something of the proxy's own: the answer (`success`; for a
+    /// plugin message, the plugin's event after Janus's `ack`), or an error (Janus's, the
+    /// link's, or the link gone). The future does not borrow the leg.
+    pub fn ask(
+        &self,
+        request: JsonMap,
+    ) -> impl std::future::Future<Output = Result<BackendFrame, ApiError>> + 'static {
+        let answer = self.call(request);
+        async move {
+            let frame = answer.await.map_err(|_| lost())?;
+            if frame.kind() == "error" {
+                return Err(api_error_of(&frame));
+            }
+            Ok(frame)
+        }
     }
 
     /// Takes the backend handle id out of the attach reply.
@@ -108,9 +183,10 @@ impl BackendLeg {
         &self,
         request: JsonMap,
         client_transaction: Option<String>,
-        reply: Option<ReplyRoute>,
+        reply: Option<impl Into<ReplyRoute>>,
     ) {
-        self.link.do_send(LinkRequest {
+        let reply = reply.map(Into::into);
+        self.link.requests.do_send(LinkRequest {
             request,
             backend_handle: self.handle,
             client_transaction,
@@ -122,8 +198,8 @@ impl BackendLeg {
     /// Detaches the backend handle without waiting for, or relaying, anything more from it.
     pub fn release(&mut self) {
         if let Some(handle) = self.handle.take() {
-            self.link.do_send(UnrouteHandle(handle));
-            self.link.do_send(LinkRequest {
+            self.link.unroute.do_send(UnrouteHandle(handle));
+            self.link.requests.do_send(LinkRequest {
                 request: request("detach"),
                 backend_handle: Some(handle),
                 client_transaction: None,
@@ -136,12 +212,12 @@ impl BackendLeg {
     /// Stops routing the backend handle's events (it is gone on the backend already).
     pub fn forget(&mut self) {
         if let Some(handle) = self.handle.take() {
-            self.link.do_send(UnrouteHandle(handle));
+            self.link.unroute.do_send(UnrouteHandle(handle));
         }
     }
 
     /// Gives the placement back to the registry (once).
-    pub fn end_placement(&mut self, registry: &Addr<ServerRegistry>) {
+    pub fn end_placement(&mut self, registry: &Recipient<PlacementEnded>) {
         if std::mem::take(&mut self.placed) {
             registry.do_send(PlacementEnded {
                 server: self.server.clone(),
@@ -159,32 +235,7 @@ impl BackendLeg {
     }
 }
 
-/// A request without ids: `{"janus": <janus>}`.
-pub fn request(janus: &str) -> JsonMap {
-    let mut map = JsonMap::new();
-    map.insert("janus".into(), janus.into());
-    map
-}
-
-/// `data.id` of a `success`.
-pub fn attached_id(frame: &JsonMap) -> Option<u64> {
-    frame
-        .get("data")
-        .and_then(|d| d.get("id"))
-        .and_then(Value::as_u64)
-}
-
-/// A backend `error` frame as an API error (unknown codes become 490).
-pub fn api_error_of(frame: &JsonMap) -> ApiError {
-    let error = frame.get("error");
-    let code = error
-        .and_then(|e| e.get("code"))
-        .and_then(Value::as_u64)
-        .and_then(ErrorCode::from_code)
-        .unwrap_or(ErrorCode::Unknown);
-    let reason = error
-        .and_then(|e| e.get("reason"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| code.default_reason());
-    ApiError::new(code, reason)
+/// The link went away before it answered.
+fn lost() -> ApiError {
+    ApiError::new(ErrorCode::Unknown, "backend handle lost")
 }
