@@ -17,11 +17,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use parking_lot::RwLock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha1::Sha1;
 
-use crate::config::AuthConfig;
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every request but `info` and `ping` must carry `"apisecret": <this>` (empty: off).
+    pub api_secret: String,
+    /// Requests must carry a valid `"token"` (a valid `apisecret` also does).
+    pub token_auth: bool,
+    /// With `token_auth`: tokens are HMAC-SHA1 signed with this secret (Janus's
+    /// `token_auth_secret`); empty: tokens are stored, managed through the admin API.
+    pub token_auth_secret: String,
+}
 
 /// The realm Janus signs tokens for.
 pub const REALM: &str = "janus";

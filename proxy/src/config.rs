@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use janus_protocol::JsonStyle;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::breaker::BreakerConfig;
@@ -75,126 +74,9 @@ impl StoreConfig {
 }
 
 /// Janus's client authentication (see `auth.rs`), same keys as Janus's `janus.jcfg`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Every request but `info` and `ping` must carry `"apisecret": <this>` (empty: off).
-    pub api_secret: String,
-    /// Requests must carry a valid `"token"` (a valid `apisecret` also does).
-    pub token_auth: bool,
-    /// With `token_auth`: tokens are HMAC-SHA1 signed with this secret (Janus's
-    /// `token_auth_secret`); empty: tokens are stored, managed through the admin API.
-    pub token_auth_secret: String,
-}
-
-/// Limits on what one client may ask for; each is answered with a Janus error (or, for the
-/// frame size, a close code), never a crash. 0 = no limit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Sessions one WebSocket connection may create.
-    pub sessions_per_connection: usize,
-    /// Handles one session may attach.
-    pub handles_per_session: usize,
-    /// Requests per second one connection may send (token bucket, burst of twice this).
-    /// Off by default: the proxy's own benchmark drives thousands a second over one
-    /// connection; `deploy/janus-proxy.toml` sets a value fit for browsers.
-    pub requests_per_second: u32,
-    /// Open WebSocket connections from one client IP address.
-    pub connections_per_ip: usize,
-    /// Largest admin API request body, in bytes.
-    pub admin_body_bytes: usize,
-    /// Load balancers and HTTP proxies (CIDR ranges, IPv4 or IPv6; a bare address is one
-    /// host) whose word about the client's address is believed: a PROXY protocol header
-    /// (`ws.proxy_protocol`) or `forwarded_header`. Empty: nobody's, each client is its TCP
-    /// peer. See docs/load-balancer.md.
-    pub trusted_proxies: Vec<String>,
-    /// The header a trusted HTTP proxy appends the client's address to: `x-forwarded-for`,
-    /// `forwarded` (RFC 7239) or `none`. Only this one is read.
-    pub forwarded_header: crate::client_addr::ForwardedHeader,
-}
-
-impl LimitsConfig {
-    pub fn trusted_proxies(&self) -> Result<crate::client_addr::TrustedProxies, ProxyError> {
-        crate::client_addr::TrustedProxies::parse(&self.trusted_proxies)
-            .map_err(|e| ProxyError::Config(format!("limits.trusted_proxies: {e}")))
-    }
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        LimitsConfig {
-            sessions_per_connection: 100,
-            handles_per_session: 100,
-            requests_per_second: 0,
-            connections_per_ip: 1000,
-            admin_body_bytes: 64 * 1024,
-            trusted_proxies: Vec::new(),
-            forwarded_header: Default::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GeneralConfig {
-    /// Shown as `server-name` in `info`.
-    pub server_name: String,
-    /// Seconds without a request before a client session times out (0: never), as Janus's
-    /// `session_timeout`.
-    pub session_timeout: u64,
-    /// Seconds a session outlives its WebSocket, waiting to be `claim`ed (0: destroyed at
-    /// once), as Janus's `reclaim_session_timeout`.
-    pub reclaim_session_timeout: u64,
-    /// Wire format of frames sent to clients: indented (Janus's default), plain or compact.
-    pub json: JsonStyle,
-}
-
-impl Default for GeneralConfig {
-    fn default() -> Self {
-        GeneralConfig {
-            server_name: "janus-proxy".into(),
-            session_timeout: 60,
-            reclaim_session_timeout: 0,
-            json: JsonStyle::Indented,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct WsConfig {
-    /// Client WebSocket listen address (subprotocol `janus-protocol`, any path).
-    pub listen: SocketAddr,
-    /// Largest client message, continuation frames included, in bytes.
-    pub max_message_size: usize,
-    /// Client worker threads (0: one per CPU core). With exactly one (the default), the
-    /// registry and the backend links run on that thread too, so relayed requests and their
-    /// replies never cross threads; with more, client connections are spread over them and
-    /// the registry and links run on the main thread.
-    pub workers: usize,
-    /// PEM certificate chain and private key: serve `wss://` (empty: plain `ws://`, e.g.
-    /// behind a load balancer that terminates TLS). Reloaded on SIGHUP.
-    pub tls_cert: PathBuf,
-    pub tls_key: PathBuf,
-    /// Connections from `limits.trusted_proxies` must start with a PROXY protocol header
-    /// (v2, or v1 text; HAProxy `send-proxy-v2`), before TLS: the client's address is the one
-    /// it gives. Other peers are served as direct clients; a header from them is refused.
-    pub proxy_protocol: bool,
-}
-
-impl Default for WsConfig {
-    fn default() -> Self {
-        WsConfig {
-            listen: SocketAddr::from(([0, 0, 0, 0], 8288)),
-            max_message_size: 1 << 20,
-            workers: 1,
-            tls_cert: PathBuf::new(),
-            tls_key: PathBuf::new(),
-            proxy_protocol: false,
-        }
-    }
-}
+pub use crate::auth::AuthConfig;
+pub use crate::session::settings::GeneralConfig;
+pub use crate::transport::settings::{LimitsConfig, WsConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -501,7 +383,7 @@ impl ProxyConfig {
             ));
         }
         self.plugins.validate().map_err(ProxyError::Config)?;
-        self.limits.trusted_proxies()?;
+        self.limits.trusted_proxies().map_err(ProxyError::Config)?;
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(
                 "breaker.ejection_ms must be at least 1".into(),

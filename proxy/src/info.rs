@@ -1,18 +1,11 @@
-//! The `info` reply: the proxy describes itself in Janus's `server_info` shape, listing the
-//! plugins a client can attach to right now.
-
-use janus_protocol::frames::ServerInfo;
-use janus_protocol::JsonMap;
-use serde_json::{json, Value};
-
-use crate::state::ProxyState;
+//! Who the proxy says it is (in `info`, the admin API, the p2pcall descriptor).
 
 pub const NAME: &str = "Janus-Cloud Proxy (Rust)";
 pub const AUTHOR: &str = "janus-cloud-rs";
-const VERSION_STRING: &str = env!("CARGO_PKG_VERSION");
+pub const VERSION_STRING: &str = env!("CARGO_PKG_VERSION");
 
 /// Janus's numeric version: 1.1.2 → 1102.
-fn numeric_version() -> u64 {
+pub fn numeric_version() -> u64 {
     let mut parts = VERSION_STRING
         .split('.')
         .map(|p| p.parse::<u64>().unwrap_or(0));
@@ -22,54 +15,6 @@ fn numeric_version() -> u64 {
         parts.next().unwrap_or(0),
     );
     major * 1000 + minor * 100 + patch
-}
-
-pub fn server_info(state: &ProxyState, transaction: Option<&str>) -> ServerInfo {
-    let general = &state.config.general;
-    let mut extra = JsonMap::new();
-    let mut put = |k: &str, v: Value| {
-        extra.insert(k.to_owned(), v);
-    };
-    put("data_channels", json!(true));
-    put("accepting-new-sessions", json!(true));
-    put("session-timeout", json!(general.session_timeout));
-    put(
-        "reclaim-session-timeout",
-        json!(general.reclaim_session_timeout),
-    );
-    put("server-name", json!(general.server_name));
-    put("api_secret", json!(state.auth.api_secret_enabled()));
-    put("auth_token", json!(state.auth.token_auth_enabled()));
-    put("event_handlers", json!(false));
-    put("opaqueid_in_api", json!(false));
-    put(
-        "transports",
-        json!({
-            "janus.transport.websockets": {
-                "name": "janus-proxy WebSockets transport",
-                "author": AUTHOR,
-                "description": "Janus API over WebSockets (subprotocol janus-protocol), relayed to a cluster of Janus servers.",
-                "version_string": VERSION_STRING,
-                "version": numeric_version(),
-            }
-        }),
-    );
-    put("events", json!({}));
-    put("loggers", json!({}));
-    let plugins = state
-        .plugins
-        .iter()
-        .filter_map(|p| Some((p.package().to_owned(), p.descriptor(&state.plugin_env)?)))
-        .collect();
-    ServerInfo {
-        transaction: transaction.map(str::to_owned),
-        name: NAME.to_owned(),
-        version: numeric_version(),
-        version_string: VERSION_STRING.to_owned(),
-        author: AUTHOR.to_owned(),
-        extra,
-        plugins,
-    }
 }
 
 #[cfg(test)]

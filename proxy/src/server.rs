@@ -54,7 +54,7 @@ impl ShutdownHandle {
             return;
         }
         // `/readyz` says 503 from now on: load balancers send new clients elsewhere.
-        self.state.draining.store(true, Ordering::Relaxed);
+        self.state.transport.draining.store(true, Ordering::Relaxed);
         let sessions = self.reaper.live();
         let reap = self.reaper.reap("this proxy", &sessions, STOP_LIMIT);
         let store = &self.state.store;
@@ -206,13 +206,13 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     )?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
     SessionSweeper {
-        state: state.clone(),
+        state: state.transport.session.clone(),
     }
     .start();
 
     let ws_config = &state.config.ws;
     let data = web::Data::new(state.clone());
-    let ws_data = data.clone();
+    let ws_data = web::Data::new(state.transport.clone());
     let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
     let ws_tls = ws_certs.as_ref().map(|c| c.server_config()).transpose()?;
     // Our own listener rather than `HttpServer`: it reads the PROXY protocol header of a
@@ -220,7 +220,8 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let (ws_addr, ws) = crate::transport::listener::bind(ws_config.listen)
         .and_then(|listener| {
             let addr = listener.local_addr()?;
-            let acceptor = crate::transport::listener::Acceptor::new(state.clone(), ws_tls);
+            let acceptor =
+                crate::transport::listener::Acceptor::new(state.transport.clone(), ws_tls);
             let app = move || {
                 if let Some(pending) = &pending_registry {
                     if let Some((rx, actor)) = pending.lock().take() {
@@ -280,7 +281,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         let _guard = guard;
         std::future::pending::<()>().await
     });
-    crate::store::rooms::share(&state);
+    share_rooms(&state);
     Ok(RunningProxy {
         shutdown,
         ws_addr,
@@ -289,4 +290,25 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         cert_stores: ws_certs.into_iter().chain(admin_certs).collect(),
         servers: vec![actix_rt::spawn(ws), actix_rt::spawn(admin)],
     })
+}
+
+/// Registers the plugins' room directories with the store and starts its writer (no-op
+/// without a shared store).
+fn share_rooms(state: &ProxyState) {
+    let Some(store) = state.store.rooms() else {
+        return;
+    };
+    if let Some(directory) = &state.session().plugins.videoroom {
+        store.register(
+            crate::messages::cluster::RoomKind::VideoRoom,
+            directory.clone(),
+        );
+    }
+    if let Some(directory) = &state.session().plugins.audiobridge {
+        store.register(
+            crate::messages::cluster::RoomKind::AudioBridge,
+            directory.clone(),
+        );
+    }
+    store.spawn();
 }

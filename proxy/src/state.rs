@@ -1,7 +1,7 @@
-//! What every actor of one proxy shares: configuration, the session directory, the plugins and
-//! the backend servers.
+//! The whole proxy as the admin API and the start-up see it: the configuration, the client
+//! side (transport → sessions → plugins, each with its own environment), the registry and its
+//! links, the shared store. Nothing below the admin API and `server` imports this.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,39 +10,31 @@ use parking_lot::Mutex;
 
 use crate::auth::Authenticator;
 use crate::config::ProxyConfig;
+use crate::messages::ServersPort;
 use crate::metrics::Metrics;
+use crate::plugin::env::PluginEnv;
+use crate::plugin::kit::Frames;
 use crate::plugin::PluginRegistry;
 use crate::registry::{LinkDirectory, ServerRegistry};
 use crate::session::directory::SessionTable;
-use crate::session::ClientSession;
+use crate::session::env::SessionEnv;
+use crate::store::StoreHandle;
+use crate::transport::env::TransportEnv;
 
 pub struct ProxyState {
     pub config: ProxyConfig,
-    /// Looked up on every client request, from every worker thread: a plain locked map is
-    /// cheaper than a round trip through an actor.
-    pub sessions: Mutex<SessionTable<Addr<ClientSession>>>,
-    pub plugins: PluginRegistry,
+    /// Client connections (and, inside, the sessions and the plugins).
+    pub transport: Arc<TransportEnv>,
     /// Servers and the choice among them.
     pub registry: Addr<ServerRegistry>,
     /// The registry as handles use it.
-    pub servers: crate::messages::ServersPort,
-    /// What the plugins get of the proxy.
-    pub plugin_env: Arc<crate::plugin::env::PluginEnv>,
+    pub servers: ServersPort,
     /// The servers' links, readable without asking the registry.
     pub links: Arc<LinkDirectory>,
     pub metrics: Arc<Metrics>,
-    /// `api_secret` / token checks, and the stored tokens.
-    pub auth: Authenticator,
     pub started: Instant,
-    /// Open client connections per address (`limits.connections_per_ip`).
-    pub connections: crate::limits::ConnectionCounter,
-    /// `limits.trusted_proxies`, parsed.
-    pub trusted_proxies: crate::client_addr::TrustedProxies,
-    /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
-    pub draining: AtomicBool,
     /// The state shared with other proxies (Redis), or this proxy's alone.
-    pub store: Arc<crate::store::StoreHandle>,
-    next_connection: AtomicU64,
+    pub store: Arc<StoreHandle>,
 }
 
 impl ProxyState {
@@ -52,18 +44,17 @@ impl ProxyState {
         registry: Addr<ServerRegistry>,
         links: Arc<LinkDirectory>,
         metrics: Arc<Metrics>,
-        store: crate::store::StoreHandle,
+        store: StoreHandle,
     ) -> Arc<Self> {
         let store = Arc::new(store);
-        let auth = Authenticator::new(&config.auth);
-        let servers = crate::messages::ServersPort {
+        let servers = ServersPort {
             select: registry.clone().recipient(),
             place_on: registry.clone().recipient(),
             ended: registry.clone().recipient(),
         };
         let descriptor_links = links.clone();
-        let plugin_env = Arc::new(crate::plugin::env::PluginEnv {
-            frames: crate::plugin::kit::Frames {
+        let plugin_env = Arc::new(PluginEnv {
+            frames: Frames {
                 json: config.general.json,
                 metrics: metrics.clone(),
             },
@@ -76,51 +67,49 @@ impl ProxyState {
             sync_interval: std::time::Duration::from_millis(config.store.sync_interval_ms),
             heartbeat_ttl: std::time::Duration::from_secs(config.store.heartbeat_ttl_s),
         });
-        // `start` validated the configuration: the ranges parse.
-        let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();
-        Arc::new(ProxyState {
-            trusted_proxies,
-            auth,
-            config,
+        let session = Arc::new(SessionEnv {
+            general: config.general.clone(),
+            handles_per_session: config.limits.handles_per_session,
             sessions: Mutex::new(SessionTable::default()),
             plugins,
-            servers,
             plugin_env,
+            auth: Authenticator::new(&config.auth),
+            metrics: metrics.clone(),
+            legacy: std::sync::OnceLock::new(),
+        });
+        // `start` validated the configuration: the ranges parse.
+        let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();
+        let transport = Arc::new(TransportEnv::new(
+            session,
+            config.ws.clone(),
+            config.limits.clone(),
+            trusted_proxies,
+        ));
+        let state = Arc::new(ProxyState {
+            config,
+            transport,
             registry,
+            servers,
             links,
             metrics,
             started: Instant::now(),
-            connections: Default::default(),
-            draining: AtomicBool::new(false),
             store,
-            next_connection: AtomicU64::new(1),
-        })
+        });
+        let _ = state.transport.session.legacy.set(state.clone());
+        state
     }
 
-    /// Unix time in seconds (for signed tokens).
-    pub fn unix_now() -> i64 {
-        janus_cloud_common::unix_now_secs()
-    }
-
-    /// Janus's secret/token check for a request (not asked for `info` and `ping`).
-    pub fn authorizes(&self, incoming: &janus_protocol::Incoming) -> bool {
-        self.auth.authorizes(&incoming.root, Self::unix_now())
+    /// The sessions, the plugins, authentication.
+    pub fn session(&self) -> &SessionEnv {
+        &self.transport.session
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    pub fn next_connection_id(&self) -> u64 {
-        self.next_connection.fetch_add(1, Ordering::Relaxed)
+        self.transport.is_draining()
     }
 
     /// Serialises a frame for clients in the configured style.
     pub fn encode<T: serde::Serialize + ?Sized>(&self, frame: &T) -> String {
-        self.config
-            .general
-            .json
-            .to_string(frame)
-            .unwrap_or_else(|| "{}".to_owned())
+        self.session().encode(frame)
     }
 }

@@ -15,13 +15,13 @@ use awc::ws::{Codec, Frame, Message as WsMessage};
 use awc::BoxedSocket;
 use futures_util::stream::{self, SplitSink, StreamExt};
 use janus_protocol::{JsonMap, ServerReport, ServerStatus, JANUS_PROTOCOL};
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{ProcessMode, SentinelConfig};
 use crate::janus_ws::{admin_counts, Counts};
 use crate::poster::ReportUpdated;
 use crate::state::SharedState;
+pub use crate::state::{JanusSnapshot, ProcessNews};
 use crate::workload::{LoadFormula, Sampler, SystemSample, WorkloadInputs};
 use janus_cloud_common::Backoff;
 
@@ -76,53 +76,6 @@ impl StatusRule {
     }
 }
 
-/// What the monitor knows, for the REST API and the metrics.
-#[derive(Debug, Clone, Serialize)]
-pub struct JanusSnapshot {
-    pub status: ServerStatus,
-    pub status_name: &'static str,
-    pub maintenance: bool,
-    /// The ping socket is up and the last ping was answered in time.
-    pub answering: bool,
-    pub rtt_ms: Option<f64>,
-    pub pings_answered: u64,
-    pub pings_failed: u64,
-    pub session_num: Option<u64>,
-    pub handle_num: Option<u64>,
-    pub stats_error: Option<String>,
-    pub load: Option<f64>,
-    pub sample: SystemSample,
-    pub janus_pid: Option<u32>,
-    /// Janus start (Unix time, seconds), as reported.
-    pub start_time: Option<f64>,
-    pub status_changes: u64,
-    /// The report the posters have now.
-    pub report: ServerReport,
-}
-
-impl JanusSnapshot {
-    pub fn new(report: ServerReport) -> Self {
-        JanusSnapshot {
-            status: report.status,
-            status_name: report.status.as_str(),
-            maintenance: false,
-            answering: false,
-            rtt_ms: None,
-            pings_answered: 0,
-            pings_failed: 0,
-            session_num: None,
-            handle_num: None,
-            stats_error: None,
-            load: None,
-            sample: SystemSample::default(),
-            janus_pid: None,
-            start_time: None,
-            status_changes: 0,
-            report,
-        }
-    }
-}
-
 /// Operator: take the server out of service (status maintenance) until `StopMaintenance`.
 #[derive(Message)]
 #[rtype(result = "ServerStatus")]
@@ -132,14 +85,6 @@ pub struct StartMaintenance;
 #[derive(Message)]
 #[rtype(result = "ServerStatus")]
 pub struct StopMaintenance;
-
-/// News from `JanusProcess`.
-#[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "()")]
-pub enum ProcessNews {
-    Started { pid: u32, start_time: f64 },
-    Exited,
-}
 
 /// Shutdown: stop watching, status abnormal; returns the final report to post.
 #[derive(Message)]

@@ -12,62 +12,13 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use parking_lot::RwLock;
-use serde::Serialize;
 use tokio::process::{Child, Command};
 
 use crate::config::{ProcessConfig, ProcessOutput};
 use crate::error::SentinelError;
-use crate::monitor::ProcessNews;
+pub use crate::state::ProcessInfo;
+use crate::state::ProcessNews;
 use janus_cloud_common::{unix_now, Backoff};
-
-/// What `GET /sentinel/info` shows as `janus_watcher` (janus-cloud's field names).
-#[derive(Debug, Clone, Serialize)]
-pub struct ProcessInfo {
-    /// The command line.
-    pub args: Vec<String>,
-    /// 1 running, 0 stopped.
-    pub process_status: u8,
-    pub pid: Option<u32>,
-    /// Seconds since this Janus started.
-    pub process_running_time: Option<f64>,
-    /// Unix time of the current Janus's start.
-    pub start_time: Option<f64>,
-    /// Restarts after Janus exited on its own.
-    pub auto_restart_count: u64,
-    /// Restarts asked by an operator (`restart_process`).
-    pub operator_restart_count: u64,
-    pub last_exit_time: Option<f64>,
-    /// Exit code, or minus the signal number when killed by a signal (as janus-cloud).
-    pub last_return_code: Option<i32>,
-    pub last_spawn_error: Option<String>,
-}
-
-impl ProcessInfo {
-    pub fn new(args: Vec<String>) -> Self {
-        ProcessInfo {
-            args,
-            process_status: 0,
-            pid: None,
-            process_running_time: None,
-            start_time: None,
-            auto_restart_count: 0,
-            operator_restart_count: 0,
-            last_exit_time: None,
-            last_return_code: None,
-            last_spawn_error: None,
-        }
-    }
-
-    /// The info as of now (running time computed).
-    pub fn now(&self) -> ProcessInfo {
-        let mut info = self.clone();
-        info.process_running_time = self
-            .start_time
-            .filter(|_| self.process_status == 1)
-            .map(|t| (unix_now() - t).max(0.0));
-        info
-    }
-}
 
 /// Restart the running Janus (stop as on shutdown, then start at once).
 #[derive(Message)]

@@ -18,12 +18,12 @@ use serde_json::{json, Value};
 
 use crate::auth::constant_time_eq;
 use crate::error::ProxyError;
-use crate::info::server_info;
 use crate::plugin::videoroom::admin as videoroom_admin;
 use crate::plugin::videoroom::SharedDirectory;
 use crate::registry::{
     GetServer, ListServers, RemoveServer, SetDraining, Summarize, UpsertServer, Upserted,
 };
+use crate::session::info::server_info;
 use crate::session::DescribeSession;
 use crate::state::ProxyState;
 
@@ -194,7 +194,7 @@ async fn readyz(state: State) -> HttpResponse {
 }
 
 async fn info(state: State) -> HttpResponse {
-    let info = janus_protocol::ServerMessage::ServerInfo(server_info(&state, None));
+    let info = janus_protocol::ServerMessage::ServerInfo(server_info(state.session(), None));
     HttpResponse::Ok().json(info)
 }
 
@@ -216,7 +216,7 @@ async fn metrics(state: State) -> HttpResponse {
     state
         .metrics
         .sessions
-        .set(state.sessions.lock().len() as i64);
+        .set(state.session().sessions.lock().len() as i64);
     let text = {
         let _guard = state.metrics.scrape.lock();
         state.metrics.encode()
@@ -341,7 +341,7 @@ async fn sessions(state: State, req: HttpRequest) -> HttpResponse {
         Err(e) => return error_response(&ProxyError::BadRequest(format!("query string: {e}"))),
     };
     let (total, page) = {
-        let table = state.sessions.lock();
+        let table = state.session().sessions.lock();
         let mut all = table.addresses();
         all.sort_by_key(|(id, _)| *id);
         let total = all.len();
@@ -368,9 +368,9 @@ async fn list_tokens(state: State, req: HttpRequest) -> HttpResponse {
         return error_response(&e);
     }
     HttpResponse::Ok().json(json!({
-        "token_auth": state.auth.token_auth_enabled(),
-        "signed": state.auth.signed_mode(),
-        "tokens": state.auth.tokens(),
+        "token_auth": state.session().auth.token_auth_enabled(),
+        "signed": state.session().auth.signed_mode(),
+        "tokens": state.session().auth.tokens(),
     }))
 }
 
@@ -391,7 +391,7 @@ async fn add_token(state: State, req: HttpRequest, payload: web::Payload) -> Htt
         Ok(body) => body,
         Err(e) => return error_response(&e),
     };
-    if !state.auth.token_auth_enabled() || state.auth.signed_mode() {
+    if !state.session().auth.token_auth_enabled() || state.session().auth.signed_mode() {
         return error_response(&ProxyError::BadRequest(
             "stored tokens need auth.token_auth = true and no auth.token_auth_secret".into(),
         ));
@@ -406,7 +406,7 @@ async fn add_token(state: State, req: HttpRequest, payload: web::Payload) -> Htt
         ));
     }
     let plugins = new.plugins.map(|p| p.into_iter().collect());
-    state.auth.add_token(&new.token, plugins);
+    state.session().auth.add_token(&new.token, plugins);
     HttpResponse::Ok().json(json!({"added": new.token}))
 }
 
@@ -414,14 +414,14 @@ async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) 
     if let Err(e) = authorize(&state, &req) {
         return error_response(&e);
     }
-    let removed = state.auth.remove_token(&token);
+    let removed = state.session().auth.remove_token(&token);
     HttpResponse::Ok().json(json!({"removed": removed}))
 }
 
 /// The videoroom directory, or the admin API's answer when the plugin is off.
 fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedDirectory, Box<HttpResponse>> {
     authorize(state, req).map_err(|e| Box::new(error_response(&e)))?;
-    state.plugins.videoroom.clone().ok_or_else(|| {
+    state.session().plugins.videoroom.clone().ok_or_else(|| {
         Box::new(HttpResponse::NotFound().json(json!({"error": "the videoroom plugin is off"})))
     })
 }
@@ -463,9 +463,13 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
         Ok(p) => p,
         Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
     };
-    match videoroom_admin::create(&directory, state.plugins.rooms_file.as_ref(), &params) {
+    match videoroom_admin::create(
+        &directory,
+        state.session().plugins.rooms_file.as_ref(),
+        &params,
+    ) {
         Ok((room, permanent)) => {
-            crate::store::rooms::videoroom_admin_changed(&state, room, true);
+            videoroom_admin_changed(&state, room, true);
             HttpResponse::Ok().json(json!({
                 "created": room,
                 "permanent": permanent,
@@ -490,7 +494,7 @@ async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> H
     match videoroom_admin::destroy(state.clone(), directory, *room).await {
         None => no_such_room(*room),
         Some(Ok(())) => {
-            crate::store::rooms::videoroom_admin_changed(&state, *room, false);
+            videoroom_admin_changed(&state, *room, false);
             HttpResponse::Ok().json(json!({"destroyed": *room}))
         }
         Some(Err(why)) => HttpResponse::BadGateway().json(json!({
@@ -530,4 +534,17 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     HttpResponse::NotFound().json(json!({
         "error": format!("no route {} {}", req.method(), req.path())
     }))
+}
+
+/// The admin API created (`Some`) or destroyed (`None`) videoroom `id` in this proxy's
+/// directory: the shared store follows (no-op without one).
+fn videoroom_admin_changed(state: &ProxyState, id: u64, created: bool) {
+    let (Some(store), Some(directory)) = (state.store.rooms(), &state.session().plugins.videoroom)
+    else {
+        return;
+    };
+    match directory.lock().record(id).filter(|_| created) {
+        Some(record) => store.adopt(crate::messages::cluster::RoomKind::VideoRoom, record),
+        None => store.destroyed(crate::messages::cluster::RoomKind::VideoRoom, id),
+    }
 }

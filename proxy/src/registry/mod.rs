@@ -21,7 +21,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::backend::breaker::{BreakerConfig, BreakerPhase, BreakerView, CircuitBreaker};
-use crate::backend::{BackendSupervisor, HealthEvent, LinkHealth, ServerDown, SupervisedLink};
+use crate::backend::supervisor::{
+    ApplyBreaker, LinkServerDown, LinkStarted, RetireServerLink, StartLink,
+};
+use crate::backend::{BackendSupervisor, HealthEvent, LinkHealth, SupervisedLink};
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::messages::{LinkStatus, LinkView};
@@ -71,7 +74,8 @@ struct ServerEntry {
     /// Seen in the shared store: when its key is gone from there, it is gone here too.
     shared: bool,
     breaker: CircuitBreaker,
-    link: SupervisedLink,
+    /// Its link, once the supervisor started it.
+    link: Option<SupervisedLink>,
 }
 
 /// One server as the admin API shows it.
@@ -91,7 +95,11 @@ pub struct ServerView {
 pub struct ServerRegistry {
     servers: BTreeMap<String, ServerEntry>,
     selector: Selector,
-    supervisor: BackendSupervisor,
+    /// Owns the links (started with the registry, on its thread: the links are the
+    /// registry's neighbours).
+    supervisor: Option<Addr<BackendSupervisor>>,
+    /// What the supervisor is made from, until it starts.
+    links_config: Option<(crate::config::BackendConfig, Arc<rustls::ClientConfig>)>,
     breaker: BreakerConfig,
     capacity: f64,
     remove_after: Duration,
@@ -115,11 +123,8 @@ impl ServerRegistry {
         ServerRegistry {
             servers: BTreeMap::new(),
             selector: Selector::new(config.registry.policy),
-            supervisor: BackendSupervisor::new(
-                config.backend.clone(),
-                metrics.clone(),
-                backend_tls,
-            ),
+            supervisor: None,
+            links_config: Some((config.backend.clone(), backend_tls)),
             breaker: config
                 .breaker
                 .breaker_config(config.backend.request_timeout() * 2),
@@ -144,31 +149,32 @@ impl ServerRegistry {
         self.directory.set(
             self.servers
                 .values()
-                .map(|e| e.link.status.clone())
+                .filter_map(|e| e.link.as_ref().map(|l| l.status.clone()))
                 .collect(),
         );
     }
 
-    fn insert(&mut self, record: ServerRecord, ctx: &mut Context<Self>) {
-        let link = self
-            .supervisor
-            .start(&record.name, &record.url, ctx.address().recipient());
+    fn insert(&mut self, record: ServerRecord) {
         log::info!("registry: server {} at {} added", record.name, record.url);
+        self.start_link(&record);
         let entry = ServerEntry {
             shared: false,
             breaker: CircuitBreaker::new(self.breaker),
             record,
-            link,
+            link: None,
         };
-        Self::tell_if_down(&entry);
         self.servers.insert(entry.record.name.clone(), entry);
-        self.publish_links();
     }
 
-    /// A new link of a server reported down learns it at once (links start "not down").
-    fn tell_if_down(entry: &ServerEntry) {
-        if entry.record.status == ServerStatus::Abnormal {
-            entry.link.addr.do_send(ServerDown(true));
+    /// Asks the supervisor for a link to `record`'s server (a new link of a server reported
+    /// down learns it at once).
+    fn start_link(&self, record: &ServerRecord) {
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.do_send(StartLink {
+                name: record.name.clone(),
+                url: record.url.clone(),
+                down: record.status == ServerStatus::Abnormal,
+            });
         }
     }
 
@@ -177,8 +183,10 @@ impl ServerRegistry {
             return false;
         };
         log::info!("registry: server {name} removed");
-        self.supervisor.retire(&entry.link);
-        self.supervisor.forget(name);
+        drop(entry);
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.do_send(RetireServerLink(name.to_owned()));
+        }
         self.metrics.forget_backend(name);
         self.publish_links();
         true
@@ -199,7 +207,7 @@ impl ServerRegistry {
         if entry.record.draining {
             return Some("draining");
         }
-        if !entry.link.status.is_ready() {
+        if !entry.link.as_ref().is_some_and(|l| l.status.is_ready()) {
             return Some("link not ready");
         }
         if !entry.breaker.admits(now) {
@@ -219,7 +227,11 @@ impl ServerRegistry {
             selectable: because.is_none(),
             unselectable_because: because,
             effective_load: entry.record.effective_load(capacity),
-            link: entry.link.status.view(),
+            link: entry
+                .link
+                .as_ref()
+                .map(|l| l.status.view())
+                .unwrap_or_else(|| LinkStatus::new(&entry.record.name, &entry.record.url).view()),
             breaker: entry.breaker.view(now),
         }
     }
@@ -247,8 +259,13 @@ impl ServerRegistry {
         }
         // Prefer servers whose Janus has the plugin; if none reported it, any will do, so that
         // the client gets that Janus's own answer.
-        if selectable.iter().any(|e| e.link.status.has_plugin(package)) {
-            selectable.retain(|e| e.link.status.has_plugin(package));
+        let has = |e: &&mut ServerEntry| {
+            e.link
+                .as_ref()
+                .is_some_and(|l| l.status.has_plugin(package))
+        };
+        if selectable.iter().any(has) {
+            selectable.retain(has);
         }
         if selectable.iter().any(|e| !avoid.contains(&e.record.name)) {
             selectable.retain(|e| !avoid.contains(&e.record.name));
@@ -267,11 +284,15 @@ impl ServerRegistry {
             .ok_or_else(|| ProxyError::NoBackend(package.to_owned()))?;
         let entry = &mut selectable[chosen];
         entry.breaker.on_placed(now);
+        // Selectable: its link is ready, so it exists.
+        let Some(link) = entry.link.as_ref().map(SupervisedLink::port) else {
+            return Err(ProxyError::NoBackend(package.to_owned()));
+        };
         let epoch = entry.record.placed();
         Ok(Placement {
             server: entry.record.name.clone(),
             epoch,
-            link: entry.link.port(),
+            link,
             rtp_host: entry.record.rtp_host.clone(),
         })
     }
@@ -307,22 +328,23 @@ impl ServerRegistry {
                 backend: entry.record.name.clone(),
             };
             let selectable = Self::unselectable_because(entry, now).is_none();
-            let status = &entry.link.status;
-            m.backend_up
-                .get_or_create(&labels)
-                .set(i64::from(status.is_ready()));
+            let ready = entry.link.as_ref().is_some_and(|l| l.status.is_ready());
+            m.backend_up.get_or_create(&labels).set(i64::from(ready));
             m.backend_selectable
                 .get_or_create(&labels)
                 .set(i64::from(selectable));
             m.backend_breaker
                 .get_or_create(&labels)
                 .set(entry.breaker.phase(now).gauge());
-            m.backend_handles
-                .get_or_create(&labels)
-                .set(status.handle_count() as i64);
+            let (handles, reconnects) = entry
+                .link
+                .as_ref()
+                .map(|l| (l.status.handle_count(), l.status.reconnects()))
+                .unwrap_or_default();
+            m.backend_handles.get_or_create(&labels).set(handles as i64);
             m.backend_reconnects
                 .get_or_create(&labels)
-                .set(status.reconnects() as i64);
+                .set(reconnects as i64);
         }
     }
 }
@@ -331,11 +353,21 @@ impl Actor for ServerRegistry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some((config, tls)) = self.links_config.take() {
+            let supervisor = BackendSupervisor::new(
+                config,
+                self.metrics.clone(),
+                tls,
+                ctx.address().recipient(),
+                ctx.address().recipient(),
+            );
+            self.supervisor = Some(supervisor.start());
+        }
         let now = Instant::now();
         for (name, url, rtp_host) in std::mem::take(&mut self.static_servers) {
             let mut record = ServerRecord::from_config(&name, &url, now);
             record.rtp_host = rtp_host;
-            self.insert(record, ctx);
+            self.insert(record);
         }
         ctx.run_interval(SWEEP_EVERY, |act, _| act.sweep(Instant::now()));
     }
@@ -355,15 +387,15 @@ pub enum Upserted {
 impl Handler<UpsertServer> for ServerRegistry {
     type Result = Result<Upserted, ProxyError>;
 
-    fn handle(&mut self, msg: UpsertServer, ctx: &mut Context<Self>) -> Self::Result {
-        Ok(self.upsert(&msg.0, ctx, Instant::now()))
+    fn handle(&mut self, msg: UpsertServer, _: &mut Context<Self>) -> Self::Result {
+        Ok(self.upsert(&msg.0, Instant::now()))
     }
 }
 
 impl ServerRegistry {
-    fn upsert(&mut self, report: &ServerReport, ctx: &mut Context<Self>, now: Instant) -> Upserted {
+    fn upsert(&mut self, report: &ServerReport, now: Instant) -> Upserted {
         let Some(entry) = self.servers.get_mut(&report.name) else {
-            self.insert(ServerRecord::from_report(report, now), ctx);
+            self.insert(ServerRecord::from_report(report, now));
             return Upserted::Created;
         };
         let url_changed = entry.record.url != report.url;
@@ -373,19 +405,20 @@ impl ServerRegistry {
         if down != was_down && !url_changed {
             // Its Janus down (or up again) as its sentinel sees it: a link that lost its
             // socket to a dead Janus stops holding the handles.
-            entry.link.addr.do_send(ServerDown(down));
+            if let Some(supervisor) = &self.supervisor {
+                supervisor.do_send(LinkServerDown {
+                    name: report.name.clone(),
+                    down,
+                });
+            }
         }
         if url_changed {
             // A server that moved gets a fresh link; handles on the old one finish there.
             log::info!("registry: server {} moved to {}", report.name, report.url);
-            let old = std::mem::replace(
-                &mut entry.link,
-                self.supervisor
-                    .start(&report.name, &report.url, ctx.address().recipient()),
-            );
             entry.breaker = CircuitBreaker::new(self.breaker);
-            Self::tell_if_down(entry);
-            self.supervisor.retire(&old);
+            entry.link = None;
+            let record = entry.record.clone();
+            self.start_link(&record);
             self.publish_links();
         }
         Upserted::Updated
@@ -417,7 +450,7 @@ pub struct SyncShared {
 impl Handler<SyncShared> for ServerRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: SyncShared, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: SyncShared, _: &mut Context<Self>) {
         let now = Instant::now();
         let mut present = std::collections::HashSet::new();
         for shared in msg.reports {
@@ -429,7 +462,7 @@ impl Handler<SyncShared> for ServerRegistry {
                 None => true,
             };
             if newer {
-                self.upsert(&shared.report, ctx, now);
+                self.upsert(&shared.report, now);
             }
             if let Some(entry) = self.servers.get_mut(&name) {
                 if newer {
@@ -513,11 +546,12 @@ impl Handler<PlaceOn> for ServerRegistry {
 
     fn handle(&mut self, msg: PlaceOn, _: &mut Context<Self>) -> Self::Result {
         let entry = self.servers.get_mut(&msg.server)?;
+        let link = entry.link.as_ref()?.port();
         let epoch = entry.record.placed();
         Some(Placement {
             server: entry.record.name.clone(),
             epoch,
-            link: entry.link.port(),
+            link,
             rtp_host: entry.record.rtp_host.clone(),
         })
     }
@@ -536,12 +570,12 @@ impl Handler<PlacementEnded> for ServerRegistry {
 impl Handler<LinkHealth> for ServerRegistry {
     type Result = ();
 
-    fn handle(&mut self, msg: LinkHealth, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: LinkHealth, _: &mut Context<Self>) {
         let now = Instant::now();
         let Some(entry) = self.servers.get_mut(&msg.server) else {
             return;
         };
-        if entry.link.id != msg.link_id {
+        if entry.link.as_ref().map(|l| l.id) != Some(msg.link_id) {
             return; // a retired link of a server that moved
         }
         match msg.event {
@@ -554,30 +588,34 @@ impl Handler<LinkHealth> for ServerRegistry {
                     log::warn!("registry: circuit breaker of {} opened", msg.server);
                 }
             }
-            HealthEvent::Stopped => {
-                // The link actor ended while its server is registered: start another.
-                let name = msg.server.clone();
-                let delay = self.supervisor.restart_delay(&name);
-                log::warn!("registry: link of {name} stopped; restarting in {delay:?}");
-                ctx.run_later(delay, move |act, ctx| {
-                    let Some(entry) = act.servers.get_mut(&name) else {
-                        return;
-                    };
-                    if entry.link.id == msg.link_id {
-                        entry.link = act.supervisor.start(
-                            &name,
-                            &entry.record.url,
-                            ctx.address().recipient(),
-                        );
-                        Self::tell_if_down(entry);
-                        act.publish_links();
-                    }
-                });
-                return;
-            }
+            // The supervisor restarts stopped links; it does not forward their end.
+            HealthEvent::Stopped => return,
         }
         let closed = entry.breaker.phase(now) == BreakerPhase::Closed;
-        entry.link.status.set_breaker_closed(closed);
+        if let Some(supervisor) = &self.supervisor {
+            supervisor.do_send(ApplyBreaker {
+                name: msg.server,
+                closed,
+            });
+        }
+    }
+}
+
+impl Handler<LinkStarted> for ServerRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: LinkStarted, _: &mut Context<Self>) {
+        let Some(entry) = self.servers.get_mut(&msg.name) else {
+            return; // removed meanwhile: the supervisor retires the link
+        };
+        if entry.record.url != msg.link.status.url {
+            return; // a link of its old address
+        }
+        // A new link starts with a closed breaker of its own; the registry's is applied.
+        let closed = entry.breaker.phase(Instant::now()) == BreakerPhase::Closed;
+        msg.link.status.set_breaker_closed(closed);
+        entry.link = Some(msg.link);
+        self.publish_links();
     }
 }
 

@@ -3,6 +3,9 @@
 //! It outlives its WebSocket for `reclaim_session_timeout` so another connection can `claim` it.
 
 pub mod directory;
+pub mod env;
+pub mod info;
+pub mod settings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,8 +18,8 @@ use serde::Serialize;
 use crate::messages::{ClientFrame, ConnPort, ReplyTo, SessionOwnership};
 pub use crate::messages::{Deliver, HandleGone};
 use crate::plugin::{AttachContext, HandleCommand, Plugin};
-use crate::state::ProxyState;
 use directory::Expiry;
+use env::SessionEnv;
 
 /// A session-level or handle-level request from a connection.
 #[derive(Message)]
@@ -109,7 +112,7 @@ impl Handles {
 
 pub struct ClientSession {
     id: u64,
-    state: Arc<ProxyState>,
+    state: Arc<SessionEnv>,
     owner: Option<ConnPort>,
     /// See [`SessionView::client_ip`].
     client_ip: Option<IpAddr>,
@@ -122,7 +125,7 @@ pub struct ClientSession {
 impl ClientSession {
     pub fn new(
         id: u64,
-        state: Arc<ProxyState>,
+        state: Arc<SessionEnv>,
         owner: ConnPort,
         client_ip: Option<IpAddr>,
     ) -> Self {
@@ -174,7 +177,7 @@ impl ClientSession {
             self.reply_error(&conn, incoming.error(ApiError::no_such_plugin(&package)));
             return;
         };
-        let limit = self.state.config.limits.handles_per_session;
+        let limit = self.state.handles_per_session;
         if limit > 0 && self.handles.len() + self.attaching.len() >= limit {
             let err = ApiError::new(
                 janus_protocol::ErrorCode::PluginAttach,
@@ -189,7 +192,7 @@ impl ClientSession {
         let auth = &self.state.auth;
         if auth.token_auth_enabled() {
             if let Some(token) = incoming.root.get("token").and_then(|t| t.as_str()) {
-                if !auth.token_allows_plugin(token, &package, ProxyState::unix_now()) {
+                if !auth.token_allows_plugin(token, &package, SessionEnv::unix_now()) {
                     let err = ApiError::new(
                         janus_protocol::ErrorCode::UnauthorizedPlugin,
                         format!("Provided token can't access plugin '{package}'"),
@@ -208,8 +211,11 @@ impl ClientSession {
             session_id: request_session,
             ..
         } = incoming;
+        let Some(legacy) = self.state.legacy.get().cloned() else {
+            return;
+        };
         let fut = plugin.attach(AttachContext {
-            state: self.state.clone(),
+            state: legacy,
             session: ctx.address(),
             env: self.state.plugin_env.clone(),
             session_port: crate::plugin::kit::SessionPort {
@@ -424,7 +430,7 @@ impl Handler<OwnerGone> for ClientSession {
 /// Runs the directory sweep: Janus checks every 2 s; once a second keeps the timeout closer to
 /// the configured value.
 pub struct SessionSweeper {
-    pub state: Arc<ProxyState>,
+    pub state: Arc<SessionEnv>,
 }
 
 impl Actor for SessionSweeper {
@@ -432,7 +438,7 @@ impl Actor for SessionSweeper {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(Duration::from_millis(500), |act, _| {
-            let general = &act.state.config.general;
+            let general = &act.state.general;
             let session_timeout =
                 (general.session_timeout > 0).then(|| Duration::from_secs(general.session_timeout));
             let reclaim = Duration::from_secs(general.reclaim_session_timeout);

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use super::conn::{Failed, StoreConn};
 use super::feed::Change;
 use super::keys::Keys;
-use super::rooms::RoomKind;
 use super::scripts::{self, Notify};
+use crate::messages::cluster::RoomKind;
 
 /// Who is forgotten, and how to write about it.
 pub struct Forget<'a> {

@@ -1,7 +1,7 @@
 //! The names of the shared store's keys and channels, all under the configured prefix
 //! (`januscloud`, janus-cloud's own, by default). The layout is described in `docs/cluster.md`.
 
-use super::rooms::RoomKind;
+use crate::messages::cluster::RoomKind;
 
 #[derive(Clone, Debug)]
 pub struct Keys {

@@ -24,9 +24,9 @@ use actix_web::dev::{AppConfig, Server, Service};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::env::TransportEnv;
 use crate::client_addr::proxy_protocol::{self, Detection, HeaderError, Parsed};
 use crate::metrics::Refusal;
-use crate::state::ProxyState;
 
 /// How long a new connection has to send its first bytes (a PROXY protocol header, or
 /// whatever starts TLS or HTTP): actix-http's own limit for a first request.
@@ -146,13 +146,13 @@ impl AsyncWrite for ClientStream {
 /// What every worker's acceptor shares.
 #[derive(Clone)]
 pub struct Acceptor {
-    state: Arc<ProxyState>,
+    state: Arc<TransportEnv>,
     tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Acceptor {
     /// `tls`: the server configuration of `wss`, if served.
-    pub fn new(state: Arc<ProxyState>, tls: Option<rustls::ServerConfig>) -> Self {
+    pub fn new(state: Arc<TransportEnv>, tls: Option<rustls::ServerConfig>) -> Self {
         let tls = tls.map(|mut config| {
             // HTTP/1.1 only: the WebSocket upgrade needs it.
             config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -182,7 +182,7 @@ impl Acceptor {
             Err(why) => {
                 if why.is_notable() {
                     log::warn!("client connection from {peer} refused: {why}");
-                    self.state.metrics.refused(Refusal::ProxyProtocol);
+                    self.state.session.metrics.refused(Refusal::ProxyProtocol);
                 } else {
                     log::debug!("client connection from {peer} closed: {why}");
                 }
@@ -196,7 +196,7 @@ impl Acceptor {
         mut io: TcpStream,
         peer: SocketAddr,
     ) -> Result<(ClientStream, SocketAddr), Refused> {
-        let config = &self.state.config.ws;
+        let config = &self.state.ws;
         let client = if config.proxy_protocol && self.state.trusted_proxies.contains(peer.ip()) {
             let header = tokio::time::timeout(FIRST_BYTES_TIMEOUT, read_header(&mut io))
                 .await

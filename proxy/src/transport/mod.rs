@@ -3,7 +3,9 @@
 //! each request, answers the session-less ones (`info`, `ping`, `create`) and hands the rest
 //! to the session actor.
 
+pub mod env;
 pub mod listener;
+pub mod settings;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -16,17 +18,16 @@ use janus_protocol::{
     ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, Target, JANUS_PROTOCOL,
 };
 
-use crate::info::server_info;
 use crate::session::{ClientSession, OwnerGone, SessionRequest};
-use crate::state::ProxyState;
 use crate::wsframes::MessageAssembler;
+use env::TransportEnv;
 
 pub use crate::messages::{ClientFrame, ReplyTo};
 use crate::messages::{ConnPort, SessionOwnership};
 
 pub struct ClientConnection {
     id: u64,
-    state: Arc<ProxyState>,
+    state: Arc<TransportEnv>,
     /// The client's real address (see `client_ip`), counted against
     /// `limits.connections_per_ip`.
     peer: Option<std::net::IpAddr>,
@@ -39,14 +40,14 @@ pub struct ClientConnection {
 }
 
 impl ClientConnection {
-    pub fn new(state: Arc<ProxyState>, peer: Option<std::net::IpAddr>) -> Self {
-        let rate = state.config.limits.requests_per_second;
+    pub fn new(state: Arc<TransportEnv>, peer: Option<std::net::IpAddr>) -> Self {
+        let rate = state.limits.requests_per_second;
         ClientConnection {
             id: state.next_connection_id(),
             peer,
             limiter: (rate > 0).then(|| crate::limits::RateLimiter::new(rate, Instant::now())),
             owned: HashSet::new(),
-            assembler: MessageAssembler::new(state.config.ws.max_message_size),
+            assembler: MessageAssembler::new(state.ws.max_message_size),
             port: None,
             state,
         }
@@ -65,14 +66,14 @@ impl ClientConnection {
 
     fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &ServerMessage) {
         if let ServerMessage::Error(e) = frame {
-            self.state.metrics.error(e.error.code);
+            self.state.session.metrics.error(e.error.code);
         }
-        ctx.text(self.state.encode(frame));
+        ctx.text(self.state.session.encode(frame));
     }
 
     fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
         let result = Incoming::parse(text).and_then(|incoming| {
-            self.state.metrics.request(&incoming.request);
+            self.state.session.metrics.request(&incoming.request);
             let target = incoming.target()?;
             Ok((incoming, target))
         });
@@ -82,7 +83,7 @@ impl ClientConnection {
         };
         if let Some(limiter) = self.limiter.as_mut() {
             if !limiter.allow(Instant::now()) {
-                let rate = self.state.config.limits.requests_per_second;
+                let rate = self.state.limits.requests_per_second;
                 let err = incoming.error(ApiError::new(
                     ErrorCode::Unknown,
                     format!("Too many requests: more than {rate} a second on this connection"),
@@ -95,18 +96,26 @@ impl ClientConnection {
                 self.send(ctx, &ServerMessage::pong(&incoming.transaction))
             }
             Target::Root(RootRequest::Info) => {
-                let info = server_info(&self.state, Some(&incoming.transaction));
+                let info = crate::session::info::server_info(
+                    &self.state.session,
+                    Some(&incoming.transaction),
+                );
                 self.send(ctx, &ServerMessage::ServerInfo(info));
             }
             Target::Root(RootRequest::Create { .. }) | Target::Session { .. }
-                if !self.state.authorizes(&incoming) =>
+                if !self.state.session.authorizes(&incoming) =>
             {
                 let err = incoming.error(ApiError::default_for(ErrorCode::Unauthorized));
                 self.send(ctx, &ServerMessage::error(&err));
             }
             Target::Root(RootRequest::Create { id }) => self.create(ctx, &incoming, id),
             Target::Session { session_id, .. } => {
-                let session = self.state.sessions.lock().touch(session_id, Instant::now());
+                let session = self
+                    .state
+                    .session
+                    .sessions
+                    .lock()
+                    .touch(session_id, Instant::now());
                 match session {
                     Some(session) => session.do_send(SessionRequest {
                         incoming,
@@ -128,7 +137,7 @@ impl ClientConnection {
         incoming: &Incoming,
         id: Option<u64>,
     ) {
-        let limit = self.state.config.limits.sessions_per_connection;
+        let limit = self.state.limits.sessions_per_connection;
         if limit > 0 && self.owned.len() >= limit {
             let err = ApiError::new(
                 ErrorCode::NotAcceptingSessions,
@@ -138,16 +147,17 @@ impl ClientConnection {
             self.send(ctx, &ServerMessage::error(&err));
             return;
         }
-        let state = self.state.clone();
+        let state = self.state.session.clone();
         let owner = self.port(ctx);
         let client_ip = self.peer;
-        let created = self
-            .state
-            .sessions
-            .lock()
-            .insert(id, self.id, Instant::now(), |sid| {
-                ClientSession::new(sid, state, owner, client_ip).start()
-            });
+        let created =
+            self.state
+                .session
+                .sessions
+                .lock()
+                .insert(id, self.id, Instant::now(), |sid| {
+                    ClientSession::new(sid, state, owner, client_ip).start()
+                });
         match created {
             Ok(session_id) => {
                 self.owned.insert(session_id);
@@ -168,17 +178,17 @@ impl Actor for ClientConnection {
     type Context = ws::WebsocketContext<Self>;
 
     fn started(&mut self, _: &mut Self::Context) {
-        self.state.metrics.client_connections.inc();
+        self.state.session.metrics.client_connections.inc();
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
-        self.state.metrics.client_connections.dec();
+        self.state.session.metrics.client_connections.dec();
         if let Some(ip) = self.peer {
             self.state.connections.close(ip);
         }
-        let reclaim = self.state.config.general.reclaim_session_timeout > 0;
+        let reclaim = self.state.session.general.reclaim_session_timeout > 0;
         for session_id in self.owned.drain() {
-            let mut sessions = self.state.sessions.lock();
+            let mut sessions = self.state.session.sessions.lock();
             if !sessions.orphan(session_id, self.id) {
                 continue;
             }
@@ -287,9 +297,9 @@ fn offers_janus_protocol(req: &HttpRequest) -> bool {
 /// The client's address: the connection's (the TCP peer, or the PROXY protocol header of a
 /// trusted load balancer, see `listener`), or, when that is a trusted proxy, what its
 /// `limits.forwarded_header` says.
-fn client_ip(req: &HttpRequest, state: &ProxyState) -> Option<std::net::IpAddr> {
+fn client_ip(req: &HttpRequest, state: &TransportEnv) -> Option<std::net::IpAddr> {
     let peer = req.peer_addr()?;
-    let header = state.config.limits.forwarded_header;
+    let header = state.limits.forwarded_header;
     let values: Vec<&[u8]> = match header.header_name() {
         Some(name) => req.headers().get_all(name).map(|v| v.as_bytes()).collect(),
         None => Vec::new(),
@@ -309,7 +319,7 @@ fn client_ip(req: &HttpRequest, state: &ProxyState) -> Option<std::net::IpAddr> 
 pub async fn ws_endpoint(
     req: HttpRequest,
     stream: web::Payload,
-    state: web::Data<Arc<ProxyState>>,
+    state: web::Data<Arc<TransportEnv>>,
 ) -> Result<HttpResponse, actix_web::Error> {
     if !offers_janus_protocol(&req) {
         return Ok(HttpResponse::BadRequest()
@@ -319,10 +329,11 @@ pub async fn ws_endpoint(
     let state = state.get_ref().clone();
     let peer = client_ip(&req, &state);
     if let Some(ip) = peer {
-        let limit = state.config.limits.connections_per_ip;
+        let limit = state.limits.connections_per_ip;
         if !state.connections.try_open(ip, limit) {
             log::info!("client connection from {ip} refused: {limit} connections from it already");
             state
+                .session
                 .metrics
                 .refused(crate::metrics::Refusal::ConnectionsPerIp);
             return Ok(HttpResponse::TooManyRequests()
@@ -330,7 +341,7 @@ pub async fn ws_endpoint(
                 .body(format!("Too many connections from {ip} (limit {limit})\n")));
         }
     }
-    let max = state.config.ws.max_message_size;
+    let max = state.ws.max_message_size;
     let connection = ClientConnection::new(state.clone(), peer);
     let response = ws::WsResponseBuilder::new(connection, &req, stream)
         .protocols(&[JANUS_PROTOCOL])

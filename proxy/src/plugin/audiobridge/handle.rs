@@ -1161,7 +1161,7 @@ impl AudioBridgeHandle {
     /// A successful `edit` or `destroy`: with `permanent: true`, the rooms file follows (as
     /// Janus's jcfg), and Janus's `"permanent"` in the answer says whether it did.
     fn save_update(&self, after: &After, frame: &mut JsonMap) {
-        let file = self.state.plugins.rooms_file.as_ref();
+        let file = self.state.session().plugins.rooms_file.as_ref();
         let saved = match after {
             After::Edited(room, edit) if edit.get("permanent") == Some(&Value::Bool(true)) => {
                 let config = self.rooms.lock().config(*room);
@@ -1373,7 +1373,7 @@ impl AudioBridgeHandle {
                                 act.reserving = None;
                                 act.rooms.lock().created_unplaced(id, config.clone());
                                 // As Janus: `"permanent": true` once the room is saved.
-                                let file = act.state.plugins.rooms_file.as_ref();
+                                let file = act.state.session().plugins.rooms_file.as_ref();
                                 let saved = permanent
                                     && rooms_file::apply(
                                         file,

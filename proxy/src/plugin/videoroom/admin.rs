@@ -111,7 +111,7 @@ pub async fn destroy(
         // A destroy through the admin API is final: a permanent room leaves the rooms file.
         let removed = directory.lock().remove(id);
         if removed.is_some_and(|r| r.permanent) {
-            let file = state.plugins.rooms_file.as_ref();
+            let file = state.session().plugins.rooms_file.as_ref();
             rooms_file::apply(file, RoomKind::VideoRoom, id, None);
         }
     }

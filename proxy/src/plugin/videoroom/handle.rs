@@ -677,7 +677,7 @@ impl VideoRoomHandle {
     /// Saves room `id` (`settings`: a `create` or the room's settings) in the rooms file, or
     /// removes it (None). Whether it is saved now.
     fn save_room(&self, id: u64, settings: Option<&JsonMap>) -> bool {
-        let file = self.state.plugins.rooms_file.as_ref();
+        let file = self.state.session().plugins.rooms_file.as_ref();
         rooms_file::apply(file, RoomKind::VideoRoom, id, settings)
     }
 

@@ -639,33 +639,6 @@ fn parse_room(id: u64, hash: &HashMap<String, String>) -> Option<RoomRecord> {
     })
 }
 
-/// The admin API created (`Some`) or destroyed (`None`) videoroom `id` in this proxy's
-/// directory: the shared store follows (no-op without one).
-pub fn videoroom_admin_changed(state: &crate::state::ProxyState, id: u64, created: bool) {
-    let (Some(store), Some(directory)) = (state.store.rooms(), &state.plugins.videoroom) else {
-        return;
-    };
-    match directory.lock().record(id).filter(|_| created) {
-        Some(record) => store.adopt(RoomKind::VideoRoom, record),
-        None => store.destroyed(RoomKind::VideoRoom, id),
-    }
-}
-
-/// Registers the plugins' room directories with the store and starts its writer (no-op
-/// without a shared store).
-pub fn share(state: &crate::state::ProxyState) {
-    let Some(store) = state.store.rooms() else {
-        return;
-    };
-    if let Some(directory) = &state.plugins.videoroom {
-        store.register(RoomKind::VideoRoom, directory.clone());
-    }
-    if let Some(directory) = &state.plugins.audiobridge {
-        store.register(RoomKind::AudioBridge, directory.clone());
-    }
-    store.spawn();
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

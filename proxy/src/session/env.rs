@@ -1,0 +1,53 @@
+//! What client sessions share: the session table, the plugins, authentication, the
+//! `[general]` settings, the metrics. Built once when the proxy starts.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use parking_lot::Mutex;
+
+use super::directory::SessionTable;
+use super::settings::GeneralConfig;
+use super::ClientSession;
+use crate::auth::Authenticator;
+use crate::metrics::Metrics;
+use crate::plugin::env::PluginEnv;
+use crate::plugin::PluginRegistry;
+
+pub struct SessionEnv {
+    pub general: GeneralConfig,
+    /// `limits.handles_per_session` (0: none).
+    pub handles_per_session: usize,
+    /// Looked up on every client request, from every worker thread: a plain locked map is
+    /// cheaper than a round trip through an actor.
+    pub sessions: Mutex<SessionTable<Addr<ClientSession>>>,
+    pub plugins: PluginRegistry,
+    /// What the plugins get of the proxy (passed to every attach).
+    pub plugin_env: Arc<PluginEnv>,
+    /// `api_secret` / token checks, and the stored tokens.
+    pub auth: Authenticator,
+    pub metrics: Arc<Metrics>,
+    /// The whole proxy state, for the plugins not yet on [`PluginEnv`] (goes with the last
+    /// of them).
+    pub legacy: std::sync::OnceLock<Arc<crate::state::ProxyState>>,
+}
+
+impl SessionEnv {
+    /// Unix time in seconds (for signed tokens).
+    pub fn unix_now() -> i64 {
+        janus_cloud_common::unix_now_secs()
+    }
+
+    /// Janus's secret/token check for a request (not asked for `info` and `ping`).
+    pub fn authorizes(&self, incoming: &janus_protocol::Incoming) -> bool {
+        self.auth.authorizes(&incoming.root, Self::unix_now())
+    }
+
+    /// Serialises a frame for clients in the configured style.
+    pub fn encode<T: serde::Serialize + ?Sized>(&self, frame: &T) -> String {
+        self.general
+            .json
+            .to_string(frame)
+            .unwrap_or_else(|| "{}".to_owned())
+    }
+}
