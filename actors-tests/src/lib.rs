@@ -1,7 +1,6 @@
 //! Test harness: real Janus processes on free loopback ports, the proxy in-process, and a plain
 //! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
 
-pub mod bench;
 pub mod compare;
 pub mod fake_janus;
 pub mod haproxy;

@@ -1,26 +1,23 @@
-//! Smoke test of the `janus-bench` binary: a real Janus and a janus-proxy process spawned by the
-//! tool itself (`--spawn`), a very short `compare` of each load. No timing is asserted: only
-//! that work was done without errors and that the figures are printed.
+//! Smoke test of `janus-bench` (the `bench/` crate, run in-process through its library): a real
+//! Janus and a janus-proxy process spawned by the tool itself (`--spawn`), a very short
+//! `compare` of each load. No timing is asserted: only that work was done without errors and
+//! that the figures are printed.
 
 use std::collections::HashMap;
-use std::process::Command;
 
 fn bench(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_janus-bench"))
-        .args(args)
-        .args([
-            "--spawn",
-            "--proxy-bin",
-            env!("CARGO_BIN_EXE_proxy-under-test"),
-        ])
-        .output()
-        .expect("janus-bench runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "janus-bench {args:?} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    args.extend([
+        "--spawn".to_string(),
+        "--proxy-bin".to_string(),
+        env!("CARGO_BIN_EXE_proxy-under-test").to_string(),
+    ]);
+    let mut out = Vec::new();
+    let run = janus_bench::run_with_output(&args, &mut out);
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    if let Err(e) = run {
+        panic!("janus-bench {args:?} failed: {e:#}\n{stdout}");
+    }
     stdout
 }
 

@@ -1,5 +1,5 @@
 //! janus-proxy: speaks the Janus WebSocket API to clients and relays it to a cluster of Janus
-//! servers. See `DESIGN.md` in the shared folder for the actor tree.
+//! servers. See `docs/architecture.md` in the repository for the actor tree.
 
 pub mod admin;
 pub mod auth;

@@ -8,6 +8,7 @@
 //! * `--propagation` times: a p2pcall name registered on proxy 1 until proxy 2 lists it, and
 //!   released (handle detached) until proxy 2 no longer lists it.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -15,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use super::procstat::{clock_ticks_per_second, sample};
-use super::spawn::{free_port, http_get, SpawnOptions};
-use super::wire::{self, Conn, Expect, Frame};
+use crate::procstat::{clock_ticks_per_second, sample};
+use crate::say;
+use crate::spawn::{free_port, http_get, SpawnOptions};
+use crate::wire::{self, Conn, Expect, Frame};
 
 pub const USAGE: &str = "\
 usage: janus-bench store [options]
@@ -296,7 +298,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-pub async fn run(args: &[String]) -> anyhow::Result<()> {
+pub async fn run(args: &[String], out: &mut dyn Write) -> anyhow::Result<()> {
     let o = parse(args)?;
     if !o.proxy_bin.is_file() {
         bail!(
@@ -308,13 +310,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         .prefix("janus-bench-store-")
         .tempdir()?;
     if std::env::var_os("JANUS_BENCH_KEEP").is_some() {
-        println!("store: logs in {}", dir.path().display());
+        say!(out, "store: logs in {}", dir.path().display());
     }
     let port = free_port()?;
     let redis = start_redis(port)?;
     let filled = Instant::now();
     fill(port, o.rooms, o.users)?;
-    println!(
+    say!(
+        out,
         "store: {} rooms and {} users written in {:.1} s",
         o.rooms,
         o.users,
@@ -329,7 +332,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         ready.push(wait_in_step(p, o.proxies + 1, started)?);
     }
     let slowest = ready.iter().max().copied().unwrap_or_default();
-    println!(
+    say!(
+        out,
         "store: {} proxies in step {:.2} s after their start",
         o.proxies,
         slowest.as_secs_f64()
@@ -369,7 +373,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
     let proxy_max = proxy_cpu.iter().copied().fold(0.0, f64::max);
     let proxy_mean = proxy_cpu.iter().sum::<f64>() / proxy_cpu.len().max(1) as f64;
     let proxy_rss_mib = proxies1.iter().map(|s| s.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
-    println!(
+    say!(
+        out,
         "store: idle {:.0} s: redis {redis_cpu:.2} % CPU, {ops:.1} commands/s; proxies CPU mean \
          {proxy_mean:.2} %, max {proxy_max:.2} %, largest RSS {proxy_rss_mib:.1} MiB",
         secs
@@ -390,7 +395,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .map(|(n, name)| format!("{name} {:.1}/s", *n as f64 / secs))
         .collect();
-    println!(
+    say!(
+        out,
         "store: idle commands (scripts' included): {}",
         listed.join(", ")
     );
@@ -422,7 +428,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
         }
         up.sort();
         down.sort();
-        println!(
+        say!(out,
             "store: a registration on one proxy listed on another after p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; \
              a release gone after p50 {:.2} ms, max {:.2} ms ({} each)",
             percentile(&up, 0.5),
@@ -433,7 +439,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<()> {
             up.len()
         );
     }
-    println!(
+    say!(
+        out,
         "RESULT mode=store proxies={} rooms={} users={} hold_s={secs:.0} in_step_s={:.2} \
          redis_cpu_pct={redis_cpu:.2} redis_ops_per_s={ops:.1} proxy_cpu_mean_pct={proxy_mean:.2} \
          proxy_cpu_max_pct={proxy_max:.2} proxy_rss_max_mib={proxy_rss_mib:.1} \

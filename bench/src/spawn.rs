@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _};
 
-use super::procstat::Watched;
-use super::wire;
+use crate::procstat::Watched;
+use crate::wire;
 
 #[derive(Debug, Clone)]
 pub struct SpawnOptions {
@@ -26,8 +26,13 @@ pub struct SpawnOptions {
 }
 
 impl SpawnOptions {
+    /// The tests' Janus configuration templates, in the workspace's `actors-tests/`.
     pub fn default_janus_conf() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("janus-conf")
+        let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+        bench
+            .parent()
+            .unwrap_or(bench)
+            .join("actors-tests/janus-conf")
     }
 
     /// `proxy-under-test` (or `janus-proxy`) next to this executable.

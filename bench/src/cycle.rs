@@ -8,9 +8,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::procstat::{self, Sample, Watched};
-use super::stats::{Errors, Kind, Latencies};
-use super::wire::{self, Conn, Expect, ReqError};
+use crate::procstat::{self, Sample, Watched};
+use crate::stats::{Errors, Kind, Latencies};
+use crate::wire::{self, Conn, Expect, ReqError};
 
 #[derive(Debug, Clone)]
 pub struct CycleLoad {

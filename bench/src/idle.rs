@@ -8,9 +8,9 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::procstat::{self, Sample, Watched};
-use super::stats::{Errors, Kind, Latencies};
-use super::wire::{self, Conn, Frame, ReqError};
+use crate::procstat::{self, Sample, Watched};
+use crate::stats::{Errors, Kind, Latencies};
+use crate::wire::{self, Conn, Frame, ReqError};
 
 #[derive(Debug, Clone)]
 pub struct IdleLoad {

@@ -10,6 +10,7 @@ pub mod stats;
 pub mod store;
 pub mod wire;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -20,6 +21,14 @@ use idle::{IdleLoad, IdleResult};
 use procstat::Watched;
 use spawn::SpawnOptions;
 use stats::Kind;
+
+/// One line of the report, to the run's output; a failed write (stdout closed) ends the run.
+macro_rules! say {
+    ($out:expr, $($arg:tt)*) => {
+        writeln!($out, $($arg)*).context("writing the report")?
+    };
+}
+pub(crate) use say;
 
 pub const USAGE: &str = "\
 usage: janus-bench <cycle|idle|compare|store> [options]
@@ -272,8 +281,15 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
 }
 
 /// Entry point of the binary: parses `args` (without the program name), runs on a
-/// single-threaded runtime, prints to stdout.
+/// single-threaded runtime, prints the report to stdout.
 pub fn main_with_args(args: &[String]) -> anyhow::Result<()> {
+    run_with_output(args, &mut std::io::stdout())
+}
+
+/// As [`main_with_args`], with the report (every line, the `RESULT` line last) written to
+/// `out`: the tests run the tool in-process and read what it printed. Warnings still go to
+/// stderr.
+pub fn run_with_output(args: &[String], out: &mut dyn Write) -> anyhow::Result<()> {
     if args.first().map(String::as_str) == Some("store") {
         if args.iter().any(|a| a == "--help" || a == "-h") {
             bail!("{}", store::USAGE);
@@ -281,21 +297,22 @@ pub fn main_with_args(args: &[String]) -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        return runtime.block_on(store::run(&args[1..]));
+        return runtime.block_on(store::run(&args[1..], out));
     }
     let opts = parse(args)?;
     let limit = procstat::raise_nofile_limit();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(opts, limit))
+    runtime.block_on(run(opts, limit, out))
 }
 
-async fn run(mut o: Opts, nofile: u64) -> anyhow::Result<()> {
+async fn run(mut o: Opts, nofile: u64, out: &mut dyn Write) -> anyhow::Result<()> {
     let spawned = match &o.spawn {
         Some(sp) => {
             let s = spawn::spawn(sp).await?;
-            println!(
+            say!(
+                out,
                 "spawned: {} (pid {}) {}; proxy {} (pid {}) {}",
                 s.janus
                     .iter()
@@ -378,11 +395,11 @@ async fn run(mut o: Opts, nofile: u64) -> anyhow::Result<()> {
     match o.mode {
         Mode::Cycle => {
             let mut r = cycle::run(&o.urls, &o.cycle, &o.watched).await?;
-            print_cycle(&format!("cycle {}", o.urls.join(",")), &mut r);
+            print_cycle(out, &format!("cycle {}", o.urls.join(",")), &mut r)?;
         }
         Mode::Idle => {
             let r = idle::run(&o.urls, &o.idle, &o.watched).await?;
-            print_idle(&format!("idle {}", o.urls.join(",")), &r);
+            print_idle(out, &format!("idle {}", o.urls.join(",")), &r)?;
         }
         Mode::Compare => {
             let proxy = o.proxy.clone().ok_or_else(|| anyhow!("no proxy URL"))?;
@@ -391,8 +408,8 @@ async fn run(mut o: Opts, nofile: u64) -> anyhow::Result<()> {
                 ("proxy", vec![proxy], proxy_watch),
             ];
             match o.load {
-                LoadKind::Cycle => compare_cycle(&o, &sides).await?,
-                LoadKind::Idle => compare_idle(&o, &sides).await?,
+                LoadKind::Cycle => compare_cycle(&o, &sides, out).await?,
+                LoadKind::Idle => compare_idle(&o, &sides, out).await?,
             }
         }
     }
@@ -414,10 +431,11 @@ fn ratio(p: f64, d: f64) -> String {
     }
 }
 
-fn print_cycle(title: &str, r: &mut CycleResult) {
+fn print_cycle(out: &mut dyn Write, title: &str, r: &mut CycleResult) -> anyhow::Result<()> {
     r.latencies.sort();
-    println!("== {title}");
-    println!(
+    say!(out, "== {title}");
+    say!(
+        out,
         "clients {}  elapsed {:.2} s  cycles {}  cycles/s {:.1}  requests/s {:.1}  errors {}",
         r.clients,
         r.elapsed.as_secs_f64(),
@@ -426,12 +444,18 @@ fn print_cycle(title: &str, r: &mut CycleResult) {
         r.requests_per_s(),
         r.errors.summary()
     );
-    println!(
+    say!(
+        out,
         "  {:<10} {:>8} {:>9} {:>9} {:>9}",
-        "latency ms", "n", "p50", "p95", "p99"
+        "latency ms",
+        "n",
+        "p50",
+        "p95",
+        "p99"
     );
     for k in Kind::ALL {
-        println!(
+        say!(
+            out,
             "  {:<10} {:>8} {:>9} {:>9} {:>9}",
             k.name(),
             r.latencies.count(k),
@@ -441,7 +465,8 @@ fn print_cycle(title: &str, r: &mut CycleResult) {
         );
     }
     for p in &r.procs {
-        println!(
+        say!(
+            out,
             "  {} (pid {}): CPU {:.1} % of a core, {:.0} µs CPU per cycle, RSS {} KiB",
             p.label,
             p.pid,
@@ -467,12 +492,13 @@ fn print_cycle(title: &str, r: &mut CycleResult) {
             ms(r.latencies.quantile_ms(k, 0.99))
         ));
     }
-    println!("{line}");
+    say!(out, "{line}");
+    Ok(())
 }
 
-fn print_idle(title: &str, r: &IdleResult) {
-    println!("== {title}");
-    println!(
+fn print_idle(out: &mut dyn Write, title: &str, r: &IdleResult) -> anyhow::Result<()> {
+    say!(out, "== {title}");
+    say!(out,
         "sessions {} over {} connections: opened {} in {:.1} s, held {:.1} s, survived {}  errors {}",
         r.wanted,
         r.connections,
@@ -483,7 +509,7 @@ fn print_idle(title: &str, r: &IdleResult) {
         r.errors.summary()
     );
     for p in &r.procs {
-        println!(
+        say!(out,
             "  {} (pid {}): RSS KiB before {} / held {} / end of hold {} / after {}; growth {:.2} KiB/session; CPU {:.1} % opening, {:.2} % of a core holding",
             p.label,
             p.pid,
@@ -511,41 +537,53 @@ fn print_idle(title: &str, r: &IdleResult) {
             p.hold_cpu_percent
         ));
     }
-    println!("{line}");
+    say!(out, "{line}");
+    Ok(())
 }
 
-async fn compare_cycle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
+async fn compare_cycle(o: &Opts, sides: &[Side; 2], out: &mut dyn Write) -> anyhow::Result<()> {
     let rounds = o.rounds.unwrap_or(3).max(1);
     let mut totals = [CycleResult::default(), CycleResult::default()];
     for round in 1..=rounds {
         for (i, (name, urls, watched)) in sides.iter().enumerate() {
             let mut r = cycle::run(urls, &o.cycle, watched).await?;
-            print_cycle(&format!("round {round} {name} {}", urls.join(",")), &mut r);
+            print_cycle(
+                out,
+                &format!("round {round} {name} {}", urls.join(",")),
+                &mut r,
+            )?;
             totals[i].merge(&r);
         }
     }
     let [d, p] = &mut totals;
     d.latencies.sort();
     p.latencies.sort();
-    println!(
+    say!(
+        out,
         "== compare cycle: {} clients, {rounds} rounds per side, alternating",
         o.cycle.clients
     );
-    println!(
+    say!(
+        out,
         "  {:<22} {:>10} {:>10} {:>12}",
-        "", "direct", "proxy", "proxy/direct"
+        "",
+        "direct",
+        "proxy",
+        "proxy/direct"
     );
-    let row = |name: &str, dv: f64, pv: f64| {
-        println!(
+    let row = |out: &mut dyn Write, name: &str, dv: f64, pv: f64| -> anyhow::Result<()> {
+        say!(
+            out,
             "  {:<22} {:>10.3} {:>10.3} {:>12}",
             name,
             dv,
             pv,
             ratio(pv, dv)
         );
+        Ok(())
     };
-    row("cycles/s", d.cycles_per_s(), p.cycles_per_s());
-    row("requests/s", d.requests_per_s(), p.requests_per_s());
+    row(out, "cycles/s", d.cycles_per_s(), p.cycles_per_s())?;
+    row(out, "requests/s", d.requests_per_s(), p.requests_per_s())?;
     let mut line = format!(
         "RESULT mode=compare load=cycle clients={} throughput_ratio={} direct_cycles_per_s={:.1} proxy_cycles_per_s={:.1} direct_errors={} proxy_errors={}",
         o.cycle.clients,
@@ -561,13 +599,14 @@ async fn compare_cycle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
                 d.latencies.quantile_ms(k, q).unwrap_or(0.0),
                 p.latencies.quantile_ms(k, q).unwrap_or(0.0),
             );
-            row(&format!("{} {qn} ms", k.name()), dv, pv);
+            row(out, &format!("{} {qn} ms", k.name()), dv, pv)?;
             if qn != "p95" {
                 line.push_str(&format!(" {}_{qn}_ratio={}", k.name(), ratio(pv, dv)));
             }
         }
     }
-    println!(
+    say!(
+        out,
         "  errors: direct {}; proxy {}",
         d.errors.summary(),
         p.errors.summary()
@@ -587,7 +626,7 @@ async fn compare_cycle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
         per_cycle(p, "proxy"),
     );
     if dj > 0.0 || pp > 0.0 {
-        println!(
+        say!(out,
             "  CPU µs per cycle: janus (direct) {dj:.0}; janus (behind proxy) {pj:.0}; proxy {pp:.0}  proxy/janus {}",
             ratio(pp, dj)
         );
@@ -595,18 +634,18 @@ async fn compare_cycle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
             " janus_cpu_us_per_cycle={dj:.0} proxy_cpu_us_per_cycle={pp:.0}"
         ));
     }
-    println!("{line}");
+    say!(out, "{line}");
     Ok(())
 }
 
-async fn compare_idle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
+async fn compare_idle(o: &Opts, sides: &[Side; 2], out: &mut dyn Write) -> anyhow::Result<()> {
     let rounds = o.rounds.unwrap_or(1).max(1);
     // Per side: growth per session and hold CPU of its own server process(es), last round.
     let mut figures: [Vec<(f64, f64, usize, usize)>; 2] = [Vec::new(), Vec::new()];
     for round in 1..=rounds {
         for (i, (name, urls, watched)) in sides.iter().enumerate() {
             let r = idle::run(urls, &o.idle, watched).await?;
-            print_idle(&format!("round {round} {name} {}", urls.join(",")), &r);
+            print_idle(out, &format!("round {round} {name} {}", urls.join(",")), &r)?;
             // The direct side's server is Janus; the proxy side's is the proxy.
             let own = |label: &str| {
                 if i == 0 {
@@ -638,34 +677,43 @@ async fn compare_idle(o: &Opts, sides: &[Side; 2]) -> anyhow::Result<()> {
     let (dg, pg) = (first(&figures[0]), first(&figures[1]));
     let (dc, pc) = (avg(&figures[0], |x| x.1), avg(&figures[1], |x| x.1));
     let survived = |v: &[(f64, f64, usize, usize)]| v.iter().map(|x| x.3).min().unwrap_or(0);
-    println!(
+    say!(
+        out,
         "== compare idle: {} sessions, {} per connection, {rounds} round(s) per side",
-        o.idle.sessions, o.idle.per_connection
+        o.idle.sessions,
+        o.idle.per_connection
     );
-    println!(
+    say!(
+        out,
         "  {:<34} {:>10} {:>10} {:>12}",
-        "", "janus", "proxy", "proxy/janus"
+        "",
+        "janus",
+        "proxy",
+        "proxy/janus"
     );
-    println!(
+    say!(
+        out,
         "  {:<34} {:>10.2} {:>10.2} {:>12}",
         "RSS growth KiB/session (round 1)",
         dg,
         pg,
         ratio(pg, dg)
     );
-    println!(
+    say!(
+        out,
         "  {:<34} {:>10.2} {:>10.2} {:>12}",
         "CPU % of a core while holding",
         dc,
         pc,
         ratio(pc, dc)
     );
-    println!(
+    say!(
+        out,
         "  survived (min over rounds): direct {} proxy {}",
         survived(&figures[0]),
         survived(&figures[1])
     );
-    println!(
+    say!(out,
         "RESULT mode=compare load=idle sessions={} direct_survived={} proxy_survived={} janus_rss_growth_kib_per_session={dg:.2} proxy_rss_growth_kib_per_session={pg:.2} rss_growth_ratio={} janus_hold_cpu_percent={dc:.2} proxy_hold_cpu_percent={pc:.2} cpu_ratio={}",
         o.idle.sessions,
         survived(&figures[0]),
