@@ -68,15 +68,24 @@ impl BackendLink {
                         return;
                     }
                     Some(ReplyRoute::Attach { events, answer }) => {
-                        if attach && frame.kind() == "success" {
-                            if let Some(handle) = frame.data_id() {
-                                self.routes.insert(handle, events);
-                                self.status
-                                    .handles
-                                    .store(self.routes.len() as u64, Ordering::Relaxed);
+                        let attached = match attach && frame.kind() == "success" {
+                            true => frame.data_id(),
+                            false => None,
+                        };
+                        if answer.send(frame).is_err() {
+                            // Nobody waits any more (the handle went away while it
+                            // attached): the new backend handle is nobody's.
+                            if let Some(handle) = attached {
+                                self.detach_orphan(handle);
                             }
+                            return;
                         }
-                        let _ = answer.send(frame);
+                        if let Some(handle) = attached {
+                            self.routes.insert(handle, events);
+                            self.status
+                                .handles
+                                .store(self.routes.len() as u64, Ordering::Relaxed);
+                        }
                         return;
                     }
                     Some(ReplyRoute::Handle { route, reply_to }) => (route, reply_to),

@@ -4,6 +4,19 @@
 use super::*;
 
 impl BackendLink {
+    /// Detaches a backend handle whose client handle is gone, answered by nobody.
+    pub(super) fn detach_orphan(&mut self, handle: u64) {
+        let mut request = JsonMap::new();
+        request.insert("janus".into(), "detach".into());
+        self.send_request(LinkRequest {
+            request,
+            backend_handle: Some(handle),
+            client_transaction: None,
+            reply: None,
+            attach: false,
+        });
+    }
+
     pub(super) fn pending_of(msg: LinkRequest, now: Instant) -> Pending {
         let message = msg.request.get("janus").and_then(Value::as_str) == Some("message");
         Pending::Client {
