@@ -314,27 +314,8 @@ impl RoomBook {
             return;
         };
         let action = body.get("action").and_then(Value::as_str).unwrap_or("");
-        let tokens: Vec<String> = body
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut current: Vec<String> = r
-            .config
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tokens = tokens_of(body);
+        let mut current = tokens_of(&r.config);
         match action {
             "enable" => {}
             "disable" => {
@@ -386,6 +367,19 @@ impl RoomBook {
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
     }
+}
+
+/// The strings of an `allowed` list.
+fn tokens_of(map: &JsonMap) -> Vec<String> {
+    map.get("allowed")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// With a shared store (several proxies), the book is a cache of the store's rooms.

@@ -5,10 +5,10 @@ use actix::prelude::*;
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
-use super::{AudioBridgeHandle, Participant, RoomChange, KIND};
+use super::{AudioBridgeHandle, Forwarded, Participant, RoomChange, KIND};
 use crate::messages::{BackendFrame, BackendIncoming, ReplyTo};
 use crate::plugin::audiobridge::answers::{self, plugin_data, set_permanent};
-use crate::plugin::kit::BACKEND_LOST_REASON;
+use crate::plugin::kit::{request, BACKEND_LOST_REASON};
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::rooms_file;
 
@@ -48,9 +48,19 @@ impl AudioBridgeHandle {
         frame: BackendFrame,
         reply_to: Option<ReplyTo>,
     ) {
-        let Some(forwarded) = self.forwarded.take() else {
-            return;
-        };
+        if let Some(forwarded) = self.forwarded.take() {
+            self.answer_forwarded(forwarded, frame, reply_to.as_ref());
+            self.done(ctx);
+        }
+    }
+
+    /// Relays the answer to a forwarded request; a `message`'s success changes the book.
+    pub(super) fn answer_forwarded(
+        &mut self,
+        forwarded: Forwarded,
+        frame: BackendFrame,
+        reply_to: Option<&ReplyTo>,
+    ) {
         let server = forwarded.server;
         let mut frame = frame;
         if let Some((change, with_sdp)) = forwarded.message {
@@ -65,14 +75,8 @@ impl AudioBridgeHandle {
                 self.media = Some(server.clone());
             }
             if is_error {
-                let code = frame
-                    .get("error")
-                    .and_then(|e| e.get("code"))
-                    .and_then(Value::as_u64)
-                    .unwrap_or(490);
-                self.core
-                    .metrics()
-                    .error(u16::try_from(code).unwrap_or(490));
+                let code = request::api_error_of(&frame).code;
+                self.core.metrics().error(code.code());
             }
         }
         let out = rewrite(
@@ -80,10 +84,9 @@ impl AudioBridgeHandle {
             self.ids(&server),
             Transaction::Client(Some(&forwarded.transaction)),
         );
-        if let Some(reply_to) = &reply_to {
+        if let Some(reply_to) = reply_to {
             self.reply(&out, reply_to);
         }
-        self.done(ctx);
     }
 
     /// A successful `edit`, `allowed` or `destroy`: the book follows, and the shared store.
@@ -151,8 +154,7 @@ impl AudioBridgeHandle {
             }
         }
         if let Some(data) = plugin_data(&frame) {
-            let data = data.clone();
-            self.track(server, &data);
+            self.track(server, data);
         }
         self.share_participant();
         let out = rewrite(frame, self.ids(server), Transaction::FromBackend);

@@ -6,7 +6,9 @@ use actix::prelude::*;
 use janus_protocol::{JsonMap, ServerMessage, Trickle};
 use serde_json::{json, Value};
 
-use super::{AudioBridgeHandle, Flow, Forwarded, Life, Request, RoomChange, Turn, KIND};
+use super::{
+    AudioBridgeHandle, Flow, Forwarded, Life, Request, RoomChange, Turn, FORWARD_TOKENS, KIND,
+};
 use crate::messages::{HandleCommand, ReplyRoute, ReplyTo, Route};
 use crate::plugin::admin_key;
 use crate::plugin::audiobridge::answers::room_of;
@@ -14,7 +16,6 @@ use crate::plugin::audiobridge::book::Whereabouts;
 use crate::plugin::audiobridge::errors;
 use crate::plugin::audiobridge::verb::{target_of, Facts, RoomVerb, Target, Verb};
 use crate::plugin::kit::request;
-use crate::plugin::rewrite::{rewrite, Transaction};
 
 impl Handler<HandleCommand> for AudioBridgeHandle {
     type Result = ();
@@ -262,33 +263,31 @@ impl AudioBridgeHandle {
         if !self.is_live() {
             return Turn::Answered;
         }
-        let Some(token) = self.leg_token(server) else {
-            let lost = errors::lost_reply(server);
-            let out = rewrite(
-                lost,
-                self.ids(server),
-                Transaction::Client(Some(&transaction)),
-            );
-            self.reply(&out, &reply_to);
+        self.forwards += 1;
+        let forwarded = Forwarded {
+            token: FORWARD_TOKENS + self.forwards,
+            server: server.to_owned(),
+            transaction: transaction.clone(),
+            message,
+        };
+        let Some(leg) = self
+            .leg_token(server)
+            .and_then(|token| self.legs.get(token))
+        else {
+            // The leg went while the request waited: answered as its link would have.
+            self.answer_forwarded(forwarded, errors::lost_reply(server), Some(&reply_to));
             return Turn::Answered;
         };
         let route = ReplyRoute::Handle {
             route: Route {
                 to: ctx.address().recipient(),
-                token,
+                token: forwarded.token,
             },
             reply_to: Some(reply_to),
         };
-        if let Some(leg) = self.legs.get(token) {
-            leg.backend
-                .send(backend_request, Some(transaction.clone()), Some(route));
-        }
-        self.forwarded = Some(Forwarded {
-            token,
-            server: server.to_owned(),
-            transaction,
-            message,
-        });
+        leg.backend
+            .send(backend_request, Some(transaction), Some(route));
+        self.forwarded = Some(forwarded);
         Turn::Forwarded
     }
 

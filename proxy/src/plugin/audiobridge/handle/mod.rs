@@ -92,10 +92,15 @@ enum RoomChange {
     Destroyed(u64, bool),
 }
 
+/// Tokens of forwarded requests' replies: apart from the legs' (which count from 1).
+const FORWARD_TOKENS: u64 = 1 << 62;
+
 /// A client request sent to a leg, waiting for its first reply.
 struct Forwarded {
-    /// The leg's token (its reply comes back with it).
+    /// The token its reply comes back with: one per request, so that a late answer to an
+    /// earlier one (the link's 490 for a plugin event that never came) is not taken for it.
     token: u64,
+    /// The leg's server.
     server: String,
     transaction: String,
     /// A `message`: what its success changes, and whether it carried an SDP (the handle's
@@ -120,6 +125,8 @@ pub struct AudioBridgeHandle {
     life: Life,
     /// The request sent to a leg whose reply is awaited.
     forwarded: Option<Forwarded>,
+    /// Requests forwarded so far (their reply tokens).
+    forwards: u64,
     participant: Option<Participant>,
     /// The server of the handle's PeerConnection (where an SDP went).
     media: Option<String>,
@@ -153,6 +160,7 @@ impl AudioBridgeHandle {
             queue: CommandQueue::new(Trickles::InOrder),
             life: Life::Live,
             forwarded: None,
+            forwards: 0,
             participant: None,
             media: None,
             reserving: None,

@@ -27,6 +27,9 @@ impl AudioBridgeHandle {
     ) -> Flow<Result<u64, PluginError>> {
         if !self.is_live() {
             // Leaving: no new backend handles.
+            if let Some(p) = placement {
+                self.give_back(p);
+            }
             return ready(Err(errors::failed("the handle is gone"))).boxed_local();
         }
         if let Some(placement) = placement {
@@ -37,21 +40,12 @@ impl AudioBridgeHandle {
         if let Some(token) = self.leg_token(&server) {
             return ready(Ok(token)).boxed_local();
         }
-        let place_on = self.env.servers.place_on.clone();
-        let wanted = server.clone();
-        async move {
-            place_on
-                .send(PlaceOn { server: wanted })
-                .await
-                .ok()
-                .flatten()
-        }
-        .into_actor(self)
-        .then(move |placement, act, ctx| match placement {
-            Some(p) => act.leg_on(ctx, server, Some(p)),
-            None => ready(Err(errors::server_gone(&server))).boxed_local(),
-        })
-        .boxed_local()
+        self.place_on(&server)
+            .then(move |placement, act, ctx| match placement {
+                Some(p) => act.leg_on(ctx, server, Some(p)),
+                None => ready(Err(errors::server_gone(&server))).boxed_local(),
+            })
+            .boxed_local()
     }
 
     /// Any server this handle can ask: its room's, its PeerConnection's, any of its legs',
@@ -137,36 +131,27 @@ impl AudioBridgeHandle {
             PlaceStep::Use { server, .. } => self.create_on(ctx, room, server, None),
             PlaceStep::Check { server, ready } => {
                 // The placement for the leg tells how its link is.
-                let place_on = self.env.servers.place_on.clone();
-                let wanted = server.clone();
-                async move {
-                    place_on
-                        .send(PlaceOn { server: wanted })
-                        .await
-                        .ok()
-                        .flatten()
-                }
-                .into_actor(self)
-                .then(move |placement, act, ctx| {
-                    let up = placement
-                        .as_ref()
-                        .is_some_and(|p| p.link.status.phase() != LinkPhase::Down);
-                    match placement {
-                        Some(p) if up && ready => act.use_leg(ctx, room, server, p),
-                        Some(p) if up => act.create_on(ctx, room, server, Some(p)),
-                        placement => {
-                            if let Some(p) = placement {
-                                act.give_back(p);
-                            }
-                            log::info!(
+                self.place_on(&server)
+                    .then(move |placement, act, ctx| {
+                        let up = placement
+                            .as_ref()
+                            .is_some_and(|p| p.link.status.phase() != LinkPhase::Down);
+                        match placement {
+                            Some(p) if up && ready => act.use_leg(ctx, room, server, p),
+                            Some(p) if up => act.create_on(ctx, room, server, Some(p)),
+                            placement => {
+                                if let Some(p) = placement {
+                                    act.give_back(p);
+                                }
+                                log::info!(
                                 "audiobridge room {room}: server {server} is down, placing again"
                             );
-                            act.unplace(room, &server);
-                            act.place_room(ctx, room, prefer)
+                                act.unplace(room, &server);
+                                act.place_room(ctx, room, prefer)
+                            }
                         }
-                    }
-                })
-                .boxed_local()
+                    })
+                    .boxed_local()
             }
             PlaceStep::Claim(server) => self
                 .claim(room, server.clone())
@@ -211,6 +196,15 @@ impl AudioBridgeHandle {
                     Err(e)
                 }
             })
+            .boxed_local()
+    }
+
+    /// A placement on `server` from the registry (None: not registered).
+    fn place_on(&self, server: &str) -> Flow<Option<Placement>> {
+        let place_on = self.env.servers.place_on.clone();
+        let server = server.to_owned();
+        async move { place_on.send(PlaceOn { server }).await.ok().flatten() }
+            .into_actor(self)
             .boxed_local()
     }
 
