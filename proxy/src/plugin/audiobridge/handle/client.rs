@@ -69,20 +69,17 @@ impl AudioBridgeHandle {
             HandleCommand::Detach { .. } | HandleCommand::SessionClosing => return,
         };
         self.queue.shut();
-        ctx.spawn(flow.map(|turn, act, ctx| {
+        let flow = ctx.spawn(flow.map(|turn, act, ctx| {
             if turn == Turn::Answered {
                 act.done(ctx);
             }
         }));
+        self.flow = Some(flow);
     }
 
-    /// A request's turn is over: the next one runs (or, leaving, the handle stops).
+    /// A request's turn is over: the next one runs.
     pub(super) fn done(&mut self, ctx: &mut Context<Self>) {
-        if self.life == Life::Leaving {
-            self.legs.release_all(&self.env.servers);
-            ctx.stop();
-            return;
-        }
+        self.flow = None;
         self.queue.open();
         if let Some(cmd) = self.queue.next_ready() {
             self.run(ctx, cmd);
@@ -96,6 +93,9 @@ impl AudioBridgeHandle {
         }
         self.queue.clear();
         self.forwarded = None;
+        if let Some(flow) = self.flow.take() {
+            ctx.cancel_future(flow);
+        }
         let opening: Vec<u64> = self
             .legs
             .iter()
@@ -107,7 +107,7 @@ impl AudioBridgeHandle {
             return;
         }
         // The ready legs go now (a participant leaves its room at once); the one being
-        // attached when its request is over.
+        // attached once the backend answers (see `leg_on`).
         self.life = Life::Leaving;
         let ready: Vec<u64> = self
             .legs
@@ -162,7 +162,7 @@ impl AudioBridgeHandle {
             Target::Exists(room) => {
                 let exists = self.book.lock().whereabouts(room) != Whereabouts::Unknown;
                 let data = json!({"audiobridge": "success", "room": room, "exists": exists});
-                self.success(&req.transaction, &req.reply_to, data);
+                self.core.success(&req.transaction, &req.reply_to, data);
                 ready(Turn::Answered).boxed_local()
             }
             Target::Locked => {
@@ -260,9 +260,6 @@ impl AudioBridgeHandle {
         reply_to: ReplyTo,
         message: Option<(RoomChange, bool)>,
     ) -> Turn {
-        if !self.is_live() {
-            return Turn::Answered;
-        }
         self.forwards += 1;
         let forwarded = Forwarded {
             token: FORWARD_TOKENS + self.forwards,
@@ -305,9 +302,7 @@ impl AudioBridgeHandle {
             }
             None => {
                 // No PeerConnection anywhere yet: acknowledged, as Janus does.
-                if self.is_live() {
-                    self.core.ack(&transaction, &reply_to);
-                }
+                self.core.ack(&transaction, &reply_to);
                 Turn::Answered
             }
         };

@@ -60,9 +60,9 @@ const KIND: RoomKind = RoomKind::AudioBridge;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
     Live,
-    /// The client detached (or its session ended) while a leg was being attached: the handle
-    /// stops once the request that attaches it is over, so that the new backend handle is
-    /// detached too rather than left on its server.
+    /// The client detached (or its session ended) while a leg was being attached: its request
+    /// is dropped, and the handle stops once the backend answers the attach, so that the new
+    /// backend handle is detached too rather than left on its server.
     Leaving,
 }
 
@@ -122,6 +122,8 @@ pub struct AudioBridgeHandle {
     book: SharedRoomBook,
     legs: Legs,
     queue: CommandQueue,
+    /// The running request's flow (dropped when the handle leaves).
+    flow: Option<SpawnHandle>,
     life: Life,
     /// The request sent to a leg whose reply is awaited.
     forwarded: Option<Forwarded>,
@@ -158,6 +160,7 @@ impl AudioBridgeHandle {
             book,
             legs: Legs::default(),
             queue: CommandQueue::new(Trickles::InOrder),
+            flow: None,
             life: Life::Live,
             forwarded: None,
             forwards: 0,
@@ -216,30 +219,18 @@ impl AudioBridgeHandle {
             .boxed_local()
     }
 
-    /// A frame for the connection that asked (nothing once the handle is leaving).
+    /// A frame for the connection that asked.
     fn reply(&self, frame: &impl serde::Serialize, reply_to: &ReplyTo) {
-        if self.is_live() {
-            self.core.send(frame, Some(reply_to));
-        }
+        self.core.send(frame, Some(reply_to));
     }
 
     /// A plugin error as Janus answers the request: a `success` for a synchronous one, else an
     /// `ack` and an event.
     fn refuse(&self, transaction: &str, reply_to: &ReplyTo, sync: bool, error: &PluginError) {
-        if !self.is_live() {
-            return;
-        }
         if !sync {
             self.core.ack(transaction, reply_to);
         }
         self.core.plugin_error(transaction, reply_to, sync, error);
-    }
-
-    /// A synchronous answer made by the proxy.
-    fn success(&self, transaction: &str, reply_to: &ReplyTo, data: Value) {
-        if self.is_live() {
-            self.core.success(transaction, reply_to, data);
-        }
     }
 
     // ---- the shared store (several proxies) ----

@@ -4,7 +4,9 @@
 use actix::fut::ready;
 use actix::prelude::*;
 
-use super::{AudioBridgeHandle, Flow, KIND};
+use tokio::sync::oneshot;
+
+use super::{AudioBridgeHandle, Flow, Life, KIND};
 use crate::messages::{LinkPhase, PlaceOn, Placement, PlacementEnded, SelectServer};
 use crate::plugin::audiobridge::answers;
 use crate::plugin::audiobridge::book::Whereabouts;
@@ -25,16 +27,26 @@ impl AudioBridgeHandle {
         server: String,
         placement: Option<Placement>,
     ) -> Flow<Result<u64, PluginError>> {
-        if !self.is_live() {
-            // Leaving: no new backend handles.
-            if let Some(p) = placement {
-                self.give_back(p);
-            }
-            return ready(Err(errors::failed("the handle is gone"))).boxed_local();
-        }
         if let Some(placement) = placement {
-            return legs::ensure(self, ctx, Where::Placed(placement))
-                .map(move |r, _, _| r.map_err(|e| errors::leg_failed(&server, e)))
+            // Opened apart from the request's flow: if the handle leaves meanwhile, the flow
+            // is dropped but the attach is still answered, and the new leg detached.
+            let (opened, answer) = oneshot::channel();
+            let opening = legs::ensure(self, ctx, Where::Placed(placement)).map(
+                move |leg, act: &mut Self, ctx: &mut Context<Self>| {
+                    if act.life == Life::Leaving {
+                        act.legs.release_all(&act.env.servers);
+                        ctx.stop();
+                    }
+                    let _ = opened.send(leg);
+                },
+            );
+            ctx.spawn(opening);
+            return answer
+                .into_actor(self)
+                .map(move |leg, _, _| match leg {
+                    Ok(leg) => leg.map_err(|e| errors::leg_failed(&server, e)),
+                    Err(_) => Err(errors::failed("the handle is gone")),
+                })
                 .boxed_local();
         }
         if let Some(token) = self.leg_token(&server) {

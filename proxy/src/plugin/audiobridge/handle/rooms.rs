@@ -193,7 +193,7 @@ impl AudioBridgeHandle {
             .map(move |entries, act, _| {
                 let list = act.list_of(&entries, all);
                 let data = json!({"audiobridge": "success", "list": list});
-                act.success(&req.transaction, &req.reply_to, data);
+                act.core.success(&req.transaction, &req.reply_to, data);
                 Turn::Answered
             })
             .boxed_local()
