@@ -104,8 +104,8 @@ pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
     /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
     pub videoroom: Option<videoroom::SharedDirectory>,
-    /// The audiobridge plugin's room directory, when the plugin is on (shared rooms).
-    pub audiobridge: Option<audiobridge::SharedRooms>,
+    /// The audiobridge plugin's room book, when the plugin is on (shared rooms).
+    pub audiobridge: Option<audiobridge::SharedRoomBook>,
     /// `plugins.rooms_file`, when set: the rooms saved with `permanent: true`.
     pub rooms_file: Option<rooms_file::SharedRoomsFile>,
 }

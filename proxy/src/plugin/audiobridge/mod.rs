@@ -1,22 +1,29 @@
 //! The audiobridge plugin: Janus's AudioBridge API served through the proxy, each room mixed by
 //! one backend Janus.
 //!
-//! The proxy owns the room directory ([`directory::RoomDirectory`]): every room created
-//! through it, with its settings, and the backend server its mixer lives on, if any. A
+//! The proxy owns the room book ([`book::RoomBook`]): every room created through it, with
+//! its settings, and the backend server its mixer lives on, if any. A
 //! `create` is sent as it is to a server (so every validation error and `admin_key` check is
 //! Janus's own); once Janus created the room it is destroyed there again and recorded
 //! without a server. The first `join` (or any request about the room) places it on a server
 //! chosen by the registry's policy and creates it there with the same id and settings; the
 //! backend room then checks `secret` and `pin` itself. Every request about a room goes to
-//! the room's server through the client handle's backend handle there (a *leg*,
-//! [`super::backend_handle::BackendLeg`]), including the `join` that makes the handle a
+//! the room's server through the client handle's backend handle there (a *leg* of the kit's
+//! [`Legs`](crate::plugin::kit::Legs)), including the `join` that makes the handle a
 //! participant: its PeerConnection is with that server. A room whose server was lost is
 //! placed again the same way by the next request about it.
 //!
-//! `list` and `exists` are answered by the proxy (from the directory and the rooms' servers).
+//! `list` and `exists` are answered by the proxy (from the book and the rooms' servers).
+//!
+//! The files: `book.rs` (the rooms), `verb.rs` (requests and where they go), `answers.rs`
+//! (what Janus's answers say, the bodies the proxy sends), `errors.rs` (the proxy's own
+//! errors), `handle/` (the handle actor).
 
-pub mod directory;
+pub mod answers;
+pub mod book;
+pub mod errors;
 pub mod handle;
+pub mod verb;
 
 use std::sync::Arc;
 
@@ -26,17 +33,18 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use directory::RoomDirectory;
+use book::RoomBook;
 use handle::AudioBridgeHandle;
 
 pub const PACKAGE: &str = "janus.plugin.audiobridge";
 
-/// The room directory all audiobridge handles of this proxy share.
-pub type SharedRooms = Arc<Mutex<RoomDirectory>>;
+/// The room book all audiobridge handles of this proxy share (the shared store keeps it in
+/// step with the other proxies' through [`LocalRooms`](crate::messages::cluster::LocalRooms)).
+pub type SharedRoomBook = Arc<Mutex<RoomBook>>;
 
 #[derive(Default)]
 pub struct AudioBridgePlugin {
-    rooms: SharedRooms,
+    rooms: SharedRoomBook,
 }
 
 impl AudioBridgePlugin {
@@ -57,8 +65,8 @@ impl AudioBridgePlugin {
         plugin
     }
 
-    /// The room directory (shared with the other proxies by the store, if any).
-    pub fn rooms(&self) -> SharedRooms {
+    /// The room book (shared with the other proxies by the store, if any).
+    pub fn rooms(&self) -> SharedRoomBook {
         self.rooms.clone()
     }
 }

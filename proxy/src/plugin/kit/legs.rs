@@ -14,7 +14,8 @@ use super::core::HandleCore;
 use super::leg::BackendLeg;
 use crate::error::ProxyError;
 use crate::messages::{
-    BackendFrame, BackendIncoming, PlaceOn, Placement, Route, SelectServer, ServersPort,
+    BackendFrame, BackendIncoming, PlaceOn, Placement, PlacementEnded, Route, SelectServer,
+    ServersPort,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +42,26 @@ impl Leg {
 }
 
 /// Where a leg goes.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Where {
     /// On a server the registry chooses for the package (passing over `avoid` if it can).
     Select { avoid: Vec<String> },
     /// On this server (a room's, a call's).
     On(String),
+    /// On the server of a placement the handle got from the registry itself (it chose the
+    /// server first, or looked at its link before using it): the registry counted it already,
+    /// and it is given back when a ready leg on that server is reused.
+    Placed(Placement),
+}
+
+impl std::fmt::Debug for Where {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Select { avoid } => f.debug_struct("Select").field("avoid", avoid).finish(),
+            Where::On(server) => f.debug_tuple("On").field(server).finish(),
+            Where::Placed(p) => f.debug_tuple("Placed").field(&p.server).finish(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -134,18 +149,27 @@ fn unavailable(e: ProxyError) -> ApiError {
 }
 
 /// A ready leg on a server (`Where`): the one already there, or a new one (placed by the
-/// registry, attached with the handle's `opaque_id`). Resolves to its token. A leg still
+/// registry, or on the handle's own placement, attached with the handle's `opaque_id`). Resolves to its token. A leg still
 /// opening on that server is not waited for: a handle asks again once it is ready.
 pub fn ensure<A: WithLegs>(
     act: &mut A,
     ctx: &mut Context<A>,
     place: Where,
 ) -> impl ActorFuture<A, Output = Result<u64, ApiError>> + 'static {
-    if let Where::On(server) = &place {
-        if let Some(leg) = act.legs().on(server).filter(|l| l.is_ready()) {
-            let token = leg.token;
-            return wrap_future::<_, A>(async move { Ok::<u64, ApiError>(token) }).boxed_local();
+    let server = match &place {
+        Where::On(server) => Some(server.as_str()),
+        Where::Placed(placement) => Some(placement.server.as_str()),
+        Where::Select { .. } => None,
+    };
+    let ready = server.and_then(|s| act.legs().on(s).filter(|l| l.is_ready()).map(|l| l.token));
+    if let Some(token) = ready {
+        if let Where::Placed(placement) = place {
+            act.servers().ended.do_send(PlacementEnded {
+                server: placement.server,
+                epoch: placement.epoch,
+            });
         }
+        return wrap_future::<_, A>(async move { Ok::<u64, ApiError>(token) }).boxed_local();
     }
     let servers = act.servers().clone();
     let package = act.core().package.clone();
@@ -171,6 +195,7 @@ pub fn ensure<A: WithLegs>(
                     .map_err(|_| unavailable(ProxyError::Unavailable))?
                     .ok_or_else(|| unavailable(ProxyError::UnknownServer(server_name)))
             }
+            Where::Placed(placement) => Ok(placement),
         }
     };
     wrap_future::<_, A>(placed)
@@ -227,4 +252,216 @@ pub fn ask<A: WithLegs>(
             None => Err(ApiError::new(ErrorCode::Unknown, "backend handle lost")),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use actix::ResponseActFuture;
+    use parking_lot::Mutex;
+    use serde_json::json;
+
+    use super::*;
+    use crate::messages::{
+        Deliver, HandleGone, LinkPort, LinkRequest, LinkStatus, PlacementEnded, ReplyRoute,
+        UnrouteHandle,
+    };
+    use crate::metrics::Metrics;
+    use crate::plugin::kit::{Frames, SessionPort};
+
+    /// A link that attaches every handle (ids 42, 43, …) and counts the attaches.
+    struct FakeLink {
+        attaches: Arc<Mutex<u64>>,
+    }
+
+    impl Actor for FakeLink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LinkRequest> for FakeLink {
+        type Result = ();
+
+        fn handle(&mut self, msg: LinkRequest, _: &mut Context<Self>) {
+            if let Some(ReplyRoute::Attach { answer, .. }) = msg.reply {
+                let mut attaches = self.attaches.lock();
+                *attaches += 1;
+                let frame = crate::plugin::test_body(
+                    json!({"janus": "success", "data": {"id": 41 + *attaches}}),
+                );
+                let _ = answer.send(BackendFrame::from(frame));
+            }
+        }
+    }
+
+    impl Handler<UnrouteHandle> for FakeLink {
+        type Result = ();
+
+        fn handle(&mut self, _: UnrouteHandle, _: &mut Context<Self>) {}
+    }
+
+    /// The registry: records the placements given back; places nothing itself.
+    struct FakeRegistry {
+        ended: Arc<Mutex<Vec<(String, u64)>>>,
+    }
+
+    impl Actor for FakeRegistry {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<PlacementEnded> for FakeRegistry {
+        type Result = ();
+
+        fn handle(&mut self, msg: PlacementEnded, _: &mut Context<Self>) {
+            self.ended.lock().push((msg.server, msg.epoch));
+        }
+    }
+
+    impl Handler<SelectServer> for FakeRegistry {
+        type Result = Result<Placement, ProxyError>;
+
+        fn handle(&mut self, msg: SelectServer, _: &mut Context<Self>) -> Self::Result {
+            Err(ProxyError::NoBackend(msg.package))
+        }
+    }
+
+    impl Handler<PlaceOn> for FakeRegistry {
+        type Result = Option<Placement>;
+
+        fn handle(&mut self, _: PlaceOn, _: &mut Context<Self>) -> Self::Result {
+            None
+        }
+    }
+
+    /// Frames for nobody.
+    struct Sink;
+
+    impl Actor for Sink {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<Deliver> for Sink {
+        type Result = ();
+
+        fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<HandleGone> for Sink {
+        type Result = ();
+
+        fn handle(&mut self, _: HandleGone, _: &mut Context<Self>) {}
+    }
+
+    struct Probe {
+        core: HandleCore,
+        legs: Legs,
+        servers: ServersPort,
+    }
+
+    impl Actor for Probe {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<BackendIncoming> for Probe {
+        type Result = ();
+
+        fn handle(&mut self, _: BackendIncoming, _: &mut Context<Self>) {}
+    }
+
+    impl WithLegs for Probe {
+        fn core(&self) -> &HandleCore {
+            &self.core
+        }
+        fn legs(&mut self) -> &mut Legs {
+            &mut self.legs
+        }
+        fn servers(&self) -> &ServersPort {
+            &self.servers
+        }
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "Result<(u64, Option<u64>, usize), ApiError>")]
+    struct Ensure(Where);
+
+    impl Handler<Ensure> for Probe {
+        type Result = ResponseActFuture<Self, Result<(u64, Option<u64>, usize), ApiError>>;
+
+        /// The leg's token, its backend handle, and how many legs the probe has.
+        fn handle(&mut self, msg: Ensure, ctx: &mut Context<Self>) -> Self::Result {
+            Box::pin(ensure(self, ctx, msg.0).map(|token, act, _| {
+                let token = token?;
+                let handle = act.legs.get(token).and_then(|l| l.backend.handle);
+                Ok((token, handle, act.legs.len()))
+            }))
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_placement_of_the_handles_own_opens_a_leg_or_is_given_back() {
+        let attaches = Arc::new(Mutex::new(0));
+        let ended = Arc::new(Mutex::new(Vec::new()));
+        let link = FakeLink {
+            attaches: attaches.clone(),
+        }
+        .start();
+        let registry = FakeRegistry {
+            ended: ended.clone(),
+        }
+        .start();
+        let sink = Sink.start();
+        let servers = ServersPort {
+            select: registry.clone().recipient(),
+            place_on: registry.clone().recipient(),
+            ended: registry.clone().recipient(),
+        };
+        let placement = |epoch| Placement {
+            server: "j1".into(),
+            epoch,
+            link: LinkPort {
+                requests: link.clone().recipient(),
+                unroute: link.clone().recipient(),
+                status: Arc::new(LinkStatus::new("j1", "ws://j1")),
+            },
+            rtp_host: None,
+        };
+        let core = HandleCore::new(
+            1,
+            2,
+            None,
+            "janus.plugin.audiobridge".into(),
+            "audiobridge",
+            SessionPort {
+                deliver: sink.clone().recipient(),
+                gone: sink.recipient(),
+            },
+            Frames {
+                json: Default::default(),
+                metrics: Arc::new(Metrics::new()),
+            },
+        );
+        let probe = Probe {
+            core,
+            legs: Legs::default(),
+            servers,
+        }
+        .start();
+
+        // A new leg on the handle's own placement: attached, nothing given back.
+        let first = probe.send(Ensure(Where::Placed(placement(7)))).await;
+        assert_eq!(first.ok().and_then(Result::ok), Some((1, Some(42), 1)));
+        assert_eq!(*attaches.lock(), 1);
+        assert!(ended.lock().is_empty());
+        // A ready leg on that server already: reused, the new placement given back.
+        let again = probe.send(Ensure(Where::Placed(placement(8)))).await;
+        assert_eq!(again.ok().and_then(Result::ok), Some((1, Some(42), 1)));
+        assert_eq!(*attaches.lock(), 1);
+        // The registry handles its messages in order: a round trip after the given-back one.
+        let _ = registry
+            .send(PlaceOn {
+                server: "j2".into(),
+            })
+            .await;
+        assert_eq!(*ended.lock(), vec![("j1".to_owned(), 8)]);
+    }
 }

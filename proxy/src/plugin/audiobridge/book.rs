@@ -1,5 +1,5 @@
-//! The audiobridge room directory: every room created through this proxy, with the settings it
-//! was created with (kept up to date by `edit` and `allowed`), and the backend server its mixer
+//! The audiobridge room book: every room created through this proxy, with the settings it was
+//! created with (kept up to date by `edit` and `allowed`), and the backend server its mixer
 //! currently lives on, if any. A plain map shared by the audiobridge handles behind a lock,
 //! unit-tested without a runtime.
 //!
@@ -7,8 +7,9 @@
 //! settings succeeded on that server (or found it existing). When the server is lost the room
 //! is unplaced; the next request about it places it again, usually elsewhere.
 //!
-//! Several proxies (`store.url`): the directory is this proxy's cache of the shared rooms
-//! ([`crate::store::rooms`]); placement goes through the store first (the first proxy wins).
+//! Several proxies (`store.url`): the book is this proxy's cache of the shared rooms (the
+//! store's [`SharedRooms`](crate::messages::cluster::SharedRooms), which keeps it in step
+//! through [`LocalRooms`]); placement goes through the store first (the first proxy wins).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -16,7 +17,7 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::store::rooms::{LocalRooms, RoomRecord};
+use crate::messages::cluster::{LocalRooms, RoomRecord};
 
 #[derive(Debug, Clone)]
 pub struct Room {
@@ -34,7 +35,7 @@ pub struct Room {
 }
 
 #[derive(Debug, Default)]
-pub struct RoomDirectory {
+pub struct RoomBook {
     rooms: BTreeMap<u64, Room>,
 }
 
@@ -49,7 +50,7 @@ pub enum Whereabouts {
     On { server: String, ready: bool },
 }
 
-impl RoomDirectory {
+impl RoomBook {
     pub fn whereabouts(&self, room: u64) -> Whereabouts {
         match self.rooms.get(&room) {
             None => Whereabouts::Unknown,
@@ -227,7 +228,7 @@ impl RoomDirectory {
             .or_insert_with(|| Self::room_of(record));
     }
 
-    /// One sync round of the shared store (see [`LocalRooms::apply`]).
+    /// One sync round of the shared store (each room as [`LocalRooms::apply_room`] takes it).
     pub fn apply_shared(&mut self, rooms: &[RoomRecord], keep: &dyn Fn(u64) -> bool) {
         let known: HashSet<u64> = rooms.iter().map(|r| r.id).collect();
         let gone: Vec<u64> = self
@@ -313,27 +314,8 @@ impl RoomDirectory {
             return;
         };
         let action = body.get("action").and_then(Value::as_str).unwrap_or("");
-        let tokens: Vec<String> = body
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut current: Vec<String> = r
-            .config
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let tokens = tokens_of(body);
+        let mut current = tokens_of(&r.config);
         match action {
             "enable" => {}
             "disable" => {
@@ -387,18 +369,30 @@ impl RoomDirectory {
     }
 }
 
-/// With a shared store (several proxies), the directory is a cache of the store's rooms.
-impl LocalRooms for Mutex<RoomDirectory> {
+/// The strings of an `allowed` list.
+fn tokens_of(map: &JsonMap) -> Vec<String> {
+    map.get("allowed")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// With a shared store (several proxies), the book is a cache of the store's rooms.
+impl LocalRooms for Mutex<RoomBook> {
     fn record(&self, id: u64) -> Option<RoomRecord> {
         self.lock().record(id)
     }
 
     fn records(&self) -> Vec<RoomRecord> {
-        let directory = self.lock();
-        directory
-            .rooms
+        let book = self.lock();
+        book.rooms
             .keys()
-            .filter_map(|id| directory.record(*id))
+            .filter_map(|id| book.record(*id))
             .collect()
     }
 
@@ -420,7 +414,7 @@ mod tests {
 
     #[test]
     fn create_reserves_then_records() {
-        let mut d = RoomDirectory::default();
+        let mut d = RoomBook::default();
         assert!(d.reserve(7, "a"));
         assert!(!d.reserve(7, "b"));
         // a reservation is nobody's room yet
@@ -449,7 +443,7 @@ mod tests {
 
     #[test]
     fn lost_server_unplaces_and_first_placer_wins() {
-        let mut d = RoomDirectory::default();
+        let mut d = RoomBook::default();
         for (room, server) in [(1, "a"), (2, "b"), (3, "a")] {
             assert!(d.reserve(room, server));
             d.created(room, JsonMap::new());
@@ -488,7 +482,7 @@ mod tests {
 
     #[test]
     fn edits_and_tokens_are_kept_for_recreation() {
-        let mut d = RoomDirectory::default();
+        let mut d = RoomBook::default();
         d.reserve(1, "a");
         d.created(1, map(json!({"room": 1, "secret": "s", "pin": "p"})));
         d.edited(
@@ -523,7 +517,7 @@ mod tests {
             permanent: true,
             server: server.map(str::to_owned),
         };
-        let mut d = RoomDirectory::default();
+        let mut d = RoomBook::default();
         d.add_unplaced(1, JsonMap::new());
         d.add_unplaced(2, JsonMap::new());
         assert!(d.reserve(3, "j1"), "a create in progress");
