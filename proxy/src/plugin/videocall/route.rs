@@ -55,6 +55,30 @@ pub fn trickle_target(live: bool, in_call: bool) -> TrickleTarget {
     }
 }
 
+/// Where the callee of a `call` is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Callee<T> {
+    /// A handle of this proxy.
+    Local(T),
+    /// A user of that proxy, as this proxy's view of the shared store says.
+    Remote(String),
+    /// Not in this proxy's view (yet): Redis itself is asked who has the name.
+    AskStore,
+    /// Nobody has the name (no shared store, and not here).
+    Nobody,
+}
+
+/// `local`: the handle of this proxy that has the name; `view`: with a shared store, the
+/// proxy that has it as far as this proxy knows (None: no shared store).
+pub fn find_callee<T>(local: Option<T>, view: Option<Option<String>>) -> Callee<T> {
+    match (local, view) {
+        (Some(handle), _) => Callee::Local(handle),
+        (None, Some(Some(proxy))) => Callee::Remote(proxy),
+        (None, Some(None)) => Callee::AskStore,
+        (None, None) => Callee::Nobody,
+    }
+}
+
 /// How far a handle's leg is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegPhase {
@@ -102,6 +126,20 @@ mod tests {
         }
         assert_eq!(hangup_target(true), Target::Leg);
         assert_eq!(hangup_target(false), Target::Proxy);
+    }
+
+    #[test]
+    fn a_callee_here_first_then_in_the_view_then_in_redis() {
+        assert_eq!(
+            find_callee(Some(1), Some(Some("two".into()))),
+            Callee::Local(1)
+        );
+        assert_eq!(
+            find_callee::<u8>(None, Some(Some("two".into()))),
+            Callee::Remote("two".into())
+        );
+        assert_eq!(find_callee::<u8>(None, Some(None)), Callee::AskStore);
+        assert_eq!(find_callee::<u8>(None, None), Callee::Nobody);
     }
 
     #[test]

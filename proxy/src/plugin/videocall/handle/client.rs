@@ -13,7 +13,7 @@ use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, Plugin
 use crate::plugin::videocall::errors::{self, Verb, JANUS_CODES};
 use crate::plugin::videocall::remote;
 use crate::plugin::videocall::route::{
-    hangup_target, message_target, trickle_target, Target, TrickleTarget,
+    find_callee, hangup_target, message_target, trickle_target, Callee, Target, TrickleTarget,
 };
 use crate::plugin::videocall::PACKAGE;
 
@@ -263,19 +263,18 @@ impl VideoCallHandle {
         if callee == me {
             return self.refuse_call(&request, errors::use_echo_test());
         }
-        let local = self.users.lock().lookup(&callee);
-        let peer = match local {
-            Some((_, addr)) => Some(Peer::Local(addr)),
-            None => self.remote.clone().and_then(|remote| {
-                let proxy = remote.remote_user(&callee)?;
-                Some(Peer::Remote { remote, proxy })
-            }),
-        };
-        if let Some(peer) = peer {
-            return self.call_peer(ctx, request, me, callee, peer);
-        }
-        let Some(remote) = self.remote.clone() else {
-            return self.refuse_call(&request, errors::no_such_username(&callee));
+        let local = self.users.lock().lookup(&callee).map(|(_, addr)| addr);
+        let view = self.remote.as_ref().map(|r| r.remote_user(&callee));
+        let remote = match (find_callee(local, view), self.remote.clone()) {
+            (Callee::Local(addr), _) => {
+                return self.call_peer(ctx, request, me, callee, Peer::Local(addr));
+            }
+            (Callee::Remote(proxy), Some(remote)) => {
+                let peer = Peer::Remote { remote, proxy };
+                return self.call_peer(ctx, request, me, callee, peer);
+            }
+            (Callee::AskStore, Some(remote)) => remote,
+            _ => return self.refuse_call(&request, errors::no_such_username(&callee)),
         };
         // Not in this proxy's view (yet): Redis itself says whether someone has it.
         self.queue.shut();
