@@ -198,15 +198,21 @@ impl BackendLeg {
     /// Detaches the backend handle without waiting for, or relaying, anything more from it.
     pub fn release(&mut self) {
         if let Some(handle) = self.handle.take() {
-            self.link.unroute.do_send(UnrouteHandle(handle));
-            self.link.requests.do_send(LinkRequest {
-                request: request("detach"),
-                backend_handle: Some(handle),
-                client_transaction: None,
-                reply: None,
-                attach: false,
-            });
+            Self::detach(&self.link, handle);
         }
+    }
+
+    /// Detaches backend handle `handle` of `link` without waiting for, or relaying, anything
+    /// more from it (one that no leg holds any more).
+    pub fn detach(link: &LinkPort, handle: u64) {
+        link.unroute.do_send(UnrouteHandle(handle));
+        link.requests.do_send(LinkRequest {
+            request: request("detach"),
+            backend_handle: Some(handle),
+            client_transaction: None,
+            reply: None,
+            attach: false,
+        });
     }
 
     /// Stops routing the backend handle's events (it is gone on the backend already).

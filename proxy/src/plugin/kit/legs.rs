@@ -2,11 +2,13 @@
 //! echoes with everything it sends about them (see [`crate::messages::Route`]): no forwarding
 //! actor in between. [`Legs`] is the bookkeeping; [`ensure`] and [`ask`] are the two ways a
 //! handle actor gets something from a backend, as actor futures: a leg on a server (reused or
-//! opened), and the answer to a request of its own.
+//! opened), and the answer to a request of its own. [`open`] is the second half of [`ensure`]
+//! for a handle that got its placement itself (a call's server, chosen before the callee
+//! agreed).
 
 use std::collections::BTreeMap;
 
-use actix::fut::{wrap_future, ActorFuture, ActorFutureExt};
+use actix::fut::{wrap_future, ActorFuture, ActorFutureExt, LocalBoxActorFuture};
 use actix::prelude::*;
 use janus_protocol::{ApiError, ErrorCode, JsonMap};
 
@@ -116,6 +118,14 @@ impl Legs {
         Some(leg)
     }
 
+    /// Leg `token` detached on its backend and given back (the handle is done with it).
+    pub fn release(&mut self, token: u64, servers: &ServersPort) {
+        if let Some(mut leg) = self.legs.remove(&token) {
+            leg.backend.release();
+            leg.backend.end_placement(&servers.ended);
+        }
+    }
+
     /// Every leg detached on its backend and given back (the handle leaves).
     pub fn release_all(&mut self, servers: &ServersPort) {
         for (_, mut leg) in std::mem::take(&mut self.legs) {
@@ -149,7 +159,7 @@ fn unavailable(e: ProxyError) -> ApiError {
 }
 
 /// A ready leg on a server (`Where`): the one already there, or a new one (placed by the
-/// registry, or on the handle's own placement, attached with the handle's `opaque_id`). Resolves to its token. A leg still
+/// registry, attached with the handle's `opaque_id`). Resolves to its token. A leg still
 /// opening on that server is not waited for: a handle asks again once it is ready.
 pub fn ensure<A: WithLegs>(
     act: &mut A,
@@ -171,10 +181,12 @@ pub fn ensure<A: WithLegs>(
         }
         return wrap_future::<_, A>(async move { Ok::<u64, ApiError>(token) }).boxed_local();
     }
+    let place = match place {
+        Where::Placed(placement) => return open(act, ctx, placement).1,
+        other => other,
+    };
     let servers = act.servers().clone();
-    let package = act.core().package.clone();
-    let events = ctx.address().recipient();
-    let wanted = package.to_string();
+    let wanted = act.core().package.to_string();
     let placed = async move {
         match place {
             Where::Select { avoid } => servers
@@ -199,40 +211,56 @@ pub fn ensure<A: WithLegs>(
         }
     };
     wrap_future::<_, A>(placed)
-        .then(move |placed, act: &mut A, _| {
-            let opened = placed.map(|placement| {
-                let opaque_id = act.core().opaque_id.clone();
-                let token = act.legs().add(placement);
-                let leg = act.legs().get(token).map(|l| {
-                    let route = Route { to: events, token };
-                    l.backend.open(&package, opaque_id.as_deref(), route)
-                });
-                (token, leg)
-            });
-            wrap_future::<_, A>(async move {
-                let (token, leg) = opened?;
-                let handle = match leg {
-                    Some(open) => open.await,
-                    None => Err(ApiError::new(ErrorCode::Unknown, "leg gone")),
-                };
-                Ok::<_, ApiError>((token, handle))
-            })
-        })
-        .map(|opened, act: &mut A, _| {
-            let (token, handle) = opened?;
-            match handle {
-                Ok(handle) => {
-                    act.legs().opened(token, handle);
-                    Ok(token)
-                }
-                Err(e) => {
-                    let servers = act.servers().clone();
-                    act.legs().remove(token, &servers);
-                    Err(e)
-                }
-            }
+        .then(move |placed, act: &mut A, ctx| match placed {
+            Ok(placement) => open(act, ctx, placement).1,
+            Err(e) => wrap_future::<_, A>(async move { Err(e) }).boxed_local(),
         })
         .boxed_local()
+}
+
+/// A new leg for `placement` (which the handle got itself from the registry), attached with
+/// the handle's `opaque_id`: its token at once (the leg is `Opening` until then), and a future
+/// that resolves to the token once attached. A leg the handle released while it was attaching
+/// is detached as soon as the backend made it, rather than left behind on the backend.
+pub fn open<A: WithLegs>(
+    act: &mut A,
+    ctx: &mut Context<A>,
+    placement: Placement,
+) -> (u64, LocalBoxActorFuture<A, Result<u64, ApiError>>) {
+    let opaque_id = act.core().opaque_id.clone();
+    let package = act.core().package.clone();
+    let link = placement.link.clone();
+    let token = act.legs().add(placement);
+    let attach = act.legs().get(token).map(|l| {
+        let route = Route {
+            to: ctx.address().recipient(),
+            token,
+        };
+        l.backend.open(&package, opaque_id.as_deref(), route)
+    });
+    let opened = wrap_future::<_, A>(async move {
+        match attach {
+            Some(attach) => attach.await,
+            None => Err(ApiError::new(ErrorCode::Unknown, "leg gone")),
+        }
+    })
+    .map(move |handle, act: &mut A, _| match handle {
+        Ok(handle) if act.legs().get(token).is_none() => {
+            BackendLeg::detach(&link, handle);
+            Err(ApiError::new(ErrorCode::Unknown, "leg released"))
+        }
+        Ok(handle) => {
+            act.legs().opened(token, handle);
+            Ok(token)
+        }
+        Err(e) => {
+            let servers = act.servers().clone();
+            act.legs().remove(token, &servers);
+            Err(e)
+        }
+    })
+    .boxed_local();
+    (token, opened)
 }
 
 /// The answer of leg `token` to a request of the handle's own (see [`BackendLeg::ask`]).
@@ -256,6 +284,248 @@ pub fn ask<A: WithLegs>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use serde_json::{json, Value};
+    use tokio::sync::oneshot;
+
+    use super::*;
+    use crate::messages::{
+        LinkPort, LinkRequest, LinkStatus, PlacementEnded, ReplyRoute, UnrouteHandle,
+    };
+    use crate::plugin::kit::{Frames, SessionPort};
+
+    /// What the fake link and registry were told.
+    #[derive(Default)]
+    struct Seen {
+        /// (`janus` of the request, backend handle).
+        requests: Vec<(String, Option<u64>)>,
+        unrouted: Vec<u64>,
+        ended: Vec<String>,
+        /// The answer an `attach` waits for.
+        attach: Option<oneshot::Sender<BackendFrame>>,
+    }
+
+    /// A link and a registry that record what they are told.
+    struct Fake(Arc<Mutex<Seen>>);
+
+    impl Actor for Fake {
+        type Context = Context<Self>;
+    }
+
+    impl Handler<LinkRequest> for Fake {
+        type Result = ();
+        fn handle(&mut self, msg: LinkRequest, _: &mut Context<Self>) {
+            let janus = msg.request.get("janus").and_then(Value::as_str);
+            let mut seen = self.0.lock();
+            seen.requests
+                .push((janus.unwrap_or_default().to_owned(), msg.backend_handle));
+            if let Some(ReplyRoute::Attach { answer, .. }) = msg.reply {
+                seen.attach = Some(answer);
+            }
+        }
+    }
+
+    impl Handler<UnrouteHandle> for Fake {
+        type Result = ();
+        fn handle(&mut self, msg: UnrouteHandle, _: &mut Context<Self>) {
+            self.0.lock().unrouted.push(msg.0);
+        }
+    }
+
+    impl Handler<PlacementEnded> for Fake {
+        type Result = ();
+        fn handle(&mut self, msg: PlacementEnded, _: &mut Context<Self>) {
+            self.0.lock().ended.push(msg.server);
+        }
+    }
+
+    impl Handler<PlaceOn> for Fake {
+        type Result = Option<Placement>;
+        fn handle(&mut self, _: PlaceOn, _: &mut Context<Self>) -> Option<Placement> {
+            None
+        }
+    }
+
+    impl Handler<SelectServer> for Fake {
+        type Result = Result<Placement, ProxyError>;
+        fn handle(&mut self, _: SelectServer, _: &mut Context<Self>) -> Self::Result {
+            Err(ProxyError::Unavailable)
+        }
+    }
+
+    impl Handler<crate::messages::Deliver> for Fake {
+        type Result = ();
+        fn handle(&mut self, _: crate::messages::Deliver, _: &mut Context<Self>) {}
+    }
+
+    impl Handler<crate::messages::HandleGone> for Fake {
+        type Result = ();
+        fn handle(&mut self, _: crate::messages::HandleGone, _: &mut Context<Self>) {}
+    }
+
+    /// A handle with legs; `Open` opens one on the fake link, `Release` lets it go.
+    struct Handle {
+        core: HandleCore,
+        legs: Legs,
+        servers: ServersPort,
+        link: LinkPort,
+        opened: Arc<Mutex<Vec<Result<u64, String>>>>,
+        token: Option<u64>,
+    }
+
+    impl Actor for Handle {
+        type Context = Context<Self>;
+    }
+
+    impl WithLegs for Handle {
+        fn core(&self) -> &HandleCore {
+            &self.core
+        }
+        fn legs(&mut self) -> &mut Legs {
+            &mut self.legs
+        }
+        fn servers(&self) -> &ServersPort {
+            &self.servers
+        }
+    }
+
+    impl Handler<BackendIncoming> for Handle {
+        type Result = ();
+        fn handle(&mut self, _: BackendIncoming, _: &mut Context<Self>) {}
+    }
+
+    #[derive(Message)]
+    #[rtype(result = "()")]
+    enum Do {
+        Open,
+        Release,
+    }
+
+    impl Handler<Do> for Handle {
+        type Result = ();
+        fn handle(&mut self, msg: Do, ctx: &mut Context<Self>) {
+            match msg {
+                Do::Open => {
+                    let placement = Placement {
+                        server: "janus-a".into(),
+                        epoch: 1,
+                        link: self.link.clone(),
+                        rtp_host: None,
+                    };
+                    let (token, opened) = open(self, ctx, placement);
+                    self.token = Some(token);
+                    ctx.spawn(opened.map(|opened, act, _| {
+                        act.opened.lock().push(opened.map_err(|e| e.reason));
+                    }));
+                }
+                Do::Release => {
+                    if let Some(token) = self.token.take() {
+                        let servers = self.servers.clone();
+                        self.legs.release(token, &servers);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Lets the actors run until `done` holds (bounded).
+    async fn until(done: impl Fn() -> bool) {
+        for _ in 0..1000 {
+            if done() {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("never happened");
+    }
+
+    fn attached(handle: u64) -> BackendFrame {
+        let map = crate::plugin::test_body(json!({"janus": "success", "data": {"id": handle}}));
+        BackendFrame::from_map(map)
+    }
+
+    #[actix::test]
+    async fn a_leg_released_while_attaching_is_detached_once_attached() {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let fake = Fake(seen.clone()).start();
+        let servers = ServersPort {
+            select: fake.clone().recipient(),
+            place_on: fake.clone().recipient(),
+            ended: fake.clone().recipient(),
+        };
+        let link = LinkPort {
+            requests: fake.clone().recipient(),
+            unroute: fake.clone().recipient(),
+            status: Arc::new(LinkStatus::new("janus-a", "ws://x")),
+        };
+        let core = HandleCore::new(
+            1,
+            2,
+            None,
+            "janus.plugin.videocall".into(),
+            "videocall",
+            SessionPort {
+                deliver: fake.clone().recipient(),
+                gone: fake.clone().recipient(),
+            },
+            Frames {
+                json: Default::default(),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
+            },
+        );
+        let opened = Arc::new(Mutex::new(Vec::new()));
+        let handle = Handle {
+            core,
+            legs: Legs::default(),
+            servers,
+            link,
+            opened: opened.clone(),
+            token: None,
+        }
+        .start();
+
+        // Opened and attached: ready; released: detached and given back.
+        handle.send(Do::Open).await.ok();
+        until(|| seen.lock().attach.is_some()).await;
+        let answer = seen.lock().attach.take();
+        if let Some(answer) = answer {
+            let _ = answer.send(attached(7));
+        }
+        until(|| !opened.lock().is_empty()).await;
+        assert_eq!(*opened.lock(), [Ok(1)]);
+        handle.send(Do::Release).await.ok();
+        until(|| seen.lock().ended.len() == 1).await;
+        {
+            let seen = seen.lock();
+            assert_eq!(
+                seen.requests,
+                [("attach".into(), None), ("detach".into(), Some(7))]
+            );
+            assert_eq!(seen.unrouted, [7]);
+        }
+
+        // Released while attaching: the backend handle made meanwhile is detached.
+        handle.send(Do::Open).await.ok();
+        until(|| seen.lock().attach.is_some()).await;
+        handle.send(Do::Release).await.ok();
+        let answer = seen.lock().attach.take();
+        if let Some(answer) = answer {
+            let _ = answer.send(attached(8));
+        }
+        until(|| opened.lock().len() == 2).await;
+        assert_eq!(opened.lock()[1], Err("leg released".to_owned()));
+        until(|| seen.lock().unrouted.len() == 2).await;
+        let seen = seen.lock();
+        assert_eq!(seen.requests[3], ("detach".into(), Some(8)));
+        assert_eq!(seen.unrouted, [7, 8]);
+        assert_eq!(seen.ended, ["janus-a", "janus-a"]);
+    }
+}
+
+#[cfg(test)]
+mod placed_tests {
     use std::sync::Arc;
 
     use actix::ResponseActFuture;

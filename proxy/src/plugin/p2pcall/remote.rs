@@ -3,14 +3,17 @@
 //! store's bus (topic `p2pcall`).
 //!
 //! * Users: each proxy claims `<prefix>:p2pcall_users:<username>` for its own users,
-//!   atomically (see [`crate::store::CLAIM`]), and reads everyone's every sync round, so `list`
-//!   shows everyone and a name can be held by one handle of the whole cluster only.
-//! * A call: the caller's proxy pairs its caller and sends `call` (a request: the callee's
-//!   proxy checks and pairs the callee, rings it with the offer, and answers `yes`, `busy`,
-//!   `nouser`, or `free` for a `call` without an offer); then `accepted` (with the answer),
-//!   `trickle`, `update` (a `set` re-offer) and `hangup` go to the peer's proxy, addressed by
-//!   the peer's name and the call id. Each proxy delivers them to its handle as the same
-//!   message a local peer would send, so the clients get the frames of a same-proxy call.
+//!   atomically (see
+//!   [`SharedUsers::claim_user`](crate::messages::cluster::SharedUsers::claim_user)), and reads
+//!   everyone's every sync round, so `list` shows everyone and a name can be held by one
+//!   handle of the whole cluster only.
+//! * A call ([`Wire`]): the caller's proxy pairs its caller and sends `call` (a request: the
+//!   callee's proxy checks and pairs the callee, rings it with the offer, and answers `yes`,
+//!   `busy`, `nouser`, or `free` for a `call` without an offer); then `accepted` (with the
+//!   answer), `trickle`, `update` (a `set` re-offer) and `hangup` go to the peer's proxy,
+//!   addressed by the peer's name and the call id. Each proxy delivers them to its handle as
+//!   the same message a local peer would send, so the clients get the frames of a same-proxy
+//!   call.
 //! * A proxy that dies (heartbeat expired): every local user in a call with one of its users
 //!   gets `hangup` ("Remote session closed", as when a peer's socket closes).
 
@@ -18,17 +21,75 @@ use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use janus_protocol::JsonMap;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::directory::CallRefused;
-use super::handle::{
-    CallAccepted, IncomingCall, Peer, PeerHangup, PeerTrickle, PeerUpdate, REASON_SESSION_CLOSED,
-};
+use super::handle::peers::{CallAccepted, IncomingCall, Peer, PeerHangup, PeerTrickle, PeerUpdate};
+use super::handle::REASON_SESSION_CLOSED;
+use super::users::CallRefused;
 use super::Shared;
-use crate::store::bus::{Bus, Reply, Topic, Unanswered};
+use crate::messages::cluster::{BusReply, ClusterBus, Topic, Unanswered};
 
 /// The bus topic, and the users' key infix (`<prefix>:p2pcall_users:<name>`).
 pub const TOPIC: &str = "p2pcall";
+
+/// A message between the p2pcall plugins of two proxies: `{"t": <kind>, …}`, about call `call`
+/// of the user `to` of the receiving proxy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+enum Wire {
+    /// Ring `to` with `caller`'s offer; without one, only say whether `to` could be called.
+    /// Answered with [`WireAnswer`].
+    Call {
+        to: String,
+        caller: String,
+        call: u64,
+        #[serde(default)]
+        jsep: Option<JsonMap>,
+    },
+    Accepted {
+        to: String,
+        call: u64,
+        #[serde(default)]
+        callee: String,
+        jsep: JsonMap,
+    },
+    Trickle {
+        to: String,
+        call: u64,
+        #[serde(default)]
+        candidate: Value,
+    },
+    Update {
+        to: String,
+        call: u64,
+        jsep: JsonMap,
+    },
+    Hangup {
+        to: String,
+        call: u64,
+        #[serde(default)]
+        username: String,
+        #[serde(default)]
+        reason: String,
+    },
+}
+
+/// `{"answer": …}` to a [`Wire::Call`].
+#[derive(Debug, Serialize, Deserialize)]
+struct Answer {
+    answer: WireAnswer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum WireAnswer {
+    Yes,
+    Busy,
+    Free,
+    #[serde(other)]
+    Nouser,
+}
 
 /// What the callee's proxy answered to a `call`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,21 +107,21 @@ pub enum CallAnswer {
 /// The p2pcall plugin's side of the bus.
 pub struct P2pRemote {
     me: Weak<P2pRemote>,
-    bus: Arc<Bus>,
+    bus: Arc<dyn ClusterBus>,
     /// The plugin's shared state (which owns this: hence weak).
     shared: Weak<Shared>,
 }
 
 impl P2pRemote {
     /// The plugin's remote side, registered on `bus` (once per proxy: the plugin keeps it).
-    pub fn register(bus: &Arc<Bus>, shared: &Arc<Shared>) -> Arc<P2pRemote> {
+    pub fn register(bus: &Arc<dyn ClusterBus>, shared: &Arc<Shared>) -> Arc<P2pRemote> {
         let remote = Arc::new_cyclic(|me| P2pRemote {
             me: me.clone(),
             bus: bus.clone(),
             shared: Arc::downgrade(shared),
         });
         let topic = remote.clone();
-        bus.register(TOPIC, move || topic);
+        bus.register(TOPIC, Box::new(move || topic));
         remote
     }
 
@@ -73,6 +134,13 @@ impl P2pRemote {
         self.bus.remote_users(TOPIC)
     }
 
+    fn send(&self, proxy: &str, message: &Wire) {
+        match serde_json::to_value(message) {
+            Ok(body) => self.bus.send(proxy, TOPIC, body),
+            Err(e) => log::warn!("p2pcall: cannot write {message:?}: {e}"),
+        }
+    }
+
     /// Asks `proxy` to ring `callee` for call `call_id` of `caller` with `offer` (or, without
     /// an offer, whether `callee` could be called).
     pub async fn call(
@@ -83,137 +151,183 @@ impl P2pRemote {
         call_id: u64,
         offer: Option<JsonMap>,
     ) -> Result<CallAnswer, Unanswered> {
-        let body = json!({"t": "call", "to": callee, "caller": caller, "call": call_id,
-            "jsep": offer});
-        let answer = self.bus.request(proxy, TOPIC, body).await?;
-        Ok(match answer["answer"].as_str() {
-            Some("yes") => CallAnswer::Ringing,
-            Some("busy") => CallAnswer::Busy,
-            Some("free") => CallAnswer::Free,
-            _ => CallAnswer::NoSuchUser,
+        let message = Wire::Call {
+            to: callee.to_owned(),
+            caller: caller.to_owned(),
+            call: call_id,
+            jsep: offer,
+        };
+        let body = serde_json::to_value(&message).map_err(|_| Unanswered)?;
+        let asked = self
+            .bus
+            .clone()
+            .ask(proxy.to_owned(), TOPIC.to_owned(), body);
+        let answer = asked.await?;
+        let answer = serde_json::from_value::<Answer>(answer).map(|a| a.answer);
+        Ok(match answer {
+            Ok(WireAnswer::Yes) => CallAnswer::Ringing,
+            Ok(WireAnswer::Busy) => CallAnswer::Busy,
+            Ok(WireAnswer::Free) => CallAnswer::Free,
+            Ok(WireAnswer::Nouser) | Err(_) => CallAnswer::NoSuchUser,
         })
     }
 
     pub fn accepted(&self, proxy: &str, to: &str, call_id: u64, callee: &str, jsep: JsonMap) {
-        let body = json!({"t": "accepted", "to": to, "call": call_id, "callee": callee,
-            "jsep": jsep});
-        self.bus.send(proxy, TOPIC, body);
+        let message = Wire::Accepted {
+            to: to.to_owned(),
+            call: call_id,
+            callee: callee.to_owned(),
+            jsep,
+        };
+        self.send(proxy, &message);
     }
 
     pub fn trickle(&self, proxy: &str, to: &str, call_id: u64, candidate: Value) {
-        let body = json!({"t": "trickle", "to": to, "call": call_id, "candidate": candidate});
-        self.bus.send(proxy, TOPIC, body);
+        let message = Wire::Trickle {
+            to: to.to_owned(),
+            call: call_id,
+            candidate,
+        };
+        self.send(proxy, &message);
     }
 
     pub fn update(&self, proxy: &str, to: &str, call_id: u64, jsep: JsonMap) {
-        let body = json!({"t": "update", "to": to, "call": call_id, "jsep": jsep});
-        self.bus.send(proxy, TOPIC, body);
+        let message = Wire::Update {
+            to: to.to_owned(),
+            call: call_id,
+            jsep,
+        };
+        self.send(proxy, &message);
     }
 
     pub fn hangup(&self, proxy: &str, to: &str, call_id: u64, username: &str, reason: &str) {
-        let body = json!({"t": "hangup", "to": to, "call": call_id, "username": username,
-            "reason": reason});
-        self.bus.send(proxy, TOPIC, body);
+        let message = Wire::Hangup {
+            to: to.to_owned(),
+            call: call_id,
+            username: username.to_owned(),
+            reason: reason.to_owned(),
+        };
+        self.send(proxy, &message);
     }
 
-    /// `call` from `from`: the callee's checks and pairing, in one step under the directory
+    /// `call` from `from`: the callee's checks and pairing, in one step under the user book's
     /// lock (the ring is sent under it too, so the callee never sees it after a later hangup).
-    fn on_call(&self, shared: &Shared, from: String, body: &Value, reply: Reply) {
-        let (Some(callee), Some(caller), Some(call_id)) = (
-            body["to"].as_str(),
-            body["caller"].as_str(),
-            body["call"].as_u64(),
-        ) else {
-            return log::warn!("p2pcall: malformed call from proxy {from}");
-        };
-        let mut directory = shared.directory.lock();
-        let answer = match body["jsep"].as_object() {
-            None => match directory.check_callee(callee) {
-                Ok(()) => "free",
-                Err(CallRefused::Busy) => "busy",
-                Err(_) => "nouser",
+    fn on_call(
+        &self,
+        shared: &Shared,
+        from: String,
+        (callee, caller, call_id, jsep): (String, String, u64, Option<JsonMap>),
+        reply: BusReply,
+    ) {
+        let mut users = shared.users.lock();
+        let answer = match jsep {
+            None => match users.check_callee(&callee) {
+                Ok(()) => WireAnswer::Free,
+                Err(CallRefused::Busy) => WireAnswer::Busy,
+                Err(_) => WireAnswer::Nouser,
             },
-            Some(jsep) => match directory.ring_from_remote(callee, caller, call_id, &from) {
+            Some(jsep) => match users.ring_from_remote(&callee, &caller, call_id, &from) {
                 Ok(addr) => {
                     if let Some(me) = self.me.upgrade() {
                         addr.do_send(IncomingCall {
                             call_id,
-                            caller: caller.to_owned(),
+                            caller: caller.clone(),
                             peer: Peer::Remote {
                                 remote: me,
                                 proxy: from.clone(),
-                                username: caller.to_owned(),
+                                username: caller,
                             },
-                            jsep: jsep.clone(),
+                            jsep,
                         });
                     }
-                    "yes"
+                    WireAnswer::Yes
                 }
-                Err(CallRefused::Busy) => "busy",
-                Err(_) => "nouser",
+                Err(CallRefused::Busy) => WireAnswer::Busy,
+                Err(_) => WireAnswer::Nouser,
             },
         };
-        drop(directory);
-        reply.send(json!({ "answer": answer }));
+        drop(users);
+        match serde_json::to_value(Answer { answer }) {
+            Ok(answer) => reply.send(answer),
+            Err(e) => log::warn!("p2pcall: cannot write a call answer: {e}"),
+        }
     }
 }
 
 impl Topic for P2pRemote {
     /// A message from another proxy. Bad input is logged and dropped; a message about a call
     /// that is over here finds no target and is dropped.
-    fn deliver(&self, from: String, body: Value, reply: Option<Reply>) {
+    fn deliver(&self, from: String, body: Value, reply: Option<BusReply>) {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let kind = body["t"].as_str().unwrap_or("");
-        if kind == "call" {
-            match reply {
-                Some(reply) => self.on_call(&shared, from, &body, reply),
-                None => log::warn!("p2pcall: call without correlation from proxy {from}"),
-            }
-            return;
-        }
-        let (Some(to), Some(call_id)) = (body["to"].as_str(), body["call"].as_u64()) else {
-            return log::warn!("p2pcall: malformed {kind:?} from proxy {from}");
+        let message = match serde_json::from_value::<Wire>(body) {
+            Ok(message) => message,
+            Err(e) => return log::warn!("p2pcall: bad message from proxy {from}: {e}"),
         };
-        let text = |key: &str| body[key].as_str().unwrap_or("").to_owned();
-        let mut directory = shared.directory.lock();
-        match kind {
-            "accepted" | "update" => {
-                let (Some(addr), Some(jsep)) =
-                    (directory.target(to, call_id), body["jsep"].as_object())
-                else {
-                    return;
-                };
-                let jsep = jsep.clone();
-                if kind == "accepted" {
+        if let Wire::Call {
+            to,
+            caller,
+            call,
+            jsep,
+        } = message
+        {
+            return match reply {
+                Some(reply) => self.on_call(&shared, from, (to, caller, call, jsep), reply),
+                None => log::warn!("p2pcall: call without correlation from proxy {from}"),
+            };
+        }
+        let mut users = shared.users.lock();
+        match message {
+            Wire::Accepted {
+                to,
+                call,
+                callee,
+                jsep,
+            } => {
+                if let Some(addr) = users.target(&to, call) {
                     addr.do_send(CallAccepted {
-                        call_id,
-                        callee: text("callee"),
+                        call_id: call,
+                        callee,
                         jsep,
                     });
-                } else {
-                    addr.do_send(PeerUpdate { call_id, jsep });
                 }
             }
-            "trickle" => {
-                if let Some(addr) = directory.target(to, call_id) {
+            Wire::Update { to, call, jsep } => {
+                if let Some(addr) = users.target(&to, call) {
+                    addr.do_send(PeerUpdate {
+                        call_id: call,
+                        jsep,
+                    });
+                }
+            }
+            Wire::Trickle {
+                to,
+                call,
+                candidate,
+            } => {
+                if let Some(addr) = users.target(&to, call) {
                     addr.do_send(PeerTrickle {
-                        call_id,
-                        candidate: body["candidate"].clone(),
+                        call_id: call,
+                        candidate,
                     });
                 }
             }
-            "hangup" => {
-                if let Some(addr) = directory.peer_ended(to, call_id) {
+            Wire::Hangup {
+                to,
+                call,
+                username,
+                reason,
+            } => {
+                if let Some(addr) = users.peer_ended(&to, call) {
                     addr.do_send(PeerHangup {
-                        call_id,
-                        username: text("username"),
-                        reason: text("reason"),
+                        call_id: call,
+                        username,
+                        reason,
                     });
                 }
             }
-            _ => log::warn!("p2pcall: unknown message {kind:?} from proxy {from}"),
+            Wire::Call { .. } => {}
         }
     }
 
@@ -221,8 +335,8 @@ impl Topic for P2pRemote {
         let Some(shared) = self.shared.upgrade() else {
             return;
         };
-        let mut directory = shared.directory.lock();
-        for orphaned in directory.end_calls_with_dead_proxies(alive) {
+        let mut users = shared.users.lock();
+        for orphaned in users.end_calls_with_dead_proxies(alive) {
             log::info!(
                 "p2pcall: {}'s proxy is gone; hanging up call {}",
                 orphaned.peer,
@@ -241,28 +355,21 @@ impl Topic for P2pRemote {
 mod tests {
     use super::*;
     use crate::plugin::p2pcall::P2pCallPlugin;
+    use crate::plugin::videocall::remote::test_bus::RecordingBus;
+    use serde_json::json;
 
-    use crate::store::bus::{recording_bus, Sent};
-
-    /// The bus, the plugin (which owns the directory the remote side reads), its remote side.
-    fn remote() -> (Arc<Bus>, P2pCallPlugin, Arc<P2pRemote>, Sent) {
-        let (bus, sent) = recording_bus();
+    /// The bus, the plugin (which owns the user book the remote side reads), its remote side.
+    fn remote() -> (Arc<RecordingBus>, P2pCallPlugin, Arc<P2pRemote>) {
+        let bus = Arc::new(RecordingBus::default());
+        let dynamic: Arc<dyn ClusterBus> = bus.clone();
         let plugin = P2pCallPlugin::default();
-        let remote = P2pRemote::register(&bus, &plugin.shared);
-        (bus, plugin, remote, sent)
-    }
-
-    fn deliver(bus: &Arc<Bus>, corr: Option<u64>, body: Value) {
-        let mut message = json!({"topic": TOPIC, "from": "two", "body": body});
-        if let Some(corr) = corr {
-            message["corr"] = json!(corr);
-        }
-        bus.deliver(&message.to_string());
+        let remote = P2pRemote::register(&dynamic, &plugin.shared);
+        (bus, plugin, remote)
     }
 
     #[test]
     fn a_call_for_nobody_is_answered_nouser_and_stray_messages_change_nothing() {
-        let (bus, _plugin, remote, sent) = remote();
+        let (bus, _plugin, remote) = remote();
         for body in [
             json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": null}),
             json!({"t": "call"}),
@@ -273,29 +380,45 @@ mod tests {
             json!({"t": "hangup", "to": 3, "call": "x"}),
             json!({"t": "dance"}),
         ] {
-            deliver(&bus, None, body);
+            remote.deliver("two".into(), body, None);
         }
-        assert!(sent.lock().is_empty());
+        assert!(bus.sent.lock().is_empty());
 
         let offer = json!({"type": "offer", "sdp": "v=0"});
-        deliver(
-            &bus,
-            Some(7),
-            json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": offer}),
-        );
-        deliver(
-            &bus,
-            Some(8),
-            json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": null}),
-        );
-        let sent = sent.lock();
-        assert_eq!(sent.len(), 2);
-        for ((channel, payload), corr) in sent.iter().zip([7, 8]) {
-            assert_eq!(channel, "januscloud:proxy:two");
-            let answer: Value = serde_json::from_str(payload).expect("json");
-            assert_eq!(answer["reply_to"], corr);
-            assert_eq!(answer["body"], json!({"answer": "nouser"}));
+        let answers = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        for jsep in [offer, Value::Null] {
+            let got = answers.clone();
+            let reply = BusReply::new(move |answer| got.lock().push(answer));
+            let body =
+                json!({"t": "call", "to": "bob", "caller": "alice", "call": 1, "jsep": jsep});
+            remote.deliver("two".into(), body, Some(reply));
         }
+        assert_eq!(
+            *answers.lock(),
+            [json!({"answer": "nouser"}), json!({"answer": "nouser"})]
+        );
+        assert!(bus.sent.lock().is_empty());
         assert!(remote.remote_users().is_empty());
+    }
+
+    #[test]
+    fn messages_are_written_as_the_peer_reads_them() {
+        let (bus, _plugin, remote) = remote();
+        remote.hangup("two", "bob", 7, "alice", "Explicit hangup");
+        remote.trickle("two", "bob", 7, json!({"completed": true}));
+        let sent = bus.sent.lock();
+        let bodies: Vec<&Value> = sent.iter().map(|(_, _, body)| body).collect();
+        assert_eq!(
+            bodies,
+            [
+                &json!({"t": "hangup", "to": "bob", "call": 7, "username": "alice",
+                    "reason": "Explicit hangup"}),
+                &json!({"t": "trickle", "to": "bob", "call": 7,
+                    "candidate": {"completed": true}}),
+            ]
+        );
+        assert!(sent
+            .iter()
+            .all(|(proxy, topic, _)| proxy == "two" && topic == TOPIC));
     }
 }

@@ -1,9 +1,13 @@
-//! The VideoCall plugin's error codes and texts, and its checks of request elements, worded
-//! exactly as Janus 1.1.2's `janus_videocall.c` words them (checked against a real Janus by
-//! `actors-tests/tests/videocall.rs`).
+//! The VideoCall API's requests, error codes and texts, worded exactly as Janus 1.1.2's
+//! `janus_videocall.c` words them (checked against a real Janus by
+//! `actors-tests/tests/videocall.rs`). Two plugins speak this API and share what is here:
+//! videocall, with Janus's codes, and p2pcall, with janus-cloud's, which numbers the two
+//! element errors the other way round ([`ElementCodes`]).
 
 use janus_protocol::JsonMap;
 use serde_json::Value;
+
+use crate::plugin::kit::PluginError;
 
 /// Failures the proxy itself causes (no backend server, backend lost during call setup).
 pub const UNKNOWN_ERROR: u16 = 499;
@@ -22,142 +26,169 @@ pub const ALREADY_IN_CALL: u16 = 480;
 pub const NO_CALL: u16 = 481;
 pub const MISSING_SDP: u16 = 482;
 
-/// A videocall error: `{"videocall":"event","error_code":code,"error":text}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VcError {
-    pub code: u16,
-    pub text: String,
+/// The requests of the API (names are case-insensitive, as in Janus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    List,
+    Register,
+    Call,
+    Accept,
+    Set,
+    Hangup,
 }
 
-impl VcError {
-    pub fn new(code: u16, text: impl Into<String>) -> Self {
-        VcError {
-            code,
-            text: text.into(),
-        }
-    }
+/// The codes of a malformed element: what a plugin's clients know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ElementCodes {
+    /// A mandatory element is missing.
+    pub missing: u16,
+    /// An element has the wrong type or value.
+    pub invalid: u16,
+}
 
-    pub fn missing(element: &str) -> Self {
-        VcError::new(
-            MISSING_ELEMENT,
+/// Janus's videocall: 475 missing, 474 invalid.
+pub const JANUS_CODES: ElementCodes = ElementCodes {
+    missing: MISSING_ELEMENT,
+    invalid: INVALID_ELEMENT,
+};
+
+impl ElementCodes {
+    pub fn missing(self, element: &str) -> PluginError {
+        PluginError::new(
+            self.missing,
             format!("Missing mandatory element ({element})"),
         )
     }
 
-    pub fn wrong_type(element: &str, expected: &str) -> Self {
-        VcError::new(
-            INVALID_ELEMENT,
+    pub fn wrong_type(self, element: &str, expected: &str) -> PluginError {
+        PluginError::new(
+            self.invalid,
             format!("Invalid element type ({element} should be {expected})"),
         )
     }
 
-    pub fn unknown_request(request: &str) -> Self {
-        VcError::new(INVALID_REQUEST, format!("Unknown request ({request})"))
+    /// `Invalid value (<what>)`.
+    pub fn invalid_value(self, what: &str) -> PluginError {
+        PluginError::new(self.invalid, format!("Invalid value ({what})"))
     }
 
-    pub fn register_first() -> Self {
-        VcError::new(REGISTER_FIRST, "Register a username first")
+    /// The request of a message body.
+    pub fn verb(self, body: &JsonMap) -> Result<Verb, PluginError> {
+        let request = match body.get("request") {
+            None => return Err(self.missing("request")),
+            Some(Value::String(s)) => s,
+            Some(_) => return Err(self.wrong_type("request", "a string")),
+        };
+        Ok(match request.to_ascii_lowercase().as_str() {
+            "list" => Verb::List,
+            "register" => Verb::Register,
+            "call" => Verb::Call,
+            "accept" => Verb::Accept,
+            "set" => Verb::Set,
+            "hangup" => Verb::Hangup,
+            // The text names the request as the client wrote it.
+            _ => return Err(unknown_request(request)),
+        })
     }
 
-    pub fn taken(username: &str) -> Self {
-        VcError::new(
-            USERNAME_TAKEN,
-            format!("Username '{username}' already taken"),
-        )
-    }
-
-    pub fn already_registered(username: &str) -> Self {
-        VcError::new(
-            ALREADY_REGISTERED,
-            format!("Already registered ({username})"),
-        )
-    }
-
-    pub fn no_such_username(username: &str) -> Self {
-        VcError::new(
-            NO_SUCH_USERNAME,
-            format!("Username '{username}' doesn't exist"),
-        )
-    }
-
-    pub fn use_echo_test() -> Self {
-        VcError::new(
-            USE_ECHO_TEST,
-            "You can't call yourself... use the EchoTest for that",
-        )
-    }
-
-    pub fn already_in_call() -> Self {
-        VcError::new(ALREADY_IN_CALL, "Already in a call")
-    }
-
-    pub fn no_call() -> Self {
-        VcError::new(NO_CALL, "No incoming call to accept")
-    }
-
-    pub fn missing_sdp() -> Self {
-        VcError::new(MISSING_SDP, "Missing SDP")
+    /// A mandatory string element (`username`).
+    pub fn required_string<'a>(
+        self,
+        body: &'a JsonMap,
+        element: &str,
+    ) -> Result<&'a str, PluginError> {
+        match body.get(element) {
+            None => Err(self.missing(element)),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(self.wrong_type(element, "a string")),
+        }
     }
 }
 
-/// The `request` of a message body, lower-cased (Janus compares it case-insensitively), and
-/// as the client wrote it (for the 472 text).
-pub fn request_of(body: &JsonMap) -> Result<(String, String), VcError> {
-    match body.get("request") {
-        None => Err(VcError::missing("request")),
-        Some(Value::String(s)) => Ok((s.to_ascii_lowercase(), s.clone())),
-        Some(_) => Err(VcError::wrong_type("request", "a string")),
-    }
+pub fn unknown_request(request: &str) -> PluginError {
+    PluginError::new(INVALID_REQUEST, format!("Unknown request ({request})"))
 }
 
-/// A mandatory string element (`username`).
-pub fn required_string<'a>(body: &'a JsonMap, element: &str) -> Result<&'a str, VcError> {
-    match body.get(element) {
-        None => Err(VcError::missing(element)),
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(VcError::wrong_type(element, "a string")),
-    }
+pub fn register_first() -> PluginError {
+    PluginError::new(REGISTER_FIRST, "Register a username first")
+}
+
+pub fn taken(username: &str) -> PluginError {
+    PluginError::new(
+        USERNAME_TAKEN,
+        format!("Username '{username}' already taken"),
+    )
+}
+
+pub fn already_registered(username: &str) -> PluginError {
+    PluginError::new(
+        ALREADY_REGISTERED,
+        format!("Already registered ({username})"),
+    )
+}
+
+pub fn no_such_username(username: &str) -> PluginError {
+    PluginError::new(
+        NO_SUCH_USERNAME,
+        format!("Username '{username}' doesn't exist"),
+    )
+}
+
+pub fn use_echo_test() -> PluginError {
+    PluginError::new(
+        USE_ECHO_TEST,
+        "You can't call yourself... use the EchoTest for that",
+    )
+}
+
+pub fn already_in_call() -> PluginError {
+    PluginError::new(ALREADY_IN_CALL, "Already in a call")
+}
+
+pub fn no_call() -> PluginError {
+    PluginError::new(NO_CALL, "No incoming call to accept")
+}
+
+pub fn missing_sdp() -> PluginError {
+    PluginError::new(MISSING_SDP, "Missing SDP")
+}
+
+/// A failure of the proxy's own (a call's backend server gone, …).
+pub fn unknown(why: impl Into<String>) -> PluginError {
+    PluginError::new(UNKNOWN_ERROR, why)
 }
 
 /// The checks of a `set` request, in Janus's order.
-pub fn check_set(body: &JsonMap) -> Result<(), VcError> {
+pub fn check_set(body: &JsonMap) -> Result<(), PluginError> {
+    let codes = JANUS_CODES;
     let non_negative = |v: &Value| v.is_u64() || v.as_i64().is_some_and(|i| i >= 0);
     const BOOLEANS: [&str; 2] = ["audio", "video"];
     for element in BOOLEANS {
         if body.get(element).is_some_and(|v| !v.is_boolean()) {
-            return Err(VcError::wrong_type(element, "a boolean"));
+            return Err(codes.wrong_type(element, "a boolean"));
         }
     }
     if body.get("bitrate").is_some_and(|v| !non_negative(v)) {
-        return Err(VcError::wrong_type("bitrate", "a positive integer"));
+        return Err(codes.wrong_type("bitrate", "a positive integer"));
     }
     if body.get("record").is_some_and(|v| !v.is_boolean()) {
-        return Err(VcError::wrong_type("record", "a boolean"));
+        return Err(codes.wrong_type("record", "a boolean"));
     }
     if body.get("filename").is_some_and(|v| !v.is_string()) {
-        return Err(VcError::wrong_type("filename", "a string"));
+        return Err(codes.wrong_type("filename", "a string"));
     }
     if body.get("restart").is_some_and(|v| !v.is_boolean()) {
-        return Err(VcError::wrong_type("restart", "a boolean"));
+        return Err(codes.wrong_type("restart", "a boolean"));
     }
     let layer_ok = |v: &Value| v.as_i64().is_some_and(|i| (0..=2).contains(&i));
     if body.get("substream").is_some_and(|v| !layer_ok(v)) {
-        return Err(VcError::new(
-            INVALID_ELEMENT,
-            "Invalid value (substream should be 0, 1 or 2)",
-        ));
+        return Err(codes.invalid_value("substream should be 0, 1 or 2"));
     }
     if body.get("temporal").is_some_and(|v| !layer_ok(v)) {
-        return Err(VcError::new(
-            INVALID_ELEMENT,
-            "Invalid value (temporal should be 0, 1 or 2)",
-        ));
+        return Err(codes.invalid_value("temporal should be 0, 1 or 2"));
     }
     if body.get("fallback").is_some_and(|v| !non_negative(v)) {
-        return Err(VcError::new(
-            INVALID_ELEMENT,
-            "Invalid value (fallback should be a positive integer)",
-        ));
+        return Err(codes.invalid_value("fallback should be a positive integer"));
     }
     Ok(())
 }
@@ -171,20 +202,33 @@ mod tests {
 
     #[test]
     fn request_and_username_checks() {
+        let verb = |v: Value| JANUS_CODES.verb(&body(v));
         assert_eq!(
-            request_of(&body(json!({}))).unwrap_err().text,
+            verb(json!({})).unwrap_err().text,
             "Missing mandatory element (request)"
         );
+        assert_eq!(verb(json!({})).unwrap_err().code, 475);
+        assert_eq!(verb(json!({"request": 5})).unwrap_err().code, 474);
+        assert_eq!(verb(json!({"request": "LIST"})), Ok(Verb::List));
         assert_eq!(
-            request_of(&body(json!({"request": 5}))).unwrap_err().code,
-            474
+            verb(json!({"request": "Dance"})),
+            Err(PluginError::new(472, "Unknown request (Dance)"))
         );
-        assert_eq!(
-            request_of(&body(json!({"request": "LIST"}))).unwrap(),
-            ("list".to_owned(), "LIST".to_owned())
-        );
-        let e = required_string(&body(json!({"username": 7})), "username").unwrap_err();
+        let e = JANUS_CODES
+            .required_string(&body(json!({"username": 7})), "username")
+            .unwrap_err();
         assert_eq!(e.text, "Invalid element type (username should be a string)");
+    }
+
+    #[test]
+    fn element_codes_follow_the_plugin() {
+        let cloud = ElementCodes {
+            missing: 474,
+            invalid: 475,
+        };
+        assert_eq!(cloud.verb(&body(json!({}))).unwrap_err().code, 474);
+        assert_eq!(cloud.wrong_type("x", "a string").code, 475);
+        assert_eq!(JANUS_CODES.missing("x").code, 475);
     }
 
     #[test]

@@ -1,24 +1,24 @@
 //! The videocall plugin: Janus's VideoCall API (`list`, `register`, `call`, `accept`, `set`,
 //! `hangup`) served by the proxy, with calls bridged by one backend Janus.
 //!
-//! Users register with the proxy: the [`directory::Directory`] maps usernames to the
+//! Users register with the proxy: the [`users::UserBook`] maps usernames to the
 //! [`handle::VideoCallHandle`] actors that own them, whatever backend their calls will use.
 //! A call is placed on one backend server chosen by the registry when the caller calls; both
 //! handles then open a backend videocall handle there (a *leg*), register their usernames on
 //! it, and the caller's `call` with its offer goes to the backend, which bridges the media and
 //! sends the callee's leg the `incomingcall`. From then on the backend is the authority on the
-//! call: requests go to its legs, its events come back with the client's ids.
+//! call: requests go to its legs ([`route`]), its events come back with the client's ids.
 //!
-//! The handle actor's shape (client commands processed in order, a leg owned through
-//! [`super::backend_handle::BackendLeg`], peers messaged with one struct per intent) is the
-//! mould for the videoroom and audiobridge plugins.
+//! The handle is built on the handle kit ([`crate::plugin::kit`]); [`errors`] holds the
+//! VideoCall API's codes and wordings, which p2pcall shares.
 
-pub mod directory;
 pub mod errors;
 pub mod handle;
 pub mod remote;
+pub mod route;
+pub mod users;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
@@ -26,20 +26,20 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use directory::Directory;
 use handle::VideoCallHandle;
+use users::UserBook;
 
 pub const PACKAGE: &str = "janus.plugin.videocall";
 
-/// The directory all videocall handles of this proxy share.
-pub type SharedDirectory = Arc<Mutex<Directory<Addr<VideoCallHandle>>>>;
+/// The users all videocall handles of this proxy share.
+pub type SharedUserBook = Arc<Mutex<UserBook<Addr<VideoCallHandle>>>>;
 
 #[derive(Default)]
 pub struct VideoCallPlugin {
-    directory: SharedDirectory,
-    /// The plugin's side of the bus between proxies, made at the first attach (the store
-    /// comes after the plugins); None without a shared store.
-    remote: std::sync::OnceLock<Option<Arc<remote::VideoCallRemote>>>,
+    users: SharedUserBook,
+    /// The plugin's side of the bus between proxies, made at the first attach (the plugins
+    /// get the store's ports with their first handle); None without a shared store.
+    remote: OnceLock<Option<Arc<remote::VideoCallRemote>>>,
 }
 
 impl VideoCallPlugin {
@@ -69,16 +69,16 @@ impl Plugin for VideoCallPlugin {
 
     /// A videocall handle needs no backend until it is in a call: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
-        let directory = self.directory.clone();
+        let users = self.users.clone();
         let remote = self
             .remote
             .get_or_init(|| {
-                let bus = ctx.state.store.bus()?;
-                Some(remote::VideoCallRemote::register(&bus, &directory))
+                let bus = ctx.env.cluster.bus.as_ref()?;
+                Some(remote::VideoCallRemote::register(bus, &users))
             })
             .clone();
         Box::pin(async move {
-            let handle = VideoCallHandle::new(ctx, directory, remote).start();
+            let handle = VideoCallHandle::new(ctx, users, remote).start();
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,

@@ -1,14 +1,15 @@
 //! Videocall between proxies (with a shared store): users registered on other proxies, and the
-//! peer messages of [`super::handle`] carried over the store's bus (topic `videocall`).
+//! peer messages of [`super::handle::peers`] carried over the store's bus (topic `videocall`).
 //!
 //! * Users: each proxy claims `<prefix>:videocall_users:<username>` (janus-cloud's key: a hash
 //!   with `username`, `proxy_uuid`, `ctime`) for its own users, atomically (see
-//!   [`crate::store::CLAIM`]), and reads everyone's every sync round; users of proxies whose
-//!   heartbeat expired are dropped from the view (and their keys deleted).
-//! * Messages: a handle whose peer is on another proxy sends it `busy` and `ring` (requests,
-//!   answered), `ready` and `left` (by call id). The call itself is still bridged by one
-//!   backend Janus that both proxies reach (a server both have, from the shared registry or
-//!   configured under the same name on both).
+//!   [`SharedUsers::claim_user`](crate::messages::cluster::SharedUsers::claim_user)), and reads
+//!   everyone's every sync round; users of proxies whose heartbeat expired are dropped from
+//!   the view (and their keys deleted).
+//! * Messages ([`Wire`]): a handle whose peer is on another proxy sends it `busy` and `ring`
+//!   (requests, answered), `ready` and `left` (by call id). The call itself is still bridged
+//!   by one backend Janus that both proxies reach (a server both have, from the shared
+//!   registry or configured under the same name on both).
 //! * A proxy that dies: every local handle in a call with one of its users gets
 //!   [`LeftCause::ProxyGone`] and hangs its call up, so the client gets `hangup` within a
 //!   heartbeat lifetime.
@@ -18,41 +19,107 @@ use std::sync::{Arc, Weak};
 
 use actix::Addr;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use super::handle::{IncomingCall, IsBusy, LeftCause, Peer, PeerLeft, PeerLegReady, Ringing};
-use super::{handle::VideoCallHandle, SharedDirectory};
-use crate::store::bus::{Bus, Reply, Topic};
+use super::handle::peers::{
+    IncomingCall, IsBusy, LeftCause, Peer, PeerLeft, PeerLegReady, Ringing, Unreachable,
+};
+use super::{handle::VideoCallHandle, SharedUserBook};
+use crate::messages::cluster::{BusReply, ClusterBus, Topic};
 
 /// The bus topic, and the users' key infix (`<prefix>:videocall_users:<name>`).
 pub const TOPIC: &str = "videocall";
+
+/// A message between the videocall plugins of two proxies: `{"t": <kind>, …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "lowercase")]
+enum Wire {
+    /// Is `username` in a call? Answered with [`BusyAnswer`].
+    Busy {
+        #[serde(default)]
+        username: String,
+    },
+    /// `caller` calls `username` on `server` (call `call`). Answered with [`RingAnswer`].
+    Ring {
+        #[serde(default)]
+        username: String,
+        call: u64,
+        #[serde(default)]
+        caller: String,
+        #[serde(default)]
+        server: String,
+    },
+    /// The callee's leg of call `call` is ready.
+    Ready { call: u64 },
+    /// The sender's side of call `call` is out of it.
+    Left {
+        call: u64,
+        #[serde(default)]
+        cause: WireCause,
+        #[serde(default)]
+        why: String,
+    },
+}
+
+/// [`LeftCause`] on the wire (a dead proxy sends nothing: its peers find out themselves).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum WireCause {
+    Failed,
+    BackendLost,
+    Ended,
+    #[default]
+    #[serde(other)]
+    Gone,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BusyAnswer {
+    /// None: nobody has that name there.
+    busy: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RingAnswer {
+    ringing: RingState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RingState {
+    Yes,
+    Busy,
+    #[serde(other)]
+    Gone,
+}
 
 /// The videocall plugin's side of the bus.
 pub struct VideoCallRemote {
     /// Itself, for the answers spawned from [`Topic::deliver`] (which borrows).
     me: Weak<VideoCallRemote>,
-    bus: Arc<Bus>,
-    directory: SharedDirectory,
+    bus: Arc<dyn ClusterBus>,
+    users: SharedUserBook,
     /// Calls with a peer on another proxy: call id → (local handle, peer's proxy).
     calls: Mutex<HashMap<u64, (Addr<VideoCallHandle>, String)>>,
 }
 
 impl VideoCallRemote {
     /// The plugin's remote side, registered on `bus` (once per proxy: the plugin keeps it).
-    pub fn register(bus: &Arc<Bus>, directory: &SharedDirectory) -> Arc<VideoCallRemote> {
+    pub fn register(bus: &Arc<dyn ClusterBus>, users: &SharedUserBook) -> Arc<VideoCallRemote> {
         let remote = Arc::new_cyclic(|me| VideoCallRemote {
             me: me.clone(),
             bus: bus.clone(),
-            directory: directory.clone(),
+            users: users.clone(),
             calls: Mutex::new(HashMap::new()),
         });
         let topic = remote.clone();
-        bus.register(TOPIC, move || topic);
+        bus.register(TOPIC, Box::new(move || topic));
         remote
     }
 
     fn local(&self, username: &str) -> Option<Addr<VideoCallHandle>> {
-        self.directory.lock().lookup(username).map(|(_, addr)| addr)
+        self.users.lock().lookup(username).map(|(_, addr)| addr)
     }
 
     /// The proxy of a user registered elsewhere.
@@ -64,79 +131,95 @@ impl VideoCallRemote {
         self.bus.remote_users(TOPIC)
     }
 
-    pub async fn is_busy(&self, proxy: &str, username: &str) -> Result<bool, ()> {
-        let answer = self
-            .bus
-            .request(proxy, TOPIC, json!({"t": "busy", "username": username}))
-            .await
-            .map_err(|_| ())?;
-        answer["busy"].as_bool().ok_or(())
+    fn send(&self, proxy: &str, message: &Wire) {
+        match serde_json::to_value(message) {
+            Ok(body) => self.bus.send(proxy, TOPIC, body),
+            Err(e) => log::warn!("videocall: cannot write {message:?}: {e}"),
+        }
     }
 
-    /// Rings `username` on `proxy` for call `call`, by `caller` (a local handle).
+    async fn ask(&self, proxy: &str, message: &Wire) -> Result<Value, Unreachable> {
+        let body = serde_json::to_value(message).map_err(|_| Unreachable)?;
+        let asked = self
+            .bus
+            .clone()
+            .ask(proxy.to_owned(), TOPIC.to_owned(), body);
+        asked.await.map_err(|_| Unreachable)
+    }
+
+    pub async fn is_busy(&self, proxy: &str, username: &str) -> Result<bool, Unreachable> {
+        let message = Wire::Busy {
+            username: username.to_owned(),
+        };
+        let answer = self.ask(proxy, &message).await?;
+        let answer: BusyAnswer = serde_json::from_value(answer).map_err(|_| Unreachable)?;
+        answer.busy.ok_or(Unreachable)
+    }
+
+    /// Rings `username` on `proxy` for call `msg.call`, by `caller` (a local handle).
     pub async fn ring(
         self: Arc<Self>,
         proxy: String,
         username: String,
         msg: IncomingCall,
         caller: Addr<VideoCallHandle>,
-    ) -> Result<Ringing, ()> {
+    ) -> Result<Ringing, Unreachable> {
         self.calls.lock().insert(msg.call, (caller, proxy.clone()));
-        let answer = self
-            .bus
-            .request(
-                &proxy,
-                TOPIC,
-                json!({"t": "ring", "username": username, "call": msg.call,
-                    "caller": msg.caller_username, "server": msg.server}),
-            )
-            .await;
-        let ringing = match answer.as_ref().ok().and_then(|a| a["ringing"].as_str()) {
-            Some("yes") => Ok(Ringing::Yes),
-            Some("busy") => Ok(Ringing::Busy),
-            _ => Err(()),
+        let message = Wire::Ring {
+            username,
+            call: msg.call,
+            caller: msg.caller_username,
+            server: msg.server,
         };
-        if !matches!(ringing, Ok(Ringing::Yes)) {
+        let answer = self.ask(&proxy, &message).await;
+        let state = answer.and_then(|a| {
+            let answer: RingAnswer = serde_json::from_value(a).map_err(|_| Unreachable)?;
+            Ok(answer.ringing)
+        });
+        let ringing = match state {
+            Ok(RingState::Yes) => Ok(Ringing::Yes),
+            Ok(RingState::Busy) => Ok(Ringing::Busy),
+            Ok(RingState::Gone) | Err(_) => Err(Unreachable),
+        };
+        if ringing != Ok(Ringing::Yes) {
             self.calls.lock().remove(&msg.call);
         }
         ringing
     }
 
     pub fn leg_ready(&self, proxy: &str, call: u64) {
-        self.bus
-            .send(proxy, TOPIC, json!({"t": "ready", "call": call}));
+        self.send(proxy, &Wire::Ready { call });
     }
 
     pub fn left(&self, proxy: &str, call: u64, cause: &LeftCause) {
         self.calls.lock().remove(&call);
         let (cause, why) = match cause {
-            LeftCause::Gone | LeftCause::ProxyGone => ("gone", String::new()),
-            LeftCause::Failed(why) => ("failed", why.clone()),
-            LeftCause::BackendLost => ("backend_lost", String::new()),
-            LeftCause::Ended => ("ended", String::new()),
+            LeftCause::Gone | LeftCause::ProxyGone => (WireCause::Gone, String::new()),
+            LeftCause::Failed(why) => (WireCause::Failed, why.clone()),
+            LeftCause::BackendLost => (WireCause::BackendLost, String::new()),
+            LeftCause::Ended => (WireCause::Ended, String::new()),
         };
-        self.bus.send(
-            proxy,
-            TOPIC,
-            json!({"t": "left", "call": call, "cause": cause, "why": why}),
-        );
+        self.send(proxy, &Wire::Left { call, cause, why });
     }
 
-    fn answer_busy(&self, username: &str, reply: Reply) {
+    fn answer_busy(&self, username: &str, reply: BusReply) {
         let target = self.local(username);
         actix_rt::spawn(async move {
             let busy = match target {
                 Some(addr) => addr.send(IsBusy).await.ok(),
                 None => None,
             };
-            reply.send(json!({ "busy": busy }));
+            reply.send(serde_json::json!({ "busy": busy }));
         });
     }
 
-    fn answer_ring(self: Arc<Self>, from: String, call: u64, body: &Value, reply: Reply) {
-        let target = self.local(body["username"].as_str().unwrap_or(""));
-        let caller = body["caller"].as_str().unwrap_or("").to_owned();
-        let server = body["server"].as_str().unwrap_or("").to_owned();
+    fn answer_ring(
+        self: Arc<Self>,
+        from: String,
+        (username, call, caller, server): (String, u64, String, String),
+        reply: BusReply,
+    ) {
+        let target = self.local(&username);
         actix_rt::spawn(async move {
             let ringing = match target {
                 Some(addr) => {
@@ -151,53 +234,65 @@ impl VideoCallRemote {
                         server,
                     };
                     match addr.send(incoming).await {
-                        Ok(Ringing::Yes) => "yes",
-                        Ok(Ringing::Busy) => "busy",
-                        Err(_) => "gone",
+                        Ok(Ringing::Yes) => RingState::Yes,
+                        Ok(Ringing::Busy) => RingState::Busy,
+                        Err(_) => RingState::Gone,
                     }
                 }
-                None => "gone",
+                None => RingState::Gone,
             };
-            if ringing != "yes" {
+            if ringing != RingState::Yes {
                 self.calls.lock().remove(&call);
             }
-            reply.send(json!({ "ringing": ringing }));
+            match serde_json::to_value(RingAnswer { ringing }) {
+                Ok(answer) => reply.send(answer),
+                Err(e) => log::warn!("videocall: cannot write a ring answer: {e}"),
+            }
         });
     }
 }
 
 impl Topic for VideoCallRemote {
     /// A message from another proxy. Bad input is logged and dropped.
-    fn deliver(&self, from: String, body: Value, reply: Option<Reply>) {
-        let kind = body["t"].as_str().unwrap_or("");
-        let call = body["call"].as_u64();
-        match (kind, call, reply) {
-            ("busy", _, Some(reply)) => {
-                self.answer_busy(body["username"].as_str().unwrap_or(""), reply)
-            }
-            ("ring", Some(call), Some(reply)) => {
+    fn deliver(&self, from: String, body: Value, reply: Option<BusReply>) {
+        let message = match serde_json::from_value::<Wire>(body) {
+            Ok(message) => message,
+            Err(e) => return log::warn!("videocall: bad message from proxy {from}: {e}"),
+        };
+        match (message, reply) {
+            (Wire::Busy { username }, Some(reply)) => self.answer_busy(&username, reply),
+            (
+                Wire::Ring {
+                    username,
+                    call,
+                    caller,
+                    server,
+                },
+                Some(reply),
+            ) => {
                 if let Some(me) = self.me.upgrade() {
-                    me.answer_ring(from, call, &body, reply);
+                    me.answer_ring(from, (username, call, caller, server), reply);
                 }
             }
-            ("ready", Some(call), _) => {
+            (Wire::Ready { call }, _) => {
                 if let Some((addr, _)) = self.calls.lock().get(&call) {
                     addr.do_send(PeerLegReady { call });
                 }
             }
-            ("left", Some(call), _) => {
-                let why = body["why"].as_str().unwrap_or("").to_owned();
-                let cause = match body["cause"].as_str() {
-                    Some("failed") => LeftCause::Failed(why),
-                    Some("backend_lost") => LeftCause::BackendLost,
-                    Some("ended") => LeftCause::Ended,
-                    _ => LeftCause::Gone,
+            (Wire::Left { call, cause, why }, _) => {
+                let cause = match cause {
+                    WireCause::Failed => LeftCause::Failed(why),
+                    WireCause::BackendLost => LeftCause::BackendLost,
+                    WireCause::Ended => LeftCause::Ended,
+                    WireCause::Gone => LeftCause::Gone,
                 };
                 if let Some((addr, _)) = self.calls.lock().remove(&call) {
                     addr.do_send(PeerLeft { call, cause });
                 }
             }
-            _ => log::warn!("videocall: unknown message {kind:?} from proxy {from}"),
+            (message, None) => {
+                log::warn!("videocall: {message:?} from proxy {from} expects no answer")
+            }
         }
     }
 
@@ -224,54 +319,152 @@ impl Topic for VideoCallRemote {
     }
 }
 
+/// A bus for unit tests: records what the plugins send, knows the users of other proxies it
+/// is told, and answers no request.
+#[cfg(test)]
+pub(crate) mod test_bus {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use parking_lot::Mutex;
+    use serde_json::Value;
+
+    use crate::messages::cluster::{ClusterBus, StoreFuture, Topic, Unanswered};
+
+    #[derive(Default)]
+    pub struct RecordingBus {
+        /// (proxy, topic, body), in order.
+        pub sent: Mutex<Vec<(String, String, Value)>>,
+        /// (topic, user) → proxy.
+        pub users: Mutex<HashMap<(String, String), String>>,
+        topics: Mutex<HashMap<String, Arc<dyn Topic>>>,
+    }
+
+    impl ClusterBus for RecordingBus {
+        fn proxy_id(&self) -> &str {
+            "me"
+        }
+
+        fn register(
+            &self,
+            topic: &str,
+            make: Box<dyn FnOnce() -> Arc<dyn Topic> + '_>,
+        ) -> Arc<dyn Topic> {
+            self.topics
+                .lock()
+                .entry(topic.to_owned())
+                .or_insert_with(make)
+                .clone()
+        }
+
+        fn send(&self, proxy: &str, topic: &str, body: Value) {
+            self.sent
+                .lock()
+                .push((proxy.to_owned(), topic.to_owned(), body));
+        }
+
+        fn ask(
+            self: Arc<Self>,
+            _: String,
+            _: String,
+            _: Value,
+        ) -> StoreFuture<Result<Value, Unanswered>> {
+            Box::pin(async { Err(Unanswered) })
+        }
+
+        fn remote_user(&self, topic: &str, name: &str) -> Option<String> {
+            let key = (topic.to_owned(), name.to_owned());
+            self.users.lock().get(&key).cloned()
+        }
+
+        fn remote_users(&self, topic: &str) -> Vec<String> {
+            let users = self.users.lock();
+            let mut names: Vec<String> = users
+                .keys()
+                .filter(|(t, _)| t == topic)
+                .map(|(_, name)| name.clone())
+                .collect();
+            names.sort();
+            names
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_bus::RecordingBus;
     use super::*;
-    use crate::store::bus::Bus;
+    use serde_json::json;
 
-    use crate::store::bus::{recording_bus, Sent};
-
-    fn remote() -> (Arc<Bus>, Arc<VideoCallRemote>, Sent) {
-        let (bus, sent) = recording_bus();
-        let remote = VideoCallRemote::register(&bus, &SharedDirectory::default());
-        (bus, remote, sent)
+    fn remote() -> (Arc<RecordingBus>, Arc<VideoCallRemote>) {
+        let bus = Arc::new(RecordingBus::default());
+        let dynamic: Arc<dyn ClusterBus> = bus.clone();
+        let remote = VideoCallRemote::register(&dynamic, &SharedUserBook::default());
+        (bus, remote)
     }
 
     #[test]
     fn bad_or_stray_messages_change_nothing() {
-        let (bus, remote, sent) = remote();
+        let (bus, remote) = remote();
         for body in [
-            r#"{"t":"left"}"#,
-            r#"{"t":"left","call":7,"cause":"gone"}"#,
-            r#"{"t":"ready","call":"x"}"#,
-            r#"{"t":"busy","username":"x"}"#,
-            r#"{"t":"whatever","call":1}"#,
+            json!({"t": "left"}),
+            json!({"t": "left", "call": 7, "cause": "gone"}),
+            json!({"t": "ready", "call": "x"}),
+            json!({"t": "busy", "username": "x"}),
+            json!({"t": "whatever", "call": 1}),
+            json!(3),
         ] {
-            bus.deliver(&format!(
-                r#"{{"topic":"videocall","from":"two","body":{body}}}"#
-            ));
+            remote.deliver("two".into(), body, None);
         }
-        assert!(sent.lock().is_empty());
+        assert!(bus.sent.lock().is_empty());
         assert!(remote.calls.lock().is_empty());
     }
 
     #[test]
     fn users_of_other_proxies_are_listed_and_a_left_is_published() {
-        let (bus, remote, sent) = remote();
-        bus.users().set(TOPIC, "bob", Some("two"));
+        let (bus, remote) = remote();
+        bus.users
+            .lock()
+            .insert((TOPIC.into(), "bob".into()), "two".into());
         assert_eq!(remote.remote_user("bob").as_deref(), Some("two"));
         assert_eq!(remote.remote_users(), ["bob"]);
         remote.left("two", 9, &LeftCause::Failed("no leg".into()));
-        let sent = sent.lock();
+        let sent = bus.sent.lock();
         assert_eq!(sent.len(), 1);
-        assert_eq!(sent[0].0, "januscloud:proxy:two");
-        let message: Value = serde_json::from_str(&sent[0].1).expect("json");
-        assert_eq!(message["topic"], "videocall");
-        assert_eq!(message["from"], "me");
-        let body = &message["body"];
-        assert_eq!(body["t"], "left");
-        assert_eq!(body["call"], 9);
-        assert_eq!(body["cause"], "failed");
-        assert_eq!(body["why"], "no leg");
+        let (proxy, topic, body) = &sent[0];
+        assert_eq!((proxy.as_str(), topic.as_str()), ("two", "videocall"));
+        assert_eq!(
+            *body,
+            json!({"t": "left", "call": 9, "cause": "failed", "why": "no leg"})
+        );
+    }
+
+    #[test]
+    fn wire_messages_read_as_older_proxies_wrote_them() {
+        let read = |v: Value| serde_json::from_value::<Wire>(v).ok();
+        assert_eq!(
+            read(json!({"t": "left", "call": 3, "cause": "something new"})),
+            Some(Wire::Left {
+                call: 3,
+                cause: WireCause::Gone,
+                why: String::new()
+            })
+        );
+        assert_eq!(
+            read(
+                json!({"t": "ring", "username": "bob", "call": 5, "caller": "al",
+                "server": "janus-a"})
+            ),
+            Some(Wire::Ring {
+                username: "bob".into(),
+                call: 5,
+                caller: "al".into(),
+                server: "janus-a".into()
+            })
+        );
+        assert_eq!(read(json!({"t": "ring", "username": "bob"})), None);
+        let answer: RingAnswer =
+            serde_json::from_value(json!({"ringing": "gone"})).expect("answer");
+        assert_eq!(answer.ringing, RingState::Gone);
     }
 }

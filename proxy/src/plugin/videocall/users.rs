@@ -1,5 +1,6 @@
-//! The videocall user directory: who registered which username, on this proxy. A plain map,
-//! shared by every videocall handle behind a lock (each operation is a few map accesses, far
+//! The videocall users: who registered which username, on this proxy (the plugin's "user
+//! book"; the users of other proxies are the store's). A plain map, shared by every videocall
+//! handle behind a lock (each operation is a few map accesses, far
 //! cheaper than a round trip through an actor), unit-tested without a runtime.
 //!
 //! Unlike janus-cloud, a username belongs to the first handle that registers it until that
@@ -15,13 +16,13 @@ struct Entry<T> {
 }
 
 #[derive(Debug)]
-pub struct Directory<T> {
+pub struct UserBook<T> {
     users: BTreeMap<String, Entry<T>>,
 }
 
-impl<T> Default for Directory<T> {
+impl<T> Default for UserBook<T> {
     fn default() -> Self {
-        Directory {
+        UserBook {
             users: BTreeMap::new(),
         }
     }
@@ -31,7 +32,7 @@ impl<T> Default for Directory<T> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct Taken;
 
-impl<T: Clone> Directory<T> {
+impl<T: Clone> UserBook<T> {
     pub fn register(&mut self, username: &str, handle_id: u64, target: T) -> Result<(), Taken> {
         if self.users.contains_key(username) {
             return Err(Taken);
@@ -78,7 +79,7 @@ mod tests {
 
     #[test]
     fn first_registration_wins_until_its_handle_leaves() {
-        let mut d: Directory<&str> = Directory::default();
+        let mut d: UserBook<&str> = UserBook::default();
         assert_eq!(d.register("alice", 1, "a"), Ok(()));
         assert_eq!(d.register("alice", 2, "b"), Err(Taken));
         assert_eq!(d.lookup("alice"), Some((1, "a")));
@@ -93,7 +94,7 @@ mod tests {
 
     #[test]
     fn list_is_sorted_and_names_are_exact() {
-        let mut d: Directory<u8> = Directory::default();
+        let mut d: UserBook<u8> = UserBook::default();
         assert!(d.is_empty());
         for (i, name) in ["carol", "alice", "Bob", "bob"].iter().enumerate() {
             assert_eq!(d.register(name, i as u64 + 1, 0), Ok(()));

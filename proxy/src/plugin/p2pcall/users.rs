@@ -1,5 +1,5 @@
-//! The p2pcall user directory: who is registered under which name, and who is in a call with
-//! whom. A plain struct (the plugin keeps it behind a mutex) so that the checks of a `call`
+//! The p2pcall users (the plugin's "user book"): who is registered under which name, and who
+//! is in a call with whom. A plain struct (the plugin keeps it behind a mutex) so that the checks of a `call`
 //! ("is the callee free?") and the pairing happen in one step: two callers racing for the same
 //! callee cannot both get through, and a hangup frees both sides at once.
 //!
@@ -8,14 +8,14 @@
 //! can only ever remove its own registration.
 //!
 //! With several proxies, a call may pair a user here with a user of another proxy: each
-//! proxy's directory holds its own side, with the peer's proxy ([`Pairing::proxy`]). The
-//! caller's proxy pairs its caller ([`Directory::call_remote`]), the callee's proxy its callee
-//! ([`Directory::ring_from_remote`], where the busy check happens); the messages between them
+//! proxy's user book holds its own side, with the peer's proxy ([`Pairing::proxy`]). The
+//! caller's proxy pairs its caller ([`UserBook::call_remote`]), the callee's proxy its callee
+//! ([`UserBook::ring_from_remote`], where the busy check happens); the messages between them
 //! carry the call id, and a side only acts on a message about its current call.
 
 use std::collections::{HashMap, HashSet};
 
-/// A call between two registered users, as the directory knows it.
+/// A call between two registered users, as the user book knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pairing {
     pub call_id: u64,
@@ -71,13 +71,13 @@ pub struct Orphaned<T> {
 }
 
 #[derive(Debug)]
-pub struct Directory<T> {
+pub struct UserBook<T> {
     users: HashMap<String, Entry<T>>,
 }
 
-impl<T> Default for Directory<T> {
+impl<T> Default for UserBook<T> {
     fn default() -> Self {
-        Directory {
+        UserBook {
             users: HashMap::new(),
         }
     }
@@ -88,7 +88,7 @@ fn new_call_id() -> u64 {
     rand::random::<u64>().max(1)
 }
 
-impl<T: Clone> Directory<T> {
+impl<T: Clone> UserBook<T> {
     /// Registers `name`; a name that is taken stays with its owner (Janus's 476, where
     /// janus-cloud let the newcomer overwrite it).
     pub fn register(&mut self, name: &str, owner: u64, to: T) -> Result<(), Taken> {
@@ -312,8 +312,8 @@ pub struct Taken;
 mod tests {
     use super::*;
 
-    fn dir() -> Directory<&'static str> {
-        let mut d = Directory::default();
+    fn dir() -> UserBook<&'static str> {
+        let mut d = UserBook::default();
         d.register("alice", 1, "to-alice").unwrap();
         d.register("bob", 2, "to-bob").unwrap();
         d.register("carol", 3, "to-carol").unwrap();
@@ -411,7 +411,7 @@ mod tests {
         );
         assert_eq!(one.call("carol", "alice"), Err(CallRefused::Busy));
         // Proxy two pairs bob, or refuses.
-        let mut two: Directory<&str> = Directory::default();
+        let mut two: UserBook<&str> = UserBook::default();
         two.register("bob", 1, "to-bob").unwrap();
         two.register("dave", 2, "to-dave").unwrap();
         assert_eq!(
