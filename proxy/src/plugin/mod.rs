@@ -102,8 +102,8 @@ pub trait Plugin: Send + Sync {
 #[derive(Default)]
 pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
-    /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
-    pub videoroom: Option<videoroom::SharedDirectory>,
+    /// The videoroom plugin's room book, when the plugin is on (for the admin API).
+    pub videoroom: Option<videoroom::SharedRoomBook>,
     /// The audiobridge plugin's room directory, when the plugin is on (shared rooms).
     pub audiobridge: Option<audiobridge::SharedRooms>,
     /// `plugins.rooms_file`, when set: the rooms saved with `permanent: true`.
@@ -134,7 +134,7 @@ impl PluginRegistry {
         // room would be one room per backend, each with part of the participants).
         if config.videoroom {
             let plugin = videoroom::VideoRoomPlugin::new();
-            let directory = plugin.directory();
+            let directory = plugin.rooms();
             for room in &config.videoroom_rooms {
                 // Checked by `ProxyConfig::validate`.
                 if let Ok(id) = videoroom::checks::check_config_room(room) {

@@ -1,0 +1,408 @@
+//! A spanning room between proxies: who coordinates it (asked of Redis every sync round),
+//! what a follower tells a new owner (its [`Shadow`]), how an owner takes over from a dead
+//! one, and the messages of the bus (see [`crate::plugin::videoroom::remote`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use actix::prelude::*;
+use janus_protocol::JsonMap;
+use serde_json::{json, Value};
+
+use super::legs::Purpose;
+use super::{
+    Departure, FromBus, Member, ProxiesAlive, PublisherActive, Role, RoomCoordinator, RoomNotice,
+};
+use crate::messages::cluster::RoomKind;
+use crate::plugin::videoroom::mirror::{RoomMirror, Roster};
+
+/// Time to ask Redis who coordinates the room.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(super) struct AskOwner;
+
+/// What this proxy's own handles told the coordinator, whatever its role: what a new owner
+/// is told again.
+#[derive(Default)]
+pub(super) struct Shadow {
+    /// Participant handles: server, publisher id, display name.
+    pub(super) members: BTreeMap<u64, (String, u64, Option<String>)>,
+    /// Active publishers: server, display name, streams.
+    pub(super) active: BTreeMap<u64, (String, Option<String>, Value)>,
+    pub(super) servers: BTreeSet<String>,
+}
+
+impl Shadow {
+    pub(super) fn resync(&self, room: u64) -> Value {
+        let members: Vec<Value> = self
+            .members
+            .iter()
+            .map(|(h, (server, id, display))| {
+                json!({"handle": h, "server": server, "id": id, "display": display})
+            })
+            .collect();
+        let active: Vec<Value> = self
+            .active
+            .iter()
+            .map(|(id, (server, display, streams))| {
+                json!({"id": id, "server": server, "display": display, "streams": streams})
+            })
+            .collect();
+        json!({"t": "resync", "room": room, "members": members, "active": active,
+            "servers": self.servers})
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.members.is_empty() && self.active.is_empty()
+    }
+}
+
+impl RoomCoordinator {
+    /// Redis says `owner` coordinates the room now.
+    fn owner_is(&mut self, ctx: &mut Context<Self>, owner: String) {
+        let me = self.me();
+        let previous = self.role.clone();
+        match previous {
+            Role::Owner if owner == me => {}
+            Role::Follower(ref o) if *o == owner => {}
+            _ if owner == me => {
+                let Role::Follower(previous) = previous else {
+                    return;
+                };
+                log::info!(
+                    "videoroom room {}: coordinated here now (was proxy {previous})",
+                    self.room
+                );
+                self.become_owner(ctx, previous);
+            }
+            _ => {
+                log::info!(
+                    "videoroom room {}: coordinated by proxy {owner} now",
+                    self.room
+                );
+                if previous == Role::Owner {
+                    // Another proxy took the room over (this one was cut off from Redis):
+                    // it rebuilds the plan; here only this proxy's own handles stay.
+                    self.roster = Roster::new(self.room);
+                    self.mirror = RoomMirror::default();
+                    self.members.retain(|_, m| matches!(m, Member::Local(_)));
+                }
+                self.role = Role::Follower(owner.clone());
+                self.to_owner(&owner, self.shadow.resync(self.room));
+            }
+        }
+    }
+
+    /// This proxy coordinates the room from now on: the plan is rebuilt from what its own
+    /// handles said (the followers send theirs when they see the new owner), then the
+    /// previous owner's participants are removed everywhere.
+    fn become_owner(&mut self, ctx: &mut Context<Self>, previous: String) {
+        self.role = Role::Owner;
+        self.roster = Roster::new(self.room);
+        self.mirror = RoomMirror::default();
+        self.members.retain(|_, m| matches!(m, Member::Local(_)));
+        let mut ops = Vec::new();
+        let mut servers = self.shared.rooms.lock().servers(self.room);
+        servers.extend(self.shadow.servers.iter().cloned());
+        for server in servers {
+            ops.extend(self.mirror.server_added(&server));
+        }
+        let members: Vec<_> = self
+            .shadow
+            .members
+            .iter()
+            .map(|(h, (s, id, d))| (*h, s.clone(), *id, d.clone()))
+            .collect();
+        for (handle, server, id, display) in members {
+            self.roster
+                .joined(handle, &server, id, display, false, |_| false);
+        }
+        let active: Vec<_> = self
+            .shadow
+            .active
+            .iter()
+            .map(|(id, (s, d, st))| (*id, s.clone(), d.clone(), st.clone()))
+            .collect();
+        for (id, server, display, streams) in active {
+            ops.extend(self.mirror.publisher_active(&server, id, display, streams));
+        }
+        self.run(ctx, ops);
+        // The followers' resyncs come within a round or two: then the orphans.
+        let wait = self.sync_interval() * 3;
+        ctx.run_later(wait, move |act, ctx| act.remove_orphans(ctx, previous));
+    }
+
+    /// The participants of `dead` (the previous owner's proxy), as the shared participants
+    /// list them, that no live proxy reported: their mirrors go, and where there was none,
+    /// the participants there are told they left. Then every server's mirrors are listed and
+    /// those of publishers the plan does not have are removed (a publisher of a follower that
+    /// left while nobody coordinated the room).
+    fn remove_orphans(&mut self, ctx: &mut Context<Self>, dead: String) {
+        let Some(store) = self.shared_store() else {
+            return;
+        };
+        let room = self.room;
+        let read = store.participants_of(RoomKind::VideoRoom, room);
+        ctx.spawn(read.into_actor(self).map(move |entries, act, ctx| {
+            let Ok(entries) = entries else {
+                return;
+            };
+            if act.role != Role::Owner {
+                return;
+            }
+            let servers: Vec<String> = act.mirror.servers().cloned().collect();
+            for (proxy, p) in entries {
+                let Some(id) = p.id.as_u64() else {
+                    continue;
+                };
+                if proxy != dead || act.roster.has_id(id) || act.mirror.is_active(id) {
+                    continue;
+                }
+                log::info!(
+                    "videoroom room {}: participant {id} of proxy {dead} is gone",
+                    act.room
+                );
+                for server in servers.iter().filter(|s| **s != p.server) {
+                    let mut body = act.body("remove_remote_publisher");
+                    body.insert("id".into(), id.into());
+                    let purpose = Purpose::Orphan {
+                        id,
+                        server: server.clone(),
+                    };
+                    act.send(ctx, server, body, purpose);
+                }
+            }
+            // Then every mirror that nobody stands for any more (after the removals above:
+            // one control leg per server, requests answered in order).
+            for server in &servers {
+                let mut body = JsonMap::new();
+                body.insert("request".into(), "listparticipants".into());
+                body.insert("room".into(), act.room.into());
+                act.send(ctx, server, body, Purpose::Sweep(server.clone()));
+            }
+            act.end_if_empty(ctx);
+        }));
+    }
+
+    /// Owner: another proxy's handles, as its coordinator had them (it sees this proxy as
+    /// the owner for the first time).
+    fn resync(&mut self, ctx: &mut Context<Self>, from: &str, body: &Value) {
+        let list = |key: &str| body.get(key).and_then(Value::as_array).cloned();
+        let mut ops = Vec::new();
+        for server in list("servers").unwrap_or_default() {
+            if let Some(server) = server.as_str() {
+                ops.extend(self.mirror.server_added(server));
+            }
+        }
+        let mut reported = HashSet::new();
+        for m in list("members").unwrap_or_default() {
+            let (Some(handle), Some(server), Some(id)) = (
+                m.get("handle").and_then(Value::as_u64),
+                m.get("server").and_then(Value::as_str),
+                m.get("id").and_then(Value::as_u64),
+            ) else {
+                continue;
+            };
+            reported.insert(handle);
+            if self.roster.member_id(handle).is_none() {
+                let display = m.get("display").and_then(Value::as_str).map(str::to_owned);
+                self.roster
+                    .joined(handle, server, id, display, false, |_| false);
+            }
+            self.members.insert(handle, Member::Remote(from.to_owned()));
+        }
+        for p in list("active").unwrap_or_default() {
+            let (Some(id), Some(server)) = (
+                p.get("id").and_then(Value::as_u64),
+                p.get("server").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if !self.mirror.is_active(id) {
+                let display = p.get("display").and_then(Value::as_str).map(str::to_owned);
+                let streams = p.get("streams").cloned().unwrap_or(Value::Null);
+                ops.extend(self.mirror.publisher_active(server, id, display, streams));
+            }
+        }
+        self.run(ctx, ops);
+        // Its handles that left meanwhile.
+        let gone: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(h, m)| matches!(m, Member::Remote(p) if p == from) && !reported.contains(h))
+            .map(|(h, _)| *h)
+            .collect();
+        for handle in gone {
+            self.left(ctx, handle, Departure::Left);
+        }
+    }
+}
+
+impl Handler<AskOwner> for RoomCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, _: AskOwner, ctx: &mut Context<Self>) {
+        let Some(store) = self.shared_store() else {
+            return;
+        };
+        let (room, ttl) = (self.room, self.owner_ttl());
+        let claim = store.claim_owner(RoomKind::VideoRoom, room, ttl);
+        // Waited for: no message is handled under an owner that is no longer one.
+        ctx.wait(claim.into_actor(self).map(|owner, act, ctx| {
+            if let Ok(owner) = owner {
+                act.owner_is(ctx, owner);
+            }
+        }));
+    }
+}
+
+impl Handler<ProxiesAlive> for RoomCoordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: ProxiesAlive, ctx: &mut Context<Self>) {
+        match &self.role {
+            Role::Follower(owner) if !msg.0.contains(owner) => ctx.notify(AskOwner),
+            Role::Follower(_) => {}
+            Role::Owner => {
+                // Participants of a dead proxy left (Janus tells their own servers once the
+                // dead proxy's sessions are reaped; the others are told here).
+                let dead: Vec<u64> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| matches!(m, Member::Remote(p) if !msg.0.contains(p)))
+                    .map(|(h, _)| *h)
+                    .collect();
+                for handle in dead {
+                    self.left(ctx, handle, Departure::Left);
+                }
+            }
+        }
+    }
+}
+
+impl Handler<FromBus> for RoomCoordinator {
+    type Result = ();
+
+    /// A message from another proxy's coordinator of this room. Bad input is logged and
+    /// dropped; a message for the owner that reaches a follower (the room changed hands
+    /// meanwhile) is dropped too: its sender sends everything again to the new owner.
+    fn handle(&mut self, msg: FromBus, ctx: &mut Context<Self>) {
+        let FromBus { from, body, reply } = msg;
+        let kind = body.get("t").and_then(Value::as_str).unwrap_or("");
+        let u64_of = |key: &str| body.get(key).and_then(Value::as_u64);
+        let str_of = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
+        if kind == "notice" {
+            let notice = body.get("notice").and_then(RoomNotice::from_json);
+            if let (Some(handle), Some(notice)) = (u64_of("handle"), notice) {
+                if let Some(Member::Local(to)) = self.members.get(&handle) {
+                    to.do_send(notice);
+                }
+            }
+            return;
+        }
+        if self.role != Role::Owner {
+            log::debug!(
+                "videoroom room {}: {kind:?} from proxy {from} for the owner dropped",
+                self.room
+            );
+            return;
+        }
+        match kind {
+            "joined" => {
+                let (Some(handle), Some(server), Some(id)) =
+                    (u64_of("handle"), str_of("server"), u64_of("id"))
+                else {
+                    return log::warn!("videoroom: malformed {kind:?} from proxy {from}");
+                };
+                self.members.insert(handle, Member::Remote(from));
+                let attendees = self.joined(handle, &server, id, str_of("display"));
+                if let Some(reply) = reply {
+                    reply.send(json!({ "attendees": attendees }));
+                }
+            }
+            "left" => {
+                let how = match str_of("how").as_deref() {
+                    Some("kicked") => Departure::Kicked,
+                    Some("destroyed") => Departure::RoomDestroyed,
+                    _ => Departure::Left,
+                };
+                if let Some(handle) = u64_of("handle") {
+                    self.left(ctx, handle, how);
+                }
+            }
+            "active" => {
+                let (Some(server), Some(id)) = (str_of("server"), u64_of("id")) else {
+                    return log::warn!("videoroom: malformed {kind:?} from proxy {from}");
+                };
+                let streams = body.get("streams").cloned().unwrap_or(Value::Null);
+                let display = str_of("display");
+                self.active(
+                    ctx,
+                    PublisherActive {
+                        server,
+                        id,
+                        display,
+                        streams,
+                    },
+                );
+            }
+            "gone" => {
+                if let Some(id) = u64_of("id") {
+                    self.gone(ctx, id);
+                }
+            }
+            "server_joined" => {
+                if let Some(server) = str_of("server") {
+                    let ops = self.mirror.server_added(&server);
+                    self.run(ctx, ops);
+                }
+            }
+            "server_lost" => {
+                if let Some(server) = str_of("server") {
+                    self.server_gone(ctx, &server);
+                }
+            }
+            "list" => {
+                let Some(reply) = reply else {
+                    return;
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.list(ctx, tx);
+                actix_rt::spawn(async move {
+                    if let Ok(participants) = rx.await {
+                        reply.send(json!({ "participants": participants }));
+                    }
+                });
+            }
+            "resync" => self.resync(ctx, &from, &body),
+            _ => log::warn!("videoroom: unknown message {kind:?} from proxy {from}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shadow_is_what_a_new_owner_needs() {
+        let mut shadow = Shadow::default();
+        assert!(shadow.is_empty());
+        shadow
+            .members
+            .insert(11, ("j1".into(), 1, Some("alice".into())));
+        shadow.active.insert(
+            1,
+            ("j1".into(), Some("alice".into()), json!([{"mid": "0"}])),
+        );
+        shadow.servers.insert("j1".into());
+        assert!(!shadow.is_empty());
+        assert_eq!(
+            shadow.resync(5),
+            json!({"t": "resync", "room": 5,
+                "members": [{"handle": 11, "server": "j1", "id": 1, "display": "alice"}],
+                "active": [{"id": 1, "server": "j1", "display": "alice",
+                    "streams": [{"mid": "0"}]}],
+                "servers": ["j1"]})
+        );
+    }
+}
