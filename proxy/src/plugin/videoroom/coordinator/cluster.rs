@@ -1,17 +1,14 @@
-//! A spanning room between proxies: who coordinates it (asked of Redis every sync round),
-//! what a follower tells a new owner (its [`Shadow`]), how an owner takes over from a dead
-//! one, and the messages of the bus (see [`crate::plugin::videoroom::remote`]).
-
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+//! A spanning room between proxies: who coordinates it (asked of Redis every sync round), how
+//! a follower reports to a new owner (its [`Shadow`]), how an owner takes over from a dead
+//! one, and the messages of the bus ([`Wire`]; see [`crate::plugin::videoroom::remote`]).
 
 use actix::prelude::*;
 use janus_protocol::JsonMap;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::legs::Purpose;
-use super::{
-    Departure, FromBus, Member, ProxiesAlive, PublisherActive, Role, RoomCoordinator, RoomNotice,
-};
+use super::wire::{Shadow, Wire};
+use super::{Departure, FromBus, Member, ProxiesAlive, PublisherActive, Role, RoomCoordinator};
 use crate::messages::cluster::RoomKind;
 use crate::plugin::videoroom::mirror::{RoomMirror, Roster};
 
@@ -19,42 +16,6 @@ use crate::plugin::videoroom::mirror::{RoomMirror, Roster};
 #[derive(Message)]
 #[rtype(result = "()")]
 pub(super) struct AskOwner;
-
-/// What this proxy's own handles told the coordinator, whatever its role: what a new owner
-/// is told again.
-#[derive(Default)]
-pub(super) struct Shadow {
-    /// Participant handles: server, publisher id, display name.
-    pub(super) members: BTreeMap<u64, (String, u64, Option<String>)>,
-    /// Active publishers: server, display name, streams.
-    pub(super) active: BTreeMap<u64, (String, Option<String>, Value)>,
-    pub(super) servers: BTreeSet<String>,
-}
-
-impl Shadow {
-    pub(super) fn resync(&self, room: u64) -> Value {
-        let members: Vec<Value> = self
-            .members
-            .iter()
-            .map(|(h, (server, id, display))| {
-                json!({"handle": h, "server": server, "id": id, "display": display})
-            })
-            .collect();
-        let active: Vec<Value> = self
-            .active
-            .iter()
-            .map(|(id, (server, display, streams))| {
-                json!({"id": id, "server": server, "display": display, "streams": streams})
-            })
-            .collect();
-        json!({"t": "resync", "room": room, "members": members, "active": active,
-            "servers": self.servers})
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.active.is_empty()
-    }
-}
 
 impl RoomCoordinator {
     /// Redis says `owner` coordinates the room now.
@@ -87,7 +48,7 @@ impl RoomCoordinator {
                     self.members.retain(|_, m| matches!(m, Member::Local(_)));
                 }
                 self.role = Role::Follower(owner.clone());
-                self.to_owner(&owner, self.shadow.resync(self.room));
+                self.to_owner(&owner, Wire::Resync(self.shadow.clone()));
             }
         }
     }
@@ -185,42 +146,22 @@ impl RoomCoordinator {
 
     /// Owner: another proxy's handles, as its coordinator had them (it sees this proxy as
     /// the owner for the first time).
-    fn resync(&mut self, ctx: &mut Context<Self>, from: &str, body: &Value) {
-        let list = |key: &str| body.get(key).and_then(Value::as_array).cloned();
+    fn resync(&mut self, ctx: &mut Context<Self>, from: &str, report: Shadow) {
         let mut ops = Vec::new();
-        for server in list("servers").unwrap_or_default() {
-            if let Some(server) = server.as_str() {
-                ops.extend(self.mirror.server_added(server));
-            }
+        for server in &report.servers {
+            ops.extend(self.mirror.server_added(server));
         }
-        let mut reported = HashSet::new();
-        for m in list("members").unwrap_or_default() {
-            let (Some(handle), Some(server), Some(id)) = (
-                m.get("handle").and_then(Value::as_u64),
-                m.get("server").and_then(Value::as_str),
-                m.get("id").and_then(Value::as_u64),
-            ) else {
-                continue;
-            };
-            reported.insert(handle);
-            if self.roster.member_id(handle).is_none() {
-                let display = m.get("display").and_then(Value::as_str).map(str::to_owned);
+        for (handle, (server, id, display)) in &report.members {
+            if self.roster.member_id(*handle).is_none() {
                 self.roster
-                    .joined(handle, server, id, display, false, |_| false);
+                    .joined(*handle, server, *id, display.clone(), false, |_| false);
             }
-            self.members.insert(handle, Member::Remote(from.to_owned()));
+            self.members
+                .insert(*handle, Member::Remote(from.to_owned()));
         }
-        for p in list("active").unwrap_or_default() {
-            let (Some(id), Some(server)) = (
-                p.get("id").and_then(Value::as_u64),
-                p.get("server").and_then(Value::as_str),
-            ) else {
-                continue;
-            };
+        for (id, (server, display, streams)) in report.active {
             if !self.mirror.is_active(id) {
-                let display = p.get("display").and_then(Value::as_str).map(str::to_owned);
-                let streams = p.get("streams").cloned().unwrap_or(Value::Null);
-                ops.extend(self.mirror.publisher_active(server, id, display, streams));
+                ops.extend(self.mirror.publisher_active(&server, id, display, streams));
             }
         }
         self.run(ctx, ops);
@@ -228,7 +169,9 @@ impl RoomCoordinator {
         let gone: Vec<u64> = self
             .members
             .iter()
-            .filter(|(h, m)| matches!(m, Member::Remote(p) if p == from) && !reported.contains(h))
+            .filter(|(h, m)| {
+                matches!(m, Member::Remote(p) if p == from) && !report.members.contains_key(h)
+            })
             .map(|(h, _)| *h)
             .collect();
         for handle in gone {
@@ -287,81 +230,58 @@ impl Handler<FromBus> for RoomCoordinator {
     /// meanwhile) is dropped too: its sender sends everything again to the new owner.
     fn handle(&mut self, msg: FromBus, ctx: &mut Context<Self>) {
         let FromBus { from, body, reply } = msg;
-        let kind = body.get("t").and_then(Value::as_str).unwrap_or("");
-        let u64_of = |key: &str| body.get(key).and_then(Value::as_u64);
-        let str_of = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_owned);
-        if kind == "notice" {
-            let notice = body.get("notice").and_then(RoomNotice::from_json);
-            if let (Some(handle), Some(notice)) = (u64_of("handle"), notice) {
+        let wire = match Wire::parse(&body) {
+            Ok(wire) => wire,
+            Err(why) => return log::warn!("videoroom: {why} from proxy {from}"),
+        };
+        if wire.is_for_the_owner() && self.role != Role::Owner {
+            log::debug!(
+                "videoroom room {}: {:?} from proxy {from} for the owner dropped",
+                self.room,
+                body.get("t")
+            );
+            return;
+        }
+        match wire {
+            Wire::Notice { handle, notice } => {
                 if let Some(Member::Local(to)) = self.members.get(&handle) {
                     to.do_send(notice);
                 }
             }
-            return;
-        }
-        if self.role != Role::Owner {
-            log::debug!(
-                "videoroom room {}: {kind:?} from proxy {from} for the owner dropped",
-                self.room
-            );
-            return;
-        }
-        match kind {
-            "joined" => {
-                let (Some(handle), Some(server), Some(id)) =
-                    (u64_of("handle"), str_of("server"), u64_of("id"))
-                else {
-                    return log::warn!("videoroom: malformed {kind:?} from proxy {from}");
-                };
+            Wire::Joined {
+                handle,
+                server,
+                id,
+                display,
+            } => {
                 self.members.insert(handle, Member::Remote(from));
-                let attendees = self.joined(handle, &server, id, str_of("display"));
+                let attendees = self.joined(handle, &server, id, display);
                 if let Some(reply) = reply {
                     reply.send(json!({ "attendees": attendees }));
                 }
             }
-            "left" => {
-                let how = match str_of("how").as_deref() {
-                    Some("kicked") => Departure::Kicked,
-                    Some("destroyed") => Departure::RoomDestroyed,
-                    _ => Departure::Left,
+            Wire::Left { handle, how } => self.left(ctx, handle, how),
+            Wire::Active {
+                server,
+                id,
+                display,
+                streams,
+            } => {
+                let active = PublisherActive {
+                    server,
+                    id,
+                    display,
+                    streams,
                 };
-                if let Some(handle) = u64_of("handle") {
-                    self.left(ctx, handle, how);
-                }
+                self.active(ctx, active);
             }
-            "active" => {
-                let (Some(server), Some(id)) = (str_of("server"), u64_of("id")) else {
-                    return log::warn!("videoroom: malformed {kind:?} from proxy {from}");
-                };
-                let streams = body.get("streams").cloned().unwrap_or(Value::Null);
-                let display = str_of("display");
-                self.active(
-                    ctx,
-                    PublisherActive {
-                        server,
-                        id,
-                        display,
-                        streams,
-                    },
-                );
+            Wire::Gone { id } => self.gone(ctx, id),
+            Wire::ServerJoined(server) => {
+                let ops = self.mirror.server_added(&server);
+                self.run(ctx, ops);
             }
-            "gone" => {
-                if let Some(id) = u64_of("id") {
-                    self.gone(ctx, id);
-                }
-            }
-            "server_joined" => {
-                if let Some(server) = str_of("server") {
-                    let ops = self.mirror.server_added(&server);
-                    self.run(ctx, ops);
-                }
-            }
-            "server_lost" => {
-                if let Some(server) = str_of("server") {
-                    self.server_gone(ctx, &server);
-                }
-            }
-            "list" => {
+            Wire::ServerLost(server) => self.server_gone(ctx, &server),
+            Wire::List => {
                 let Some(reply) = reply else {
                     return;
                 };
@@ -373,36 +293,7 @@ impl Handler<FromBus> for RoomCoordinator {
                     }
                 });
             }
-            "resync" => self.resync(ctx, &from, &body),
-            _ => log::warn!("videoroom: unknown message {kind:?} from proxy {from}"),
+            Wire::Resync(report) => self.resync(ctx, &from, report),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_shadow_is_what_a_new_owner_needs() {
-        let mut shadow = Shadow::default();
-        assert!(shadow.is_empty());
-        shadow
-            .members
-            .insert(11, ("j1".into(), 1, Some("alice".into())));
-        shadow.active.insert(
-            1,
-            ("j1".into(), Some("alice".into()), json!([{"mid": "0"}])),
-        );
-        shadow.servers.insert("j1".into());
-        assert!(!shadow.is_empty());
-        assert_eq!(
-            shadow.resync(5),
-            json!({"t": "resync", "room": 5,
-                "members": [{"handle": 11, "server": "j1", "id": 1, "display": "alice"}],
-                "active": [{"id": 1, "server": "j1", "display": "alice",
-                    "streams": [{"mid": "0"}]}],
-                "servers": ["j1"]})
-        );
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::streams::{merge_participants, rtp_host};
-use super::{RoomCoordinator, RoomNotice};
+use super::RoomCoordinator;
 use crate::messages::{BackendFrame, BackendIncoming, PlaceOn};
 use crate::plugin::kit::{request, BackendLeg};
 use crate::plugin::videoroom::checks::ID_EXISTS;
@@ -486,35 +486,6 @@ impl Handler<BackendIncoming> for RoomCoordinator {
     }
 }
 
-/// A notice for a participant handle, as the bus carries it.
-impl RoomNotice {
-    pub(super) fn to_json(&self) -> Value {
-        match self {
-            RoomNotice::Event(data) => json!({ "event": data }),
-            RoomNotice::Rename { id, as_key } => json!({"rename": id, "as": as_key}),
-            RoomNotice::Display { id, display } => json!({"display": display, "id": id}),
-        }
-    }
-
-    pub(super) fn from_json(v: &Value) -> Option<RoomNotice> {
-        if let Some(data) = v.get("event") {
-            return Some(RoomNotice::Event(data.clone()));
-        }
-        if let Some(id) = v.get("rename").and_then(Value::as_u64) {
-            let as_key = match v.get("as").and_then(Value::as_str)? {
-                "unpublished" => "unpublished",
-                "kicked" => "kicked",
-                _ => return None,
-            };
-            return Some(RoomNotice::Rename { id, as_key });
-        }
-        Some(RoomNotice::Display {
-            id: v.get("id")?.as_u64()?,
-            display: v.get("display")?.as_str()?.to_owned(),
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -548,32 +519,5 @@ mod tests {
         let lost = Err(ApiError::new(janus_protocol::ErrorCode::Unknown, "gone"));
         let (data, failed, why) = reading(&lost);
         assert!(failed && data.is_null() && why == "gone");
-    }
-
-    #[test]
-    fn notices_cross_the_bus_unchanged() {
-        let notices = [
-            RoomNotice::Event(json!({"videoroom": "event", "room": 1, "leaving": 7})),
-            RoomNotice::Rename {
-                id: 7,
-                as_key: "unpublished",
-            },
-            RoomNotice::Rename {
-                id: 8,
-                as_key: "kicked",
-            },
-            RoomNotice::Display {
-                id: 9,
-                display: "new".into(),
-            },
-        ];
-        for n in notices {
-            let back = RoomNotice::from_json(&n.to_json()).map(|b| b.to_json());
-            assert_eq!(back, Some(n.to_json()));
-        }
-        // Nothing but Janus's own keys becomes a rename; garbage is dropped.
-        assert!(RoomNotice::from_json(&json!({"rename": 1, "as": "destroyed"})).is_none());
-        assert!(RoomNotice::from_json(&json!({"id": "x"})).is_none());
-        assert!(RoomNotice::from_json(&json!(3)).is_none());
     }
 }

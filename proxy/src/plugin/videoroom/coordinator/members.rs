@@ -4,9 +4,10 @@
 //! them to the owner.
 
 use actix::prelude::*;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::legs::Purpose;
+use super::wire::Wire;
 use super::{
     Broadcast, Departure, ListParticipants, Member, ParticipantJoined, ParticipantLeft,
     PublisherActive, PublisherGone, Role, RoomCoordinator, RoomNotice, ServerJoined, ServerLost,
@@ -27,8 +28,13 @@ impl Handler<ParticipantJoined> for RoomCoordinator {
             return Box::pin(fut::ready(attendees));
         };
         // The owner answers with the attendees elsewhere (none if it does not in time).
-        let body = json!({"t": "joined", "room": self.room, "handle": msg.handle,
-            "server": msg.server, "id": msg.id, "display": msg.display});
+        let body = Wire::Joined {
+            handle: msg.handle,
+            server: msg.server,
+            id: msg.id,
+            display: msg.display,
+        }
+        .to_json(self.room);
         let (owner, bus) = (owner.clone(), self.shared.env.cluster.bus.clone());
         Box::pin(
             async move {
@@ -85,13 +91,11 @@ impl Handler<ParticipantLeft> for RoomCoordinator {
         }
         if let Role::Follower(owner) = &self.role {
             self.members.remove(&msg.handle);
-            let how = match msg.how {
-                Departure::Left => "left",
-                Departure::Kicked => "kicked",
-                Departure::RoomDestroyed => "destroyed",
+            let left = Wire::Left {
+                handle: msg.handle,
+                how: msg.how,
             };
-            let body = json!({"t": "left", "room": self.room, "handle": msg.handle, "how": how});
-            self.to_owner(owner, body);
+            self.to_owner(owner, left);
             return self.end_if_empty(ctx);
         }
         self.left(ctx, msg.handle, msg.how);
@@ -139,7 +143,7 @@ impl Handler<ListParticipants> for RoomCoordinator {
             );
             let ask = async move {
                 let answer = bus?
-                    .ask(owner, TOPIC.to_owned(), json!({"t": "list", "room": room}))
+                    .ask(owner, TOPIC.to_owned(), Wire::List.to_json(room))
                     .await
                     .ok()?;
                 answer
@@ -164,8 +168,7 @@ impl Handler<ServerJoined> for RoomCoordinator {
     fn handle(&mut self, msg: ServerJoined, ctx: &mut Context<Self>) {
         self.shadow.servers.insert(msg.server.clone());
         if let Role::Follower(owner) = &self.role {
-            let body = json!({"t": "server_joined", "room": self.room, "server": msg.server});
-            return self.to_owner(owner, body);
+            return self.to_owner(owner, Wire::ServerJoined(msg.server));
         }
         let ops = self.mirror.server_added(&msg.server);
         self.run(ctx, ops);
@@ -191,8 +194,7 @@ impl Handler<ServerLost> for RoomCoordinator {
             for h in lost {
                 self.members.remove(&h);
             }
-            let body = json!({"t": "server_lost", "room": self.room, "server": msg.server});
-            self.to_owner(owner, body);
+            self.to_owner(owner, Wire::ServerLost(msg.server.clone()));
             self.drop_leg(&msg.server);
             return self.end_if_empty(ctx);
         }
@@ -209,9 +211,13 @@ impl Handler<PublisherActive> for RoomCoordinator {
             (msg.server.clone(), msg.display.clone(), msg.streams.clone()),
         );
         if let Role::Follower(owner) = &self.role {
-            let body = json!({"t": "active", "room": self.room, "server": msg.server,
-                "id": msg.id, "display": msg.display, "streams": msg.streams});
-            return self.to_owner(owner, body);
+            let active = Wire::Active {
+                server: msg.server,
+                id: msg.id,
+                display: msg.display,
+                streams: msg.streams,
+            };
+            return self.to_owner(owner, active);
         }
         self.active(ctx, msg);
     }
@@ -250,8 +256,7 @@ impl Handler<PublisherGone> for RoomCoordinator {
     fn handle(&mut self, msg: PublisherGone, ctx: &mut Context<Self>) {
         self.shadow.active.remove(&msg.id);
         if let Role::Follower(owner) = &self.role {
-            let body = json!({"t": "gone", "room": self.room, "id": msg.id});
-            self.to_owner(owner, body);
+            self.to_owner(owner, Wire::Gone { id: msg.id });
             return self.end_if_empty(ctx);
         }
         self.gone(ctx, msg.id);

@@ -37,6 +37,7 @@ mod cluster;
 mod legs;
 mod members;
 pub mod streams;
+mod wire;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,14 +45,15 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use janus_protocol::JsonMap;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::mirror::{Notice, RoomMirror, Roster};
 use super::{Coordinators, Shared};
 use crate::messages::cluster::{BusReply, RoomKind, SharedRooms};
 use crate::plugin::kit::Legs;
-use cluster::{AskOwner, Shadow};
+use cluster::AskOwner;
 use legs::{Opening, PendingList};
+use wire::{Shadow, Wire};
 
 pub use streams::{audio_level_ext_id, remote_streams, remote_streams_with_levels};
 
@@ -161,7 +163,7 @@ pub struct PublisherGone {
 }
 
 /// What the coordinator tells a participant handle of the room.
-#[derive(Message)]
+#[derive(Message, Debug, Clone, PartialEq)]
 #[rtype(result = "()")]
 pub enum RoomNotice {
     /// A videoroom event to deliver (plugin data), as its own server would have sent it.
@@ -283,8 +285,7 @@ impl RoomCoordinator {
             Some(Member::Local(to)) => to.do_send(notice),
             Some(Member::Remote(proxy)) => {
                 if let Some(bus) = &self.shared.env.cluster.bus {
-                    let body = json!({"t": "notice", "room": self.room, "handle": handle,
-                        "notice": notice.to_json()});
+                    let body = Wire::Notice { handle, notice }.to_json(self.room);
                     bus.send(proxy, TOPIC, body);
                 }
             }
@@ -353,9 +354,9 @@ impl RoomCoordinator {
         self.shared.env.sync_interval.max(Duration::from_millis(10))
     }
 
-    fn to_owner(&self, owner: &str, body: Value) {
+    fn to_owner(&self, owner: &str, message: Wire) {
         if let Some(bus) = &self.shared.env.cluster.bus {
-            bus.send(owner, TOPIC, body);
+            bus.send(owner, TOPIC, message.to_json(self.room));
         }
     }
 }

@@ -319,7 +319,7 @@ impl VideoRoomHandle {
             let why = format!("backend server {server} unavailable");
             self.fail_owed(ctx, &why);
         }
-        if !self.joined().is_some_and(|j| j.leg == token) {
+        if self.joined().is_none_or(|j| j.leg != token) {
             // Another leg's server: this handle's room is elsewhere.
             return;
         }
