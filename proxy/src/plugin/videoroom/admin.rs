@@ -195,7 +195,7 @@ async fn ask_server(env: &PluginEnv, server: &str, body: JsonMap) -> Result<Valu
         true => Asked::Gone,
         false => Asked::Failed(e.reason),
     })?;
-    let Some(data) = frame.get("plugindata").and_then(|p| p.get("data")) else {
+    let Some(data) = request::plugin_data(&frame) else {
         return Err(Asked::Failed(request::api_error_of(&frame).reason));
     };
     match data.get("error_code").and_then(Value::as_u64) {

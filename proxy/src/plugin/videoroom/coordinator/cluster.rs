@@ -166,15 +166,20 @@ impl RoomCoordinator {
         }
         self.run(ctx, ops);
         // Its handles that left meanwhile.
-        let gone: Vec<u64> = self
+        self.remote_left(ctx, |h, p| p == from && !report.members.contains_key(&h));
+    }
+
+    /// Owner: the other proxies' participants that `gone` (handle, proxy) says are gone left.
+    fn remote_left(&mut self, ctx: &mut Context<Self>, gone: impl Fn(u64, &str) -> bool) {
+        let left: Vec<u64> = self
             .members
             .iter()
-            .filter(|(h, m)| {
-                matches!(m, Member::Remote(p) if p == from) && !report.members.contains_key(h)
+            .filter_map(|(h, m)| match m {
+                Member::Remote(p) if gone(*h, p) => Some(*h),
+                _ => None,
             })
-            .map(|(h, _)| *h)
             .collect();
-        for handle in gone {
+        for handle in left {
             self.left(ctx, handle, Departure::Left);
         }
     }
@@ -184,11 +189,9 @@ impl Handler<AskOwner> for RoomCoordinator {
     type Result = ();
 
     fn handle(&mut self, _: AskOwner, ctx: &mut Context<Self>) {
-        let Some(store) = self.shared_store() else {
+        let Some(claim) = self.claim() else {
             return;
         };
-        let (room, ttl) = (self.room, self.owner_ttl());
-        let claim = store.claim_owner(RoomKind::VideoRoom, room, ttl);
         // Waited for: no message is handled under an owner that is no longer one.
         ctx.wait(claim.into_actor(self).map(|owner, act, ctx| {
             if let Ok(owner) = owner {
@@ -208,15 +211,7 @@ impl Handler<ProxiesAlive> for RoomCoordinator {
             Role::Owner => {
                 // Participants of a dead proxy left (Janus tells their own servers once the
                 // dead proxy's sessions are reaped; the others are told here).
-                let dead: Vec<u64> = self
-                    .members
-                    .iter()
-                    .filter(|(_, m)| matches!(m, Member::Remote(p) if !msg.0.contains(p)))
-                    .map(|(h, _)| *h)
-                    .collect();
-                for handle in dead {
-                    self.left(ctx, handle, Departure::Left);
-                }
+                self.remote_left(ctx, |_, p| !msg.0.contains(p));
             }
         }
     }

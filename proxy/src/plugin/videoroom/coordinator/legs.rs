@@ -90,11 +90,7 @@ pub(super) struct PendingList {
 fn reading(answer: &Result<BackendFrame, ApiError>) -> (Value, bool, String) {
     match answer {
         Ok(frame) => {
-            let data = frame
-                .get("plugindata")
-                .and_then(|p| p.get("data"))
-                .cloned()
-                .unwrap_or(Value::Null);
+            let data = request::plugin_data(frame).cloned().unwrap_or(Value::Null);
             let failed = data.get("error_code").is_some();
             let why = data
                 .get("error")
@@ -118,12 +114,7 @@ impl RoomCoordinator {
                     display,
                     streams,
                 } => {
-                    let mut b = self.body("add_remote_publisher");
-                    b.insert("id".into(), publisher.into());
-                    if let Some(d) = display {
-                        b.insert("display".into(), d.into());
-                    }
-                    b.insert("streams".into(), streams);
+                    let b = self.remote_body("add_remote_publisher", publisher, display, streams);
                     let purpose = Purpose::Add {
                         publisher,
                         target: target.clone(),
@@ -156,12 +147,8 @@ impl RoomCoordinator {
                     display,
                     streams,
                 } => {
-                    let mut b = self.body("update_remote_publisher");
-                    b.insert("id".into(), publisher.into());
-                    if let Some(d) = display {
-                        b.insert("display".into(), d.into());
-                    }
-                    b.insert("streams".into(), streams);
+                    let b =
+                        self.remote_body("update_remote_publisher", publisher, display, streams);
                     (target, b, Purpose::Update { publisher })
                 }
                 MirrorOp::UnpublishRemotely {
@@ -183,6 +170,23 @@ impl RoomCoordinator {
             log::debug!("videoroom room {}: {purpose} on {server}", self.room);
             self.send(ctx, &server, body, purpose);
         }
+    }
+
+    /// `add_remote_publisher` or `update_remote_publisher`: the mirror of `publisher`.
+    fn remote_body(
+        &self,
+        request: &str,
+        publisher: u64,
+        display: Option<String>,
+        streams: Value,
+    ) -> JsonMap {
+        let mut b = self.body(request);
+        b.insert("id".into(), publisher.into());
+        if let Some(d) = display {
+            b.insert("display".into(), d.into());
+        }
+        b.insert("streams".into(), streams);
+        b
     }
 
     /// Asks `body` on the control leg of `server` (placed and attached first if needed).

@@ -1,16 +1,16 @@
-//! `RoomCoordinator` (spanning rooms, `plugins.videoroom_publishers_per_backend > 0`): one
-//! actor per room that spans several servers. It owns the room's [`RoomMirror`] and one control leg (a
-//! backend videoroom handle that never joins) per server, and carries out the mirror's
-//! requests there: `add_remote_publisher` on the targets, `publish_remotely` on the source,
-//! `update_remote_publisher`, `unpublish_remotely`, `remove_remote_publisher`. Handles tell it
-//! what happens to their publishers and servers; room-wide requests (`edit`, `destroy`,
-//! `allowed`, `enable_recording`) answered by the room's first server are repeated on the
-//! others through it.
+//! `RoomCoordinator` (spanning rooms, `plugins.videoroom_publishers_per_backend > 0`): one actor
+//! per room that spans several servers. It owns the room's [`RoomMirror`] and one control leg (a
+//! backend videoroom handle that never joins) per server, and carries out the mirror's requests
+//! there: `add_remote_publisher` on the targets, `publish_remotely` on the source,
+//! `update_remote_publisher`, `unpublish_remotely`, `remove_remote_publisher`. Handles tell it what
+//! happens to their publishers and servers; room-wide requests (`edit`, `destroy`, `allowed`,
+//! `enable_recording`) answered by the room's first server are repeated on the others through it.
 //!
 //! **Several proxies** (a shared store): each room has ONE coordinating proxy, its *owner*,
-//! recorded in Redis (`<prefix>:videoroom_owner:<room>`, claimed with `SharedRooms::claim_owner`:
-//! held while the owner's heartbeat lives, renewed every `sync_interval_ms`). The coordinator
-//! actor runs on every proxy that has handles in the room, in one of two roles:
+//! recorded in Redis (`<prefix>:videoroom_owner:<room>`, claimed with
+//! `SharedRooms::claim_owner`: held while the owner's heartbeat lives, renewed every
+//! `sync_interval_ms`). The coordinator actor runs on every proxy that has handles in the
+//! room, in one of two roles:
 //!
 //! * *owner*: it carries out the plan as above for the participants of every proxy; what it
 //!   tells a participant of another proxy goes over the bus (topic `videoroom`, see
@@ -49,7 +49,7 @@ use serde_json::Value;
 
 use super::mirror::{Notice, RoomMirror, Roster};
 use super::{Coordinators, Shared};
-use crate::messages::cluster::{BusReply, RoomKind, SharedRooms};
+use crate::messages::cluster::{BusReply, RoomKind, SharedRooms, StoreDown, StoreFuture};
 use crate::plugin::kit::Legs;
 use cluster::AskOwner;
 use legs::{Opening, PendingList};
@@ -344,9 +344,12 @@ impl RoomCoordinator {
             .unwrap_or_default()
     }
 
-    /// How long an owner's claim lasts unrenewed (a proxy's heartbeat lifetime).
-    fn owner_ttl(&self) -> Duration {
-        self.shared.env.heartbeat_ttl.max(Duration::from_secs(1))
+    /// Claims (or renews) the coordination of the room for a proxy's heartbeat lifetime:
+    /// who coordinates it now (None: no shared store).
+    fn claim(&self) -> Option<StoreFuture<Result<String, StoreDown>>> {
+        let store = self.shared_store()?;
+        let ttl = self.shared.env.heartbeat_ttl.max(Duration::from_secs(1));
+        Some(store.claim_owner(RoomKind::VideoRoom, self.room, ttl))
     }
 
     /// How often Redis is asked who coordinates the room.
@@ -382,11 +385,9 @@ impl Actor for RoomCoordinator {
     /// With several proxies: who coordinates the room is settled before anything else is
     /// handled, then asked again every `sync_interval_ms`.
     fn started(&mut self, ctx: &mut Self::Context) {
-        let Some(store) = self.shared_store() else {
+        let Some(claim) = self.claim() else {
             return;
         };
-        let (room, ttl) = (self.room, self.owner_ttl());
-        let claim = store.claim_owner(RoomKind::VideoRoom, room, ttl);
         ctx.wait(claim.into_actor(self).map(|owner, act, _| {
             if let Ok(owner) = owner {
                 if owner != act.me() {

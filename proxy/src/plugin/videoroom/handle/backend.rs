@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::VideoRoomHandle;
 use crate::messages::cluster::RoomKind;
 use crate::messages::{BackendIncoming, ReplyTo};
-use crate::plugin::kit::BACKEND_LOST_REASON;
+use crate::plugin::kit::{request, BACKEND_LOST_REASON};
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::videoroom::coordinator::{Broadcast, Departure, ServerLost};
 use crate::plugin::videoroom::routing::Verb;
@@ -52,22 +52,12 @@ impl VideoRoomHandle {
         let Some(server) = self.legs.get(token).map(|l| l.server().to_owned()) else {
             return;
         };
-        let data = frame
-            .get("plugindata")
-            .and_then(|p| p.get("data"))
-            .cloned()
-            .unwrap_or(Value::Null);
-        let is_error = frame.get("janus").and_then(Value::as_str) == Some("error");
-        if is_error {
-            let code = frame
-                .get("error")
-                .and_then(|e| e.get("code"))
-                .and_then(Value::as_u64)
-                .unwrap_or(490);
-            self.core
-                .metrics()
-                .error(u16::try_from(code).unwrap_or(490));
+        let data = request::plugin_data(&frame).cloned().unwrap_or(Value::Null);
+        let error_code = request::error_code_of(&frame);
+        if let Some(code) = error_code {
+            self.core.metrics().error(code);
         }
+        let is_error = error_code.is_some();
         if let Some((verb, room, body)) = self.updates.remove(&transaction) {
             if !is_error && data.get("error_code").is_none() {
                 // A spanning room: its other servers do the same.
@@ -218,11 +208,7 @@ impl VideoRoomHandle {
             self.mirror_gone();
             return;
         }
-        let data = frame
-            .get("plugindata")
-            .and_then(|p| p.get("data"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let data = request::plugin_data(frame).cloned().unwrap_or(Value::Null);
         let transaction = frame.get("transaction").and_then(Value::as_str);
         let what = data.get("videoroom").and_then(Value::as_str).unwrap_or("");
         if let Some(streams) = data

@@ -150,12 +150,7 @@ impl VideoRoomHandle {
                     Err(e) => return self.refuse(&transaction, &reply_to, false, &e),
                 };
                 if !self.shared.rooms.lock().exists(room) {
-                    let cmd = HandleCommand::Message {
-                        transaction,
-                        body,
-                        jsep,
-                        reply_to,
-                    };
+                    let cmd = (transaction, body, jsep, reply_to);
                     if let Some((transaction, reply_to)) = self.read_through(ctx, room, cmd) {
                         let data = json!({"videoroom": "success", "room": room, "exists": false});
                         self.core.success(&transaction, &reply_to, data);
@@ -182,12 +177,7 @@ impl VideoRoomHandle {
                     return self.refuse(&transaction, &reply_to, asynchronous, &e);
                 }
                 if !self.shared.rooms.lock().exists(room) {
-                    let cmd = HandleCommand::Message {
-                        transaction,
-                        body,
-                        jsep,
-                        reply_to,
-                    };
+                    let cmd = (transaction, body, jsep, reply_to);
                     if let Some((transaction, reply_to)) = self.read_through(ctx, room, cmd) {
                         let e = checks::no_such_room(room);
                         self.refuse(&transaction, &reply_to, asynchronous, &e);
@@ -256,19 +246,18 @@ impl VideoRoomHandle {
         &mut self,
         ctx: &mut Context<Self>,
         room: u64,
-        cmd: HandleCommand,
+        (transaction, body, jsep, reply_to): (String, JsonMap, Option<JsonMap>, ReplyTo),
     ) -> Option<(String, ReplyTo)> {
         let looked_up = self.looked_up.take() == Some(room);
         let store = self.shared.env.cluster.rooms.clone();
         let Some(store) = store.filter(|_| !looked_up) else {
-            return match cmd {
-                HandleCommand::Message {
-                    transaction,
-                    reply_to,
-                    ..
-                } => Some((transaction, reply_to)),
-                _ => None,
-            };
+            return Some((transaction, reply_to));
+        };
+        let cmd = HandleCommand::Message {
+            transaction,
+            body,
+            jsep,
+            reply_to,
         };
         self.queue.shut();
         let read = store.fetch(RoomKind::VideoRoom, room).into_actor(self);

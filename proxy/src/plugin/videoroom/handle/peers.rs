@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::placement::RoomRequest;
 use super::VideoRoomHandle;
 use crate::messages::cluster::{ParticipantRecord, RoomKind};
+use crate::plugin::kit::request;
 use crate::plugin::videoroom::coordinator::{
     remote_streams_with_levels, Departure, ListParticipants, ParticipantJoined, ParticipantLeft,
     PublisherActive, PublisherGone, RoomNotice,
@@ -58,7 +59,7 @@ impl VideoRoomHandle {
     /// goes out once the coordinator answered; the handle handles nothing else meanwhile, so
     /// that no later event overtakes it. False: nothing to do, the caller sends the frame.
     pub(super) fn join_roster(&mut self, ctx: &mut Context<Self>, frame: &JsonMap) -> bool {
-        let data = frame.get("plugindata").and_then(|p| p.get("data"));
+        let data = request::plugin_data(frame);
         if data
             .and_then(|d| d.get("videoroom"))
             .and_then(Value::as_str)

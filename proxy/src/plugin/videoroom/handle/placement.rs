@@ -191,11 +191,7 @@ impl VideoRoomHandle {
             true => format!("backend server {server} unavailable"),
             false => format!("backend server refused the room: {}", e.reason),
         })?;
-        let data = frame
-            .get("plugindata")
-            .and_then(|p| p.get("data"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let data = request::plugin_data(&frame).cloned().unwrap_or(Value::Null);
         let code = data.get("error_code").and_then(Value::as_u64);
         let created = data.get("videoroom").and_then(Value::as_str) == Some("created");
         if !created && code != Some(u64::from(checks::ROOM_EXISTS)) {

@@ -3,11 +3,11 @@
 //! room lives on (if any yet) and who is in it. A plain map shared by every videoroom handle
 //! behind a lock, unit-tested without a runtime.
 //!
-//! One server per room (the default): a room lives on ONE backend server. It gets one when a handle first needs it
-//! there (a `join`, or a room request only the backend can answer); the first handle to
-//! [`RoomBook::place`] it wins, every later one goes to the same server. When that server is
-//! lost the placement is forgotten ([`RoomBook::forget_placement`]) and the next handle
-//! that needs the room creates it again on whatever server the registry picks.
+//! One server per room (the default): a room lives on ONE backend server. It gets one when a handle
+//! first needs it there (a `join`, or a room request only the backend can answer); the first handle
+//! to [`RoomBook::place`] it wins, every later one goes to the same server. When that server is
+//! lost the placement is forgotten ([`RoomBook::forget_placement`]) and the next handle that needs
+//! the room creates it again on whatever server the registry picks.
 //!
 //! Several proxies (`store.url`): the book is this proxy's cache of the shared rooms (kept in
 //! step through [`LocalRooms`]): a room another proxy created is learnt on a local miss or at the
