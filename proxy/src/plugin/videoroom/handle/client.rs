@@ -312,9 +312,6 @@ impl VideoRoomHandle {
         let creator = record.creator.clone();
         let write = store.create(RoomKind::VideoRoom, record).into_actor(self);
         ctx.spawn(write.map(move |written, act, ctx| {
-            if act.is_gone() {
-                return;
-            }
             match written {
                 Ok(false) => act.refuse(&transaction, &reply_to, false, &checks::room_exists(id)),
                 // Written (or Redis away: written when it returns). A sync round may have

@@ -79,7 +79,7 @@ impl VideoRoomHandle {
         // whole, so that the client is answered and the queue moves on whatever goes wrong.
         let deadline = self.shared.env.request_timeout * 3;
         ctx.run_later(deadline, move |act, ctx| {
-            if act.owed.as_ref().is_some_and(|o| o.serial == serial) {
+            if act.is_owed(serial) {
                 act.fail_owed(ctx, "the room's backend server did not answer in time");
             }
         });
