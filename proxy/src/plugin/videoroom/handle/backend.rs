@@ -7,6 +7,7 @@ use actix::prelude::*;
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
+use super::placement::NoWay;
 use super::VideoRoomHandle;
 use crate::messages::cluster::RoomKind;
 use crate::messages::{BackendIncoming, ReplyTo};
@@ -302,8 +303,7 @@ impl VideoRoomHandle {
             }
         }
         if self.owed.as_ref().and_then(|o| o.leg) == Some(token) {
-            let why = format!("backend server {server} unavailable");
-            self.fail_owed(ctx, &why);
+            self.fail_owed(ctx, NoWay::Unavailable(server.clone()));
         }
         if self.joined().is_none_or(|j| j.leg != token) {
             // Another leg's server: this handle's room is elsewhere.

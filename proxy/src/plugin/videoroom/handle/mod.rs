@@ -49,7 +49,7 @@ use serde_json::Value;
 
 use super::routing::Verb;
 use super::{Shared, KEY};
-use crate::messages::ServersPort;
+use crate::messages::{ReplyTo, ServersPort};
 use crate::plugin::kit::{CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs};
 use crate::plugin::AttachContext;
 pub use placement::RoomRequest;
@@ -204,7 +204,7 @@ impl VideoRoomHandle {
     fn refuse(
         &self,
         transaction: &str,
-        reply_to: &crate::messages::ReplyTo,
+        reply_to: &ReplyTo,
         asynchronous: bool,
         e: &PluginError,
     ) {

@@ -7,7 +7,7 @@ use actix::prelude::*;
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
-use super::placement::RoomRequest;
+use super::placement::{NoWay, RoomRequest};
 use super::VideoRoomHandle;
 use crate::messages::cluster::{ParticipantRecord, RoomKind};
 use crate::plugin::kit::request;
@@ -186,7 +186,7 @@ impl VideoRoomHandle {
                         "participants": participants});
                     act.core.success(&req.transaction, &req.reply_to, data);
                 }
-                _ => act.fail_request(&req, "the room's servers did not all answer"),
+                _ => act.fail_request(&req, &NoWay::NotAllAnswered),
             });
         ctx.spawn(fut);
     }

@@ -11,6 +11,7 @@ use janus_protocol::{ApiError, JsonMap};
 use serde_json::Value;
 
 use super::{Joined, Life, Owed, VideoRoomHandle};
+use crate::error::ProxyError;
 use crate::messages::cluster::{RoomKind, SharedRooms};
 use crate::messages::{PlaceOn, Placement, ReplyTo, SelectServer, ServersPort};
 use crate::plugin::kit::leg::is_lost;
@@ -31,8 +32,39 @@ pub struct RoomRequest {
     pub asynchronous: bool,
 }
 
-/// Why a room request did not reach its room.
-type Why = String;
+/// Why a room request did not reach its room: the text of the 499 its client gets.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum NoWay {
+    #[error("the proxy is shutting down")]
+    ShuttingDown,
+    /// The registry has no server for the room.
+    #[error("{0}")]
+    NoServer(#[from] ProxyError),
+    #[error("room {0} was destroyed")]
+    RoomDestroyed(u64),
+    /// The room lives on a server this proxy cannot reach.
+    #[error("backend server {0} is gone")]
+    ServerGone(String),
+    /// The leg there was lost.
+    #[error("backend server {0} unavailable")]
+    Unavailable(String),
+    #[error("backend server could not attach: {0}")]
+    NoAttach(String),
+    /// A leg of an earlier request is still attaching there.
+    #[error("backend server {0} did not answer in time")]
+    StillAttaching(String),
+    #[error("backend server refused the room: {0}")]
+    Refused(String),
+    /// The request's deadline passed.
+    #[error("the room's backend server did not answer in time")]
+    TimedOut,
+    /// Spanning rooms: a list over the room's servers.
+    #[error("the room's servers did not all answer")]
+    NotAllAnswered,
+    /// Answered already (its deadline, its leg lost), or the handle is gone.
+    #[error("no longer waited for")]
+    Abandoned,
+}
 
 impl VideoRoomHandle {
     /// Sends `req` to its room's server, placing and creating the room there first if needed.
@@ -80,7 +112,7 @@ impl VideoRoomHandle {
         let deadline = self.shared.env.request_timeout * 3;
         ctx.run_later(deadline, move |act, ctx| {
             if act.is_owed(serial) {
-                act.fail_owed(ctx, "the room's backend server did not answer in time");
+                act.fail_owed(ctx, NoWay::TimedOut);
             }
         });
         let placed = place_room(
@@ -106,8 +138,8 @@ impl VideoRoomHandle {
         &mut self,
         ctx: &mut Context<Self>,
         serial: u64,
-        placed: Result<Placement, Why>,
-    ) -> LocalBoxActorFuture<Self, Result<u64, Why>> {
+        placed: Result<Placement, NoWay>,
+    ) -> LocalBoxActorFuture<Self, Result<u64, NoWay>> {
         let placement = match placed {
             Ok(p) => p,
             Err(why) => return fut::ready(Err(why)).boxed_local(),
@@ -117,15 +149,15 @@ impl VideoRoomHandle {
         if !self.is_owed(serial) {
             // Nobody waits for it any more.
             BackendLeg::new(placement).end_placement(&ended);
-            return fut::ready(Err("no longer waited for".to_owned())).boxed_local();
+            return fut::ready(Err(NoWay::Abandoned)).boxed_local();
         }
         let existing = self.legs.iter().find(|l| l.server() == server);
         let Some((token, ready)) = existing.map(|l| (l.token, l.is_ready())) else {
             return legs::open_on(self, ctx, placement)
                 .map(move |opened, _, _| {
                     opened.map_err(|e| match is_lost(&e) {
-                        true => format!("backend server {server} unavailable"),
-                        false => format!("backend server could not attach: {}", e.reason),
+                        true => NoWay::Unavailable(server),
+                        false => NoWay::NoAttach(e.reason),
                     })
                 })
                 .boxed_local();
@@ -136,16 +168,15 @@ impl VideoRoomHandle {
             return fut::ready(Ok(token)).boxed_local();
         }
         // A leg of an earlier request that ran out of time is still attaching there.
-        let why = format!("backend server {server} did not answer in time");
-        fut::ready(Err(why)).boxed_local()
+        fut::ready(Err(NoWay::StillAttaching(server))).boxed_local()
     }
 
     /// The handle has a leg on the room's server: the backend room must exist there.
     fn room_there(
         &mut self,
         serial: u64,
-        leg: Result<u64, Why>,
-    ) -> LocalBoxActorFuture<Self, Result<u64, Why>> {
+        leg: Result<u64, NoWay>,
+    ) -> LocalBoxActorFuture<Self, Result<u64, NoWay>> {
         let token = match leg {
             Ok(token) if self.is_owed(serial) => token,
             other => return fut::ready(other).boxed_local(),
@@ -164,7 +195,7 @@ impl VideoRoomHandle {
             }
         };
         let Some(mut create) = create else {
-            return fut::ready(Err(format!("room {room} was destroyed"))).boxed_local();
+            return fut::ready(Err(NoWay::RoomDestroyed(room))).boxed_local();
         };
         if created {
             return fut::ready(Ok(token)).boxed_local();
@@ -186,17 +217,17 @@ impl VideoRoomHandle {
         token: u64,
         server: &str,
         answer: Result<crate::messages::BackendFrame, ApiError>,
-    ) -> Result<u64, Why> {
+    ) -> Result<u64, NoWay> {
         let frame = answer.map_err(|e| match is_lost(&e) {
-            true => format!("backend server {server} unavailable"),
-            false => format!("backend server refused the room: {}", e.reason),
+            true => NoWay::Unavailable(server.to_owned()),
+            false => NoWay::Refused(e.reason),
         })?;
         let data = request::plugin_data(&frame).cloned().unwrap_or(Value::Null);
         let code = data.get("error_code").and_then(Value::as_u64);
         let created = data.get("videoroom").and_then(Value::as_str) == Some("created");
         if !created && code != Some(u64::from(checks::ROOM_EXISTS)) {
             let why = data.get("error").and_then(Value::as_str).unwrap_or("error");
-            return Err(format!("backend server refused the room: {why}"));
+            return Err(NoWay::Refused(why.to_owned()));
         }
         let room = match self.owed.as_ref().filter(|o| o.serial == serial) {
             Some(o) => o.req.room,
@@ -212,7 +243,7 @@ impl VideoRoomHandle {
     }
 
     /// The end of the way: the request goes to its leg, or is answered why not.
-    fn way_found(&mut self, ctx: &mut Context<Self>, serial: u64, leg: Result<u64, Why>) {
+    fn way_found(&mut self, ctx: &mut Context<Self>, serial: u64, leg: Result<u64, NoWay>) {
         if !self.is_owed(serial) {
             // Answered already (its deadline, its leg lost), or the handle is gone.
             return;
@@ -228,15 +259,15 @@ impl VideoRoomHandle {
     }
 
     /// The request on its way cannot reach its room.
-    pub(super) fn fail_owed(&mut self, ctx: &mut Context<Self>, why: &str) {
+    pub(super) fn fail_owed(&mut self, ctx: &mut Context<Self>, why: NoWay) {
         if let Some(owed) = self.owed.take() {
-            self.fail_request(&owed.req, why);
+            self.fail_request(&owed.req, &why);
         }
         self.resume(ctx);
     }
 
-    pub(super) fn fail_request(&self, req: &RoomRequest, why: &str) {
-        let e = checks::unknown_error(why);
+    pub(super) fn fail_request(&self, req: &RoomRequest, why: &NoWay) {
+        let e = checks::unknown_error(&why.to_string());
         self.refuse(&req.transaction, &req.reply_to, req.asynchronous, &e);
     }
 
@@ -296,8 +327,7 @@ async fn place_room(
     store: Option<Arc<dyn SharedRooms>>,
     room: u64,
     target: Target,
-) -> Result<Placement, Why> {
-    let shutting_down = || "the proxy is shutting down".to_owned();
+) -> Result<Placement, NoWay> {
     // The room's server, found unreachable here (the shared placement replaces it).
     let mut dead = None;
     let one_more = match target {
@@ -311,7 +341,7 @@ async fn place_room(
                     rooms.lock().forget_placement(room, &server);
                     dead = Some(server);
                 }
-                Err(_) => return Err(shutting_down()),
+                Err(_) => return Err(NoWay::ShuttingDown),
             }
             false
         }
@@ -329,8 +359,8 @@ async fn place_room(
     };
     let mine = match servers.select.send(select).await {
         Ok(Ok(p)) => p,
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(_) => return Err(shutting_down()),
+        Ok(Err(e)) => return Err(NoWay::NoServer(e)),
+        Err(_) => return Err(NoWay::ShuttingDown),
     };
     let give_back = |p: Placement| BackendLeg::new(p).end_placement(&servers.ended);
     if one_more {
@@ -339,7 +369,7 @@ async fn place_room(
         if !book.exists(room) {
             drop(book);
             give_back(mine);
-            return Err(format!("room {room} was destroyed"));
+            return Err(NoWay::RoomDestroyed(room));
         }
         if book.placement(room).is_none() {
             book.place(room, &mine.server);
@@ -355,7 +385,7 @@ async fn place_room(
     match winner {
         None => {
             give_back(mine);
-            Err(format!("room {room} was destroyed"))
+            Err(NoWay::RoomDestroyed(room))
         }
         Some(w) if w == mine.server => Ok(mine),
         Some(w) => {
@@ -377,7 +407,7 @@ async fn place_room(
                 return Ok(mine);
             }
             give_back(mine);
-            Err(format!("backend server {w} is gone"))
+            Err(NoWay::ServerGone(w))
         }
     }
 }
@@ -400,5 +430,41 @@ async fn place_shared(
         Ok(Some(winner)) => rooms.lock().set_placement(room, &winner).then_some(winner),
         Ok(None) => None,
         Err(_) => rooms.lock().place(room, server),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_that_finds_no_way_is_told_why_in_the_words_of_before() {
+        let texts = [
+            (NoWay::RoomDestroyed(5), "room 5 was destroyed"),
+            (NoWay::ServerGone("j1".into()), "backend server j1 is gone"),
+            (
+                NoWay::Unavailable("j1".into()),
+                "backend server j1 unavailable",
+            ),
+            (
+                NoWay::NoAttach("no plugin".into()),
+                "backend server could not attach: no plugin",
+            ),
+            (
+                NoWay::Refused("bad".into()),
+                "backend server refused the room: bad",
+            ),
+            (
+                NoWay::TimedOut,
+                "the room's backend server did not answer in time",
+            ),
+            (
+                NoWay::NoServer(ProxyError::Unavailable),
+                &ProxyError::Unavailable.to_string(),
+            ),
+        ];
+        for (why, text) in texts {
+            assert_eq!(why.to_string(), text);
+        }
     }
 }
