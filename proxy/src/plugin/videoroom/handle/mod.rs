@@ -201,13 +201,7 @@ impl VideoRoomHandle {
 
     /// A plugin error for a request: in the `success` (`asynchronous` false) or as the event
     /// after an `ack`.
-    fn refuse(
-        &self,
-        transaction: &str,
-        reply_to: &ReplyTo,
-        asynchronous: bool,
-        e: &PluginError,
-    ) {
+    fn refuse(&self, transaction: &str, reply_to: &ReplyTo, asynchronous: bool, e: &PluginError) {
         if asynchronous {
             self.core.ack(transaction, reply_to);
         }
