@@ -75,7 +75,6 @@ impl ProxyState {
             plugin_env,
             auth: Authenticator::new(&config.auth),
             metrics: metrics.clone(),
-            legacy: std::sync::OnceLock::new(),
         });
         // `start` validated the configuration: the ranges parse.
         let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();
@@ -95,7 +94,6 @@ impl ProxyState {
             started: Instant::now(),
             store,
         });
-        let _ = state.transport.session.legacy.set(state.clone());
         state
     }
 

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use crate::auth::constant_time_eq;
 use crate::error::ProxyError;
 use crate::plugin::videoroom::admin as videoroom_admin;
-use crate::plugin::videoroom::SharedDirectory;
+use crate::plugin::videoroom::SharedRoomBook;
 use crate::registry::{
     GetServer, ListServers, RemoveServer, SetDraining, Summarize, UpsertServer, Upserted,
 };
@@ -419,7 +419,7 @@ async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) 
 }
 
 /// The videoroom directory, or the admin API's answer when the plugin is off.
-fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedDirectory, Box<HttpResponse>> {
+fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedRoomBook, Box<HttpResponse>> {
     authorize(state, req).map_err(|e| Box::new(error_response(&e)))?;
     state.session().plugins.videoroom.clone().ok_or_else(|| {
         Box::new(HttpResponse::NotFound().json(json!({"error": "the videoroom plugin is off"})))
@@ -491,7 +491,7 @@ async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> H
         Err(response) => return *response,
     };
     let state = state.get_ref().clone();
-    match videoroom_admin::destroy(state.clone(), directory, *room).await {
+    match videoroom_admin::destroy(state.session().plugin_env.clone(), directory, *room).await {
         None => no_such_room(*room),
         Some(Ok(())) => {
             videoroom_admin_changed(&state, *room, false);
@@ -508,8 +508,8 @@ async fn room_participants(state: State, req: HttpRequest, room: web::Path<u64>)
         Ok(d) => d,
         Err(response) => return *response,
     };
-    let state = state.get_ref().clone();
-    match videoroom_admin::participants(state, directory, *room).await {
+    match videoroom_admin::participants(state.session().plugin_env.clone(), directory, *room).await
+    {
         None => no_such_room(*room),
         Some(Ok(list)) => HttpResponse::Ok().json(json!({"room": *room, "participants": list})),
         Some(Err(why)) => HttpResponse::BadGateway().json(json!({

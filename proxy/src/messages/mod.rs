@@ -131,15 +131,6 @@ impl From<Recipient<BackendIncoming>> for Route {
     }
 }
 
-impl From<(Recipient<BackendIncoming>, Option<ReplyTo>)> for ReplyRoute {
-    fn from((to, reply_to): (Recipient<BackendIncoming>, Option<ReplyTo>)) -> ReplyRoute {
-        ReplyRoute::Handle {
-            route: to.into(),
-            reply_to,
-        }
-    }
-}
-
 /// Who gets the answer to a [`LinkRequest`].
 pub enum ReplyRoute {
     /// A handle actor: the first reply (`ack`, `success`, `error`) with the client connection

@@ -7,12 +7,6 @@ pub mod admin_key;
 pub mod audiobridge;
 pub mod env;
 pub mod kit;
-/// The kit's backend leg and request builders under their former names (until every plugin
-/// uses the kit's).
-pub mod backend_handle {
-    pub use super::kit::leg::*;
-    pub use super::kit::request::{api_error_of, attached_id, request};
-}
 pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
@@ -29,47 +23,10 @@ use futures_util::future::LocalBoxFuture;
 use janus_protocol::ApiError;
 use serde_json::Value;
 
-use crate::session::ClientSession;
-use crate::state::ProxyState;
-
 pub use crate::messages::HandleCommand;
-
-/// `Handler<HandleCommand>` for a handle actor that keeps its client requests in order: a
-/// detach or the session's end is handled at once (`leave`), anything else queued
-/// (`enqueue`), nothing once the handle is `gone`. The actor has a `gone: bool` field and
-/// `leave(ctx, Option<(transaction, reply_to)>)` and `enqueue(ctx, cmd)` methods.
-macro_rules! queued_handle_commands {
-    ($actor:ty) => {
-        impl actix::Handler<$crate::plugin::HandleCommand> for $actor {
-            type Result = ();
-
-            fn handle(
-                &mut self,
-                cmd: $crate::plugin::HandleCommand,
-                ctx: &mut actix::Context<Self>,
-            ) {
-                use $crate::plugin::HandleCommand;
-                if self.gone {
-                    return;
-                }
-                match cmd {
-                    HandleCommand::Detach {
-                        transaction,
-                        reply_to,
-                    } => self.leave(ctx, Some((transaction, reply_to))),
-                    HandleCommand::SessionClosing => self.leave(ctx, None),
-                    cmd => self.enqueue(ctx, cmd),
-                }
-            }
-        }
-    };
-}
-pub(crate) use queued_handle_commands;
 
 /// Everything a plugin needs to create a handle.
 pub struct AttachContext {
-    pub state: Arc<ProxyState>,
-    pub session: Addr<ClientSession>,
     pub env: Arc<env::PluginEnv>,
     pub session_port: kit::SessionPort,
     pub session_id: u64,
@@ -102,8 +59,8 @@ pub trait Plugin: Send + Sync {
 #[derive(Default)]
 pub struct PluginRegistry {
     plugins: BTreeMap<String, Arc<dyn Plugin>>,
-    /// The videoroom plugin's room directory, when the plugin is on (for the admin API).
-    pub videoroom: Option<videoroom::SharedDirectory>,
+    /// The videoroom plugin's room book, when the plugin is on (for the admin API).
+    pub videoroom: Option<videoroom::SharedRoomBook>,
     /// The audiobridge plugin's room book, when the plugin is on (shared rooms).
     pub audiobridge: Option<audiobridge::SharedRoomBook>,
     /// `plugins.rooms_file`, when set: the rooms saved with `permanent: true`.
@@ -134,7 +91,7 @@ impl PluginRegistry {
         // room would be one room per backend, each with part of the participants).
         if config.videoroom {
             let plugin = videoroom::VideoRoomPlugin::new();
-            let directory = plugin.directory();
+            let directory = plugin.rooms();
             for room in &config.videoroom_rooms {
                 // Checked by `ProxyConfig::validate`.
                 if let Ok(id) = videoroom::checks::check_config_room(room) {
@@ -157,7 +114,7 @@ impl PluginRegistry {
         config: &settings::PluginsConfig,
     ) -> Result<(), crate::error::ProxyError> {
         use crate::error::ProxyError;
-        use crate::store::rooms::RoomKind;
+        use crate::messages::cluster::RoomKind;
         if config.rooms_file.as_os_str().is_empty() {
             return Ok(());
         }

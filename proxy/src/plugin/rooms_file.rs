@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::rooms::RoomKind;
+use crate::messages::cluster::RoomKind;
 
 /// The file, shared by every handle of the proxy. A plain lock: changes are rare and the
 /// file small, and the handle needs to know at once whether it was saved (`"permanent"` in

@@ -31,8 +31,8 @@ pub struct PluginsConfig {
     /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
     /// each is created on a backend when it is first needed.
     pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
-    /// Phase 2 (experimental): 0 keeps each videoroom room on one server; N > 0 lets a room
-    /// span servers, N publishers per server before the next one is used, every publisher
+    /// Spanning rooms (experimental): 0 keeps each videoroom room on one server; N > 0 lets a
+    /// room span servers, N publishers per server before the next one is used, every publisher
     /// mirrored to the room's other servers with Janus's remote publishers.
     pub videoroom_publishers_per_backend: usize,
     /// Janus VideoRoom's `admin_key` (empty: none): when set, `create` must carry it (429

@@ -27,9 +27,6 @@ pub struct SessionEnv {
     /// `api_secret` / token checks, and the stored tokens.
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
-    /// The whole proxy state, for the plugins not yet on [`PluginEnv`] (goes with the last
-    /// of them).
-    pub legacy: std::sync::OnceLock<Arc<crate::state::ProxyState>>,
 }
 
 impl SessionEnv {

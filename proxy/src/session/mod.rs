@@ -211,12 +211,7 @@ impl ClientSession {
             session_id: request_session,
             ..
         } = incoming;
-        let Some(legacy) = self.state.legacy.get().cloned() else {
-            return;
-        };
         let fut = plugin.attach(AttachContext {
-            state: legacy,
-            session: ctx.address(),
             env: self.state.plugin_env.clone(),
             session_port: crate::plugin::kit::SessionPort {
                 deliver: ctx.address().recipient(),

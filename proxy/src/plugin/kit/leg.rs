@@ -11,46 +11,10 @@ use tokio::sync::oneshot;
 
 use super::request::{api_error_of, attached_id, request};
 use crate::messages::{
-    BackendFrame, BackendIncoming, LinkPort, LinkRequest, Placement, PlacementEnded, ReplyRoute,
-    Route, UnrouteHandle,
+    BackendFrame, LinkPort, LinkRequest, Placement, PlacementEnded, ReplyRoute, Route,
+    UnrouteHandle,
 };
 use crate::plugin::rewrite::IdMap;
-
-/// A link's news about one leg of a handle, tagged with the leg: a handle with several legs
-/// (videocall, videoroom, audiobridge) tells them apart, and may still hear from a leg it
-/// already replaced.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct LegIncoming {
-    pub leg: u64,
-    pub msg: BackendIncoming,
-}
-
-/// Tags what a link sends about one leg (the link's `LinkLost` names no handle) and passes it
-/// to the handle. Stops by itself once the link forgets the leg.
-pub struct LegForwarder {
-    leg: u64,
-    to: Recipient<LegIncoming>,
-}
-
-impl LegForwarder {
-    /// Starts a forwarder for leg `leg` of `to`; the link sends to the returned recipient.
-    pub fn start_for(leg: u64, to: Recipient<LegIncoming>) -> Recipient<BackendIncoming> {
-        LegForwarder { leg, to }.start().recipient()
-    }
-}
-
-impl Actor for LegForwarder {
-    type Context = Context<Self>;
-}
-
-impl Handler<BackendIncoming> for LegForwarder {
-    type Result = ();
-
-    fn handle(&mut self, msg: BackendIncoming, _: &mut Context<Self>) {
-        self.to.do_send(LegIncoming { leg: self.leg, msg });
-    }
-}
 
 pub struct BackendLeg {
     pub server: String,
@@ -133,14 +97,19 @@ impl BackendLeg {
     ) -> impl std::future::Future<Output = Result<u64, ApiError>> + 'static {
         let (answer, rx) = oneshot::channel();
         self.attach_with(package, opaque_id, ReplyRoute::Attach { events, answer });
-        async move {
-            let frame = rx.await.map_err(|_| lost())?;
-            let is_success = frame.kind() == "success";
-            match (is_success, frame.data_id()) {
-                (true, Some(id)) => Ok(id),
-                _ => Err(api_error_of(&frame)),
-            }
-        }
+        async move { attached(rx.await.map_err(|_| lost())?) }
+    }
+
+    /// Attaches `package` for requests of the proxy's own only ([`BackendLeg::ask`]): as
+    /// [`BackendLeg::open`], but the backend handle's own events are dropped (a one-off
+    /// handle, e.g. for an admin request, has no actor to hear them).
+    pub fn open_once(
+        &self,
+        package: &str,
+        opaque_id: Option<&str>,
+    ) -> impl std::future::Future<Output = Result<u64, ApiError>> + 'static {
+        let rx = self.attach_once(package, opaque_id);
+        async move { attached(rx.await.map_err(|_| lost())?) }
     }
 
     /// The backend handle [`BackendLeg::open`] gave.
@@ -241,7 +210,48 @@ impl BackendLeg {
     }
 }
 
+/// The new backend handle's id from an `attach` answer, or why there is none.
+fn attached(frame: BackendFrame) -> Result<u64, ApiError> {
+    match (frame.kind() == "success", frame.data_id()) {
+        (true, Some(id)) => Ok(id),
+        _ => Err(api_error_of(&frame)),
+    }
+}
+
+/// The reason of the error a leg's futures give when the link went away before it answered.
+const LOST: &str = "backend handle lost";
+
 /// The link went away before it answered.
 fn lost() -> ApiError {
-    ApiError::new(ErrorCode::Unknown, "backend handle lost")
+    ApiError::new(ErrorCode::Unknown, LOST)
+}
+
+/// The error is the link's going away before it answered (not an answer of the backend's):
+/// the backend handle is gone with it.
+pub fn is_lost(e: &ApiError) -> bool {
+    e.code == ErrorCode::Unknown && e.reason == LOST
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attach_answer_gives_the_handle_or_the_error() {
+        let ok =
+            crate::plugin::test_body(serde_json::json!({"janus": "success", "data": {"id": 9}}));
+        assert_eq!(attached(ok.into()).ok(), Some(9));
+        let refused = crate::plugin::test_body(
+            serde_json::json!({"janus": "error", "error": {"code": 460, "reason": "no plugin"}}),
+        );
+        let e = attached(refused.into())
+            .err()
+            .map(|e| (e.code.code(), e.reason));
+        assert_eq!(e, Some((460, "no plugin".to_owned())));
+        assert!(is_lost(&lost()));
+        assert!(!is_lost(&ApiError::new(
+            ErrorCode::Unknown,
+            "backend server x unavailable"
+        )));
+    }
 }

@@ -73,19 +73,33 @@ pub struct Legs {
 }
 
 impl Legs {
-    /// A new leg for `placement`, opening; its token.
-    pub fn add(&mut self, placement: Placement) -> u64 {
+    /// A new leg for `placement`, attaching `package` with its events routed to `to` under
+    /// the leg's token: the token (the leg is `Opening` until then), and the attach's answer
+    /// (the backend handle, for [`Legs::opened`]; on an error the caller [`Legs::remove`]s
+    /// the leg).
+    pub fn open(
+        &mut self,
+        placement: Placement,
+        package: &str,
+        opaque_id: Option<&str>,
+        to: Recipient<BackendIncoming>,
+    ) -> (
+        u64,
+        impl std::future::Future<Output = Result<u64, ApiError>> + 'static,
+    ) {
+        let leg = BackendLeg::new(placement);
         self.next += 1;
         let token = self.next;
+        let open = leg.open(package, opaque_id, Route { to, token });
         self.legs.insert(
             token,
             Leg {
                 token,
-                backend: BackendLeg::new(placement),
+                backend: leg,
                 state: LegState::Opening,
             },
         );
-        token
+        (token, open)
     }
 
     pub fn get(&self, token: u64) -> Option<&Leg> {
@@ -230,36 +244,27 @@ pub fn open<A: WithLegs>(
     let opaque_id = act.core().opaque_id.clone();
     let package = act.core().package.clone();
     let link = placement.link.clone();
-    let token = act.legs().add(placement);
-    let attach = act.legs().get(token).map(|l| {
-        let route = Route {
-            to: ctx.address().recipient(),
-            token,
-        };
-        l.backend.open(&package, opaque_id.as_deref(), route)
-    });
-    let opened = wrap_future::<_, A>(async move {
-        match attach {
-            Some(attach) => attach.await,
-            None => Err(ApiError::new(ErrorCode::Unknown, "leg gone")),
-        }
-    })
-    .map(move |handle, act: &mut A, _| match handle {
-        Ok(handle) if act.legs().get(token).is_none() => {
-            BackendLeg::detach(&link, handle);
-            Err(ApiError::new(ErrorCode::Unknown, "leg released"))
-        }
-        Ok(handle) => {
-            act.legs().opened(token, handle);
-            Ok(token)
-        }
-        Err(e) => {
-            let servers = act.servers().clone();
-            act.legs().remove(token, &servers);
-            Err(e)
-        }
-    })
-    .boxed_local();
+    let to = ctx.address().recipient();
+    let (token, attach) = act
+        .legs()
+        .open(placement, &package, opaque_id.as_deref(), to);
+    let opened = wrap_future::<_, A>(attach)
+        .map(move |handle, act: &mut A, _| match handle {
+            Ok(handle) if act.legs().get(token).is_none() => {
+                BackendLeg::detach(&link, handle);
+                Err(ApiError::new(ErrorCode::Unknown, "leg released"))
+            }
+            Ok(handle) => {
+                act.legs().opened(token, handle);
+                Ok(token)
+            }
+            Err(e) => {
+                let servers = act.servers().clone();
+                act.legs().remove(token, &servers);
+                Err(e)
+            }
+        })
+        .boxed_local();
     (token, opened)
 }
 
@@ -517,10 +522,25 @@ mod tests {
         until(|| opened.lock().len() == 2).await;
         assert_eq!(opened.lock()[1], Err("leg released".to_owned()));
         until(|| seen.lock().unrouted.len() == 2).await;
-        let seen = seen.lock();
-        assert_eq!(seen.requests[3], ("detach".into(), Some(8)));
-        assert_eq!(seen.unrouted, [7, 8]);
-        assert_eq!(seen.ended, ["janus-a", "janus-a"]);
+        {
+            let seen = seen.lock();
+            assert_eq!(seen.requests[3], ("detach".into(), Some(8)));
+            assert_eq!(seen.unrouted, [7, 8]);
+            assert_eq!(seen.ended, ["janus-a", "janus-a"]);
+        }
+
+        // Refused by the backend: the leg is forgotten and its placement given back.
+        handle.send(Do::Open).await.ok();
+        until(|| seen.lock().attach.is_some()).await;
+        let answer = seen.lock().attach.take();
+        if let Some(answer) = answer {
+            let refused = json!({"janus": "error", "error": {"code": 460, "reason": "no plugin"}});
+            let _ = answer.send(BackendFrame::from_map(crate::plugin::test_body(refused)));
+        }
+        until(|| opened.lock().len() == 3).await;
+        assert_eq!(opened.lock()[2], Err("no plugin".to_owned()));
+        until(|| seen.lock().ended.len() == 3).await;
+        assert_eq!(seen.lock().requests.len(), 5, "nothing to detach");
     }
 }
 

@@ -38,6 +38,25 @@ pub fn attached_id(frame: &JsonMap) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
+/// `plugindata.data` of a backend frame (a plugin's answer or event).
+pub fn plugin_data(frame: &JsonMap) -> Option<&Value> {
+    frame.get("plugindata").and_then(|p| p.get("data"))
+}
+
+/// The code of a backend `error` frame, as the metrics count it (490 when it says none); None
+/// for any other frame.
+pub fn error_code_of(frame: &JsonMap) -> Option<u16> {
+    if frame.get("janus").and_then(Value::as_str) != Some("error") {
+        return None;
+    }
+    let code = frame
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .and_then(Value::as_u64)
+        .unwrap_or(490);
+    Some(u16::try_from(code).unwrap_or(490))
+}
+
 /// A backend `error` frame as an API error (unknown codes become 490).
 pub fn api_error_of(frame: &JsonMap) -> janus_protocol::ApiError {
     use janus_protocol::{ApiError, ErrorCode};
@@ -79,5 +98,15 @@ mod tests {
         assert_eq!(api_error_of(&error).code.code(), 458);
         let odd = crate::plugin::test_body(json!({"janus": "error", "error": {"code": 1}}));
         assert_eq!(api_error_of(&odd).code.code(), 490);
+        assert_eq!(error_code_of(&error), Some(458));
+        assert_eq!(error_code_of(&odd), Some(1));
+        let bare = crate::plugin::test_body(json!({"janus": "error"}));
+        assert_eq!(error_code_of(&bare), Some(490));
+        assert_eq!(error_code_of(&success), None);
+        let event = crate::plugin::test_body(
+            json!({"janus": "event", "plugindata": {"plugin": "p", "data": {"ok": 1}}}),
+        );
+        assert_eq!(plugin_data(&event), Some(&json!({"ok": 1})));
+        assert_eq!(plugin_data(&success), None);
     }
 }

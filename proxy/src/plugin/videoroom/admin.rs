@@ -1,24 +1,21 @@
 //! What the admin API does with videoroom rooms: list, show, create and destroy them, and list
 //! their participants. A room that lives on backends is destroyed (its participants get
 //! Janus's `destroyed` event) and its participants listed there, each by a one-shot backend
-//! handle (`OneShotRequest`).
+//! handle ([`BackendLeg::open_once`], then [`BackendLeg::ask`]).
 
 use std::sync::Arc;
 
-use actix::prelude::*;
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
-use super::checks::{self, VrError};
-use super::directory::Room;
-use super::{SharedDirectory, PACKAGE};
-use crate::messages::BackendIncoming;
-use crate::plugin::backend_handle::{request, BackendLeg};
+use super::room_book::Room;
+use super::{checks, SharedRoomBook, PACKAGE};
+use crate::messages::cluster::RoomKind;
+use crate::messages::PlaceOn;
+use crate::plugin::env::PluginEnv;
+use crate::plugin::kit::leg::is_lost;
+use crate::plugin::kit::{request, BackendLeg, PluginError};
 use crate::plugin::rooms_file::{self, SharedRoomsFile};
-use crate::registry::PlaceOn;
-use crate::state::ProxyState;
-use crate::store::rooms::RoomKind;
 
 /// A room as the admin API shows it: Janus's `list` entry plus where it lives.
 pub fn room_view(room: &Room) -> Value {
@@ -33,23 +30,23 @@ pub fn room_view(room: &Room) -> Value {
 }
 
 /// Every room, public and private, in id order.
-pub fn list(directory: &SharedDirectory) -> Vec<Value> {
-    let directory = directory.lock();
-    directory
+pub fn list(rooms: &SharedRoomBook) -> Vec<Value> {
+    let rooms = rooms.lock();
+    rooms
         .list(true)
         .iter()
         .filter_map(|entry| entry["room"].as_u64())
-        .filter_map(|id| directory.get(id).map(room_view))
+        .filter_map(|id| rooms.get(id).map(room_view))
         .collect()
 }
 
-pub fn show(directory: &SharedDirectory, id: u64) -> Option<Value> {
-    directory.lock().get(id).map(room_view)
+pub fn show(rooms: &SharedRoomBook, id: u64) -> Option<Value> {
+    rooms.lock().get(id).map(room_view)
 }
 
 #[derive(Debug)]
 pub enum CreateError {
-    Invalid(VrError),
+    Invalid(PluginError),
     Exists(u64),
 }
 
@@ -57,32 +54,32 @@ pub enum CreateError {
 /// `"permanent": true` it is written to `plugins.rooms_file` too, as a client's `create`
 /// does. Ok((id, whether the rooms file has it)).
 pub fn create(
-    directory: &SharedDirectory,
+    rooms: &SharedRoomBook,
     file: Option<&SharedRoomsFile>,
     body: &JsonMap,
 ) -> Result<(u64, bool), CreateError> {
     let id = checks::check_config_room(body).map_err(CreateError::Invalid)?;
-    directory
+    rooms
         .lock()
         .create(id, body)
         .map_err(|_| CreateError::Exists(id))?;
     let asked = body.get("permanent").and_then(Value::as_bool) == Some(true);
     let permanent = asked && rooms_file::apply(file, RoomKind::VideoRoom, id, Some(body));
-    if let Some(r) = directory.lock().get_mut(id) {
+    if let Some(r) = rooms.lock().get_mut(id) {
         r.permanent = permanent;
     }
     Ok((id, permanent))
 }
 
-/// Destroys a room: on its backend if it lives on one, then in the directory. None: no such
+/// Destroys a room: on its backend if it lives on one, then in the room book. None: no such
 /// room.
 pub async fn destroy(
-    state: Arc<ProxyState>,
-    directory: SharedDirectory,
+    env: Arc<PluginEnv>,
+    rooms: SharedRoomBook,
     id: u64,
 ) -> Option<Result<(), String>> {
     let (servers, secret) = {
-        let d = directory.lock();
+        let d = rooms.lock();
         let room = d.get(id)?;
         (room.servers.clone(), room.secret().map(str::to_owned))
     };
@@ -94,7 +91,7 @@ pub async fn destroy(
     }
     let mut outcome = Ok(());
     for p in servers {
-        let one = match ask_server(&state, &p.server, body.clone()).await {
+        let one = match ask_server(&env, &p.server, body.clone()).await {
             Ok(data) if data.get("videoroom").and_then(Value::as_str) == Some("destroyed") => {
                 Ok(())
             }
@@ -109,9 +106,9 @@ pub async fn destroy(
     }
     if outcome.is_ok() {
         // A destroy through the admin API is final: a permanent room leaves the rooms file.
-        let removed = directory.lock().remove(id);
+        let removed = rooms.lock().remove(id);
         if removed.is_some_and(|r| r.permanent) {
-            let file = state.session().plugins.rooms_file.as_ref();
+            let file = env.rooms_file.as_ref();
             rooms_file::apply(file, RoomKind::VideoRoom, id, None);
         }
     }
@@ -122,17 +119,17 @@ pub async fn destroy(
 /// `server` it is on: a room spanning servers lists every server's own participants, not the
 /// mirrors of the others'. None: no such room.
 pub async fn participants(
-    state: Arc<ProxyState>,
-    directory: SharedDirectory,
+    env: Arc<PluginEnv>,
+    rooms: SharedRoomBook,
     id: u64,
 ) -> Option<Result<Vec<Value>, String>> {
-    let servers = directory.lock().get(id)?.servers.clone();
+    let servers = rooms.lock().get(id)?.servers.clone();
     let mut body = JsonMap::new();
     body.insert("request".into(), "listparticipants".into());
     body.insert("room".into(), id.into());
     let mut all = Vec::new();
     for p in servers {
-        let data = match ask_server(&state, &p.server, body.clone()).await {
+        let data = match ask_server(&env, &p.server, body.clone()).await {
             Ok(data) => data,
             // Nobody there any more.
             Err(Asked::Gone) | Err(Asked::NoSuchRoom) => continue,
@@ -174,105 +171,35 @@ enum Asked {
 
 /// One videoroom request on `server` through a one-shot backend handle: its
 /// `plugindata.data`.
-async fn ask_server(state: &Arc<ProxyState>, server: &str, body: JsonMap) -> Result<Value, Asked> {
-    let placement = match state
-        .registry
-        .send(PlaceOn {
-            server: server.to_owned(),
-        })
-        .await
-    {
+async fn ask_server(env: &PluginEnv, server: &str, body: JsonMap) -> Result<Value, Asked> {
+    let place = PlaceOn {
+        server: server.to_owned(),
+    };
+    let placement = match env.servers.place_on.send(place).await {
         Ok(Some(p)) => p,
         Ok(None) => return Err(Asked::Gone),
         Err(_) => return Err(Asked::Failed("the proxy is shutting down".to_owned())),
     };
-    let (tx, rx) = oneshot::channel();
-    OneShotRequest {
-        state: state.clone(),
-        leg: BackendLeg::new(placement),
-        body: Some(body),
-        done: Some(tx),
-    }
-    .start();
-    let data = rx
-        .await
-        .unwrap_or_else(|_| Err(Asked::Failed("backend handle lost".to_owned())))?;
+    let mut leg = BackendLeg::new(placement);
+    let answer = match leg.open_once(PACKAGE, None).await {
+        Ok(handle) => {
+            leg.opened(handle);
+            leg.ask(request::message(body, None)).await
+        }
+        Err(e) => Err(e),
+    };
+    leg.release();
+    leg.end_placement(&env.servers.ended);
+    let frame = answer.map_err(|e| match is_lost(&e) {
+        // The link went away meanwhile (and the server with it).
+        true => Asked::Gone,
+        false => Asked::Failed(e.reason),
+    })?;
+    let Some(data) = request::plugin_data(&frame) else {
+        return Err(Asked::Failed(request::api_error_of(&frame).reason));
+    };
     match data.get("error_code").and_then(Value::as_u64) {
         Some(code) if code == u64::from(checks::NO_SUCH_ROOM) => Err(Asked::NoSuchRoom),
-        _ => Ok(data),
-    }
-}
-
-/// A one-shot backend videoroom handle: attaches, sends one request, hands its answer's
-/// `plugindata.data` over and goes.
-struct OneShotRequest {
-    state: Arc<ProxyState>,
-    leg: BackendLeg,
-    /// The request, until it is sent (after the attach).
-    body: Option<JsonMap>,
-    done: Option<oneshot::Sender<Result<Value, Asked>>>,
-}
-
-impl OneShotRequest {
-    fn finish(&mut self, ctx: &mut Context<Self>, outcome: Result<Value, Asked>) {
-        if let Some(done) = self.done.take() {
-            let _ = done.send(outcome);
-        }
-        self.leg.release();
-        ctx.stop();
-    }
-}
-
-impl Actor for OneShotRequest {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        self.leg.attach(PACKAGE, None, ctx.address().recipient());
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        self.leg.release();
-        self.leg.end_placement(&self.state.servers.ended);
-        if let Some(done) = self.done.take() {
-            let _ = done.send(Err(Asked::Failed("stopped".to_owned())));
-        }
-    }
-}
-
-impl Handler<BackendIncoming> for OneShotRequest {
-    type Result = ();
-
-    fn handle(&mut self, msg: BackendIncoming, ctx: &mut Context<Self>) {
-        match msg {
-            BackendIncoming::Reply { frame, .. } if self.body.is_some() => {
-                match self.leg.on_attach_reply(&frame) {
-                    Ok(_) => {
-                        let mut req = request("message");
-                        let body = self.body.take().unwrap_or_default();
-                        req.insert("body".into(), Value::Object(body));
-                        self.leg
-                            .send(req, None, Some((ctx.address().recipient(), None)));
-                    }
-                    Err(e) => self.finish(ctx, Err(Asked::Failed(e.reason))),
-                }
-            }
-            BackendIncoming::Reply { frame, .. } => {
-                match frame.get("plugindata").and_then(|p| p.get("data")) {
-                    Some(data) => {
-                        let data = data.clone();
-                        self.finish(ctx, Ok(data));
-                    }
-                    None => {
-                        let e = crate::plugin::backend_handle::api_error_of(&frame);
-                        self.finish(ctx, Err(Asked::Failed(e.reason)));
-                    }
-                }
-            }
-            BackendIncoming::Event { .. } => {}
-            BackendIncoming::LinkLost { .. } => {
-                self.leg.forget();
-                self.finish(ctx, Err(Asked::Gone));
-            }
-        }
+        _ => Ok(data.clone()),
     }
 }

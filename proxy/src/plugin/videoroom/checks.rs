@@ -4,6 +4,8 @@
 use janus_protocol::JsonMap;
 use serde_json::Value;
 
+use crate::plugin::kit::PluginError;
+
 pub const UNKNOWN_ERROR: u16 = 499;
 pub const INVALID_REQUEST: u16 = 423;
 pub const JOIN_FIRST: u16 = 424;
@@ -14,65 +16,56 @@ pub const ID_EXISTS: u16 = 436;
 pub const INVALID_ELEMENT: u16 = 430;
 pub const UNAUTHORIZED: u16 = 433;
 
-/// A VideoRoom error: `{"videoroom":"event","error_code":…,"error":…}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VrError {
-    pub code: u16,
-    pub text: String,
+/// A VideoRoom error of the proxy's own (`{"videoroom":"event","error_code":…,"error":…}`):
+/// these build them with Janus's codes and texts.
+pub fn missing(element: &str) -> PluginError {
+    PluginError::new(
+        MISSING_ELEMENT,
+        format!("Missing mandatory element ({element})"),
+    )
 }
 
-impl VrError {
-    pub fn new(code: u16, text: impl Into<String>) -> Self {
-        VrError {
-            code,
-            text: text.into(),
-        }
-    }
+pub fn invalid_type(element: &str, kind: Kind) -> PluginError {
+    PluginError::new(
+        INVALID_ELEMENT,
+        format!("Invalid element type ({element} should be {})", kind.name()),
+    )
+}
 
-    pub fn missing(element: &str) -> Self {
-        Self::new(
-            MISSING_ELEMENT,
-            format!("Missing mandatory element ({element})"),
-        )
-    }
+pub fn no_such_room(room: u64) -> PluginError {
+    PluginError::new(NO_SUCH_ROOM, format!("No such room ({room})"))
+}
 
-    pub fn invalid_type(element: &str, kind: Kind) -> Self {
-        Self::new(
-            INVALID_ELEMENT,
-            format!("Invalid element type ({element} should be {})", kind.name()),
-        )
-    }
+pub fn room_exists(room: u64) -> PluginError {
+    PluginError::new(ROOM_EXISTS, format!("Room {room} already exists"))
+}
 
-    pub fn no_such_room(room: u64) -> Self {
-        Self::new(NO_SUCH_ROOM, format!("No such room ({room})"))
-    }
+pub fn unknown_request(request: &str) -> PluginError {
+    PluginError::new(INVALID_REQUEST, format!("Unknown request '{request}'"))
+}
 
-    pub fn room_exists(room: u64) -> Self {
-        Self::new(ROOM_EXISTS, format!("Room {room} already exists"))
-    }
+pub fn id_exists(id: u64) -> PluginError {
+    PluginError::new(ID_EXISTS, format!("User ID {id} already exists"))
+}
 
-    pub fn unknown_request(request: &str) -> Self {
-        Self::new(INVALID_REQUEST, format!("Unknown request '{request}'"))
-    }
+pub fn join_first() -> PluginError {
+    PluginError::new(JOIN_FIRST, "Invalid request on unconfigured participant")
+}
 
-    pub fn id_exists(id: u64) -> Self {
-        Self::new(ID_EXISTS, format!("User ID {id} already exists"))
-    }
-
-    pub fn join_first() -> Self {
-        Self::new(JOIN_FIRST, "Invalid request on unconfigured participant")
-    }
+/// A request the proxy could not get answered (no server, a backend refused the room, …).
+pub fn unknown_error(why: &str) -> PluginError {
+    PluginError::new(UNKNOWN_ERROR, why)
 }
 
 /// The plugin's `admin_key` refused, in VideoRoom's codes.
-pub fn admin_key_error(e: crate::plugin::admin_key::AdminKeyError) -> VrError {
+pub fn admin_key_error(e: crate::plugin::admin_key::AdminKeyError) -> PluginError {
     use crate::plugin::admin_key::AdminKeyError;
     let code = match e {
         AdminKeyError::Missing => MISSING_ELEMENT,
         AdminKeyError::NotAString => INVALID_ELEMENT,
         AdminKeyError::Wrong => UNAUTHORIZED,
     };
-    VrError::new(code, e.text())
+    PluginError::new(code, e.text())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,27 +135,27 @@ const CREATE: &[(&str, Kind)] = &[
     ("dummy_streams", Kind::Array),
 ];
 
-fn check(body: &JsonMap, params: &[(&str, Kind)]) -> Result<(), VrError> {
+fn check(body: &JsonMap, params: &[(&str, Kind)]) -> Result<(), PluginError> {
     for (name, kind) in params {
         if let Some(v) = body.get(*name) {
             if !kind.accepts(v) {
-                return Err(VrError::invalid_type(name, *kind));
+                return Err(invalid_type(name, *kind));
             }
         }
     }
     Ok(())
 }
 
-pub fn check_create(body: &JsonMap) -> Result<(), VrError> {
+pub fn check_create(body: &JsonMap) -> Result<(), PluginError> {
     check(body, CREATE)
 }
 
 /// A room of the configuration (or of the admin API): `create`'s checks, and a non-zero
 /// `room`. Its id.
-pub fn check_config_room(body: &JsonMap) -> Result<u64, VrError> {
+pub fn check_config_room(body: &JsonMap) -> Result<u64, PluginError> {
     check_create(body)?;
     match room_of(body)? {
-        0 => Err(VrError::new(
+        0 => Err(PluginError::new(
             INVALID_ELEMENT,
             "room must be a positive integer (not 0)",
         )),
@@ -171,21 +164,21 @@ pub fn check_config_room(body: &JsonMap) -> Result<u64, VrError> {
 }
 
 /// The request name, lower-cased (Janus compares names case-insensitively).
-pub fn request_of(body: &JsonMap) -> Result<String, VrError> {
+pub fn request_of(body: &JsonMap) -> Result<String, PluginError> {
     match body.get("request") {
-        None => Err(VrError::missing("request")),
+        None => Err(missing("request")),
         Some(Value::String(r)) => Ok(r.to_ascii_lowercase()),
-        Some(_) => Err(VrError::invalid_type("request", Kind::Str)),
+        Some(_) => Err(invalid_type("request", Kind::Str)),
     }
 }
 
 /// The mandatory `room` of a room request.
-pub fn room_of(body: &JsonMap) -> Result<u64, VrError> {
+pub fn room_of(body: &JsonMap) -> Result<u64, PluginError> {
     match body.get("room") {
-        None => Err(VrError::missing("room")),
+        None => Err(missing("room")),
         Some(v) => v
             .as_u64()
-            .ok_or_else(|| VrError::invalid_type("room", Kind::PositiveInt)),
+            .ok_or_else(|| invalid_type("room", Kind::PositiveInt)),
     }
 }
 
@@ -200,26 +193,26 @@ mod tests {
     fn janus_texts() {
         assert_eq!(
             room_of(&body(json!({"room":"x"}))),
-            Err(VrError::new(
+            Err(PluginError::new(
                 430,
                 "Invalid element type (room should be a positive integer)"
             ))
         );
         assert_eq!(
             room_of(&JsonMap::new()),
-            Err(VrError::new(429, "Missing mandatory element (room)"))
+            Err(PluginError::new(429, "Missing mandatory element (room)"))
         );
         assert_eq!(room_of(&body(json!({"room":0}))), Ok(0));
         assert_eq!(
             check_create(&body(json!({"bitrate":-1}))),
-            Err(VrError::new(
+            Err(PluginError::new(
                 430,
                 "Invalid element type (bitrate should be a positive integer)"
             ))
         );
         assert_eq!(
             check_create(&body(json!({"is_private":"yes"}))),
-            Err(VrError::new(
+            Err(PluginError::new(
                 430,
                 "Invalid element type (is_private should be a boolean)"
             ))
@@ -234,7 +227,7 @@ mod tests {
         );
         assert_eq!(
             request_of(&body(json!({"request":1}))),
-            Err(VrError::new(
+            Err(PluginError::new(
                 430,
                 "Invalid element type (request should be a string)"
             ))

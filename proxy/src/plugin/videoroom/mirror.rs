@@ -1,4 +1,4 @@
-//! Phase 2: the plan for a room that spans several backends (carried out by
+//! Spanning rooms: the plan for a room that spans several backends (carried out by
 //! [`super::coordinator::RoomCoordinator`]). Every publisher whose PeerConnection is up on its
 //! server is *mirrored* into the room's backend room on every other server with Janus
 //! 1.1.2's remote publishers —

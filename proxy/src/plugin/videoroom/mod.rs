@@ -1,9 +1,9 @@
 //! The videoroom plugin: Janus's VideoRoom API (1.1.x multistream) served by the proxy, with
-//! the rooms owned by the proxy, each living on one backend Janus (phase 1) or, optionally,
-//! spread over several (phase 2).
+//! the rooms owned by the proxy, each living on one backend Janus or, with spanning rooms,
+//! spread over several.
 //!
-//! * The [`directory::Directory`] holds every room created through the proxy (`create`,
-//!   `list`, `exists` are answered from it) and the backend server each room lives on.
+//! * The [`room_book::RoomBook`] holds every room created through the proxy (`create`,
+//!   `list`, `exists` are answered from it) and the backend servers each room lives on.
 //! * A room gets a server when a handle first needs it on one (a `join`, or a room request
 //!   only the room's Janus can answer, such as `listparticipants` or `kick`): the registry
 //!   picks one (`SelectServer`), the backend room is created there with the client's room id
@@ -12,22 +12,24 @@
 //!   participant since the whole room is on one Janus.
 //! * Each [`handle::VideoRoomHandle`] opens one backend videoroom handle (a *leg*) per server
 //!   it needs; requests go to the leg of the room's server unchanged, replies and events come
-//!   back with the client's ids.
+//!   back with the client's ids. Where a request goes is decided by [`routing`].
 //! * When a room's server is lost, its participants are told (see the handle) and the room
 //!   forgets its placement: the next join creates it again on a server the registry picks.
-//! * Phase 2 (`plugins.videoroom_publishers_per_backend > 0`): a room may span servers,
-//!   publishers filling one before the next is used; the [`coordinator::RoomCoordinator`] of
-//!   the room mirrors every publisher to the room's other servers with Janus's remote
-//!   publishers, following the plan of [`mirror::RoomMirror`].
+//! * Spanning rooms (`plugins.videoroom_publishers_per_backend > 0`): a room may span
+//!   servers, publishers filling one before the next is used; the
+//!   [`coordinator::RoomCoordinator`] of the room mirrors every publisher to the room's other
+//!   servers with Janus's remote publishers, following the plan of [`mirror::RoomMirror`].
 
 pub mod admin;
 pub mod checks;
 pub mod coordinator;
-pub mod directory;
 pub mod handle;
 pub mod mirror;
 pub mod remote;
+pub mod room_book;
+pub mod routing;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -35,20 +37,58 @@ use futures_util::future::LocalBoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
+use super::env::PluginEnv;
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
-use directory::Directory;
+use coordinator::RoomCoordinator;
 use handle::VideoRoomHandle;
+use room_book::RoomBook;
 
 pub const PACKAGE: &str = "janus.plugin.videoroom";
 
-/// The room directory all videoroom handles of this proxy share.
-pub type SharedDirectory = Arc<Mutex<Directory>>;
+/// The short name in the plugin's data (`{"videoroom": …}`).
+pub const KEY: &str = "videoroom";
+
+/// The room book all videoroom handles of this proxy share.
+pub type SharedRoomBook = Arc<Mutex<RoomBook>>;
+
+/// The coordinators of this proxy's spanning rooms, by room.
+pub type Coordinators = Arc<Mutex<HashMap<u64, Addr<RoomCoordinator>>>>;
+
+/// What the videoroom handles and coordinators of this proxy share.
+#[derive(Clone)]
+pub struct Shared {
+    pub env: Arc<PluginEnv>,
+    pub rooms: SharedRoomBook,
+    pub coordinators: Coordinators,
+}
+
+impl Shared {
+    /// `plugins.videoroom_publishers_per_backend` (0: a room lives on one server).
+    pub fn per_backend(&self) -> usize {
+        self.env.settings.videoroom_publishers_per_backend
+    }
+
+    /// The coordinator of spanning room `room`, started if needed (None: rooms do not span
+    /// servers).
+    pub fn coordinator(&self, room: u64) -> Option<Addr<RoomCoordinator>> {
+        (self.per_backend() > 0).then(|| coordinator::start(self, room))
+    }
+
+    /// The coordinator of spanning room `room`, if it runs.
+    pub fn running(&self, room: u64) -> Option<Addr<RoomCoordinator>> {
+        if self.per_backend() == 0 {
+            return None;
+        }
+        coordinator::running(&self.coordinators, room)
+    }
+}
 
 #[derive(Default)]
 pub struct VideoRoomPlugin {
-    directory: SharedDirectory,
-    coordinators: coordinator::Coordinators,
-    /// The plugin's side of the bus (phase 2 with a shared store; set at the first attach).
+    rooms: SharedRoomBook,
+    coordinators: Coordinators,
+    /// The plugin's side of the bus (spanning rooms with a shared store; set at the first
+    /// attach).
     remote: std::sync::OnceLock<Option<Arc<remote::VrRemote>>>,
 }
 
@@ -57,8 +97,8 @@ impl VideoRoomPlugin {
         Self::default()
     }
 
-    pub fn directory(&self) -> SharedDirectory {
-        self.directory.clone()
+    pub fn rooms(&self) -> SharedRoomBook {
+        self.rooms.clone()
     }
 }
 
@@ -67,7 +107,7 @@ impl Plugin for VideoRoomPlugin {
         PACKAGE
     }
 
-    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+    fn descriptor(&self, env: &PluginEnv) -> Option<Value> {
         Some((env.descriptors)(PACKAGE).unwrap_or_else(|| {
             json!({
                 "name": "JANUS VideoRoom plugin",
@@ -81,23 +121,21 @@ impl Plugin for VideoRoomPlugin {
 
     /// A videoroom handle needs no backend until it needs a room: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
-        let directory = self.directory.clone();
-        let coordinators = self.coordinators.clone();
-        if ctx.state.config.plugins.videoroom_publishers_per_backend > 0 {
-            directory.lock().spans_servers = true;
-            // Phase 2 with several proxies: the coordinators talk over the bus.
+        let shared = Shared {
+            env: ctx.env.clone(),
+            rooms: self.rooms.clone(),
+            coordinators: self.coordinators.clone(),
+        };
+        if shared.per_backend() > 0 {
+            shared.rooms.lock().spans_servers = true;
+            // Spanning rooms with several proxies: the coordinators talk over the bus.
             self.remote.get_or_init(|| {
-                let bus = ctx.state.store.bus()?;
-                Some(remote::VrRemote::register(
-                    &bus,
-                    &ctx.state,
-                    &directory,
-                    &coordinators,
-                ))
+                let bus = shared.env.cluster.bus.clone()?;
+                Some(remote::VrRemote::register(&bus, &shared))
             });
         }
         Box::pin(async move {
-            let handle = VideoRoomHandle::new(ctx, directory, coordinators).start();
+            let handle = VideoRoomHandle::new(ctx, shared).start();
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,

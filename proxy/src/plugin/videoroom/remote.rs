@@ -1,7 +1,6 @@
-//! Videoroom rooms that span servers (phase 2) coordinated between proxies: the bus topic
-//! `videoroom`. Every message names its room (`"room"`) and goes to that room's
-//! [`RoomCoordinator`] on this proxy (see the coordinator for who owns a room and what the
-//! messages are):
+//! Spanning rooms coordinated between proxies: the bus topic `videoroom`. Every message names
+//! its room (`"room"`) and goes to that room's [`RoomCoordinator`] on this proxy (see the
+//! coordinator for who owns a room and what the messages are):
 //!
 //! * to the owner, from a follower: `joined` (a request, answered `{"attendees": [...]}`),
 //!   `left`, `active`, `gone`, `server_joined`, `server_lost`, `list` (a request, answered
@@ -13,54 +12,56 @@
 //! A `notice` for a room whose coordinator is not running here is dropped (its handles are
 //! gone); any other message starts the room's coordinator if needed (an owner whose room
 //! emptied a moment ago).
+//!
+//! [`RoomCoordinator`]: super::coordinator::RoomCoordinator
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use serde_json::Value;
 
-use super::coordinator::{self, Coordinators, FromBus, ProxiesAlive, TOPIC};
-use super::SharedDirectory;
-use crate::state::ProxyState;
-use crate::store::bus::{Bus, Reply, Topic};
+use super::coordinator::{self, FromBus, ProxiesAlive, TOPIC};
+use super::{Coordinators, Shared, SharedRoomBook};
+use crate::messages::cluster::{BusReply, ClusterBus, Topic};
+use crate::plugin::env::PluginEnv;
 
 /// The videoroom plugin's side of the bus.
 pub struct VrRemote {
-    state: Weak<ProxyState>,
-    directory: SharedDirectory,
+    /// The environment owns the bus, which owns this: weak.
+    env: Weak<PluginEnv>,
+    rooms: SharedRoomBook,
     coordinators: Coordinators,
 }
 
 impl VrRemote {
     /// Registers the topic on `bus` (once per proxy: the plugin keeps it).
-    pub fn register(
-        bus: &Arc<Bus>,
-        state: &Arc<ProxyState>,
-        directory: &SharedDirectory,
-        coordinators: &Coordinators,
-    ) -> Arc<VrRemote> {
+    pub fn register(bus: &Arc<dyn ClusterBus>, shared: &Shared) -> Arc<VrRemote> {
         let remote = Arc::new(VrRemote {
-            // The state owns the store, which owns the bus, which owns this: weak.
-            state: Arc::downgrade(state),
-            directory: directory.clone(),
-            coordinators: coordinators.clone(),
+            env: Arc::downgrade(&shared.env),
+            rooms: shared.rooms.clone(),
+            coordinators: shared.coordinators.clone(),
         });
-        let topic = remote.clone();
-        bus.register(TOPIC, move || topic);
+        let topic: Arc<dyn Topic> = remote.clone();
+        bus.register(TOPIC, Box::new(move || topic));
         remote
     }
 }
 
 impl Topic for VrRemote {
-    fn deliver(&self, from: String, body: Value, reply: Option<Reply>) {
+    fn deliver(&self, from: String, body: Value, reply: Option<BusReply>) {
         let Some(room) = body.get("room").and_then(Value::as_u64) else {
             return log::warn!("videoroom: message without a room from proxy {from}");
         };
         let target = if body.get("t").and_then(Value::as_str) == Some("notice") {
             coordinator::running(&self.coordinators, room)
         } else {
-            self.state.upgrade().map(|state| {
-                coordinator::coordinator(&self.coordinators, &state, &self.directory, room)
+            self.env.upgrade().map(|env| {
+                let shared = Shared {
+                    env,
+                    rooms: self.rooms.clone(),
+                    coordinators: self.coordinators.clone(),
+                };
+                coordinator::start(&shared, room)
             })
         };
         if let Some(c) = target {

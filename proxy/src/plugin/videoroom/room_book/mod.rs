@@ -1,16 +1,16 @@
-//! The videoroom room directory: the rooms this proxy owns, their settings (as `create` gave
+//! The videoroom room book: the rooms this proxy owns, their settings (as `create` gave
 //! them, kept up to date by `edit`, `allowed` and `enable_recording`), the backend server each
 //! room lives on (if any yet) and who is in it. A plain map shared by every videoroom handle
 //! behind a lock, unit-tested without a runtime.
 //!
-//! Phase 1: a room lives on ONE backend server. It gets one when a handle first needs it
-//! there (a `join`, or a room request only the backend can answer); the first handle to
-//! [`Directory::place`] it wins, every later one goes to the same server. When that server is
-//! lost the placement is forgotten ([`Directory::forget_placement`]) and the next handle
-//! that needs the room creates it again on whatever server the registry picks.
+//! One server per room (the default): a room lives on ONE backend server. It gets one when a handle
+//! first needs it there (a `join`, or a room request only the backend can answer); the first handle
+//! to [`RoomBook::place`] it wins, every later one goes to the same server. When that server is
+//! lost the placement is forgotten ([`RoomBook::forget_placement`]) and the next handle that needs
+//! the room creates it again on whatever server the registry picks.
 //!
-//! Several proxies (`store.url`): the directory is this proxy's cache of the shared rooms
-//! ([`crate::store::rooms`]): a room another proxy created is learnt on a local miss or at the
+//! Several proxies (`store.url`): the book is this proxy's cache of the shared rooms (kept in
+//! step through [`LocalRooms`]): a room another proxy created is learnt on a local miss or at the
 //! next sync round, placement goes through the store first (the first proxy wins), and each
 //! sync round brings the other proxies' creations, edits, destructions, placements and
 //! publisher counts.
@@ -19,251 +19,20 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use janus_protocol::JsonMap;
 use parking_lot::Mutex;
-use serde_json::{json, Value};
+use serde_json::Value;
 
-use crate::store::rooms::{LocalRooms, ParticipantRecord, RoomRecord};
+use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomRecord};
 
-/// Settings a backend room is never created with: the proxy owns the room and its lifetime.
-const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoomPlacement {
-    pub server: String,
-    /// The room exists on that server (the proxy created it, or found it there).
-    pub created: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Room {
-    pub id: u64,
-    /// The `create` parameters (minus `request`, `room`, `permanent`, `admin_key`).
-    pub settings: JsonMap,
-    /// The servers the room lives on; the first is where room-wide requests go. Phase 1
-    /// (`plugins.videoroom_publishers_per_backend = 0`) uses only one.
-    pub servers: Vec<RoomPlacement>,
-    /// Client handles joined as publishers (Janus's `num_participants`): their server and
-    /// publisher id.
-    pub publishers: BTreeMap<u64, (String, u64)>,
-    /// Publishers joined through other proxies (shared store), counted in `list`.
-    pub remote_publishers: usize,
-    /// Phase 2 with a shared store: other proxies' publishers (as of the last sync round),
-    /// by publisher id: their server. Counted when placing a publisher, and where a request
-    /// about one of them goes.
-    pub remote_feeds: BTreeMap<u64, String>,
-    /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
-    pub permanent: bool,
-    /// The proxy that created it (shared store; empty: this one, or the configuration).
-    pub creator: String,
-}
-
-impl Room {
-    /// The room's first server (room-wide requests go there).
-    pub fn placement(&self) -> Option<&RoomPlacement> {
-        self.servers.first()
-    }
-
-    fn str_setting(&self, key: &str) -> Option<&str> {
-        self.settings.get(key).and_then(Value::as_str)
-    }
-
-    fn bool_setting(&self, key: &str, default: bool) -> bool {
-        self.settings
-            .get(key)
-            .and_then(Value::as_bool)
-            .unwrap_or(default)
-    }
-
-    fn int_setting(&self, key: &str, default: u64) -> u64 {
-        self.settings
-            .get(key)
-            .and_then(Value::as_u64)
-            .unwrap_or(default)
-    }
-
-    pub fn is_private(&self) -> bool {
-        self.bool_setting("is_private", false)
-    }
-
-    pub fn secret(&self) -> Option<&str> {
-        self.str_setting("secret")
-    }
-
-    /// The body of the backend `create` for this room.
-    pub fn create_request(&self) -> JsonMap {
-        let mut body = JsonMap::new();
-        body.insert("request".into(), "create".into());
-        body.insert("room".into(), self.id.into());
-        body.insert("permanent".into(), false.into());
-        for (k, v) in &self.settings {
-            body.insert(k.clone(), v.clone());
-        }
-        body
-    }
-
-    /// The room as Janus 1.1.2 describes it in a `list` reply (same keys, same order,
-    /// same defaults).
-    pub fn list_entry(&self) -> Value {
-        let mut e = JsonMap::new();
-        e.insert("room".into(), self.id.into());
-        let description = self
-            .str_setting("description")
-            .map(str::to_owned)
-            .unwrap_or_else(|| format!("Room {}", self.id));
-        e.insert("description".into(), description.into());
-        e.insert(
-            "pin_required".into(),
-            self.str_setting("pin").is_some().into(),
-        );
-        e.insert("is_private".into(), self.is_private().into());
-        e.insert(
-            "max_publishers".into(),
-            self.int_setting("publishers", 3).into(),
-        );
-        e.insert("bitrate".into(), self.int_setting("bitrate", 0).into());
-        if self.bool_setting("bitrate_cap", false) {
-            e.insert("bitrate_cap".into(), true.into());
-        }
-        e.insert("fir_freq".into(), self.int_setting("fir_freq", 0).into());
-        for key in [
-            "require_pvtid",
-            "require_e2ee",
-            "dummy_publisher",
-            "notify_joining",
-        ] {
-            e.insert(key.into(), self.bool_setting(key, false).into());
-        }
-        let audiocodec = self.str_setting("audiocodec").unwrap_or("opus");
-        let videocodec = self.str_setting("videocodec").unwrap_or("vp8");
-        e.insert("audiocodec".into(), audiocodec.into());
-        e.insert("videocodec".into(), videocodec.into());
-        if audiocodec.contains("opus") {
-            if self.bool_setting("opus_fec", true) {
-                e.insert("opus_fec".into(), true.into());
-            }
-            if self.bool_setting("opus_dtx", false) {
-                e.insert("opus_dtx".into(), true.into());
-            }
-        }
-        if self.bool_setting("video_svc", false) {
-            e.insert("video_svc".into(), true.into());
-        }
-        e.insert("record".into(), self.bool_setting("record", false).into());
-        if let Some(dir) = self.str_setting("rec_dir") {
-            e.insert("rec_dir".into(), dir.into());
-        }
-        e.insert(
-            "lock_record".into(),
-            self.bool_setting("lock_record", false).into(),
-        );
-        e.insert(
-            "num_participants".into(),
-            (self.publishers.len() + self.remote_publishers).into(),
-        );
-        e.insert(
-            "audiolevel_ext".into(),
-            self.bool_setting("audiolevel_ext", true).into(),
-        );
-        let audiolevel_event = self.bool_setting("audiolevel_event", false);
-        e.insert("audiolevel_event".into(), audiolevel_event.into());
-        if audiolevel_event {
-            e.insert(
-                "audio_active_packets".into(),
-                self.int_setting("audio_active_packets", 100).into(),
-            );
-            e.insert(
-                "audio_level_average".into(),
-                self.int_setting("audio_level_average", 25).into(),
-            );
-        }
-        for key in [
-            "videoorient_ext",
-            "playoutdelay_ext",
-            "transport_wide_cc_ext",
-        ] {
-            e.insert(key.into(), self.bool_setting(key, true).into());
-        }
-        Value::Object(e)
-    }
-
-    /// Applies a successful `edit` (its `new_*` elements) to the settings.
-    pub fn apply_edit(&mut self, body: &JsonMap) {
-        for (new, key) in [
-            ("new_description", "description"),
-            ("new_secret", "secret"),
-            ("new_pin", "pin"),
-            ("new_is_private", "is_private"),
-            ("new_require_pvtid", "require_pvtid"),
-            ("new_bitrate", "bitrate"),
-            ("new_fir_freq", "fir_freq"),
-            ("new_publishers", "publishers"),
-            ("new_lock_record", "lock_record"),
-            ("new_rec_dir", "rec_dir"),
-        ] {
-            if let Some(v) = body.get(new) {
-                // Janus: an empty new pin or secret removes it.
-                if v.as_str() == Some("") && (key == "pin" || key == "secret") {
-                    self.settings.shift_remove(key);
-                } else {
-                    self.settings.insert(key.into(), v.clone());
-                }
-            }
-        }
-    }
-
-    /// Applies a successful `allowed` request.
-    pub fn apply_allowed(&mut self, body: &JsonMap) {
-        let action = body.get("action").and_then(Value::as_str).unwrap_or("");
-        let tokens: Vec<String> = body
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut current: Vec<String> = self
-            .settings
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        match action {
-            "enable" => {
-                if !self.settings.contains_key("allowed") {
-                    self.settings.insert("allowed".into(), json!([]));
-                }
-                return;
-            }
-            "disable" => {
-                self.settings.shift_remove("allowed");
-                return;
-            }
-            "add" => {
-                for t in tokens {
-                    if !current.contains(&t) {
-                        current.push(t);
-                    }
-                }
-            }
-            "remove" => current.retain(|t| !tokens.contains(t)),
-            _ => return,
-        }
-        self.settings.insert("allowed".into(), json!(current));
-    }
-}
+mod room;
+pub use room::{Room, RoomPlacement, NOT_FORWARDED};
 
 #[derive(Debug, Default)]
-pub struct Directory {
+pub struct RoomBook {
     rooms: BTreeMap<u64, Room>,
-    /// Phase 2: who each joined participant handle is (its room, client session and Janus
+    /// Spanning rooms: who each joined participant handle is (its room, client session and Janus
     /// `private_id`), so that its own subscriptions go to its server (see [`Self::own_server`]).
     owners: BTreeMap<u64, Owner>,
-    /// Rooms may span servers (phase 2): the servers other proxies' publishers are on are
+    /// Rooms may span servers (spanning rooms): the servers other proxies' publishers are on are
     /// the room's servers too.
     pub spans_servers: bool,
 }
@@ -280,7 +49,7 @@ struct Owner {
 #[derive(Debug, PartialEq, Eq)]
 pub struct RoomExists;
 
-impl Directory {
+impl RoomBook {
     /// Records a room (`id` 0: a random one, as Janus). The body is `create`'s, already checked.
     pub fn create(&mut self, id: u64, body: &JsonMap) -> Result<u64, RoomExists> {
         let id = if id == 0 { self.random_id() } else { id };
@@ -441,7 +210,7 @@ impl Directory {
         }
     }
 
-    /// Phase 2: where other proxies' publishers are (one sync round). A server the room
+    /// Spanning rooms: where other proxies' publishers are (one sync round). A server the room
     /// uses through another proxy becomes one of its servers here too (its backend room
     /// exists: someone joined it there).
     pub fn apply_remote_feeds(&mut self, remote: &HashMap<u64, Vec<ParticipantRecord>>) {
@@ -452,7 +221,7 @@ impl Directory {
     }
 
     /// Where the publishers of room `id` on other proxies are (see
-    /// [`Directory::apply_remote_feeds`]).
+    /// [`RoomBook::apply_remote_feeds`]).
     pub fn apply_room_feeds(&mut self, id: u64, remote: &[ParticipantRecord]) {
         let spans = self.spans_servers;
         let Some(room) = self.rooms.get_mut(&id) else {
@@ -529,7 +298,7 @@ impl Directory {
         room.placement().map(|p| p.server.clone())
     }
 
-    /// One more server for a room that spans servers (phase 2). False: no such room, or
+    /// One more server for a room that spans servers. False: no such room, or
     /// already there.
     pub fn add_server(&mut self, id: u64, server: &str) -> bool {
         let Some(room) = self.rooms.get_mut(&id) else {
@@ -622,7 +391,7 @@ impl Directory {
         self.owners.insert(handle, owner);
     }
 
-    /// Phase 2: the server of the participant a subscription belongs to — the participant
+    /// Spanning rooms: the server of the participant a subscription belongs to — the participant
     /// whose Janus `private_id` the subscriber's `join` carries (janus.js sends it), else one
     /// of the same client session — if it is joined in room `id` on a server the room still
     /// has. A subscriber placed there lives and dies with its own participant, not with
@@ -647,7 +416,7 @@ impl Directory {
             .or_else(|| joined(&|o: &Owner| o.session == session))
     }
 
-    /// Room affinity (phase 2): the room's server with the fewest joined publishers while it
+    /// Room affinity (spanning rooms): the room's server with the fewest joined publishers while it
     /// has fewer than `per_backend` (None: the room needs another server).
     pub fn server_for_publisher(&self, id: u64, per_backend: usize) -> Option<String> {
         let room = self.rooms.get(&id)?;
@@ -699,18 +468,17 @@ impl Directory {
     }
 }
 
-/// With a shared store (several proxies), the directory is a cache of the store's rooms.
-impl LocalRooms for Mutex<Directory> {
+/// With a shared store (several proxies), the room book is a cache of the store's rooms.
+impl LocalRooms for Mutex<RoomBook> {
     fn record(&self, id: u64) -> Option<RoomRecord> {
         self.lock().record(id)
     }
 
     fn records(&self) -> Vec<RoomRecord> {
-        let directory = self.lock();
-        directory
-            .rooms
+        let book = self.lock();
+        book.rooms
             .keys()
-            .filter_map(|id| directory.record(*id))
+            .filter_map(|id| book.record(*id))
             .collect()
     }
 
@@ -730,12 +498,13 @@ impl LocalRooms for Mutex<Directory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     use crate::plugin::test_body as body;
 
     #[test]
     fn create_exists_remove() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         assert_eq!(d.create(1234, &body(json!({"request":"create"}))), Ok(1234));
         assert_eq!(d.create(1234, &JsonMap::new()), Err(RoomExists));
         let random = d.create(0, &JsonMap::new()).expect("random id");
@@ -748,7 +517,7 @@ mod tests {
 
     #[test]
     fn list_matches_janus_defaults_and_hides_private_rooms() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1234, &JsonMap::new()).expect("create");
         d.create(
             1235,
@@ -784,7 +553,7 @@ mod tests {
 
     #[test]
     fn first_placement_wins_and_a_lost_server_is_forgotten() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
         d.create(2, &JsonMap::new()).expect("create");
         assert_eq!(d.place(1, "janus-a").as_deref(), Some("janus-a"));
@@ -813,7 +582,7 @@ mod tests {
 
     #[test]
     fn rooms_spanning_servers_fill_one_before_the_next() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
         assert_eq!(d.server_for_publisher(1, 2), None, "no server yet");
         d.place(1, "a");
@@ -842,7 +611,7 @@ mod tests {
 
     #[test]
     fn a_subscription_goes_to_its_own_participant_server() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
         d.create(2, &JsonMap::new()).expect("create");
         d.place(1, "a");
@@ -878,16 +647,16 @@ mod tests {
             display: None,
             server: server.to_owned(),
         };
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
         d.place(1, "a");
         d.mark_created(1, "a");
         let remote = HashMap::from([(1, vec![participant(100, "a")])]);
-        // Phase 1: only routing knows of them.
+        // One server per room: only routing knows of them.
         d.apply_remote_feeds(&remote);
         assert_eq!(d.feed_server(1, 100).as_deref(), Some("a"));
         assert_eq!(d.servers(1), ["a"]);
-        // Phase 2: a is full (1 per backend) with the other proxy's publisher, and a server
+        // Spanning rooms: a is full (1 per backend) with the other proxy's publisher, and a server
         // another proxy opened for the room is one of its servers here too.
         d.spans_servers = true;
         d.apply_remote_feeds(&remote);
@@ -912,22 +681,6 @@ mod tests {
         assert_eq!(d.feed_server(1, 101), None);
     }
 
-    #[test]
-    fn backend_create_request_carries_the_settings_not_the_proxy_ones() {
-        let mut d = Directory::default();
-        let b = body(
-            json!({"request":"create","room":9,"permanent":true,"admin_key":"k",
-            "description":"d","secret":"s","publishers":6}),
-        );
-        d.create(9, &b).expect("create");
-        let req = d.get(9).expect("room").create_request();
-        assert_eq!(
-            Value::Object(req),
-            json!({"request":"create","room":9,"permanent":false,"description":"d",
-                "secret":"s","publishers":6})
-        );
-    }
-
     fn record(id: u64, server: Option<&str>, description: &str) -> RoomRecord {
         RoomRecord {
             id,
@@ -940,7 +693,7 @@ mod tests {
 
     #[test]
     fn the_shared_store_is_the_authority_except_for_fresh_local_changes() {
-        let mut d = Directory::default();
+        let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
         d.create(2, &JsonMap::new()).expect("create");
         d.create(3, &JsonMap::new()).expect("create");
@@ -977,26 +730,5 @@ mod tests {
         assert_eq!(d.get(1).expect("room").settings["description"], "edited");
         assert_eq!(d.record(1).map(|r| r.creator), Some("other".into()));
         assert!(d.set_placement(1, "j1") && !d.set_placement(99, "j1"));
-    }
-
-    #[test]
-    fn edit_and_allowed_update_the_settings() {
-        let mut d = Directory::default();
-        d.create(5, &body(json!({"secret":"s","pin":"p"})))
-            .expect("create");
-        let room = d.get_mut(5).expect("room");
-        room.apply_edit(&body(
-            json!({"new_description":"new","new_pin":"","new_publishers":9}),
-        ));
-        assert_eq!(room.settings.get("description"), Some(&json!("new")));
-        assert_eq!(room.settings.get("pin"), None);
-        assert_eq!(room.secret(), Some("s"));
-        assert_eq!(room.list_entry()["max_publishers"], 9);
-        room.apply_allowed(&body(json!({"action":"enable"})));
-        room.apply_allowed(&body(json!({"action":"add","allowed":["a","b"]})));
-        room.apply_allowed(&body(json!({"action":"remove","allowed":["a"]})));
-        assert_eq!(room.settings.get("allowed"), Some(&json!(["b"])));
-        room.apply_allowed(&body(json!({"action":"disable"})));
-        assert_eq!(room.settings.get("allowed"), None);
     }
 }
