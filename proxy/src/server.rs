@@ -12,7 +12,7 @@ use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
-use crate::registry::{LinkDirectory, ServerRegistry};
+use crate::registry::{LinkTable, ServerRegistry};
 use crate::session::SessionSweeper;
 use crate::state::ProxyState;
 use crate::store::reaper::{SessionReaper, STOP_LIMIT};
@@ -171,7 +171,7 @@ impl RunningProxy {
 pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
-    let links = Arc::new(LinkDirectory::default());
+    let links = Arc::new(LinkTable::default());
     let backend_ca = &config.backend.tls_ca_file;
     let backend_tls = Arc::new(crate::tls::backend_client_config(
         (!backend_ca.as_os_str().is_empty()).then_some(backend_ca.as_path()),
@@ -292,22 +292,19 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     })
 }
 
-/// Registers the plugins' room directories with the store and starts its writer (no-op
+/// Registers the plugins' room books with the store and starts its writer (no-op
 /// without a shared store).
 fn share_rooms(state: &ProxyState) {
     let Some(store) = state.store.rooms() else {
         return;
     };
-    if let Some(directory) = &state.session().plugins.videoroom {
-        store.register(
-            crate::messages::cluster::RoomKind::VideoRoom,
-            directory.clone(),
-        );
+    if let Some(book) = &state.session().plugins.videoroom {
+        store.register(crate::messages::cluster::RoomKind::VideoRoom, book.clone());
     }
-    if let Some(directory) = &state.session().plugins.audiobridge {
+    if let Some(book) = &state.session().plugins.audiobridge {
         store.register(
             crate::messages::cluster::RoomKind::AudioBridge,
-            directory.clone(),
+            book.clone(),
         );
     }
     store.spawn();

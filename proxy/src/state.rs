@@ -15,9 +15,9 @@ use crate::metrics::Metrics;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::kit::Frames;
 use crate::plugin::PluginRegistry;
-use crate::registry::{LinkDirectory, ServerRegistry};
-use crate::session::directory::SessionTable;
+use crate::registry::{LinkTable, ServerRegistry};
 use crate::session::env::SessionEnv;
+use crate::session::table::SessionTable;
 use crate::store::StoreHandle;
 use crate::transport::env::TransportEnv;
 
@@ -30,7 +30,7 @@ pub struct ProxyState {
     /// The registry as handles use it.
     pub servers: ServersPort,
     /// The servers' links, readable without asking the registry.
-    pub links: Arc<LinkDirectory>,
+    pub links: Arc<LinkTable>,
     pub metrics: Arc<Metrics>,
     pub started: Instant,
     /// The state shared with other proxies (Redis), or this proxy's alone.
@@ -42,7 +42,7 @@ impl ProxyState {
         config: ProxyConfig,
         plugins: PluginRegistry,
         registry: Addr<ServerRegistry>,
-        links: Arc<LinkDirectory>,
+        links: Arc<LinkTable>,
         metrics: Arc<Metrics>,
         store: StoreHandle,
     ) -> Arc<Self> {
@@ -84,7 +84,7 @@ impl ProxyState {
             config.limits.clone(),
             trusted_proxies,
         ));
-        let state = Arc::new(ProxyState {
+        Arc::new(ProxyState {
             config,
             transport,
             registry,
@@ -93,8 +93,7 @@ impl ProxyState {
             metrics,
             started: Instant::now(),
             store,
-        });
-        state
+        })
     }
 
     /// The sessions, the plugins, authentication.

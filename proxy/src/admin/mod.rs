@@ -418,7 +418,7 @@ async fn remove_token(state: State, req: HttpRequest, token: web::Path<String>) 
     HttpResponse::Ok().json(json!({"removed": removed}))
 }
 
-/// The videoroom directory, or the admin API's answer when the plugin is off.
+/// The videoroom book, or the admin API's answer when the plugin is off.
 fn rooms_of(state: &ProxyState, req: &HttpRequest) -> Result<SharedRoomBook, Box<HttpResponse>> {
     authorize(state, req).map_err(|e| Box::new(error_response(&e)))?;
     state.session().plugins.videoroom.clone().ok_or_else(|| {
@@ -432,26 +432,24 @@ fn no_such_room(room: u64) -> HttpResponse {
 
 async fn list_rooms(state: State, req: HttpRequest) -> HttpResponse {
     match rooms_of(&state, &req) {
-        Ok(directory) => {
-            HttpResponse::Ok().json(json!({"rooms": videoroom_admin::list(&directory)}))
-        }
+        Ok(book) => HttpResponse::Ok().json(json!({"rooms": videoroom_admin::list(&book)})),
         Err(response) => *response,
     }
 }
 
 async fn get_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
-    let directory = match rooms_of(&state, &req) {
+    let book = match rooms_of(&state, &req) {
         Ok(d) => d,
         Err(response) => return *response,
     };
-    match videoroom_admin::show(&directory, *room) {
+    match videoroom_admin::show(&book, *room) {
         Some(view) => HttpResponse::Ok().json(view),
         None => no_such_room(*room),
     }
 }
 
 async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> HttpResponse {
-    let directory = match rooms_of(&state, &req) {
+    let book = match rooms_of(&state, &req) {
         Ok(d) => d,
         Err(response) => return *response,
     };
@@ -463,17 +461,13 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
         Ok(p) => p,
         Err(e) => return error_response(&ProxyError::BadRequest(format!("body: {e}"))),
     };
-    match videoroom_admin::create(
-        &directory,
-        state.session().plugins.rooms_file.as_ref(),
-        &params,
-    ) {
+    match videoroom_admin::create(&book, state.session().plugins.rooms_file.as_ref(), &params) {
         Ok((room, permanent)) => {
             videoroom_admin_changed(&state, room, true);
             HttpResponse::Ok().json(json!({
                 "created": room,
                 "permanent": permanent,
-                "room": videoroom_admin::show(&directory, room),
+                "room": videoroom_admin::show(&book, room),
             }))
         }
         Err(videoroom_admin::CreateError::Exists(room)) => {
@@ -486,12 +480,12 @@ async fn create_room(state: State, req: HttpRequest, payload: web::Payload) -> H
 }
 
 async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
-    let directory = match rooms_of(&state, &req) {
+    let book = match rooms_of(&state, &req) {
         Ok(d) => d,
         Err(response) => return *response,
     };
     let state = state.get_ref().clone();
-    match videoroom_admin::destroy(state.session().plugin_env.clone(), directory, *room).await {
+    match videoroom_admin::destroy(state.session().plugin_env.clone(), book, *room).await {
         None => no_such_room(*room),
         Some(Ok(())) => {
             videoroom_admin_changed(&state, *room, false);
@@ -504,12 +498,11 @@ async fn destroy_room(state: State, req: HttpRequest, room: web::Path<u64>) -> H
 }
 
 async fn room_participants(state: State, req: HttpRequest, room: web::Path<u64>) -> HttpResponse {
-    let directory = match rooms_of(&state, &req) {
+    let book = match rooms_of(&state, &req) {
         Ok(d) => d,
         Err(response) => return *response,
     };
-    match videoroom_admin::participants(state.session().plugin_env.clone(), directory, *room).await
-    {
+    match videoroom_admin::participants(state.session().plugin_env.clone(), book, *room).await {
         None => no_such_room(*room),
         Some(Ok(list)) => HttpResponse::Ok().json(json!({"room": *room, "participants": list})),
         Some(Err(why)) => HttpResponse::BadGateway().json(json!({
@@ -537,13 +530,13 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 }
 
 /// The admin API created (`Some`) or destroyed (`None`) videoroom `id` in this proxy's
-/// directory: the shared store follows (no-op without one).
+/// book: the shared store follows (no-op without one).
 fn videoroom_admin_changed(state: &ProxyState, id: u64, created: bool) {
-    let (Some(store), Some(directory)) = (state.store.rooms(), &state.session().plugins.videoroom)
+    let (Some(store), Some(book)) = (state.store.rooms(), &state.session().plugins.videoroom)
     else {
         return;
     };
-    match directory.lock().record(id).filter(|_| created) {
+    match book.lock().record(id).filter(|_| created) {
         Some(record) => store.adopt(crate::messages::cluster::RoomKind::VideoRoom, record),
         None => store.destroyed(crate::messages::cluster::RoomKind::VideoRoom, id),
     }

@@ -65,11 +65,11 @@ pub struct ParticipantRecord {
     pub server: String,
 }
 
-/// Redis did not answer (or is known to be away): the caller uses its local directory.
+/// Redis did not answer (or is known to be away): the caller uses its local room book or users table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreDown;
 
-/// What the store needs of a plugin's room directory (implemented by the plugins).
+/// What the store needs of a plugin's room book (implemented by the plugins).
 pub trait LocalRooms: Send + Sync {
     /// The room as this proxy knows it.
     fn record(&self, id: u64) -> Option<RoomRecord>;
@@ -89,9 +89,9 @@ pub trait LocalRooms: Send + Sync {
 /// The rooms shared between proxies (see `store::rooms`).
 pub trait SharedRooms: Send + Sync {
     fn proxy_id(&self) -> &str;
-    /// A plugin's directory to keep in step (once, at start-up).
-    fn register(&self, kind: RoomKind, directory: Arc<dyn LocalRooms>);
-    /// The room from the store (read-through on a local miss); the directory learns it.
+    /// A plugin's room book to keep in step (once, at start-up).
+    fn register(&self, kind: RoomKind, book: Arc<dyn LocalRooms>);
+    /// The room from the store (read-through on a local miss); the room book learns it.
     fn fetch(
         self: Arc<Self>,
         kind: RoomKind,

@@ -4,6 +4,7 @@
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
 pub mod admin_key;
+pub mod allowed;
 pub mod audiobridge;
 pub mod env;
 pub mod kit;
@@ -91,22 +92,22 @@ impl PluginRegistry {
         // room would be one room per backend, each with part of the participants).
         if config.videoroom {
             let plugin = videoroom::VideoRoomPlugin::new();
-            let directory = plugin.rooms();
+            let book = plugin.rooms();
             for room in &config.videoroom_rooms {
                 // Checked by `ProxyConfig::validate`.
                 if let Ok(id) = videoroom::checks::check_config_room(room) {
-                    if directory.lock().create(id, room).is_err() {
+                    if book.lock().create(id, room).is_err() {
                         log::warn!("videoroom: room {id} configured twice; first kept");
                     }
                 }
             }
-            registry.videoroom = Some(directory);
+            registry.videoroom = Some(book);
             registry.add(Arc::new(plugin));
         }
         registry
     }
 
-    /// Reads `plugins.rooms_file` (if set) and adds its rooms to the plugins' directories, as
+    /// Reads `plugins.rooms_file` (if set) and adds its rooms to the plugins' room books, as
     /// Janus reads the rooms its plugins saved into their jcfg; they replace configured rooms
     /// of the same id (they are the saved, possibly edited, version).
     pub fn load_rooms_file(
@@ -119,8 +120,8 @@ impl PluginRegistry {
             return Ok(());
         }
         let file = rooms_file::RoomsFile::load(&config.rooms_file).map_err(ProxyError::Config)?;
-        if let Some(directory) = &self.videoroom {
-            let mut directory = directory.lock();
+        if let Some(book) = &self.videoroom {
+            let mut book = book.lock();
             for (id, settings) in file.rooms(RoomKind::VideoRoom) {
                 videoroom::checks::check_config_room(&settings).map_err(|e| {
                     ProxyError::Config(format!(
@@ -129,9 +130,9 @@ impl PluginRegistry {
                         e.text
                     ))
                 })?;
-                directory.remove(id);
-                let _ = directory.create(id, &settings);
-                if let Some(room) = directory.get_mut(id) {
+                book.remove(id);
+                let _ = book.create(id, &settings);
+                if let Some(room) = book.get_mut(id) {
                     room.permanent = true;
                 }
             }

@@ -15,8 +15,7 @@ use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
 use crate::error::ProxyError;
 use crate::messages::{
-    BackendFrame, BackendIncoming, HandleCommand, ReplyRoute, ReplyTo, Route, SelectServer,
-    ServersPort,
+    BackendFrame, BackendIncoming, HandleCommand, ReplyTo, Route, SelectServer, ServersPort,
 };
 
 pub use super::kit::BACKEND_LOST_REASON;
@@ -119,14 +118,11 @@ impl RelayHandle {
     }
 
     fn send(&self, ctx: &Context<Self>, request: JsonMap, transaction: String, reply_to: ReplyTo) {
-        let reply = ReplyRoute::Handle {
-            route: Route {
-                to: ctx.address().recipient(),
-                token: 0,
-            },
-            reply_to: Some(reply_to),
+        let route = Route {
+            to: ctx.address().recipient(),
+            token: 0,
         };
-        self.leg.send(request, Some(transaction), Some(reply));
+        self.leg.forward(request, transaction, route, reply_to);
     }
 
     fn opened(&mut self, ctx: &mut Context<Self>, answer: Result<u64, ApiError>) {

@@ -15,7 +15,7 @@ pub struct PluginsConfig {
     /// The proxy's own `janus.plugin.videocall` (users register with the proxy, each call is
     /// bridged by one backend). Takes precedence over a relay of the same package.
     pub videocall: bool,
-    /// The proxy's own `janus.plugin.audiobridge` (a room directory in the proxy, each room
+    /// The proxy's own `janus.plugin.audiobridge` (a room book in the proxy, each room
     /// mixed by one backend chosen when it is first joined, re-created elsewhere if that
     /// backend is lost). Takes precedence over a relay of the same package.
     pub audiobridge: bool,

@@ -36,11 +36,11 @@ use selection::{Candidate, SelectionPolicy, Selector};
 /// The links of all registered servers, readable without messaging the registry (for `info`'s
 /// plugin list and health checks).
 #[derive(Default)]
-pub struct LinkDirectory {
+pub struct LinkTable {
     links: RwLock<Vec<Arc<LinkStatus>>>,
 }
 
-impl LinkDirectory {
+impl LinkTable {
     fn set(&self, links: Vec<Arc<LinkStatus>>) {
         *self.links.write() = links;
     }
@@ -103,7 +103,7 @@ pub struct ServerRegistry {
     breaker: BreakerConfig,
     capacity: f64,
     remove_after: Duration,
-    directory: Arc<LinkDirectory>,
+    links: Arc<LinkTable>,
     metrics: Arc<Metrics>,
     /// `backend.servers`: name, URL, `rtp_host`.
     static_servers: Vec<(String, String, Option<String>)>,
@@ -116,7 +116,7 @@ const BREAKER_REASON_PREFIX: &str = "circuit breaker";
 impl ServerRegistry {
     pub fn new(
         config: &ProxyConfig,
-        directory: Arc<LinkDirectory>,
+        links: Arc<LinkTable>,
         metrics: Arc<Metrics>,
         backend_tls: Arc<rustls::ClientConfig>,
     ) -> Self {
@@ -130,7 +130,7 @@ impl ServerRegistry {
                 .breaker_config(config.backend.request_timeout() * 2),
             capacity: config.registry.handle_capacity as f64,
             remove_after: Duration::from_secs(config.registry.remove_after_s),
-            directory,
+            links,
             metrics,
             static_servers: config
                 .backend
@@ -146,7 +146,7 @@ impl ServerRegistry {
     }
 
     fn publish_links(&self) {
-        self.directory.set(
+        self.links.set(
             self.servers
                 .values()
                 .filter_map(|e| e.link.as_ref().map(|l| l.status.clone()))

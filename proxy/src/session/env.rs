@@ -6,8 +6,8 @@ use std::sync::Arc;
 use actix::Addr;
 use parking_lot::Mutex;
 
-use super::directory::SessionTable;
 use super::settings::GeneralConfig;
+use super::table::SessionTable;
 use super::ClientSession;
 use crate::auth::Authenticator;
 use crate::metrics::Metrics;

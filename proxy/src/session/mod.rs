@@ -2,10 +2,10 @@
 //! answers the session-level requests itself and hands handle-level ones to the handle actors.
 //! It outlives its WebSocket for `reclaim_session_timeout` so another connection can `claim` it.
 
-pub mod directory;
 pub mod env;
 pub mod info;
 pub mod settings;
+pub mod table;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,8 +18,8 @@ use serde::Serialize;
 use crate::messages::{ClientFrame, ConnPort, ReplyTo, SessionOwnership};
 pub use crate::messages::{Deliver, HandleGone};
 use crate::plugin::{AttachContext, HandleCommand, Plugin};
-use directory::Expiry;
 use env::SessionEnv;
+use table::Expiry;
 
 /// A session-level or handle-level request from a connection.
 #[derive(Message)]
@@ -31,7 +31,7 @@ pub struct SessionRequest {
     pub client_ip: Option<IpAddr>,
 }
 
-/// The sweeper found the session expired; it is already out of the directory.
+/// The sweeper found the session expired; it is already out of the session table.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SessionExpired(pub Expiry);
@@ -422,7 +422,7 @@ impl Handler<OwnerGone> for ClientSession {
     }
 }
 
-/// Runs the directory sweep: Janus checks every 2 s; once a second keeps the timeout closer to
+/// Runs the session table sweep: Janus checks every 2 s; once a second keeps the timeout closer to
 /// the configured value.
 pub struct SessionSweeper {
     pub state: Arc<SessionEnv>,

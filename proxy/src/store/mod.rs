@@ -241,7 +241,7 @@ impl StoreHandle {
     }
 
     /// Claims `username` of `topic` (`videocall`, `p2pcall`) for this proxy. The caller has
-    /// already reserved the name in its own directory, so the proxy itself never claims a name
+    /// already reserved the name in its own users table, so the proxy itself never claims a name
     /// twice; a claimed name is released with [`StoreHandle::user_down`].
     pub fn claim_user(
         &self,

@@ -52,7 +52,7 @@ use super::StoreHealth;
 use crate::backend::connector::backend_client;
 use crate::backend::{BackendCredentials, CredentialBook};
 use crate::config::BackendConfig;
-use crate::registry::LinkDirectory;
+use crate::registry::LinkTable;
 
 /// How long a dead proxy's record stays after its last heartbeat write would have expired:
 /// long enough for a survivor (or a later proxy, if none survived) to find it; beyond that
@@ -107,7 +107,7 @@ pub enum Reaped {
 /// Claims and destroys backend sessions as this proxy's links would speak to their servers.
 #[derive(Clone)]
 pub struct SessionReaper {
-    links: Arc<LinkDirectory>,
+    links: Arc<LinkTable>,
     credentials: Arc<CredentialBook>,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
@@ -116,7 +116,7 @@ pub struct SessionReaper {
 impl SessionReaper {
     pub fn new(
         config: &BackendConfig,
-        links: Arc<LinkDirectory>,
+        links: Arc<LinkTable>,
         tls: Arc<rustls::ClientConfig>,
     ) -> Self {
         SessionReaper {

@@ -4,6 +4,8 @@
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
+use crate::plugin::kit::request;
+
 /// A JSON object as a map (anything else: an empty map).
 pub fn object(v: Value) -> JsonMap {
     match v {
@@ -14,10 +16,7 @@ pub fn object(v: Value) -> JsonMap {
 
 /// `plugindata.data` of a frame.
 pub fn plugin_data(frame: &JsonMap) -> Option<&JsonMap> {
-    frame
-        .get("plugindata")
-        .and_then(|p| p.get("data"))
-        .and_then(Value::as_object)
+    request::plugin_data(frame).and_then(Value::as_object)
 }
 
 /// A core-level `error` (Janus's or the link's).

@@ -15,9 +15,9 @@ use std::collections::{BTreeMap, HashSet};
 
 use janus_protocol::JsonMap;
 use parking_lot::Mutex;
-use serde_json::Value;
 
 use crate::messages::cluster::{LocalRooms, RoomRecord};
+use crate::plugin::allowed;
 
 #[derive(Debug, Clone)]
 pub struct Room {
@@ -307,35 +307,11 @@ impl RoomBook {
         }
     }
 
-    /// Applies a successful `allowed` to the stored settings: a room with an `allowed` list
-    /// checks tokens; `disable` drops the list.
+    /// Applies a successful `allowed` to the stored settings (see [`allowed::apply`]).
     pub fn allowed(&mut self, room: u64, body: &JsonMap) {
-        let Some(r) = self.rooms.get_mut(&room) else {
-            return;
-        };
-        let action = body.get("action").and_then(Value::as_str).unwrap_or("");
-        let tokens = tokens_of(body);
-        let mut current = tokens_of(&r.config);
-        match action {
-            "enable" => {}
-            "disable" => {
-                r.config.remove("allowed");
-                return;
-            }
-            "add" => {
-                for t in tokens {
-                    if !current.contains(&t) {
-                        current.push(t);
-                    }
-                }
-            }
-            "remove" => current.retain(|t| !tokens.contains(t)),
-            _ => return,
+        if let Some(r) = self.rooms.get_mut(&room) {
+            allowed::apply(&mut r.config, body);
         }
-        r.config.insert(
-            "allowed".into(),
-            Value::Array(current.into_iter().map(Value::String).collect()),
-        );
     }
 
     /// Rooms and where they are, in id order.
@@ -369,19 +345,6 @@ impl RoomBook {
     }
 }
 
-/// The strings of an `allowed` list.
-fn tokens_of(map: &JsonMap) -> Vec<String> {
-    map.get("allowed")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// With a shared store (several proxies), the book is a cache of the store's rooms.
 impl LocalRooms for Mutex<RoomBook> {
     fn record(&self, id: u64) -> Option<RoomRecord> {
@@ -408,7 +371,7 @@ impl LocalRooms for Mutex<RoomBook> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use crate::plugin::test_body as map;
 

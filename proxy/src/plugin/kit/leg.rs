@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use super::request::{api_error_of, attached_id, request};
 use crate::messages::{
-    BackendFrame, LinkPort, LinkRequest, Placement, PlacementEnded, ReplyRoute, Route,
+    BackendFrame, LinkPort, LinkRequest, Placement, PlacementEnded, ReplyRoute, ReplyTo, Route,
     UnrouteHandle,
 };
 use crate::plugin::rewrite::IdMap;
@@ -162,6 +162,16 @@ impl BackendLeg {
             reply,
             attach: false,
         });
+    }
+
+    /// Sends a client's request: its replies come to the handle at `route` (which may rewrite
+    /// or note them) on their way to the client's connection `reply_to`.
+    pub fn forward(&self, request: JsonMap, transaction: String, route: Route, reply_to: ReplyTo) {
+        let reply = ReplyRoute::Handle {
+            route,
+            reply_to: Some(reply_to),
+        };
+        self.send(request, Some(transaction), Some(reply));
     }
 
     /// Detaches the backend handle without waiting for, or relaying, anything more from it.

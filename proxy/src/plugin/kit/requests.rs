@@ -2,8 +2,8 @@
 //! handle leaves), anything else through the handle's [`CommandQueue`] to the handle's own
 //! method for it, one request at a time. A handle implements [`ClientRequests`] and gets its
 //! `Handler<HandleCommand>` from [`take_requests!`](crate::plugin::kit::take_requests) (which
-//! calls [`take`]); when a request that waited is done, the handle opens its queue and calls
-//! [`drain`].
+//! calls [`take`]); when a request that waited is done, the handle calls
+//! [`ClientRequests::resume`].
 
 use actix::prelude::*;
 use janus_protocol::{JsonMap, Trickle};
@@ -41,6 +41,13 @@ pub trait ClientRequests: Actor<Context = Context<Self>> {
     /// The handle goes away: the client detached (`detach`: its transaction and connection,
     /// to answer), or its session ends (None: nobody is told, as Janus does).
     fn leave(&mut self, ctx: &mut Context<Self>, detach: Option<(String, ReplyTo)>);
+
+    /// The wait of the running request is over: the gate opens and the requests that waited
+    /// run, until one waits in turn.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        self.queue().open();
+        drain(self, ctx);
+    }
 }
 
 /// `Handler<HandleCommand>` for a handle actor that implements [`ClientRequests`].
@@ -76,6 +83,9 @@ pub fn take<A: ClientRequests>(act: &mut A, ctx: &mut Context<A>, cmd: HandleCom
             if let Some(cmd) = act.queue().admit(cmd) {
                 run(act, ctx, cmd);
             }
+            // Requests left waiting behind an open gate (none, unless a handle opened its
+            // queue without draining it) run now rather than at the next resume.
+            drain(act, ctx);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! This proxy's copy of the shared rooms and their participants, as last read from Redis, and
-//! what the plugins' directories get from it: a plain struct, without I/O, unit-tested.
+//! what the plugins' locals get from it: a plain struct, without I/O, unit-tested.
 //!
 //! The copy is whole after a resync and kept current by the change feed (each notice about a
 //! room or its participants makes the store read that key again and hand it here). Participants

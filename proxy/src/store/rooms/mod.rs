@@ -1,7 +1,7 @@
 //! Videoroom and audiobridge rooms shared by the proxies of a cluster (with `store.url`).
 //!
-//! Each plugin keeps its room directory in memory, as a single proxy does; this module keeps
-//! those directories and Redis in step, so that the same room id on two proxies is one room,
+//! Each plugin keeps its room book in memory, as a single proxy does; this module keeps
+//! those locals and Redis in step, so that the same room id on two proxies is one room,
 //! living on one backend server:
 //!
 //! * `<prefix>:<plugin>_rooms:<id>` — a hash per room: `room`, `settings` (JSON: the `create`
@@ -17,12 +17,12 @@
 //! `<plugin>` is `videoroom` or `audiobridge`. What happens when:
 //!
 //! * Every write goes with a notice on the change feed (see [`super::feed`]): each proxy reads
-//!   that room (or its participants) again and applies it to its directory at once; a whole
+//!   that room (or its participants) again and applies it to its book at once; a whole
 //!   read happens only at start, after a Redis gap, or when a proxy finds itself out of step
 //!   ([`sync`]).
 //! * `create` writes the room only if its id is free ([`RoomStore::create`], atomic): the same
 //!   id created on two proxies at once is one room and one 427/486.
-//! * A request about a room the local directory does not know reads it from Redis first
+//! * A request about a room the local book does not know reads it from Redis first
 //!   ([`RoomStore::fetch`], read-through).
 //! * Placement is atomic ([`RoomStore::place`]): the first proxy to place a room wins, every
 //!   other one is told the winner, so every participant ends up in the same backend room.
@@ -32,7 +32,7 @@
 //!   recorded server unreachable when it places the room replaces it ([`RoomStore::place`]
 //!   with `dead`).
 //! * Redis down: every operation fails at once and the handles fall back on their local
-//!   directory; the rooms changed meanwhile are remembered and written again when Redis
+//!   book; the rooms changed meanwhile are remembered and written again when Redis
 //!   returns ([`RoomStore::recover`]), and for one heartbeat lifetime a room missing from Redis
 //!   is not taken for destroyed.
 //! * A proxy that dies: its participants stop counting at once; the survivor that cleans up
@@ -87,7 +87,7 @@ pub struct RoomStore {
     settle: Duration,
     /// Whether Redis answers (the sync rounds say; a failure here says it does not).
     health: Arc<StoreHealth>,
-    directories: [OnceLock<Arc<dyn LocalRooms>>; 2],
+    locals: [OnceLock<Arc<dyn LocalRooms>>; 2],
     /// Rooms changed here that Redis may not have as they are (written when it returns).
     dirty: Mutex<HashSet<(RoomKind, u64)>>,
     /// When each room was last changed here: a read that began before does not undo it.
@@ -121,7 +121,7 @@ impl RoomStore {
             interval: interval.max(Duration::from_millis(10)),
             settle: settle.max(Duration::from_secs(1)),
             health,
-            directories: [OnceLock::new(), OnceLock::new()],
+            locals: [OnceLock::new(), OnceLock::new()],
             dirty: Mutex::new(HashSet::new()),
             touched: Mutex::new(HashMap::new()),
             participants: Mutex::new(HashMap::new()),
@@ -135,13 +135,13 @@ impl RoomStore {
         &self.proxy_id
     }
 
-    /// A plugin's directory to keep in step (once, at start-up).
-    pub fn register(&self, kind: RoomKind, directory: Arc<dyn LocalRooms>) {
-        let _ = self.directories[kind.index()].set(directory);
+    /// A plugin's book to keep in step (once, at start-up).
+    pub fn register(&self, kind: RoomKind, book: Arc<dyn LocalRooms>) {
+        let _ = self.locals[kind.index()].set(book);
     }
 
-    fn directory(&self, kind: RoomKind) -> Option<&Arc<dyn LocalRooms>> {
-        self.directories[kind.index()].get()
+    fn local(&self, kind: RoomKind) -> Option<&Arc<dyn LocalRooms>> {
+        self.locals[kind.index()].get()
     }
 
     /// Starts the writer (once; on the current runtime).
@@ -230,14 +230,14 @@ impl RoomStore {
     // ---- what the handles ask ----
 
     /// The room from Redis (read-through on a local miss); it is added to the local
-    /// directory too.
+    /// book too.
     pub async fn fetch(&self, kind: RoomKind, id: u64) -> Result<Option<RoomRecord>, StoreDown> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.keys.room(kind, id));
         let hash: HashMap<String, String> = self.query("read room", &cmd).await?;
         let record = parse_room(id, &hash);
-        if let (Some(record), Some(directory)) = (&record, self.directory(kind)) {
-            directory.learn(record.clone());
+        if let (Some(record), Some(book)) = (&record, self.local(kind)) {
+            book.learn(record.clone());
         }
         Ok(record)
     }
@@ -527,8 +527,8 @@ impl SharedRooms for RoomStore {
         &self.proxy_id
     }
 
-    fn register(&self, kind: RoomKind, directory: Arc<dyn LocalRooms>) {
-        RoomStore::register(self, kind, directory)
+    fn register(&self, kind: RoomKind, book: Arc<dyn LocalRooms>) {
+        RoomStore::register(self, kind, book)
     }
 
     fn fetch(

@@ -1,4 +1,4 @@
-//! Keeping the directories in step with Redis: the whole read of a resync, the read again of
+//! Keeping the locals in step with Redis: the whole read of a resync, the read again of
 //! the rooms that notices name, liveness, the rewrite after a gap, and the clean-up after a
 //! dead proxy. Called by the store's follow task (one at a time) and sync round.
 
@@ -43,17 +43,17 @@ impl RoomStore {
         self.touched.lock().retain(|_, at| at.elapsed() < limit);
     }
 
-    /// Hands room `id` as cached to its directory.
+    /// Hands room `id` as cached to its book.
     fn apply_one(&self, kind: RoomKind, id: u64, keep: bool) {
-        let Some(directory) = self.directory(kind) else {
+        let Some(book) = self.local(kind) else {
             return;
         };
         let (record, remote) = {
             let cache = self.cache.lock();
             (cache.room(kind, id).cloned(), cache.remote(kind, id))
         };
-        directory.apply_room(id, record.as_ref(), remote.len(), keep);
-        directory.apply_feeds(id, &remote);
+        book.apply_room(id, record.as_ref(), remote.len(), keep);
+        book.apply_feeds(id, &remote);
     }
 
     /// Reads every room (through the index) and its participants, in chunks.
@@ -138,12 +138,12 @@ impl RoomStore {
             .collect())
     }
 
-    /// A resync: every room and participant read again; the directories follow.
+    /// A resync: every room and participant read again; the locals follow.
     pub(crate) async fn resync(&self) -> Result<(), Failed> {
         let started = Instant::now();
         let settling = self.settling();
         for kind in RoomKind::ALL {
-            let Some(directory) = self.directory(kind) else {
+            let Some(book) = self.local(kind) else {
                 continue;
             };
             let (rooms, participants) = self.read_kind(kind).await?;
@@ -167,7 +167,7 @@ impl RoomStore {
             }
             // Rooms known here and not in the store: destroyed elsewhere (unless settling,
             // or changed here since the read began).
-            for record in directory.records() {
+            for record in book.records() {
                 if !ids.contains(&record.id) {
                     self.apply_one(
                         kind,
@@ -181,7 +181,7 @@ impl RoomStore {
         Ok(())
     }
 
-    /// Reads again the rooms and the participants that notices named; the directories follow.
+    /// Reads again the rooms and the participants that notices named; the locals follow.
     pub(crate) async fn reread(
         &self,
         rooms: &BTreeSet<(RoomKind, u64)>,
@@ -190,7 +190,7 @@ impl RoomStore {
         let started = Instant::now();
         let mut touched: BTreeSet<(RoomKind, u64)> = BTreeSet::new();
         for kind in RoomKind::ALL {
-            if self.directory(kind).is_none() {
+            if self.local(kind).is_none() {
                 continue;
             }
             let ids: Vec<u64> = rooms
@@ -266,10 +266,10 @@ impl RoomStore {
         self.settle();
         let dirty: Vec<(RoomKind, u64)> = self.dirty.lock().iter().copied().collect();
         for kind in RoomKind::ALL {
-            let Some(directory) = self.directory(kind) else {
+            let Some(book) = self.local(kind) else {
                 continue;
             };
-            for record in directory.records() {
+            for record in book.records() {
                 if dirty.contains(&(kind, record.id)) {
                     continue;
                 }
@@ -278,7 +278,7 @@ impl RoomStore {
             }
         }
         for (kind, id) in dirty {
-            let record = self.directory(kind).and_then(|d| d.record(id));
+            let record = self.local(kind).and_then(|d| d.record(id));
             let cmd = match record {
                 Some(record) => self.create_cmd(kind, &record, scripts::REWRITE_ROOM),
                 None => {

@@ -9,81 +9,58 @@ use serde_json::{json, Value};
 use super::{
     AudioBridgeHandle, Flow, Forwarded, Life, Request, RoomChange, Turn, FORWARD_TOKENS, KIND,
 };
-use crate::messages::{HandleCommand, ReplyRoute, ReplyTo, Route};
+use crate::messages::{ReplyTo, Route};
 use crate::plugin::admin_key;
 use crate::plugin::audiobridge::answers::room_of;
 use crate::plugin::audiobridge::book::Whereabouts;
 use crate::plugin::audiobridge::errors;
 use crate::plugin::audiobridge::verb::{target_of, Facts, RoomVerb, Target, Verb};
-use crate::plugin::kit::request;
+use crate::plugin::kit::{request, ClientRequests, CommandQueue};
 
-impl Handler<HandleCommand> for AudioBridgeHandle {
-    type Result = ();
+crate::plugin::kit::take_requests!(AudioBridgeHandle);
 
-    fn handle(&mut self, cmd: HandleCommand, ctx: &mut Context<Self>) {
-        if !self.is_live() {
-            return;
-        }
-        match cmd {
-            HandleCommand::Detach {
-                transaction,
-                reply_to,
-            } => self.leave(ctx, Some((transaction, reply_to))),
-            HandleCommand::SessionClosing => self.leave(ctx, None),
-            cmd => {
-                if let Some(cmd) = self.queue.admit(cmd) {
-                    self.run(ctx, cmd);
-                }
-            }
-        }
+/// Each request runs as a flow; the queue's gate stays shut until its turn is over.
+impl ClientRequests for AudioBridgeHandle {
+    fn queue(&mut self) -> &mut CommandQueue {
+        &mut self.queue
     }
-}
 
-impl AudioBridgeHandle {
-    /// Runs a request; the queue's gate stays shut until its turn is over.
-    fn run(&mut self, ctx: &mut Context<Self>, cmd: HandleCommand) {
-        let flow = match cmd {
-            HandleCommand::Message {
-                transaction,
-                body,
-                jsep,
-                reply_to,
-            } => {
-                let request = Request {
-                    transaction,
-                    body,
-                    jsep,
-                    reply_to,
-                };
-                self.on_message(ctx, request, false)
-            }
-            HandleCommand::Trickle {
-                transaction,
-                trickle,
-                reply_to,
-            } => self.on_trickle(ctx, transaction, trickle, reply_to),
-            HandleCommand::Hangup {
-                transaction,
-                reply_to,
-            } => self.on_core_hangup(ctx, transaction, reply_to),
-            HandleCommand::Detach { .. } | HandleCommand::SessionClosing => return,
+    fn takes_requests(&self) -> bool {
+        self.is_live()
+    }
+
+    fn message(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        body: JsonMap,
+        jsep: Option<JsonMap>,
+        reply_to: ReplyTo,
+    ) {
+        let request = Request {
+            transaction,
+            body,
+            jsep,
+            reply_to,
         };
-        self.queue.shut();
-        let flow = ctx.spawn(flow.map(|turn, act, ctx| {
-            if turn == Turn::Answered {
-                act.done(ctx);
-            }
-        }));
-        self.flow = Some(flow);
+        let flow = self.on_message(ctx, request, false);
+        self.start(ctx, flow);
     }
 
-    /// A request's turn is over: the next one runs.
-    pub(super) fn done(&mut self, ctx: &mut Context<Self>) {
-        self.flow = None;
-        self.queue.open();
-        if let Some(cmd) = self.queue.next_ready() {
-            self.run(ctx, cmd);
-        }
+    fn trickle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        trickle: Trickle,
+        reply_to: ReplyTo,
+    ) {
+        let flow = self.on_trickle(ctx, transaction, trickle, reply_to);
+        self.start(ctx, flow);
+    }
+
+    fn hangup(&mut self, ctx: &mut Context<Self>, transaction: String, reply_to: ReplyTo) {
+        let flow = self.on_core_hangup(ctx, transaction, reply_to);
+        self.start(ctx, flow);
     }
 
     /// Detach, or the session ended.
@@ -121,6 +98,25 @@ impl AudioBridgeHandle {
             }
             self.legs.remove(token, &self.env.servers);
         }
+    }
+}
+
+impl AudioBridgeHandle {
+    /// The request's flow runs; the gate stays shut until its turn is over.
+    fn start(&mut self, ctx: &mut Context<Self>, flow: Flow<Turn>) {
+        self.queue.shut();
+        let flow = ctx.spawn(flow.map(|turn, act, ctx| {
+            if turn == Turn::Answered {
+                act.done(ctx);
+            }
+        }));
+        self.flow = Some(flow);
+    }
+
+    /// A request's turn is over: the next one runs.
+    pub(super) fn done(&mut self, ctx: &mut Context<Self>) {
+        self.flow = None;
+        self.resume(ctx);
     }
 
     /// A client `message`. `fetched`: its room was read from the shared store already.
@@ -275,15 +271,12 @@ impl AudioBridgeHandle {
             self.answer_forwarded(forwarded, errors::lost_reply(server), Some(&reply_to));
             return Turn::Answered;
         };
-        let route = ReplyRoute::Handle {
-            route: Route {
-                to: ctx.address().recipient(),
-                token: forwarded.token,
-            },
-            reply_to: Some(reply_to),
+        let route = Route {
+            to: ctx.address().recipient(),
+            token: forwarded.token,
         };
         leg.backend
-            .send(backend_request, Some(transaction), Some(route));
+            .forward(backend_request, transaction, route, reply_to);
         self.forwarded = Some(forwarded);
         Turn::Forwarded
     }

@@ -111,11 +111,11 @@ impl Handler<IncomingCall> for P2pCallHandle {
 
     fn handle(&mut self, msg: IncomingCall, _: &mut Context<Self>) {
         if self.username.is_none() {
-            // Rung while our name was being claimed, and the claim failed: the directory has
+            // Rung while our name was being claimed, and the claim failed: the users table has
             // ended that call already.
             return;
         }
-        // The directory paired us with the caller, so any call we still had locally is over
+        // The users table paired us with the caller, so any call we still had locally is over
         // (its PeerHangup came first). Our client trickles for this call only once it has
         // the offer, so anything still queued is stale.
         self.pending.clear();

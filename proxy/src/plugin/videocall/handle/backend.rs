@@ -11,7 +11,7 @@ use super::peers::LeftCause;
 use super::{CallLeg, Life, Stage, VideoCallHandle};
 use crate::messages::transaction::split_transaction;
 use crate::messages::{BackendFrame, BackendIncoming, Placement, ReplyRoute, ReplyTo};
-use crate::plugin::kit::{legs, request};
+use crate::plugin::kit::{legs, request, ClientRequests};
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::videocall::route::{plan_leg, LegPhase, LegPlan};
 
@@ -182,8 +182,7 @@ impl VideoCallHandle {
         let request = request::message(held.body, Some(held.jsep));
         self.forward(ctx, token, request, held.transaction, held.reply_to);
         self.flush_trickles();
-        self.queue.open();
-        self.drain(ctx);
+        self.resume(ctx);
     }
 
     /// The candidates kept until the call reached the backend, in order.

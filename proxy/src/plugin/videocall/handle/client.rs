@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::peers::{Peer, Ringing};
 use super::{Call, HeldCall, Life, Stage, VideoCallHandle};
 use crate::messages::cluster::Claim;
-use crate::messages::{Placement, ReplyRoute, ReplyTo, Route, SelectServer};
+use crate::messages::{Placement, ReplyTo, Route, SelectServer};
 use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
 use crate::plugin::videocall::errors::{self, Verb, JANUS_CODES};
 use crate::plugin::videocall::remote;
@@ -162,11 +162,6 @@ impl ClientRequests for VideoCallHandle {
 }
 
 impl VideoCallHandle {
-    /// Runs the requests that waited, until one waits in turn.
-    pub(super) fn drain(&mut self, ctx: &mut Context<Self>) {
-        requests::drain(self, ctx);
-    }
-
     /// Sends a client's request to leg `token`; its replies come back to the client.
     pub(super) fn forward(
         &self,
@@ -183,11 +178,7 @@ impl VideoCallHandle {
             to: ctx.address().recipient(),
             token,
         };
-        let reply = ReplyRoute::Handle {
-            route,
-            reply_to: Some(reply_to),
-        };
-        leg.backend.send(request, Some(transaction), Some(reply));
+        leg.backend.forward(request, transaction, route, reply_to);
     }
 
     /// Registers the name here, then (with a shared store) claims it in Redis: of two
@@ -241,8 +232,7 @@ impl VideoCallHandle {
                 Ok(registered)
             };
             act.event_of(&transaction, &reply_to, outcome);
-            act.queue.open();
-            act.drain(ctx);
+            act.resume(ctx);
         });
         ctx.wait(claimed);
     }
@@ -288,7 +278,7 @@ impl VideoCallHandle {
                 }
                 None => act.refuse_call(&request, errors::no_such_username(&callee)),
             }
-            act.drain(ctx);
+            requests::drain(act, ctx);
         });
         ctx.spawn(found);
     }
@@ -330,8 +320,7 @@ impl VideoCallHandle {
                         Err(_) => Err(errors::no_such_username(&callee)),
                     };
                     act.answer(&transaction, &reply_to, outcome);
-                    act.queue.open();
-                    act.drain(ctx);
+                    act.resume(ctx);
                 },
             );
             ctx.spawn(checked);

@@ -42,7 +42,7 @@ use super::SharedUserBook;
 use crate::messages::{Placement, ReplyTo, ServersPort};
 use crate::plugin::env::PluginEnv;
 use crate::plugin::kit::{
-    BackendLeg, CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs,
+    BackendLeg, ClientRequests, CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs,
 };
 use crate::plugin::AttachContext;
 use peers::{LeftCause, Peer};
@@ -262,8 +262,7 @@ impl VideoCallHandle {
             self.core.hangup(CLOSE_PC);
         }
         self.trickles.clear();
-        self.queue.open();
-        self.drain(ctx);
+        self.resume(ctx);
     }
 
     /// The caller's setup failed: the callee is let go, the client gets an error.

@@ -14,77 +14,66 @@ use serde_json::{json, Value};
 use super::placement::RoomRequest;
 use super::{Life, VideoRoomHandle};
 use crate::messages::cluster::{RoomKind, SharedRooms};
-use crate::messages::{HandleCommand, ReplyRoute, ReplyTo, Route};
-use crate::plugin::kit::{request, PluginError};
+use crate::messages::{ReplyRoute, ReplyTo, Route};
+use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
 use crate::plugin::videoroom::checks;
 use crate::plugin::videoroom::coordinator::audio_level_ext_id;
 use crate::plugin::videoroom::room_book::RoomBook;
 use crate::plugin::videoroom::routing::Verb;
 use crate::plugin::{admin_key, rooms_file};
 
-impl Handler<HandleCommand> for VideoRoomHandle {
-    type Result = ();
+crate::plugin::kit::take_requests!(VideoRoomHandle);
 
-    /// A detach or the session's end is handled at once; anything else in order.
-    fn handle(&mut self, cmd: HandleCommand, ctx: &mut Context<Self>) {
-        if self.is_gone() {
-            return;
+impl ClientRequests for VideoRoomHandle {
+    fn queue(&mut self) -> &mut CommandQueue {
+        &mut self.queue
+    }
+
+    fn takes_requests(&self) -> bool {
+        !self.is_gone()
+    }
+
+    fn message(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        body: JsonMap,
+        jsep: Option<JsonMap>,
+        reply_to: ReplyTo,
+    ) {
+        self.on_message(ctx, transaction, body, jsep, reply_to);
+    }
+
+    fn trickle(
+        &mut self,
+        ctx: &mut Context<Self>,
+        transaction: String,
+        trickle: Trickle,
+        reply_to: ReplyTo,
+    ) {
+        self.on_trickle(ctx, transaction, trickle, reply_to);
+    }
+
+    fn hangup(&mut self, ctx: &mut Context<Self>, transaction: String, reply_to: ReplyTo) {
+        self.on_core_hangup(ctx, transaction, reply_to);
+    }
+
+    /// The handle is going away (detach, or its session ended).
+    fn leave(&mut self, ctx: &mut Context<Self>, detach: Option<(String, ReplyTo)>) {
+        self.left_room();
+        self.life = Life::Gone;
+        self.owed = None;
+        self.queue.clear();
+        // Detaching the legs makes Janus tell the others (`leaving` / `unpublished`).
+        self.legs.release_all(&self.shared.env.servers);
+        if let Some((transaction, reply_to)) = detach {
+            self.core.detach_done(&transaction, &reply_to);
         }
-        match cmd {
-            HandleCommand::Detach {
-                transaction,
-                reply_to,
-            } => self.leave(ctx, Some((transaction, reply_to))),
-            HandleCommand::SessionClosing => self.leave(ctx, None),
-            cmd => {
-                if let Some(cmd) = self.queue.admit(cmd) {
-                    self.run(ctx, cmd);
-                }
-                self.drain(ctx);
-            }
-        }
+        ctx.stop();
     }
 }
 
 impl VideoRoomHandle {
-    /// Runs the requests that waited, while the gate stays open.
-    pub(super) fn drain(&mut self, ctx: &mut Context<Self>) {
-        while !self.is_gone() {
-            let Some(cmd) = self.queue.next_ready() else {
-                return;
-            };
-            self.run(ctx, cmd);
-        }
-    }
-
-    /// The wait of the running request is over: the next ones run.
-    pub(super) fn resume(&mut self, ctx: &mut Context<Self>) {
-        self.queue.open();
-        self.drain(ctx);
-    }
-
-    fn run(&mut self, ctx: &mut Context<Self>, cmd: HandleCommand) {
-        match cmd {
-            HandleCommand::Message {
-                transaction,
-                body,
-                jsep,
-                reply_to,
-            } => self.on_message(ctx, transaction, body, jsep, reply_to),
-            HandleCommand::Trickle {
-                transaction,
-                trickle,
-                reply_to,
-            } => self.on_trickle(ctx, transaction, trickle, reply_to),
-            HandleCommand::Hangup {
-                transaction,
-                reply_to,
-            } => self.on_core_hangup(ctx, transaction, reply_to),
-            // Never queued (see `handle`).
-            HandleCommand::Detach { .. } | HandleCommand::SessionClosing => {}
-        }
-    }
-
     /// Sends a client request to leg `token`; its replies go to the client's connection.
     pub(super) fn forward_to(
         &self,
@@ -99,11 +88,7 @@ impl VideoRoomHandle {
                 to: ctx.address().recipient(),
                 token,
             };
-            let reply = ReplyRoute::Handle {
-                route,
-                reply_to: Some(reply_to),
-            };
-            leg.backend.send(req, Some(transaction), Some(reply));
+            leg.backend.forward(req, transaction, route, reply_to);
         }
     }
 
@@ -253,12 +238,6 @@ impl VideoRoomHandle {
         let Some(store) = store.filter(|_| !looked_up) else {
             return Some((transaction, reply_to));
         };
-        let cmd = HandleCommand::Message {
-            transaction,
-            body,
-            jsep,
-            reply_to,
-        };
         self.queue.shut();
         let read = store.fetch(RoomKind::VideoRoom, room).into_actor(self);
         ctx.spawn(read.map(move |_, act, ctx| {
@@ -267,8 +246,8 @@ impl VideoRoomHandle {
             }
             act.looked_up = Some(room);
             act.queue.open();
-            act.run(ctx, cmd);
-            act.drain(ctx);
+            act.on_message(ctx, transaction, body, jsep, reply_to);
+            requests::drain(act, ctx);
         }));
         None
     }
@@ -443,19 +422,5 @@ impl VideoRoomHandle {
                 self.core.send(&success, Some(&reply_to));
             }
         }
-    }
-
-    /// The handle is going away (detach, or its session ended).
-    fn leave(&mut self, ctx: &mut Context<Self>, detach: Option<(String, ReplyTo)>) {
-        self.left_room();
-        self.life = Life::Gone;
-        self.owed = None;
-        self.queue.clear();
-        // Detaching the legs makes Janus tell the others (`leaving` / `unpublished`).
-        self.legs.release_all(&self.shared.env.servers);
-        if let Some((transaction, reply_to)) = detach {
-            self.core.detach_done(&transaction, &reply_to);
-        }
-        ctx.stop();
     }
 }

@@ -15,7 +15,7 @@ use crate::error::ProxyError;
 use crate::messages::cluster::{RoomKind, SharedRooms};
 use crate::messages::{PlaceOn, Placement, ReplyTo, SelectServer, ServersPort};
 use crate::plugin::kit::leg::is_lost;
-use crate::plugin::kit::{legs, request, BackendLeg};
+use crate::plugin::kit::{legs, request, BackendLeg, ClientRequests};
 use crate::plugin::videoroom::coordinator::ServerJoined;
 use crate::plugin::videoroom::routing::{self, Asker, RoomRoute, Target, Verb};
 use crate::plugin::videoroom::{checks, SharedRoomBook, PACKAGE};

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use janus_protocol::JsonMap;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::plugin::allowed;
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
 pub const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
@@ -193,50 +195,9 @@ impl Room {
         }
     }
 
-    /// Applies a successful `allowed` request.
+    /// Applies a successful `allowed` request (see [`allowed::apply`]).
     pub fn apply_allowed(&mut self, body: &JsonMap) {
-        let action = body.get("action").and_then(Value::as_str).unwrap_or("");
-        let tokens: Vec<String> = body
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut current: Vec<String> = self
-            .settings
-            .get("allowed")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|t| t.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
-        match action {
-            "enable" => {
-                if !self.settings.contains_key("allowed") {
-                    self.settings.insert("allowed".into(), json!([]));
-                }
-                return;
-            }
-            "disable" => {
-                self.settings.shift_remove("allowed");
-                return;
-            }
-            "add" => {
-                for t in tokens {
-                    if !current.contains(&t) {
-                        current.push(t);
-                    }
-                }
-            }
-            "remove" => current.retain(|t| !tokens.contains(t)),
-            _ => return,
-        }
-        self.settings.insert("allowed".into(), json!(current));
+        allowed::apply(&mut self.settings, body);
     }
 }
 
@@ -244,6 +205,7 @@ impl Room {
 mod tests {
     use super::super::RoomBook;
     use super::*;
+    use serde_json::json;
 
     use crate::plugin::test_body as body;
 
