@@ -170,8 +170,5 @@ impl PluginRegistry {
 /// A request body for unit tests, from `json!({...})` (anything else: an empty body).
 #[cfg(test)]
 pub(crate) fn test_body(v: Value) -> janus_protocol::JsonMap {
-    match v {
-        Value::Object(m) => m,
-        _ => janus_protocol::JsonMap::new(),
-    }
+    kit::request::object(v)
 }

@@ -5,14 +5,7 @@ use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
 use crate::plugin::kit::request;
-
-/// A JSON object as a map (anything else: an empty map).
-pub fn object(v: Value) -> JsonMap {
-    match v {
-        Value::Object(m) => m,
-        _ => JsonMap::new(),
-    }
-}
+pub use crate::plugin::kit::request::object;
 
 /// `plugindata.data` of a frame.
 pub fn plugin_data(frame: &JsonMap) -> Option<&JsonMap> {

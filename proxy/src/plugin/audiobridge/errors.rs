@@ -70,7 +70,7 @@ pub fn leg_failed(server: &str, e: ApiError) -> PluginError {
 /// The error frame for a request whose reply never came, as the link words it.
 pub fn lost_reply(server: &str) -> BackendFrame {
     let frame = json!({"janus": "error", "error": {"code": 490, "reason": lost_text(server)}});
-    BackendFrame::from(crate::plugin::audiobridge::answers::object(frame))
+    BackendFrame::from(crate::plugin::kit::request::object(frame))
 }
 
 #[cfg(test)]

@@ -38,6 +38,14 @@ pub fn attached_id(frame: &JsonMap) -> Option<u64> {
         .and_then(Value::as_u64)
 }
 
+/// A JSON object as a map (anything else: an empty map).
+pub fn object(v: Value) -> JsonMap {
+    match v {
+        Value::Object(m) => m,
+        _ => JsonMap::new(),
+    }
+}
+
 /// `plugindata.data` of a backend frame (a plugin's answer or event).
 pub fn plugin_data(frame: &JsonMap) -> Option<&Value> {
     frame.get("plugindata").and_then(|p| p.get("data"))
