@@ -1,5 +1,5 @@
 // Real-media check of a video room whose publishers may live on different servers (the
-// proxy's phase 2: publishers mirrored between backends with Janus's remote publishers).
+// proxy's spanning rooms: publishers mirrored between backends with Janus's remote publishers).
 // alice and bob create/join one room and publish audio + video; carol subscribes to BOTH
 // feeds on one multistream PeerConnection and must receive RTP on all four streams; alice
 // and bob must each see the other as a publisher; bob's unpublish reaches alice.

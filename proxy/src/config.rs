@@ -259,7 +259,7 @@ pub struct StaticServer {
     /// `backend.token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
-    /// Videoroom phase 2: the address (IP or host name) the room's other Janus servers send
+    /// Videoroom spanning rooms: the address (IP or host name) the room's other Janus servers send
     /// this server mirrored RTP to (`publish_remotely`'s `host`), when the host of `url` is
     /// not reachable from them (e.g. the proxy reaches Janus through a tunnel or a private
     /// name). Unset: the host of `url`.
