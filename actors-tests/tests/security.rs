@@ -14,13 +14,6 @@ use janus_proxy::auth::sign_token;
 use janus_proxy::config::StaticServer;
 use serde_json::json;
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 /// The script runs against `janus` directly and through a proxy (configured by `configure`)
 /// in front of it; both must answer alike.
 async fn assert_same(
@@ -165,7 +158,7 @@ async fn signed_tokens_like_janus() -> anyhow::Result<()> {
         ..Default::default()
     })
     .await?;
-    let now = unix_now();
+    let now = janus_cloud_common::unix_now_secs();
     let echo_only = sign_token(secret, now + 3600, &[ECHOTEST]);
     let expired = sign_token(secret, now - 10, &[ECHOTEST]);
     let forged = sign_token("not-the-secret", now + 3600, &[ECHOTEST]);
