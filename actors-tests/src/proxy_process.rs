@@ -171,6 +171,28 @@ impl ProxyProcess {
         }
     }
 
+    /// Polls `GET /backend_servers/{name}` until the server is selectable (bounded by `limit`).
+    pub async fn wait_selectable(&self, name: &str, limit: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let path = format!("/backend_servers/{name}");
+            // Refused until the process listens.
+            let answer = crate::http::get(self.admin_addr(), &path).await;
+            let last = match answer {
+                Ok(r) if r.status == 200 && r.json()["selectable"] == true => return Ok(()),
+                Ok(r) => format!("{} {}", r.status, r.body),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() > deadline {
+                bail!(
+                    "server {name} not selectable on proxy {}: {last}",
+                    self.ws_port
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// `kill -9`, and wait for the process to be gone.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -100,26 +100,6 @@ async fn wait_readyz(
     }
 }
 
-/// Polls `GET /backend_servers/{name}` until the server is selectable.
-async fn wait_selectable(proxy: &ProxyProcess, name: &str) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let response = http::get(proxy.admin_addr(), &format!("/backend_servers/{name}")).await?;
-        if response.status == 200 && response.json()["selectable"] == true {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "server {name} not selectable on proxy {}: {} {}",
-                proxy.ws_port,
-                response.status,
-                response.body
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Which of `proxies` holds client session `session` (their admin `/sessions`).
 async fn holder(proxies: &[ProxyProcess], session: u64) -> anyhow::Result<usize> {
     let mut found = Vec::new();
@@ -287,7 +267,7 @@ async fn kill_9_of_a_proxy_during_a_call_as_deployed() -> anyhow::Result<()> {
         })
         .await?;
         for name in ["j1", "j2"] {
-            wait_selectable(proxy, name).await?;
+            proxy.wait_selectable(name, WAIT).await?;
         }
     }
     let haproxy = Haproxy::start(&proxies[0], &proxies[1]).await?;

@@ -480,6 +480,17 @@ url = "ws://127.0.0.1:8188"
             "toml",
         );
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+        // plugins.affinity: "none" or "cluster", for a relayed plugin.
+        for (affinity, ok) in [
+            ("\"janus.plugin.textroom\" = \"none\"", true),
+            ("\"janus.plugin.streaming\" = \"cluster\"", true),
+            ("\"janus.plugin.textroom\" = \"sticky\"", false),
+            ("\"janus.plugin.videoroom\" = \"cluster\"", false),
+        ] {
+            let file = write(&format!("[plugins.affinity]\n{affinity}\n"), "toml");
+            let loaded = ProxyConfig::load_with_env(Some(&file), no_env());
+            assert_eq!(loaded.is_ok(), ok, "{affinity}: {:?}", loaded.err());
+        }
         // rtp_host: a bare host (IPv4, IPv6 or name), nothing more.
         for (rtp_host, ok) in [
             ("10.0.0.7", true),
@@ -568,6 +579,22 @@ allowed = ["a", "b"]
             room.get("description").and_then(|v| v.as_str()),
             Some("Demo Room")
         );
+        // The VP9-SVC demo's room and the audiobridge demo's room, as Janus 1.1.2 has them.
+        let svc = &cfg.plugins.videoroom_rooms[1];
+        assert_eq!(svc.get("room").and_then(|v| v.as_u64()), Some(5678));
+        assert_eq!(svc.get("video_svc").and_then(|v| v.as_bool()), Some(true));
+        let bridge = &cfg.plugins.audiobridge_rooms[0];
+        assert_eq!(bridge.get("room").and_then(|v| v.as_u64()), Some(1234));
+        assert_eq!(
+            bridge.get("sampling_rate").and_then(|v| v.as_u64()),
+            Some(16000)
+        );
+        // textroom's handles share one backend.
+        use crate::plugin::affinity::Affinity;
+        let textroom = cfg.plugins.affinity_of("janus.plugin.textroom");
+        assert_eq!(textroom, Affinity::Cluster);
+        let echotest = cfg.plugins.affinity_of("janus.plugin.echotest");
+        assert_eq!(echotest, Affinity::None);
     }
 
     #[test]

@@ -185,6 +185,21 @@ impl SharedUsers for LocalUsers {
     }
 }
 
+/// The backend server that every handle of a plugin with cluster affinity lives on, the same
+/// for every proxy (`plugins.affinity`).
+pub trait SharedHomes: Send + Sync {
+    /// The plugin's home as Redis has it (None: none yet).
+    fn home(&self, package: &str) -> StoreFuture<Result<Option<String>, StoreDown>>;
+    /// Makes `server` the plugin's home unless it has one already that is not `dead` (the
+    /// home this proxy found lost); the home now.
+    fn claim_home(
+        &self,
+        package: &str,
+        server: &str,
+        dead: Option<&str>,
+    ) -> StoreFuture<Result<String, StoreDown>>;
+}
+
 /// The answer to one bus request, sent at most once.
 pub struct BusReply(Box<dyn FnOnce(Value) + Send>);
 
@@ -243,6 +258,8 @@ pub trait ClusterBus: Send + Sync {
 pub struct ClusterPorts {
     pub users: Arc<dyn SharedUsers>,
     /// With a shared store only.
+    pub homes: Option<Arc<dyn SharedHomes>>,
+    /// With a shared store only.
     pub rooms: Option<Arc<dyn SharedRooms>>,
     /// With a shared store only.
     pub bus: Option<Arc<dyn ClusterBus>>,
@@ -253,6 +270,7 @@ impl ClusterPorts {
     pub fn alone() -> Self {
         ClusterPorts {
             users: Arc::new(LocalUsers),
+            homes: None,
             rooms: None,
             bus: None,
         }

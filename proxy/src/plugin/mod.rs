@@ -4,6 +4,7 @@
 //! state across backends (videocall, videoroom, …) implement the same trait.
 
 pub mod admin_key;
+pub mod affinity;
 pub mod allowed;
 pub mod audiobridge;
 pub mod env;
@@ -72,7 +73,8 @@ impl PluginRegistry {
     pub fn from_config(config: &settings::PluginsConfig) -> Self {
         let mut registry = PluginRegistry::default();
         for package in &config.relay {
-            registry.add(Arc::new(relay::RelayPlugin::new(package)));
+            let affinity = config.affinity_of(package);
+            registry.add(Arc::new(relay::RelayPlugin::new(package, affinity)));
         }
         if config.p2pcall {
             registry.add(Arc::new(p2pcall::P2pCallPlugin::default()));

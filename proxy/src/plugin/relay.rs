@@ -10,25 +10,58 @@ use janus_protocol::{ApiError, ErrorCode, JsonMap, ServerMessage};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use parking_lot::Mutex;
+
+use super::affinity::{self, Affinity};
+use super::env::PluginEnv;
 use super::kit::{request, BackendLeg, HandleCore};
 use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
 use crate::error::ProxyError;
 use crate::messages::{
-    BackendFrame, BackendIncoming, HandleCommand, ReplyTo, Route, SelectServer, ServersPort,
+    BackendFrame, BackendIncoming, HandleCommand, Placement, ReplyTo, Route, SelectServer,
+    ServersPort,
 };
 
 pub use super::kit::BACKEND_LOST_REASON;
 
 pub struct RelayPlugin {
     package: Arc<str>,
+    affinity: Affinity,
+    /// With `cluster` affinity: the plugin's home as this proxy last placed a handle there.
+    home: Arc<Mutex<Option<String>>>,
 }
 
 impl RelayPlugin {
-    pub fn new(package: &str) -> Self {
+    pub fn new(package: &str, affinity: Affinity) -> Self {
         RelayPlugin {
             package: package.into(),
+            affinity,
+            home: Arc::default(),
         }
+    }
+}
+
+/// A placement for a new handle of `package`: by the selection policy, or at the plugin's
+/// home.
+async fn place(
+    package: &str,
+    env: &PluginEnv,
+    affinity: Affinity,
+    home: &Mutex<Option<String>>,
+) -> Result<Placement, ApiError> {
+    if affinity == Affinity::Cluster {
+        let homes = env.cluster.homes.clone();
+        return affinity::place_at_home(package, &env.servers, homes, home).await;
+    }
+    let select = SelectServer {
+        package: package.to_owned(),
+        avoid: Vec::new(),
+    };
+    match env.servers.select.send(select).await {
+        Ok(Ok(placement)) => Ok(placement),
+        Ok(Err(e)) => Err(e.to_api_error()),
+        Err(_) => Err(ProxyError::Unavailable.to_api_error()),
     }
 }
 
@@ -37,23 +70,16 @@ impl Plugin for RelayPlugin {
         &self.package
     }
 
-    fn descriptor(&self, env: &crate::plugin::env::PluginEnv) -> Option<Value> {
+    fn descriptor(&self, env: &PluginEnv) -> Option<Value> {
         (env.descriptors)(&self.package)
     }
 
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
         let package = self.package.clone();
+        let (affinity, home) = (self.affinity, self.home.clone());
         Box::pin(async move {
             let servers = ctx.env.servers.clone();
-            let select = SelectServer {
-                package: package.to_string(),
-                avoid: Vec::new(),
-            };
-            let placement = match servers.select.send(select).await {
-                Ok(Ok(placement)) => placement,
-                Ok(Err(e)) => return Err(e.to_api_error()),
-                Err(_) => return Err(ProxyError::Unavailable.to_api_error()),
-            };
+            let placement = place(&package, &ctx.env, affinity, &home).await?;
             let server = placement.server.clone();
             let (tx, rx) = oneshot::channel();
             let core = HandleCore::new(

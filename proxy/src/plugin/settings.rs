@@ -4,11 +4,18 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::affinity::{Affinity, CLUSTER_BY_DEFAULT};
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PluginsConfig {
     /// Janus plugins relayed as they are to one backend per handle.
     pub relay: Vec<String>,
+    /// How each relayed plugin's handles are placed (`[plugins.affinity]`, package →
+    /// `"none"` or `"cluster"`): `cluster` puts every handle of the plugin on one backend,
+    /// the same for every proxy (see `plugin::affinity`). A plugin not listed: `cluster` for
+    /// textroom, `none` for the others.
+    pub affinity: std::collections::BTreeMap<String, Affinity>,
     /// janus-cloud's signalling-only call plugin `janus.plugin.p2pcall` (videocall API; the
     /// proxy relays SDP and candidates between the two peers, no backend involved).
     pub p2pcall: bool,
@@ -63,6 +70,7 @@ impl Default for PluginsConfig {
             .into_iter()
             .map(String::from)
             .collect(),
+            affinity: Default::default(),
             p2pcall: true,
             videocall: true,
             audiobridge: true,
@@ -80,8 +88,22 @@ impl Default for PluginsConfig {
 }
 
 impl PluginsConfig {
+    /// How `package`'s handles are placed when relayed.
+    pub fn affinity_of(&self, package: &str) -> Affinity {
+        match self.affinity.get(package) {
+            Some(affinity) => *affinity,
+            None if CLUSTER_BY_DEFAULT.contains(&package) => Affinity::Cluster,
+            None => Affinity::None,
+        }
+    }
+
     /// Checks what the plugins cannot take; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
+        if let Some(package) = self.affinity.keys().find(|p| !self.relay.contains(p)) {
+            return Err(format!(
+                "plugins.affinity: {package} is not relayed (add it to plugins.relay)"
+            ));
+        }
         let mut rooms = std::collections::HashSet::new();
         for (i, room) in self.videoroom_rooms.iter().enumerate() {
             let id = super::videoroom::checks::check_config_room(room)

@@ -106,6 +106,13 @@ impl Keys {
     pub fn owner(&self, kind: RoomKind, id: u64) -> String {
         format!("{}:{}_owner:{id}", self.prefix, kind.name())
     }
+
+    // ---- homes ----
+
+    /// The backend server of a plugin with cluster affinity (`plugins.affinity`).
+    pub fn home(&self, package: &str) -> String {
+        format!("{}:home:{package}", self.prefix)
+    }
 }
 
 #[cfg(test)]

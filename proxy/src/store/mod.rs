@@ -34,6 +34,7 @@ pub mod exit;
 pub mod feed;
 mod follow;
 mod forget;
+mod homes;
 pub mod keys;
 pub mod reaper;
 pub mod rooms;
@@ -144,6 +145,9 @@ impl SharedUsers for StoreHandle {
 pub fn ports(store: &Arc<StoreHandle>) -> ClusterPorts {
     ClusterPorts {
         users: store.clone(),
+        homes: store
+            .shared
+            .then(|| store.clone() as Arc<dyn crate::messages::cluster::SharedHomes>),
         rooms: store
             .rooms
             .clone()

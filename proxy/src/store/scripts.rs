@@ -55,6 +55,16 @@ local owner = redis.call('HGET', KEYS[1], ARGV[1])
 if owner and redis.call('EXISTS', ARGV[2] .. owner) == 1 then return owner end
 return false";
 
+/// A plugin's home server (cluster affinity). `KEYS[1]`: the home key. `ARGV`: the server
+/// chosen, the home it replaces because it was found dead ('' for none). The home is set
+/// unless there is one already that is not the dead one: of two proxies choosing at once,
+/// the first wins. Returns the home now.
+pub const CLAIM_HOME: &str = r"
+local home = redis.call('GET', KEYS[1])
+if home and home ~= ARGV[2] then return home end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]";
+
 /// A sync round's write and read, in one step. `KEYS`: this proxy's heartbeat, its sessions
 /// record, the proxy index, the version. `ARGV`: this proxy's id, the heartbeat, its lifetime
 /// (s), the sessions record, its lifetime (s), the heartbeat key prefix, the proxies' channel

@@ -277,6 +277,13 @@ impl AudioBridgeHandle {
                 let create = request::message(answers::create_body(settings, room, key), None);
                 act.call(&server, create, None)
                     .map(move |frame, act, _| {
+                        if answers::already_exists(&frame) {
+                            // Made there earlier (by a proxy, or a static room of the
+                            // backend's jcfg): used as the backend has it.
+                            log::info!(
+                                "audiobridge room {room}: exists on {server} already; used as it is there"
+                            );
+                        }
                         if answers::created(&frame) || answers::already_exists(&frame) {
                             act.book.lock().mark_ready(room, &server);
                             return Ok(server);

@@ -230,6 +230,11 @@ impl VideoRoomHandle {
             let why = data.get("error").and_then(Value::as_str).unwrap_or("error");
             return Err(NoWay::Refused(why.to_owned()));
         }
+        if !created {
+            // Made there earlier (by a proxy, or a static room of the backend's jcfg): used
+            // as the backend has it (docs/plugins/videoroom.md, "Rooms a backend has").
+            log::info!("videoroom: room exists on {server} already; used as it is there");
+        }
         let room = match self.owed.as_ref().filter(|o| o.serial == serial) {
             Some(o) => o.req.room,
             None => return Ok(token),
