@@ -16,6 +16,7 @@ pub mod scenario;
 pub mod sentinel_kit;
 pub mod tcp_relay;
 pub mod tls;
+pub mod videoroom_client;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
