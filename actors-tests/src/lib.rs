@@ -15,6 +15,7 @@ pub mod redis_sentinel;
 pub mod redis_server;
 pub mod scenario;
 pub mod sentinel_kit;
+pub mod shared_rooms;
 pub mod tcp_relay;
 pub mod tls;
 pub mod videoroom_client;
