@@ -1,6 +1,7 @@
 //! Test harness: real Janus processes on free loopback ports, the proxy in-process, and a plain
 //! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
 
+pub mod audiobridge_client;
 pub mod compare;
 pub mod fake_janus;
 pub mod haproxy;
@@ -14,8 +15,10 @@ pub mod redis_sentinel;
 pub mod redis_server;
 pub mod scenario;
 pub mod sentinel_kit;
+pub mod shared_rooms;
 pub mod tcp_relay;
 pub mod tls;
+pub mod videoroom_client;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};

@@ -1,4 +1,4 @@
-//! Real-media end-to-end test of a videoroom room spanning two backends (phase 2,
+//! Real-media end-to-end test of a spanning room (a videoroom room over two backends,
 //! `plugins.videoroom_publishers_per_backend = 1`): alice and bob publish audio + video —
 //! through the proxy alice's publisher lands on one Janus and bob's on the other — and carol
 //! subscribes to both feeds on one multistream PeerConnection and must receive RTP on all

@@ -9,8 +9,10 @@
 //! * kill -9 of proxy A: Janus drops A's sessions (the tests' Janus has
 //!   reclaim_session_timeout 0), B's participants get `leaving` within a few seconds, B keeps
 //!   serving the rooms, and A's participants leave Redis once its heartbeat expired.
-//! * Redis stopped: both proxies keep serving their rooms; restarted (empty): they write them
-//!   again and see each other's.
+//! * Real media through both proxies, in a network namespace.
+//! * An ignored measurement: how long a proxy takes to see 2,000 rooms of another.
+//!
+//! Redis stopped, a room's Janus lost: `redis_rooms_outages.rs`.
 //!
 //! Without real media (no ICE on loopback) Janus 1.1.2 announces no publisher (`publishers`
 //! comes with `webrtcup`) and refuses subscriptions to such feeds (428): rooms are created with
@@ -19,40 +21,18 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use actors_tests::audiobridge_client::AUDIOBRIDGE;
 use actors_tests::proxy_process::ProxyProcess;
-use actors_tests::redis_server::{self, RedisServer};
-use actors_tests::scenario::{peer_on, Peer as User};
-use actors_tests::{http, init_logging, proxy_config, JanusServer, ProxyConfig, ProxyUnderTest};
+use actors_tests::redis_server::RedisServer;
+use actors_tests::scenario::Peer as User;
+use actors_tests::shared_rooms::{
+    answer, cluster, event, exists, join_videoroom, participant_ids, present, redis_field,
+    shared_config, skip, store_is, user, wait_exists, wait_readyz, WAIT,
+};
+use actors_tests::videoroom_client::VIDEOROOM;
+use actors_tests::{init_logging, JanusServer, ProxyUnderTest};
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
-
-const WAIT: Duration = Duration::from_secs(15);
-const VIDEOROOM: &str = "janus.plugin.videoroom";
-const AUDIOBRIDGE: &str = "janus.plugin.audiobridge";
-const OFFER: &str = include_str!("data/videocall-offer.sdp");
-
-fn skip() -> bool {
-    if redis_server::available() {
-        return false;
-    }
-    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
-    true
-}
-
-/// The two Janus servers, as both proxies name them.
-fn servers(j1: &JanusServer, j2: &JanusServer) -> Vec<(&'static str, String)> {
-    vec![("j1", j1.ws_url()), ("j2", j2.ws_url())]
-}
-
-fn shared_config(redis: &RedisServer, backends: &[(&str, String)], id: &str) -> ProxyConfig {
-    let mut config = proxy_config(backends);
-    config.store.url = redis.url();
-    config.store.proxy_id = id.to_owned();
-    config.store.sync_interval_ms = 200;
-    config.store.heartbeat_ttl_s = 2;
-    config.store.timeout_ms = 500;
-    config
-}
 
 /// A `proxy-under-test` process sharing `redis` as proxy `id`; killed (-9) when dropped.
 fn start_process(
@@ -76,122 +56,6 @@ fn start_process_with(
     ProxyProcess::start_shared_with(&binary, &redis.url(), id, backends, extra)
 }
 
-/// Polls `/readyz` on `admin` until `check` holds on its JSON body.
-async fn wait_readyz(
-    admin: std::net::SocketAddr,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Ok(response) = http::get(admin, "/readyz").await {
-            if response.status == 200 && check(&response.json()) {
-                return Ok(());
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("/readyz of {admin} never showed {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn store_is(state: &'static str, proxies: u64) -> impl Fn(&Value) -> bool {
-    move |b| b["store"]["state"] == state && b["store"]["proxies"] == proxies
-}
-
-async fn user(url: &str, plugin: &str) -> anyhow::Result<User> {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match peer_on(url, plugin).await {
-            Ok(u) => return Ok(u),
-            Err(e) if Instant::now() > deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-fn next_transaction() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    format!("t{}", N.fetch_add(1, Ordering::Relaxed))
-}
-
-/// Sends a plugin request (with the test offer if `offer`) and returns the plugin data of its
-/// answer: the `success` of a synchronous request, the `event` of an asynchronous one (with
-/// the jsep under `"jsep"`). Frames in between are skipped.
-async fn answer(u: &mut User, body: Value, offer: bool) -> anyhow::Result<Value> {
-    let transaction = next_transaction();
-    let mut m = json!({"janus": "message", "session_id": u.session, "handle_id": u.handle,
-        "transaction": transaction, "body": body});
-    if offer {
-        m["jsep"] = json!({"type": "offer", "sdp": OFFER});
-    }
-    u.client.send(&m).await?;
-    let frames = u
-        .client
-        .recv_until(WAIT, |f| {
-            f["transaction"] == transaction
-                && (f["janus"] == "success" || f["janus"] == "event" || f["janus"] == "error")
-        })
-        .await
-        .with_context(|| format!("answer to {body}"))?;
-    let last = frames.last().context("no answer")?;
-    ensure!(last["janus"] != "error", "{body}: {last}");
-    let mut data = last["plugindata"]["data"].clone();
-    if let Some(jsep) = last.get("jsep") {
-        data["jsep"] = jsep.clone();
-    }
-    Ok(data)
-}
-
-/// Waits for a plugin event on `u` (no transaction) for which `pred` holds on its data.
-async fn event(u: &mut User, what: &str, pred: impl Fn(&Value) -> bool) -> anyhow::Result<Value> {
-    let frames = u
-        .client
-        .recv_until(WAIT, |f| {
-            f["janus"] == "event" && pred(&f["plugindata"]["data"])
-        })
-        .await
-        .with_context(|| format!("waiting for {what}"))?;
-    Ok(frames.last().context("no frame")?["plugindata"]["data"].clone())
-}
-
-async fn exists(u: &mut User, room: u64) -> anyhow::Result<bool> {
-    let data = answer(u, json!({"request": "exists", "room": room}), false).await?;
-    data["exists"].as_bool().context("no exists")
-}
-
-/// Polls `exists` on `u` until it is `expected`.
-async fn wait_exists(u: &mut User, room: u64, expected: bool) -> anyhow::Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while exists(u, room).await? != expected {
-        if Instant::now() > deadline {
-            bail!("room {room}: exists never {expected}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
-/// The participant ids `listparticipants` gives, sorted.
-async fn participant_ids(u: &mut User, room: u64) -> anyhow::Result<Vec<u64>> {
-    let data = answer(
-        u,
-        json!({"request": "listparticipants", "room": room}),
-        false,
-    )
-    .await?;
-    let mut ids: Vec<u64> = data["participants"]
-        .as_array()
-        .with_context(|| format!("listparticipants: {data}"))?
-        .iter()
-        .filter_map(|p| p["id"].as_u64())
-        .collect();
-    ids.sort();
-    Ok(ids)
-}
-
 /// Which of the Janus servers has `room` of `plugin` (asked directly, not through a proxy).
 async fn backends_with(
     plugin: &str,
@@ -207,10 +71,6 @@ async fn backends_with(
         direct.client.close().await?;
     }
     Ok(on)
-}
-
-fn redis_field(redis: &RedisServer, key: &str, field: &str) -> anyhow::Result<String> {
-    Ok(redis.cli(&["HGET", key, field])?.trim().to_owned())
 }
 
 /// Polls the number of fields of a participants hash until it is `n`.
@@ -232,18 +92,6 @@ async fn wait_hlen(redis: &RedisServer, key: &str, n: usize) -> anyhow::Result<(
     }
 }
 
-async fn join_videoroom(u: &mut User, room: u64, id: u64, name: &str) -> anyhow::Result<Value> {
-    let data = answer(
-        u,
-        json!({"request": "join", "room": room, "ptype": "publisher", "id": id,
-            "display": name}),
-        false,
-    )
-    .await?;
-    ensure!(data["videoroom"] == "joined", "{name} joins {room}: {data}");
-    Ok(data)
-}
-
 /// Publishes the test offer: Janus answers.
 async fn publish(u: &mut User, name: &str) -> anyhow::Result<()> {
     let data = answer(
@@ -259,18 +107,6 @@ async fn publish(u: &mut User, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ids in a `joined`'s `publishers` and `attendees`.
-fn present(joined: &Value) -> Vec<u64> {
-    let mut ids: Vec<u64> = ["publishers", "attendees"]
-        .iter()
-        .filter_map(|k| joined[k].as_array())
-        .flatten()
-        .filter_map(|p| p["id"].as_u64())
-        .collect();
-    ids.sort();
-    ids
-}
-
 async fn join_audiobridge(u: &mut User, room: u64, id: u64, name: &str) -> anyhow::Result<Value> {
     let data = answer(
         u,
@@ -283,25 +119,6 @@ async fn join_audiobridge(u: &mut User, room: u64, id: u64, name: &str) -> anyho
         "{name} joins {room}: {data}"
     );
     Ok(data)
-}
-
-struct Cluster {
-    redis: RedisServer,
-    janus: Vec<(&'static str, String)>,
-    j1: JanusServer,
-    j2: JanusServer,
-}
-
-async fn cluster() -> anyhow::Result<Cluster> {
-    let redis = RedisServer::start().await?;
-    let j1 = JanusServer::start().await?;
-    let j2 = JanusServer::start().await?;
-    Ok(Cluster {
-        redis,
-        janus: servers(&j1, &j2),
-        j1,
-        j2,
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -508,91 +325,6 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_redis_proxies_serve_their_rooms_and_resync_when_it_returns() -> anyhow::Result<()>
-{
-    init_logging();
-    if skip() {
-        return Ok(());
-    }
-    let mut c = cluster().await?;
-    let a = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "a")).await?;
-    let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
-    for admin in [a.admin_addr, b.admin_addr] {
-        wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
-    }
-    let room = 9001;
-    let mut alice = user(&a.ws_url(), VIDEOROOM).await?;
-    let created = answer(
-        &mut alice,
-        json!({"request": "create", "room": room, "notify_joining": true}),
-        false,
-    )
-    .await?;
-    ensure!(created["videoroom"] == "created", "{created}");
-    join_videoroom(&mut alice, room, 1, "alice").await?;
-    let mut bob = user(&b.ws_url(), VIDEOROOM).await?;
-    join_videoroom(&mut bob, room, 2, "bob").await?;
-    event(&mut alice, "bob joining", |d| d["joining"]["id"] == 2).await?;
-    let key = format!("januscloud:videoroom_rooms:{room}");
-    let placed = redis_field(&c.redis, &key, "server")?;
-
-    // Redis goes away: both proxies keep serving the room they know.
-    let port = c.redis.port;
-    c.redis.kill();
-    for admin in [a.admin_addr, b.admin_addr] {
-        wait_readyz(admin, "a degraded store", |b| {
-            b["store"]["state"] == "degraded"
-        })
-        .await?;
-    }
-    let mut carol = user(&b.ws_url(), VIDEOROOM).await?;
-    ensure!(exists(&mut carol, room).await?);
-    join_videoroom(&mut carol, room, 3, "carol").await?;
-    event(&mut alice, "carol joining", |d| d["joining"]["id"] == 3).await?;
-    // A room created on A meanwhile is A's alone until Redis returns.
-    let lonely = 9002;
-    let created = answer(
-        &mut alice,
-        json!({"request": "create", "room": lonely, "description": "made without Redis",
-            "notify_joining": true}),
-        false,
-    )
-    .await?;
-    ensure!(created["videoroom"] == "created", "{created}");
-    let mut dave = user(&a.ws_url(), VIDEOROOM).await?;
-    join_videoroom(&mut dave, lonely, 4, "dave").await?;
-    ensure!(!exists(&mut carol, lonely).await?);
-
-    // Redis returns, empty: the proxies write their rooms again and see each other's.
-    c.redis = RedisServer::start_on(port).await?;
-    for admin in [a.admin_addr, b.admin_addr] {
-        wait_readyz(admin, "the store back", store_is("ok", 2)).await?;
-    }
-    wait_exists(&mut carol, lonely, true).await?;
-    let deadline = Instant::now() + WAIT;
-    while redis_field(&c.redis, &key, "server")? != placed
-        || redis_field(
-            &c.redis,
-            &format!("januscloud:videoroom_rooms:{lonely}"),
-            "server",
-        )?
-        .is_empty()
-    {
-        ensure!(Instant::now() < deadline, "placements not written again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Both still in one room, and a newcomer on B joins it there.
-    let mut erin = user(&b.ws_url(), VIDEOROOM).await?;
-    join_videoroom(&mut erin, room, 5, "erin").await?;
-    event(&mut alice, "erin joining", |d| d["joining"]["id"] == 5).await?;
-    ensure!(participant_ids(&mut erin, room).await? == [1, 2, 3, 5]);
-    let mut frank = user(&b.ws_url(), VIDEOROOM).await?;
-    join_videoroom(&mut frank, lonely, 6, "frank").await?;
-    event(&mut dave, "frank joining", |d| d["joining"]["id"] == 6).await?;
-    Ok(())
-}
-
 /// Real media across the two proxies (`media/videoroom-two-proxies.mjs`, real libwebrtc
 /// PeerConnections inside a private network namespace, see `actors_tests::netns`): alice
 /// publishes through proxy A, bob through proxy B, and each is announced to the other in
@@ -674,69 +406,12 @@ fn media_publishers_and_a_subscriber_on_two_proxies() {
     drop(media);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_server_is_cleared_once_and_the_room_placed_again_for_both_proxies(
-) -> anyhow::Result<()> {
-    init_logging();
-    if skip() {
-        return Ok(());
-    }
-    let mut c = cluster().await?;
-    let a = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "a")).await?;
-    let b = ProxyUnderTest::start(shared_config(&c.redis, &c.janus, "b")).await?;
-    for admin in [a.admin_addr, b.admin_addr] {
-        wait_readyz(admin, "two live proxies", store_is("ok", 2)).await?;
-    }
-    let room = 9101;
-    let key = format!("januscloud:videoroom_rooms:{room}");
-    let mut alice = user(&a.ws_url(), VIDEOROOM).await?;
-    let created = answer(
-        &mut alice,
-        json!({"request": "create", "room": room, "notify_joining": true}),
-        false,
-    )
-    .await?;
-    ensure!(created["videoroom"] == "created", "{created}");
-    join_videoroom(&mut alice, room, 1, "alice").await?;
-    let mut bob = user(&b.ws_url(), VIDEOROOM).await?;
-    join_videoroom(&mut bob, room, 2, "bob").await?;
-    let placed = redis_field(&c.redis, &key, "server")?;
-    let survivor = if placed == "j1" { "j2" } else { "j1" };
-
-    // The room's Janus dies: both proxies' participants are told, the placement goes.
-    if placed == "j1" {
-        c.j1.kill();
-    } else {
-        c.j2.kill();
-    }
-    for (u, name) in [(&mut alice, "alice"), (&mut bob, "bob")] {
-        event(u, &format!("{name} leaving"), |d| {
-            d["leaving"] == "ok" && d["reason"] == "Backend server unavailable"
-        })
-        .await?;
-    }
-    let deadline = Instant::now() + WAIT;
-    while !redis_field(&c.redis, &key, "server")?.is_empty() {
-        ensure!(
-            Instant::now() < deadline,
-            "placement on {placed} never cleared"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // The next join (on B) places it on the survivor, and A's next join follows.
-    join_videoroom(&mut bob, room, 2, "bob").await?;
-    ensure!(redis_field(&c.redis, &key, "server")? == survivor);
-    let joined = join_videoroom(&mut alice, room, 1, "alice").await?;
-    ensure!(present(&joined) == [2], "alice does not see bob: {joined}");
-    event(&mut bob, "alice joining", |d| d["joining"]["id"] == 1).await?;
-    Ok(())
-}
-
 /// A measurement, not a check (`cargo test -p actors-tests --test redis_rooms -- --ignored
 /// --nocapture`; `PROXY_UNDER_TEST_BIN=target/release/proxy-under-test` for a release build,
-/// `MEASURE_ROOMS=N` for another number of rooms, `MEASURE_PER_BACKEND=1` for a phase-2 proxy): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000 videoroom
-/// rooms with 5 participants each from another (live) proxy: how long until its `list` shows
-/// them all, and the CPU the proxy and Redis use meanwhile while idle.
+/// `MEASURE_ROOMS=N` for another number of rooms, `MEASURE_PER_BACKEND=1` for a proxy with
+/// spanning rooms): a proxy (`sync_interval_ms` 200) sharing a Redis that holds 2,000
+/// videoroom rooms with 5 participants each from another (live) proxy: how long until its
+/// `list` shows them all, and the CPU the proxy and Redis use meanwhile while idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore]
 async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
@@ -773,7 +448,7 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
         .write_all(commands.as_bytes())?;
     cli.wait()?;
     let filled = redis.cli(&["DBSIZE"])?;
-    // MEASURE_PER_BACKEND=N: the measuring proxy runs phase 2 (its round reads every
+    // MEASURE_PER_BACKEND=N: the measuring proxy has spanning rooms (its round reads every
     // participant entry's value).
     let extra = std::env::var("MEASURE_PER_BACKEND")
         .map(|n| format!("[plugins]\nvideoroom_publishers_per_backend = {n}\n"))

@@ -1,6 +1,6 @@
-//! Videoroom rooms that span servers (phase 2, `videoroom_publishers_per_backend = 1`) with
-//! two proxies sharing Redis: one room, one coordinating proxy (its owner, recorded in
-//! Redis), the other forwarding to it over the bus.
+//! Spanning rooms (`videoroom_publishers_per_backend = 1`: a videoroom room over several
+//! servers) with two proxies sharing Redis: one room, one coordinating proxy (its owner,
+//! recorded in Redis), the other forwarding to it over the bus.
 //!
 //! Signalling (real Janus x2, no media: participants without a PeerConnection, rooms with
 //! `notify_joining`, so that what the proxy itself says is what is checked): a participant
@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(15);
 const VIDEOROOM: &str = "janus.plugin.videoroom";
-const PHASE_2: &str = "[plugins]\nvideoroom_publishers_per_backend = 1\n";
+/// The proxies' configuration section that makes rooms span servers.
+const SPANNING_ROOMS: &str = "[plugins]\nvideoroom_publishers_per_backend = 1\n";
 
 fn skip() -> bool {
     if redis_server::available() {
@@ -206,7 +207,7 @@ async fn one_room_over_two_servers_and_two_proxies_survives_kill_9_of_its_owner(
         &redis.url(),
         "a",
         &servers,
-        PHASE_2,
+        SPANNING_ROOMS,
     )?;
     let mut config = shared_config(&redis, "b");
     config.backend.servers = actors_tests::proxy_config(&servers).backend.servers;
@@ -217,7 +218,7 @@ async fn one_room_over_two_servers_and_two_proxies_survives_kill_9_of_its_owner(
         &redis.url(),
         "c",
         &servers,
-        PHASE_2,
+        SPANNING_ROOMS,
     )?;
     a.wait_ready(WAIT).await?;
     c.wait_ready(WAIT).await?;
@@ -354,7 +355,7 @@ fn media_a_room_spanning_two_servers_through_two_proxies() {
     let mut redis = media.spawn_redis(REDIS_PORT);
     let sections = |id: &str| {
         format!(
-            "{PHASE_2}{}{}",
+            "{SPANNING_ROOMS}{}{}",
             janus_pair_sections(JANUS_PORTS),
             store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), id)
         )
