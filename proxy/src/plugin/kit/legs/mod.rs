@@ -16,8 +16,8 @@ use super::core::HandleCore;
 use super::leg::BackendLeg;
 use crate::error::ProxyError;
 use crate::messages::{
-    BackendFrame, BackendIncoming, PlaceOn, Placement, PlacementEnded, Route, SelectServer,
-    ServersPort,
+    BackendFrame, BackendIncoming, PlaceOn, Placement, PlacementEnded, ReplyTo, Route,
+    SelectServer, ServersPort,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +104,22 @@ impl Legs {
 
     pub fn get(&self, token: u64) -> Option<&Leg> {
         self.legs.get(&token)
+    }
+
+    /// Sends a client's request on leg `token` (nothing if the leg is gone); its replies come
+    /// to the handle `to` on their way to the client (see [`BackendLeg::forward`]).
+    pub fn forward(
+        &self,
+        token: u64,
+        to: Recipient<BackendIncoming>,
+        request: JsonMap,
+        transaction: String,
+        reply_to: ReplyTo,
+    ) {
+        if let Some(leg) = self.get(token) {
+            let route = Route { to, token };
+            leg.backend.forward(request, transaction, route, reply_to);
+        }
     }
 
     pub fn get_mut(&mut self, token: u64) -> Option<&mut Leg> {

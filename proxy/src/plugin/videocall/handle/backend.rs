@@ -180,7 +180,13 @@ impl VideoCallHandle {
             placed: Some(held.transaction.clone()),
         };
         let request = request::message(held.body, Some(held.jsep));
-        self.forward(ctx, token, request, held.transaction, held.reply_to);
+        self.legs.forward(
+            token,
+            ctx.address().recipient(),
+            request,
+            held.transaction,
+            held.reply_to,
+        );
         self.flush_trickles();
         self.resume(ctx);
     }

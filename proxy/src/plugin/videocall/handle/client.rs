@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::peers::{Peer, Ringing};
 use super::{Call, HeldCall, Life, Stage, VideoCallHandle};
 use crate::messages::cluster::Claim;
-use crate::messages::{Placement, ReplyTo, Route, SelectServer};
+use crate::messages::{Placement, ReplyTo, SelectServer};
 use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
 use crate::plugin::videocall::errors::{self, Verb, JANUS_CODES};
 use crate::plugin::videocall::remote;
@@ -53,7 +53,13 @@ impl ClientRequests for VideoCallHandle {
         let live = self.live_leg();
         if let (Target::Leg, Some(token)) = (message_target(verb, live.is_some()), live) {
             let request = request::message(body, jsep);
-            return self.forward(ctx, token, request, transaction, reply_to);
+            return self.legs.forward(
+                token,
+                ctx.address().recipient(),
+                request,
+                transaction,
+                reply_to,
+            );
         }
         match verb {
             Verb::List => {
@@ -122,7 +128,13 @@ impl ClientRequests for VideoCallHandle {
         match (trickle_target(live.is_some(), self.call.is_some()), live) {
             (TrickleTarget::Leg, Some(token)) => {
                 let request = request::trickle(trickle);
-                self.forward(ctx, token, request, transaction, reply_to);
+                self.legs.forward(
+                    token,
+                    ctx.address().recipient(),
+                    request,
+                    transaction,
+                    reply_to,
+                );
             }
             (TrickleTarget::Hold, _) => {
                 self.core.ack(&transaction, &reply_to);
@@ -137,7 +149,13 @@ impl ClientRequests for VideoCallHandle {
         match (hangup_target(leg.is_some()), leg) {
             (Target::Leg, Some(token)) => {
                 let request = request::request("hangup");
-                self.forward(ctx, token, request, transaction, reply_to);
+                self.legs.forward(
+                    token,
+                    ctx.address().recipient(),
+                    request,
+                    transaction,
+                    reply_to,
+                );
             }
             _ => self.core.ok(&transaction, &reply_to),
         }
@@ -162,25 +180,6 @@ impl ClientRequests for VideoCallHandle {
 }
 
 impl VideoCallHandle {
-    /// Sends a client's request to leg `token`; its replies come back to the client.
-    pub(super) fn forward(
-        &self,
-        ctx: &Context<Self>,
-        token: u64,
-        request: JsonMap,
-        transaction: String,
-        reply_to: ReplyTo,
-    ) {
-        let Some(leg) = self.legs.get(token) else {
-            return;
-        };
-        let route = Route {
-            to: ctx.address().recipient(),
-            token,
-        };
-        leg.backend.forward(request, transaction, route, reply_to);
-    }
-
     /// Registers the name here, then (with a shared store) claims it in Redis: of two
     /// proxies registering one name at once, exactly one wins. The handle waits for the claim
     /// (as Janus's plugin handles one request of a handle at a time).

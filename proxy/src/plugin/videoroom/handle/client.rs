@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use super::placement::RoomRequest;
 use super::{Life, VideoRoomHandle};
 use crate::messages::cluster::{RoomKind, SharedRooms};
-use crate::messages::{ReplyRoute, ReplyTo, Route};
+use crate::messages::{ReplyRoute, ReplyTo};
 use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
 use crate::plugin::videoroom::checks;
 use crate::plugin::videoroom::coordinator::audio_level_ext_id;
@@ -74,24 +74,6 @@ impl ClientRequests for VideoRoomHandle {
 }
 
 impl VideoRoomHandle {
-    /// Sends a client request to leg `token`; its replies go to the client's connection.
-    pub(super) fn forward_to(
-        &self,
-        ctx: &Context<Self>,
-        token: u64,
-        req: JsonMap,
-        transaction: String,
-        reply_to: ReplyTo,
-    ) {
-        if let Some(leg) = self.legs.get(token) {
-            let route = Route {
-                to: ctx.address().recipient(),
-                token,
-            };
-            leg.backend.forward(req, transaction, route, reply_to);
-        }
-    }
-
     fn on_message(
         &mut self,
         ctx: &mut Context<Self>,
@@ -149,7 +131,8 @@ impl VideoRoomHandle {
                 // Janus answers a second join itself (425) on the joined handle.
                 if let Some(token) = self.joined_leg() {
                     let req = request::message(body, jsep);
-                    self.forward_to(ctx, token, req, transaction, reply_to);
+                    self.legs
+                        .forward(token, ctx.address().recipient(), req, transaction, reply_to);
                 }
             }
             v if v.is_join() || v.is_sync_room_request() => {
@@ -218,7 +201,8 @@ impl VideoRoomHandle {
             }
         }
         let req = request::message(body, jsep);
-        self.forward_to(ctx, token, req, transaction, reply_to);
+        self.legs
+            .forward(token, ctx.address().recipient(), req, transaction, reply_to);
     }
 
     // ---- the shared store (several proxies) ----
@@ -404,7 +388,9 @@ impl VideoRoomHandle {
     ) {
         if let Some(token) = self.joined_leg() {
             let req = request::trickle(trickle);
-            return self.forward_to(ctx, token, req, transaction, reply_to);
+            return self
+                .legs
+                .forward(token, ctx.address().recipient(), req, transaction, reply_to);
         }
         // Janus acks a trickle it cannot use yet: kept until the handle joins.
         self.core.ack(&transaction, &reply_to);
@@ -415,7 +401,8 @@ impl VideoRoomHandle {
         match self.joined_leg() {
             Some(token) => {
                 let req = request::request("hangup");
-                self.forward_to(ctx, token, req, transaction, reply_to);
+                self.legs
+                    .forward(token, ctx.address().recipient(), req, transaction, reply_to);
             }
             None => {
                 let success = ServerMessage::success(self.core.session_id, &transaction);

@@ -316,7 +316,8 @@ impl VideoRoomHandle {
         // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
         body.remove("permanent");
         let req = request::message(body, jsep);
-        self.forward_to(ctx, token, req, transaction, reply_to);
+        self.legs
+            .forward(token, ctx.address().recipient(), req, transaction, reply_to);
         if self.joined().is_some_and(|j| j.leg == token) {
             self.flush_trickles();
         }
