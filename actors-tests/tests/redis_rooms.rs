@@ -426,10 +426,14 @@ async fn measure_sync_round_with_2000_rooms() -> anyhow::Result<()> {
     let rooms_n = rooms_wanted.unwrap_or(2000);
     let redis = RedisServer::start().await?;
     let janus = JanusServer::start().await?;
-    let mut commands = String::from("SET januscloud:proxies:other x\n");
+    // As the other proxy's store writes them: its heartbeat and index entry, each room's hash
+    // and index entry, its participants.
+    let mut commands =
+        String::from("SET januscloud:proxies:other x\nSADD januscloud:proxy_index other\n");
     for id in 1..=rooms_n {
         commands.push_str(&format!(
-            "HSET januscloud:videoroom_rooms:{id} room {id} settings '{{\"publishers\":6}}' creator other permanent 0 ctime 0 server j1\n"
+            "HSET januscloud:videoroom_rooms:{id} room {id} settings '{{\"publishers\":6}}' creator other permanent 0 ctime 0 server j1\n\
+             SADD januscloud:videoroom_room_index {id}\n"
         ));
         for p in 0..5 {
             commands.push_str(&format!(
