@@ -78,7 +78,8 @@ load:
   --body JSON                   message body ({\"audio\":true})
   idle:
   --sessions N                  (5000)
-  --sessions-per-connection N   (50)
+  --sessions-per-connection N   (1: one WebSocket per session, as a browser running janus.js;
+                                more multiplexes sessions on fewer connections)
   --hold SECS                   (30)
   --keepalive-interval SECS     (20)
   --ramp-concurrency N          connections opening sessions at once (32)
@@ -165,7 +166,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
         },
         idle: IdleLoad {
             sessions: 5000,
-            per_connection: 50,
+            per_connection: 1,
             hold: Duration::from_secs(30),
             keepalive_interval: Duration::from_secs(20),
             ramp_concurrency: 32,
