@@ -1,15 +1,13 @@
-//! Any bytes a client may send as a Janus API frame: parsing and every check Janus applies
-//! must answer with a value or an `ApiError`, never panic.
+//! Any bytes a client may send as a Janus API message (text or binary): parsing, jansson's
+//! error text and every check Janus applies must answer with a value or an `ApiError`, never
+//! panic.
 #![no_main]
 
 use janus_protocol::Incoming;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    if let Ok(incoming) = Incoming::parse(text) {
+    for incoming in Incoming::parse_frame(data).into_iter().flatten() {
         let _ = incoming.target();
         // `verb` takes the body out of the request: each call on its own copy.
         let _ = incoming.clone().verb(false);

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod error;
 pub mod frames;
+pub mod jansson;
 pub mod json;
 pub mod request;
 

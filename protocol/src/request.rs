@@ -6,6 +6,8 @@ use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorCode};
 
+mod frame;
+
 /// A request that passed the envelope checks (`transaction`, `janus`, `id`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
@@ -76,22 +78,6 @@ fn json_id(value: Option<&Value>) -> u64 {
             .unwrap_or(0),
         None => 0,
     }
-}
-
-/// jansson's error text for a parse failure: `<string>(line,col): message`.
-fn json_error_text(err: &serde_json::Error) -> String {
-    let msg = err.to_string();
-    // serde_json appends " at line L column C"; Janus puts the position first.
-    let msg = msg
-        .rsplit_once(" at line ")
-        .map(|(m, _)| m.to_owned())
-        .unwrap_or(msg);
-    format!(
-        "Invalid Janus API request - <string>({},{}): {}",
-        err.line(),
-        err.column(),
-        msg
-    )
 }
 
 /// A client request's top level as read: the envelope members apart, the others in `rest`.
@@ -234,26 +220,13 @@ impl<'de> serde::de::Visitor<'de> for TopLevelVisitor {
 }
 
 impl Incoming {
-    /// Parses one text message from a client.
+    /// Parses a text holding one request (the first one when it holds several: see
+    /// [`Incoming::parse_frame`], which a connection uses).
     pub fn parse(text: &str) -> Result<Incoming, ApiError> {
-        let top: TopLevel = serde_json::from_str(text)
-            .map_err(|e| ApiError::new(ErrorCode::InvalidJson, json_error_text(&e)))?;
-        // jansson refuses integers beyond its 64-bit signed range ("too big integer"), which
-        // serde reads as u64 or f64; a run of 19+ digits is the cheap hint to look closer.
-        if has_long_digit_run(text) && has_too_big_integer_literal(text) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                "Invalid Janus API request - <string>: too big integer",
-            ));
-        }
-        match top {
-            TopLevel(Some(envelope)) => Incoming::check(envelope),
-            // jansson decodes only an object or an array at the top level.
-            TopLevel(None) => Err(ApiError::new(
-                ErrorCode::InvalidJson,
-                "Invalid Janus API request - <string>(1,1): '[' or '{' expected",
-            )),
-        }
+        Incoming::parse_frame(text.as_bytes())
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(ApiError::default_for(ErrorCode::InvalidJson)))
     }
 
     /// Checks an already parsed JSON value (a non-object fails like an object without
@@ -486,57 +459,6 @@ impl Incoming {
     }
 }
 
-/// Whether `text` has 19 or more digits in a row (i64 has at most 19): only then can an
-/// integer literal be out of jansson's range.
-fn has_long_digit_run(text: &str) -> bool {
-    let mut run = 0;
-    for b in text.bytes() {
-        if b.is_ascii_digit() {
-            run += 1;
-            if run >= 19 {
-                return true;
-            }
-        } else {
-            run = 0;
-        }
-    }
-    false
-}
-
-/// Whether `text` holds an integer literal (no fraction, no exponent) outside the i64 range.
-fn has_too_big_integer_literal(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                // Skip the string, escapes included.
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' => {
-                let start = i;
-                i += 1;
-                while i < bytes.len()
-                    && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
-                {
-                    i += 1;
-                }
-                let literal = &text[start..i];
-                let integer = !literal.contains(['.', 'e', 'E']);
-                if integer && literal.parse::<i64>().is_err() {
-                    return true;
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    false
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,9 +493,10 @@ mod tests {
     fn envelope_errors_match_janus() {
         let e = err("{not json");
         assert_eq!(e.code, ErrorCode::InvalidJson);
-        assert!(e
-            .reason
-            .starts_with("Invalid Janus API request - <string>(1,2)"));
+        assert_eq!(
+            e.reason,
+            "Invalid Janus API request - <string>(1,4): string or '}' expected near 'not'"
+        );
         assert_eq!(e.transaction, None);
 
         let e = err("[1,2]");
@@ -647,7 +570,7 @@ mod tests {
             "[1e400]",
             "{\"a\":1e400}",
             "5 x",
-            "{} {}",
+            "{} x",
             "[1,]",
             "{\"a\":}",
         ] {

@@ -71,8 +71,20 @@ impl ClientConnection {
         ctx.text(self.state.session.encode(frame));
     }
 
-    fn on_text(&mut self, ctx: &mut ws::WebsocketContext<Self>, text: &str) {
-        let result = Incoming::parse(text).and_then(|incoming| {
+    /// One WebSocket message, text or binary: the requests it holds, answered in order, or
+    /// the one error that refuses them all (`Incoming::parse_frame`, as Janus reads it).
+    fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, data: &[u8]) {
+        for request in Incoming::parse_frame(data) {
+            self.on_request(ctx, request);
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        ctx: &mut ws::WebsocketContext<Self>,
+        request: Result<Incoming, ApiError>,
+    ) {
+        let result = request.and_then(|incoming| {
             self.state.session.metrics.request(&incoming.request);
             let target = incoming.target()?;
             Ok((incoming, target))
@@ -253,16 +265,8 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ClientConnection 
                 return;
             }
         };
-        match std::str::from_utf8(&data) {
-            Ok(text) => self.on_text(ctx, text),
-            Err(_) => {
-                let err = ApiError::new(
-                    ErrorCode::InvalidJson,
-                    "Invalid Janus API request - <string>(1,0): unable to decode byte sequence",
-                );
-                self.send(ctx, &ServerMessage::error(&err));
-            }
-        }
+        // Bytes that are not UTF-8 (a binary message) get jansson's error for them.
+        self.on_message(ctx, &data);
     }
 }
 
