@@ -243,4 +243,24 @@ mod tests {
             assert_eq!(d.status(), StatusCode::FORBIDDEN);
         }
     }
+
+    #[test]
+    fn token_settings_are_checked() {
+        assert!(config("a", "b", "c").validate().is_ok());
+        assert!(config("", "", "").validate().is_ok());
+        for (bad, why) in [
+            (config("same", "same", ""), "must differ"),
+            (config("a", "", "a"), "must differ"),
+            (config("a b", "", ""), "spaces"),
+            (config("a", "b\t", ""), "spaces"),
+        ] {
+            let err = bad.validate().expect_err(why);
+            assert!(err.contains(why), "{err}");
+        }
+        let short = AdminConfig {
+            history_interval_ms: 50,
+            ..AdminConfig::default()
+        };
+        assert!(short.validate().is_err());
+    }
 }
