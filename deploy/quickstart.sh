@@ -104,7 +104,7 @@ for _ in $(seq 1 300); do
     echo
     echo "janus-cloud is up:"
     echo "  clients (Janus API, subprotocol janus-protocol): ws://127.0.0.1:$ws_port"
-    echo "  proxy admin:                                     $admin_url/ (dashboard; $admin_url/backend_servers)"
+    echo "  proxy admin console (asks for the token below):  $admin_url/"
     echo "  admin token (Authorization: Bearer …):           $JANUS_PROXY__ADMIN__TOKEN"
     echo "  janus-sentinel REST:                             $sentinel_url/sentinel/info"
     echo "    (maintenance: curl -d op=start_maintenance $sentinel_url/sentinel/op)"

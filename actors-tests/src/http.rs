@@ -110,6 +110,12 @@ pub async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<Response> {
     request(addr, "GET", path, &[], "").await
 }
 
+/// GET with a bearer token: the admin API's reads of sessions, servers and rooms need one.
+pub async fn get_auth(addr: SocketAddr, path: &str, token: &str) -> anyhow::Result<Response> {
+    let auth = format!("Bearer {token}");
+    request(addr, "GET", path, &[("Authorization", auth.as_str())], "").await
+}
+
 /// POST with a JSON body and a bearer token.
 pub async fn post_json(
     addr: SocketAddr,

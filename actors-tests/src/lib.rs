@@ -292,7 +292,8 @@ impl ProxyUnderTest {
 
     /// `GET /backend_servers` of the admin API.
     pub async fn servers(&self) -> anyhow::Result<Vec<Value>> {
-        let response = http::get(self.admin_addr, "/backend_servers").await?;
+        let response =
+            http::get_auth(self.admin_addr, "/backend_servers", TEST_ADMIN_TOKEN).await?;
         match response.json() {
             Value::Array(servers) if response.status == 200 => Ok(servers),
             _ => bail!(
@@ -305,7 +306,12 @@ impl ProxyUnderTest {
 
     /// `GET /backend_servers/{name}` of the admin API.
     pub async fn server(&self, name: &str) -> anyhow::Result<Value> {
-        let response = http::get(self.admin_addr, &format!("/backend_servers/{name}")).await?;
+        let response = http::get_auth(
+            self.admin_addr,
+            &format!("/backend_servers/{name}"),
+            TEST_ADMIN_TOKEN,
+        )
+        .await?;
         if response.status != 200 {
             bail!(
                 "GET /backend_servers/{name}: {} {}",

@@ -177,7 +177,8 @@ impl ProxyProcess {
         loop {
             let path = format!("/backend_servers/{name}");
             // Refused until the process listens.
-            let answer = crate::http::get(self.admin_addr(), &path).await;
+            let answer =
+                crate::http::get_auth(self.admin_addr(), &path, crate::TEST_ADMIN_TOKEN).await;
             let last = match answer {
                 Ok(r) if r.status == 200 && r.json()["selectable"] == true => return Ok(()),
                 Ok(r) => format!("{} {}", r.status, r.body),

@@ -143,9 +143,13 @@ async fn create(ws: &mut Ws) -> anyhow::Result<u64> {
 
 /// Client addresses of the proxy's sessions (`/sessions`), counted.
 async fn sessions_by_client(proxy: &ProxyProcess) -> anyhow::Result<BTreeMap<String, usize>> {
-    let body = http::get(proxy.admin_addr(), "/sessions?limit=10000")
-        .await?
-        .json();
+    let body = http::get_auth(
+        proxy.admin_addr(),
+        "/sessions?limit=10000",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?
+    .json();
     let mut counts = BTreeMap::new();
     for session in body["sessions"].as_array().context("sessions")? {
         let ip = session["client_ip"].as_str().unwrap_or("none").to_owned();

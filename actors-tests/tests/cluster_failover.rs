@@ -104,7 +104,13 @@ async fn wait_readyz(
 async fn holder(proxies: &[ProxyProcess], session: u64) -> anyhow::Result<usize> {
     let mut found = Vec::new();
     for (i, proxy) in proxies.iter().enumerate() {
-        let Ok(response) = http::get(proxy.admin_addr(), "/sessions?limit=1000").await else {
+        let Ok(response) = http::get_auth(
+            proxy.admin_addr(),
+            "/sessions?limit=1000",
+            actors_tests::TEST_ADMIN_TOKEN,
+        )
+        .await
+        else {
             continue; // a dead proxy holds nothing
         };
         let body = response.json();

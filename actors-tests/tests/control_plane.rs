@@ -26,7 +26,12 @@ fn is_selectable(server: &Value) -> bool {
 
 /// How many handles of the proxy's sessions live on each backend server (admin `/sessions`).
 async fn handles_per_server(proxy: &ProxyUnderTest) -> anyhow::Result<BTreeMap<String, usize>> {
-    let response = http::get(proxy.admin_addr, "/sessions?limit=10000").await?;
+    let response = http::get_auth(
+        proxy.admin_addr,
+        "/sessions?limit=10000",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?;
     ensure!(response.status == 200, "{}", response.body);
     let mut counts = BTreeMap::new();
     for session in response.json()["sessions"].as_array().into_iter().flatten() {
@@ -91,7 +96,9 @@ async fn servers_register_through_the_rest_api_in_json_and_form_encoding() -> an
     let session = client.create_session().await?;
     let handle = client.attach(session, ECHOTEST).await?;
     echotest_ok(&mut client, session, handle, "via-j1").await?;
-    let sessions = http::get(admin, "/sessions").await?.json();
+    let sessions = http::get_auth(admin, "/sessions", actors_tests::TEST_ADMIN_TOKEN)
+        .await?
+        .json();
     assert_eq!(sessions["total"], 1, "{sessions}");
     assert_eq!(
         sessions["sessions"][0]["handles"][0],
@@ -188,14 +195,21 @@ async fn servers_register_through_the_rest_api_in_json_and_form_encoding() -> an
         (again.status, again.json()),
         (200, json!({"removed": false}))
     );
-    assert_eq!(http::get(admin, "/backend_servers/j1").await?.status, 404);
+    assert_eq!(
+        http::get_auth(admin, "/backend_servers/j1", actors_tests::TEST_ADMIN_TOKEN)
+            .await?
+            .status,
+        404
+    );
     assert!(proxy.servers().await?.is_empty());
     // The handle already on the removed server finishes its life there.
     echotest_ok(&mut client, session, handle, "after-delete").await?;
 
     // janus-cloud's other routes, and JSON errors for unknown ones.
     assert_eq!(http::get(admin, "/ping").await?.json(), json!("pong"));
-    let info = http::get(admin, "/info").await?.json();
+    let info = http::get_auth(admin, "/info", actors_tests::TEST_ADMIN_TOKEN)
+        .await?
+        .json();
     assert_eq!(info["janus"], "server_info", "{info}");
     let unknown = http::get(admin, "/nope").await?;
     assert_eq!(unknown.status, 404);
@@ -214,7 +228,15 @@ async fn without_a_configured_token_changes_are_refused() -> anyhow::Result<()> 
     let body = json!({"name": "j1", "url": "ws://127.0.0.1:1", "status": 0});
     let response = proxy.admin_post("/backend_servers", &body).await?;
     assert_eq!(response.status, 403, "{}", response.body);
-    assert!(proxy.servers().await?.is_empty());
+    // Reads are refused too (no token could be given); the registry says nothing was added.
+    let read = http::get_auth(proxy.admin_addr, "/backend_servers", "").await?;
+    assert_eq!(read.status, 403, "{}", read.body);
+    let servers = proxy
+        .state
+        .registry
+        .send(janus_proxy::registry::ListServers)
+        .await?;
+    assert!(servers.is_empty());
     Ok(())
 }
 
@@ -479,7 +501,13 @@ async fn timeouts_open_the_breaker_and_a_probe_closes_it() -> anyhow::Result<()>
     for _ in 0..2 {
         client.attach(session, ECHOTEST).await?;
     }
-    let sessions = http::get(proxy.admin_addr, "/sessions").await?.json();
+    let sessions = http::get_auth(
+        proxy.admin_addr,
+        "/sessions",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?
+    .json();
     let stalled_handle = sessions["sessions"][0]["handles"]
         .as_array()
         .into_iter()

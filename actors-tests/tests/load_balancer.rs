@@ -40,9 +40,13 @@ impl Drop for Process {
 
 /// The ids of the sessions `proxy` holds (its admin API).
 async fn session_ids(proxy: &ProxyProcess) -> anyhow::Result<Vec<u64>> {
-    let body = http::get(proxy.admin_addr(), "/sessions?limit=1000")
-        .await?
-        .json();
+    let body = http::get_auth(
+        proxy.admin_addr(),
+        "/sessions?limit=1000",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?
+    .json();
     Ok(body["sessions"]
         .as_array()
         .into_iter()

@@ -354,7 +354,13 @@ async fn backend_secrets_stay_in_the_proxy() -> anyhow::Result<()> {
         .await?;
     assert_eq!(info["api_secret"], false);
     assert!(!info.to_string().contains("backend-only"));
-    let servers = http::get(proxy.admin_addr, "/backend_servers").await?.body;
+    let servers = http::get_auth(
+        proxy.admin_addr,
+        "/backend_servers",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?
+    .body;
     assert!(!servers.contains("backend-only"), "{servers}");
     // A client's own apisecret is not forwarded (the backend would refuse a wrong one).
     let message = json!({"janus": "message", "session_id": session, "handle_id": handle,

@@ -47,7 +47,12 @@ async fn registered(
 
 /// The backend server of each handle of the proxy's client sessions (admin `/sessions`).
 async fn handle_servers(proxy: &ProxyUnderTest) -> anyhow::Result<Vec<(u64, String)>> {
-    let response = http::get(proxy.admin_addr, "/sessions").await?;
+    let response = http::get_auth(
+        proxy.admin_addr,
+        "/sessions",
+        actors_tests::TEST_ADMIN_TOKEN,
+    )
+    .await?;
     ensure!(response.status == 200, "/sessions: {}", response.body);
     let sessions = response.json();
     Ok(sessions["sessions"]
@@ -97,7 +102,9 @@ impl Observer {
         let task = tokio::spawn(async move {
             let mut seen = Vec::new();
             loop {
-                if let Ok(response) = http::get(addr, &path).await {
+                if let Ok(response) =
+                    http::get_auth(addr, &path, actors_tests::TEST_ADMIN_TOKEN).await
+                {
                     seen.push(response.json());
                 }
                 tokio::select! {

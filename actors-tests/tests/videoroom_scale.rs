@@ -49,8 +49,12 @@ async fn wait_selectable(proxy: &ProxyProcess, servers: usize) -> anyhow::Result
     loop {
         let mut ready = 0;
         for n in 0..servers {
-            if let Ok(r) =
-                http::get(proxy.admin_addr(), &format!("/backend_servers/janus-{n}")).await
+            if let Ok(r) = http::get_auth(
+                proxy.admin_addr(),
+                &format!("/backend_servers/janus-{n}"),
+                actors_tests::TEST_ADMIN_TOKEN,
+            )
+            .await
             {
                 ready += usize::from(r.status == 200 && r.json()["selectable"] == true);
             }

@@ -83,10 +83,23 @@ pub use crate::transport::settings::{LimitsConfig, WsConfig};
 pub struct AdminConfig {
     /// Admin REST listen address; loopback by default.
     pub listen: SocketAddr,
-    /// Bearer token the mutating routes (POST, DELETE) require, as `Authorization: Bearer
-    /// <token>` or, for janus-cloud sentinels that cannot send headers, `?token=<token>` in
-    /// the URL. Empty: mutating routes are refused.
+    /// Bearer token of the routes that change something (POST, DELETE, and `GET /tokens`),
+    /// as `Authorization: Bearer <token>` or, for janus-cloud sentinels that cannot send
+    /// headers, `?token=<token>` in the URL. It reads everything too. Empty: changes are
+    /// refused.
     pub token: String,
+    /// Read-only bearer token: the routes that show sessions, servers, rooms and the console's
+    /// data, never a change. Empty: only `token` reads them; both empty: they are refused
+    /// (see docs/operations.md, "Tokens").
+    pub read_token: String,
+    /// Bearer token `GET /metrics` needs (`token` and `read_token` do too). Empty: `/metrics`
+    /// is open, as Prometheus scrapes usually are on a private network.
+    pub metrics_token: String,
+    /// How often the console's history (`GET /history`) samples the servers and sessions.
+    pub history_interval_ms: u64,
+    /// How far back the history goes; it keeps `history_window_s * 1000 /
+    /// history_interval_ms` samples (at most [`AdminConfig::MAX_HISTORY_SAMPLES`]).
+    pub history_window_s: u64,
     /// PEM certificate chain and private key: serve `https://` (empty: plain HTTP).
     /// Reloaded on SIGHUP.
     pub tls_cert: PathBuf,
@@ -98,9 +111,55 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8200)),
             token: String::new(),
+            read_token: String::new(),
+            metrics_token: String::new(),
+            history_interval_ms: 5000,
+            history_window_s: 900,
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
         }
+    }
+}
+
+impl AdminConfig {
+    /// A bound on the history's memory whatever the settings: samples × servers.
+    pub const MAX_HISTORY_SAMPLES: usize = 3600;
+
+    /// Samples the history keeps.
+    pub fn history_samples(&self) -> usize {
+        let samples = self.history_window_s.saturating_mul(1000) / self.history_interval_ms.max(1);
+        (samples as usize).clamp(2, Self::MAX_HISTORY_SAMPLES)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let tokens = [
+            ("token", &self.token),
+            ("read_token", &self.read_token),
+            ("metrics_token", &self.metrics_token),
+        ];
+        for (key, token) in tokens {
+            // A header value is trimmed: such a token could never match.
+            if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "admin.{key} must not contain spaces or control characters"
+                ));
+            }
+        }
+        for (i, (key, token)) in tokens.iter().enumerate() {
+            for (other, other_token) in &tokens[i + 1..] {
+                if !token.is_empty() && token == other_token {
+                    // The weaker token would grant the stronger one's rights.
+                    return Err(format!("admin.{key} and admin.{other} must differ"));
+                }
+            }
+        }
+        if self.history_interval_ms < 100 {
+            return Err("admin.history_interval_ms must be at least 100".into());
+        }
+        if self.history_window_s == 0 {
+            return Err("admin.history_window_s must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -383,6 +442,7 @@ impl ProxyConfig {
             ));
         }
         self.plugins.validate().map_err(ProxyError::Config)?;
+        self.admin.validate().map_err(ProxyError::Config)?;
         self.limits.trusted_proxies().map_err(ProxyError::Config)?;
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(

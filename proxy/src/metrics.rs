@@ -9,6 +9,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Janus request types counted by name; anything else counts as `other`.
 const VERBS: &[&str] = &[
@@ -85,6 +86,11 @@ pub struct Metrics {
     pub backend_breaker: Family<BackendLabels, Gauge>,
     pub backend_handles: Family<BackendLabels, Gauge>,
     pub backend_reconnects: Family<BackendLabels, Gauge>,
+    /// The load the selection uses: reported, or handles over `registry.handle_capacity`.
+    pub backend_load: Family<BackendLabels, Gauge<f64, AtomicU64>>,
+    /// Sessions and handles the backend reported (all proxies'), when it reports them.
+    pub backend_reported_sessions: Family<BackendLabels, Gauge>,
+    pub backend_reported_handles: Family<BackendLabels, Gauge>,
     /// 1 while the shared store answers (always 1 without one).
     pub store_up: Gauge,
     /// Live proxies seen in the shared store (this one included).
@@ -177,6 +183,24 @@ impl Metrics {
             "Times the link to the backend was re-established",
             backend_reconnects.clone(),
         );
+        let backend_load = Family::<BackendLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "backend_load",
+            "Load of the backend as the selection sees it: 0 idle, 1 at capacity",
+            backend_load.clone(),
+        );
+        let backend_reported_sessions = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_reported_sessions",
+            "Sessions the backend reported (all proxies'); absent when it reports none",
+            backend_reported_sessions.clone(),
+        );
+        let backend_reported_handles = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_reported_handles",
+            "Handles the backend reported (all proxies'); absent when it reports none",
+            backend_reported_handles.clone(),
+        );
         let store_up = Gauge::default();
         registry.register(
             "store_up",
@@ -205,6 +229,9 @@ impl Metrics {
             backend_breaker,
             backend_handles,
             backend_reconnects,
+            backend_load,
+            backend_reported_sessions,
+            backend_reported_handles,
             scrape: Mutex::new(()),
         }
     }

@@ -35,6 +35,8 @@ pub struct ProxyState {
     pub started: Instant,
     /// The state shared with other proxies (Redis), or this proxy's alone.
     pub store: Arc<StoreHandle>,
+    /// The console's recent past (`GET /history`), sampled while the state lives.
+    pub history: Arc<crate::admin::history::History>,
 }
 
 impl ProxyState {
@@ -84,7 +86,8 @@ impl ProxyState {
             config.limits.clone(),
             trusted_proxies,
         ));
-        Arc::new(ProxyState {
+        let history = crate::admin::history::History::new(&config.admin);
+        let state = Arc::new(ProxyState {
             config,
             transport,
             registry,
@@ -93,7 +96,10 @@ impl ProxyState {
             metrics,
             started: Instant::now(),
             store,
-        })
+            history,
+        });
+        crate::admin::history::spawn_sampler(&state);
+        state
     }
 
     /// The sessions, the plugins, authentication.

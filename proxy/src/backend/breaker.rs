@@ -6,6 +6,7 @@
 //! → Closed when something succeeds, or Open again with the ejection time doubled (up to a cap)
 //! when the probe fails. A plain struct fed with the time, so it is tested without a runtime.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -55,6 +56,19 @@ pub struct CircuitBreaker {
     next_ejection: Duration,
     /// How many times it opened (for the admin API).
     trips: u64,
+    /// The last changes of state, oldest first (for the admin console).
+    transitions: VecDeque<(BreakerPhase, Instant)>,
+}
+
+/// Changes of state the admin API shows.
+const TRANSITIONS_KEPT: usize = 8;
+
+/// A change of state, as the admin API shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TransitionView {
+    pub to: BreakerPhase,
+    /// Milliseconds since the change.
+    pub ago_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +80,8 @@ pub struct BreakerView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reopens_in_ms: Option<u64>,
     pub next_ejection_ms: u64,
+    /// The last changes of state, newest first.
+    pub transitions: Vec<TransitionView>,
 }
 
 impl CircuitBreaker {
@@ -76,7 +92,15 @@ impl CircuitBreaker {
             state: BreakerState::Closed,
             consecutive_failures: 0,
             trips: 0,
+            transitions: VecDeque::with_capacity(TRANSITIONS_KEPT),
         }
+    }
+
+    fn moved(&mut self, to: BreakerPhase, at: Instant) {
+        if self.transitions.len() == TRANSITIONS_KEPT {
+            self.transitions.pop_front();
+        }
+        self.transitions.push_back((to, at));
     }
 
     /// Moves Open → HalfOpen when the ejection is over, and frees a stale probe slot.
@@ -84,6 +108,7 @@ impl CircuitBreaker {
         match self.state {
             BreakerState::Open { until } if now >= until => {
                 self.state = BreakerState::HalfOpen { probe_since: None };
+                self.moved(BreakerPhase::HalfOpen, until);
             }
             BreakerState::HalfOpen {
                 probe_since: Some(since),
@@ -131,6 +156,7 @@ impl CircuitBreaker {
                 self.state = BreakerState::Closed;
                 self.consecutive_failures = 0;
                 self.next_ejection = self.config.ejection;
+                self.moved(BreakerPhase::Closed, now);
             }
             // An answer that was already on its way when the breaker opened proves little:
             // the ejection runs its course and a probe decides.
@@ -145,6 +171,7 @@ impl CircuitBreaker {
         self.advance(now);
         if let BreakerState::Open { .. } = self.state {
             self.state = BreakerState::HalfOpen { probe_since: None };
+            self.moved(BreakerPhase::HalfOpen, now);
         }
     }
 
@@ -166,6 +193,7 @@ impl CircuitBreaker {
         };
         self.trips += 1;
         self.next_ejection = (self.next_ejection * 2).min(self.config.max_ejection);
+        self.moved(BreakerPhase::Open, now);
     }
 
     pub fn view(&mut self, now: Instant) -> BreakerView {
@@ -182,6 +210,15 @@ impl CircuitBreaker {
             trips: self.trips,
             reopens_in_ms,
             next_ejection_ms: self.next_ejection.as_millis() as u64,
+            transitions: self
+                .transitions
+                .iter()
+                .rev()
+                .map(|(to, at)| TransitionView {
+                    to: *to,
+                    ago_ms: now.saturating_duration_since(*at).as_millis() as u64,
+                })
+                .collect(),
         }
     }
 }
@@ -297,5 +334,43 @@ mod tests {
         b.on_placed(t1);
         assert!(!b.admits(t1 + S * 9));
         assert!(b.admits(t1 + S * 10));
+    }
+
+    #[test]
+    fn the_view_lists_the_last_transitions_newest_first() {
+        let t0 = Instant::now();
+        let mut b = CircuitBreaker::new(config());
+        assert!(b.view(t0).transitions.is_empty());
+        for _ in 0..3 {
+            b.on_failure(t0);
+        }
+        // The ejection (1 s) ends at t0 + 1 s: half-open from then, seen later.
+        let later = t0 + Duration::from_millis(1500);
+        b.on_placed(later);
+        b.on_success(later);
+        let view = b.view(later + Duration::from_millis(100));
+        let seen: Vec<(BreakerPhase, u64)> =
+            view.transitions.iter().map(|t| (t.to, t.ago_ms)).collect();
+        assert_eq!(
+            seen,
+            [
+                (BreakerPhase::Closed, 100),
+                (BreakerPhase::HalfOpen, 600),
+                (BreakerPhase::Open, 1600)
+            ]
+        );
+        // Bounded: a flapping server keeps only the last ones.
+        for i in 0..20u64 {
+            let at = later + Duration::from_secs(10 * (i + 1));
+            b.on_failure(at);
+            b.on_failure(at);
+            b.on_failure(at);
+            b.on_recovered(at);
+            b.on_success(at);
+        }
+        assert_eq!(
+            b.view(later + Duration::from_secs(300)).transitions.len(),
+            TRANSITIONS_KEPT
+        );
     }
 }

@@ -65,6 +65,10 @@ pub struct PluginRegistry {
     pub videoroom: Option<videoroom::SharedRoomBook>,
     /// The audiobridge plugin's room book, when the plugin is on (shared rooms).
     pub audiobridge: Option<audiobridge::SharedRoomBook>,
+    /// The p2pcall plugin's users and calls, when the plugin is on (for the admin console).
+    pub p2pcall: Option<Arc<p2pcall::Shared>>,
+    /// The videocall plugin's registered users, when the plugin is on (for the admin console).
+    pub videocall: Option<videocall::SharedUserBook>,
     /// `plugins.rooms_file`, when set: the rooms saved with `permanent: true`.
     pub rooms_file: Option<rooms_file::SharedRoomsFile>,
 }
@@ -77,12 +81,16 @@ impl PluginRegistry {
             registry.add(Arc::new(relay::RelayPlugin::new(package, affinity)));
         }
         if config.p2pcall {
-            registry.add(Arc::new(p2pcall::P2pCallPlugin::default()));
+            let plugin = p2pcall::P2pCallPlugin::default();
+            registry.p2pcall = Some(plugin.shared());
+            registry.add(Arc::new(plugin));
         }
         // Added after the relayed ones: the proxy's own videocall wins over a relay of the
         // same package (a relayed videocall could only call users on the same backend).
         if config.videocall {
-            registry.add(Arc::new(videocall::VideoCallPlugin::new()));
+            let plugin = videocall::VideoCallPlugin::new();
+            registry.videocall = Some(plugin.users());
+            registry.add(Arc::new(plugin));
         }
         // Likewise: a relayed audiobridge could only mix handles that landed on one backend.
         if config.audiobridge {

@@ -320,9 +320,13 @@ impl ServerRegistry {
             &m.backend_breaker,
             &m.backend_handles,
             &m.backend_reconnects,
+            &m.backend_reported_sessions,
+            &m.backend_reported_handles,
         ] {
             family.clear();
         }
+        m.backend_load.clear();
+        let capacity = self.capacity;
         for entry in self.servers.values_mut() {
             let labels = BackendLabels {
                 backend: entry.record.name.clone(),
@@ -345,6 +349,19 @@ impl ServerRegistry {
             m.backend_reconnects
                 .get_or_create(&labels)
                 .set(reconnects as i64);
+            m.backend_load
+                .get_or_create(&labels)
+                .set(entry.record.effective_load(capacity));
+            if let Some(n) = entry.record.session_num {
+                m.backend_reported_sessions
+                    .get_or_create(&labels)
+                    .set(n as i64);
+            }
+            if let Some(n) = entry.record.handle_num {
+                m.backend_reported_handles
+                    .get_or_create(&labels)
+                    .set(n as i64);
+            }
         }
     }
 }

@@ -95,6 +95,16 @@ pub struct StoreHealth {
     last_error: Mutex<String>,
     /// Dead proxies whose backend sessions this proxy reaped.
     reaped: AtomicU64,
+    /// The live proxies as of the last sync round (for the admin console).
+    peers: Mutex<Vec<PeerView>>,
+}
+
+/// A live proxy of the cluster, as the last sync round saw it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerView {
+    pub id: String,
+    /// Subscribed to its channel: messages from the other proxies reach it.
+    pub subscribed: bool,
 }
 
 impl StoreHealth {
@@ -106,6 +116,18 @@ impl StoreHealth {
     /// `store_up` says what `/readyz` says.
     fn show(&self, metrics: &Metrics) {
         metrics.store_up.set(i64::from(self.usable()));
+    }
+
+    fn set_peers(&self, alive: &std::collections::HashSet<String>, subscribed: &[String]) {
+        let mut peers: Vec<PeerView> = alive
+            .iter()
+            .map(|id| PeerView {
+                id: id.clone(),
+                subscribed: subscribed.contains(id),
+            })
+            .collect();
+        peers.sort_by(|a, b| a.id.cmp(&b.id));
+        *self.peers.lock() = peers;
     }
 
     /// A Redis call failed: degraded until a sync round succeeds.
@@ -221,6 +243,11 @@ impl StoreHandle {
                 }
             }),
         }
+    }
+
+    /// The live proxies as of the last sync round (empty in memory).
+    pub fn peers(&self) -> Vec<PeerView> {
+        self.health.peers.lock().clone()
     }
 
     /// Shares a report this proxy's registry accepted (no-op in memory).

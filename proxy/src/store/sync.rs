@@ -249,6 +249,7 @@ impl Syncer {
             .proxies
             .store(beat.alive.len(), Ordering::Relaxed);
         self.metrics.store_proxies.set(beat.alive.len() as i64);
+        self.health.set_peers(&beat.alive, &beat.subscribed);
         self.health.show(&self.metrics);
         self.subscribed.retain(|id| beat.alive.contains(id));
         self.subscribed.extend(beat.subscribed.iter().cloned());

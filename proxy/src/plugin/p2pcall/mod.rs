@@ -58,6 +58,13 @@ pub struct P2pCallPlugin {
     shared: Arc<Shared>,
 }
 
+impl P2pCallPlugin {
+    /// The users and their calls (for the admin console).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+}
+
 impl Default for P2pCallPlugin {
     fn default() -> Self {
         P2pCallPlugin {

@@ -127,6 +127,17 @@ impl<T: Clone> UserBook<T> {
         self.users.contains_key(name)
     }
 
+    /// Every registered user in a call, with the call, sorted by name.
+    pub fn calls(&self) -> Vec<(String, Pairing)> {
+        let mut calls: Vec<(String, Pairing)> = self
+            .users
+            .iter()
+            .filter_map(|(name, e)| Some((name.clone(), e.call.clone()?)))
+            .collect();
+        calls.sort_by(|a, b| a.0.cmp(&b.0));
+        calls
+    }
+
     /// The call `name` is in, if any.
     pub fn call_of(&self, name: &str) -> Option<&Pairing> {
         self.users.get(name)?.call.as_ref()

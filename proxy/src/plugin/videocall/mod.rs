@@ -46,6 +46,11 @@ impl VideoCallPlugin {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// The registered users (for the admin console).
+    pub fn users(&self) -> SharedUserBook {
+        self.users.clone()
+    }
 }
 
 impl Plugin for VideoCallPlugin {
