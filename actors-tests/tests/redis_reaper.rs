@@ -41,13 +41,15 @@ async fn janus() -> anyhow::Result<JanusServer> {
     .await
 }
 
-/// The configuration of a `proxy-under-test` process (`[ws]`/`[admin]` added by it).
+/// The configuration of a `proxy-under-test` process (`[ws]`/`[admin]` added by it). SIGTERM
+/// stops it without a drain or a close window (that timetable: `process_stop.rs`).
 fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str, ttl_s: u64) -> String {
     format!(
         "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
          [plugins]\nrelay = [\"{AUDIOBRIDGE}\", \"janus.plugin.echotest\"]\naudiobridge = false\n\n\
          [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-         heartbeat_ttl_s = {ttl_s}\ntimeout_ms = 500\n",
+         heartbeat_ttl_s = {ttl_s}\ntimeout_ms = 500\n\n\
+         [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
         janus.ws_url(),
         redis.url()
     )

@@ -27,6 +27,8 @@ pub struct ProxyConfig {
     pub limits: LimitsConfig,
     pub plugins: PluginsConfig,
     pub store: StoreConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
 }
 
 /// Where state shared by several proxies lives (see `store/`): nowhere (one proxy, the
@@ -327,6 +329,8 @@ pub struct StaticServer {
 }
 
 pub use crate::plugin::settings::PluginsConfig;
+pub use crate::shutdown::ShutdownConfig;
+pub use janus_cloud_common::logging::LogConfig;
 
 impl ProxyConfig {
     /// Defaults, then the file (if any), then the environment.
@@ -347,7 +351,10 @@ impl ProxyConfig {
             env,
         )
         .map_err(ProxyError::Config)?;
-        let cfg: ProxyConfig = built.try_deserialize().map_err(cfg_err)?;
+        let cfg: ProxyConfig = match built.clone().try_deserialize() {
+            Ok(cfg) => cfg,
+            Err(e) => return Err(locate_error(&built, e)),
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -394,11 +401,11 @@ impl ProxyConfig {
                     None => Ok(()),
                 })
                 .map_err(|e| {
-                    ProxyError::Config(format!("backend server {:?}: {e}", server.name))
+                    ProxyError::Config(format!("backend.servers: server {:?}: {e}", server.name))
                 })?;
             if !names.insert(server.name.as_str()) {
                 return Err(ProxyError::Config(format!(
-                    "backend server name {:?} appears twice",
+                    "backend.servers: server name {:?} appears twice",
                     server.name
                 )));
             }
@@ -449,12 +456,19 @@ impl ProxyConfig {
                 "breaker.ejection_ms must be at least 1".into(),
             ));
         }
+        self.shutdown.validate().map_err(ProxyError::Config)?;
+        self.log.validate().map_err(ProxyError::Config)?;
         Ok(())
     }
 }
 
-fn cfg_err(e: config::ConfigError) -> ProxyError {
-    ProxyError::Config(e.to_string())
+/// A value error names the key it is about (the `config` crate's message may not).
+fn locate_error(built: &config::Config, e: config::ConfigError) -> ProxyError {
+    let message = e.to_string();
+    match janus_cloud_common::effective::failing_key::<ProxyConfig>(built) {
+        Some(key) if !message.contains(&key) => ProxyError::Config(format!("{key}: {message}")),
+        _ => ProxyError::Config(message),
+    }
 }
 
 #[cfg(test)]

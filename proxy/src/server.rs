@@ -8,17 +8,18 @@ use std::sync::Arc;
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
 
+use crate::check;
 use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::plugin::PluginRegistry;
 use crate::registry::{LinkTable, ServerRegistry};
 use crate::session::SessionSweeper;
+use crate::shutdown::{StopPlan, FINAL_LIMIT};
 use crate::state::ProxyState;
 use crate::store::reaper::{SessionReaper, STOP_LIMIT};
 use crate::tls::CertStore;
 use crate::transport::ws_endpoint;
-use std::path::Path;
 
 /// A started proxy. Dropping it does not stop it; `stop` does.
 pub struct RunningProxy {
@@ -30,13 +31,16 @@ pub struct RunningProxy {
     shutdown: ShutdownHandle,
 }
 
-/// Stops a proxy gracefully, once, from wherever the stop comes: SIGTERM/SIGINT,
-/// [`RunningProxy::stop`], or the actix system stopping without either (see
-/// [`LeaveWhenDropped`]). The proxy first destroys its backend sessions, so Janus tells the
-/// peers of its clients' handles at once instead of after `reclaim_session_timeout`, and
+/// Stops a proxy gracefully, once, from wherever the stop comes: SIGTERM (the `[shutdown]`
+/// timetable, see `shutdown.rs`), SIGINT or [`RunningProxy::stop`] (at once), or the actix
+/// system stopping without either (see [`LeaveWhenDropped`]). `/readyz` says 503 at once;
+/// new clients are accepted for the drain time, then the client listener closes; the clients
+/// still connected are served for the close window, then their sockets close (what a Janus
+/// restart looks like to them). Then the proxy destroys its backend sessions, so Janus tells
+/// the peers of its clients' handles at once instead of after `reclaim_session_timeout`, and
 /// leaves the shared store (heartbeat, sessions record, videocall users), so the other proxies
-/// see it gone at their next round instead of after `heartbeat_ttl_s`; then it closes its
-/// listeners.
+/// see it gone at their next round instead of after `heartbeat_ttl_s` (both kept until then:
+/// the proxy is alive while it serves); the admin listener closes last.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     state: Arc<ProxyState>,
@@ -49,13 +53,44 @@ pub struct ShutdownHandle {
 }
 
 impl ShutdownHandle {
+    /// Stops at once: no drain, the clients' sockets closed without waiting.
     pub async fn stop(&self) {
+        self.stop_with(StopPlan::immediate()).await;
+    }
+
+    /// Whether a stop has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    pub async fn stop_with(&self, plan: StopPlan) {
         if self.started.swap(true, Ordering::SeqCst) {
             return;
         }
         // `/readyz` says 503 from now on: load balancers send new clients elsewhere.
         self.state.transport.draining.store(true, Ordering::Relaxed);
-        let sessions = self.reaper.live();
+        if !plan.drain.is_zero() {
+            tokio::time::sleep(plan.drain).await;
+        }
+        // Recorded before the clients go: with one client worker the links live on its
+        // thread and stop with it.
+        let mut sessions = self.reaper.live();
+        log::info!(
+            "janus-proxy: client listener closed; {}",
+            if plan.wait_for_clients {
+                "the clients still connected are served until the close"
+            } else {
+                "closing the clients' sockets"
+            }
+        );
+        // Closes the listener at once (a new connection is refused); with `true`, the workers
+        // wait for their connections up to the listener's shutdown timeout, then drop them.
+        self.ws_server.stop(plan.wait_for_clients).await;
+        for session in self.reaper.live() {
+            if !sessions.contains(&session) {
+                sessions.push(session);
+            }
+        }
         let reap = self.reaper.reap("this proxy", &sessions, STOP_LIMIT);
         let store = &self.state.store;
         let leave = async {
@@ -71,13 +106,17 @@ impl ShutdownHandle {
                 }
             }
         };
-        let (destroyed, ()) = futures_util::future::join(reap, leave).await;
-        log::info!(
-            "janus-proxy: {destroyed} of {} backend session(s) destroyed",
-            sessions.len()
-        );
-        self.ws_server.stop(true).await;
+        match tokio::time::timeout(FINAL_LIMIT, futures_util::future::join(reap, leave)).await {
+            Ok((destroyed, ())) => log::info!(
+                "janus-proxy: {destroyed} of {} backend session(s) destroyed",
+                sessions.len()
+            ),
+            Err(_) => log::warn!(
+                "janus-proxy: backend sessions and the store not done within {FINAL_LIMIT:?}"
+            ),
+        }
         self.admin_server.stop(true).await;
+        log::info!("janus-proxy: stopped");
     }
 }
 
@@ -123,14 +162,6 @@ impl Drop for LeaveWhenDropped {
     }
 }
 
-/// The certificate store of a listener, when it serves TLS.
-fn cert_store(cert: &Path, key: &Path) -> Result<Option<Arc<CertStore>>, ProxyError> {
-    if cert.as_os_str().is_empty() {
-        return Ok(None);
-    }
-    CertStore::load(cert, key).map(Some)
-}
-
 impl RunningProxy {
     /// Runs until both servers stop (signal, or `stop`).
     pub async fn wait(self) -> std::io::Result<()> {
@@ -155,7 +186,7 @@ impl RunningProxy {
         move || stores.iter().try_for_each(|s| s.reload())
     }
 
-    /// Stops gracefully (see [`ShutdownHandle`]).
+    /// Stops at once (see [`ShutdownHandle`]).
     pub async fn stop(&self) {
         self.shutdown.stop().await;
     }
@@ -172,12 +203,9 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     config.validate()?;
     let metrics = Arc::new(Metrics::new());
     let links = Arc::new(LinkTable::default());
-    let backend_ca = &config.backend.tls_ca_file;
-    let backend_tls = Arc::new(crate::tls::backend_client_config(
-        (!backend_ca.as_os_str().is_empty()).then_some(backend_ca.as_path()),
-    )?);
-    let ws_certs = cert_store(&config.ws.tls_cert, &config.ws.tls_key)?;
-    let admin_certs = cert_store(&config.admin.tls_cert, &config.admin.tls_key)?;
+    let backend_tls = Arc::new(check::backend_tls(&config)?);
+    let ws_certs = check::cert_store("ws", &config.ws.tls_cert, &config.ws.tls_key)?;
+    let admin_certs = check::cert_store("admin", &config.admin.tls_cert, &config.admin.tls_key)?;
     let reaper = SessionReaper::new(&config.backend, links.clone(), backend_tls.clone());
     let registry_actor = ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls);
     // With one client worker, the registry and the backend links (which the registry starts)
@@ -211,6 +239,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     .start();
 
     let ws_config = &state.config.ws;
+    let close_after_s = state.config.shutdown.close_after_s();
     let data = web::Data::new(state.clone());
     let ws_data = web::Data::new(state.transport.clone());
     let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
@@ -232,8 +261,13 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
                     .app_data(ws_data.clone())
                     .default_service(web::get().to(ws_endpoint))
             };
-            let server =
-                crate::transport::listener::serve(listener, ws_config.workers, acceptor, app)?;
+            let server = crate::transport::listener::serve(
+                listener,
+                ws_config.workers,
+                close_after_s,
+                acceptor,
+                app,
+            )?;
             Ok((addr, server))
         })
         .map_err(listen_error(ws_config.listen))?;

@@ -23,7 +23,12 @@ pub struct SentinelConfig {
     pub workload: WorkloadConfig,
     pub report: ReportConfig,
     pub rest: RestConfig,
+    pub shutdown: ShutdownConfig,
+    pub log: LogConfig,
 }
+
+pub use crate::shutdown::ShutdownConfig;
+pub use janus_cloud_common::logging::LogConfig;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -455,7 +460,12 @@ impl SentinelConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for target in self.report.resolved_targets() {
-            check_report_url(&target.url)?;
+            let key = if self.report.urls.contains(&target.url) {
+                "report.urls"
+            } else {
+                "report.targets"
+            };
+            check_report_url(key, &target.url)?;
             if !seen.insert(target.url.clone()) {
                 return bad(format!("report URL {:?} appears twice", target.url));
             }
@@ -468,6 +478,8 @@ impl SentinelConfig {
                 }
             }
         }
+        crate::shutdown::StopBudget::validate(self).map_err(SentinelError::Config)?;
+        self.log.validate().map_err(SentinelError::Config)?;
         Ok(())
     }
 }
@@ -507,8 +519,12 @@ fn check_monitor_url(key: &str, url: &str) -> Result<(), SentinelError> {
     Ok(())
 }
 
-fn check_report_url(url: &str) -> Result<(), SentinelError> {
-    let bad = |why: &str| Err(SentinelError::Config(format!("report URL {url:?}: {why}")));
+fn check_report_url(key: &str, url: &str) -> Result<(), SentinelError> {
+    let bad = |why: &str| {
+        Err(SentinelError::Config(format!(
+            "{key}: report URL {url:?}: {why}"
+        )))
+    };
     if url.starts_with("https://") {
         return bad("https is not supported by this build; use http:// on a private network");
     }
@@ -527,24 +543,11 @@ fn check_report_url(url: &str) -> Result<(), SentinelError> {
     Ok(())
 }
 
-/// Some value errors (an address that does not parse…) come without the key: name at least
-/// the section.
+/// Some value errors (an address that does not parse…) come without the key: name it.
 fn locate_error(built: &config::Config, e: config::ConfigError) -> SentinelError {
     let message = e.to_string();
-    let failing = [
-        ("general", built.get::<GeneralConfig>("general").err()),
-        ("janus", built.get::<JanusConfig>("janus").err()),
-        ("process", built.get::<ProcessConfig>("process").err()),
-        ("workload", built.get::<WorkloadConfig>("workload").err()),
-        ("report", built.get::<ReportConfig>("report").err()),
-        ("rest", built.get::<RestConfig>("rest").err()),
-    ]
-    .into_iter()
-    .find_map(|(section, err)| err.map(|_| section));
-    match failing {
-        Some(section) if !message.contains(section) => {
-            SentinelError::Config(format!("[{section}]: {message}"))
-        }
+    match janus_cloud_common::effective::failing_key::<SentinelConfig>(built) {
+        Some(key) if !message.contains(&key) => SentinelError::Config(format!("{key}: {message}")),
         _ => SentinelError::Config(message),
     }
 }

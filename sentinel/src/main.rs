@@ -1,6 +1,12 @@
-fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+/// The logger is set up by the library once the configuration (`[log]`) is read. An error
+/// (a bad configuration, a port taken) is one line on stderr and exit status 1.
+fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    janus_sentinel::main_with_args(&args)?;
-    Ok(())
+    match janus_sentinel::main_with_args(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("janus-sentinel: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -230,6 +230,7 @@ impl JanusMonitor {
         let changed = status != self.status;
         if changed {
             log::info!(
+                server = self.config.general.server_name.as_str(), status = status.as_str();
                 "janus {}: status {} -> {}",
                 self.config.general.server_name,
                 self.status.as_str(),
@@ -315,6 +316,7 @@ impl JanusMonitor {
         }
         if self.answering {
             log::warn!(
+                server = self.config.general.server_name.as_str();
                 "janus {}: not answering ({why})",
                 self.config.general.server_name
             );
@@ -496,6 +498,7 @@ impl Handler<StartMaintenance> for JanusMonitor {
     fn handle(&mut self, _: StartMaintenance, _: &mut Context<Self>) -> Self::Result {
         if !self.maintenance {
             log::info!(
+                server = self.config.general.server_name.as_str();
                 "janus {}: maintenance started",
                 self.config.general.server_name
             );
@@ -512,6 +515,7 @@ impl Handler<StopMaintenance> for JanusMonitor {
     fn handle(&mut self, _: StopMaintenance, _: &mut Context<Self>) -> Self::Result {
         if self.maintenance {
             log::info!(
+                server = self.config.general.server_name.as_str();
                 "janus {}: maintenance stopped",
                 self.config.general.server_name
             );

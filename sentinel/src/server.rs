@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::prelude::*;
 use actix_web::{middleware::DefaultHeaders, web, App, HttpServer};
@@ -16,6 +15,7 @@ use crate::monitor::{JanusMonitor, JanusSnapshot, PrepareShutdown};
 use crate::poster::{PostFinalReport, Poster, PosterStats};
 use crate::process::{command_line, launch, JanusProcess, ProcessInfo, StopJanus};
 use crate::rest::{routes, RestState};
+use crate::shutdown::StopBudget;
 use crate::state::SharedState;
 
 /// A started sentinel. Runs until [`RunningSentinel::shutdown`] (or its actix system stops).
@@ -110,6 +110,7 @@ pub fn start(config: SentinelConfig) -> Result<RunningSentinel, SentinelError> {
         }
     });
     log::info!(
+        server = config.general.server_name.as_str();
         "janus-sentinel {}: watching {}, REST on http://{rest_addr}",
         config.general.server_name,
         config.janus.ws_url
@@ -128,12 +129,13 @@ pub fn start(config: SentinelConfig) -> Result<RunningSentinel, SentinelError> {
 impl RunningSentinel {
     /// Orderly stop: the status becomes abnormal and one final report goes to every URL (so
     /// proxies stop selecting this server before Janus goes away), then the managed Janus is
-    /// stopped (SIGTERM, SIGKILL after the grace period), then the REST API.
+    /// stopped (SIGTERM, SIGKILL after `process.stop_grace_ms`), then the REST API; all within
+    /// `shutdown.grace_s` (see [`StopBudget`]).
     pub async fn shutdown(self) {
         let final_report = self.monitor.send(PrepareShutdown).await.ok();
         if let Some(report) = final_report {
             // A post in flight first, then the final one.
-            let limit = Duration::from_millis(2 * self.config.report.timeout_ms + 500);
+            let limit = StopBudget::of(&self.config).final_reports;
             let posts = join_all(
                 self.posters
                     .iter()
@@ -159,6 +161,7 @@ impl RunningSentinel {
         }
         self.rest.stop(true).await;
         log::info!(
+            server = self.config.general.server_name.as_str();
             "janus-sentinel {}: stopped",
             self.config.general.server_name
         );

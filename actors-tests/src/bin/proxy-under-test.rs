@@ -4,9 +4,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+/// As `janus-proxy`'s main: the library sets up the logger from `[log]`.
+fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    janus_proxy::main_with_args(&args)?;
-    Ok(())
+    match janus_proxy::main_with_args(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("janus-proxy: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -155,7 +155,12 @@ impl ServerRegistry {
     }
 
     fn insert(&mut self, record: ServerRecord) {
-        log::info!("registry: server {} at {} added", record.name, record.url);
+        log::info!(
+            server = record.name.as_str();
+            "registry: server {} at {} added",
+            record.name,
+            record.url
+        );
         self.start_link(&record);
         let entry = ServerEntry {
             shared: false,
@@ -182,7 +187,7 @@ impl ServerRegistry {
         let Some(entry) = self.servers.remove(name) else {
             return false;
         };
-        log::info!("registry: server {name} removed");
+        log::info!(server = name; "registry: server {name} removed");
         drop(entry);
         if let Some(supervisor) = &self.supervisor {
             supervisor.do_send(RetireServerLink(name.to_owned()));
@@ -305,7 +310,7 @@ impl ServerRegistry {
             .map(|e| e.record.name.clone())
             .collect();
         for name in dead {
-            log::info!("registry: server {name} stopped reporting; removing it");
+            log::info!(server = name.as_str(); "registry: server {name} stopped reporting; removing it");
             self.remove(&name);
         }
     }
@@ -499,7 +504,10 @@ impl Handler<SyncShared> for ServerRegistry {
             .map(|e| e.record.name.clone())
             .collect();
         for name in gone {
-            log::info!("registry: server {name} is gone from the shared store; removing it");
+            log::info!(
+                server = name.as_str();
+                "registry: server {name} is gone from the shared store; removing it"
+            );
             self.remove(&name);
         }
     }
@@ -602,7 +610,11 @@ impl Handler<LinkHealth> for ServerRegistry {
                 let before = entry.breaker.phase(now);
                 entry.breaker.on_failure(now);
                 if before != BreakerPhase::Open && entry.breaker.phase(now) == BreakerPhase::Open {
-                    log::warn!("registry: circuit breaker of {} opened", msg.server);
+                    log::warn!(
+                        server = msg.server.as_str();
+                        "registry: circuit breaker of {} opened",
+                        msg.server
+                    );
                 }
             }
             // The supervisor restarts stopped links; it does not forward their end.

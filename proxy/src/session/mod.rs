@@ -229,6 +229,13 @@ impl ClientSession {
             }
             match result {
                 Ok(attached) => {
+                    let server = attached.backend.as_deref().unwrap_or_default();
+                    log::debug!(
+                        session_id = act.id, handle_id, plugin = plugin.package(), server;
+                        "session {}: handle {handle_id} attached to {} on {server:?}",
+                        act.id,
+                        plugin.package()
+                    );
                     act.state.metrics.handles.inc();
                     act.handles.insert(
                         handle_id,
@@ -254,6 +261,14 @@ impl ClientSession {
 
 impl Actor for ClientSession {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        log::debug!(session_id = self.id; "session {} created", self.id);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        log::debug!(session_id = self.id; "session {} destroyed", self.id);
+    }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
         // Also reached when the system shuts down: release the backend handles.
@@ -320,6 +335,11 @@ impl Handler<SessionRequest> for ClientSession {
             }
             (SessionVerb::Detach, Some(_)) => {
                 if let Some(handle) = self.handles.remove(handle_id) {
+                    log::debug!(
+                        session_id = self.id, handle_id;
+                        "session {}: handle {handle_id} detached",
+                        self.id
+                    );
                     self.state.metrics.handles.dec();
                     handle.commands.do_send(HandleCommand::Detach {
                         transaction,
@@ -443,7 +463,7 @@ impl Actor for SessionSweeper {
                 reclaim,
             );
             for (id, addr, expiry) in expired {
-                log::debug!("session {id} expired: {expiry:?}");
+                log::debug!(session_id = id; "session {id} expired: {expiry:?}");
                 addr.do_send(SessionExpired(expiry));
             }
         });

@@ -290,10 +290,13 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Serves `app` (made once per worker, on its thread) on `listener`: `workers` threads (0:
-/// one per core), no signal handling (the proxy has its own), 1 s of grace at stop.
+/// one per core), no signal handling (the proxy has its own). A graceful stop closes the
+/// listener at once and gives the open connections `close_after_s` (checked once a second),
+/// then drops them.
 pub fn serve<F, I, S, B>(
     listener: std::net::TcpListener,
     workers: usize,
+    close_after_s: u64,
     acceptor: Acceptor,
     app: F,
 ) -> io::Result<Server>
@@ -310,7 +313,9 @@ where
 {
     let local = listener.local_addr()?;
     let secure = acceptor.tls.is_some();
-    let mut builder = Server::build().disable_signals().shutdown_timeout(1);
+    let mut builder = Server::build()
+        .disable_signals()
+        .shutdown_timeout(close_after_s);
     if workers > 0 {
         builder = builder.workers(workers);
     }

@@ -35,7 +35,12 @@ impl BackendLink {
                         session_id: None,
                     });
                     act.liveness.connected(Instant::now());
-                    log::info!("backend {}: connected to {}", act.name(), act.status.url);
+                    log::info!(
+                        server = act.name();
+                        "backend {}: connected to {}",
+                        act.name(),
+                        act.status.url
+                    );
                     match act.reclaim.session() {
                         Some(session_id) => {
                             let claim = json!({"janus": "claim", "session_id": session_id});
@@ -49,7 +54,7 @@ impl BackendLink {
                 Err(e) => {
                     let loss = Loss::of_connect_error(&e);
                     let why = format!("cannot connect to {}: {e}", act.status.url);
-                    log::warn!("backend {}: {why} ({loss:?})", act.name());
+                    log::warn!(server = act.name(); "backend {}: {why} ({loss:?})", act.name());
                     act.set_error(&why);
                     act.report(HealthEvent::Failed);
                     let now = Instant::now();
@@ -147,7 +152,7 @@ impl BackendLink {
             session
         });
         self.generation += 1;
-        log::warn!("backend {}: link lost ({why})", self.name());
+        log::warn!(server = self.name(); "backend {}: link lost ({why})", self.name());
         self.set_error(why);
         self.report(HealthEvent::Failed);
         let reason = format!("connection to backend server {} lost", self.name());
@@ -169,6 +174,7 @@ impl BackendLink {
         let decision = self.decide(|r| r.lost(session, loss, last_heard, now));
         if let (false, Some(active)) = (reclaiming, self.reclaim.active()) {
             log::info!(
+                server = self.name();
                 "backend {}: reconnecting to claim session {} (handles held {:?}{})",
                 self.name(),
                 active.session,
@@ -198,6 +204,7 @@ impl BackendLink {
         self.status.set_backend_session(None);
         if why != GiveUp::NoSession {
             log::warn!(
+                server = self.name();
                 "backend {}: session not reclaimed ({why}); its {} handles are lost",
                 self.name(),
                 self.routes.len()

@@ -161,6 +161,7 @@ impl BackendLink {
                         conn.session_id = Some(session_id);
                     }
                     log::info!(
+                        server = self.name();
                         "backend {}: session {session_id} reclaimed, {} handles kept",
                         self.name(),
                         self.routes.len()
@@ -174,6 +175,7 @@ impl BackendLink {
                     }
                 } else {
                     log::warn!(
+                        server = self.name();
                         "backend {}: claim of session {session_id} refused: {}",
                         self.name(),
                         frame.get("error").map(Value::to_string).unwrap_or_default()
@@ -202,7 +204,7 @@ impl BackendLink {
                     .store(reclaim.unwrap_or(u64::MAX), Ordering::Relaxed);
                 self.keepalive_every = keepalive_every(timeout, reclaim.unwrap_or(0));
                 self.became_ready(ctx);
-                log::info!("backend {}: ready", self.name());
+                log::info!(server = self.name(); "backend {}: ready", self.name());
             }
             Internal::Keepalive => {
                 if !success {
