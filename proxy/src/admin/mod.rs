@@ -8,6 +8,8 @@
 //! document. Mutating routes need the configured admin token. Errors are JSON
 //! `{"error": …}` with a fitting HTTP status; bad input changes nothing.
 
+mod audiobridge;
+
 use std::sync::Arc;
 
 use actix_web::http::header;
@@ -58,6 +60,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/plugins/videoroom/rooms/{room}/participants",
             web::get().to(room_participants),
+        )
+        .route(
+            "/plugins/audiobridge/rooms",
+            web::get().to(audiobridge::list_rooms),
         )
         .default_service(web::to(not_found));
 }
