@@ -23,6 +23,7 @@ pub struct SentinelConfig {
     pub workload: WorkloadConfig,
     pub report: ReportConfig,
     pub rest: RestConfig,
+    pub sweeper: crate::sweeper::config::SweeperConfig,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -453,6 +454,7 @@ impl SentinelConfig {
         if self.report.retry_max_ms < self.report.retry_min_ms {
             return bad("report.retry_max_ms must be >= report.retry_min_ms".into());
         }
+        self.sweeper.validate()?;
         let mut seen = std::collections::HashSet::new();
         for target in self.report.resolved_targets() {
             check_report_url(&target.url)?;

@@ -19,6 +19,7 @@ pub mod process;
 pub mod rest;
 pub mod server;
 pub mod state;
+pub mod sweeper;
 pub mod workload;
 
 pub use config::SentinelConfig;
