@@ -117,27 +117,10 @@ async fn run(config: Arc<SentinelConfig>, shared: Arc<SharedState>) {
         if start_time.is_some() {
             memory.janus_start = start_time;
         }
-        if !answering {
-            continue;
-        }
         let stats = &shared.sweeper;
-        stats.rounds.fetch_add(1, Ordering::Relaxed);
-        match round(&config, &mut memory, stats).await {
-            Ok(()) => {
-                if memory.janus_failing {
-                    log::info!("sweeper: Janus answers again");
-                }
-                memory.janus_failing = false;
-            }
-            Err(why) => {
-                stats.round_failures.fetch_add(1, Ordering::Relaxed);
-                if !memory.janus_failing {
-                    log::warn!("sweeper: round failed: {why}");
-                } else {
-                    log::debug!("sweeper: round failed: {why}");
-                }
-                memory.janus_failing = true;
-            }
+        if answering {
+            stats.rounds.fetch_add(1, Ordering::Relaxed);
+            look(&config, &mut memory, stats).await;
         }
         for plugin in RoomPlugin::ALL {
             let idle = memory.rooms.idle_count(plugin) as u64;
@@ -145,6 +128,27 @@ async fn run(config: Arc<SentinelConfig>, shared: Arc<SharedState>) {
         }
         let protected = memory.rooms.protected_count() as u64;
         stats.protected.store(protected, Ordering::Relaxed);
+    }
+}
+
+/// One round, its failure logged once in a row.
+async fn look(config: &SentinelConfig, memory: &mut Memory, stats: &SweeperStats) {
+    match round(config, memory, stats).await {
+        Ok(()) => {
+            if memory.janus_failing {
+                log::info!("sweeper: Janus answers again");
+            }
+            memory.janus_failing = false;
+        }
+        Err(why) => {
+            stats.round_failures.fetch_add(1, Ordering::Relaxed);
+            if !memory.janus_failing {
+                log::warn!("sweeper: round failed: {why}");
+            } else {
+                log::debug!("sweeper: round failed: {why}");
+            }
+            memory.janus_failing = true;
+        }
     }
 }
 
