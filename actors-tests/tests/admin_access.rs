@@ -36,6 +36,7 @@ const ROUTES: &[(&str, &str, Need, u16)] = &[
     ("GET", "/backend_servers", Need::Read, 200),
     ("GET", "/backend_servers/nope", Need::Read, 404),
     ("GET", "/plugins/videoroom/rooms", Need::Read, 200),
+    ("GET", "/plugins/audiobridge/rooms", Need::Read, 200),
     ("GET", "/plugins/videoroom/rooms/999", Need::Read, 404),
     (
         "GET",

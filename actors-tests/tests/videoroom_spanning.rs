@@ -127,7 +127,8 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
             "error": "User ID 2 already exists"}),
         "{taken}"
     );
-    // A room-wide request answered by the first server is repeated on the other.
+    // A room-wide request answered by the first server is repeated on the other (a new
+    // description with the proxy's mark, `plugins.backend_room_mark`, as on the first).
     let edited = answer(
         &mut admin_user,
         "e",
@@ -139,7 +140,10 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
     for url in [a.ws_url(), b.ws_url()] {
         eventually("description on both", STEP_LIMIT, || {
             let url = url.clone();
-            async move { Ok(description_on(&url, 51).await?.as_deref() == Some("renamed")) }
+            async move {
+                let description = description_on(&url, 51).await?;
+                Ok(description.as_deref() == Some("januscloud-renamed"))
+            }
         })
         .await?;
     }

@@ -25,6 +25,7 @@ pub struct SentinelConfig {
     pub rest: RestConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub sweeper: crate::sweeper::config::SweeperConfig,
 }
 
 pub use crate::shutdown::ShutdownConfig;
@@ -458,6 +459,7 @@ impl SentinelConfig {
         if self.report.retry_max_ms < self.report.retry_min_ms {
             return bad("report.retry_max_ms must be >= report.retry_min_ms".into());
         }
+        self.sweeper.validate()?;
         let mut seen = std::collections::HashSet::new();
         for target in self.report.resolved_targets() {
             let key = if self.report.urls.contains(&target.url) {

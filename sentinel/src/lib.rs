@@ -20,6 +20,7 @@ pub mod rest;
 pub mod server;
 pub mod shutdown;
 pub mod state;
+pub mod sweeper;
 pub mod workload;
 
 pub use config::SentinelConfig;

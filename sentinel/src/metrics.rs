@@ -145,6 +145,7 @@ pub fn render(state: &SharedState) -> Result<String, std::fmt::Error> {
             );
         }
     }
+    crate::sweeper::register_metrics(&mut r, &state.sweeper);
     let ok = Family::<Labels, Counter>::default();
     let failed = Family::<Labels, Counter>::default();
     let connected = Family::<Labels, Gauge>::default();

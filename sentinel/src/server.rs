@@ -60,6 +60,7 @@ pub fn start(config: SentinelConfig) -> Result<RunningSentinel, SentinelError> {
         janus: RwLock::new(JanusSnapshot::new(placeholder)),
         process: process_info.clone(),
         posters: poster_stats,
+        sweeper: Default::default(),
     });
     let monitor = JanusMonitor::new(
         config.clone(),
@@ -67,6 +68,7 @@ pub fn start(config: SentinelConfig) -> Result<RunningSentinel, SentinelError> {
         posters.iter().map(|p| p.clone().recipient()).collect(),
     )
     .start();
+    crate::sweeper::start(config.clone(), shared.clone());
     let process = match (first, process_info) {
         (Some(child), Some(info)) => Some(
             JanusProcess::new(

@@ -20,6 +20,8 @@ pub struct SharedState {
     pub process: Option<Arc<RwLock<ProcessInfo>>>,
     /// One per poster, written by it.
     pub posters: Vec<Arc<RwLock<PosterStats>>>,
+    /// Written by the sweeper.
+    pub sweeper: crate::sweeper::SweeperStats,
 }
 
 /// What the monitor knows, for the REST API and the metrics.

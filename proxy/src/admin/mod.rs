@@ -9,6 +9,7 @@
 //! `{"error": …}` with a fitting HTTP status; bad input changes nothing.
 
 pub mod access;
+mod audiobridge;
 mod health;
 pub mod history;
 pub mod overview;
@@ -80,6 +81,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/plugins/videoroom/rooms/{room}/participants",
             web::get().to(rooms::room_participants),
+        )
+        .route(
+            "/plugins/audiobridge/rooms",
+            web::get().to(audiobridge::list_rooms),
         )
         .default_service(web::to(not_found));
 }

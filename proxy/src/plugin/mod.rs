@@ -7,6 +7,7 @@ pub mod admin_key;
 pub mod affinity;
 pub mod allowed;
 pub mod audiobridge;
+pub mod backend_mark;
 pub mod env;
 pub mod kit;
 pub mod p2pcall;

@@ -54,6 +54,11 @@ pub struct PluginsConfig {
     /// Where the rooms created or edited with `permanent: true` are kept across restarts
     /// (a JSON file the proxy rewrites atomically; empty: `permanent` saves nothing).
     pub rooms_file: std::path::PathBuf,
+    /// The start of the description of every videoroom and audiobridge room the proxy creates
+    /// on a backend (janus-cloud's `januscloud-`), so that janus-sentinel's sweeper can tell
+    /// them from an operator's own rooms. Clients never see it. Empty: rooms are created as
+    /// the clients describe them, and no sentinel sweeps them.
+    pub backend_room_mark: String,
 }
 
 impl Default for PluginsConfig {
@@ -83,6 +88,7 @@ impl Default for PluginsConfig {
             videoroom_lock_rtp_forward: false,
             audiobridge_lock_rtp_forward: false,
             rooms_file: std::path::PathBuf::new(),
+            backend_room_mark: super::backend_mark::DEFAULT_MARK.to_owned(),
         }
     }
 }
@@ -103,6 +109,12 @@ impl PluginsConfig {
             return Err(format!(
                 "plugins.affinity: {package} is not relayed (add it to plugins.relay)"
             ));
+        }
+        let mark = &self.backend_room_mark;
+        if mark.chars().count() > 64 || mark.chars().any(char::is_control) {
+            return Err(
+                "plugins.backend_room_mark: at most 64 characters, no control characters".into(),
+            );
         }
         let mut rooms = std::collections::HashSet::new();
         for (i, room) in self.videoroom_rooms.iter().enumerate() {

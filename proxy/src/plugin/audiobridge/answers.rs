@@ -4,6 +4,7 @@
 use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
+use crate::plugin::backend_mark;
 use crate::plugin::kit::request;
 pub use crate::plugin::kit::request::object;
 
@@ -91,13 +92,15 @@ pub fn room_of(body: &JsonMap, key: &str) -> Option<u64> {
 }
 
 /// The `create` that makes room `room` with its settings on a server (with the proxy's
-/// `admin_key`, harmless for backends without one).
-pub fn create_body(mut settings: JsonMap, room: u64, admin_key: &str) -> JsonMap {
+/// `admin_key`, harmless for backends without one), its description marked with `mark`
+/// (`plugins.backend_room_mark`).
+pub fn create_body(mut settings: JsonMap, room: u64, admin_key: &str, mark: &str) -> JsonMap {
     settings.insert("request".into(), "create".into());
     settings.insert("room".into(), room.into());
     if !admin_key.is_empty() {
         settings.insert("admin_key".into(), admin_key.into());
     }
+    backend_mark::mark_create(&mut settings, mark);
     settings
 }
 
@@ -226,11 +229,13 @@ mod tests {
     #[test]
     fn bodies_of_the_proxys_own() {
         let settings = object(json!({"room": 1, "secret": "s", "pin": "p"}));
-        let create = create_body(settings.clone(), 9, "k");
+        let create = create_body(settings.clone(), 9, "k", "m-");
         assert_eq!(create["request"], "create");
         assert_eq!(create["room"], 9);
         assert_eq!(create["admin_key"], "k");
-        assert!(!create_body(settings.clone(), 9, "").contains_key("admin_key"));
+        assert_eq!(create["description"], "m-Room 9");
+        let plain = create_body(settings.clone(), 9, "", "");
+        assert!(!plain.contains_key("admin_key") && !plain.contains_key("description"));
         assert_eq!(
             Value::Object(destroy_body(9, Some(&settings))),
             json!({"request": "destroy", "room": 9, "secret": "s"})

@@ -10,12 +10,12 @@ use super::{
     AudioBridgeHandle, Flow, Forwarded, Life, Request, RoomChange, Turn, FORWARD_TOKENS, KIND,
 };
 use crate::messages::{ReplyTo, Route};
-use crate::plugin::admin_key;
 use crate::plugin::audiobridge::answers::room_of;
 use crate::plugin::audiobridge::book::Whereabouts;
 use crate::plugin::audiobridge::errors;
 use crate::plugin::audiobridge::verb::{target_of, Facts, RoomVerb, Target, Verb};
 use crate::plugin::kit::{request, ClientRequests, CommandQueue};
+use crate::plugin::{admin_key, backend_mark};
 
 crate::plugin::kit::take_requests!(AudioBridgeHandle);
 
@@ -194,6 +194,10 @@ impl AudioBridgeHandle {
         // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
         if matches!(verb, Verb::Room(RoomVerb::Edit | RoomVerb::Destroy)) {
             req.body.remove("permanent");
+        }
+        // The book keeps the client's description (`change`); the backend's is marked.
+        if verb == Verb::Room(RoomVerb::Edit) {
+            backend_mark::mark_edit(&mut req.body, &self.env.settings.backend_room_mark);
         }
         let sync = verb.is_sync();
         self.room_server(ctx, room, prefer)

@@ -273,8 +273,10 @@ impl AudioBridgeHandle {
                 let Some(settings) = act.book.lock().config(room) else {
                     return ready(Err(errors::no_such_room(room))).boxed_local();
                 };
-                let key = &act.env.settings.audiobridge_admin_key;
-                let create = request::message(answers::create_body(settings, room, key), None);
+                let plugins = &act.env.settings;
+                let (key, mark) = (&plugins.audiobridge_admin_key, &plugins.backend_room_mark);
+                let body = answers::create_body(settings, room, key, mark);
+                let create = request::message(body, None);
                 act.call(&server, create, None)
                     .map(move |frame, act, _| {
                         if answers::already_exists(&frame) {

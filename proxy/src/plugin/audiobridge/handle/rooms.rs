@@ -15,7 +15,7 @@ use crate::plugin::audiobridge::errors;
 use crate::plugin::audiobridge::verb::Verb;
 use crate::plugin::kit::{request, PluginError};
 use crate::plugin::rewrite::{rewrite, Transaction};
-use crate::plugin::{admin_key, rooms_file};
+use crate::plugin::{admin_key, backend_mark, rooms_file};
 
 impl AudioBridgeHandle {
     /// `create`: recorded in the book once a server chosen by the policy created it.
@@ -84,7 +84,11 @@ impl AudioBridgeHandle {
         permanent: bool,
     ) -> Flow<Turn> {
         let mut settings = req.body.clone();
-        let create = request::message(req.body.clone(), None);
+        // Marked too: a proxy that stops before it destroys the room again leaves it to the
+        // sweeper.
+        let mut body = req.body.clone();
+        backend_mark::mark_create(&mut body, &self.env.settings.backend_room_mark);
+        let create = request::message(body, None);
         self.call(&server, create, Some(req.transaction.clone()))
             .then(move |frame, act, _| {
                 let created = answers::created(&frame);
@@ -218,7 +222,12 @@ impl AudioBridgeHandle {
                 act.call(&server, request::message(body.clone(), None), None)
                     .then(move |frame, act, ctx| {
                         let mut entries = entries;
-                        let listed = answers::list_entries(&frame);
+                        let mut listed = answers::list_entries(&frame);
+                        // As the clients described them.
+                        let mark = &act.env.settings.backend_room_mark;
+                        for entry in listed.iter_mut().filter_map(Value::as_object_mut) {
+                            backend_mark::strip_description(entry, mark);
+                        }
                         entries.extend(listed.into_iter().map(|e| (server.clone(), e)));
                         act.list_from(ctx, body, servers, entries)
                     })

@@ -11,6 +11,7 @@ use super::placement::NoWay;
 use super::VideoRoomHandle;
 use crate::messages::cluster::RoomKind;
 use crate::messages::{BackendIncoming, ReplyTo};
+use crate::plugin::backend_mark;
 use crate::plugin::kit::{request, BACKEND_LOST_REASON};
 use crate::plugin::rewrite::{rewrite, Transaction};
 use crate::plugin::videoroom::coordinator::{Broadcast, Departure, ServerLost};
@@ -63,8 +64,12 @@ impl VideoRoomHandle {
             if !is_error && data.get("error_code").is_none() {
                 // A spanning room: its other servers do the same.
                 if let Some(c) = self.shared.coordinator(room) {
+                    let mut sent = body.clone();
+                    if verb == Verb::Edit {
+                        backend_mark::mark_edit(&mut sent, self.mark());
+                    }
                     c.do_send(Broadcast {
-                        body: body.clone(),
+                        body: sent,
                         servers: self.shared.rooms.lock().servers(room),
                         except: server.clone(),
                         last: verb == Verb::Destroy,
@@ -83,6 +88,7 @@ impl VideoRoomHandle {
             }
         }
         strip_remote_marks(&mut frame);
+        backend_mark::strip(&mut frame, self.mark());
         if is_error
             && self
                 .joined()
@@ -97,6 +103,11 @@ impl VideoRoomHandle {
         let ids = leg.backend.ids(self.core.session_id, self.core.handle_id);
         let out = rewrite(frame, ids, Transaction::Client(Some(&transaction)));
         self.core.send(&out, reply_to.as_ref());
+    }
+
+    /// `plugins.backend_room_mark`.
+    fn mark(&self) -> &str {
+        &self.shared.env.settings.backend_room_mark
     }
 
     /// A successful `edit`, `destroy`, `allowed` or `enable_recording`: the room book
@@ -176,6 +187,8 @@ impl VideoRoomHandle {
         }
         let ids = leg.backend.ids(self.core.session_id, self.core.handle_id);
         let mut out = rewrite(frame, ids, Transaction::FromBackend).into_map();
+        // `joined` names the room: as the client described it.
+        backend_mark::strip(&mut out, self.mark());
         if self.joined().is_some_and(|j| j.leg == token) {
             self.track_room(&out);
             self.apply_rename(&mut out);

@@ -14,6 +14,7 @@ use super::{Joined, Life, Owed, VideoRoomHandle};
 use crate::error::ProxyError;
 use crate::messages::cluster::{RoomKind, SharedRooms};
 use crate::messages::{PlaceOn, Placement, ReplyTo, SelectServer, ServersPort};
+use crate::plugin::backend_mark;
 use crate::plugin::kit::leg::is_lost;
 use crate::plugin::kit::{legs, request, BackendLeg, ClientRequests};
 use crate::plugin::videoroom::coordinator::ServerJoined;
@@ -192,7 +193,13 @@ impl VideoRoomHandle {
             let rooms = self.shared.rooms.lock();
             match rooms.get(room) {
                 None => (false, None),
-                Some(r) => (rooms.is_created_on(room, &server), Some(r.create_request())),
+                Some(r) => {
+                    let mark = &self.shared.env.settings.backend_room_mark;
+                    (
+                        rooms.is_created_on(room, &server),
+                        Some(r.create_request(mark)),
+                    )
+                }
             }
         };
         let Some(mut create) = create else {
@@ -310,8 +317,12 @@ impl VideoRoomHandle {
                 in_roster: false,
             });
         } else if verb.changes_the_room() {
+            // The room book keeps the client's description; the backend's is marked.
             self.updates
                 .insert(transaction.clone(), (verb, room, body.clone()));
+            if verb == Verb::Edit {
+                backend_mark::mark_edit(&mut body, &self.shared.env.settings.backend_room_mark);
+            }
         }
         // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
         body.remove("permanent");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use janus_protocol::JsonMap;
 use serde_json::Value;
 
-use crate::plugin::allowed;
+use crate::plugin::{allowed, backend_mark};
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
 pub const NOT_FORWARDED: [&str; 4] = ["request", "room", "permanent", "admin_key"];
@@ -73,8 +73,9 @@ impl Room {
         self.str_setting("secret")
     }
 
-    /// The body of the backend `create` for this room.
-    pub fn create_request(&self) -> JsonMap {
+    /// The body of the backend `create` for this room, its description marked with `mark`
+    /// (`plugins.backend_room_mark`, see [`backend_mark`]).
+    pub fn create_request(&self, mark: &str) -> JsonMap {
         let mut body = JsonMap::new();
         body.insert("request".into(), "create".into());
         body.insert("room".into(), self.id.into());
@@ -82,6 +83,7 @@ impl Room {
         for (k, v) in &self.settings {
             body.insert(k.clone(), v.clone());
         }
+        backend_mark::mark_create(&mut body, mark);
         body
     }
 
@@ -217,12 +219,16 @@ mod tests {
             "description":"d","secret":"s","publishers":6}),
         );
         d.create(9, &b).expect("create");
-        let req = d.get(9).expect("room").create_request();
+        let req = d.get(9).expect("room").create_request("");
         assert_eq!(
             Value::Object(req),
             json!({"request":"create","room":9,"permanent":false,"description":"d",
                 "secret":"s","publishers":6})
         );
+        let marked = d.get(9).expect("room").create_request("mark-");
+        assert_eq!(marked["description"], "mark-d");
+        // The book keeps the client's description.
+        assert_eq!(d.get(9).expect("room").list_entry()["description"], "d");
     }
 
     #[test]
