@@ -6,6 +6,7 @@ pub mod auth;
 pub mod backend;
 pub mod client_addr;
 pub mod config;
+pub mod demos;
 pub mod error;
 pub mod info;
 pub mod limits;
