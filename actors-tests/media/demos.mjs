@@ -10,6 +10,8 @@
 //                  --run LABEL=scenario,scenario ...
 //                  [--admin LABEL=URL --admin-token T]  the proxy's admin API: the servers
 //                                                of room 1234 while the videoroom runs
+//                  [--one-by-one LABEL]          that site's videoroom users join one after
+//                                                another (each once its own video shows)
 //                  [--out DIR] [--parallel N] [--timeout-ms N] [--step-ms N]
 //
 // Scenarios: echotest, videocall, videoroom, audiobridge, textroom, streaming. Prints one JSON
@@ -30,10 +32,10 @@ const DEMOS = '/usr/share/janus/demos';
 // ---- arguments ----------------------------------------------------------------------------
 function parseArgs(argv) {
   const usage = (msg) => {
-    process.stderr.write(`demos.mjs: ${msg}\nusage: node demos.mjs --site L=URL | --direct L=PORT ... --run L=s1,s2 ... [--admin L=URL --admin-token T] [--out DIR] [--parallel N] [--timeout-ms N] [--step-ms N]\n`);
+    process.stderr.write(`demos.mjs: ${msg}\nusage: node demos.mjs --site L=URL | --direct L=PORT ... --run L=s1,s2 ... [--admin L=URL --admin-token T] [--one-by-one L] [--out DIR] [--parallel N] [--timeout-ms N] [--step-ms N]\n`);
     process.exit(2);
   };
-  const o = { sites: {}, direct: {}, runs: [], admin: {}, adminToken: '', out: null, parallel: 3, timeoutMs: 150000, stepMs: 20000 };
+  const o = { sites: {}, direct: {}, runs: [], admin: {}, adminToken: '', oneByOne: [], out: null, parallel: 3, timeoutMs: 150000, stepMs: 20000 };
   const pair = (v, flag) => {
     const at = v.indexOf('=');
     if (at <= 0) usage(`${flag} wants LABEL=VALUE, got ${v}`);
@@ -50,6 +52,7 @@ function parseArgs(argv) {
       for (const s of v.split(',').filter(Boolean)) o.runs.push({ site: k, scenario: s });
     }
     else if (a === '--admin-token') o.adminToken = next();
+    else if (a === '--one-by-one') o.oneByOne.push(next());
     else if (a === '--out') o.out = next();
     else if (a === '--parallel') o.parallel = Number(next());
     else if (a === '--timeout-ms') o.timeoutMs = Number(next());
@@ -315,15 +318,24 @@ const SCENARIOS = {
     return { caller: { videos: va, audio: ha }, callee: { videos: vb, audio: hb } };
   },
 
-  // Three users join room 1234; each sees and plays the two others.
+  // Three users join room 1234 (at once, or with --one-by-one each once its own video shows);
+  // each sees and plays the two others.
   async videoroom(run) {
     const names = [unique('ann'), unique('ben'), unique('cal')];
     const pages = await Promise.all(names.map((_, i) => run.open('videoroomtest.html', `user${i + 1}`)));
-    await Promise.all(pages.map(async (page, i) => {
+    const join = async (page, i) => {
       await start(run, page, '#registernow');
       await run.fill(page, '#username', names[i]);
       await run.click(page, '#register', 'click Join the room');
-    }));
+    };
+    if (run.opts.oneByOne.includes(run.site)) {
+      for (const [i, page] of pages.entries()) {
+        await join(page, i);
+        await run.until(page, 'my own video shown', () => document.querySelector('#videolocal video'));
+      }
+    } else {
+      await Promise.all(pages.map(join));
+    }
     const detail = {};
     await Promise.all(pages.map(async (page, i) => {
       const others = names.filter((_, j) => j !== i);
