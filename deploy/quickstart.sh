@@ -4,11 +4,14 @@
 # ws://127.0.0.1:8188, admin ws://127.0.0.1:7188) in managed mode and reports it to
 # janus-proxy's admin API, which is how the proxy learns about it (clients:
 # ws://127.0.0.1:8288, admin: http://127.0.0.1:8200, sentinel REST: http://127.0.0.1:8300).
-# Installs what is missing. Runs in the foreground; Ctrl-C stops everything.
+# The proxy also serves Janus's own demo pages (Debian package janus-demos), talking to it:
+# http://127.0.0.1:8280/demos.html. Installs what is missing. Runs in the foreground; Ctrl-C
+# stops everything.
 #
 # Other ports, through the usual environment overrides:
-#   JANUS_PROXY__WS__LISTEN, JANUS_PROXY__ADMIN__LISTEN, JANUS_SENTINEL__REST__LISTEN, and
-#   QUICKSTART_JANUS_WS_PORT / QUICKSTART_JANUS_ADMIN_PORT for the Janus.
+#   JANUS_PROXY__WS__LISTEN, JANUS_PROXY__ADMIN__LISTEN, JANUS_PROXY__DEMOS__LISTEN (empty:
+#   no demo pages), JANUS_SENTINEL__REST__LISTEN, and QUICKSTART_JANUS_WS_PORT /
+#   QUICKSTART_JANUS_ADMIN_PORT for the Janus.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -21,13 +24,16 @@ janus_admin_port="${QUICKSTART_JANUS_ADMIN_PORT:-7188}"
 export JANUS_PROXY__WS__LISTEN="${JANUS_PROXY__WS__LISTEN:-0.0.0.0:8288}"
 export JANUS_PROXY__ADMIN__LISTEN="${JANUS_PROXY__ADMIN__LISTEN:-127.0.0.1:8200}"
 export JANUS_SENTINEL__REST__LISTEN="${JANUS_SENTINEL__REST__LISTEN:-127.0.0.1:8300}"
+# The demo pages ([demos] of the proxy's configuration); set but empty: none.
+export JANUS_PROXY__DEMOS__LISTEN="${JANUS_PROXY__DEMOS__LISTEN-127.0.0.1:8280}"
 admin_url="http://$JANUS_PROXY__ADMIN__LISTEN"
 sentinel_url="http://$JANUS_SENTINEL__REST__LISTEN"
 
 # Fail fast when a port is taken (a Janus that cannot bind would only be restarted, with
 # backoff, by the sentinel).
 for port in "$janus_ws_port" "$janus_admin_port" "${JANUS_PROXY__WS__LISTEN##*:}" \
-  "${JANUS_PROXY__ADMIN__LISTEN##*:}" "${JANUS_SENTINEL__REST__LISTEN##*:}"; do
+  "${JANUS_PROXY__ADMIN__LISTEN##*:}" "${JANUS_SENTINEL__REST__LISTEN##*:}" \
+  ${JANUS_PROXY__DEMOS__LISTEN:+"${JANUS_PROXY__DEMOS__LISTEN##*:}"}; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "quickstart: port $port is in use; see the overrides at the top of $0" >&2
     exit 1
@@ -39,6 +45,9 @@ for f in actors-tests/janus-conf/*.jcfg; do
   sed -e "s|@WS_PORT@|$janus_ws_port|; s|@ADMIN_PORT@|$janus_admin_port|; s|@NAME@|janus-1|; s|@CONF_DIR@|$run_dir|" \
     "$f" > "$run_dir/$(basename "$f")"
 done
+# The streaming demo's stock mountpoints (its files come with janus-demos), on their stock ports.
+sed -e 's|@PORT_\([0-9]*\)@|\1|' actors-tests/media/janus-conf-demos/janus.plugin.streaming.jcfg \
+  > "$run_dir/janus.plugin.streaming.jcfg"
 
 # The proxy: deploy/janus-proxy.toml without its static [[backend.servers]] entry, so that
 # the sentinel's report is the only way the proxy learns about the Janus, as in production.
@@ -105,6 +114,9 @@ for _ in $(seq 1 300); do
     echo "janus-cloud is up:"
     echo "  clients (Janus API, subprotocol janus-protocol): ws://127.0.0.1:$ws_port"
     echo "  proxy admin console (asks for the token below):  $admin_url/"
+    if [ -n "$JANUS_PROXY__DEMOS__LISTEN" ]; then
+      echo "  Janus's demo pages, through the proxy:           http://127.0.0.1:${JANUS_PROXY__DEMOS__LISTEN##*:}/demos.html"
+    fi
     echo "  admin token (Authorization: Bearer …):           $JANUS_PROXY__ADMIN__TOKEN"
     echo "  janus-sentinel REST:                             $sentinel_url/sentinel/info"
     echo "    (maintenance: curl -d op=start_maintenance $sentinel_url/sentinel/op)"

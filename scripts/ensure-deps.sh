@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what building and running janus-cloud needs on Debian: Janus (Debian package),
-# iproute2, curl, a C toolchain for -sys crates, and a Rust toolchain if none is there.
+# Installs what building and running janus-cloud needs on Debian: Janus (Debian package) and
+# its demo pages (janus-demos: the quick start serves them, a test drives them), iproute2, curl, a C toolchain for -sys crates, and a Rust toolchain if none is there.
 # Idempotent. Run as root (or with sudo available).
 set -euo pipefail
 
@@ -9,6 +9,7 @@ if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
 
 pkgs=()
 [ -x /usr/bin/janus ] || pkgs+=(janus)
+[ -f /usr/share/janus/demos/echotest.html ] || pkgs+=(janus-demos)
 command -v ip >/dev/null 2>&1 || pkgs+=(iproute2)
 command -v curl >/dev/null 2>&1 || pkgs+=(curl)
 command -v cc >/dev/null 2>&1 || pkgs+=(build-essential)

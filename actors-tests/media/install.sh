@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the real-media end-to-end test (actors-tests/tests/media_echotest.rs)
-# needs on a fresh Debian 12: Janus (1.1.2 from Debian), iproute2 (ip netns), Node.js
-# (>= 20 wanted; Debian's 18 is tried as a fallback) and the pinned npm packages of this
-# folder. Idempotent: does nothing that is already done.
+# Installs what the real-media end-to-end tests (actors-tests/tests/media_*.rs, demo_pages.rs)
+# need on a fresh Debian 12: Janus (1.1.2 from Debian), iproute2 (ip netns), Chromium (the
+# demo pages' browser), Node.js (>= 20 wanted; Debian's 18 is tried as a fallback) and the
+# pinned npm packages of this folder. Idempotent: does nothing that is already done.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +18,7 @@ command -v janus >/dev/null 2>&1 || [ -x /usr/bin/janus ] || apt_pkgs+=(janus)
 command -v ip >/dev/null 2>&1 || apt_pkgs+=(iproute2)
 command -v node >/dev/null 2>&1 || apt_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)
+[ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "media/install.sh: apt-get install ${apt_pkgs[*]}"
@@ -38,7 +39,8 @@ fi
 stamp="node_modules/.janus-cloud-install-stamp"
 want="$(cat package.json package-lock.json | sha256sum | cut -d' ' -f1)"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] \
-   && [ -d node_modules/janode ] && [ -d node_modules/@roamhq/wrtc ]; then
+   && [ -d node_modules/janode ] && [ -d node_modules/@roamhq/wrtc ] \
+   && [ -d node_modules/playwright-core ]; then
   echo "media/install.sh: node_modules up to date"
 else
   echo "media/install.sh: npm ci"
@@ -47,5 +49,5 @@ else
 fi
 
 # Smoke check: both modules load (wrtc loads its native binary here).
-node --input-type=module -e "await import('janode'); await import('janode/plugins/echotest'); const w = (await import('@roamhq/wrtc')).default; if (!w.RTCPeerConnection || !w.nonstandard.RTCVideoSource) throw new Error('wrtc incomplete');"
+node --input-type=module -e "await import('playwright-core'); await import('janode'); await import('janode/plugins/echotest'); const w = (await import('@roamhq/wrtc')).default; if (!w.RTCPeerConnection || !w.nonstandard.RTCVideoSource) throw new Error('wrtc incomplete');"
 echo "media/install.sh: ok (janus $(janus --version 2>/dev/null | sed -n 's/^Janus version: .*(\(.*\))/\1/p'), node $(node -v))"

@@ -29,6 +29,7 @@ pub struct ProxyConfig {
     pub store: StoreConfig,
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub demos: DemosConfig,
 }
 
 /// Where state shared by several proxies lives (see `store/`): nowhere (one proxy, the
@@ -328,6 +329,7 @@ pub struct StaticServer {
     pub rtp_host: Option<String>,
 }
 
+pub use crate::demos::DemosConfig;
 pub use crate::plugin::settings::PluginsConfig;
 pub use crate::shutdown::ShutdownConfig;
 pub use janus_cloud_common::logging::LogConfig;
@@ -451,6 +453,7 @@ impl ProxyConfig {
         self.plugins.validate().map_err(ProxyError::Config)?;
         self.admin.validate().map_err(ProxyError::Config)?;
         self.limits.trusted_proxies().map_err(ProxyError::Config)?;
+        self.demos.listen_addr().map_err(ProxyError::Config)?;
         if self.breaker.ejection_ms == 0 {
             return Err(ProxyError::Config(
                 "breaker.ejection_ms must be at least 1".into(),
@@ -669,6 +672,8 @@ allowed = ["a", "b"]
         assert_eq!(textroom, Affinity::Cluster);
         let echotest = cfg.plugins.affinity_of("janus.plugin.echotest");
         assert_eq!(echotest, Affinity::None);
+        // The demo pages are off unless asked for (deploy/quickstart.sh turns them on).
+        assert_eq!(cfg.demos.listen_addr(), Ok(None));
     }
 
     #[test]
@@ -723,6 +728,42 @@ allowed = ["a", "b"]
         );
         let file = write("[limits]\nforwarded_header = \"x-real-ip\"\n", "toml");
         assert!(ProxyConfig::load_with_env(Some(&file), no_env()).is_err());
+    }
+
+    #[test]
+    fn demos_are_off_unless_listen_is_set() {
+        let cfg = ProxyConfig::load_with_env(None, no_env()).unwrap();
+        assert_eq!(cfg.demos.listen_addr(), Ok(None));
+        assert_eq!(cfg.demos.path, Path::new("/usr/share/janus/demos"));
+        let file = write(
+            "[demos]\nlisten = \"127.0.0.1:8280\"\npath = \"/srv/demos\"\n",
+            "toml",
+        );
+        let cfg = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap();
+        assert_eq!(
+            cfg.demos.listen_addr().unwrap().map(|a| a.port()),
+            Some(8280)
+        );
+        assert_eq!(cfg.demos.path, Path::new("/srv/demos"));
+        // The environment, as deploy/quickstart.sh sets it.
+        let env = vec![(
+            "JANUS_PROXY__DEMOS__LISTEN".to_string(),
+            "0.0.0.0:8281".to_string(),
+        )];
+        let cfg = ProxyConfig::load_with_env(None, env).unwrap();
+        assert_eq!(
+            cfg.demos.listen_addr().unwrap().map(|a| a.port()),
+            Some(8281)
+        );
+        for bad in [
+            "[demos]\nlisten = \"8280\"\n",
+            "[demos]\nlisten = \"127.0.0.1:8280\"\npath = \"\"\n",
+            "[demos]\nfolder = \"/srv/demos\"\n",
+        ] {
+            let file = write(bad, "toml");
+            let err = ProxyConfig::load_with_env(Some(&file), no_env()).unwrap_err();
+            assert!(err.to_string().contains("demos") || err.to_string().contains("folder"));
+        }
     }
 
     #[test]

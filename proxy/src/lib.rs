@@ -8,6 +8,7 @@ pub mod check;
 pub mod cli;
 pub mod client_addr;
 pub mod config;
+pub mod demos;
 pub mod error;
 pub mod info;
 pub mod limits;

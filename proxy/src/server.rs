@@ -1,5 +1,5 @@
-//! Starting a proxy: backend links, the session sweeper, the client WebSocket server and the
-//! admin server. Used by `main` and, in-process, by the tests.
+//! Starting a proxy: backend links, the session sweeper, the client WebSocket server, the
+//! admin server and, when on, the demo pages' server. Used by `main` and, in-process, by the tests.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +25,8 @@ use crate::transport::ws_endpoint;
 pub struct RunningProxy {
     pub ws_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The demo pages' listener (`[demos]`), when on.
+    pub demos_addr: Option<SocketAddr>,
     pub state: Arc<ProxyState>,
     servers: Vec<tokio::task::JoinHandle<std::io::Result<()>>>,
     cert_stores: Vec<Arc<CertStore>>,
@@ -46,6 +48,7 @@ pub struct ShutdownHandle {
     state: Arc<ProxyState>,
     ws_server: actix_web::dev::ServerHandle,
     admin_server: actix_web::dev::ServerHandle,
+    demos_server: Option<actix_web::dev::ServerHandle>,
     reaper: SessionReaper,
     store_task: Option<tokio::task::AbortHandle>,
     /// Set by the first stop: the others, and the guard, do nothing.
@@ -116,6 +119,9 @@ impl ShutdownHandle {
             ),
         }
         self.admin_server.stop(true).await;
+        if let Some(demos) = &self.demos_server {
+            demos.stop(true).await;
+        }
         log::info!("janus-proxy: stopped");
     }
 }
@@ -201,6 +207,15 @@ impl RunningProxy {
 /// `Server` does nothing until polled), `RunningProxy::wait` waits for them to end.
 pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     config.validate()?;
+    if config
+        .demos
+        .listen_addr()
+        .map_err(ProxyError::Config)?
+        .is_some()
+    {
+        // Before anything is bound: a missing folder stops the start with its own message.
+        crate::demos::check_folder(&config.demos.path)?;
+    }
     let metrics = Arc::new(Metrics::new());
     let links = Arc::new(LinkTable::default());
     let backend_tls = Arc::new(check::backend_tls(&config)?);
@@ -290,6 +305,27 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let admin_addr = admin.addrs().first().copied().unwrap_or(admin_listen);
     let admin = admin.run();
 
+    // The demo pages, talking to the client listener just bound (its real port).
+    let demos = match state
+        .config
+        .demos
+        .listen_addr()
+        .map_err(ProxyError::Config)?
+    {
+        Some(listen) => {
+            let settings = crate::demos::settings_js(ws_certs.is_some(), ws_addr.port());
+            let tls = ws_certs.as_ref().map(|c| c.server_config()).transpose()?;
+            Some(crate::demos::serve(
+                &state.config.demos,
+                listen,
+                settings,
+                tls,
+            )?)
+        }
+        None => None,
+    };
+    let demos_addr = demos.as_ref().map(|(_, addr)| *addr);
+
     let (ws_scheme, admin_scheme) = (
         if ws_certs.is_some() { "wss" } else { "ws" },
         if admin_certs.is_some() {
@@ -301,11 +337,19 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     log::info!(
         "janus-proxy: clients on {ws_scheme}://{ws_addr}, admin on {admin_scheme}://{admin_addr}"
     );
+    if let Some(addr) = demos_addr {
+        let scheme = if ws_certs.is_some() { "https" } else { "http" };
+        log::info!(
+            "janus-proxy: Janus demo pages on {scheme}://{addr}/ (from {})",
+            state.config.demos.path.display()
+        );
+    }
     let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr, reaper.clone()));
     let shutdown = ShutdownHandle {
         state: state.clone(),
         ws_server: ws.handle(),
         admin_server: admin.handle(),
+        demos_server: demos.as_ref().map(|(server, _)| server.handle()),
         reaper,
         store_task: store_task.as_ref().map(|t| t.abort_handle()),
         started: Arc::new(AtomicBool::new(false)),
@@ -320,9 +364,14 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         shutdown,
         ws_addr,
         admin_addr,
+        demos_addr,
         state,
         cert_stores: ws_certs.into_iter().chain(admin_certs).collect(),
-        servers: vec![actix_rt::spawn(ws), actix_rt::spawn(admin)],
+        servers: [ws, admin]
+            .into_iter()
+            .chain(demos.map(|(server, _)| server))
+            .map(actix_rt::spawn)
+            .collect(),
     })
 }
 

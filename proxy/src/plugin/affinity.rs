@@ -76,8 +76,8 @@ impl HomeSearch {
         self.next(Step::Choose { dead: Some(home) })
     }
 
-    /// The claim of `chosen` answered: the home is now `home` (None: the store is away, the
-    /// chosen server is this proxy's home on its own).
+    /// The claim of `chosen` answered: the home is now `home` (the store's, or without one
+    /// this proxy's own claim; None: nobody claimed anything, `chosen` is used).
     pub fn claimed(&mut self, chosen: &str, home: Option<String>) -> Step {
         match home {
             Some(home) if home != chosen => self.next(Step::Try(home)),
@@ -145,14 +145,19 @@ pub async fn place_at_home(
                     Ok(Err(e)) => return Err(e.to_api_error()),
                     Err(_) => return Err(ProxyError::Unavailable.to_api_error()),
                 };
-                let home = match &homes {
+                let shared = match &homes {
                     Some(homes) => homes
                         .claim_home(package, &chosen.server, dead.as_deref())
                         .await
                         .ok(),
                     None => None,
                 };
-                let step = search.claimed(&chosen.server, home);
+                // Without a store to agree in, this proxy's own claim decides: two attaches
+                // that both found no home (the stock textroom demo's two users starting at
+                // once) must still meet on one server.
+                let home =
+                    shared.unwrap_or_else(|| claim_locally(local, &chosen.server, dead.as_deref()));
+                let step = search.claimed(&chosen.server, Some(home));
                 if step == Step::Use {
                     if dead.is_some() {
                         log::info!(
@@ -176,6 +181,20 @@ pub async fn place_at_home(
             }
             Step::GiveUp => return Err(ProxyError::Unavailable.to_api_error()),
         };
+    }
+}
+
+/// This proxy's claim of `chosen` as the home, as the store's claim does it in Redis: the
+/// first claim wins, a later one gets the home already claimed, unless that is `dead` (the
+/// home being replaced). Returns the home.
+fn claim_locally(local: &Mutex<Option<String>>, chosen: &str, dead: Option<&str>) -> String {
+    let mut home = local.lock();
+    match home.as_deref() {
+        Some(current) if Some(current) != dead => current.to_owned(),
+        _ => {
+            *home = Some(chosen.to_owned());
+            chosen.to_owned()
+        }
     }
 }
 
@@ -230,6 +249,24 @@ mod tests {
             Step::Try("j3".into())
         );
         assert_eq!(search.tried("j3".into(), true), Step::Use);
+    }
+
+    #[test]
+    fn without_a_store_the_first_local_claim_wins() {
+        // Two attaches found no home and chose j1 and j2 at once: both end on j1.
+        let local = Mutex::new(None);
+        assert_eq!(claim_locally(&local, "j1", None), "j1");
+        assert_eq!(claim_locally(&local, "j2", None), "j1");
+        let mut search = HomeSearch::default();
+        search.start(None);
+        assert_eq!(
+            search.claimed("j2", Some(claim_locally(&local, "j2", None))),
+            Step::Try("j1".into())
+        );
+        // Replacing a lost home: the first replacement wins, the dead one is not kept.
+        assert_eq!(claim_locally(&local, "j2", Some("j1")), "j2");
+        assert_eq!(claim_locally(&local, "j3", Some("j1")), "j2");
+        assert_eq!(local.lock().as_deref(), Some("j2"));
     }
 
     #[test]
