@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use actors_tests::audiobridge_client::{offer, room_ids, user, AUDIOBRIDGE, STEP_LIMIT};
 use actors_tests::plugin_script::{backend_handles, cluster, cluster_with, wait_handles};
 use actors_tests::scenario::Peer as User;
-use actors_tests::{init_logging, JanusClient};
+use actors_tests::{init_logging, JanusClient, ProxyUnderTest};
 use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
 
@@ -263,6 +263,33 @@ async fn configured_room_is_listed_like_janus_and_created_at_first_join() -> any
 
 /// A participant whose socket closes, or who detaches, leaves its room as with Janus: the
 /// others get `leaving`, and its backend handles go.
+/// Waits until the admin overview (the console's data) counts `n` of this proxy's
+/// participants in `room`, over its servers.
+async fn participants_listed(proxy: &ProxyUnderTest, room: u64, n: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STEP_LIMIT;
+    loop {
+        let (status, overview) = proxy.admin_request("GET", "/overview", None, true).await?;
+        ensure!(status == 200, "overview: {status} {overview}");
+        let rooms = overview["rooms"]["audiobridge"]["rooms"]
+            .as_array()
+            .cloned();
+        let entry = rooms.into_iter().flatten().find(|r| r["room"] == room);
+        let counted: u64 = entry
+            .as_ref()
+            .and_then(|r| r["participants_by_server"].as_object())
+            .map(|by| by.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        if counted == n {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "room {room}: {counted} participants listed, not {n}: {entry:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
     init_logging();
@@ -279,6 +306,7 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
     )
     .await?;
     ensure!(joined["audiobridge"] == "joined", "{joined}");
+    participants_listed(&proxy, room, 1).await?;
     let host_legs: u64 = backend_handles(&proxy).await?.values().sum();
     for (id, detach) in [(2u64, false), (3u64, true)] {
         let mut guest = user(&url).await?;
@@ -289,6 +317,7 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
         )
         .await?;
         ensure!(joined["audiobridge"] == "joined", "{joined}");
+        participants_listed(&proxy, room, 2).await?;
         wait_for(&mut host, "joined", |f| {
             f["plugindata"]["data"]["participants"][0]["id"] == id
         })
@@ -308,6 +337,7 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
         })
         .await?;
         ensure!(leaving["plugindata"]["data"]["room"] == room, "{leaving}");
+        participants_listed(&proxy, room, 1).await?;
     }
     // Only the host's legs are left.
     wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == host_legs).await?;
@@ -322,6 +352,7 @@ async fn closed_socket_and_detach_leave_the_room() -> anyhow::Result<()> {
     );
     host.client.close().await?;
     wait_handles(&proxy, STEP_LIMIT, |h| h.values().all(|n| *n == 0)).await?;
+    participants_listed(&proxy, room, 0).await?;
     Ok(())
 }
 

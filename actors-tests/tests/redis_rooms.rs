@@ -255,6 +255,26 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
             .is_some_and(|p| p.iter().any(|p| p["id"] == 12))
     })
     .await?;
+    // B's console data: erin here, dave through the other proxy.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, overview) = b.admin_request("GET", "/overview", None, true).await?;
+        let rooms = overview["rooms"]["audiobridge"]["rooms"]
+            .as_array()
+            .cloned();
+        let room = rooms.into_iter().flatten().find(|r| r["room"] == aroom);
+        let here: u64 = room
+            .as_ref()
+            .and_then(|r| r["participants_by_server"].as_object())
+            .map(|by| by.values().filter_map(Value::as_u64).sum())
+            .unwrap_or(0);
+        let elsewhere = room.as_ref().map(|r| r["participants_elsewhere"].clone());
+        if here == 1 && elsewhere == Some(json!(1)) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "B lists {room:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let on = backends_with(AUDIOBRIDGE, aroom, &c.janus).await?;
     let aplaced = redis_field(
         &c.redis,

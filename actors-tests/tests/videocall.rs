@@ -14,11 +14,11 @@
 
 use std::time::Duration;
 
-use actors_tests::init_logging;
 use actors_tests::plugin_script::{
     cluster, collect_step, compare, named_ids, open_users, wait_handles, StepFrames,
 };
 use actors_tests::scenario::{peer_on, Peer as User};
+use actors_tests::{init_logging, ProxyUnderTest};
 use anyhow::{anyhow, ensure};
 use serde_json::{json, Value};
 
@@ -554,6 +554,16 @@ fn is_hangup_event(f: &Value, reason: &str) -> bool {
     result_event(f) == Some("hangup") && f["plugindata"]["data"]["result"]["reason"] == reason
 }
 
+/// The videocall calls the admin API's overview lists (the console's data).
+async fn videocall_calls(proxy: &ProxyUnderTest) -> anyhow::Result<Vec<Value>> {
+    let (status, overview) = proxy.admin_request("GET", "/overview", None, true).await?;
+    ensure!(status == 200, "overview: {status} {overview}");
+    Ok(overview["calls"]["videocall"]["calls"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropped_socket_hangs_up_the_other_side_and_frees_the_name() -> anyhow::Result<()> {
     init_logging();
@@ -562,6 +572,17 @@ async fn dropped_socket_hangs_up_the_other_side_and_frees_the_name() -> anyhow::
     let (mut alice, mut bob) = (user(&url).await?, user(&url).await?);
     live_call(&mut alice, &mut bob, ("alice", "bob")).await?;
     wait_handles(&proxy, STEP_LIMIT, |h| h.values().sum::<u64>() == 2).await?;
+    // The operators' view lists the call once.
+    let calls = videocall_calls(&proxy).await?;
+    ensure!(calls.len() == 1, "{calls:?}");
+    let mut users: Vec<String> = calls[0]["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| u.as_str().map(str::to_owned))
+        .collect();
+    users.sort();
+    ensure!(users == ["alice", "bob"], "{calls:?}");
     // Bob's socket goes away mid-call (his session is destroyed with it).
     drop(bob);
     let ev = wait_for(&mut alice, "hangup", |f| {
@@ -573,6 +594,15 @@ async fn dropped_socket_hangs_up_the_other_side_and_frees_the_name() -> anyhow::
         "{ev}"
     );
     ensure!(ev["sender"] == alice.handle, "{ev}");
+    // The call is gone from the operators' view, on both sides.
+    let deadline = std::time::Instant::now() + STEP_LIMIT;
+    while !videocall_calls(&proxy).await?.is_empty() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the call is still listed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // Bob's name is free again, and alice's leg goes after the linger time.
     let list = request_event(&mut alice, json!({"request": "list"}), None).await?;
     ensure!(

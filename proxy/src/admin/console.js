@@ -204,11 +204,17 @@ function drawOverview(o) {
       el("td", {}, where), cell);
   }));
   const ab = o.rooms.audiobridge;
-  $("audiobridge-total").textContent = ab ? `${ab.total} rooms (participants are not tracked`
-    + " by the proxy: each room is mixed on its one server)" : "plugin off";
-  $("audiobridge").replaceChildren(...(ab ? ab.rooms : []).map((r) =>
-    el("tr", { "data-room": r.room }, el("td", {}, r.room), el("td", {}, r.description),
-      el("td", {}, r.server ?? "not placed yet"), el("td", {}, r.ready ? "created" : "pending"))));
+  $("audiobridge-total").textContent = ab ? `${ab.total} rooms (participants: this proxy's)`
+    : "plugin off";
+  $("audiobridge").replaceChildren(...(ab ? ab.rooms : []).map((r) => {
+    const joined = Object.entries(r.participants_by_server ?? {})
+      .map(([server, n]) => `${n} on ${server}`)
+      .concat(r.participants_elsewhere ? [`${r.participants_elsewhere} through other proxies`] : [])
+      .join(", ") || "none";
+    return el("tr", { "data-room": r.room }, el("td", {}, r.room), el("td", {}, r.description),
+      el("td", {}, r.server ?? "not placed yet"), el("td", {}, r.ready ? "created" : "pending"),
+      el("td", {}, joined));
+  }));
   const calls = $("calls");
   calls.replaceChildren();
   const p2p = o.calls.p2pcall;
@@ -218,7 +224,10 @@ function drawOverview(o) {
         + `${c.peer_proxy ? ` (peer on proxy ${c.peer_proxy})` : ""}`))));
   }
   const vc = o.calls.videocall;
-  if (vc) calls.append(el("p", {}, `videocall: ${vc.registered} registered; ${vc.calls_note}`));
+  if (vc) {
+    calls.append(el("p", {}, `videocall: ${vc.registered} registered, ${vc.calls.length} calls`),
+      el("ul", {}, ...vc.calls.map((c) => el("li", {}, `${c.users[0]} ↔ ${c.users[1]}`))));
+  }
   const st = o.store.status;
   const cluster = $("cluster");
   cluster.replaceChildren(el("p", {}, `store: ${st.kind}, `,

@@ -145,7 +145,8 @@ fn audiobridge_rooms(state: &ProxyState) -> Value {
     let Some(book) = &state.session().plugins.audiobridge else {
         return Value::Null;
     };
-    let all = book.lock().rooms();
+    let book = book.lock();
+    let all = book.rooms();
     let rooms: Vec<Value> = all
         .iter()
         .take(ROOMS_LISTED)
@@ -157,6 +158,8 @@ fn audiobridge_rooms(state: &ProxyState) -> Value {
                 "server": room.server,
                 "ready": room.ready,
                 "permanent": room.permanent,
+                "participants_by_server": book.participants_by_server(*id),
+                "participants_elsewhere": book.remote_participants(*id),
             })
         })
         .collect();
@@ -175,14 +178,15 @@ fn calls(state: &ProxyState) -> Value {
             .collect();
         json!({"registered": users.list().len(), "calls": calls})
     });
-    // The videocall user book holds registrations only; who calls whom lives in each
-    // handle's state, which would take a message per handle to ask.
+    // Each call of a user of this proxy, once (a peer on another proxy is named as it is).
     let videocall = plugins.videocall.as_ref().map(|users| {
-        json!({
-            "registered": users.lock().len(),
-            "calls": null,
-            "calls_note": "videocall calls are kept by the handles, not listed here",
-        })
+        let users = users.lock();
+        let calls: Vec<Value> = users
+            .calls()
+            .into_iter()
+            .map(|(id, user, peer)| json!({"call_id": id, "users": [user, peer]}))
+            .collect();
+        json!({"registered": users.len(), "calls": calls})
     });
     json!({"p2pcall": p2pcall, "videocall": videocall})
 }

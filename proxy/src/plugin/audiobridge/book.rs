@@ -37,6 +37,10 @@ pub struct Room {
 #[derive(Debug, Default)]
 pub struct RoomBook {
     rooms: BTreeMap<u64, Room>,
+    /// This proxy's joined participants, for the operators' view: handle → (room, server).
+    participants: BTreeMap<u64, (u64, String)>,
+    /// Shared store: each room's participants on other live proxies (as of the last read).
+    remote_participants: BTreeMap<u64, usize>,
 }
 
 /// Where a room-level request goes.
@@ -340,6 +344,30 @@ impl RoomBook {
         self.rooms.len()
     }
 
+    /// Handle `handle` is joined in a room on a server (None: in none).
+    pub fn set_participant(&mut self, handle: u64, joined: Option<(u64, String)>) {
+        match joined {
+            Some(joined) => self.participants.insert(handle, joined),
+            None => self.participants.remove(&handle),
+        };
+    }
+
+    /// How many participants room `room` has on other proxies (shared store).
+    pub fn remote_participants(&self, room: u64) -> usize {
+        self.remote_participants.get(&room).copied().unwrap_or(0)
+    }
+
+    /// How many of this proxy's participants room `room` has, per server.
+    pub fn participants_by_server(&self, room: u64) -> BTreeMap<String, usize> {
+        let mut by_server = BTreeMap::new();
+        for (r, server) in self.participants.values() {
+            if *r == room {
+                *by_server.entry(server.clone()).or_insert(0) += 1;
+            }
+        }
+        by_server
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
     }
@@ -363,8 +391,36 @@ impl LocalRooms for Mutex<RoomBook> {
         self.lock().learn(record);
     }
 
-    fn apply_room(&self, id: u64, record: Option<&RoomRecord>, _remote: usize, keep: bool) {
-        self.lock().apply_shared_room(id, record, keep);
+    fn apply_room(&self, id: u64, record: Option<&RoomRecord>, remote: usize, keep: bool) {
+        let mut book = self.lock();
+        book.apply_shared_room(id, record, keep);
+        match record {
+            Some(_) if remote > 0 => book.remote_participants.insert(id, remote),
+            _ => book.remote_participants.remove(&id),
+        };
+    }
+}
+
+#[cfg(test)]
+mod participant_tests {
+    use super::*;
+
+    #[test]
+    fn participants_are_counted_per_room_and_server_until_they_leave() {
+        let mut book = RoomBook::default();
+        book.set_participant(1, Some((7, "j1".into())));
+        book.set_participant(2, Some((7, "j1".into())));
+        book.set_participant(3, Some((7, "j2".into())));
+        book.set_participant(4, Some((8, "j1".into())));
+        let seven = book.participants_by_server(7);
+        assert_eq!(seven.get("j1"), Some(&2));
+        assert_eq!(seven.get("j2"), Some(&1));
+        // A change of room moves the handle; leaving removes it.
+        book.set_participant(1, Some((8, "j1".into())));
+        book.set_participant(3, None);
+        assert_eq!(book.participants_by_server(7).get("j1"), Some(&1));
+        assert_eq!(book.participants_by_server(7).get("j2"), None);
+        assert_eq!(book.participants_by_server(8).get("j1"), Some(&2));
     }
 }
 

@@ -18,12 +18,16 @@ struct Entry<T> {
 #[derive(Debug)]
 pub struct UserBook<T> {
     users: BTreeMap<String, Entry<T>>,
+    /// The calls of this proxy's users, for the operators' view: user → (call id, peer). Kept
+    /// by the handles' [`CallListing`]s (see `handle::Call`).
+    calls: BTreeMap<String, (u64, String)>,
 }
 
 impl<T> Default for UserBook<T> {
     fn default() -> Self {
         UserBook {
             users: BTreeMap::new(),
+            calls: BTreeMap::new(),
         }
     }
 }
@@ -68,6 +72,34 @@ impl<T: Clone> UserBook<T> {
         self.users.len()
     }
 
+    /// `user` is in call `call_id` with `peer` (dialing, ringing or established).
+    pub fn call_began(&mut self, user: &str, call_id: u64, peer: &str) {
+        self.calls
+            .insert(user.to_owned(), (call_id, peer.to_owned()));
+    }
+
+    /// Call `call_id` of `user` is over (a later call of the same user is kept).
+    pub fn call_ended(&mut self, user: &str, call_id: u64) {
+        if self.calls.get(user).map(|(id, _)| *id) == Some(call_id) {
+            self.calls.remove(user);
+        }
+    }
+
+    /// The calls in progress, once each (both users on this proxy, or one of them): (call id,
+    /// user, peer), by call id.
+    pub fn calls(&self) -> Vec<(u64, String, String)> {
+        let mut calls: BTreeMap<u64, (String, String)> = BTreeMap::new();
+        for (user, (id, peer)) in &self.calls {
+            calls
+                .entry(*id)
+                .or_insert_with(|| (user.clone(), peer.clone()));
+        }
+        calls
+            .into_iter()
+            .map(|(id, (user, peer))| (id, user, peer))
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.users.is_empty()
     }
@@ -76,6 +108,29 @@ impl<T: Clone> UserBook<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_are_listed_once_and_end_with_the_call_that_began_them() {
+        let mut book: UserBook<()> = UserBook::default();
+        book.call_began("alice", 7, "bob");
+        book.call_began("bob", 7, "alice");
+        book.call_began("carol", 9, "dave@other-proxy");
+        assert_eq!(
+            book.calls(),
+            [
+                (7, "alice".to_owned(), "bob".to_owned()),
+                (9, "carol".to_owned(), "dave@other-proxy".to_owned())
+            ]
+        );
+        // An old call's end does not end a newer one of the same user.
+        book.call_began("carol", 11, "erin");
+        book.call_ended("carol", 9);
+        assert_eq!(book.calls().len(), 2);
+        book.call_ended("alice", 7);
+        book.call_ended("bob", 7);
+        book.call_ended("carol", 11);
+        assert!(book.calls().is_empty());
+    }
 
     #[test]
     fn first_registration_wins_until_its_handle_leaves() {

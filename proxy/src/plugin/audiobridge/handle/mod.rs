@@ -245,8 +245,17 @@ impl AudioBridgeHandle {
         }
     }
 
-    /// Records this handle's participation (or its end) in the shared store.
+    /// Records this handle's participation (or its end) in the room book (the operators'
+    /// view) and in the shared store.
     fn share_participant(&mut self) {
+        let joined = self
+            .participant
+            .as_ref()
+            .filter(|p| p.id.is_some())
+            .and_then(|p| Some((p.room.as_u64()?, p.server.clone())));
+        self.book
+            .lock()
+            .set_participant(self.core.handle_id, joined);
         let Some(store) = self.env.cluster.rooms.clone() else {
             return;
         };

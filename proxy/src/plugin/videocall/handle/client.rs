@@ -6,7 +6,7 @@ use janus_protocol::{ApiError, ErrorCode, JsonMap, Trickle};
 use serde_json::{json, Value};
 
 use super::peers::{Peer, Ringing};
-use super::{Call, HeldCall, Life, Stage, VideoCallHandle};
+use super::{Call, CallListing, HeldCall, Life, Stage, VideoCallHandle};
 use crate::messages::cluster::Claim;
 use crate::messages::{Placement, ReplyTo, SelectServer};
 use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
@@ -327,11 +327,14 @@ impl VideoCallHandle {
         };
         let call_id = rand::random::<u64>();
         // Reserved now, so that a call to this user while we set up finds it busy.
+        let me = self.username.clone().unwrap_or_default();
+        let listed = CallListing::new(&self.users, &me, call_id, &callee);
         self.call = Some(Call {
             id: call_id,
             peer: peer.clone(),
             peer_username: callee,
             server: String::new(),
+            _listed: listed,
             stage: Stage::Dialing {
                 held: HeldCall {
                     transaction,

@@ -88,6 +88,33 @@ struct Call {
     /// The server of the call (once chosen).
     server: String,
     stage: Stage,
+    /// The call in the operators' list for as long as it lives.
+    _listed: CallListing,
+}
+
+/// A call in the user book's list of calls (the admin console's), taken out of it when the
+/// call is dropped, whichever way the call ends.
+struct CallListing {
+    users: SharedUserBook,
+    user: String,
+    call_id: u64,
+}
+
+impl CallListing {
+    fn new(users: &SharedUserBook, user: &str, call_id: u64, peer: &str) -> Self {
+        users.lock().call_began(user, call_id, peer);
+        CallListing {
+            users: users.clone(),
+            user: user.to_owned(),
+            call_id,
+        }
+    }
+}
+
+impl Drop for CallListing {
+    fn drop(&mut self) {
+        self.users.lock().call_ended(&self.user, self.call_id);
+    }
 }
 
 impl Call {

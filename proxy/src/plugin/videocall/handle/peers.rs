@@ -8,7 +8,7 @@ use actix::prelude::*;
 use futures_util::future::LocalBoxFuture;
 use janus_protocol::JsonMap;
 
-use super::{Call, Life, Stage, VideoCallHandle};
+use super::{Call, CallListing, Life, Stage, VideoCallHandle};
 use crate::messages::PlaceOn;
 use crate::plugin::videocall::errors;
 use crate::plugin::videocall::remote::VideoCallRemote;
@@ -141,12 +141,15 @@ impl Handler<IncomingCall> for VideoCallHandle {
             return Ringing::Busy;
         }
         let call_id = msg.call;
+        let me = self.username.clone().unwrap_or_default();
+        let listed = CallListing::new(&self.users, &me, call_id, &msg.caller_username);
         self.call = Some(Call {
             id: call_id,
             peer: msg.caller,
             peer_username: msg.caller_username,
             server: msg.server.clone(),
             stage: Stage::Joining,
+            _listed: listed,
         });
         let place = self
             .env
