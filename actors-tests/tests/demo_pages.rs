@@ -25,7 +25,7 @@
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actors_tests::netns::{
     janus_reports, poll_until, proxy_binary, skip, Daemon, JanusInNs, MediaTest, ProxyInNs,
@@ -492,33 +492,7 @@ fn run_driver(media: &MediaTest) -> ScriptRun {
         cmd.args(["--run", &format!("{site}={scenario}")]);
     }
     let kill_after = Duration::from_millis(DRIVER_TIMEOUT_MS + 15_000);
-    let start = Instant::now();
-    let mut child = cmd.spawn().expect("cannot start node");
-    let mut status = None;
-    poll_until(kill_after, Duration::from_millis(100), || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let stdout = fs::read_to_string(&stdout_path).unwrap_or_default();
-    let stderr = fs::read_to_string(&stderr_path).unwrap_or_default();
-    let summary = stdout
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .find(|v| v.get("result").is_some());
-    ScriptRun {
-        label: "demos".into(),
-        kill_after,
-        status,
-        stdout,
-        stderr,
-        summary,
-        elapsed: start.elapsed(),
-    }
+    ScriptRun::run("demos", cmd, &stdout_path, &stderr_path, kill_after)
 }
 
 // ---- the [demos] listener, in-process, over a folder of the test's -------------------------

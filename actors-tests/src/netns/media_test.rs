@@ -5,8 +5,6 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
 use super::{
     env_flag, in_path, poll_until, skip, Daemon, JanusInNs, Netns, ProxyInNs, ScriptRun, MEDIA_DIR,
     NS_ADDRESS, PROXY_ADMIN_PORT, PROXY_WS_PORT,
@@ -222,34 +220,7 @@ impl MediaTest {
             .current_dir(MEDIA_DIR)
             .stdout(File::create(&out_path).expect("create stdout file"))
             .stderr(File::create(&err_path).expect("create stderr file"));
-        let start = Instant::now();
-        let mut child = cmd.spawn().expect("cannot start node");
-        let mut status = None;
-        poll_until(kill_after, Duration::from_millis(50), || {
-            status = child.try_wait().ok().flatten();
-            status.is_some()
-        });
-        if status.is_none() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let elapsed = start.elapsed();
-        let stdout = fs::read_to_string(&out_path).unwrap_or_default();
-        let stderr = fs::read_to_string(&err_path).unwrap_or_default();
-        let summary = stdout
-            .lines()
-            .rev()
-            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-            .find(|v| v.get("result").is_some());
-        ScriptRun {
-            label: label.to_string(),
-            kill_after,
-            status,
-            stdout,
-            stderr,
-            summary,
-            elapsed,
-        }
+        ScriptRun::run(label, cmd, &out_path, &err_path, kill_after)
     }
 }
 

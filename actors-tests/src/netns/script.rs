@@ -1,9 +1,12 @@
 //! How one run of a media script went, and its verdict.
 
-use std::process::ExitStatus;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+use super::poll_until;
 
 /// How one run of a media script went.
 pub struct ScriptRun {
@@ -19,6 +22,45 @@ pub struct ScriptRun {
 }
 
 impl ScriptRun {
+    /// Runs `cmd` (its stdout and stderr already sent to the files `out` and `err`), killed
+    /// after `kill_after`, and reads what it wrote.
+    pub fn run(
+        label: &str,
+        mut cmd: Command,
+        out: &Path,
+        err: &Path,
+        kill_after: Duration,
+    ) -> Self {
+        let start = Instant::now();
+        let mut child = cmd.spawn().expect("cannot start node");
+        let mut status = None;
+        poll_until(kill_after, Duration::from_millis(50), || {
+            status = child.try_wait().ok().flatten();
+            status.is_some()
+        });
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let elapsed = start.elapsed();
+        let stdout = std::fs::read_to_string(out).unwrap_or_default();
+        let stderr = std::fs::read_to_string(err).unwrap_or_default();
+        let summary = stdout
+            .lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+            .find(|v| v.get("result").is_some());
+        ScriptRun {
+            label: label.to_owned(),
+            kill_after,
+            status,
+            stdout,
+            stderr,
+            summary,
+            elapsed,
+        }
+    }
+
     /// Ok(summary) when the script exited 0 with a summary whose `result` is "ok" and in which
     /// `check` finds no problem (it lists what is wrong or missing, test by test); otherwise
     /// Err(full diagnostic text: why, the summary or the raw stdout, the script's stderr).
