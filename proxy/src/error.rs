@@ -24,10 +24,6 @@ pub enum ProxyError {
     UnknownServer(String),
     #[error("bad request: {0}")]
     BadRequest(String),
-    #[error("missing or wrong admin token")]
-    Unauthorized,
-    #[error("no admin token is configured (admin.token), so changes are refused")]
-    NoAdminToken,
     #[error("the proxy is shutting down")]
     Unavailable,
     #[error("request body larger than {0} bytes")]
@@ -53,8 +49,6 @@ impl ProxyError {
             ProxyError::BackendLost(_) => 502,
             ProxyError::UnknownServer(_) => 404,
             ProxyError::BadRequest(_) => 400,
-            ProxyError::Unauthorized => 401,
-            ProxyError::NoAdminToken => 403,
             ProxyError::Unavailable => 503,
             ProxyError::PayloadTooLarge(_) => 413,
         }
