@@ -136,15 +136,7 @@ pub async fn place_at_home(
                 search.tried(home, up)
             }
             Step::Choose { dead } => {
-                let select = SelectServer {
-                    package: package.to_owned(),
-                    avoid: dead.iter().cloned().collect(),
-                };
-                let chosen = match servers.select.send(select).await {
-                    Ok(Ok(placement)) => placement,
-                    Ok(Err(e)) => return Err(e.to_api_error()),
-                    Err(_) => return Err(ProxyError::Unavailable.to_api_error()),
-                };
+                let chosen = select(servers, package, dead.iter().cloned().collect()).await?;
                 let shared = match &homes {
                     Some(homes) => homes
                         .claim_home(package, &chosen.server, dead.as_deref())
@@ -195,6 +187,23 @@ fn claim_locally(local: &Mutex<Option<String>>, chosen: &str, dead: Option<&str>
             *home = Some(chosen.to_owned());
             chosen.to_owned()
         }
+    }
+}
+
+/// A server for a new handle of `package`, chosen by the selection policy (not one of `avoid`).
+pub async fn select(
+    servers: &ServersPort,
+    package: &str,
+    avoid: Vec<String>,
+) -> Result<Placement, ApiError> {
+    let select = SelectServer {
+        package: package.to_owned(),
+        avoid,
+    };
+    match servers.select.send(select).await {
+        Ok(Ok(placement)) => Ok(placement),
+        Ok(Err(e)) => Err(e.to_api_error()),
+        Err(_) => Err(ProxyError::Unavailable.to_api_error()),
     }
 }
 

@@ -19,8 +19,7 @@ use super::rewrite::{rewrite, IdMap, Transaction};
 use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
 use crate::error::ProxyError;
 use crate::messages::{
-    BackendFrame, BackendIncoming, HandleCommand, Placement, ReplyTo, Route, SelectServer,
-    ServersPort,
+    BackendFrame, BackendIncoming, HandleCommand, Placement, ReplyTo, Route, ServersPort,
 };
 
 pub use super::kit::BACKEND_LOST_REASON;
@@ -54,15 +53,7 @@ async fn place(
         let homes = env.cluster.homes.clone();
         return affinity::place_at_home(package, &env.servers, homes, home).await;
     }
-    let select = SelectServer {
-        package: package.to_owned(),
-        avoid: Vec::new(),
-    };
-    match env.servers.select.send(select).await {
-        Ok(Ok(placement)) => Ok(placement),
-        Ok(Err(e)) => Err(e.to_api_error()),
-        Err(_) => Err(ProxyError::Unavailable.to_api_error()),
-    }
+    affinity::select(&env.servers, package, Vec::new()).await
 }
 
 impl Plugin for RelayPlugin {

@@ -5,21 +5,26 @@ use crate::messages::cluster::{SharedHomes, StoreDown, StoreFuture};
 
 use super::{scripts, StoreHandle};
 
+impl StoreHandle {
+    /// One command to Redis, unless it is known to be away.
+    fn ask<T: redis::FromRedisValue + 'static>(
+        &self,
+        what: &'static str,
+        cmd: redis::Cmd,
+    ) -> StoreFuture<Result<T, StoreDown>> {
+        let conn = self.live_conn();
+        Box::pin(async move {
+            let conn = conn.ok_or(StoreDown)?;
+            conn.query(what, &cmd).await.map_err(|_| StoreDown)
+        })
+    }
+}
+
 impl SharedHomes for StoreHandle {
     fn home(&self, package: &str) -> StoreFuture<Result<Option<String>, StoreDown>> {
-        let asked = self
-            .conn
-            .clone()
-            .filter(|_| !self.is_degraded())
-            .map(|conn| {
-                let mut cmd = redis::cmd("GET");
-                cmd.arg(self.keys.home(package));
-                (conn, cmd)
-            });
-        Box::pin(async move {
-            let (conn, cmd) = asked.ok_or(StoreDown)?;
-            conn.query("read home", &cmd).await.map_err(|_| StoreDown)
-        })
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.keys.home(package));
+        self.ask("read home", cmd)
     }
 
     fn claim_home(
@@ -28,22 +33,12 @@ impl SharedHomes for StoreHandle {
         server: &str,
         dead: Option<&str>,
     ) -> StoreFuture<Result<String, StoreDown>> {
-        let asked = self
-            .conn
-            .clone()
-            .filter(|_| !self.is_degraded())
-            .map(|conn| {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(scripts::CLAIM_HOME)
-                    .arg(1)
-                    .arg(self.keys.home(package))
-                    .arg(server)
-                    .arg(dead.unwrap_or(""));
-                (conn, cmd)
-            });
-        Box::pin(async move {
-            let (conn, cmd) = asked.ok_or(StoreDown)?;
-            conn.query("claim home", &cmd).await.map_err(|_| StoreDown)
-        })
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(scripts::CLAIM_HOME)
+            .arg(1)
+            .arg(self.keys.home(package))
+            .arg(server)
+            .arg(dead.unwrap_or(""));
+        self.ask("claim home", cmd)
     }
 }

@@ -223,6 +223,11 @@ impl StoreHandle {
         self.shared
     }
 
+    /// The connection to ask Redis something now: None in memory, or while Redis is away.
+    fn live_conn(&self) -> Option<Arc<StoreConn>> {
+        self.conn.clone().filter(|_| !self.is_degraded())
+    }
+
     pub fn is_degraded(&self) -> bool {
         self.shared && !self.health.usable()
     }
@@ -320,19 +325,15 @@ impl StoreHandle {
         topic: &str,
         username: &str,
     ) -> impl std::future::Future<Output = Option<String>> + 'static {
-        let asked = self
-            .conn
-            .clone()
-            .filter(|_| !self.is_degraded())
-            .map(|conn| {
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(scripts::LOOKUP_USER)
-                    .arg(1)
-                    .arg(self.keys.user_index(topic))
-                    .arg(username)
-                    .arg(self.keys.proxy(""));
-                (conn, cmd)
-            });
+        let asked = self.live_conn().map(|conn| {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(scripts::LOOKUP_USER)
+                .arg(1)
+                .arg(self.keys.user_index(topic))
+                .arg(username)
+                .arg(self.keys.proxy(""));
+            (conn, cmd)
+        });
         let (me, bus) = (self.proxy_id.clone(), self.bus.clone());
         let (topic, username) = (topic.to_owned(), username.to_owned());
         async move {
