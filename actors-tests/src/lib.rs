@@ -41,9 +41,30 @@ pub fn init_logging() {
         .try_init();
 }
 
-/// A port nobody listens on right now (the OS picks it).
+/// A port nobody listens on right now, for a server a test starts as a process of its own
+/// (Janus, the proxy, Redis), which binds it a moment later. Taken below the kernel's
+/// ephemeral range (32768–60999 on Linux), so that no outgoing connection of this or any
+/// other test can take it in that moment (a port the OS picks for `:0` is from that range,
+/// and the suite makes thousands of connections); never the same port twice in one process.
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 15_000;
+    const SPAN: u32 = 17_000;
+    // Each process starts at its own place: two test processes at once rarely meet.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 #[derive(Debug, Clone, Default)]

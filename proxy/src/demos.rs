@@ -158,7 +158,7 @@ struct Site {
 /// spawned, and its address.
 pub fn serve(
     config: &DemosConfig,
-    listen: SocketAddr,
+    listener: std::net::TcpListener,
     settings: String,
     tls: Option<rustls::ServerConfig>,
 ) -> Result<(actix_web::dev::Server, SocketAddr), ProxyError> {
@@ -167,6 +167,10 @@ pub fn serve(
         root: config.path.clone(),
         settings,
     });
+    let listen = listener.local_addr().map_err(|source| ProxyError::Listen {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(site.clone())
@@ -180,12 +184,11 @@ pub fn serve(
         source,
     };
     let server = match tls {
-        Some(tls) => server.bind_rustls_0_23(listen, tls),
-        None => server.bind(listen),
+        Some(tls) => server.listen_rustls_0_23(listener, tls),
+        None => server.listen(listener),
     }
     .map_err(listen_error)?;
-    let addr = server.addrs().first().copied().unwrap_or(listen);
-    Ok((server.run(), addr))
+    Ok((server.run(), listen))
 }
 
 async fn page(req: HttpRequest, site: web::Data<Site>) -> HttpResponse {

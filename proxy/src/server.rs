@@ -216,25 +216,34 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         // Before anything is bound: a missing folder stops the start with its own message.
         crate::demos::check_folder(&config.demos.path)?;
     }
-    let metrics = Arc::new(Metrics::new());
-    let links = Arc::new(LinkTable::default());
     let backend_tls = Arc::new(check::backend_tls(&config)?);
     let ws_certs = check::cert_store("ws", &config.ws.tls_cert, &config.ws.tls_key)?;
     let admin_certs = check::cert_store("admin", &config.admin.tls_cert, &config.admin.tls_key)?;
+    // Every listener is bound before any actor starts: a start that fails (port taken) then
+    // returns its error with nothing running, rather than tearing down live actors.
+    let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
+    let bind =
+        |addr: SocketAddr| crate::transport::listener::bind(addr).map_err(listen_error(addr));
+    let ws_listener = bind(config.ws.listen)?;
+    let admin_listener = bind(config.admin.listen)?;
+    let demos_listener = match config.demos.listen_addr().map_err(ProxyError::Config)? {
+        Some(listen) => Some(bind(listen)?),
+        None => None,
+    };
+    let metrics = Arc::new(Metrics::new());
+    let links = Arc::new(LinkTable::default());
     let reaper = SessionReaper::new(&config.backend, links.clone(), backend_tls.clone());
     let registry_actor = ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls);
     // With one client worker, the registry and the backend links (which the registry starts)
     // run on that worker's thread, next to every client connection, session and handle: a
     // relayed request and its replies never cross threads. The registry's address exists at
     // once; it starts when the worker does.
+    // Otherwise it starts on this thread once nothing can fail any more.
     let colocated = config.ws.workers == 1;
-    let (registry, pending_registry) = if colocated {
-        let (tx, rx) = actix::dev::channel::channel(16);
-        let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
-        (Addr::new(tx), Some(pending))
-    } else {
-        (registry_actor.start(), None)
-    };
+    let (tx, rx) = actix::dev::channel::channel(16);
+    let registry = Addr::new(tx);
+    let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
+    let pending_registry = colocated.then(|| pending.clone());
     let mut plugins = PluginRegistry::from_config(&config.plugins);
     plugins.load_rooms_file(&config.plugins)?;
     let user_topics = [
@@ -248,44 +257,36 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         &user_topics,
     )?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
-    SessionSweeper {
-        state: state.transport.session.clone(),
-    }
-    .start();
 
     let ws_config = &state.config.ws;
     let close_after_s = state.config.shutdown.close_after_s();
     let data = web::Data::new(state.clone());
     let ws_data = web::Data::new(state.transport.clone());
-    let listen_error = |addr| move |source| ProxyError::Listen { addr, source };
     let ws_tls = ws_certs.as_ref().map(|c| c.server_config()).transpose()?;
     // Our own listener rather than `HttpServer`: it reads the PROXY protocol header of a
     // trusted load balancer before TLS and gives the requests the client's real address.
-    let (ws_addr, ws) = crate::transport::listener::bind(ws_config.listen)
-        .and_then(|listener| {
-            let addr = listener.local_addr()?;
-            let acceptor =
-                crate::transport::listener::Acceptor::new(state.transport.clone(), ws_tls);
-            let app = move || {
-                if let Some(pending) = &pending_registry {
-                    if let Some((rx, actor)) = pending.lock().take() {
-                        Context::with_receiver(rx).run(actor);
-                    }
-                }
-                App::new()
-                    .app_data(ws_data.clone())
-                    .default_service(web::get().to(ws_endpoint))
-            };
-            let server = crate::transport::listener::serve(
-                listener,
-                ws_config.workers,
-                close_after_s,
-                acceptor,
-                app,
-            )?;
-            Ok((addr, server))
-        })
+    let ws_addr = ws_listener
+        .local_addr()
         .map_err(listen_error(ws_config.listen))?;
+    let acceptor = crate::transport::listener::Acceptor::new(state.transport.clone(), ws_tls);
+    let app = move || {
+        if let Some(pending) = &pending_registry {
+            if let Some((rx, actor)) = pending.lock().take() {
+                Context::with_receiver(rx).run(actor);
+            }
+        }
+        App::new()
+            .app_data(ws_data.clone())
+            .default_service(web::get().to(ws_endpoint))
+    };
+    let ws = crate::transport::listener::serve(
+        ws_listener,
+        ws_config.workers,
+        close_after_s,
+        acceptor,
+        app,
+    )
+    .map_err(listen_error(ws_config.listen))?;
 
     let admin_listen = state.config.admin.listen;
     let admin_data = data.clone();
@@ -298,26 +299,21 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     .disable_signals()
     .shutdown_timeout(1);
     let admin = match &admin_certs {
-        Some(certs) => admin.bind_rustls_0_23(admin_listen, certs.server_config()?),
-        None => admin.bind(admin_listen),
+        Some(certs) => admin.listen_rustls_0_23(admin_listener, certs.server_config()?),
+        None => admin.listen(admin_listener),
     }
     .map_err(listen_error(admin_listen))?;
     let admin_addr = admin.addrs().first().copied().unwrap_or(admin_listen);
     let admin = admin.run();
 
     // The demo pages, talking to the client listener just bound (its real port).
-    let demos = match state
-        .config
-        .demos
-        .listen_addr()
-        .map_err(ProxyError::Config)?
-    {
-        Some(listen) => {
+    let demos = match demos_listener {
+        Some(listener) => {
             let settings = crate::demos::settings_js(ws_certs.is_some(), ws_addr.port());
             let tls = ws_certs.as_ref().map(|c| c.server_config()).transpose()?;
             Some(crate::demos::serve(
                 &state.config.demos,
-                listen,
+                listener,
                 settings,
                 tls,
             )?)
@@ -344,6 +340,16 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             state.config.demos.path.display()
         );
     }
+    // Nothing fails from here on: the actors start.
+    if !colocated {
+        if let Some((rx, actor)) = pending.lock().take() {
+            Context::with_receiver(rx).run(actor);
+        }
+    }
+    SessionSweeper {
+        state: state.transport.session.clone(),
+    }
+    .start();
     let store_task = syncer.map(|s| s.spawn(ws_addr, admin_addr, reaper.clone()));
     let shutdown = ShutdownHandle {
         state: state.clone(),

@@ -231,3 +231,54 @@ fn each_broken_file_fails_naming_the_key() {
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("missing.toml"));
 }
+
+/// A listener that cannot be bound (its port taken) ends the start with the address named,
+/// exit status 1 and nothing torn down half-way: no panic, whichever listener it is, with
+/// one or several workers, with or without a shared store.
+#[test]
+fn a_taken_port_fails_the_start_cleanly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let taken_addr = taken.local_addr().expect("its address").to_string();
+    let free = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+        l.local_addr().expect("its address").to_string()
+    };
+    let demos = tempfile::tempdir().expect("a folder");
+    std::fs::write(demos.path().join("index.html"), "demo").expect("a page");
+    let demos_path = demos.path().display().to_string();
+    for (which, workers, store) in [
+        ("WS", "1", ""),
+        ("ADMIN", "1", ""),
+        ("ADMIN", "2", ""),
+        ("ADMIN", "1", "redis://127.0.0.1:1"),
+        ("DEMOS", "1", ""),
+    ] {
+        let (ws, admin, demos_listen) = match which {
+            "WS" => (taken_addr.clone(), free(), free()),
+            "ADMIN" => (free(), taken_addr.clone(), free()),
+            _ => (free(), free(), taken_addr.clone()),
+        };
+        let out = run(
+            &[],
+            &[
+                ("JANUS_PROXY__WS__LISTEN", &ws),
+                ("JANUS_PROXY__WS__WORKERS", workers),
+                ("JANUS_PROXY__ADMIN__LISTEN", &admin),
+                ("JANUS_PROXY__DEMOS__LISTEN", &demos_listen),
+                ("JANUS_PROXY__DEMOS__PATH", &demos_path),
+                ("JANUS_PROXY__STORE__URL", store),
+                ("RUST_BACKTRACE", "1"),
+            ],
+        );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{which}: {err}");
+        assert!(
+            err.contains(&format!("cannot listen on {taken_addr}")),
+            "{which}: {err}"
+        );
+        assert!(
+            !err.contains("panicked"),
+            "{which}, {workers} workers: {err}"
+        );
+    }
+}
