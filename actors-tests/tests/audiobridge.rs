@@ -12,7 +12,7 @@
 
 use actors_tests::audiobridge_client::{offer, room_ids, user, STEP_LIMIT};
 use actors_tests::init_logging;
-use actors_tests::plugin_script::{cluster, collect_step, compare, wait_handles, StepFrames};
+use actors_tests::plugin_script::{cluster_with, collect_step, compare, wait_handles, StepFrames};
 use actors_tests::scenario::Peer as User;
 use serde_json::{json, Value};
 
@@ -31,6 +31,9 @@ struct Step {
     expect: [usize; 3],
     own_only: bool,
 }
+
+/// `plugins.backend_room_secret` of the cluster (a wrong secret for a Janus alone).
+const BACKEND_SECRET: &str = "the-proxy's";
 
 fn step(name: &'static str, who: usize, body: Value, expect: [usize; 3]) -> Step {
     Step {
@@ -216,9 +219,40 @@ fn session_script(rooms: [u64; 3]) -> Vec<Step> {
             [1, 0, 0],
         ),
         step(
+            "edit with the proxy's backend secret",
+            0,
+            json!({"request": "edit", "room": r0, "secret": BACKEND_SECRET,
+                "new_description": "z"}),
+            [1, 0, 0],
+        ),
+        step(
+            "edit without a secret",
+            0,
+            json!({"request": "edit", "room": r0, "new_description": "z"}),
+            [1, 0, 0],
+        ),
+        step(
             "edit",
             0,
             json!({"request": "edit", "room": r0, "secret": "s3cret", "new_description": "zero!"}),
+            [1, 0, 0],
+        ),
+        step(
+            "edit: a new secret",
+            0,
+            json!({"request": "edit", "room": r0, "secret": "s3cret", "new_secret": "n3w"}),
+            [1, 0, 0],
+        ),
+        step(
+            "edit with the old secret",
+            0,
+            json!({"request": "edit", "room": r0, "secret": "s3cret", "new_description": "z"}),
+            [1, 0, 0],
+        ),
+        step(
+            "edit with the new secret: the old one back",
+            0,
+            json!({"request": "edit", "room": r0, "secret": "n3w", "new_secret": "s3cret"}),
             [1, 0, 0],
         ),
         step(
@@ -493,7 +527,11 @@ async fn run_session(url: &str, rooms: [u64; 3]) -> anyhow::Result<Vec<StepFrame
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_api_same_as_janus_through_a_two_server_cluster() -> anyhow::Result<()> {
     init_logging();
-    let (a, _b, proxy) = cluster().await?;
+    // The proxy checks the clients' secrets; the backend rooms have its own.
+    let (a, _b, proxy) = cluster_with(|config| {
+        config.plugins.backend_room_secret = BACKEND_SECRET.into();
+    })
+    .await?;
     let rooms = room_ids();
     let direct = run_session(&a.ws_url(), rooms).await?;
     let proxied = run_session(&proxy.ws_url(), rooms).await?;

@@ -10,10 +10,12 @@
 //! * the mark: a client through a proxy sees its room's description as it created it (the
 //!   `joined` event, an audiobridge `list`), Janus has it marked (`create`, `edit`);
 //! * while A is dead (its admin API does not answer) nothing is destroyed;
-//! * once A runs again without its rooms, A's videoroom and audiobridge rooms are destroyed;
+//! * once A runs again without its rooms, A's videoroom and audiobridge rooms are destroyed,
+//!   those created with a client's secret too: A creates its backend rooms with its
+//!   `plugins.backend_room_secret`, the sweeper's `room_secret`;
 //! * these stay: B's idle rooms (a live proxy has them), an operator's unmarked rooms, marked
-//!   rooms with a participant joined directly, and A's room with a secret (the sweeper does not
-//!   know it: counted as protected).
+//!   rooms with a participant joined directly, and a marked room made directly with another
+//!   secret (the sweeper does not know it: counted as protected).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -34,6 +36,8 @@ const SERVER: &str = "sweep-janus";
 const VIDEOROOM_KEY: &str = "vk";
 const AUDIOBRIDGE_KEY: &str = "ak";
 const MARK: &str = "januscloud-";
+/// Proxy A's `plugins.backend_room_secret`, the sentinel's `sweeper.room_secret`.
+const ROOM_SECRET: &str = "swept-with-this";
 /// Registration, a proxy process starting: generous, for a loaded 2-core machine.
 const SOON: Duration = Duration::from_secs(20);
 
@@ -59,7 +63,8 @@ impl RestartableProxy {
                 "[ws]\nlisten = \"{ws}\"\nworkers = 1\n\n[admin]\nlisten = \"{admin}\"\n\
                  token = \"{TEST_ADMIN_TOKEN}\"\n\n[plugins]\n\
                  videoroom_admin_key = \"{VIDEOROOM_KEY}\"\n\
-                 audiobridge_admin_key = \"{AUDIOBRIDGE_KEY}\"\n"
+                 audiobridge_admin_key = \"{AUDIOBRIDGE_KEY}\"\n\
+                 backend_room_secret = \"{ROOM_SECRET}\"\n"
             ),
         )?;
         let mut proxy = RestartableProxy {
@@ -269,11 +274,13 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
     config.sweeper.interval_s = 0.2;
     config.sweeper.videoroom_admin_key = VIDEOROOM_KEY.into();
     config.sweeper.audiobridge_admin_key = AUDIOBRIDGE_KEY.into();
+    config.sweeper.room_secret = ROOM_SECRET.into();
     let sentinel = SentinelUnderTest::start(config)?;
     registered(a.admin).await?;
     registered(b.admin_addr).await?;
 
     let base = 3_000_000 + u64::from(std::process::id() % 100_000) * 16;
+    let (a_secret, v_locked) = (base + 10, base + 11);
     let (va, aa, vs, vb, ab, vo, ao, vp, ap) = (
         base + 1,
         base + 2,
@@ -316,10 +323,19 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
         .cloned()
         .unwrap_or(Value::Null);
     assert_eq!(entry["description"], "Bridge of A", "{list}");
-    let (s_client, joined) =
+    let (mut s_client, joined) =
         create_and_join(&a.url(), VIDEOROOM, vs, json!({"secret": "s3cret"})).await?;
     // No description given: Janus's own default, unmarked.
     assert_eq!(joined["description"], format!("Room {vs}"), "{joined}");
+    // The client's secret is checked by the proxy, as Janus would.
+    let wrong = json!({"request": "edit", "room": vs, "secret": ROOM_SECRET,
+        "new_description": "x"});
+    let refused = answer(&mut s_client, "wrong", wrong, false).await?;
+    assert_eq!(refused["error_code"], 433, "{refused}");
+    let right = json!({"request": "edit", "room": vs, "secret": "s3cret", "new_is_private": false});
+    expect(&mut s_client, "right", right, "edited").await?;
+    let (as_client, _) =
+        create_and_join(&a.url(), AUDIOBRIDGE, a_secret, json!({"secret": "s3cret"})).await?;
     let on_janus = janus_rooms(&janus.ws_url(), VIDEOROOM).await?;
     assert!(
         on_janus.contains(&(va, format!("{MARK}Room of A, edited"))),
@@ -334,7 +350,12 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
         on_janus.contains(&(aa, format!("{MARK}Bridge of A"))),
         "{on_janus:?}"
     );
-    for client in [v.client, ab_client.client, s_client.client] {
+    for client in [
+        v.client,
+        ab_client.client,
+        s_client.client,
+        as_client.client,
+    ] {
         client.close().await?;
     }
 
@@ -357,6 +378,11 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
         expect(&mut peer, "create", create, "created").await?;
         direct.push(peer);
     }
+    let mut peer = peer_on(&janus.ws_url(), VIDEOROOM).await?;
+    let create = json!({"request": "create", "room": v_locked, "admin_key": VIDEOROOM_KEY,
+        "description": format!("{MARK}locked"), "secret": "the operator's"});
+    expect(&mut peer, "create", create, "created").await?;
+    direct.push(peer);
     for (plugin, room) in [(VIDEOROOM, vp), (AUDIOBRIDGE, ap)] {
         let description = json!({"description": format!("{MARK}busy")});
         let (peer, _) = create_and_join(&janus.ws_url(), plugin, room, description).await?;
@@ -386,7 +412,9 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
     loop {
         let videorooms = janus_rooms(&janus.ws_url(), VIDEOROOM).await?;
         let audiobridges = janus_rooms(&janus.ws_url(), AUDIOBRIDGE).await?;
-        if !has(&videorooms, va) && !has(&audiobridges, aa) {
+        if ![va, vs].iter().any(|r| has(&videorooms, *r))
+            && ![aa, a_secret].iter().any(|r| has(&audiobridges, *r))
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -398,14 +426,14 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
         "A's rooms swept {:?} after A restarted",
         restarted.elapsed()
     );
-    // The room with a secret stays: the sweeper tried once and counts it.
+    // The room with another secret stays: the sweeper tried once and counts it.
     metric_reaches(&sentinel, PROTECTED, 1.0, SOON).await?;
     // Several more full rounds (every proxy answering) with every other room due or busy.
     let rounds = metric(&sentinel, ROUNDS).await?;
     metric_reaches(&sentinel, ROUNDS, rounds + 5.0, SOON).await?;
     let videorooms = janus_rooms(&janus.ws_url(), VIDEOROOM).await?;
     let audiobridges = janus_rooms(&janus.ws_url(), AUDIOBRIDGE).await?;
-    for room in [vs, vb, vo, vp] {
+    for room in [v_locked, vb, vo, vp] {
         assert!(has(&videorooms, room), "videoroom {room}: {videorooms:?}");
     }
     for room in [ab, ao, ap] {
@@ -414,15 +442,15 @@ async fn the_sentinel_sweeps_what_a_crashed_proxy_left_and_nothing_else() -> any
             "audiobridge {room}: {audiobridges:?}"
         );
     }
-    assert_eq!(metric(&sentinel, SWEPT_V).await?, 1.0);
-    assert_eq!(metric(&sentinel, SWEPT_A).await?, 1.0);
+    assert_eq!(metric(&sentinel, SWEPT_V).await?, 2.0);
+    assert_eq!(metric(&sentinel, SWEPT_A).await?, 2.0);
     assert_eq!(metric(&sentinel, PROTECTED).await?, 1.0);
     // B's rooms were due and asked about (it has them); the busy ones were not idle.
     let idle_v = "janus_sentinel_sweeper_idle_rooms{plugin=\"videoroom\"}";
     assert_eq!(
         metric(&sentinel, idle_v).await?,
         2.0,
-        "B's room and the secret one"
+        "B's room and the locked one"
     );
     let (status, rooms) = admin_get(b.admin_addr, "/plugins/audiobridge/rooms").await?;
     assert_eq!(status, 200, "{rooms}");

@@ -34,6 +34,9 @@ struct Step {
     expect: [usize; 3],
 }
 
+/// `plugins.backend_room_secret` of the spanning variant (a wrong secret for a Janus alone).
+const BACKEND_SECRET: &str = "the-proxy's";
+
 fn step(name: &'static str, who: usize, body: Value, expect: [usize; 3]) -> Step {
     Step {
         name,
@@ -176,10 +179,41 @@ fn session_script() -> Vec<Step> {
             [0, 0, 1],
         ),
         step(
+            "edit with the proxy's backend secret: 433 all the same",
+            2,
+            json!({"request": "edit", "room": r, "secret": BACKEND_SECRET,
+                "new_description": "x"}),
+            [0, 0, 1],
+        ),
+        step(
+            "edit without a secret: 429",
+            2,
+            json!({"request": "edit", "room": r, "new_description": "x"}),
+            [0, 0, 1],
+        ),
+        step(
             "edit",
             2,
             json!({"request": "edit", "room": r, "secret": "s3cret",
                 "new_description": "renamed"}),
+            [0, 0, 1],
+        ),
+        step(
+            "edit: a new secret",
+            2,
+            json!({"request": "edit", "room": r, "secret": "s3cret", "new_secret": "n3w"}),
+            [0, 0, 1],
+        ),
+        step(
+            "edit with the old secret: 433",
+            2,
+            json!({"request": "edit", "room": r, "secret": "s3cret", "new_description": "y"}),
+            [0, 0, 1],
+        ),
+        step(
+            "edit with the new secret: the old one back",
+            2,
+            json!({"request": "edit", "room": r, "secret": "n3w", "new_secret": "s3cret"}),
             [0, 0, 1],
         ),
         step(
@@ -328,6 +362,8 @@ async fn scripted_session_over_two_servers_same_as_janus() -> anyhow::Result<()>
     init_logging();
     let (a, _b, proxy) = cluster_with(|config| {
         config.plugins.videoroom_publishers_per_backend = 1;
+        // The proxy checks the clients' secrets; the backend rooms have this one.
+        config.plugins.backend_room_secret = BACKEND_SECRET.into();
     })
     .await?;
     let script = session_script();

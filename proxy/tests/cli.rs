@@ -191,6 +191,10 @@ fn each_broken_file_fails_naming_the_key() {
             "limits.trusted_proxies",
         ),
         ("[ws]\ntls_cert = \"/x.pem\"\n", "ws.tls_cert"),
+        (
+            "[plugins]\nbackend_room_secret = \"a\\nb\"\n",
+            "plugins.backend_room_secret",
+        ),
     ];
     let path = dir.path().join("broken.toml");
     for (content, key) in cases {

@@ -59,6 +59,12 @@ pub struct PluginsConfig {
     /// them from an operator's own rooms. Clients never see it. Empty: rooms are created as
     /// the clients describe them, and no sentinel sweeps them.
     pub backend_room_mark: String,
+    /// The `secret` of every room the proxy creates on a backend, instead of the client's
+    /// (the proxy checks the client's itself), so that janus-sentinel's sweeper (its
+    /// `sweeper.room_secret`, the same value) can destroy the rooms a crashed proxy left
+    /// behind: Janus asks for a room's own secret to destroy it. Empty: the backend rooms
+    /// have the clients' secrets, and those with one are not swept.
+    pub backend_room_secret: String,
 }
 
 impl Default for PluginsConfig {
@@ -89,6 +95,7 @@ impl Default for PluginsConfig {
             audiobridge_lock_rtp_forward: false,
             rooms_file: std::path::PathBuf::new(),
             backend_room_mark: super::backend_mark::DEFAULT_MARK.to_owned(),
+            backend_room_secret: String::new(),
         }
     }
 }
@@ -114,6 +121,12 @@ impl PluginsConfig {
         if mark.chars().count() > 64 || mark.chars().any(char::is_control) {
             return Err(
                 "plugins.backend_room_mark: at most 64 characters, no control characters".into(),
+            );
+        }
+        let secret = &self.backend_room_secret;
+        if secret.chars().count() > 256 || secret.chars().any(char::is_control) {
+            return Err(
+                "plugins.backend_room_secret: at most 256 characters, no control characters".into(),
             );
         }
         let mut rooms = std::collections::HashSet::new();

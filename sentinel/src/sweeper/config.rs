@@ -30,6 +30,10 @@ pub struct SweeperConfig {
     pub videoroom_admin_key: String,
     /// The AudioBridge's `admin_key`, likewise.
     pub audiobridge_admin_key: String,
+    /// The proxies' `plugins.backend_room_secret`: the secret of every room they create on
+    /// a backend, which a `destroy` needs (Janus 1.1.2 asks for a room's own secret whatever
+    /// the `admin_key`). Empty: the `destroy` carries none, and a room with a secret is left.
+    pub room_secret: String,
     /// Janus's `api_secret` (janus.jcfg), if it has one: the sweeper opens a Janus session.
     pub api_secret: String,
     /// A Janus token (`token_auth`), if Janus requires one.
@@ -46,6 +50,7 @@ impl Default for SweeperConfig {
             audiobridge: true,
             videoroom_admin_key: String::new(),
             audiobridge_admin_key: String::new(),
+            room_secret: String::new(),
             api_secret: String::new(),
             auth_token: String::new(),
         }

@@ -11,9 +11,11 @@
 //! `general.server_name`), the room is destroyed ([`idle::verdict`]). Never an unmarked room
 //! (an operator's), never one with participants, never one a live proxy has.
 //!
-//! The `destroy` carries no secret: the sweeper does not know the one the room's creator
-//! gave, and Janus 1.1.2 asks for it whatever the `admin_key`. A room with a secret is logged
-//! once and left (`janus_sentinel_sweeper_protected_rooms`).
+//! Janus 1.1.2 asks for a room's own secret to destroy it, whatever the `admin_key`: the
+//! `destroy` carries `sweeper.room_secret`, the proxies' `plugins.backend_room_secret` (with
+//! it set, they create every backend room with that secret and check the clients' themselves).
+//! A room whose secret is another (or any, without `room_secret`) is logged once and left
+//! (`janus_sentinel_sweeper_protected_rooms`).
 
 pub mod config;
 pub mod idle;
@@ -239,7 +241,7 @@ async fn sweep(
             let protected = memory.rooms.is_protected(key);
             if verdict(idle_since, now, s.idle_for(), protected, owners) == Verdict::Destroy {
                 let idle_for = idle_since.map(|t| now.saturating_duration_since(t));
-                destroy(janus, one, key, idle_for, memory, stats).await?;
+                destroy(janus, one, key, idle_for, memory, stats, &s.room_secret).await?;
             }
         }
     }
@@ -329,6 +331,7 @@ async fn destroy(
     idle_for: Option<std::time::Duration>,
     memory: &mut Memory,
     stats: &SweeperStats,
+    room_secret: &str,
 ) -> Result<(), JanusError> {
     let (plugin, id) = key;
     // The proxies were asked after the survey: look once more, just before.
@@ -344,9 +347,11 @@ async fn destroy(
         }
         Some(Occupancy::Empty) => {}
     }
-    let answer = janus
-        .message(one.handle, json!({"request": "destroy", "room": id}))
-        .await?;
+    let mut request = json!({"request": "destroy", "room": id});
+    if !room_secret.is_empty() {
+        request["secret"] = Value::from(room_secret);
+    }
+    let answer = janus.message(one.handle, request).await?;
     match destroy_outcome(plugin, &answer) {
         DestroyOutcome::Destroyed => {
             memory.rooms.forget(key);
@@ -361,8 +366,8 @@ async fn destroy(
         DestroyOutcome::NeedsSecret => {
             if memory.rooms.protect(key) {
                 log::warn!(
-                    "sweeper: {} room {id} is an orphan but has a secret: not destroyed \
-                     (destroy it with its secret)",
+                    "sweeper: {} room {id} is an orphan but has a secret other than \
+                     sweeper.room_secret: not destroyed (destroy it with its secret)",
                     plugin.name()
                 );
             }
@@ -409,7 +414,7 @@ pub fn register_metrics(r: &mut prometheus_client::registry::Registry, stats: &S
     );
     r.register(
         "sweeper_protected_rooms",
-        "Orphan rooms not destroyed: they have a secret",
+        "Orphan rooms not destroyed: they have a secret other than sweeper.room_secret",
         gauge(&stats.protected),
     );
     let swept = Family::<Vec<(String, String)>, Counter>::default();

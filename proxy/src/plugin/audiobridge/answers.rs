@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 use crate::plugin::backend_mark;
 use crate::plugin::kit::request;
 pub use crate::plugin::kit::request::object;
+use crate::plugin::settings::PluginsConfig;
 
 /// `plugindata.data` of a frame.
 pub fn plugin_data(frame: &JsonMap) -> Option<&JsonMap> {
@@ -92,25 +93,33 @@ pub fn room_of(body: &JsonMap, key: &str) -> Option<u64> {
 }
 
 /// The `create` that makes room `room` with its settings on a server (with the proxy's
-/// `admin_key`, harmless for backends without one), its description marked with `mark`
-/// (`plugins.backend_room_mark`).
-pub fn create_body(mut settings: JsonMap, room: u64, admin_key: &str, mark: &str) -> JsonMap {
+/// `admin_key`, harmless for backends without one), its description marked and its secret
+/// the backend secret when there is one (`plugins.backend_room_mark`,
+/// `plugins.backend_room_secret`).
+pub fn create_body(mut settings: JsonMap, room: u64, plugins: &PluginsConfig) -> JsonMap {
     settings.insert("request".into(), "create".into());
     settings.insert("room".into(), room.into());
+    let admin_key = &plugins.audiobridge_admin_key;
     if !admin_key.is_empty() {
-        settings.insert("admin_key".into(), admin_key.into());
+        settings.insert("admin_key".into(), admin_key.as_str().into());
     }
-    backend_mark::mark_create(&mut settings, mark);
+    backend_mark::mark_create(&mut settings, &plugins.backend_room_mark);
+    backend_mark::secure_create(&mut settings, &plugins.backend_room_secret);
     settings
 }
 
-/// The `destroy` of room `room` on a server (with its secret, if it has one).
-pub fn destroy_body(room: u64, settings: Option<&JsonMap>) -> JsonMap {
+/// The `destroy` of room `room` on a server, with the secret of its backend room:
+/// `backend_secret` (`plugins.backend_room_secret`) when there is one, else the room's own
+/// (from its `settings`), if it has one.
+pub fn destroy_body(room: u64, settings: Option<&JsonMap>, backend_secret: &str) -> JsonMap {
     let mut destroy = JsonMap::new();
     destroy.insert("request".into(), "destroy".into());
     destroy.insert("room".into(), room.into());
-    if let Some(secret) = settings.and_then(|s| s.get("secret")) {
-        destroy.insert("secret".into(), secret.clone());
+    let own = settings
+        .and_then(|s| s.get("secret"))
+        .and_then(Value::as_str);
+    if let Some(secret) = backend_mark::own_secret(backend_secret, own) {
+        destroy.insert("secret".into(), secret.into());
     }
     destroy
 }
@@ -229,19 +238,32 @@ mod tests {
     #[test]
     fn bodies_of_the_proxys_own() {
         let settings = object(json!({"room": 1, "secret": "s", "pin": "p"}));
-        let create = create_body(settings.clone(), 9, "k", "m-");
+        let plugins = |key: &str, mark: &str, secret: &str| PluginsConfig {
+            audiobridge_admin_key: key.into(),
+            backend_room_mark: mark.into(),
+            backend_room_secret: secret.into(),
+            ..PluginsConfig::default()
+        };
+        let create = create_body(settings.clone(), 9, &plugins("k", "m-", ""));
         assert_eq!(create["request"], "create");
         assert_eq!(create["room"], 9);
         assert_eq!(create["admin_key"], "k");
         assert_eq!(create["description"], "m-Room 9");
-        let plain = create_body(settings.clone(), 9, "", "");
+        assert_eq!(create["secret"], "s");
+        let plain = create_body(settings.clone(), 9, &plugins("", "", ""));
         assert!(!plain.contains_key("admin_key") && !plain.contains_key("description"));
+        let sealed = create_body(settings.clone(), 9, &plugins("", "", "proxy"));
+        assert_eq!(sealed["secret"], "proxy");
         assert_eq!(
-            Value::Object(destroy_body(9, Some(&settings))),
+            Value::Object(destroy_body(9, Some(&settings), "proxy")),
+            json!({"request": "destroy", "room": 9, "secret": "proxy"})
+        );
+        assert_eq!(
+            Value::Object(destroy_body(9, Some(&settings), "")),
             json!({"request": "destroy", "room": 9, "secret": "s"})
         );
         assert_eq!(
-            Value::Object(destroy_body(9, None)),
+            Value::Object(destroy_body(9, None, "")),
             json!({"request": "destroy", "room": 9})
         );
     }

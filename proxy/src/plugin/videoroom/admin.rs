@@ -12,6 +12,7 @@ use super::room_book::Room;
 use super::{checks, SharedRoomBook, PACKAGE};
 use crate::messages::cluster::RoomKind;
 use crate::messages::PlaceOn;
+use crate::plugin::backend_mark;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::kit::leg::is_lost;
 use crate::plugin::kit::{request, BackendLeg, PluginError};
@@ -81,7 +82,9 @@ pub async fn destroy(
     let (servers, secret) = {
         let d = rooms.lock();
         let room = d.get(id)?;
-        (room.servers.clone(), room.secret().map(str::to_owned))
+        let backend_secret = &env.settings.backend_room_secret;
+        let secret = backend_mark::own_secret(backend_secret, room.secret());
+        (room.servers.clone(), secret.map(str::to_owned))
     };
     let mut body = JsonMap::new();
     body.insert("request".into(), "destroy".into());

@@ -239,7 +239,21 @@ impl AudioBridgeHandle {
         change: RoomChange,
     ) -> Turn {
         let with_sdp = req.jsep.is_some();
-        let message = request::message(req.body, req.jsep);
+        let mut body = req.body;
+        // The backend room's secret for the client's (see `backend_mark`).
+        let backend_secret = &self.env.settings.backend_room_secret;
+        if let Some(room) = (!backend_secret.is_empty())
+            .then(|| crate::plugin::audiobridge::answers::room_of(&body, "room"))
+            .flatten()
+        {
+            let settings = self.book.lock().config(room);
+            let own = settings
+                .as_ref()
+                .and_then(|s| s.get("secret"))
+                .and_then(Value::as_str);
+            backend_mark::swap_secret(&mut body, own, backend_secret);
+        }
+        let message = request::message(body, req.jsep);
         self.send_on(
             ctx,
             server,

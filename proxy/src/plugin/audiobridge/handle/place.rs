@@ -273,9 +273,7 @@ impl AudioBridgeHandle {
                 let Some(settings) = act.book.lock().config(room) else {
                     return ready(Err(errors::no_such_room(room))).boxed_local();
                 };
-                let plugins = &act.env.settings;
-                let (key, mark) = (&plugins.audiobridge_admin_key, &plugins.backend_room_mark);
-                let body = answers::create_body(settings, room, key, mark);
+                let body = answers::create_body(settings, room, &act.env.settings);
                 let create = request::message(body, None);
                 act.call(&server, create, None)
                     .map(move |frame, act, _| {

@@ -88,6 +88,7 @@ impl AudioBridgeHandle {
         // sweeper.
         let mut body = req.body.clone();
         backend_mark::mark_create(&mut body, &self.env.settings.backend_room_mark);
+        backend_mark::secure_create(&mut body, &self.env.settings.backend_room_secret);
         let create = request::message(body, None);
         self.call(&server, create, Some(req.transaction.clone()))
             .then(move |frame, act, _| {
@@ -113,7 +114,9 @@ impl AudioBridgeHandle {
                 settings.remove("request");
                 // A credential of the request, not a setting of the room.
                 settings.remove("admin_key");
-                let destroy = request::message(answers::destroy_body(id, Some(&settings)), None);
+                let backend_secret = &act.env.settings.backend_room_secret;
+                let destroy = answers::destroy_body(id, Some(&settings), backend_secret);
+                let destroy = request::message(destroy, None);
                 act.call(&server, destroy, None)
                     .then(move |_, act, _| {
                         log::info!("audiobridge room {id}: created (validated on {server})");
@@ -331,7 +334,9 @@ impl AudioBridgeHandle {
                         }
                         log::info!("audiobridge room {room}: moving it from {from} to {to}");
                         let settings = act.book.lock().config(room);
-                        let destroy = answers::destroy_body(room, settings.as_ref());
+                        let backend_secret = &act.env.settings.backend_room_secret;
+                        let destroy =
+                            answers::destroy_body(room, settings.as_ref(), backend_secret);
                         act.unplace(room, &from);
                         act.call(&from, request::message(destroy, None), None)
                             .then(move |_, act, ctx| {

@@ -50,6 +50,7 @@ use serde_json::Value;
 use super::mirror::{Notice, RoomMirror, Roster};
 use super::{Coordinators, Shared};
 use crate::messages::cluster::{BusReply, RoomKind, SharedRooms, StoreDown, StoreFuture};
+use crate::plugin::backend_mark;
 use crate::plugin::kit::Legs;
 use cluster::AskOwner;
 use legs::{Opening, PendingList};
@@ -253,12 +254,13 @@ pub struct RoomCoordinator {
 }
 
 impl RoomCoordinator {
+    /// The secret of the room's backend rooms (`plugins.backend_room_secret`, else the
+    /// client's).
     fn secret(&self) -> Option<String> {
-        self.shared
-            .rooms
-            .lock()
-            .get(self.room)
-            .and_then(|r| r.secret().map(str::to_owned))
+        let rooms = self.shared.rooms.lock();
+        let own = rooms.get(self.room).and_then(|r| r.secret());
+        backend_mark::own_secret(&self.shared.env.settings.backend_room_secret, own)
+            .map(str::to_owned)
     }
 
     fn body(&self, request_name: &str) -> JsonMap {

@@ -65,9 +65,7 @@ impl VideoRoomHandle {
                 // A spanning room: its other servers do the same.
                 if let Some(c) = self.shared.coordinator(room) {
                     let mut sent = body.clone();
-                    if verb == Verb::Edit {
-                        backend_mark::mark_edit(&mut sent, self.mark());
-                    }
+                    self.to_backend(verb, room, &mut sent);
                     c.do_send(Broadcast {
                         body: sent,
                         servers: self.shared.rooms.lock().servers(room),

@@ -194,10 +194,13 @@ impl VideoRoomHandle {
             match rooms.get(room) {
                 None => (false, None),
                 Some(r) => {
-                    let mark = &self.shared.env.settings.backend_room_mark;
+                    let settings = &self.shared.env.settings;
                     (
                         rooms.is_created_on(room, &server),
-                        Some(r.create_request(mark)),
+                        Some(r.create_request(
+                            &settings.backend_room_mark,
+                            &settings.backend_room_secret,
+                        )),
                     )
                 }
             }
@@ -317,13 +320,11 @@ impl VideoRoomHandle {
                 in_roster: false,
             });
         } else if verb.changes_the_room() {
-            // The room book keeps the client's description; the backend's is marked.
+            // The room book keeps the client's description and secret; the backend's differ.
             self.updates
                 .insert(transaction.clone(), (verb, room, body.clone()));
-            if verb == Verb::Edit {
-                backend_mark::mark_edit(&mut body, &self.shared.env.settings.backend_room_mark);
-            }
         }
+        self.to_backend(verb, room, &mut body);
         // `permanent` is the proxy's (its rooms file), never a backend's jcfg.
         body.remove("permanent");
         let req = request::message(body, jsep);
@@ -332,6 +333,24 @@ impl VideoRoomHandle {
         if self.joined().is_some_and(|j| j.leg == token) {
             self.flush_trickles();
         }
+    }
+}
+
+impl VideoRoomHandle {
+    /// A client's room request as its backend room takes it: an `edit`'s new description
+    /// marked, the backend secret for the client's (see [`backend_mark`]).
+    pub(super) fn to_backend(&self, verb: Verb, room: u64, body: &mut JsonMap) {
+        let settings = &self.shared.env.settings;
+        if verb == Verb::Edit {
+            backend_mark::mark_edit(body, &settings.backend_room_mark);
+        }
+        let secret = self
+            .shared
+            .rooms
+            .lock()
+            .get(room)
+            .and_then(|r| r.secret().map(str::to_owned));
+        backend_mark::swap_secret(body, secret.as_deref(), &settings.backend_room_secret);
     }
 }
 

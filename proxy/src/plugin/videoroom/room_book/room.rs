@@ -74,8 +74,9 @@ impl Room {
     }
 
     /// The body of the backend `create` for this room, its description marked with `mark`
-    /// (`plugins.backend_room_mark`, see [`backend_mark`]).
-    pub fn create_request(&self, mark: &str) -> JsonMap {
+    /// (`plugins.backend_room_mark`) and its secret `backend_secret` when there is one
+    /// (`plugins.backend_room_secret`; see [`backend_mark`]).
+    pub fn create_request(&self, mark: &str, backend_secret: &str) -> JsonMap {
         let mut body = JsonMap::new();
         body.insert("request".into(), "create".into());
         body.insert("room".into(), self.id.into());
@@ -84,6 +85,7 @@ impl Room {
             body.insert(k.clone(), v.clone());
         }
         backend_mark::mark_create(&mut body, mark);
+        backend_mark::secure_create(&mut body, backend_secret);
         body
     }
 
@@ -219,13 +221,13 @@ mod tests {
             "description":"d","secret":"s","publishers":6}),
         );
         d.create(9, &b).expect("create");
-        let req = d.get(9).expect("room").create_request("");
+        let req = d.get(9).expect("room").create_request("", "");
         assert_eq!(
             Value::Object(req),
             json!({"request":"create","room":9,"permanent":false,"description":"d",
                 "secret":"s","publishers":6})
         );
-        let marked = d.get(9).expect("room").create_request("mark-");
+        let marked = d.get(9).expect("room").create_request("mark-", "");
         assert_eq!(marked["description"], "mark-d");
         // The book keeps the client's description.
         assert_eq!(d.get(9).expect("room").list_entry()["description"], "d");
