@@ -19,6 +19,7 @@ pub mod shared_rooms;
 pub mod tcp_relay;
 pub mod tls;
 pub mod videoroom_client;
+pub mod webinar;
 
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
