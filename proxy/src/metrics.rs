@@ -38,6 +38,22 @@ pub struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomServerLabels {
+    pub room: String,
+    pub server: String,
+}
+
+/// A videoroom room on one server, as this proxy sees it (see [`Metrics::set_videoroom`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoomOnServer {
+    pub room: u64,
+    pub server: String,
+    pub publishers: usize,
+    pub mirrors: usize,
+    pub subscribers: usize,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     pub reason: &'static str,
 }
@@ -95,6 +111,10 @@ pub struct Metrics {
     pub store_up: Gauge,
     /// Live proxies seen in the shared store (this one included).
     pub store_proxies: Gauge,
+    /// Videoroom rooms per server (refilled at each scrape from the room book).
+    videoroom_publishers: Family<RoomServerLabels, Gauge>,
+    videoroom_mirrors: Family<RoomServerLabels, Gauge>,
+    videoroom_subscribers: Family<RoomServerLabels, Gauge>,
     /// Serialises scrapes: the per-backend families are cleared and refilled by each.
     pub scrape: Mutex<()>,
 }
@@ -213,7 +233,30 @@ impl Metrics {
             "Live proxies whose heartbeat is in the shared store",
             store_proxies.clone(),
         );
+        let room_family = |registry: &mut Registry, name: &str, help: &str| {
+            let family = Family::<RoomServerLabels, Gauge>::default();
+            registry.register(name, help, family.clone());
+            family
+        };
+        let videoroom_publishers = room_family(
+            &mut registry,
+            "videoroom_room_publishers",
+            "Publishers of a videoroom room on a server (this proxy's, and other proxies' with a shared store)",
+        );
+        let videoroom_mirrors = room_family(
+            &mut registry,
+            "videoroom_room_mirrors",
+            "Publishers of a spanning videoroom room mirrored to a server",
+        );
+        let videoroom_subscribers = room_family(
+            &mut registry,
+            "videoroom_room_subscribers",
+            "This proxy's subscribers of a videoroom room on a server",
+        );
         Metrics {
+            videoroom_publishers,
+            videoroom_mirrors,
+            videoroom_subscribers,
             registry,
             store_up,
             store_proxies,
@@ -276,6 +319,28 @@ impl Metrics {
             backend: backend.to_owned(),
         };
         self.backend_latency.remove(&labels);
+    }
+
+    /// The videoroom rooms per server, replacing the previous figures (rooms gone or moved
+    /// leave the families).
+    pub fn set_videoroom(&self, rows: impl IntoIterator<Item = RoomOnServer>) {
+        self.videoroom_publishers.clear();
+        self.videoroom_mirrors.clear();
+        self.videoroom_subscribers.clear();
+        for row in rows {
+            let labels = RoomServerLabels {
+                room: row.room.to_string(),
+                server: row.server,
+            };
+            let set = |family: &Family<RoomServerLabels, Gauge>, n: usize| {
+                family
+                    .get_or_create(&labels)
+                    .set(i64::try_from(n).unwrap_or(i64::MAX));
+            };
+            set(&self.videoroom_publishers, row.publishers);
+            set(&self.videoroom_mirrors, row.mirrors);
+            set(&self.videoroom_subscribers, row.subscribers);
+        }
     }
 
     /// The OpenMetrics text of everything.

@@ -80,6 +80,10 @@ pub async fn metrics(_: CanScrape, state: State) -> HttpResponse {
         .set(state.session().sessions.lock().len() as i64);
     let text = {
         let _guard = state.metrics.scrape.lock();
+        if let Some(book) = &state.session().plugins.videoroom {
+            let rows = crate::plugin::videoroom::admin::per_server_rows(book);
+            state.metrics.set_videoroom(rows);
+        }
         state.metrics.encode()
     };
     HttpResponse::Ok()

@@ -234,6 +234,7 @@ mod tests {
             publishers: Default::default(),
             remote_publishers: 0,
             remote_feeds: Default::default(),
+            seats: Default::default(),
             permanent: false,
             creator: String::new(),
         }

@@ -214,13 +214,20 @@ pub struct Placement {
 }
 
 /// Choose the server for a new handle of `package`.
-#[derive(Message)]
+#[derive(Message, Default)]
 #[rtype(result = "Result<Placement, ProxyError>")]
 pub struct SelectServer {
     pub package: String,
     /// Servers to pass over when another one is selectable (a videoroom room that needs one
     /// more server); empty for most placements.
     pub avoid: Vec<String>,
+    /// Servers to take, the first selectable one in this order that has room for one more
+    /// handle, before the policy chooses (a videoroom room's own servers); empty for most.
+    pub prefer: Vec<String>,
+    /// Only servers with room for one more handle (effective load + one handle ≤ 1: the
+    /// reported load, or handles over `registry.handle_capacity`) while any has; with none,
+    /// the first selectable preferred server, else the policy over every selectable one.
+    pub roomy: bool,
 }
 
 /// Places one more handle on a server already chosen (the second leg of a call that the

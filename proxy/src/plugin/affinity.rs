@@ -199,6 +199,7 @@ pub async fn select(
     let select = SelectServer {
         package: package.to_owned(),
         avoid,
+        ..SelectServer::default()
     };
     match servers.select.send(select).await {
         Ok(Ok(placement)) => Ok(placement),

@@ -38,10 +38,22 @@ pub struct PluginsConfig {
     /// non-zero `room` (`[[plugins.videoroom_rooms]]`). Like rooms created through the API,
     /// each is created on a backend when it is first needed.
     pub videoroom_rooms: Vec<janus_protocol::JsonMap>,
-    /// Spanning rooms (experimental): 0 keeps each videoroom room on one server; N > 0 lets a
-    /// room span servers, N publishers per server before the next one is used, every publisher
-    /// mirrored to the room's other servers with Janus's remote publishers.
+    /// Rooms spanning servers: a videoroom room lives on one server until that server cannot
+    /// take its next publisher or subscriber (drained, breaker open, full by
+    /// `registry.handle_capacity` or its reported load, or at a limit below); it then spans
+    /// to another server, every publisher mirrored there with Janus's remote publishers.
+    /// False: every room stays on the server it was placed on.
+    pub videoroom_spanning: bool,
+    /// Spanning rooms: at most N of a room's publishers per server (0: no fixed limit, only
+    /// the server's capacity).
     pub videoroom_publishers_per_backend: usize,
+    /// Spanning rooms: at most N of a room's subscribers per server (0: no fixed limit).
+    pub videoroom_subscribers_per_backend: usize,
+    /// Spanning rooms: seconds a server of a room (not its first) stays without any of the
+    /// room's participants or subscribers before the room leaves it (its mirrors removed,
+    /// its backend room destroyed there). One proxy only: with a shared store another
+    /// proxy's subscribers there are not known, so the room keeps its servers.
+    pub videoroom_mirror_grace_s: f64,
     /// Janus VideoRoom's `admin_key` (empty: none): when set, `create` must carry it (429
     /// missing, 433 wrong) and `list` with it also shows private rooms.
     pub videoroom_admin_key: String,
@@ -88,7 +100,10 @@ impl Default for PluginsConfig {
             audiobridge_rooms: Vec::new(),
             videoroom: true,
             videoroom_rooms: Vec::new(),
+            videoroom_spanning: true,
             videoroom_publishers_per_backend: 0,
+            videoroom_subscribers_per_backend: 0,
+            videoroom_mirror_grace_s: 30.0,
             videoroom_admin_key: String::new(),
             audiobridge_admin_key: String::new(),
             videoroom_lock_rtp_forward: false,
@@ -122,6 +137,9 @@ impl PluginsConfig {
             return Err(
                 "plugins.backend_room_mark: at most 64 characters, no control characters".into(),
             );
+        }
+        if !(self.videoroom_mirror_grace_s.is_finite() && self.videoroom_mirror_grace_s >= 0.0) {
+            return Err("plugins.videoroom_mirror_grace_s: a number of seconds, 0 or more".into());
         }
         let secret = &self.backend_room_secret;
         if secret.chars().count() > 256 || secret.chars().any(char::is_control) {

@@ -241,12 +241,8 @@ impl ServerRegistry {
         }
     }
 
-    fn select(
-        &mut self,
-        package: &str,
-        avoid: &[String],
-        now: Instant,
-    ) -> Result<Placement, ProxyError> {
+    fn select(&mut self, msg: &SelectServer, now: Instant) -> Result<Placement, ProxyError> {
+        let (package, avoid) = (msg.package.as_str(), &msg.avoid);
         let capacity = self.capacity;
         let mut selectable: Vec<&mut ServerEntry> = Vec::new();
         let mut breaker_blocked: Vec<&mut ServerEntry> = Vec::new();
@@ -272,21 +268,40 @@ impl ServerRegistry {
         if selectable.iter().any(has) {
             selectable.retain(has);
         }
-        if selectable.iter().any(|e| !avoid.contains(&e.record.name)) {
-            selectable.retain(|e| !avoid.contains(&e.record.name));
-        }
-        let candidates: Vec<Candidate<'_>> = selectable
-            .iter()
-            .map(|e| Candidate {
-                name: &e.record.name,
-                load: e.record.effective_load(capacity),
-                unit: e.record.unit_load(capacity),
+        let preferred = |roomy: bool, selectable: &[&mut ServerEntry]| {
+            msg.prefer.iter().find_map(|name| {
+                selectable
+                    .iter()
+                    .position(|e| e.record.name == *name && (!roomy || e.record.has_room(capacity)))
             })
-            .collect();
-        let chosen = self
-            .selector
-            .pick(&candidates, rand::random::<f64>())
-            .ok_or_else(|| ProxyError::NoBackend(package.to_owned()))?;
+        };
+        let chosen = match preferred(msg.roomy, &selectable) {
+            Some(chosen) => chosen,
+            None => {
+                if selectable.iter().any(|e| !avoid.contains(&e.record.name)) {
+                    selectable.retain(|e| !avoid.contains(&e.record.name));
+                }
+                let roomy = |e: &&mut ServerEntry| e.record.has_room(capacity);
+                if msg.roomy && selectable.iter().any(roomy) {
+                    selectable.retain(roomy);
+                } else if msg.roomy {
+                    // Every server is full: the caller's own first, rather than one more.
+                    // (`selectable` lost the avoided servers: look again among all.)
+                    return self.select_full(msg, now);
+                }
+                let candidates: Vec<Candidate<'_>> = selectable
+                    .iter()
+                    .map(|e| Candidate {
+                        name: &e.record.name,
+                        load: e.record.effective_load(capacity),
+                        unit: e.record.unit_load(capacity),
+                    })
+                    .collect();
+                self.selector
+                    .pick(&candidates, rand::random::<f64>())
+                    .ok_or_else(|| ProxyError::NoBackend(package.to_owned()))?
+            }
+        };
         let entry = &mut selectable[chosen];
         entry.breaker.on_placed(now);
         // Selectable: its link is ready, so it exists.
@@ -300,6 +315,23 @@ impl ServerRegistry {
             link,
             rtp_host: entry.record.rtp_host.clone(),
         })
+    }
+
+    /// [`Self::select`] when no server has room: the first selectable preferred server, else
+    /// the policy over every selectable one.
+    fn select_full(&mut self, msg: &SelectServer, now: Instant) -> Result<Placement, ProxyError> {
+        let first = msg.prefer.iter().find(|name| {
+            self.servers
+                .get_mut(name.as_str())
+                .is_some_and(|e| Self::unselectable_because(e, now).is_none())
+        });
+        let relaxed = SelectServer {
+            package: msg.package.clone(),
+            avoid: Vec::new(),
+            prefer: first.into_iter().cloned().collect(),
+            roomy: false,
+        };
+        self.select(&relaxed, now)
     }
 
     fn sweep(&mut self, now: Instant) {
@@ -562,7 +594,7 @@ impl Handler<SelectServer> for ServerRegistry {
     type Result = Result<Placement, ProxyError>;
 
     fn handle(&mut self, msg: SelectServer, _: &mut Context<Self>) -> Self::Result {
-        self.select(&msg.package, &msg.avoid, Instant::now())
+        self.select(&msg, Instant::now())
     }
 }
 

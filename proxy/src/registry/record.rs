@@ -159,6 +159,11 @@ impl ServerRecord {
         reported + self.placed_since_report as f64 * self.unit_load(capacity)
     }
 
+    /// Room for one more handle: its effective load stays within full load.
+    pub fn has_room(&self, capacity: f64) -> bool {
+        self.effective_load(capacity) + self.unit_load(capacity) <= 1.0 + 1e-9
+    }
+
     pub fn placed(&mut self) -> u64 {
         self.placed_since_report += 1;
         self.epoch

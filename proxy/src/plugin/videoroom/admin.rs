@@ -26,6 +26,16 @@ pub fn room_view(room: &Room) -> Value {
         map.insert("server".into(), json!(server));
         let servers: Vec<&str> = room.servers.iter().map(|p| p.server.as_str()).collect();
         map.insert("servers".into(), json!(servers));
+        // This proxy's view of the room's load per server (a spanning room's mirrors too).
+        let per_server: Vec<Value> = room
+            .per_server()
+            .into_iter()
+            .map(|s| {
+                json!({"server": s.server, "publishers": s.publishers, "mirrors": s.mirrors,
+                    "subscribers": s.subscribers})
+            })
+            .collect();
+        map.insert("per_server".into(), per_server.into());
     }
     view
 }
@@ -38,6 +48,30 @@ pub fn list(rooms: &SharedRoomBook) -> Vec<Value> {
         .iter()
         .filter_map(|entry| entry["room"].as_u64())
         .filter_map(|id| rooms.get(id).map(room_view))
+        .collect()
+}
+
+/// Every placed room per server, for the metrics.
+pub fn per_server_rows(rooms: &SharedRoomBook) -> Vec<crate::metrics::RoomOnServer> {
+    let rooms = rooms.lock();
+    let ids: Vec<u64> = rooms
+        .list(true)
+        .iter()
+        .filter_map(|entry| entry["room"].as_u64())
+        .collect();
+    ids.into_iter()
+        .filter_map(|id| rooms.get(id))
+        .flat_map(|room| {
+            room.per_server()
+                .into_iter()
+                .map(move |s| crate::metrics::RoomOnServer {
+                    room: room.id,
+                    server: s.server,
+                    publishers: s.publishers,
+                    mirrors: s.mirrors,
+                    subscribers: s.subscribers,
+                })
+        })
         .collect()
 }
 

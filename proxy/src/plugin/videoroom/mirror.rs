@@ -303,6 +303,30 @@ impl RoomMirror {
         Some((live, p.display.as_deref()))
     }
 
+    /// Whether feed `id` can be subscribed to on `server`: its own server, a mirror added
+    /// there, or nothing to wait for (not an active publisher, or its mirror there failed).
+    /// A mirror being added, or a server the plan has not heard of yet, is not ready.
+    pub fn feed_ready(&self, id: u64, server: &str) -> bool {
+        let Some(p) = self.publishers.get(&id) else {
+            return true;
+        };
+        match p.remotes.get(server) {
+            Some(remote) => *remote == Remote::Live,
+            None => p.server == server || self.servers.contains(server),
+        }
+    }
+
+    /// The mirrored publishers (added or being added) on each server.
+    pub fn mirrors_per_server(&self) -> BTreeMap<String, usize> {
+        let mut per_server = BTreeMap::new();
+        for p in self.publishers.values() {
+            for target in p.remotes.keys() {
+                *per_server.entry(target.clone()).or_insert(0) += 1;
+            }
+        }
+        per_server
+    }
+
     /// Publisher `id` is active (its PeerConnection up), so its mirrors speak for it.
     pub fn is_active(&self, id: u64) -> bool {
         self.publishers.contains_key(&id)
@@ -505,6 +529,29 @@ mod tests {
             display: Some(format!("p{publisher}")),
             streams: streams(),
         }
+    }
+
+    #[test]
+    fn a_feed_is_ready_for_a_subscriber_once_mirrored_there() {
+        let mut m = RoomMirror::default();
+        m.server_added("a");
+        m.publisher_active("a", 1, Some("p1".into()), streams());
+        // Not active: nothing to wait for (Janus answers); on its own server: ready.
+        assert!(m.feed_ready(9, "b") && m.feed_ready(1, "a"));
+        // A server the plan has not heard of yet: its mirror is to come.
+        assert!(!m.feed_ready(1, "b"));
+        assert_eq!(m.server_added("b"), [add("b", 1)]);
+        assert!(!m.feed_ready(1, "b"), "being added");
+        assert_eq!(m.mirrors_per_server(), [("b".to_owned(), 1)].into());
+        m.remote_added("b", 1, 10000, 10001);
+        assert!(m.feed_ready(1, "b"));
+        // A failed mirror: nothing more to wait for.
+        m.server_added("c");
+        m.remote_failed("c", 1);
+        assert!(m.feed_ready(1, "c"));
+        // A server that leaves the room takes its mirrors with it.
+        m.server_lost("b");
+        assert!(m.mirrors_per_server().is_empty());
     }
 
     #[test]

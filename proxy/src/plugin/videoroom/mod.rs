@@ -15,8 +15,9 @@
 //!   back with the client's ids. Where a request goes is decided by [`routing`].
 //! * When a room's server is lost, its participants are told (see the handle) and the room
 //!   forgets its placement: the next join creates it again on a server the registry picks.
-//! * Spanning rooms (`plugins.videoroom_publishers_per_backend > 0`): a room may span
-//!   servers, publishers filling one before the next is used; the
+//! * Spanning rooms (`plugins.videoroom_spanning`, on by default): a room lives on one server
+//!   until that server cannot take its next publisher or subscriber, then spans to another;
+//!   the
 //!   [`coordinator::RoomCoordinator`] of the room mirrors every publisher to the room's other
 //!   servers with Janus's remote publishers, following the plan of [`mirror::RoomMirror`].
 
@@ -63,20 +64,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// `plugins.videoroom_publishers_per_backend` (0: a room lives on one server).
-    pub fn per_backend(&self) -> usize {
-        self.env.settings.videoroom_publishers_per_backend
+    /// `plugins.videoroom_spanning`: rooms may span servers.
+    pub fn spans(&self) -> bool {
+        self.env.settings.videoroom_spanning
     }
 
     /// The coordinator of spanning room `room`, started if needed (None: rooms do not span
     /// servers).
     pub fn coordinator(&self, room: u64) -> Option<Addr<RoomCoordinator>> {
-        (self.per_backend() > 0).then(|| coordinator::start(self, room))
+        self.spans().then(|| coordinator::start(self, room))
     }
 
     /// The coordinator of spanning room `room`, if it runs.
     pub fn running(&self, room: u64) -> Option<Addr<RoomCoordinator>> {
-        if self.per_backend() == 0 {
+        if !self.spans() {
             return None;
         }
         coordinator::running(&self.coordinators, room)
@@ -126,7 +127,7 @@ impl Plugin for VideoRoomPlugin {
             rooms: self.rooms.clone(),
             coordinators: self.coordinators.clone(),
         };
-        if shared.per_backend() > 0 {
+        if shared.spans() {
             shared.rooms.lock().spans_servers = true;
             // Spanning rooms with several proxies: the coordinators talk over the bus.
             self.remote.get_or_init(|| {

@@ -149,8 +149,10 @@ pub fn joins_as_publisher(verb: Verb, body: &JsonMap) -> bool {
 pub enum Target {
     /// This server: the room's, or the one of the participant or publisher it is about.
     Server(String),
-    /// A spanning room whose servers are all full of publishers: one more server.
-    OneMoreServer,
+    /// A spanning room's join: the first of these servers (in this order) that can take one
+    /// more handle; when none can (drained, full, unreachable, or none listed: all at their
+    /// limit), one more server chosen by the policy, to which the room spans.
+    Among(Vec<String>),
     /// The room has no server yet.
     Unplaced,
 }
@@ -161,56 +163,74 @@ pub struct Asker {
     /// The client session of the handle (its own participant's server takes its
     /// subscriptions).
     pub session: u64,
-    /// `plugins.videoroom_publishers_per_backend` (0: a room lives on one server).
-    pub per_backend: usize,
+    /// `plugins.videoroom_spanning`: rooms may span servers.
+    pub spans: bool,
+    /// `plugins.videoroom_publishers_per_backend` (0: no fixed limit).
+    pub publishers_per_backend: usize,
+    /// `plugins.videoroom_subscribers_per_backend` (0: no fixed limit).
+    pub subscribers_per_backend: usize,
 }
 
 /// Where a room request about `room` goes.
 ///
-/// A room on one server: there. A spanning room: a publisher's join to the room's
-/// least-filled server with room left (else [`Target::OneMoreServer`]); a subscriber's join to
-/// its own participant's server (the publisher whose `private_id` it sends, or one of the same
-/// client session), else to its first feed's server; a request about one publisher (`kick`,
-/// `moderate`, `rtp_forward`, `stop_rtp_forward`) to that publisher's server; anything else
-/// to the room's first server.
+/// A room on one server (no spanning): there. A spanning room: a publisher's join among the
+/// room's servers under the publisher limit, fewest publishers first; a subscriber's join
+/// among those under the subscriber limit: its own participant's server (the publisher whose
+/// `private_id` it sends, or one of the same client session), its first feed's server, then
+/// the others, fewest subscribers first ([`Target::Among`]: the registry takes the first that
+/// has room, else spans the room); a request about one publisher (`kick`, `moderate`,
+/// `rtp_forward`, `stop_rtp_forward`) to that publisher's server; anything else to the room's
+/// first server.
 pub fn target_of(book: &RoomBook, room: u64, verb: Verb, body: &JsonMap, who: Asker) -> Target {
     let Some(first) = book.placement(room).map(|p| p.server) else {
         return Target::Unplaced;
     };
-    if who.per_backend == 0 {
+    if !who.spans {
         return Target::Server(first);
     }
     if joins_as_publisher(verb, body) {
-        return book
-            .server_for_publisher(room, who.per_backend)
-            .map_or(Target::OneMoreServer, Target::Server);
+        return Target::Among(book.publisher_preference(room, who.publishers_per_backend));
     }
-    // A subscriber goes to its own participant's server: it then keeps every stream still
-    // alive as long as its own participant's server lives, whichever feed it named first.
-    if verb == Verb::Join {
-        let private_id = body.get("private_id").and_then(Value::as_u64);
-        if let Some(own) = book.own_server(room, who.session, private_id) {
-            return Target::Server(own);
-        }
-    }
-    // Requests about one publisher go to its server; a subscriber with no participant of its
-    // own in the room to its first feed's (so that at least that feed is local).
-    let feed = match verb {
-        Verb::Join => body
-            .get("streams")
+    let first_feed = || {
+        body.get("streams")
             .and_then(Value::as_array)
             .and_then(|s| s.first())
             .and_then(|s| s.get("feed"))
             .or_else(|| body.get("feed"))
-            .and_then(Value::as_u64),
+            .and_then(Value::as_u64)
+    };
+    if verb == Verb::Join {
+        let private_id = body.get("private_id").and_then(Value::as_u64);
+        let own = book.own_server(room, who.session, private_id);
+        let limit = who.subscribers_per_backend;
+        return Target::Among(book.subscriber_preference(room, own, first_feed(), limit));
+    }
+    // Requests about one publisher go to its server.
+    let about = match verb {
         Verb::Kick | Verb::Moderate => body.get("id").and_then(Value::as_u64),
         Verb::RtpForward | Verb::StopRtpForward => body.get("publisher_id").and_then(Value::as_u64),
         _ => None,
     };
     Target::Server(
-        feed.and_then(|f| book.feed_server(room, f))
+        about
+            .and_then(|f| book.feed_server(room, f))
             .unwrap_or(first),
     )
+}
+
+/// The feeds a subscriber's `join` names (`streams[].feed`, else `feed`).
+pub fn feeds_of(body: &JsonMap) -> Vec<u64> {
+    let streams = body.get("streams").and_then(Value::as_array);
+    let mut feeds: Vec<u64> = streams
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.get("feed").and_then(Value::as_u64))
+        .collect();
+    if feeds.is_empty() {
+        feeds.extend(body.get("feed").and_then(Value::as_u64));
+    }
+    feeds.dedup();
+    feeds
 }
 
 /// What becomes of a room request (of a room the book has).
@@ -226,7 +246,7 @@ pub enum RoomRoute {
 }
 
 pub fn route_of(book: &RoomBook, room: u64, verb: Verb, body: &JsonMap, who: Asker) -> RoomRoute {
-    if who.per_backend > 0 {
+    if who.spans {
         if let Some(id) = body.get("id").and_then(Value::as_u64) {
             if verb.is_join()
                 && (verb == Verb::JoinAndConfigure
@@ -254,14 +274,22 @@ mod tests {
 
     const ONE: Asker = Asker {
         session: 100,
-        per_backend: 0,
+        spans: false,
+        publishers_per_backend: 0,
+        subscribers_per_backend: 0,
     };
 
     fn spanning(per_backend: usize) -> Asker {
         Asker {
             session: 100,
-            per_backend,
+            spans: true,
+            publishers_per_backend: per_backend,
+            subscribers_per_backend: 0,
         }
+    }
+
+    fn among(servers: &[&str]) -> Target {
+        Target::Among(servers.iter().map(|s| s.to_string()).collect())
     }
 
     fn to(server: &str, ready: bool) -> RoomRoute {
@@ -353,8 +381,12 @@ mod tests {
         let join = body(json!({"ptype": "publisher"}));
         assert_eq!(
             route_of(&book, 1, Verb::Join, &join, spanning(1)),
-            to("a", true)
+            RoomRoute::To {
+                target: among(&["a"]),
+                ready: false
+            }
         );
+        book.seat_taken(1, 10, "a", true);
         book.publisher_joined(1, 10, "a", 5);
         assert_eq!(
             target_of(
@@ -364,12 +396,16 @@ mod tests {
                 &JsonMap::new(),
                 spanning(1)
             ),
-            Target::OneMoreServer
+            among(&[])
         );
-        // With room left on a, a again.
+        // With room left on a (or no limit), a again.
         assert_eq!(
             target_of(&book, 1, Verb::Join, &join, spanning(2)),
-            Target::Server("a".into())
+            among(&["a"])
+        );
+        assert_eq!(
+            target_of(&book, 1, Verb::Join, &join, spanning(0)),
+            among(&["a"])
         );
         // A publisher id is the room's, not one server's.
         let taken = body(json!({"ptype": "publisher", "id": 5}));
@@ -399,31 +435,46 @@ mod tests {
         let who = spanning(2);
         let b = Target::Server("b".into());
         let a = Target::Server("a".into());
-        // A subscriber: its own participant's server (private id, then session).
+        // A subscriber: its own participant's server first (private id, then session), then
+        // its feed's, then the others.
         let feed_on_a = json!({"ptype": "subscriber", "streams": [{"feed": 6}]});
         assert_eq!(
             target_of(&book, 1, Verb::Join, &body(feed_on_a.clone()), who),
-            b
+            among(&["b", "a"])
         );
         let mut pvt = body(feed_on_a.clone());
         pvt.insert("private_id".into(), 8.into());
-        assert_eq!(target_of(&book, 1, Verb::Join, &pvt, who), a);
-        // Nobody of its own: its first feed's server (`streams`, else `feed`).
+        assert_eq!(
+            target_of(&book, 1, Verb::Join, &pvt, who),
+            among(&["a", "b"])
+        );
+        // Nobody of its own: its first feed's server (`streams`, else `feed`), then the
+        // servers with the fewest subscribers.
         let stranger = Asker {
             session: 555,
             ..who
         };
         assert_eq!(
             target_of(&book, 1, Verb::Join, &body(json!({"feed": 5})), stranger),
-            b
+            among(&["b", "a"])
         );
         assert_eq!(
             target_of(&book, 1, Verb::Join, &body(feed_on_a), stranger),
-            a
+            among(&["a", "b"])
         );
+        book.seat_taken(1, 30, "a", false);
         assert_eq!(
             target_of(&book, 1, Verb::Join, &body(json!({"feed": 99})), stranger),
-            a
+            among(&["b", "a"])
+        );
+        // A server at the subscriber limit is left out.
+        let limited = Asker {
+            subscribers_per_backend: 1,
+            ..stranger
+        };
+        assert_eq!(
+            target_of(&book, 1, Verb::Join, &body(json!({"feed": 6})), limited),
+            among(&["b"])
         );
         // About one publisher: its server.
         assert_eq!(

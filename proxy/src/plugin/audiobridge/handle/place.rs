@@ -81,7 +81,7 @@ impl AudioBridgeHandle {
         let registry = self.env.servers.select.clone();
         let select = SelectServer {
             package: PACKAGE.to_owned(),
-            avoid: Vec::new(),
+            ..SelectServer::default()
         };
         async move { registry.send(select).await }
             .into_actor(self)

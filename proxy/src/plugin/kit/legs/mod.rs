@@ -224,6 +224,7 @@ pub fn ensure<A: WithLegs>(
                 .send(SelectServer {
                     package: wanted,
                     avoid,
+                    ..SelectServer::default()
                 })
                 .await
                 .map_err(|_| unavailable(ProxyError::Unavailable))?

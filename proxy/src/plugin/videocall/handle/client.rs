@@ -347,7 +347,7 @@ impl VideoCallHandle {
         });
         let select = self.env.servers.select.send(SelectServer {
             package: PACKAGE.to_owned(),
-            avoid: Vec::new(),
+            ..SelectServer::default()
         });
         let placed = select.into_actor(self).map(move |placement, act, ctx| {
             if act.call_id() != Some(call_id) {

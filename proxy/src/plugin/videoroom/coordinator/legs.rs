@@ -53,6 +53,8 @@ pub(super) enum Purpose {
     },
     /// A mirror nobody stands for, removed.
     Ghost(u64),
+    /// The backend room on a server nobody of the room uses any more, destroyed.
+    Retire(String),
 }
 
 impl fmt::Display for Purpose {
@@ -68,6 +70,7 @@ impl fmt::Display for Purpose {
             Purpose::Sweep(server) => write!(f, "sweep:{server}"),
             Purpose::Orphan { id, server } => write!(f, "orphan:{id}:{server}"),
             Purpose::Ghost(id) => write!(f, "ghost:{id}"),
+            Purpose::Retire(server) => write!(f, "retire:{server}"),
         }
     }
 }
@@ -170,6 +173,7 @@ impl RoomCoordinator {
             log::debug!("videoroom room {}: {purpose} on {server}", self.room);
             self.send(ctx, &server, body, purpose);
         }
+        self.settle();
     }
 
     /// `add_remote_publisher` or `update_remote_publisher`: the mirror of `publisher`.
@@ -357,6 +361,7 @@ impl RoomCoordinator {
                     }
                     _ => self.mirror.remote_failed(&target, publisher),
                 }
+                self.settle();
             }
             _ => {}
         }

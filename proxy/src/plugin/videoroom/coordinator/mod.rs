@@ -1,5 +1,5 @@
-//! `RoomCoordinator` (spanning rooms, `plugins.videoroom_publishers_per_backend > 0`): one actor
-//! per room that spans several servers. It owns the room's [`RoomMirror`] and one control leg (a
+//! `RoomCoordinator` (spanning rooms, `plugins.videoroom_spanning`): one actor per room that
+//! has participants (it acts once the room spans several servers). It owns the room's [`RoomMirror`] and one control leg (a
 //! backend videoroom handle that never joins) per server, and carries out the mirror's requests
 //! there: `add_remote_publisher` on the targets, `publish_remotely` on the source,
 //! `update_remote_publisher`, `unpublish_remotely`, `remove_remote_publisher`. Handles tell it what
@@ -34,6 +34,7 @@
 //! Redis); [`streams`] holds the plain parts.
 
 mod cluster;
+mod demand;
 mod legs;
 mod members;
 pub mod streams;
@@ -57,6 +58,8 @@ use legs::{Opening, PendingList};
 use wire::{Shadow, Wire};
 
 pub use streams::{audio_level_ext_id, remote_streams, remote_streams_with_levels};
+
+pub use demand::AwaitFeeds;
 
 /// The bus topic of the videoroom coordinators.
 pub const TOPIC: &str = "videoroom";
@@ -86,6 +89,8 @@ pub fn start(shared: &Shared, room: u64) -> Addr<RoomCoordinator> {
         next_opening: 0,
         lists: HashMap::new(),
         next_list: 1,
+        waiters: Vec::new(),
+        idle: demand::Idle::default(),
     }
     .start();
     map.insert(room, addr.clone());
@@ -251,6 +256,10 @@ pub struct RoomCoordinator {
     hosts: HashMap<String, String>,
     lists: HashMap<u64, PendingList>,
     next_list: u64,
+    /// Subscribers' joins waiting for their feeds' mirrors.
+    waiters: Vec<demand::FeedWaiter>,
+    /// The room's servers nobody uses, since when.
+    idle: demand::Idle,
 }
 
 impl RoomCoordinator {
@@ -329,7 +338,7 @@ impl RoomCoordinator {
 
     /// The shared store, when spanning rooms are coordinated between proxies.
     fn shared_store(&self) -> Option<Arc<dyn SharedRooms>> {
-        if self.shared.per_backend() == 0 {
+        if !self.shared.spans() {
             return None;
         }
         self.shared.env.cluster.bus.as_ref()?;
@@ -387,6 +396,8 @@ impl Actor for RoomCoordinator {
     /// With several proxies: who coordinates the room is settled before anything else is
     /// handled, then asked again every `sync_interval_ms`.
     fn started(&mut self, ctx: &mut Self::Context) {
+        let (_, period) = self.grace();
+        ctx.run_interval(period, |act, ctx| act.leave_idle_servers(ctx));
         let Some(claim) = self.claim() else {
             return;
         };

@@ -302,7 +302,7 @@ impl VideoRoomHandle {
                     store.clear_placement(RoomKind::VideoRoom, *room, &server);
                 }
             }
-            if self.shared.per_backend() > 0 {
+            if self.shared.spans() {
                 let coordinators = self.shared.coordinators.lock();
                 for room in rooms {
                     if let Some(c) = coordinators.get(&room) {

@@ -174,7 +174,11 @@ impl VideoRoomHandle {
     /// Out of the room (if in one): what it was.
     fn take_joined(&mut self) -> Option<Joined> {
         match std::mem::replace(&mut self.life, Life::Out) {
-            Life::In(j) => Some(j),
+            Life::In(j) => {
+                let handle = self.core.handle_id;
+                self.shared.rooms.lock().seat_freed(j.room, handle);
+                Some(j)
+            }
             other => {
                 self.life = other;
                 None

@@ -17,7 +17,7 @@ use crate::messages::{PlaceOn, Placement, ReplyTo, SelectServer, ServersPort};
 use crate::plugin::backend_mark;
 use crate::plugin::kit::leg::is_lost;
 use crate::plugin::kit::{legs, request, BackendLeg, ClientRequests};
-use crate::plugin::videoroom::coordinator::ServerJoined;
+use crate::plugin::videoroom::coordinator::{AwaitFeeds, ServerJoined};
 use crate::plugin::videoroom::routing::{self, Asker, RoomRoute, Target, Verb};
 use crate::plugin::videoroom::{checks, SharedRoomBook, PACKAGE};
 
@@ -70,9 +70,12 @@ pub(super) enum NoWay {
 impl VideoRoomHandle {
     /// Sends `req` to its room's server, placing and creating the room there first if needed.
     pub(super) fn route_to_room(&mut self, ctx: &mut Context<Self>, req: RoomRequest) {
+        let settings = &self.shared.env.settings;
         let who = Asker {
             session: self.core.session_id,
-            per_backend: self.shared.per_backend(),
+            spans: settings.videoroom_spanning,
+            publishers_per_backend: settings.videoroom_publishers_per_backend,
+            subscribers_per_backend: settings.videoroom_subscribers_per_backend,
         };
         let route = {
             let rooms = self.shared.rooms.lock();
@@ -126,6 +129,7 @@ impl VideoRoomHandle {
         let way = wrap_future::<_, Self>(placed)
             .then(move |placed, act, ctx| act.leg_there(ctx, serial, placed))
             .then(move |leg, act, _| act.room_there(serial, leg))
+            .then(move |leg, act, _| act.feeds_there(serial, leg))
             .map(move |leg, act, ctx| act.way_found(ctx, serial, leg));
         ctx.spawn(way);
     }
@@ -221,6 +225,44 @@ impl VideoRoomHandle {
             .boxed_local()
     }
 
+    /// A subscriber's join to a spanning room: the feeds it names must be mirrored on its
+    /// server before it goes (the room may have just spread there). The room's coordinator
+    /// answers once they are (or are not active, or the mirror failed); after the request
+    /// timeout it goes anyway, and Janus says whether it knows the feed.
+    fn feeds_there(
+        &mut self,
+        serial: u64,
+        leg: Result<u64, NoWay>,
+    ) -> LocalBoxActorFuture<Self, Result<u64, NoWay>> {
+        let token = match leg {
+            Ok(token) if self.is_owed(serial) => token,
+            other => return fut::ready(other).boxed_local(),
+        };
+        let Some(req) = self.owed.as_ref().map(|o| &o.req) else {
+            return fut::ready(Ok(token)).boxed_local();
+        };
+        let subscribes =
+            req.verb == Verb::Join && !routing::joins_as_publisher(req.verb, &req.body);
+        let server = self.legs.get(token).map(|l| l.server().to_owned());
+        let coordinator = self.shared.running(req.room);
+        let (Some(server), Some(coordinator), true) = (server, coordinator, subscribes) else {
+            return fut::ready(Ok(token)).boxed_local();
+        };
+        let feeds = routing::feeds_of(&req.body);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        coordinator.do_send(AwaitFeeds {
+            server,
+            feeds,
+            ready: tx,
+        });
+        let limit = self.shared.env.request_timeout;
+        wrap_future::<_, Self>(async move {
+            let _ = tokio::time::timeout(limit, rx).await;
+            Ok(token)
+        })
+        .boxed_local()
+    }
+
     /// The answer to the backend `create` of the room on `server`.
     fn room_created(
         &mut self,
@@ -302,6 +344,11 @@ impl VideoRoomHandle {
         };
         if verb.is_join() {
             let publisher = body.get("ptype").and_then(Value::as_str) == Some("publisher");
+            // Counted from now (freed when it is out of the room again): joins sent at the
+            // same instant see each other's seats.
+            let handle = self.core.handle_id;
+            let rooms = &self.shared.rooms;
+            rooms.lock().seat_taken(room, handle, &server, publisher);
             self.life = Life::In(Joined {
                 room,
                 leg: token,
@@ -367,7 +414,7 @@ async fn place_room(
 ) -> Result<Placement, NoWay> {
     // The room's server, found unreachable here (the shared placement replaces it).
     let mut dead = None;
-    let one_more = match target {
+    let (among, prefer) = match target {
         Target::Server(server) => {
             let place = PlaceOn {
                 server: server.clone(),
@@ -380,19 +427,22 @@ async fn place_room(
                 }
                 Err(_) => return Err(NoWay::ShuttingDown),
             }
-            false
+            (false, Vec::new())
         }
-        Target::OneMoreServer => true,
-        Target::Unplaced => false,
+        Target::Among(prefer) => (true, prefer),
+        Target::Unplaced => (false, Vec::new()),
     };
-    let avoid = if one_more {
+    let avoid = if among {
         rooms.lock().servers(room)
     } else {
         Vec::new()
     };
+    // A server with room for one more handle, the room's own first (in the order asked).
     let select = SelectServer {
         package: PACKAGE.to_owned(),
         avoid,
+        prefer,
+        roomy: true,
     };
     let mine = match servers.select.send(select).await {
         Ok(Ok(p)) => p,
@@ -400,8 +450,8 @@ async fn place_room(
         Err(_) => return Err(NoWay::ShuttingDown),
     };
     let give_back = |p: Placement| BackendLeg::new(p).end_placement(&servers.ended);
-    if one_more {
-        // The room spreads to this server (or, with no other server, fills it more).
+    if among {
+        // One of the room's servers, or one more to which the room spreads.
         let mut book = rooms.lock();
         if !book.exists(room) {
             drop(book);

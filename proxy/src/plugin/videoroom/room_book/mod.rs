@@ -24,7 +24,9 @@ use serde_json::Value;
 use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomRecord};
 
 mod room;
+mod seats;
 pub use room::{Room, RoomPlacement, NOT_FORWARDED};
+pub use seats::{Seat, Seats, ServerSeats};
 
 #[derive(Debug, Default)]
 pub struct RoomBook {
@@ -74,6 +76,7 @@ impl RoomBook {
                 publishers: BTreeMap::new(),
                 remote_publishers: 0,
                 remote_feeds: BTreeMap::new(),
+                seats: Seats::default(),
                 permanent,
                 creator: String::new(),
             },
@@ -121,6 +124,7 @@ impl RoomBook {
             publishers: BTreeMap::new(),
             remote_publishers: 0,
             remote_feeds: BTreeMap::new(),
+            seats: Seats::default(),
             permanent: record.permanent,
             creator: record.creator,
         }
@@ -346,6 +350,7 @@ impl RoomBook {
                 room.servers.retain(|p| p.server != server);
                 room.publishers.retain(|_, (s, _)| s != server);
                 room.remote_feeds.retain(|_, s| s != server);
+                room.seats.forget_server(server);
                 forgotten.push(room.id);
             }
         }
@@ -358,6 +363,7 @@ impl RoomBook {
             room.servers.retain(|p| p.server != server);
             room.publishers.retain(|_, (s, _)| s != server);
             room.remote_feeds.retain(|_, s| s != server);
+            room.seats.forget_server(server);
         }
     }
 
@@ -414,30 +420,6 @@ impl RoomBook {
         private_id
             .and_then(|pvt| joined(&|o: &Owner| o.private_id == Some(pvt)))
             .or_else(|| joined(&|o: &Owner| o.session == session))
-    }
-
-    /// Room affinity (spanning rooms): the room's server with the fewest joined publishers while it
-    /// has fewer than `per_backend` (None: the room needs another server).
-    pub fn server_for_publisher(&self, id: u64, per_backend: usize) -> Option<String> {
-        let room = self.rooms.get(&id)?;
-        room.servers
-            .iter()
-            .map(|p| {
-                let n = room
-                    .publishers
-                    .values()
-                    .filter(|(s, _)| *s == p.server)
-                    .count()
-                    + room
-                        .remote_feeds
-                        .values()
-                        .filter(|s| **s == p.server)
-                        .count();
-                (n, &p.server)
-            })
-            .filter(|(n, _)| *n < per_backend.max(1))
-            .min_by_key(|(n, _)| *n)
-            .map(|(_, s)| s.clone())
     }
 
     /// The server of publisher `feed` in the room (this proxy's, or, with a shared store,
@@ -584,18 +566,21 @@ mod tests {
     fn rooms_spanning_servers_fill_one_before_the_next() {
         let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
-        assert_eq!(d.server_for_publisher(1, 2), None, "no server yet");
+        assert!(d.publisher_preference(1, 2).is_empty(), "no server yet");
         d.place(1, "a");
         d.mark_created(1, "a");
-        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
-        d.publisher_joined(1, 10, "a", 100);
-        d.publisher_joined(1, 11, "a", 101);
-        assert_eq!(d.server_for_publisher(1, 2), None, "a is full");
+        assert_eq!(d.publisher_preference(1, 2), ["a"]);
+        for (handle, feed) in [(10, 100), (11, 101)] {
+            d.seat_taken(1, handle, "a", true);
+            d.publisher_joined(1, handle, "a", feed);
+        }
+        assert!(d.publisher_preference(1, 2).is_empty(), "a is full");
         assert!(d.add_server(1, "b"));
         assert!(!d.add_server(1, "b"));
         assert!(d.is_on(1, "b") && !d.is_created_on(1, "b"));
         d.mark_created(1, "b");
-        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("b"));
+        assert_eq!(d.publisher_preference(1, 2), ["b"]);
+        d.seat_taken(1, 12, "b", true);
         d.publisher_joined(1, 12, "b", 102);
         assert_eq!(d.feed_server(1, 102).as_deref(), Some("b"));
         assert_eq!(d.feed_server(1, 999), None);
@@ -660,7 +645,7 @@ mod tests {
         // another proxy opened for the room is one of its servers here too.
         d.spans_servers = true;
         d.apply_remote_feeds(&remote);
-        assert_eq!(d.server_for_publisher(1, 1), None, "a is full");
+        assert!(d.publisher_preference(1, 1).is_empty(), "a is full");
         let remote = HashMap::from([(1, vec![participant(100, "a"), participant(101, "b")])]);
         d.apply_remote_feeds(&remote);
         assert_eq!(d.servers(1), ["a", "b"]);
@@ -669,11 +654,11 @@ mod tests {
             "created there by this proxy's first use"
         );
         assert_eq!(d.feed_server(1, 101).as_deref(), Some("b"));
-        assert_eq!(d.server_for_publisher(1, 2).as_deref(), Some("a"));
+        assert_eq!(d.publisher_preference(1, 2), ["a", "b"]);
         // They left (or their proxy died): the places are free again, the servers stay.
         d.apply_remote_feeds(&HashMap::new());
         assert_eq!(d.feed_server(1, 101), None);
-        assert_eq!(d.server_for_publisher(1, 1).as_deref(), Some("a"));
+        assert_eq!(d.publisher_preference(1, 1), ["a", "b"]);
         assert_eq!(d.servers(1), ["a", "b"]);
         // A lost server is forgotten with the publishers there.
         d.apply_remote_feeds(&HashMap::from([(1, vec![participant(101, "b")])]));

@@ -35,6 +35,8 @@ pub struct Room {
     /// by publisher id: their server. Counted when placing a publisher, and where a request
     /// about one of them goes.
     pub remote_feeds: BTreeMap<u64, String>,
+    /// Spanning rooms: this proxy's handles by server, the mirrors there.
+    pub seats: super::Seats,
     /// `permanent` as asked at `create` (kept in the shared store; not on the backends).
     pub permanent: bool,
     /// The proxy that created it (shared store; empty: this one, or the configuration).
