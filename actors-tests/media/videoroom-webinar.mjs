@@ -74,6 +74,19 @@ async function proxyRoom() {
   }
 }
 
+/** The proxy's view of each server (GET /backend_servers): the handles it holds there and
+ * its effective load. */
+async function proxyServers() {
+  try {
+    const r = await fetch(`${opts.admin}/backend_servers`, { headers: { Authorization: `Bearer ${opts.adminToken}` } });
+    const body = await r.json();
+    const list = Array.isArray(body) ? body : (body.servers || []);
+    return Object.fromEntries(list.map((s) => [s.name, { handles: s.link ? s.link.handles : null, effective_load: s.effective_load, placed: s.placed_since_report }]));
+  } catch (e) {
+    return { error: String(e && e.message ? e.message : e) };
+  }
+}
+
 /** Per Janus: its handles (Admin API), how many viewers it holds (their numbers in
  * `where[name]`, kept out of the summary), the publisher or its mirror (listparticipants
  * asked directly; null = no room there). */
@@ -86,8 +99,13 @@ async function survey() {
     where[name] = viewersHere.sort((a, b) => a - b);
     const participants = await participantsOn(opts.janusUrls[name], opts.room);
     const feed = participants && participants.find((p) => p.id === FEED);
+    // The handles that are neither a viewer nor the publisher: the proxy's own (the room's
+    // control handle there), named for the report.
+    const others = handles.filter((h) => !(h.opaque_id || '').startsWith(OPAQUE) && h.type !== 'publisher')
+      .map((h) => `${h.plugin}:${h.type}:${h.room}`);
     out[name] = {
       handles: handles.length,
+      others,
       sessions: new Set(handles.map((h) => h.session)).size,
       subscribers: viewersHere.length,
       subscriber_handles: handles.filter((h) => h.type === 'subscriber').length,
@@ -170,6 +188,7 @@ async function run() {
     state.rss_kib.full = await rssKib(opts.proxyPid);
     state.servers = await survey();
     state.per_server = await proxyRoom();
+    state.proxy_servers = await proxyServers();
     log('spread', JSON.stringify(state.servers));
 
     // Who leaves: whole mirror-only servers first (fewest viewers first), then from the
@@ -199,6 +218,7 @@ async function run() {
     state.mirror_gone_ms = Date.now() - t_left;
     state.after = await survey();
     state.per_server_after = await proxyRoom();
+    state.proxy_servers_after = await proxyServers();
     state.rss_kib.after_leave = await rssKib(opts.proxyPid);
     log('after', JSON.stringify(state.after));
 

@@ -10,7 +10,8 @@
 //! Proven, each Janus asked directly (its Admin API: handles and their opaque ids;
 //! `listparticipants`: the publisher or its mirror):
 //! * every viewer gets its offer (`attached` with a jsep carrying the video);
-//! * no server holds more than 120 handles; the 300 are spread over the three servers and
+//! * no server holds more than 120 handles (each Janus's count, and the proxy's own in
+//!   `GET /backend_servers`: the room's control handle counts too); the 300 are spread over the three servers and
 //!   every server with viewers has the feed (the publisher's own, or its mirror); the proxy's
 //!   `per_server` (GET /plugins/videoroom/rooms/R) counts exactly the viewers each Janus has,
 //!   and one publisher;
@@ -84,6 +85,14 @@ fn check(s: &Value) -> Vec<String> {
             bad.push(format!(
                 "{name}: no viewer (the 300 must spread over three)"
             ));
+        }
+    }
+    // The proxy's own count (GET /backend_servers: the handles its link holds there).
+    for key in ["proxy_servers", "proxy_servers_after"] {
+        for (name, srv) in s[key].as_object().into_iter().flatten() {
+            if srv["handles"].as_u64().unwrap_or(u64::MAX) > CAPACITY {
+                bad.push(format!("{key}: the proxy holds {srv} on {name}"));
+            }
         }
     }
     if total(&s["servers"], "subscribers") != VIEWERS {
@@ -253,8 +262,8 @@ fn report(s: &Value) {
         if let Some(m) = s[key].as_object() {
             for (name, srv) in m {
                 eprintln!(
-                    "{TEST}: spread {what}: {name}: {} handles, {} viewers, feed {}",
-                    srv["handles"], srv["subscribers"], srv["feed"]
+                    "{TEST}: spread {what}: {name}: {} handles, {} viewers, feed {}, others {}",
+                    srv["handles"], srv["subscribers"], srv["feed"], srv["others"]
                 );
             }
         }
