@@ -236,6 +236,7 @@ mod tests {
             remote_feeds: Default::default(),
             permanent: false,
             creator: String::new(),
+            origin: Default::default(),
         }
     }
 

@@ -174,7 +174,17 @@ impl VideoRoomHandle {
     /// Out of the room (if in one): what it was.
     fn take_joined(&mut self) -> Option<Joined> {
         match std::mem::replace(&mut self.life, Life::Out) {
-            Life::In(j) => Some(j),
+            Life::In(j) => {
+                // No longer keeps its room from expiring.
+                self.shared.rooms.lock().member_left(self.core.handle_id);
+                if !j.publisher {
+                    if let Some(store) = &self.shared.env.cluster.rooms {
+                        let kind = crate::messages::cluster::RoomKind::VideoRoom;
+                        store.participant_left(kind, j.room, self.core.handle_id);
+                    }
+                }
+                Some(j)
+            }
             other => {
                 self.life = other;
                 None

@@ -21,7 +21,8 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomRecord};
+use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomOrigin, RoomRecord};
+use crate::plugin::room_expiry::RoomSeen;
 
 mod room;
 pub use room::{Room, RoomPlacement, NOT_FORWARDED};
@@ -35,6 +36,9 @@ pub struct RoomBook {
     /// Rooms may span servers (spanning rooms): the servers other proxies' publishers are on are
     /// the room's servers too.
     pub spans_servers: bool,
+    /// Every handle of this proxy joined in a room (publisher or subscriber), by handle: its
+    /// room. A room with one is occupied and does not expire.
+    members: BTreeMap<u64, u64>,
 }
 
 /// A participant handle's identity, for placing the subscriptions of the same client.
@@ -76,6 +80,8 @@ impl RoomBook {
                 remote_feeds: BTreeMap::new(),
                 permanent,
                 creator: String::new(),
+                // The caller says otherwise for a client's or the admin API's room.
+                origin: RoomOrigin::Config,
             },
         );
         Ok(id)
@@ -94,6 +100,7 @@ impl RoomBook {
             settings: room.settings.clone(),
             creator: room.creator.clone(),
             permanent: room.permanent,
+            origin: room.origin,
             server: room.placement().map(|p| p.server.clone()),
         })
     }
@@ -123,6 +130,7 @@ impl RoomBook {
             remote_feeds: BTreeMap::new(),
             permanent: record.permanent,
             creator: record.creator,
+            origin: record.origin,
         }
     }
 
@@ -200,6 +208,7 @@ impl RoomBook {
                 room.settings = record.settings.clone();
                 room.permanent = record.permanent;
                 room.creator = record.creator.clone();
+                room.origin = record.origin;
                 match &record.server {
                     Some(server) => {
                         self.set_placement(id, server);
@@ -269,6 +278,33 @@ impl RoomBook {
 
     pub fn remove(&mut self, id: u64) -> Option<Room> {
         self.rooms.remove(&id)
+    }
+
+    /// Handle `handle` is joined in room `id` (a publisher or a subscriber).
+    pub fn member_joined(&mut self, id: u64, handle: u64) {
+        self.members.insert(handle, id);
+    }
+
+    /// Handle `handle` is out of its room.
+    pub fn member_left(&mut self, handle: u64) {
+        self.members.remove(&handle);
+    }
+
+    /// What the room expiry needs of every room: who may expire, who is occupied (this
+    /// proxy's members, other live proxies' publishers).
+    pub fn expiry_view(&self) -> Vec<RoomSeen> {
+        let mut occupants: BTreeMap<u64, usize> = BTreeMap::new();
+        for room in self.members.values() {
+            *occupants.entry(*room).or_insert(0) += 1;
+        }
+        self.rooms
+            .values()
+            .map(|r| RoomSeen {
+                id: r.id,
+                expires: r.origin.expires(),
+                occupants: occupants.get(&r.id).copied().unwrap_or(0) + r.remote_publishers,
+            })
+            .collect()
     }
 
     /// Public rooms (every room with `all`), in id order.
@@ -646,6 +682,7 @@ mod tests {
             id: json!(id),
             display: None,
             server: server.to_owned(),
+            subscriber: false,
         };
         let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
@@ -687,6 +724,7 @@ mod tests {
             settings: body(json!({"description": description})),
             creator: "other".into(),
             permanent: false,
+            origin: RoomOrigin::Client,
             server: server.map(str::to_owned),
         }
     }
