@@ -108,7 +108,13 @@ async fn a_small_room_stays_on_one_server_and_a_full_one_spans() -> anyhow::Resu
     ensure!(servers.len() == 2 && servers[0] == first, "{view}");
     ensure!(seats(&view, &servers[1], "publishers") == 1, "{view}");
     // A publisher that leaves makes a place on the first server again.
-    let left = answer(&mut publishers[0], "leave", json!({"request": "leave"}), false).await?;
+    let left = answer(
+        &mut publishers[0],
+        "leave",
+        json!({"request": "leave"}),
+        false,
+    )
+    .await?;
     ensure!(left["leaving"] == "ok", "{left}");
     let view = room_view(&proxy, room).await?;
     ensure!(seats(&view, &first, "publishers") == 2, "{view}");

@@ -78,6 +78,11 @@ impl Refusal {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabels {
+    pub plugin: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: String,
 }
@@ -96,6 +101,8 @@ pub struct Metrics {
     pub handles: Gauge,
     pub client_connections: Gauge,
     refused: Family<RefusedLabels, Counter>,
+    /// Client rooms destroyed because they stayed empty (`plugins.room_auto_destroy_s`).
+    rooms_expired: Family<PluginLabels, Counter>,
     backend_latency: Family<BackendLabels, Histogram, fn() -> Histogram>,
     pub backend_up: Family<BackendLabels, Gauge>,
     pub backend_selectable: Family<BackendLabels, Gauge>,
@@ -166,6 +173,12 @@ impl Metrics {
             "client_connections_refused",
             "Client connections refused before they were served, by reason",
             refused.clone(),
+        );
+        let rooms_expired = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "rooms_expired",
+            "Client-created rooms destroyed after staying empty for plugins.room_auto_destroy_s, by plugin",
+            rooms_expired.clone(),
         );
         let backend_latency = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
@@ -266,6 +279,7 @@ impl Metrics {
             handles,
             client_connections,
             refused,
+            rooms_expired,
             backend_latency,
             backend_up,
             backend_selectable,
@@ -296,6 +310,13 @@ impl Metrics {
             .get_or_create(&RefusedLabels {
                 reason: why.label(),
             })
+            .inc();
+    }
+
+    /// Counts one room of `plugin` expired (destroyed by this proxy after staying empty).
+    pub fn room_expired(&self, plugin: &'static str) {
+        self.rooms_expired
+            .get_or_create(&PluginLabels { plugin })
             .inc();
     }
 
@@ -365,6 +386,7 @@ mod tests {
         m.request("bogus");
         m.request("ATTACH");
         m.error(458);
+        m.room_expired("videoroom");
         m.backend_latency("janus-1").observe(0.002);
         m.backend_up
             .get_or_create(&BackendLabels {
@@ -378,6 +400,7 @@ mod tests {
         );
         assert!(text.contains("janus_proxy_client_requests_total{janus=\"other\"} 1"));
         assert!(text.contains("janus_proxy_client_errors_total{code=\"458\"} 1"));
+        assert!(text.contains("janus_proxy_rooms_expired_total{plugin=\"videoroom\"} 1"));
         assert!(text
             .contains("janus_proxy_backend_request_duration_seconds_count{backend=\"janus-1\"} 1"));
         assert!(text.contains("janus_proxy_backend_link_up{backend=\"janus-1\"} 1"));

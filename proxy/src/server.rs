@@ -366,6 +366,13 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         std::future::pending::<()>().await
     });
     share_rooms(&state);
+    crate::plugin::room_expiry::run::spawn(
+        state.session().plugin_env.clone(),
+        crate::plugin::room_expiry::run::Books {
+            videoroom: state.session().plugins.videoroom.clone(),
+            audiobridge: state.session().plugins.audiobridge.clone(),
+        },
+    );
     Ok(RunningProxy {
         shutdown,
         ws_addr,

@@ -237,6 +237,7 @@ mod tests {
             seats: Default::default(),
             permanent: false,
             creator: String::new(),
+            origin: Default::default(),
         }
     }
 

@@ -43,6 +43,65 @@ impl RoomKind {
     }
 }
 
+/// Where a room came from: only rooms that clients created without `permanent` expire when
+/// they stay empty (`plugins.room_auto_destroy_s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RoomOrigin {
+    /// A client's `create` without `permanent: true`: expires once empty for long enough.
+    Client,
+    /// A client's `create` with `permanent: true` (saved in the rooms file or not).
+    Permanent,
+    /// `plugins.videoroom_rooms` / `plugins.audiobridge_rooms`.
+    Config,
+    /// `plugins.rooms_file`.
+    File,
+    /// The admin REST API.
+    Admin,
+    /// Not said (a room an older proxy wrote to the shared store): kept.
+    #[default]
+    Unknown,
+}
+
+impl RoomOrigin {
+    /// Its name in the shared store (`origin` field; None: the field is left out).
+    pub fn name(self) -> Option<&'static str> {
+        match self {
+            RoomOrigin::Client => Some("client"),
+            RoomOrigin::Permanent => Some("permanent"),
+            RoomOrigin::Config => Some("config"),
+            RoomOrigin::File => Some("file"),
+            RoomOrigin::Admin => Some("admin"),
+            RoomOrigin::Unknown => None,
+        }
+    }
+
+    /// From the shared store's `origin` field; anything unknown is kept.
+    pub fn from_name(name: Option<&str>) -> RoomOrigin {
+        match name {
+            Some("client") => RoomOrigin::Client,
+            Some("permanent") => RoomOrigin::Permanent,
+            Some("config") => RoomOrigin::Config,
+            Some("file") => RoomOrigin::File,
+            Some("admin") => RoomOrigin::Admin,
+            _ => RoomOrigin::Unknown,
+        }
+    }
+
+    /// A client's `create`, with or without `permanent: true`.
+    pub fn of_create(permanent: bool) -> RoomOrigin {
+        if permanent {
+            RoomOrigin::Permanent
+        } else {
+            RoomOrigin::Client
+        }
+    }
+
+    /// Does a room of this origin expire when it stays empty?
+    pub fn expires(self) -> bool {
+        self == RoomOrigin::Client
+    }
+}
+
 /// A room as the store keeps it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RoomRecord {
@@ -52,6 +111,8 @@ pub struct RoomRecord {
     /// The proxy that created it (empty: unknown, e.g. from a configuration file).
     pub creator: String,
     pub permanent: bool,
+    /// Where it came from (client, configuration, …): whether it may expire.
+    pub origin: RoomOrigin,
     /// The backend server it lives on.
     pub server: Option<String>,
 }
@@ -63,6 +124,20 @@ pub struct ParticipantRecord {
     pub id: Value,
     pub display: Option<String>,
     pub server: String,
+    /// A videoroom subscriber (not a publisher): it keeps its room from expiring, and is
+    /// neither counted in `list` nor placed by.
+    pub subscriber: bool,
+}
+
+/// What became of asking the store to expire an empty room (see [`SharedRooms::expire`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// Deleted by this proxy: its backend rooms are this proxy's to destroy.
+    Now,
+    /// Not in the store: another proxy expired or destroyed it.
+    Gone,
+    /// A participant of a live proxy is recorded in it, or it is not a client's room there.
+    Kept,
 }
 
 /// Redis did not answer (or is known to be away): the caller uses its local room book or users table.
@@ -124,6 +199,9 @@ pub trait SharedRooms: Send + Sync {
         participant: ParticipantRecord,
     );
     fn participant_left(&self, kind: RoomKind, room: u64, handle: u64);
+    /// Deletes a client's room (not `permanent`) in one step unless a participant of a live
+    /// proxy is recorded in it: of proxies racing to expire a room, one gets [`Expired::Now`].
+    fn expire(self: Arc<Self>, kind: RoomKind, id: u64) -> StoreFuture<Result<Expired, StoreDown>>;
     /// Claims (or renews) the coordination of a room for `ttl`; the coordinating proxy.
     fn claim_owner(
         self: Arc<Self>,

@@ -13,6 +13,7 @@ pub mod kit;
 pub mod p2pcall;
 pub mod relay;
 pub mod rewrite;
+pub mod room_expiry;
 pub mod rooms_file;
 pub mod settings;
 pub mod videocall;
@@ -126,7 +127,7 @@ impl PluginRegistry {
         config: &settings::PluginsConfig,
     ) -> Result<(), crate::error::ProxyError> {
         use crate::error::ProxyError;
-        use crate::messages::cluster::RoomKind;
+        use crate::messages::cluster::{RoomKind, RoomOrigin};
         if config.rooms_file.as_os_str().is_empty() {
             return Ok(());
         }
@@ -145,6 +146,7 @@ impl PluginRegistry {
                 let _ = book.create(id, &settings);
                 if let Some(room) = book.get_mut(id) {
                     room.permanent = true;
+                    room.origin = crate::messages::cluster::RoomOrigin::File;
                 }
             }
         }
@@ -152,7 +154,7 @@ impl PluginRegistry {
             let mut rooms = rooms.lock();
             for (id, settings) in file.rooms(RoomKind::AudioBridge) {
                 rooms.add_unplaced(id, settings);
-                rooms.set_origin(id, true);
+                rooms.set_origin(id, RoomOrigin::File, true);
             }
         }
         log::info!(

@@ -77,7 +77,21 @@ pub struct PluginsConfig {
     /// behind: Janus asks for a room's own secret to destroy it. Empty: the backend rooms
     /// have the clients' secrets, and those with one are not swept.
     pub backend_room_secret: String,
+    /// Rooms that clients created (videoroom and audiobridge `create` without `permanent`)
+    /// are destroyed, in the room book, the shared store and on their backends, once they
+    /// have had no participant for this long (seconds, fractions allowed; janus-cloud's
+    /// `room_auto_destroy_timeout`). 0: never. Configured, saved, permanent and admin-API
+    /// rooms are kept. See `plugin::room_expiry`.
+    pub room_auto_destroy_s: f64,
 }
+
+/// As janus-cloud's default `room_auto_destroy_timeout`: long enough for a meeting's people to
+/// come back after a dropped connection or a reload, short enough that abandoned rooms do not
+/// pile up in the book, in Redis and on the backends.
+pub const DEFAULT_ROOM_AUTO_DESTROY_S: f64 = 600.0;
+
+/// The longest idle time taken (a year): beyond, say 0 (never).
+const MAX_ROOM_AUTO_DESTROY_S: f64 = 365.0 * 24.0 * 3600.0;
 
 impl Default for PluginsConfig {
     fn default() -> Self {
@@ -111,6 +125,7 @@ impl Default for PluginsConfig {
             rooms_file: std::path::PathBuf::new(),
             backend_room_mark: super::backend_mark::DEFAULT_MARK.to_owned(),
             backend_room_secret: String::new(),
+            room_auto_destroy_s: DEFAULT_ROOM_AUTO_DESTROY_S,
         }
     }
 }
@@ -125,8 +140,21 @@ impl PluginsConfig {
         }
     }
 
+    /// `room_auto_destroy_s` as a duration (None: rooms never expire).
+    pub fn room_auto_destroy(&self) -> Option<std::time::Duration> {
+        let s = self.room_auto_destroy_s;
+        (s.is_finite() && s > 0.0 && s <= MAX_ROOM_AUTO_DESTROY_S)
+            .then(|| std::time::Duration::from_secs_f64(s))
+    }
+
     /// Checks what the plugins cannot take; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
+        let expiry = self.room_auto_destroy_s;
+        if !expiry.is_finite() || !(0.0..=MAX_ROOM_AUTO_DESTROY_S).contains(&expiry) {
+            return Err(format!(
+                "plugins.room_auto_destroy_s: seconds from 0 (never) to {MAX_ROOM_AUTO_DESTROY_S}, not {expiry}"
+            ));
+        }
         if let Some(package) = self.affinity.keys().find(|p| !self.relay.contains(p)) {
             return Err(format!(
                 "plugins.affinity: {package} is not relayed (add it to plugins.relay)"

@@ -16,8 +16,9 @@ use std::collections::{BTreeMap, HashSet};
 use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 
-use crate::messages::cluster::{LocalRooms, RoomRecord};
+use crate::messages::cluster::{LocalRooms, RoomOrigin, RoomRecord};
 use crate::plugin::allowed;
+use crate::plugin::room_expiry::RoomSeen;
 
 #[derive(Debug, Clone)]
 pub struct Room {
@@ -32,6 +33,8 @@ pub struct Room {
     pub permanent: bool,
     /// The proxy that created it (shared store; empty: this one, or the configuration).
     pub creator: String,
+    /// Where it came from: only a client's room expires when it stays empty.
+    pub origin: RoomOrigin,
 }
 
 #[derive(Debug, Default)]
@@ -87,6 +90,7 @@ impl RoomBook {
                 creating: true,
                 permanent: false,
                 creator: String::new(),
+                origin: RoomOrigin::Client,
             },
         );
         true
@@ -103,6 +107,7 @@ impl RoomBook {
                 creating: false,
                 permanent: false,
                 creator: String::new(),
+                origin: RoomOrigin::Config,
             },
         );
     }
@@ -195,9 +200,10 @@ impl RoomBook {
         true
     }
 
-    /// Records how the room was created (for the shared store).
-    pub fn set_origin(&mut self, room: u64, permanent: bool) {
+    /// Records how the room was created (for the shared store and the room expiry).
+    pub fn set_origin(&mut self, room: u64, origin: RoomOrigin, permanent: bool) {
         if let Some(r) = self.rooms.get_mut(&room) {
+            r.origin = origin;
             r.permanent = permanent;
         }
     }
@@ -210,6 +216,7 @@ impl RoomBook {
             settings: r.config.clone(),
             creator: r.creator.clone(),
             permanent: r.permanent,
+            origin: r.origin,
             server: r.server.clone(),
         })
     }
@@ -222,6 +229,7 @@ impl RoomBook {
             creating: false,
             permanent: record.permanent,
             creator: record.creator,
+            origin: record.origin,
         }
     }
 
@@ -267,6 +275,7 @@ impl RoomBook {
                 r.config = record.settings.clone();
                 r.permanent = record.permanent;
                 r.creator = record.creator.clone();
+                r.origin = record.origin;
                 match &record.server {
                     Some(server) => {
                         if r.server.as_deref() != Some(server) {
@@ -370,6 +379,24 @@ impl RoomBook {
 
     pub fn is_empty(&self) -> bool {
         self.rooms.is_empty()
+    }
+
+    /// What the room expiry needs of every room (being created: not yet a room): who may
+    /// expire, who is occupied (this proxy's joined participants, other live proxies').
+    pub fn expiry_view(&self) -> Vec<RoomSeen> {
+        let mut occupants: BTreeMap<u64, usize> = BTreeMap::new();
+        for (room, _) in self.participants.values() {
+            *occupants.entry(*room).or_insert(0) += 1;
+        }
+        self.rooms
+            .iter()
+            .filter(|(_, r)| !r.creating)
+            .map(|(id, r)| RoomSeen {
+                id: *id,
+                expires: r.origin.expires(),
+                occupants: occupants.get(id).copied().unwrap_or(0) + self.remote_participants(*id),
+            })
+            .collect()
     }
 }
 
@@ -534,6 +561,7 @@ mod tests {
             settings: JsonMap::from_iter([("description".to_owned(), Value::from("x"))]),
             creator: "other".into(),
             permanent: true,
+            origin: RoomOrigin::Permanent,
             server: server.map(str::to_owned),
         };
         let mut d = RoomBook::default();

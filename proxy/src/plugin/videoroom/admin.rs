@@ -102,6 +102,7 @@ pub fn create(
     let permanent = asked && rooms_file::apply(file, RoomKind::VideoRoom, id, Some(body));
     if let Some(r) = rooms.lock().get_mut(id) {
         r.permanent = permanent;
+        r.origin = crate::messages::cluster::RoomOrigin::Admin;
     }
     Ok((id, permanent))
 }

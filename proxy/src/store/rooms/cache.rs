@@ -138,13 +138,14 @@ impl RoomCache {
                 .is_none_or(|alive| alive.contains(&entry.proxy))
     }
 
-    /// The participants of room `id` on other live proxies.
+    /// The participants of room `id` on other live proxies (videoroom subscribers left out:
+    /// they only keep a room from expiring, which the store itself checks).
     pub fn remote(&self, kind: RoomKind, id: u64) -> Vec<ParticipantRecord> {
         self.participants
             .get(&(kind, id))
             .into_iter()
             .flatten()
-            .filter(|e| self.counts(e))
+            .filter(|e| self.counts(e) && !e.record.subscriber)
             .map(|e| e.record.clone())
             .collect()
     }
@@ -184,6 +185,7 @@ mod tests {
             settings: JsonMap::new(),
             creator: "two".into(),
             permanent: false,
+            origin: Default::default(),
             server: Some("j1".into()),
         }
     }
@@ -196,6 +198,7 @@ mod tests {
                 id: json!(id),
                 display: None,
                 server: "j1".into(),
+                subscriber: false,
             },
         }
     }

@@ -6,13 +6,16 @@
 //!
 //! * `<prefix>:<plugin>_rooms:<id>` — a hash per room: `room`, `settings` (JSON: the `create`
 //!   parameters, kept up to date by `edit` and `allowed`, secret and PIN included), `creator`
-//!   (proxy id), `permanent` (`0`/`1`, as asked at `create`), `ctime`, and `server` — the
-//!   backend server the room lives on, absent until it is placed. `<prefix>:<plugin>_room_index`
+//!   (proxy id), `permanent` (`0`/`1`, as asked at `create`), `ctime`, `origin` (`client`,
+//!   `permanent`, `config`, `file`, `admin`; absent in rooms older proxies wrote: kept), and
+//!   `server` — the backend server the room lives on, absent until it is placed. `<prefix>:<plugin>_room_index`
 //!   is the set of the ids.
 //! * `<prefix>:<plugin>_participants:<id>` — a hash per room: `<proxy id>:<handle id>` →
 //!   JSON `{"id", "display", "proxy", "server"}` for each participant (videoroom: joined
 //!   publishers; audiobridge: joined participants), for views (`list`'s `num_participants`) and
-//!   for rooms that span servers (where the others' publishers are).
+//!   for rooms that span servers (where the others' publishers are). Videoroom subscribers
+//!   have an entry too, marked `"subscriber": true`: it only keeps the room from expiring
+//!   ([`RoomStore::expire`]); views and placement skip it.
 //!
 //! `<plugin>` is `videoroom` or `audiobridge`. What happens when:
 //!
@@ -42,6 +45,7 @@
 //!   such a room ([`RoomStore::claim_owner`]).
 
 pub mod cache;
+mod expire;
 mod sync;
 
 use std::collections::{HashMap, HashSet};
@@ -62,7 +66,8 @@ use super::StoreHealth;
 use cache::RoomCache;
 
 pub use crate::messages::cluster::{
-    LocalRooms, ParticipantRecord, RoomKind, RoomRecord, SharedRooms, StoreDown, StoreFuture,
+    Expired, LocalRooms, ParticipantRecord, RoomKind, RoomOrigin, RoomRecord, SharedRooms,
+    StoreDown, StoreFuture,
 };
 
 /// A write that nobody waits for, done in order by the writer task.
@@ -380,7 +385,11 @@ impl RoomStore {
         let mut cmd = redis::cmd("HVALS");
         cmd.arg(self.keys.participants(kind, id));
         let values: Vec<String> = self.query("read participants", &cmd).await?;
-        Ok(values.iter().filter_map(|v| parse_participant(v)).collect())
+        Ok(values
+            .iter()
+            .filter_map(|v| parse_participant(v))
+            .filter(|(_, p)| !p.subscriber)
+            .collect())
     }
 
     fn fields(&self, record: &RoomRecord) -> Vec<(&'static str, String)> {
@@ -399,6 +408,9 @@ impl RoomStore {
             ("permanent", if record.permanent { "1" } else { "0" }.into()),
             ("ctime", janus_cloud_common::unix_now().to_string()),
         ];
+        if let Some(origin) = record.origin.name() {
+            fields.push(("origin", origin.to_owned()));
+        }
         if let Some(server) = &record.server {
             fields.push(("server", server.clone()));
         }
@@ -406,8 +418,12 @@ impl RoomStore {
     }
 
     fn participant_json(&self, p: &ParticipantRecord) -> String {
-        json!({"id": p.id, "display": p.display, "proxy": self.proxy_id, "server": p.server})
-            .to_string()
+        let mut entry =
+            json!({"id": p.id, "display": p.display, "proxy": self.proxy_id, "server": p.server});
+        if p.subscriber {
+            entry["subscriber"] = true.into();
+        }
+        entry.to_string()
     }
 
     fn participant_field(&self, handle: u64) -> String {
@@ -587,6 +603,10 @@ impl SharedRooms for RoomStore {
         RoomStore::participant_left(self, kind, room, handle)
     }
 
+    fn expire(self: Arc<Self>, kind: RoomKind, id: u64) -> StoreFuture<Result<Expired, StoreDown>> {
+        Box::pin(async move { RoomStore::expire(&self, kind, id).await })
+    }
+
     fn claim_owner(
         self: Arc<Self>,
         kind: RoomKind,
@@ -620,6 +640,7 @@ fn parse_participant(raw: &str) -> Option<(String, ParticipantRecord)> {
             id: v.get("id").cloned().unwrap_or(Value::Null),
             display: v.get("display").and_then(Value::as_str).map(str::to_owned),
             server,
+            subscriber: v.get("subscriber").and_then(Value::as_bool) == Some(true),
         },
     ))
 }
@@ -635,6 +656,7 @@ fn parse_room(id: u64, hash: &HashMap<String, String>) -> Option<RoomRecord> {
         settings,
         creator: hash.get("creator").cloned().unwrap_or_default(),
         permanent: hash.get("permanent").map(String::as_str) == Some("1"),
+        origin: RoomOrigin::from_name(hash.get("origin").map(String::as_str)),
         server: hash.get("server").filter(|s| !s.is_empty()).cloned(),
     })
 }
@@ -663,6 +685,7 @@ mod tests {
             settings,
             creator: String::new(),
             permanent: true,
+            origin: RoomOrigin::Client,
             server: Some("j1".into()),
         };
         let hash: HashMap<String, String> = store
@@ -678,6 +701,13 @@ mod tests {
                 creator: "p1".into(),
                 ..record
             }
+        );
+        // A room an older proxy wrote (no origin) is kept.
+        let mut old = hash.clone();
+        old.remove("origin");
+        assert_eq!(
+            parse_room(1234, &old).map(|r| r.origin),
+            Some(RoomOrigin::Unknown)
         );
         assert!(parse_room(1, &HashMap::new()).is_none());
         let garbage: HashMap<String, String> = [("settings".to_owned(), "[1]".to_owned())]

@@ -276,6 +276,7 @@ impl AudioBridgeHandle {
                 id,
                 display: self.display.clone(),
                 server,
+                subscriber: false,
             };
             store.participant_joined(KIND, room, self.core.handle_id, participant);
         }

@@ -8,7 +8,7 @@ use janus_protocol::JsonMap;
 use serde_json::{json, Value};
 
 use super::{AudioBridgeHandle, Flow, Request, RoomChange, Turn, KIND};
-use crate::messages::cluster::RoomRecord;
+use crate::messages::cluster::{RoomOrigin, RoomRecord};
 use crate::plugin::audiobridge::answers::{self, set_permanent, unplaced_entry};
 use crate::plugin::audiobridge::book::Whereabouts;
 use crate::plugin::audiobridge::errors;
@@ -126,7 +126,9 @@ impl AudioBridgeHandle {
                         let file = act.env.rooms_file.as_ref();
                         let saved = permanent && rooms_file::apply(file, KIND, id, Some(&settings));
                         set_permanent(&mut out, saved);
-                        act.book.lock().set_origin(id, permanent);
+                        act.book
+                            .lock()
+                            .set_origin(id, RoomOrigin::of_create(permanent), permanent);
                         let Some(store) = act.env.cluster.rooms.clone() else {
                             act.reply(&out, &req.reply_to);
                             return ready(Turn::Answered).boxed_local();
@@ -137,6 +139,7 @@ impl AudioBridgeHandle {
                             settings,
                             creator: store.proxy_id().to_owned(),
                             permanent,
+                            origin: RoomOrigin::of_create(permanent),
                             server: None,
                         };
                         store

@@ -246,6 +246,13 @@ impl VideoRoomHandle {
             }
             if what == "joined" || what == "attached" {
                 j.confirmed = true;
+                let (room, server, publisher) = (j.room, j.server.clone(), j.publisher);
+                if !publisher {
+                    self.share_subscriber(room, &server);
+                }
+                let Some(j) = self.joined_mut() else {
+                    return;
+                };
                 if what == "joined" && j.publisher {
                     j.feed = data.get("id").and_then(Value::as_u64);
                     let (room, server) = (j.room, j.server.clone());

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::placement::RoomRequest;
 use super::{Life, VideoRoomHandle};
-use crate::messages::cluster::{RoomKind, SharedRooms};
+use crate::messages::cluster::{RoomKind, RoomOrigin, SharedRooms};
 use crate::messages::{ReplyRoute, ReplyTo};
 use crate::plugin::kit::{request, requests, ClientRequests, CommandQueue, PluginError};
 use crate::plugin::videoroom::checks;
@@ -264,6 +264,7 @@ impl VideoRoomHandle {
             let _ = scratch.create(id, &body);
             scratch.record(id).map(|mut r| {
                 r.creator = store.proxy_id().to_owned();
+                r.origin = RoomOrigin::of_create(r.permanent);
                 r
             })
         };
@@ -272,7 +273,7 @@ impl VideoRoomHandle {
             return self.refuse(&transaction, &reply_to, false, &e);
         };
         self.queue.shut();
-        let creator = record.creator.clone();
+        let (creator, origin) = (record.creator.clone(), record.origin);
         let write = store.create(RoomKind::VideoRoom, record).into_actor(self);
         ctx.spawn(write.map(move |written, act, ctx| {
             match written {
@@ -285,6 +286,7 @@ impl VideoRoomHandle {
                         let _ = rooms.create(id, &body);
                         if let Some(room) = rooms.get_mut(id) {
                             room.creator = creator;
+                            room.origin = origin;
                         }
                     }
                     // The shared store keeps every room; `permanent` is recorded there (and
@@ -319,6 +321,8 @@ impl VideoRoomHandle {
                 let permanent = asked && self.save_room(room, Some(body));
                 if let Some(r) = self.shared.rooms.lock().get_mut(room) {
                     r.permanent = permanent;
+                    // Asked permanent, saved or not: kept when empty.
+                    r.origin = RoomOrigin::of_create(asked);
                 }
                 let data = json!({"videoroom": "created", "room": room, "permanent": permanent});
                 self.core.success(transaction, reply_to, data);

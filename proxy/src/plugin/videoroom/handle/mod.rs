@@ -175,8 +175,15 @@ impl VideoRoomHandle {
     fn take_joined(&mut self) -> Option<Joined> {
         match std::mem::replace(&mut self.life, Life::Out) {
             Life::In(j) => {
+                // No longer counts where it was, nor keeps its room from expiring.
                 let handle = self.core.handle_id;
                 self.shared.rooms.lock().seat_freed(j.room, handle);
+                if !j.publisher {
+                    if let Some(store) = &self.shared.env.cluster.rooms {
+                        let kind = crate::messages::cluster::RoomKind::VideoRoom;
+                        store.participant_left(kind, j.room, self.core.handle_id);
+                    }
+                }
                 Some(j)
             }
             other => {

@@ -191,6 +191,21 @@ impl VideoRoomHandle {
         ctx.spawn(fut);
     }
 
+    /// Records this handle, a subscriber joined on `server`, in the shared store: other
+    /// proxies then do not expire its room (views and placement skip it).
+    pub(super) fn share_subscriber(&self, room: u64, server: &str) {
+        let Some(store) = &self.shared.env.cluster.rooms else {
+            return;
+        };
+        let p = ParticipantRecord {
+            id: serde_json::Value::Null,
+            display: None,
+            server: server.to_owned(),
+            subscriber: true,
+        };
+        store.participant_joined(RoomKind::VideoRoom, room, self.core.handle_id, p);
+    }
+
     /// Records this handle's publisher (or its end) in the shared store, for views.
     pub(super) fn share_publisher(&self, room: u64, joined: Option<(u64, &str)>) {
         let Some(store) = &self.shared.env.cluster.rooms else {
@@ -203,6 +218,7 @@ impl VideoRoomHandle {
                     id: feed.into(),
                     display,
                     server: server.to_owned(),
+                    subscriber: false,
                 };
                 store.participant_joined(RoomKind::VideoRoom, room, self.core.handle_id, p);
             }

@@ -21,7 +21,8 @@ use janus_protocol::JsonMap;
 use parking_lot::Mutex;
 use serde_json::Value;
 
-use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomRecord};
+use crate::messages::cluster::{LocalRooms, ParticipantRecord, RoomOrigin, RoomRecord};
+use crate::plugin::room_expiry::RoomSeen;
 
 mod room;
 mod seats;
@@ -79,6 +80,8 @@ impl RoomBook {
                 seats: Seats::default(),
                 permanent,
                 creator: String::new(),
+                // The caller says otherwise for a client's or the admin API's room.
+                origin: RoomOrigin::Config,
             },
         );
         Ok(id)
@@ -97,6 +100,7 @@ impl RoomBook {
             settings: room.settings.clone(),
             creator: room.creator.clone(),
             permanent: room.permanent,
+            origin: room.origin,
             server: room.placement().map(|p| p.server.clone()),
         })
     }
@@ -127,6 +131,7 @@ impl RoomBook {
             seats: Seats::default(),
             permanent: record.permanent,
             creator: record.creator,
+            origin: record.origin,
         }
     }
 
@@ -204,6 +209,7 @@ impl RoomBook {
                 room.settings = record.settings.clone();
                 room.permanent = record.permanent;
                 room.creator = record.creator.clone();
+                room.origin = record.origin;
                 match &record.server {
                     Some(server) => {
                         self.set_placement(id, server);
@@ -273,6 +279,20 @@ impl RoomBook {
 
     pub fn remove(&mut self, id: u64) -> Option<Room> {
         self.rooms.remove(&id)
+    }
+
+    /// What the room expiry needs of every room: who may expire, who is occupied (this
+    /// proxy's handles in it — their join sent, see [`Seats`] — and other live proxies'
+    /// publishers).
+    pub fn expiry_view(&self) -> Vec<RoomSeen> {
+        self.rooms
+            .values()
+            .map(|r| RoomSeen {
+                id: r.id,
+                expires: r.origin.expires(),
+                occupants: r.seats.by_handle.len() + r.remote_publishers,
+            })
+            .collect()
     }
 
     /// Public rooms (every room with `all`), in id order.
@@ -631,6 +651,7 @@ mod tests {
             id: json!(id),
             display: None,
             server: server.to_owned(),
+            subscriber: false,
         };
         let mut d = RoomBook::default();
         d.create(1, &JsonMap::new()).expect("create");
@@ -672,6 +693,7 @@ mod tests {
             settings: body(json!({"description": description})),
             creator: "other".into(),
             permanent: false,
+            origin: RoomOrigin::Client,
             server: server.map(str::to_owned),
         }
     }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use janus_protocol::JsonMap;
 use serde_json::Value;
 
+use crate::messages::cluster::RoomOrigin;
 use crate::plugin::{allowed, backend_mark};
 
 /// Settings a backend room is never created with: the proxy owns the room and its lifetime.
@@ -41,6 +42,8 @@ pub struct Room {
     pub permanent: bool,
     /// The proxy that created it (shared store; empty: this one, or the configuration).
     pub creator: String,
+    /// Where it came from: only a client's room expires when it stays empty.
+    pub origin: RoomOrigin,
 }
 
 impl Room {
