@@ -207,15 +207,26 @@ impl RoomCoordinator {
         if let Some(token) = self.ready_leg(server) {
             return self.ask(ctx, token, body, purpose);
         }
+        self.open_leg(ctx, server, vec![(body, purpose)]);
+    }
+
+    /// A control leg on `server` before anything is asked there: a publisher's server gets
+    /// one when the publisher's PeerConnection is up, while the server has room, so that it
+    /// is counted among the server's handles before subscribers fill it (it will be needed
+    /// there to send the publisher's mirrors once the room spans).
+    pub(super) fn ensure_leg(&mut self, ctx: &mut Context<Self>, server: &str) {
+        if self.opening.contains_key(server) || self.ready_leg(server).is_some() {
+            return;
+        }
+        self.open_leg(ctx, server, Vec::new());
+    }
+
+    /// Places and attaches a control leg on `server`; `queue` is asked once it is there.
+    fn open_leg(&mut self, ctx: &mut Context<Self>, server: &str, queue: Vec<(JsonMap, Purpose)>) {
         self.next_opening += 1;
         let serial = self.next_opening;
-        self.opening.insert(
-            server.to_owned(),
-            Opening {
-                serial,
-                queue: vec![(body, purpose)],
-            },
-        );
+        self.opening
+            .insert(server.to_owned(), Opening { serial, queue });
         let place = self.shared.env.servers.place_on.send(PlaceOn {
             server: server.to_owned(),
         });
@@ -336,6 +347,10 @@ impl RoomCoordinator {
                 self.list_part(n, got);
             }
             Purpose::Sweep(server) => self.sweep(ctx, &server, &data),
+            // The room left that server: nothing more to ask there (unless it came back).
+            Purpose::Retire(server) if !self.mirror.servers().any(|s| *s == server) => {
+                self.release_leg(&server)
+            }
             Purpose::Orphan { id, server } if failed => {
                 // A dead owner's participant: where no mirror of it was removed (Janus said
                 // `leaving` there), the proxy says it.
@@ -398,6 +413,15 @@ impl RoomCoordinator {
             .iter()
             .find(|l| l.server() == server && l.is_ready())
             .map(|l| l.token)
+    }
+
+    /// The control leg on `server` is detached (the room left that server).
+    pub(super) fn release_leg(&mut self, server: &str) {
+        self.opening.remove(server);
+        self.hosts.remove(server);
+        if let Some(token) = self.ready_leg(server) {
+            self.legs.release(token, &self.shared.env.servers);
+        }
     }
 
     /// The control leg on `server` goes (without a word to its backend: it is gone there).

@@ -219,6 +219,7 @@ impl Handler<PublisherActive> for RoomCoordinator {
             };
             return self.to_owner(owner, active);
         }
+        self.ensure_leg(ctx, &msg.server);
         self.active(ctx, msg);
     }
 }
