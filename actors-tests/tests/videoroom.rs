@@ -372,6 +372,17 @@ async fn scripted_session_over_two_servers_same_as_janus() -> anyhow::Result<()>
     compare(&direct, &proxied)
 }
 
+/// Rooms that never span (`plugins.videoroom_spanning = false`): the same frames.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scripted_session_without_spanning_same_as_janus() -> anyhow::Result<()> {
+    init_logging();
+    let (a, _b, proxy) = cluster_with(|config| config.plugins.videoroom_spanning = false).await?;
+    let script = session_script();
+    let direct = run_script(&a.ws_url(), &script).await?;
+    let proxied = run_script(&proxy.ws_url(), &script).await?;
+    compare(&direct, &proxied)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plugin_can_be_switched_off() -> anyhow::Result<()> {
     init_logging();

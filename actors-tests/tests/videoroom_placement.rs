@@ -107,6 +107,18 @@ async fn a_small_room_stays_on_one_server_and_a_full_one_spans() -> anyhow::Resu
     let servers = servers_of(&view);
     ensure!(servers.len() == 2 && servers[0] == first, "{view}");
     ensure!(seats(&view, &servers[1], "publishers") == 1, "{view}");
+    // The same in the metrics, per room and server.
+    let metrics = actors_tests::http::get(proxy.admin_addr, "/metrics").await?;
+    for (server, n) in [(&first, 3), (&servers[1], 1)] {
+        let line = format!(
+            "janus_proxy_videoroom_room_publishers{{room=\"{room}\",server=\"{server}\"}} {n}"
+        );
+        ensure!(
+            metrics.body.contains(&line),
+            "no {line} in:\n{}",
+            metrics.body
+        );
+    }
     // A publisher that leaves makes a place on the first server again.
     let left = answer(
         &mut publishers[0],
