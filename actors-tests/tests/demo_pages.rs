@@ -126,17 +126,10 @@ fn stock_demo_pages_through_the_proxy_and_directly() {
             return;
         }
     }
-    let Some(mut media) = MediaTest::start(TEST, NS_PREFIX, true) else {
+    // Its work dir is kept if anything fails (the pages' consoles, every log).
+    let Some(mut media) = MediaTest::start_browser(TEST, NS_PREFIX) else {
         return;
     };
-    // Kept if anything fails (the pages' screenshots, every log); removed once all passed.
-    media.dir.disable_cleanup(true);
-    assert!(
-        Path::new(MEDIA_DIR)
-            .join("node_modules/playwright-core")
-            .is_dir(),
-        "{TEST}: npm package playwright-core missing; run actors-tests/media/install.sh"
-    );
 
     // Five Janus servers: the control, and two behind each proxy.
     let backends: Vec<Backend> = std::iter::once(DIRECT)

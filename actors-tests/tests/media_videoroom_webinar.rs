@@ -19,7 +19,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use actors_tests::netns::{janus_reports, skip, MediaTest, MEDIA_DIR, PROXY_ADMIN_PORT};
+use actors_tests::netns::{janus_reports, skip, MediaTest, PROXY_ADMIN_PORT};
 use actors_tests::webinar::{
     janus_admin_arg, proxy_sections, spawn_janus_with_admin, wait_listening, wait_selectable,
     ADMIN_TOKEN, BACKENDS,
@@ -102,17 +102,10 @@ fn six_viewers_avoid_the_drained_publisher_server_and_decode_its_video() {
             return;
         }
     }
-    let Some(mut media) = MediaTest::start(TEST, NS_PREFIX, true) else {
+    // Its work dir is kept if anything fails (the pages' consoles, every log).
+    let Some(mut media) = MediaTest::start_browser(TEST, NS_PREFIX) else {
         return;
     };
-    // Kept if anything fails (the pages' consoles, every log); removed once all passed.
-    media.dir.disable_cleanup(true);
-    assert!(
-        Path::new(MEDIA_DIR)
-            .join("node_modules/playwright-core")
-            .is_dir(),
-        "{TEST}: npm package playwright-core missing; run actors-tests/media/install.sh"
-    );
     let mut janus = spawn_janus_with_admin(&media, &BACKENDS);
     assert!(
         wait_listening(&media, &BACKENDS, Duration::from_secs(20)),

@@ -59,6 +59,21 @@ impl MediaTest {
         })
     }
 
+    /// [`MediaTest::start`] for a test that drives headless Chromium (with Janus): its work
+    /// dir is kept, for the pages' consoles and screenshots, until the test removes it once
+    /// everything passed. Panics if the npm package playwright-core is missing.
+    pub fn start_browser(test: &'static str, prefix: &str) -> Option<MediaTest> {
+        let mut media = MediaTest::start(test, prefix, true)?;
+        media.dir.disable_cleanup(true);
+        assert!(
+            Path::new(MEDIA_DIR)
+                .join("node_modules/playwright-core")
+                .is_dir(),
+            "{test}: npm package playwright-core missing; run actors-tests/media/install.sh"
+        );
+        Some(media)
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
