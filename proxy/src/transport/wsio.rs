@@ -87,10 +87,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsIo<T> {
             }
         }
         // Everything written: the room goes back (a busy connection allocates it again for
-        // its next burst, a cheap allocation next to the frame's own).
-        if self.write.capacity() > 0 {
-            self.write = BytesMut::new();
-        }
+        // its next burst, a cheap allocation next to the frame's own). Unconditionally: a
+        // buffer written to its last byte has no capacity left but still holds its
+        // allocation (shared with the parts split off).
+        self.write = BytesMut::new();
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
@@ -157,14 +157,25 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsIo<T> {
 
     /// Between frames the read buffer holds nothing: give its room back.
     fn release_read(&mut self) {
-        if self.read.is_empty() && self.read.capacity() > 0 {
+        // Even with no capacity left it may hold the allocation the frames were split from.
+        if self.read.is_empty() {
             self.read = BytesMut::new();
         }
     }
 
-    /// Bytes held in buffers now (for tests and the idle check).
+    /// Bytes held in buffers now (for tests): both buffers' room, or 1 for a buffer that holds
+    /// an allocation with no room left.
     pub fn buffered_capacity(&self) -> usize {
-        self.read.capacity() + self.write.capacity()
+        let held = |b: &BytesMut| {
+            // `BytesMut::new()` points at no allocation: a dangling, never-null pointer with
+            // capacity 0; anything split from a real buffer points inside it.
+            if b.capacity() == 0 && b.as_ptr() != BytesMut::new().as_ptr() {
+                1
+            } else {
+                b.capacity()
+            }
+        };
+        held(&self.read) + held(&self.write)
     }
 }
 
