@@ -159,20 +159,23 @@ async fn requests_sent_with_the_handshake_and_control_frames_are_answered() -> a
     ensure!(first_byte == 0x8a, "a pong: {first_byte:#x}");
     ensure!(payload == b"are you there");
 
-    // A request split over two frames (and two writes) is one request.
-    let request = br#"{"janus":"info","transaction":"in-two"}"#;
-    let mut start = frame(0x1, &request[..10]);
-    start[0] = 0x01; // not final
-    raw.socket.write_all(&start).await?;
-    let mut end = frame(0x0, &request[10..]);
-    end[0] = 0x80; // final continuation
-    raw.socket.write_all(&end).await?;
-    let (_, info) = raw.frame().await?;
-    let info = json_frame(&info)?;
-    ensure!(
-        info["janus"] == "server_info" && info["transaction"] == "in-two",
-        "{info}"
-    );
+    // A request split over frames (and writes) is one request; so is the next one.
+    for (transaction, cut) in [("in-two", 10), ("again", 25)] {
+        let request = format!(r#"{{"janus":"info","transaction":"{transaction}"}}"#);
+        let request = request.as_bytes();
+        let mut start = frame(0x1, &request[..cut]);
+        start[0] = 0x01; // not final
+        raw.socket.write_all(&start).await?;
+        let mut end = frame(0x0, &request[cut..]);
+        end[0] = 0x80; // final continuation
+        raw.socket.write_all(&end).await?;
+        let (_, info) = raw.frame().await?;
+        let info = json_frame(&info)?;
+        ensure!(
+            info["janus"] == "server_info" && info["transaction"] == transaction,
+            "{info}"
+        );
+    }
 
     // A close is echoed with its code, and the connection ends.
     let mut close = 1000u16.to_be_bytes().to_vec();

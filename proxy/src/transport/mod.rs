@@ -291,7 +291,13 @@ impl ClientConnection {
             },
             Frame::Binary(data) => data,
             Frame::Continuation(item) => match self.assembler.push(item) {
-                Ok(Some(data)) => data,
+                Ok(Some(data)) => {
+                    // A fresh assembler (no allocation): the old one's buffer still holds the
+                    // room of the largest message it gathered, which an idle connection
+                    // should not keep.
+                    self.assembler = MessageAssembler::new(self.state.ws.max_message_size);
+                    data
+                }
                 Ok(None) => return,
                 Err(e) => {
                     let reason = CloseReason {
