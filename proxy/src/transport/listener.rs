@@ -10,6 +10,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -18,7 +19,7 @@ use actix_http::body::MessageBody;
 use actix_http::error::DispatchError;
 use actix_http::{HttpService, KeepAlive, Request, Response};
 use actix_service::{
-    fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
+    fn_factory, fn_service, map_config, IntoServiceFactory, ServiceFactory, ServiceFactoryExt,
 };
 use actix_web::dev::{AppConfig, Server, Service};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -79,8 +80,16 @@ impl Refused {
     }
 }
 
-/// A client's stream: plain TCP, or TLS over it.
-pub enum ClientStream {
+/// A client's stream: plain TCP, or TLS over it; and the signal that it is closed.
+pub struct ClientStream {
+    io: Io,
+    /// Dropped with the stream: the connection's service call (which actix-server counts as
+    /// an open connection for the graceful stop) ends when the WebSocket actor that took the
+    /// stream is done, not when the HTTP dispatcher hands the stream over.
+    _open: tokio::sync::oneshot::Sender<()>,
+}
+
+enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
 }
@@ -91,9 +100,9 @@ impl AsyncRead for ClientStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -104,9 +113,9 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -115,33 +124,39 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            ClientStream::Plain(s) => s.is_write_vectored(),
-            ClientStream::Tls(s) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
+
+/// What actix-http's upgrade hook is given: the request, and its connection.
+type UpgradeRequest = (
+    Request,
+    actix_codec::Framed<ClientStream, actix_http::h1::Codec>,
+);
 
 /// What every worker's acceptor shares.
 #[derive(Clone)]
@@ -162,9 +177,11 @@ impl Acceptor {
     }
 
     /// The stream to serve and the client's address, or the connection refused (logged).
+    /// `open`: dropped when the stream is.
     async fn accept(
         &self,
         io: TcpStream,
+        open: tokio::sync::oneshot::Sender<()>,
     ) -> Result<(ClientStream, Option<SocketAddr>), DispatchError> {
         let peer = match io.peer_addr() {
             Ok(peer) => SocketAddr::new(peer.ip().to_canonical(), peer.port()),
@@ -173,11 +190,11 @@ impl Acceptor {
         };
         let _ = io.set_nodelay(true);
         match self.prepare(io, peer).await {
-            Ok((stream, client)) => {
+            Ok((io, client)) => {
                 if client != peer {
                     log::debug!("client connection from {peer}: client {client}");
                 }
-                Ok((stream, Some(client)))
+                Ok((ClientStream { io, _open: open }, Some(client)))
             }
             Err(why) => {
                 if why.is_notable() {
@@ -195,7 +212,7 @@ impl Acceptor {
         &self,
         mut io: TcpStream,
         peer: SocketAddr,
-    ) -> Result<(ClientStream, SocketAddr), Refused> {
+    ) -> Result<(Io, SocketAddr), Refused> {
         let config = &self.state.ws;
         let client = if config.proxy_protocol && self.state.trusted_proxies.contains(peer.ip()) {
             let header = tokio::time::timeout(FIRST_BYTES_TIMEOUT, read_header(&mut io))
@@ -216,13 +233,13 @@ impl Acceptor {
         };
         let client = SocketAddr::new(client.ip().to_canonical(), client.port());
         let stream = match &self.tls {
-            None => ClientStream::Plain(io),
+            None => Io::Plain(io),
             Some(tls) => {
                 let stream = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io))
                     .await
                     .map_err(|_| Refused::TlsTimeout(TLS_HANDSHAKE_TIMEOUT))?
                     .map_err(Refused::Tls)?;
-                ClientStream::Tls(Box::new(stream))
+                Io::Tls(Box::new(stream))
             }
         };
         Ok((stream, client))
@@ -337,13 +354,41 @@ where
             if secure {
                 http = http.secure();
             }
-            let http = http.h1(app);
+            // WebSocket handshakes are answered by `upgrade::serve`, which takes the stream
+            // from the dispatcher: no HTTP state stays under an open WebSocket.
+            let state = acceptor.state.clone();
+            let http = http
+                .upgrade(fn_service(move |(req, framed): UpgradeRequest| {
+                    let state = state.clone();
+                    async move {
+                        super::upgrade::serve(req, framed, state)
+                            .await
+                            .map_err(actix_web::Error::from)
+                    }
+                }))
+                .h1(app);
             let acceptor = acceptor.clone();
-            fn_service(move |io: TcpStream| {
+            fn_factory(move || {
+                let http = http.new_service(());
                 let acceptor = acceptor.clone();
-                async move { acceptor.accept(io).await }
+                async move {
+                    let http = Rc::new(http.await?);
+                    Ok::<_, ()>(fn_service(move |io: TcpStream| {
+                        let acceptor = acceptor.clone();
+                        let http = http.clone();
+                        // The accept (TLS handshake) and the dispatcher live in allocations
+                        // of their own, freed once done: the task that stays for the
+                        // connection's life waits on `open` alone.
+                        async move {
+                            let (open, closed) = tokio::sync::oneshot::channel();
+                            let accepted = Box::pin(acceptor.accept(io, open)).await?;
+                            Box::pin(http.call(accepted)).await?;
+                            let _ = closed.await;
+                            Ok::<_, DispatchError>(())
+                        }
+                    }))
+                }
             })
-            .and_then(http)
         },
     )?;
     Ok(builder.run())

@@ -2,28 +2,40 @@
 //! as Janus does), one `ClientConnection` actor per socket. The connection parses and checks
 //! each request, answers the session-less ones (`info`, `ping`, `create`) and hands the rest
 //! to the session actor.
+//!
+//! The handshake is answered from actix-http's upgrade hook (`upgrade`); after it the actor
+//! owns the bare stream (`wsio`), so an idle connection holds no HTTP dispatcher and no buffer
+//! (docs/performance.md).
 
 pub mod env;
 pub mod listener;
 pub mod settings;
+pub mod upgrade;
+pub mod wsio;
 
 use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
-use janus_protocol::{
-    ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, Target, JANUS_PROTOCOL,
-};
+use janus_protocol::{ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, Target};
 
 use crate::session::{ClientSession, OwnerGone, SessionRequest};
 use crate::wsframes::MessageAssembler;
 use env::TransportEnv;
+use listener::ClientStream;
+use wsio::WsIo;
 
 pub use crate::messages::{ClientFrame, ReplyTo};
 use crate::messages::{ConnPort, SessionOwnership};
+
+/// How long a closing connection may take to write its last frames (its close frame) before
+/// it is dropped: actix-http's `client_disconnect_timeout`, as before.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub struct ClientConnection {
     id: u64,
@@ -37,10 +49,19 @@ pub struct ClientConnection {
     assembler: MessageAssembler,
     /// This connection as its sessions know it (made when the actor starts).
     port: Option<ConnPort>,
+    /// The socket, its codec and its (idle: empty) buffers.
+    io: WsIo<ClientStream>,
+    /// A close frame is sent (or the client is gone): nothing more is read or written but
+    /// what is queued, then the actor stops.
+    closing: bool,
 }
 
 impl ClientConnection {
-    pub fn new(state: Arc<TransportEnv>, peer: Option<std::net::IpAddr>) -> Self {
+    pub fn new(
+        state: Arc<TransportEnv>,
+        peer: Option<std::net::IpAddr>,
+        io: WsIo<ClientStream>,
+    ) -> Self {
         let rate = state.limits.requests_per_second;
         ClientConnection {
             id: state.next_connection_id(),
@@ -49,11 +70,13 @@ impl ClientConnection {
             owned: HashSet::new(),
             assembler: MessageAssembler::new(state.ws.max_message_size),
             port: None,
+            io,
+            closing: false,
             state,
         }
     }
 
-    fn port(&mut self, ctx: &mut ws::WebsocketContext<Self>) -> ConnPort {
+    fn port(&mut self, ctx: &mut Context<Self>) -> ConnPort {
         let id = self.id;
         self.port
             .get_or_insert_with(|| ConnPort {
@@ -64,26 +87,47 @@ impl ClientConnection {
             .clone()
     }
 
-    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, frame: &ServerMessage) {
+    fn send(&mut self, frame: &ServerMessage) {
         if let ServerMessage::Error(e) = frame {
             self.state.session.metrics.error(e.error.code);
         }
-        ctx.text(self.state.session.encode(frame));
+        self.text(self.state.session.encode(frame));
+    }
+
+    /// Queues a text frame (written by the `IoDriver`, which runs after every message the
+    /// actor handles). Nothing is written after the close frame.
+    fn text(&mut self, text: String) {
+        if !self.closing {
+            self.io.send(Message::Text(text.into()));
+        }
+    }
+
+    /// Sends a close frame (`None`: an empty one), then the actor stops once it is written.
+    fn close(&mut self, ctx: &mut Context<Self>, reason: Option<CloseReason>) {
+        if !self.closing {
+            self.io.send(Message::Close(reason));
+            self.closing = true;
+            ctx.run_later(CLOSE_TIMEOUT, |_, ctx| ctx.stop());
+        }
+    }
+
+    /// The client is gone: stop once what is queued is written (or cannot be).
+    fn ended(&mut self, ctx: &mut Context<Self>) {
+        if !self.closing {
+            self.closing = true;
+            ctx.run_later(CLOSE_TIMEOUT, |_, ctx| ctx.stop());
+        }
     }
 
     /// One WebSocket message, text or binary: the requests it holds, answered in order, or
     /// the one error that refuses them all (`Incoming::parse_frame`, as Janus reads it).
-    fn on_message(&mut self, ctx: &mut ws::WebsocketContext<Self>, data: &[u8]) {
+    fn on_message(&mut self, ctx: &mut Context<Self>, data: &[u8]) {
         for request in Incoming::parse_frame(data) {
             self.on_request(ctx, request);
         }
     }
 
-    fn on_request(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        request: Result<Incoming, ApiError>,
-    ) {
+    fn on_request(&mut self, ctx: &mut Context<Self>, request: Result<Incoming, ApiError>) {
         let result = request.and_then(|incoming| {
             self.state.session.metrics.request(&incoming.request);
             let target = incoming.target()?;
@@ -91,7 +135,7 @@ impl ClientConnection {
         });
         let (incoming, target) = match result {
             Ok(ok) => ok,
-            Err(e) => return self.send(ctx, &ServerMessage::error(&e)),
+            Err(e) => return self.send(&ServerMessage::error(&e)),
         };
         if let Some(limiter) = self.limiter.as_mut() {
             if !limiter.allow(Instant::now()) {
@@ -100,25 +144,25 @@ impl ClientConnection {
                     ErrorCode::Unknown,
                     format!("Too many requests: more than {rate} a second on this connection"),
                 ));
-                return self.send(ctx, &ServerMessage::error(&err));
+                return self.send(&ServerMessage::error(&err));
             }
         }
         match target {
             Target::Root(RootRequest::Ping) => {
-                self.send(ctx, &ServerMessage::pong(&incoming.transaction))
+                self.send(&ServerMessage::pong(&incoming.transaction))
             }
             Target::Root(RootRequest::Info) => {
                 let info = crate::session::info::server_info(
                     &self.state.session,
                     Some(&incoming.transaction),
                 );
-                self.send(ctx, &ServerMessage::ServerInfo(info));
+                self.send(&ServerMessage::ServerInfo(info));
             }
             Target::Root(RootRequest::Create { .. }) | Target::Session { .. }
                 if !self.state.session.authorizes(&incoming) =>
             {
                 let err = incoming.error(ApiError::default_for(ErrorCode::Unauthorized));
-                self.send(ctx, &ServerMessage::error(&err));
+                self.send(&ServerMessage::error(&err));
             }
             Target::Root(RootRequest::Create { id }) => self.create(ctx, &incoming, id),
             Target::Session { session_id, .. } => {
@@ -136,19 +180,14 @@ impl ClientConnection {
                     }),
                     None => {
                         let err = incoming.error(ApiError::no_such_session(session_id));
-                        self.send(ctx, &ServerMessage::error(&err));
+                        self.send(&ServerMessage::error(&err));
                     }
                 }
             }
         }
     }
 
-    fn create(
-        &mut self,
-        ctx: &mut ws::WebsocketContext<Self>,
-        incoming: &Incoming,
-        id: Option<u64>,
-    ) {
+    fn create(&mut self, ctx: &mut Context<Self>, incoming: &Incoming, id: Option<u64>) {
         let limit = self.state.limits.sessions_per_connection;
         if limit > 0 && self.owned.len() >= limit {
             let err = ApiError::new(
@@ -156,7 +195,7 @@ impl ClientConnection {
                 format!("Too many sessions on this connection (limit {limit})"),
             )
             .with_transaction(incoming.transaction.clone());
-            self.send(ctx, &ServerMessage::error(&err));
+            self.send(&ServerMessage::error(&err));
             return;
         }
         let state = self.state.session.clone();
@@ -174,23 +213,24 @@ impl ClientConnection {
             Ok(session_id) => {
                 self.owned.insert(session_id);
                 let reply = ServerMessage::created(0, &incoming.transaction, session_id);
-                self.send(ctx, &reply);
+                self.send(&reply);
             }
             Err(_) => {
                 let err = ApiError::default_for(ErrorCode::SessionConflict)
                     .with_session(id.unwrap_or(0))
                     .with_transaction(incoming.transaction.clone());
-                self.send(ctx, &ServerMessage::error(&err));
+                self.send(&ServerMessage::error(&err));
             }
         }
     }
 }
 
 impl Actor for ClientConnection {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
-    fn started(&mut self, _: &mut Self::Context) {
+    fn started(&mut self, ctx: &mut Self::Context) {
         self.state.session.metrics.client_connections.inc();
+        ctx.spawn(IoDriver);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -220,61 +260,122 @@ impl Actor for ClientConnection {
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ClientConnection {
-    fn handle(&mut self, msg: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let msg = match msg {
-            Ok(msg) => msg,
+impl ClientConnection {
+    /// One frame from the client, or why none could be read (answered as actix-web-actors'
+    /// WebSocket stream and this handler answered them before).
+    fn on_frame(&mut self, ctx: &mut Context<Self>, frame: Result<Frame, ProtocolError>) {
+        let frame = match frame {
+            Ok(frame) => frame,
             Err(e) => {
                 log::debug!("client connection {}: protocol error: {e}", self.id);
                 // A frame over ws.max_message_size is "message too big" (1009).
                 let code = match e {
-                    ws::ProtocolError::Overflow => ws::CloseCode::Size,
-                    _ => ws::CloseCode::Protocol,
+                    ProtocolError::Overflow => CloseCode::Size,
+                    _ => CloseCode::Protocol,
                 };
-                ctx.close(Some(ws::CloseReason {
+                let reason = CloseReason {
                     code,
                     description: Some(e.to_string()),
-                }));
-                ctx.stop();
-                return;
+                };
+                return self.close(ctx, Some(reason));
             }
         };
-        let data = match msg {
-            ws::Message::Text(text) => text.into_bytes(),
-            ws::Message::Binary(data) => data,
-            ws::Message::Continuation(item) => match self.assembler.push(item) {
-                Ok(Some(data)) => data,
-                Ok(None) => return,
+        let data = match frame {
+            Frame::Text(data) => match std::str::from_utf8(&data) {
+                Ok(_) => data,
                 Err(e) => {
-                    ctx.close(Some(ws::CloseReason {
-                        code: ws::CloseCode::Size,
-                        description: Some(e.to_string()),
-                    }));
-                    ctx.stop();
-                    return;
+                    // What the WebSocket stream made of a text frame that is not UTF-8.
+                    let e = ProtocolError::Io(std::io::Error::other(e.to_string()));
+                    return self.on_frame(ctx, Err(e));
                 }
             },
-            ws::Message::Ping(data) => {
-                ctx.pong(&data);
+            Frame::Binary(data) => data,
+            Frame::Continuation(item) => match self.assembler.push(item) {
+                Ok(Some(data)) => {
+                    // A fresh assembler (no allocation): the old one's buffer still holds the
+                    // room of the largest message it gathered, which an idle connection
+                    // should not keep.
+                    self.assembler = MessageAssembler::new(self.state.ws.max_message_size);
+                    data
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    let reason = CloseReason {
+                        code: CloseCode::Size,
+                        description: Some(e.to_string()),
+                    };
+                    return self.close(ctx, Some(reason));
+                }
+            },
+            Frame::Ping(data) => {
+                if !self.closing {
+                    self.io.send(Message::Pong(data));
+                }
                 return;
             }
-            ws::Message::Pong(_) | ws::Message::Nop => return,
-            ws::Message::Close(reason) => {
-                ctx.close(reason);
-                ctx.stop();
-                return;
-            }
+            Frame::Pong(_) => return,
+            Frame::Close(reason) => return self.close(ctx, reason),
         };
         // Bytes that are not UTF-8 (a binary message) get jansson's error for them.
         self.on_message(ctx, &data);
     }
 }
 
+/// The connection's socket work, polled by the actor's context after every message it
+/// handles: writes what is queued, reads and handles frames, and once closing, writes the
+/// rest, ends the stream and stops the actor.
+struct IoDriver;
+
+impl ActorFuture<ClientConnection> for IoDriver {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        act: &mut ClientConnection,
+        ctx: &mut Context<ClientConnection>,
+        task: &mut std::task::Context<'_>,
+    ) -> Poll<()> {
+        loop {
+            if act.closing {
+                return match act.io.poll_shutdown(task) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(_) => {
+                        ctx.stop();
+                        Poll::Ready(())
+                    }
+                };
+            }
+            if let Poll::Ready(Err(e)) = act.io.poll_flush(task) {
+                log::debug!("client connection {}: write failed: {e}", act.id);
+                ctx.stop();
+                return Poll::Ready(());
+            }
+            match act.io.poll_frame(task) {
+                Poll::Ready(Some(frame)) => act.on_frame(ctx, frame),
+                Poll::Ready(None) => act.ended(ctx),
+                // Replies queued by the frames handled are written by the flush above, on
+                // the next turn; with none pending there is nothing left to do.
+                Poll::Pending if act.io.has_pending_writes() => {
+                    return match act.io.poll_flush(task) {
+                        Poll::Ready(Err(e)) => {
+                            log::debug!("client connection {}: write failed: {e}", act.id);
+                            ctx.stop();
+                            Poll::Ready(())
+                        }
+                        _ => Poll::Pending,
+                    };
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
+
 impl Handler<ClientFrame> for ClientConnection {
     type Result = ();
 
-    fn handle(&mut self, msg: ClientFrame, ctx: &mut Self::Context) {
-        ctx.text(msg.0);
+    fn handle(&mut self, msg: ClientFrame, _: &mut Self::Context) {
+        self.text(msg.0);
     }
 }
 
@@ -289,23 +390,18 @@ impl Handler<SessionOwnership> for ClientConnection {
     }
 }
 
-/// Does the handshake offer `janus-protocol`?
-fn offers_janus_protocol(req: &HttpRequest) -> bool {
-    req.headers()
-        .get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == JANUS_PROTOCOL)
-}
-
 /// The client's address: the connection's (the TCP peer, or the PROXY protocol header of a
 /// trusted load balancer, see `listener`), or, when that is a trusted proxy, what its
 /// `limits.forwarded_header` says.
-fn client_ip(req: &HttpRequest, state: &TransportEnv) -> Option<std::net::IpAddr> {
-    let peer = req.peer_addr()?;
+fn client_ip(
+    head: &actix_http::RequestHead,
+    peer: Option<std::net::SocketAddr>,
+    state: &TransportEnv,
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
     let header = state.limits.forwarded_header;
     let values: Vec<&[u8]> = match header.header_name() {
-        Some(name) => req.headers().get_all(name).map(|v| v.as_bytes()).collect(),
+        Some(name) => head.headers().get_all(name).map(|v| v.as_bytes()).collect(),
         None => Vec::new(),
     };
     let (ip, error) =
@@ -319,43 +415,22 @@ fn client_ip(req: &HttpRequest, state: &TransportEnv) -> Option<std::net::IpAddr
     Some(ip)
 }
 
-/// The WebSocket route (any path).
-pub async fn ws_endpoint(
-    req: HttpRequest,
-    stream: web::Payload,
-    state: web::Data<Arc<TransportEnv>>,
-) -> Result<HttpResponse, actix_web::Error> {
-    if !offers_janus_protocol(&req) {
-        return Ok(HttpResponse::BadRequest()
-            .content_type("text/plain")
-            .body("WebSocket subprotocol 'janus-protocol' required\n"));
-    }
-    let state = state.get_ref().clone();
-    let peer = client_ip(&req, &state);
-    if let Some(ip) = peer {
-        let limit = state.limits.connections_per_ip;
-        if !state.connections.try_open(ip, limit) {
-            log::info!("client connection from {ip} refused: {limit} connections from it already");
-            state
-                .session
-                .metrics
-                .refused(crate::metrics::Refusal::ConnectionsPerIp);
-            return Ok(HttpResponse::TooManyRequests()
-                .content_type("text/plain")
-                .body(format!("Too many connections from {ip} (limit {limit})\n")));
+/// The route (any path) of requests that are not WebSocket upgrades: those go to
+/// `upgrade::serve` before any route. What comes here is refused as the handshake refuses it.
+pub async fn ws_endpoint(req: HttpRequest, state: web::Data<Arc<TransportEnv>>) -> HttpResponse {
+    let state = state.get_ref();
+    let client = client_ip(req.head(), req.peer_addr(), state);
+    let refusal = match upgrade::admit(req.head(), state, client) {
+        Err(refusal) => refusal,
+        // Upgrade headers actix-http's parser did not take for a WebSocket upgrade (e.g.
+        // `Upgrade: websocket, h2c`): not served, as by a stock Janus (libwebsockets).
+        Ok(_) => {
+            if let Some(ip) = client {
+                state.connections.close(ip);
+            }
+            upgrade::HandshakeRefusal::Handshake(actix_http::ws::HandshakeError::NoWebsocketUpgrade)
         }
-    }
-    let max = state.ws.max_message_size;
-    let connection = ClientConnection::new(state.clone(), peer);
-    let response = ws::WsResponseBuilder::new(connection, &req, stream)
-        .protocols(&[JANUS_PROTOCOL])
-        .frame_size(max)
-        .start();
-    if response.is_err() {
-        // The handshake failed, so the actor that would release the count never ran.
-        if let Some(ip) = peer {
-            state.connections.close(ip);
-        }
-    }
-    response
+    };
+    let (res, body) = refusal.response();
+    HttpResponse::from(res.set_body(body).map_into_boxed_body())
 }
