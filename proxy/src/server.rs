@@ -257,6 +257,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         &user_topics,
     )?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
+    crate::admin::sampler::spawn_sampler(&state);
 
     let ws_config = &state.config.ws;
     let close_after_s = state.config.shutdown.close_after_s();

@@ -87,7 +87,7 @@ impl ProxyState {
             trusted_proxies,
         ));
         let history = crate::admin::history::History::new(&config.admin);
-        let state = Arc::new(ProxyState {
+        Arc::new(ProxyState {
             config,
             transport,
             registry,
@@ -97,9 +97,7 @@ impl ProxyState {
             started: Instant::now(),
             store,
             history,
-        });
-        crate::admin::history::spawn_sampler(&state);
-        state
+        })
     }
 
     /// The sessions, the plugins, authentication.

@@ -348,6 +348,16 @@ impl Default for RestConfig {
 }
 
 impl SentinelConfig {
+    /// What a stop's time budget depends on (`shutdown::StopBudget`).
+    pub fn stop_inputs(&self) -> crate::shutdown::StopInputs {
+        crate::shutdown::StopInputs {
+            grace_s: self.shutdown.grace_s,
+            stop_grace_ms: self.process.stop_grace_ms,
+            managed: self.process.mode == ProcessMode::Managed,
+            report_timeout_ms: self.report.timeout_ms,
+        }
+    }
+
     /// Defaults, then the file (if any), then the environment.
     pub fn load(file: Option<&Path>) -> Result<SentinelConfig, SentinelError> {
         Self::load_with_env(file, std::env::vars())
@@ -480,7 +490,8 @@ impl SentinelConfig {
                 }
             }
         }
-        crate::shutdown::StopBudget::validate(self).map_err(SentinelError::Config)?;
+        crate::shutdown::StopBudget::validate(&self.stop_inputs())
+            .map_err(SentinelError::Config)?;
         self.log.validate().map_err(SentinelError::Config)?;
         Ok(())
     }

@@ -137,7 +137,7 @@ impl RunningSentinel {
         let final_report = self.monitor.send(PrepareShutdown).await.ok();
         if let Some(report) = final_report {
             // A post in flight first, then the final one.
-            let limit = StopBudget::of(&self.config).final_reports;
+            let limit = StopBudget::of(&self.config.stop_inputs()).final_reports;
             let posts = join_all(
                 self.posters
                     .iter()

@@ -7,8 +7,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ProcessMode, SentinelConfig};
-
 /// The REST API's stop (actix checks its worker once a second) and a margin.
 pub const RESERVE: Duration = Duration::from_secs(2);
 /// The shortest useful time for the final reports.
@@ -43,18 +41,29 @@ pub struct StopBudget {
     pub janus: Duration,
 }
 
+/// What a stop's budget depends on, from the configuration (`SentinelConfig::stop_inputs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StopInputs {
+    /// `shutdown.grace_s`.
+    pub grace_s: u64,
+    /// `process.stop_grace_ms`, the time a managed Janus gets (named in errors).
+    pub stop_grace_ms: u64,
+    /// Whether the sentinel stops Janus (`process.mode = managed`).
+    pub managed: bool,
+    /// `report.timeout_ms`.
+    pub report_timeout_ms: u64,
+}
+
 impl StopBudget {
     /// The final reports get what a report and a retry take (two `report.timeout_ms`), within
     /// what the grace leaves after Janus's stop and the reserve.
-    pub fn of(config: &SentinelConfig) -> StopBudget {
-        let janus = match config.process.mode {
-            ProcessMode::Managed => Duration::from_millis(config.process.stop_grace_ms),
-            ProcessMode::Monitor => Duration::ZERO,
+    pub fn of(inputs: &StopInputs) -> StopBudget {
+        let janus = match inputs.managed {
+            true => Duration::from_millis(inputs.stop_grace_ms),
+            false => Duration::ZERO,
         };
-        let wanted = Duration::from_millis(2 * config.report.timeout_ms + 500);
-        let left = config
-            .shutdown
-            .grace()
+        let wanted = Duration::from_millis(2 * inputs.report_timeout_ms + 500);
+        let left = Duration::from_secs(inputs.grace_s)
             .saturating_sub(janus)
             .saturating_sub(RESERVE);
         StopBudget {
@@ -65,18 +74,17 @@ impl StopBudget {
 
     /// The grace must leave the final reports [`MIN_FINAL_REPORTS`] at least. The error
     /// names the keys.
-    pub fn validate(config: &SentinelConfig) -> Result<(), String> {
-        let shutdown = &config.shutdown;
-        if shutdown.grace_s > 3_600 {
+    pub fn validate(inputs: &StopInputs) -> Result<(), String> {
+        if inputs.grace_s > 3_600 {
             return Err("shutdown.grace_s must be at most 3600 seconds".into());
         }
-        let budget = StopBudget::of(config);
+        let budget = StopBudget::of(inputs);
         if budget.final_reports < MIN_FINAL_REPORTS {
             let needed = (budget.janus + RESERVE + MIN_FINAL_REPORTS).as_secs();
             return Err(format!(
                 "shutdown.grace_s ({}) must be at least {needed}: process.stop_grace_ms ({} ms) \
                  for a managed Janus, 1 s for the final reports, 2 s for the rest",
-                shutdown.grace_s, config.process.stop_grace_ms
+                inputs.grace_s, inputs.stop_grace_ms
             ));
         }
         Ok(())
@@ -87,19 +95,22 @@ impl StopBudget {
 mod tests {
     use super::*;
 
-    fn config(mode: ProcessMode, grace_s: u64, stop_grace_ms: u64) -> SentinelConfig {
-        let mut c = SentinelConfig::default();
-        c.process.mode = mode;
-        c.process.stop_grace_ms = stop_grace_ms;
-        c.shutdown.grace_s = grace_s;
-        c.report.timeout_ms = 5_000;
-        c
+    const MANAGED: bool = true;
+    const MONITOR: bool = false;
+
+    fn config(managed: bool, grace_s: u64, stop_grace_ms: u64) -> StopInputs {
+        StopInputs {
+            grace_s,
+            stop_grace_ms,
+            managed,
+            report_timeout_ms: 5_000,
+        }
     }
 
     #[test]
     fn the_final_reports_get_what_is_left() {
         // Defaults: 10.5 s wanted, 15 - 5 - 2 = 8 s left.
-        let managed = config(ProcessMode::Managed, 15, 5_000);
+        let managed = config(MANAGED, 15, 5_000);
         assert_eq!(
             StopBudget::of(&managed),
             StopBudget {
@@ -109,7 +120,7 @@ mod tests {
         );
         StopBudget::validate(&managed).expect("defaults are valid");
         // Monitor mode: Janus is not the sentinel's to stop; the reports get all they want.
-        let monitor = config(ProcessMode::Monitor, 15, 5_000);
+        let monitor = config(MONITOR, 15, 5_000);
         assert_eq!(
             StopBudget::of(&monitor),
             StopBudget {
@@ -117,10 +128,10 @@ mod tests {
                 janus: Duration::ZERO
             }
         );
-        let short = config(ProcessMode::Monitor, 5, 5_000);
+        let short = config(MONITOR, 5, 5_000);
         assert_eq!(StopBudget::of(&short).final_reports, Duration::from_secs(3));
         // A long grace: the reports take no more than a report and a retry.
-        let long = config(ProcessMode::Managed, 60, 5_000);
+        let long = config(MANAGED, 60, 5_000);
         assert_eq!(
             StopBudget::of(&long).final_reports,
             Duration::from_millis(10_500)
@@ -129,14 +140,13 @@ mod tests {
 
     #[test]
     fn a_grace_too_short_names_the_keys() {
-        let err = StopBudget::validate(&config(ProcessMode::Managed, 7, 5_000))
-            .expect_err("7 s < 5 + 2 + 1");
+        let err = StopBudget::validate(&config(MANAGED, 7, 5_000)).expect_err("7 s < 5 + 2 + 1");
         assert!(
             err.starts_with("shutdown.grace_s (7) must be at least 8"),
             "{err}"
         );
         assert!(err.contains("process.stop_grace_ms"), "{err}");
-        StopBudget::validate(&config(ProcessMode::Monitor, 3, 5_000)).expect("monitor: 3 s do");
-        assert!(StopBudget::validate(&config(ProcessMode::Monitor, 4_000, 0)).is_err());
+        StopBudget::validate(&config(MONITOR, 3, 5_000)).expect("monitor: 3 s do");
+        assert!(StopBudget::validate(&config(MONITOR, 4_000, 0)).is_err());
     }
 }

@@ -21,7 +21,7 @@ pub struct SharedState {
     /// One per poster, written by it.
     pub posters: Vec<Arc<RwLock<PosterStats>>>,
     /// Written by the sweeper.
-    pub sweeper: crate::sweeper::SweeperStats,
+    pub sweeper: crate::sweeper::stats::SweeperStats,
 }
 
 /// What the monitor knows, for the REST API and the metrics.

@@ -5,19 +5,14 @@
 //! ends with the proxy's state.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use actix_web::{HttpRequest, HttpResponse};
 use parking_lot::Mutex;
 use serde::Serialize;
-use serde_json::json;
 
-use super::access::CanRead;
-use super::{error_response, State};
 use crate::backend::breaker::BreakerPhase;
-use crate::registry::{ListServers, ServerView};
-use crate::state::ProxyState;
+use crate::registry::ServerView;
 
 /// One server at one sample.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,66 +110,16 @@ impl History {
     pub fn since(&self, t: u64) -> Vec<Sample> {
         self.ring.lock().since(t)
     }
+
+    pub fn push(&self, sample: Sample) {
+        self.ring.lock().push(sample);
+    }
 }
 
 pub fn unix_ms(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// Samples `state` every `history.interval` until the state is gone. Needs a Tokio runtime
-/// (the proxy's actix system); without one there is no history.
-pub fn spawn_sampler(state: &Arc<ProxyState>) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return;
-    };
-    let weak: Weak<ProxyState> = Arc::downgrade(state);
-    let interval = state.history.interval;
-    runtime.spawn(async move {
-        let mut tick = tokio::time::interval(interval);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(state) = weak.upgrade() else {
-                return;
-            };
-            // A registry that does not answer within a tick is skipped, not waited for.
-            let servers = state.registry.send(ListServers);
-            let Ok(Ok(servers)) = tokio::time::timeout(interval, servers).await else {
-                continue;
-            };
-            let sample = Sample {
-                t: unix_ms(SystemTime::now()),
-                sessions: state.session().sessions.lock().len(),
-                handles: state.metrics.handles.get(),
-                connections: state.metrics.client_connections.get(),
-                servers: servers.iter().map(ServerSample::of).collect(),
-            };
-            state.history.ring.lock().push(sample);
-        }
-    });
-}
-
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct HistoryQuery {
-    #[serde(default)]
-    since: u64,
-}
-
-/// `GET /history?since=<unix ms>`: the samples after `since` (all by default).
-pub async fn history(_: CanRead, state: State, req: HttpRequest) -> HttpResponse {
-    let query: HistoryQuery = match super::query(&req) {
-        Ok(q) => q,
-        Err(e) => return error_response(&e),
-    };
-    HttpResponse::Ok().json(json!({
-        "interval_ms": state.history.interval.as_millis() as u64,
-        "capacity": state.config.admin.history_samples(),
-        "now": unix_ms(SystemTime::now()),
-        "samples": state.history.since(query.since),
-    }))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod health;
 pub mod history;
 pub mod overview;
 mod rooms;
+pub mod sampler;
 mod servers;
 mod sessions;
 
@@ -40,7 +41,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/openapi.json", web::get().to(openapi))
         .route("/", web::get().to(console_page))
         .route("/console.js", web::get().to(console_script))
-        .route("/history", web::get().to(history::history))
+        .route("/history", web::get().to(sampler::history))
         .route("/overview", web::get().to(overview::overview))
         .route("/sessions", web::get().to(sessions::sessions))
         .route("/backend_servers", web::get().to(servers::list_servers))

@@ -10,6 +10,7 @@
 pub mod env;
 pub mod listener;
 pub mod settings;
+pub mod stream;
 pub mod upgrade;
 pub mod wsio;
 
@@ -27,7 +28,7 @@ use janus_protocol::{ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, 
 use crate::session::{ClientSession, OwnerGone, SessionRequest};
 use crate::wsframes::MessageAssembler;
 use env::TransportEnv;
-use listener::ClientStream;
+use stream::ClientStream;
 use wsio::WsIo;
 
 pub use crate::messages::{ClientFrame, ReplyTo};

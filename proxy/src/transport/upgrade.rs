@@ -17,7 +17,7 @@ use futures_util::SinkExt;
 use janus_protocol::JANUS_PROTOCOL;
 
 use super::env::TransportEnv;
-use super::listener::ClientStream;
+use super::stream::ClientStream;
 use super::wsio::WsIo;
 use super::ClientConnection;
 use crate::metrics::Refusal;
