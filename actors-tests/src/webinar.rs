@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::netns::{poll_until, JanusInNs, MediaTest};
+use crate::netns::{janus_reports, poll_until, JanusInNs, MediaTest};
 
 /// The admin token the webinar tests give the proxy (`[admin] token`).
 pub const ADMIN_TOKEN: &str = "webinar-admin-token";
@@ -142,6 +142,19 @@ pub fn listening(media: &MediaTest, port: u16) -> bool {
 }
 
 /// Polls until every backend listens on its client and Admin API ports.
+/// [`spawn_janus_with_admin`], then waits until every one listens (panics, with their logs,
+/// if one does not within 20 s).
+pub fn start_janus(media: &MediaTest, backends: &[Backend]) -> Vec<JanusInNs> {
+    let mut janus = spawn_janus_with_admin(media, backends);
+    assert!(
+        wait_listening(media, backends, Duration::from_secs(20)),
+        "{}: the Janus servers do not listen\n{}",
+        media.test,
+        janus_reports(&mut janus)
+    );
+    janus
+}
+
 pub fn wait_listening(media: &MediaTest, backends: &[Backend], within: Duration) -> bool {
     poll_until(within, Duration::from_millis(50), || {
         backends

@@ -21,8 +21,7 @@ use std::time::Duration;
 
 use actors_tests::netns::{janus_reports, skip, MediaTest, PROXY_ADMIN_PORT};
 use actors_tests::webinar::{
-    janus_admin_arg, proxy_sections, spawn_janus_with_admin, wait_listening, wait_selectable,
-    ADMIN_TOKEN, BACKENDS,
+    janus_admin_arg, proxy_sections, start_janus, wait_selectable, ADMIN_TOKEN, BACKENDS,
 };
 use serde_json::Value;
 
@@ -103,15 +102,10 @@ fn six_viewers_avoid_the_drained_publisher_server_and_decode_its_video() {
         }
     }
     // Its work dir is kept if anything fails (the pages' consoles, every log).
-    let Some(mut media) = MediaTest::start_browser(TEST, NS_PREFIX) else {
+    let Some(media) = MediaTest::start_browser(TEST, NS_PREFIX) else {
         return;
     };
-    let mut janus = spawn_janus_with_admin(&media, &BACKENDS);
-    assert!(
-        wait_listening(&media, &BACKENDS, Duration::from_secs(20)),
-        "{TEST}: the Janus servers do not listen\n{}",
-        janus_reports(&mut janus)
-    );
+    let mut janus = start_janus(&media, &BACKENDS);
     let out = media.path().to_str().unwrap_or(".").to_owned();
 
     // ---- phase 1: directly on one Janus, nothing drained ---------------------------------
@@ -199,9 +193,6 @@ fn six_viewers_avoid_the_drained_publisher_server_and_decode_its_video() {
     for j in janus.iter_mut() {
         j.daemon.stop();
     }
-    let keep = std::env::var("MEDIA_E2E_KEEP").is_ok_and(|v| v == "1");
-    media.dir.disable_cleanup(keep);
-    let started = media.started;
-    drop(media);
-    println!("{TEST}: passed in {:.1} s", started.elapsed().as_secs_f64());
+    let took = media.passed();
+    println!("{TEST}: passed in {:.1} s", took.as_secs_f64());
 }

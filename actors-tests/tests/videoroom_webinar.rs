@@ -29,8 +29,8 @@ use std::time::Duration;
 
 use actors_tests::netns::{janus_reports, MediaTest, PROXY_ADMIN_PORT};
 use actors_tests::webinar::{
-    janus_admin_arg, janus_urls_arg, proxy_sections, spawn_janus_with_admin, wait_listening,
-    wait_selectable, ADMIN_TOKEN, BACKENDS,
+    janus_admin_arg, janus_urls_arg, proxy_sections, start_janus, wait_selectable, ADMIN_TOKEN,
+    BACKENDS,
 };
 use serde_json::Value;
 
@@ -174,12 +174,7 @@ fn three_hundred_viewers_spread_by_capacity_then_emptied_servers_drop_the_mirror
     let Some(media) = MediaTest::start(TEST, NS_PREFIX, true) else {
         return;
     };
-    let mut janus = spawn_janus_with_admin(&media, &BACKENDS);
-    assert!(
-        wait_listening(&media, &BACKENDS, Duration::from_secs(20)),
-        "{TEST}: the Janus servers do not listen\n{}",
-        janus_reports(&mut janus)
-    );
+    let mut janus = start_janus(&media, &BACKENDS);
     let sections = proxy_sections(
         &BACKENDS,
         &format!(

@@ -74,6 +74,15 @@ impl MediaTest {
         Some(media)
     }
 
+    /// A browser test passed: its work dir goes (unless `MEDIA_E2E_KEEP=1`); how long the
+    /// test took.
+    pub fn passed(mut self) -> Duration {
+        self.dir.disable_cleanup(env_flag("MEDIA_E2E_KEEP"));
+        let took = self.started.elapsed();
+        drop(self);
+        took
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
