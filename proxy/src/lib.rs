@@ -25,7 +25,7 @@ pub mod tls;
 pub mod transport;
 pub mod wsframes;
 
-pub use cli::main_with_args;
+pub use cli::{main_from_env, main_with_args};
 pub use config::ProxyConfig;
 pub use error::ProxyError;
 pub use server::{start, RunningProxy, ShutdownHandle};

@@ -54,6 +54,20 @@ pub fn version() -> String {
     )
 }
 
+/// The `janus-sentinel` binary's `main` (and the test package's copy of it): the process's
+/// arguments run; an error (a bad configuration, a port taken) is one line on stderr and exit
+/// status 1.
+pub fn main_from_env() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    match main_with_args(&args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("janus-sentinel: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// `janus-sentinel <config-file> | --check-config <config-file> | --version | --help`.
 pub fn main_with_args(args: &[String]) -> Result<(), SentinelError> {
     use janus_cloud_common::cli::{parse, Command};

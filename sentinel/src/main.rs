@@ -1,12 +1,4 @@
-/// The logger is set up by the library once the configuration (`[log]`) is read. An error
-/// (a bad configuration, a port taken) is one line on stderr and exit status 1.
+/// The logger is set up by the library once the configuration (`[log]`) is read.
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match janus_sentinel::main_with_args(&args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("janus-sentinel: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    janus_sentinel::main_from_env()
 }

@@ -6,12 +6,5 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// As `janus-proxy`'s main: the library sets up the logger from `[log]`.
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match janus_proxy::main_with_args(&args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("janus-proxy: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    janus_proxy::main_from_env()
 }

@@ -3,12 +3,5 @@
 
 /// As `janus-sentinel`'s main: the library sets up the logger from `[log]`.
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    match janus_sentinel::main_with_args(&args) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("janus-sentinel: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    janus_sentinel::main_from_env()
 }

@@ -20,6 +20,8 @@
 use janus_protocol::JsonMap;
 use serde_json::Value;
 
+use super::kit::request;
+
 /// janus-cloud's mark (its sentinel's `des_filter`).
 pub const DEFAULT_MARK: &str = "januscloud-";
 
@@ -62,11 +64,7 @@ pub fn strip(frame: &mut JsonMap, mark: &str) {
     if mark.is_empty() {
         return;
     }
-    let Some(data) = frame
-        .get_mut("plugindata")
-        .and_then(|p| p.get_mut("data"))
-        .and_then(Value::as_object_mut)
-    else {
+    let Some(data) = request::plugin_data_mut(frame) else {
         return;
     };
     strip_description(data, mark);

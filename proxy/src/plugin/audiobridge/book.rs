@@ -155,6 +155,12 @@ impl RoomBook {
         self.rooms.get(&room).map(|r| r.config.clone())
     }
 
+    /// The `secret` the room was created (or last edited) with, if any.
+    pub fn secret(&self, room: u64) -> Option<String> {
+        let config = &self.rooms.get(&room)?.config;
+        config.get("secret").and_then(serde_json::Value::as_str).map(str::to_owned)
+    }
+
     /// The room exists on `server` now.
     pub fn mark_ready(&mut self, room: u64, server: &str) {
         if let Some(r) = self.rooms.get_mut(&room) {

@@ -51,6 +51,14 @@ pub fn plugin_data(frame: &JsonMap) -> Option<&Value> {
     frame.get("plugindata").and_then(|p| p.get("data"))
 }
 
+/// `plugindata.data` of a frame, to change what the client gets.
+pub fn plugin_data_mut(frame: &mut JsonMap) -> Option<&mut JsonMap> {
+    frame
+        .get_mut("plugindata")
+        .and_then(|p| p.get_mut("data"))
+        .and_then(Value::as_object_mut)
+}
+
 /// The code of a backend `error` frame, as the metrics count it (490 when it says none); None
 /// for any other frame.
 pub fn error_code_of(frame: &JsonMap) -> Option<u16> {

@@ -13,7 +13,6 @@ use serde_json::Value;
 use super::{Outcome, RoomExpiry};
 use crate::messages::cluster::{Expired, RoomKind};
 use crate::messages::PlaceOn;
-use crate::plugin::backend_mark::own_secret;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::kit::leg::is_lost;
 use crate::plugin::kit::{request, BackendLeg};
@@ -172,7 +171,7 @@ fn take(
             let room = book.remove(id)?;
             Some(Target {
                 servers: room.servers.iter().map(|p| p.server.clone()).collect(),
-                destroy: videoroom_destroy(id, own_secret(backend_secret, room.secret())),
+                destroy: videoroom::admin::destroy_body(&room, backend_secret),
             })
         }
         RoomKind::AudioBridge => {
@@ -188,18 +187,6 @@ fn take(
             })
         }
     }
-}
-
-/// The videoroom's backend `destroy` of room `id` (with the secret of its backend room, if
-/// it has one: see [`own_secret`]).
-fn videoroom_destroy(id: u64, secret: Option<&str>) -> JsonMap {
-    let mut body = JsonMap::new();
-    body.insert("request".into(), "destroy".into());
-    body.insert("room".into(), id.into());
-    if let Some(secret) = secret {
-        body.insert("secret".into(), secret.into());
-    }
-    body
 }
 
 /// Sends `destroy` to `server` through a one-shot backend handle. A server gone, or one

@@ -54,13 +54,8 @@ pub fn list(rooms: &SharedRoomBook) -> Vec<Value> {
 /// Every placed room per server, for the metrics.
 pub fn per_server_rows(rooms: &SharedRoomBook) -> Vec<crate::metrics::RoomOnServer> {
     let rooms = rooms.lock();
-    let ids: Vec<u64> = rooms
-        .list(true)
-        .iter()
-        .filter_map(|entry| entry["room"].as_u64())
-        .collect();
-    ids.into_iter()
-        .filter_map(|id| rooms.get(id))
+    rooms
+        .rooms()
         .flat_map(|room| {
             room.per_server()
                 .into_iter()
@@ -107,6 +102,18 @@ pub fn create(
     Ok((id, permanent))
 }
 
+/// The backend `destroy` of `room`, with the secret of its backend rooms
+/// ([`backend_mark::own_secret`] of `plugins.backend_room_secret`).
+pub fn destroy_body(room: &Room, backend_secret: &str) -> JsonMap {
+    let mut body = JsonMap::new();
+    body.insert("request".into(), "destroy".into());
+    body.insert("room".into(), room.id.into());
+    if let Some(secret) = backend_mark::own_secret(backend_secret, room.secret()) {
+        body.insert("secret".into(), secret.into());
+    }
+    body
+}
+
 /// Destroys a room: on its backend if it lives on one, then in the room book. None: no such
 /// room.
 pub async fn destroy(
@@ -114,19 +121,12 @@ pub async fn destroy(
     rooms: SharedRoomBook,
     id: u64,
 ) -> Option<Result<(), String>> {
-    let (servers, secret) = {
+    let (servers, body) = {
         let d = rooms.lock();
         let room = d.get(id)?;
         let backend_secret = &env.settings.backend_room_secret;
-        let secret = backend_mark::own_secret(backend_secret, room.secret());
-        (room.servers.clone(), secret.map(str::to_owned))
+        (room.servers.clone(), destroy_body(room, backend_secret))
     };
-    let mut body = JsonMap::new();
-    body.insert("request".into(), "destroy".into());
-    body.insert("room".into(), id.into());
-    if let Some(secret) = secret {
-        body.insert("secret".into(), secret.into());
-    }
     let mut outcome = Ok(());
     for p in servers {
         let one = match ask_server(&env, &p.server, body.clone()).await {

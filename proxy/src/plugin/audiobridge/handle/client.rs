@@ -246,12 +246,8 @@ impl AudioBridgeHandle {
             .then(|| crate::plugin::audiobridge::answers::room_of(&body, "room"))
             .flatten()
         {
-            let settings = self.book.lock().config(room);
-            let own = settings
-                .as_ref()
-                .and_then(|s| s.get("secret"))
-                .and_then(Value::as_str);
-            backend_mark::swap_secret(&mut body, own, backend_secret);
+            let own = self.book.lock().secret(room);
+            backend_mark::swap_secret(&mut body, own.as_deref(), backend_secret);
         }
         let message = request::message(body, req.jsep);
         self.send_on(

@@ -75,11 +75,7 @@ impl VideoRoomHandle {
                 }
                 self.apply_update(verb, room, &body, &data);
                 if let Some(saved) = self.save_update(verb, room, &body) {
-                    if let Some(d) = frame
-                        .get_mut("plugindata")
-                        .and_then(|p| p.get_mut("data"))
-                        .and_then(Value::as_object_mut)
-                    {
+                    if let Some(d) = request::plugin_data_mut(&mut frame) {
                         d.insert("permanent".into(), saved.into());
                     }
                 }
@@ -353,9 +349,7 @@ impl VideoRoomHandle {
 /// Janus marks mirrored publishers `"remote": true` in `listparticipants`: the proxy's
 /// mirrors are ordinary participants for the client.
 fn strip_remote_marks(frame: &mut JsonMap) {
-    let participants = frame
-        .get_mut("plugindata")
-        .and_then(|p| p.get_mut("data"))
+    let participants = request::plugin_data_mut(frame)
         .and_then(|d| d.get_mut("participants"))
         .and_then(Value::as_array_mut);
     for p in participants.into_iter().flatten() {

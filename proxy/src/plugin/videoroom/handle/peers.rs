@@ -24,11 +24,7 @@ impl VideoRoomHandle {
         if self.renames.is_empty() && self.display_changes.is_empty() {
             return;
         }
-        let Some(data) = frame
-            .get_mut("plugindata")
-            .and_then(|p| p.get_mut("data"))
-            .and_then(Value::as_object_mut)
-        else {
+        let Some(data) = request::plugin_data_mut(frame) else {
             return;
         };
         let only = match data.get("publishers").and_then(Value::as_array) {
@@ -90,9 +86,7 @@ impl VideoRoomHandle {
         let ask = tokio::time::timeout(self.shared.env.request_timeout, c.send(msg));
         let mut frame = frame.clone();
         let fut = ask.into_actor(self).map(move |attendees, act, _| {
-            let listed = frame
-                .get_mut("plugindata")
-                .and_then(|p| p.get_mut("data"))
+            let listed = request::plugin_data_mut(&mut frame)
                 .and_then(|d| d.get_mut("attendees"))
                 .and_then(Value::as_array_mut);
             if let (Some(list), Ok(Ok(more))) = (listed, attendees) {

@@ -391,6 +391,9 @@ impl VideoRoomHandle {
         if verb == Verb::Edit {
             backend_mark::mark_edit(body, &settings.backend_room_mark);
         }
+        if settings.backend_room_secret.is_empty() {
+            return;
+        }
         let secret = self
             .shared
             .rooms

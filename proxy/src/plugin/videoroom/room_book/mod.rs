@@ -296,6 +296,11 @@ impl RoomBook {
     }
 
     /// Public rooms (every room with `all`), in id order.
+    /// Every room, in id order.
+    pub fn rooms(&self) -> impl Iterator<Item = &Room> {
+        self.rooms.values()
+    }
+
     pub fn list(&self, all: bool) -> Vec<Value> {
         self.rooms
             .values()
