@@ -132,8 +132,7 @@ pub fn list_participants_body(room: u64) -> JsonMap {
 /// Janus's `"permanent"` in an answer (`created`, `edited`, `destroyed`) set to what the proxy
 /// did.
 pub fn set_permanent(frame: &mut JsonMap, saved: bool) {
-    if let Some(d) = request::plugin_data_mut(frame).filter(|d| d.contains_key("permanent"))
-    {
+    if let Some(d) = request::plugin_data_mut(frame).filter(|d| d.contains_key("permanent")) {
         d.insert("permanent".into(), saved.into());
     }
 }

@@ -158,7 +158,10 @@ impl RoomBook {
     /// The `secret` the room was created (or last edited) with, if any.
     pub fn secret(&self, room: u64) -> Option<String> {
         let config = &self.rooms.get(&room)?.config;
-        config.get("secret").and_then(serde_json::Value::as_str).map(str::to_owned)
+        config
+            .get("secret")
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
     }
 
     /// The room exists on `server` now.
