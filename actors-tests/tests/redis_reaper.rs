@@ -7,6 +7,9 @@
 //! Janus's own), and bob must get Janus's `leaving` for alice soon after A dies or stops, not
 //! a minute later. Janus's Admin API confirms A's backend session is gone, Redis that A's keys
 //! are.
+//!
+//! Adoption is off here (`store.adopt_window_s = 0`): this is the dead proxy's clean-up when
+//! nobody adopts its sessions; `redis_adopt.rs` tests adoption.
 
 use std::time::{Duration, Instant};
 
@@ -48,7 +51,7 @@ fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str, ttl_s: u64) 
         "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
          [plugins]\nrelay = [\"{AUDIOBRIDGE}\", \"janus.plugin.echotest\"]\naudiobridge = false\n\n\
          [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-         heartbeat_ttl_s = {ttl_s}\ntimeout_ms = 500\n\n\
+         heartbeat_ttl_s = {ttl_s}\ntimeout_ms = 500\nadopt_window_s = 0\n\n\
          [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
         janus.ws_url(),
         redis.url()
@@ -70,6 +73,7 @@ fn in_process_config(
     config.store.sync_interval_ms = SYNC_MS;
     config.store.heartbeat_ttl_s = ttl_s;
     config.store.timeout_ms = 500;
+    config.store.adopt_window_s = 0;
     config
 }
 

@@ -55,6 +55,10 @@ pub struct StoreConfig {
     pub heartbeat_ttl_s: u64,
     /// Limit on one round trip to Redis (connect included); beyond, the store is degraded.
     pub timeout_ms: u64,
+    /// When a proxy dies, how long a survivor holds its backend sessions for its clients to
+    /// reconnect and `claim` their sessions back (docs/adoption.md); then they are destroyed
+    /// and peers told, as at once with 0.
+    pub adopt_window_s: u64,
 }
 
 impl Default for StoreConfig {
@@ -66,6 +70,7 @@ impl Default for StoreConfig {
             sync_interval_ms: 1000,
             heartbeat_ttl_s: 5,
             timeout_ms: 1000,
+            adopt_window_s: 30,
         }
     }
 }

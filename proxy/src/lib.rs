@@ -2,6 +2,7 @@
 //! servers. See `docs/architecture.md` in the repository for the actor tree.
 
 pub mod admin;
+pub mod adopt;
 pub mod auth;
 pub mod backend;
 pub mod check;

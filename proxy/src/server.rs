@@ -233,7 +233,8 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let metrics = Arc::new(Metrics::new());
     let links = Arc::new(LinkTable::default());
     let reaper = SessionReaper::new(&config.backend, links.clone(), backend_tls.clone());
-    let registry_actor = ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls);
+    let registry_actor =
+        ServerRegistry::new(&config, links.clone(), metrics.clone(), backend_tls.clone());
     // With one client worker, the registry and the backend links (which the registry starts)
     // run on that worker's thread, next to every client connection, session and handle: a
     // relayed request and its replies never cross threads. The registry's address exists at
@@ -242,8 +243,6 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let colocated = config.ws.workers == 1;
     let (tx, rx) = actix::dev::channel::channel(16);
     let registry = Addr::new(tx);
-    let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
-    let pending_registry = colocated.then(|| pending.clone());
     let mut plugins = PluginRegistry::from_config(&config.plugins);
     plugins.load_rooms_file(&config.plugins)?;
     let user_topics = [
@@ -257,6 +256,24 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         &user_topics,
     )?;
     let state = ProxyState::new(config, plugins, registry, links, metrics, store);
+    let registry_actor = registry_actor.with_adoption(state.store.adoption());
+    let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
+    let pending_registry = colocated.then(|| pending.clone());
+    // Dead proxies' sessions, for their clients to claim (docs/adoption.md).
+    let adopter = crate::adopt::Adopter::new(
+        &state.config,
+        state.transport.session.clone(),
+        backend_tls.clone(),
+    )
+    .map(Actor::start);
+    if let Some(adopter) = &adopter {
+        let _ = state
+            .transport
+            .session
+            .adopter
+            .set(adopter.clone().recipient());
+    }
+    let reaper = reaper.with_adopter(adopter.map(Addr::recipient));
     crate::admin::sampler::spawn_sampler(&state);
 
     let ws_config = &state.config.ws;

@@ -77,6 +77,8 @@ impl ProxyState {
             plugin_env,
             auth: Authenticator::new(&config.auth),
             metrics: metrics.clone(),
+            adoption: store.adoption(),
+            adopter: std::sync::OnceLock::new(),
         });
         // `start` validated the configuration: the ranges parse.
         let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();

@@ -237,6 +237,17 @@ impl Reclaimer {
         }
     }
 
+    /// An adopting link ([`super::link::BackendLink::adopting`]): claim `session` (a dead
+    /// proxy's) rather than create one, trying until `deadline`.
+    pub fn adopt(&mut self, session: u64, deadline: Instant, now: Instant) {
+        self.active = Some(Active {
+            session,
+            deadline,
+            last_heard: now,
+            unreachable: false,
+        });
+    }
+
     /// The claim succeeded: the handles live on.
     pub fn claimed(&mut self) {
         self.active = None;

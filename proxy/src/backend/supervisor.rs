@@ -26,6 +26,7 @@ use super::link::{
     ServerDown,
 };
 use crate::config::BackendConfig;
+use crate::messages::adoption::AdoptionBook;
 use crate::messages::{LinkPort, LinkStatus};
 use crate::metrics::Metrics;
 
@@ -143,6 +144,8 @@ pub struct BackendSupervisor {
     /// The registry: told of every link started and every health event.
     started_to: Recipient<LinkStarted>,
     health_to: Recipient<LinkHealth>,
+    /// Given to every link: where it records its backend handles for a survivor.
+    adoption: Option<Arc<dyn AdoptionBook>>,
 }
 
 impl BackendSupervisor {
@@ -162,7 +165,14 @@ impl BackendSupervisor {
             links: HashMap::new(),
             started_to,
             health_to,
+            adoption: None,
         }
+    }
+
+    /// Links record their backend handles there (docs/adoption.md).
+    pub fn with_adoption(mut self, adoption: Option<Arc<dyn AdoptionBook>>) -> Self {
+        self.adoption = adoption;
+        self
     }
 
     fn start_link(
@@ -182,6 +192,7 @@ impl BackendSupervisor {
             })
             .with_latency(self.metrics.backend_latency(name))
             .with_credentials(self.credentials.get(name).clone())
+            .with_adoption(self.adoption.clone())
             .start();
         if down {
             addr.do_send(ServerDown(true));

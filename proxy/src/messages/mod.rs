@@ -12,6 +12,7 @@
 //! * Servers: [`SelectServer`], [`PlaceOn`], [`PlacementEnded`] to the registry, which answers
 //!   with a [`Placement`].
 
+pub mod adoption;
 pub mod cluster;
 pub mod frame;
 pub mod link_status;

@@ -44,6 +44,24 @@ pub struct AttachedHandle {
     pub commands: Recipient<HandleCommand>,
     /// The backend server it lives on, if one (for the admin API).
     pub backend: Option<String>,
+    /// Its one backend handle (on `backend`), when a survivor can rebuild the client handle
+    /// from it alone ([`Plugin::adopt`]); None for handles with state in the proxy.
+    pub backend_handle: Option<u64>,
+}
+
+/// A client handle of a dead proxy to rebuild on its backend handle (see `adopt`).
+pub struct AdoptContext {
+    pub attach: AttachContext,
+    /// The adopting link of the handle's server.
+    pub server: String,
+    pub link: crate::messages::LinkPort,
+    pub backend_handle: u64,
+}
+
+/// A rebuilt handle, and where its link sends its backend handle's events.
+pub struct AdoptedHandle {
+    pub handle: AttachedHandle,
+    pub route: crate::messages::Route,
 }
 
 pub type AttachResult = Result<AttachedHandle, ApiError>;
@@ -57,6 +75,17 @@ pub trait Plugin: Send + Sync {
 
     /// Creates the handle; resolves once it can take requests.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult>;
+
+    /// Whether [`Plugin::adopt`] can rebuild a handle of this plugin.
+    fn adoptable(&self) -> bool {
+        false
+    }
+
+    /// Rebuilds a dead proxy's client handle on its live backend handle (docs/adoption.md),
+    /// or None if this plugin cannot (the default: its state was in the dead proxy).
+    fn adopt(&self, _ctx: AdoptContext) -> Option<AdoptedHandle> {
+        None
+    }
 }
 
 /// The plugins clients can attach to, by package.

@@ -16,7 +16,7 @@ use super::affinity::{self, Affinity};
 use super::env::PluginEnv;
 use super::kit::{request, BackendLeg, HandleCore};
 use super::rewrite::{rewrite, IdMap, Transaction};
-use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
+use super::{AdoptContext, AdoptedHandle, AttachContext, AttachResult, AttachedHandle, Plugin};
 use crate::error::ProxyError;
 use crate::messages::{
     BackendFrame, BackendIncoming, HandleCommand, Placement, ReplyTo, Route, ServersPort,
@@ -91,9 +91,10 @@ impl Plugin for RelayPlugin {
             }
             .start();
             match rx.await {
-                Ok(Ok(())) => Ok(AttachedHandle {
+                Ok(Ok(backend_handle)) => Ok(AttachedHandle {
                     commands: handle.recipient(),
                     backend: Some(server),
+                    backend_handle: Some(backend_handle),
                 }),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(ApiError::new(
@@ -101,6 +102,48 @@ impl Plugin for RelayPlugin {
                     "Couldn't attach to plugin: backend handle lost",
                 )),
             }
+        })
+    }
+
+    fn adoptable(&self) -> bool {
+        true
+    }
+
+    /// A relayed handle is its backend handle and nothing else: rebuilt as it was.
+    fn adopt(&self, ctx: AdoptContext) -> Option<AdoptedHandle> {
+        let AdoptContext {
+            attach: ctx,
+            server,
+            link,
+            backend_handle,
+        } = ctx;
+        let core = HandleCore::new(
+            ctx.session_id,
+            ctx.handle_id,
+            ctx.opaque_id,
+            self.package.clone(),
+            "",
+            ctx.session_port,
+            ctx.env.frames.clone(),
+        );
+        let handle = RelayHandle {
+            core,
+            servers: ctx.env.servers.clone(),
+            leg: BackendLeg::adopted(server.clone(), link, backend_handle),
+            attached: None,
+            life: Life::Live,
+        }
+        .start();
+        Some(AdoptedHandle {
+            route: Route {
+                to: handle.clone().recipient(),
+                token: 0,
+            },
+            handle: AttachedHandle {
+                commands: handle.recipient(),
+                backend: Some(server),
+                backend_handle: Some(backend_handle),
+            },
         })
     }
 }
@@ -124,8 +167,8 @@ pub struct RelayHandle {
     servers: ServersPort,
     /// The backend handle, on the server the registry chose.
     leg: BackendLeg,
-    /// Waiting for the backend `attach` to answer.
-    attached: Option<oneshot::Sender<Result<(), ApiError>>>,
+    /// Waiting for the backend `attach` to answer (with the backend handle).
+    attached: Option<oneshot::Sender<Result<u64, ApiError>>>,
     life: Life,
 }
 
@@ -150,7 +193,7 @@ impl RelayHandle {
             Ok(handle) => {
                 self.leg.opened(handle);
                 self.life = Life::Live;
-                if attached.send(Ok(())).is_err() {
+                if attached.send(Ok(handle)).is_err() {
                     // The session went away while we attached: undo it quietly.
                     self.release(ctx);
                 }
@@ -264,6 +307,10 @@ impl Actor for RelayHandle {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if self.life != Life::Attaching {
+            // Adopted: its backend handle exists, and its link routes it here already.
+            return;
+        }
         let route = Route {
             to: ctx.address().recipient(),
             token: 0,

@@ -107,6 +107,8 @@ pub struct ServerRegistry {
     metrics: Arc<Metrics>,
     /// `backend.servers`: name, URL, `rtp_host`.
     static_servers: Vec<(String, String, Option<String>)>,
+    /// Handed to the links (see `BackendSupervisor::with_adoption`).
+    adoption: Option<Arc<dyn crate::messages::adoption::AdoptionBook>>,
 }
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -114,6 +116,15 @@ const SWEEP_EVERY: Duration = Duration::from_secs(1);
 const BREAKER_REASON_PREFIX: &str = "circuit breaker";
 
 impl ServerRegistry {
+    /// The links record their backend handles there, for a survivor (set before it starts).
+    pub fn with_adoption(
+        mut self,
+        adoption: Option<Arc<dyn crate::messages::adoption::AdoptionBook>>,
+    ) -> Self {
+        self.adoption = adoption;
+        self
+    }
+
     pub fn new(
         config: &ProxyConfig,
         links: Arc<LinkTable>,
@@ -138,6 +149,7 @@ impl ServerRegistry {
                 .iter()
                 .map(|s| (s.name.clone(), s.url.clone(), s.rtp_host.clone()))
                 .collect(),
+            adoption: None,
         }
     }
 
@@ -414,7 +426,8 @@ impl Actor for ServerRegistry {
                 tls,
                 ctx.address().recipient(),
                 ctx.address().recipient(),
-            );
+            )
+            .with_adoption(self.adoption.take());
             self.supervisor = Some(supervisor.start());
         }
         let now = Instant::now();

@@ -1,15 +1,16 @@
 //! What client sessions share: the session table, the plugins, authentication, the
 //! `[general]` settings, the metrics. Built once when the proxy starts.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use actix::Addr;
+use actix::{Addr, Recipient};
 use parking_lot::Mutex;
 
 use super::settings::GeneralConfig;
 use super::table::SessionTable;
 use super::ClientSession;
 use crate::auth::Authenticator;
+use crate::messages::adoption::{AdoptionBook, AwaitAdoption};
 use crate::metrics::Metrics;
 use crate::plugin::env::PluginEnv;
 use crate::plugin::PluginRegistry;
@@ -27,6 +28,12 @@ pub struct SessionEnv {
     /// `api_secret` / token checks, and the stored tokens.
     pub auth: Authenticator,
     pub metrics: Arc<Metrics>,
+    /// Where sessions write their records for a survivor that would adopt them
+    /// (docs/adoption.md); None without a shared store or with `store.adopt_window_s` 0.
+    pub adoption: Option<Arc<dyn AdoptionBook>>,
+    /// Asked when a client claims a session unknown here: it may be a dead proxy's being
+    /// adopted (set once the adopter runs).
+    pub adopter: OnceLock<Recipient<AwaitAdoption>>,
 }
 
 impl SessionEnv {

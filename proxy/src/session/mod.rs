@@ -15,9 +15,10 @@ use actix::prelude::*;
 use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
 use serde::Serialize;
 
+use crate::messages::adoption::{HandleRecord, SessionRecord};
 use crate::messages::{ClientFrame, ConnPort, ReplyTo, SessionOwnership};
 pub use crate::messages::{Deliver, HandleGone};
-use crate::plugin::{AttachContext, HandleCommand, Plugin};
+use crate::plugin::{AttachContext, AttachedHandle, HandleCommand, Plugin};
 use env::SessionEnv;
 use table::Expiry;
 
@@ -72,6 +73,51 @@ struct HandleEntry {
     /// The plugin (shared, not a copy of its name per handle).
     plugin: Arc<dyn Plugin>,
     backend: Option<String>,
+    /// What a survivor needs to rebuild the handle, kept only while records are written
+    /// (`SessionEnv::adoption`) and for handles a plugin can rebuild.
+    adopt: Option<Box<AdoptInfo>>,
+}
+
+/// An adopted handle: its id, plugin, the plugin's handle and its `opaque_id`.
+pub type AdoptedEntry = (u64, Arc<dyn Plugin>, AttachedHandle, Option<String>);
+
+struct AdoptInfo {
+    backend_handle: u64,
+    opaque_id: Option<String>,
+}
+
+impl HandleEntry {
+    fn new(
+        plugin: Arc<dyn Plugin>,
+        attached: AttachedHandle,
+        opaque_id: Option<String>,
+        recorded: bool,
+    ) -> Self {
+        let adopt = match (recorded, attached.backend_handle) {
+            (true, Some(backend_handle)) => Some(Box::new(AdoptInfo {
+                backend_handle,
+                opaque_id,
+            })),
+            _ => None,
+        };
+        HandleEntry {
+            commands: attached.commands,
+            plugin,
+            backend: attached.backend,
+            adopt,
+        }
+    }
+
+    fn record(&self, id: u64) -> Option<HandleRecord> {
+        let adopt = self.adopt.as_ref()?;
+        Some(HandleRecord {
+            id,
+            plugin: self.plugin.package().to_owned(),
+            opaque_id: adopt.opaque_id.clone(),
+            server: self.backend.clone()?,
+            backend_handle: adopt.backend_handle,
+        })
+    }
 }
 
 /// A session's handles by id. Almost every session has one or two handles (at most
@@ -136,6 +182,38 @@ impl ClientSession {
             client_ip,
             handles: Handles::default(),
             attaching: Vec::new(),
+        }
+    }
+
+    /// A dead proxy's session rebuilt here (see `adopt`): no owner until a client claims it.
+    pub fn adopted(id: u64, state: Arc<SessionEnv>, handles: Vec<AdoptedEntry>) -> Self {
+        let recorded = state.adoption.is_some();
+        let mut table = Handles::default();
+        for (handle_id, plugin, attached, opaque_id) in handles {
+            state.metrics.handles.inc();
+            table.insert(
+                handle_id,
+                HandleEntry::new(plugin, attached, opaque_id, recorded),
+            );
+        }
+        ClientSession {
+            id,
+            state,
+            owner: None,
+            client_ip: None,
+            handles: table,
+            attaching: Vec::new(),
+        }
+    }
+
+    /// Writes the session's record for a survivor (when records are written).
+    fn write_record(&self) {
+        if let Some(book) = &self.state.adoption {
+            let handles = self.handles.0.iter().filter_map(|(id, h)| h.record(*id));
+            let record = SessionRecord {
+                handles: handles.collect(),
+            };
+            book.session(self.id, Some(&record));
         }
     }
 
@@ -211,6 +289,8 @@ impl ClientSession {
             session_id: request_session,
             ..
         } = incoming;
+        let recorded = self.state.adoption.is_some();
+        let kept_opaque_id = if recorded { opaque_id.clone() } else { None };
         let fut = plugin.attach(AttachContext {
             env: self.state.plugin_env.clone(),
             session_port: crate::plugin::kit::SessionPort {
@@ -239,12 +319,9 @@ impl ClientSession {
                     act.state.metrics.handles.inc();
                     act.handles.insert(
                         handle_id,
-                        HandleEntry {
-                            commands: attached.commands,
-                            plugin,
-                            backend: attached.backend,
-                        },
+                        HandleEntry::new(plugin, attached, kept_opaque_id, recorded),
                     );
+                    act.write_record();
                     let reply = ServerMessage::created(act.id, &transaction, handle_id);
                     act.reply(&conn, &reply);
                 }
@@ -264,10 +341,14 @@ impl Actor for ClientSession {
 
     fn started(&mut self, _: &mut Self::Context) {
         log::debug!(session_id = self.id; "session {} created", self.id);
+        self.write_record();
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         log::debug!(session_id = self.id; "session {} destroyed", self.id);
+        if let Some(book) = &self.state.adoption {
+            book.session(self.id, None);
+        }
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
@@ -341,6 +422,9 @@ impl Handler<SessionRequest> for ClientSession {
                         self.id
                     );
                     self.state.metrics.handles.dec();
+                    if handle.adopt.is_some() {
+                        self.write_record();
+                    }
                     handle.commands.do_send(HandleCommand::Detach {
                         transaction,
                         reply_to: conn,
@@ -385,8 +469,11 @@ impl Handler<HandleGone> for ClientSession {
     type Result = ();
 
     fn handle(&mut self, msg: HandleGone, _: &mut Context<Self>) {
-        if self.handles.remove(msg.0).is_some() {
+        if let Some(handle) = self.handles.remove(msg.0) {
             self.state.metrics.handles.dec();
+            if handle.adopt.is_some() {
+                self.write_record();
+            }
         }
     }
 }

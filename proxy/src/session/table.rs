@@ -69,6 +69,35 @@ impl<A: Clone> SessionTable<A> {
         Ok(id)
     }
 
+    /// Registers an adopted session (a dead proxy's, see `adopt`): no owner until a client
+    /// claims it, and not reclaimed once `window` has passed. The sweep counts an ownerless
+    /// session's reclaim time from its last activity: that is set so that the time counted
+    /// ends with the window (in the future when the window is longer than `reclaim_timeout`),
+    /// which keeps every entry as small as before. Err if the id is in use here.
+    pub fn insert_adopted(
+        &mut self,
+        id: u64,
+        now: Instant,
+        window: Duration,
+        reclaim_timeout: Duration,
+        make: impl FnOnce(u64) -> A,
+    ) -> Result<(), IdInUse> {
+        if self.entries.contains_key(&id) {
+            return Err(IdInUse);
+        }
+        let ends = now + window;
+        let last_activity = ends.checked_sub(reclaim_timeout).unwrap_or(now);
+        self.entries.insert(
+            id,
+            Entry {
+                addr: make(id),
+                last_activity,
+                owner: None,
+            },
+        );
+        Ok(())
+    }
+
     /// A request for the session arrived: refreshes its activity.
     pub fn touch(&mut self, id: u64, now: Instant) -> Option<A> {
         let entry = self.entries.get_mut(&id)?;
@@ -115,7 +144,10 @@ impl<A: Clone> SessionTable<A> {
     ) -> Vec<(u64, A, Expiry)> {
         let mut expired = Vec::new();
         self.entries.retain(|id, e| {
-            let idle = now.saturating_duration_since(e.last_activity);
+            // An adopted session's last activity may lie ahead (see `insert_adopted`).
+            let Some(idle) = now.checked_duration_since(e.last_activity) else {
+                return true;
+            };
             let expiry = if e.owner.is_none() && idle >= reclaim_timeout {
                 Some(Expiry::NotReclaimed)
             } else if session_timeout.is_some_and(|t| idle >= t) {
@@ -192,6 +224,34 @@ mod tests {
         let id = t.insert(None, 1, t0, |_| "s").unwrap();
         assert!(t.sweep(t0 + 10_000 * S, None, Duration::ZERO).is_empty());
         assert_eq!(t.touch(id, t0), Some("s"));
+    }
+
+    #[test]
+    fn an_adopted_session_waits_for_its_claim_for_the_window() {
+        let t0 = Instant::now();
+        let mut t: SessionTable<&str> = SessionTable::default();
+        // Window longer than the reclaim timeout, then shorter.
+        t.insert_adopted(5, t0, 30 * S, 10 * S, |_| "a").unwrap();
+        t.insert_adopted(6, t0, 3 * S, 10 * S, |_| "b").unwrap();
+        assert_eq!(t.insert_adopted(5, t0, S, S, |_| "c"), Err(IdInUse));
+        assert_eq!(t.owner(5), None);
+        let gone = t.sweep(t0 + 3 * S, Some(60 * S), 10 * S);
+        assert_eq!(gone, vec![(6, "b", Expiry::NotReclaimed)]);
+        assert!(t.sweep(t0 + 29 * S, Some(60 * S), 10 * S).is_empty());
+        let gone = t.sweep(t0 + 30 * S, Some(60 * S), 10 * S);
+        assert_eq!(gone, vec![(5, "a", Expiry::NotReclaimed)]);
+        // Claimed within the window: kept, and its session timeout counts from the claim.
+        t.insert_adopted(7, t0, 30 * S, 10 * S, |_| "d").unwrap();
+        assert_eq!(t.set_owner(7, 1), None);
+        assert_eq!(t.touch(7, t0 + 2 * S), Some("d"));
+        assert!(t.sweep(t0 + 61 * S, Some(60 * S), 10 * S).is_empty());
+        assert_eq!(t.sweep(t0 + 62 * S, Some(60 * S), 10 * S).len(), 1);
+        // Sessions not kept for reclaiming (timeout 0): the window still holds.
+        t.insert_adopted(8, t0, 3 * S, Duration::ZERO, |_| "e")
+            .unwrap();
+        assert!(t.sweep(t0 + 2 * S, Some(60 * S), Duration::ZERO).is_empty());
+        let gone = t.sweep(t0 + 3 * S, Some(60 * S), Duration::ZERO);
+        assert_eq!(gone, vec![(8, "e", Expiry::NotReclaimed)]);
     }
 
     #[test]

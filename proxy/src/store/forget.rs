@@ -76,11 +76,15 @@ impl Forget<'_> {
         Ok(deleted as usize)
     }
 
-    /// Its heartbeat, sessions record and index entry gone, and every proxy told.
+    /// Its heartbeat, sessions records and index entry gone, and every proxy told.
     pub async fn proxy(&self) -> Result<(), Failed> {
         let mut pipe = redis::pipe();
         pipe.atomic()
             .del(self.keys.sessions(self.id))
+            .ignore()
+            .del(self.keys.adoptable(self.id))
+            .ignore()
+            .del(self.keys.backend_handles(self.id))
             .ignore()
             .del(self.keys.proxy(self.id))
             .ignore()

@@ -48,6 +48,17 @@ impl Keys {
         format!("{}:proxy_sessions:{id}", self.prefix)
     }
 
+    /// A proxy's client sessions as a survivor adopts them: a hash, session id → JSON
+    /// `SessionRecord` (see `messages::adoption`).
+    pub fn adoptable(&self, id: &str) -> String {
+        format!("{}:proxy_client_sessions:{id}", self.prefix)
+    }
+
+    /// The backend handles a proxy's links hold: a set of `<server>/<handle>`.
+    pub fn backend_handles(&self, id: &str) -> String {
+        format!("{}:proxy_backend_handles:{id}", self.prefix)
+    }
+
     /// The lock of the survivor that cleans up after dead proxy `id`.
     pub fn reaping(&self, id: &str) -> String {
         format!("{}:reaping:{id}", self.prefix)

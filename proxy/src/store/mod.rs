@@ -63,7 +63,7 @@ use connection::RedisTarget;
 use exit::StoreExit;
 use keys::Keys;
 pub use sync::Syncer;
-use writer::WriterCommand;
+use writer::{AdoptionWrite, WriterCommand};
 
 /// What the rest of the proxy sees of the store.
 pub struct StoreHandle {
@@ -80,8 +80,11 @@ pub struct StoreHandle {
     exit: Option<StoreExit>,
     /// How long a handle waits for a name claim before registering it locally only.
     claim_limit: Duration,
+    /// `store.adopt_window_s` > 0: sessions write their records for a survivor.
+    adopt: bool,
 }
 
+use crate::messages::adoption::{AdoptionBook, SessionRecord};
 pub use crate::messages::cluster::Claim;
 use crate::messages::cluster::{ClusterPorts, SharedUsers, StoreFuture};
 
@@ -163,6 +166,44 @@ impl SharedUsers for StoreHandle {
     }
 }
 
+impl AdoptionBook for StoreHandle {
+    fn session(&self, id: u64, record: Option<&SessionRecord>) {
+        let record = record.map(SessionRecord::to_json);
+        self.write_adoption(AdoptionWrite::Session { id, record });
+    }
+
+    fn backend_handle(&self, server: &str, handle: u64, live: bool) {
+        self.write_adoption(AdoptionWrite::BackendHandle {
+            server: server.to_owned(),
+            handle,
+            live,
+        });
+    }
+
+    fn whose(&self, id: u64) -> StoreFuture<Option<String>> {
+        let asked = self.live_conn().map(|conn| {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(scripts::WHOSE_SESSION)
+                .arg(1)
+                .arg(self.keys.proxy_index())
+                .arg(self.keys.adoptable(""))
+                .arg(id);
+            (conn, cmd)
+        });
+        Box::pin(async move {
+            let (conn, cmd) = asked?;
+            conn.query::<Option<String>>("whose session", &cmd)
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    fn own_id(&self) -> &str {
+        &self.proxy_id
+    }
+}
+
 /// The shared state as the plugins see it.
 pub fn ports(store: &Arc<StoreHandle>) -> ClusterPorts {
     ClusterPorts {
@@ -216,6 +257,7 @@ impl StoreHandle {
             health,
             exit: None,
             claim_limit: Duration::ZERO,
+            adopt: false,
         }
     }
 
@@ -263,6 +305,18 @@ impl StoreHandle {
                 utime,
                 ctime,
             })));
+        }
+    }
+
+    /// Where sessions and links write their records for a survivor (None in memory, or
+    /// with `store.adopt_window_s` 0).
+    pub fn adoption(self: &Arc<Self>) -> Option<Arc<dyn AdoptionBook>> {
+        (self.shared && self.adopt).then(|| self.clone() as Arc<dyn AdoptionBook>)
+    }
+
+    fn write_adoption(&self, write: AdoptionWrite) {
+        if let Some(tx) = &self.writer {
+            let _ = tx.send(WriterCommand::Adoption(write));
         }
     }
 
@@ -528,6 +582,7 @@ pub fn open(
             health,
             exit: Some(exit),
             claim_limit,
+            adopt: config.adopt_window_s > 0,
         },
         Some(syncer),
     ))

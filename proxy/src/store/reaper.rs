@@ -39,6 +39,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
+use actix::Recipient;
 use futures_util::{SinkExt, StreamExt};
 use janus_protocol::JANUS_PROTOCOL;
 use serde::{Deserialize, Serialize};
@@ -52,6 +55,7 @@ use super::StoreHealth;
 use crate::backend::connector::backend_client;
 use crate::backend::{BackendCredentials, CredentialBook};
 use crate::config::BackendConfig;
+use crate::messages::adoption::{parse_held, AdoptDead, SessionRecord};
 use crate::registry::LinkTable;
 
 /// How long a dead proxy's record stays after its last heartbeat write would have expired:
@@ -66,12 +70,7 @@ pub const LOCK_TTL: Duration = Duration::from_secs(30);
 pub const STOP_LIMIT: Duration = Duration::from_secs(2);
 
 /// One backend session of a proxy, as recorded.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BackendSession {
-    pub server: String,
-    pub url: String,
-    pub session_id: u64,
-}
+pub use crate::messages::adoption::BackendSession;
 
 /// `<prefix>:proxy_sessions:<proxy_id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,6 +110,9 @@ pub struct SessionReaper {
     credentials: Arc<CredentialBook>,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
+    /// Takes a dead proxy's sessions over for its clients, when they are recorded
+    /// (docs/adoption.md); what it does not take is destroyed at once.
+    adopter: Option<Recipient<AdoptDead>>,
 }
 
 impl SessionReaper {
@@ -124,7 +126,14 @@ impl SessionReaper {
             credentials: Arc::new(CredentialBook::new(config)),
             tls,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
+            adopter: None,
         }
+    }
+
+    /// Dead proxies' sessions go to `adopter` first.
+    pub fn with_adopter(mut self, adopter: Option<Recipient<AdoptDead>>) -> Self {
+        self.adopter = adopter;
+        self
     }
 
     /// This proxy's backend sessions now.
@@ -287,12 +296,16 @@ pub(super) async fn reap_dead(dead: &[String], ctx: &DeadCleanup) -> Result<(), 
         };
         let record = SessionsRecord::parse(&ctx.keys.sessions(id), &record);
         let sessions = record.map(|r| r.sessions).unwrap_or_default();
-        log::info!(
-            "reaper: proxy {id} is gone; destroying its {} backend session(s)",
-            sessions.len()
-        );
         let (ctx, id) = (ctx.clone(), id.clone());
         actix_rt::spawn(async move {
+            let sessions = match &ctx.reaper.adopter {
+                Some(adopter) => adopt(&ctx, adopter, &id, sessions).await,
+                None => sessions,
+            };
+            log::info!(
+                "reaper: proxy {id} is gone; destroying {} of its backend session(s)",
+                sessions.len()
+            );
             ctx.reaper
                 .reap(&format!("proxy {id}"), &sessions, REAP_LIMIT)
                 .await;
@@ -320,6 +333,49 @@ pub(super) async fn reap_dead(dead: &[String], ctx: &DeadCleanup) -> Result<(), 
         });
     }
     Ok(())
+}
+
+/// Hands dead proxy `id`'s records to the adopter; gives back the backend sessions it did not
+/// take (all of them if its records cannot be read).
+async fn adopt(
+    ctx: &DeadCleanup,
+    adopter: &Recipient<AdoptDead>,
+    id: &str,
+    backend: Vec<BackendSession>,
+) -> Vec<BackendSession> {
+    let mut pipe = redis::pipe();
+    pipe.hgetall(ctx.keys.adoptable(id))
+        .smembers(ctx.keys.backend_handles(id));
+    let read: Result<(HashMap<String, String>, Vec<String>), _> =
+        ctx.conn.pipe("adoption records", &pipe).await;
+    let (records, held) = match read {
+        Ok(read) => read,
+        Err(e) => {
+            log::warn!("reaper: proxy {id}'s sessions cannot be adopted: {e}");
+            return backend;
+        }
+    };
+    let sessions = records
+        .iter()
+        .filter_map(|(session, text)| {
+            Some((session.parse().ok()?, SessionRecord::parse(session, text)?))
+        })
+        .collect();
+    let dead = AdoptDead {
+        proxy: id.to_owned(),
+        backend: backend.clone(),
+        sessions,
+        held: parse_held(&held),
+    };
+    let left = adopter.send(dead).await.unwrap_or(backend);
+    // The adopted sessions are the adopter's now (it records them as its own); a claim of one
+    // that was not adopted must not wait for an adoption that will not come.
+    let mut del = redis::cmd("DEL");
+    del.arg(ctx.keys.adoptable(id));
+    if let Err(e) = ctx.conn.query::<i64>("adoption records", &del).await {
+        log::warn!("reaper: proxy {id}'s session records not deleted: {e}");
+    }
+    left
 }
 
 /// What the clean-up after dead proxies needs.

@@ -121,6 +121,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[2]) then return 0 end
 return {1, redis.call('GET', KEYS[3]) or ''}";
 
+/// `KEYS[1]` the proxy index; `ARGV[1]` the prefix of the proxies' client session records
+/// (`<prefix>:proxy_client_sessions:`), `ARGV[2]` a client session id: the proxy whose record
+/// has the session, or nil.
+pub const WHOSE_SESSION: &str = r"
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('HEXISTS', ARGV[1] .. id, ARGV[2]) == 1 then return id end
+end
+return false";
+
 /// `KEYS[2]` a room, `KEYS[3]` its plugin's room index; `ARGV[4]` the id, then field/value
 /// pairs: written if the room does not exist. 1: written; 0: the id is taken.
 pub const CREATE_ROOM: &str = r"

@@ -36,8 +36,24 @@ pub(super) enum WriterCommand {
     UserDown { topic: String, name: String },
     /// A message to another proxy.
     Publish { channel: String, payload: String },
+    /// A record for a survivor that adopts this proxy's sessions (see `messages::adoption`).
+    Adoption(AdoptionWrite),
     /// Redis answers again (`lost`: without this proxy's keys): write again what is held here.
     Recovered { lost: bool },
+}
+
+/// A change of this proxy's adoption records. Not kept while Redis is away: a record is
+/// written again with the next change of its session (docs/adoption.md, "Limits").
+#[derive(Debug)]
+pub(super) enum AdoptionWrite {
+    /// Client session `id` is `record` now (None: it ended).
+    Session { id: u64, record: Option<String> },
+    /// A link holds (`live`) or no longer holds backend handle `handle` on `server`.
+    BackendHandle {
+        server: String,
+        handle: u64,
+        live: bool,
+    },
 }
 
 /// A write not done yet.
@@ -48,6 +64,7 @@ enum Pending {
     UserUp { topic: String, name: String },
     UserDown { topic: String, name: String },
     Publish { channel: String, payload: String },
+    Adoption(AdoptionWrite),
 }
 
 /// The user names this proxy holds, (topic, name): written again after a gap; the follow
@@ -129,6 +146,11 @@ impl Writer {
                     self.pending.push(Pending::Publish { channel, payload });
                 }
             }
+            WriterCommand::Adoption(write) => {
+                if !self.known_down {
+                    self.pending.push(Pending::Adoption(write));
+                }
+            }
             WriterCommand::Recovered { lost } => {
                 self.known_down = false;
                 if lost {
@@ -184,9 +206,9 @@ impl Writer {
     fn failed(&mut self, error: String) {
         self.known_down = true;
         self.health.down(error);
-        // Signalling does not wait for Redis.
+        // Signalling does not wait for Redis, nor do adoption records (see AdoptionWrite).
         self.pending
-            .retain(|p| !matches!(p, Pending::Publish { .. }));
+            .retain(|p| !matches!(p, Pending::Publish { .. } | Pending::Adoption(_)));
     }
 
     /// Queues again what this proxy holds: its reports still within their `expire`, and its
@@ -231,6 +253,42 @@ impl Writer {
                         n += 1;
                     }
                     self.conn.pipe::<()>("publish", &pipe).await.map(|()| n)
+                }
+                Pending::Adoption(_) => {
+                    // Every record change waiting, in one round trip.
+                    let mut pipe = redis::pipe();
+                    let mut n = 0;
+                    let (sessions, handles) = (
+                        self.keys.adoptable(&self.proxy_id),
+                        self.keys.backend_handles(&self.proxy_id),
+                    );
+                    for p in &self.pending {
+                        let Pending::Adoption(write) = p else {
+                            break;
+                        };
+                        match write {
+                            AdoptionWrite::Session {
+                                id,
+                                record: Some(record),
+                            } => pipe.hset(&sessions, id, record).ignore(),
+                            AdoptionWrite::Session { id, record: None } => {
+                                pipe.hdel(&sessions, id).ignore()
+                            }
+                            AdoptionWrite::BackendHandle {
+                                server,
+                                handle,
+                                live,
+                            } => {
+                                let member = format!("{server}/{handle}");
+                                match live {
+                                    true => pipe.sadd(&handles, member).ignore(),
+                                    false => pipe.srem(&handles, member).ignore(),
+                                }
+                            }
+                        };
+                        n += 1;
+                    }
+                    self.conn.pipe::<()>("adoption", &pipe).await.map(|()| n)
                 }
                 Pending::UserUp { topic, name } => {
                     let cmd = self.claim_cmd(topic, name);

@@ -31,6 +31,7 @@ use env::TransportEnv;
 use stream::ClientStream;
 use wsio::WsIo;
 
+use crate::messages::adoption::AwaitAdoption;
 pub use crate::messages::{ClientFrame, ReplyTo};
 use crate::messages::{ConnPort, SessionOwnership};
 
@@ -166,6 +167,12 @@ impl ClientConnection {
                 self.send(&ServerMessage::error(&err));
             }
             Target::Root(RootRequest::Create { id }) => self.create(ctx, &incoming, id),
+            Target::Session {
+                session_id,
+                handle_id: 0,
+            } if incoming.is("claim") && self.state.session.adopter.get().is_some() => {
+                self.claim(ctx, incoming, session_id)
+            }
             Target::Session { session_id, .. } => {
                 let session = self
                     .state
@@ -186,6 +193,50 @@ impl ClientConnection {
                 }
             }
         }
+    }
+
+    /// `claim`: of a session here, or of a dead proxy's that is (being) adopted here
+    /// (docs/adoption.md); Janus's 458 when neither.
+    fn claim(&mut self, ctx: &mut Context<Self>, incoming: Incoming, session_id: u64) {
+        let touch = move |state: &TransportEnv| {
+            state
+                .session
+                .sessions
+                .lock()
+                .touch(session_id, Instant::now())
+        };
+        if let Some(session) = touch(&self.state) {
+            return session.do_send(SessionRequest {
+                incoming,
+                conn: self.port(ctx),
+                client_ip: self.peer,
+            });
+        }
+        let Some(adopter) = self.state.session.adopter.get() else {
+            return;
+        };
+        let asked = adopter.send(AwaitAdoption(session_id));
+        ctx.spawn(asked.into_actor(self).map(move |adopted, act, ctx| {
+            match adopted
+                .unwrap_or(false)
+                .then(|| touch(&act.state))
+                .flatten()
+            {
+                Some(session) => session.do_send(SessionRequest {
+                    incoming,
+                    conn: act.port(ctx),
+                    client_ip: act.peer,
+                }),
+                None => {
+                    let err = incoming.error(ApiError::no_such_session(session_id));
+                    act.state.session.metrics.error(err.code.code());
+                    // Through the mailbox: the socket is served after a message, not after
+                    // a spawned future.
+                    let frame = act.state.session.encode(&ServerMessage::error(&err));
+                    ctx.address().do_send(ClientFrame(frame));
+                }
+            }
+        }));
     }
 
     fn create(&mut self, ctx: &mut Context<Self>, incoming: &Incoming, id: Option<u64>) {

@@ -191,7 +191,8 @@ impl BackendLink {
 
     /// Every handle on the backend is gone: their actors are told.
     pub(super) fn drop_routes(&mut self) {
-        for (_, route) in self.routes.drain() {
+        for (handle, route) in std::mem::take(&mut self.routes) {
+            self.note_handle(handle, false);
             route
                 .to
                 .do_send(BackendIncoming::LinkLost { token: route.token });

@@ -81,10 +81,7 @@ impl BackendLink {
                             return;
                         }
                         if let Some(handle) = attached {
-                            self.routes.insert(handle, events);
-                            self.status
-                                .handles
-                                .store(self.routes.len() as u64, Ordering::Relaxed);
+                            self.add_route(handle, events);
                         }
                         return;
                     }
@@ -120,10 +117,7 @@ impl BackendLink {
                 // The new handle's events go to the same route (moved, not cloned: a clone of
                 // a recipient is an allocation, kept for the handle's life).
                 if let Some(handle) = new_handle {
-                    self.routes.insert(handle, route);
-                    self.status
-                        .handles
-                        .store(self.routes.len() as u64, Ordering::Relaxed);
+                    self.add_route(handle, route);
                 }
             }
             None => log::debug!("backend {}: late or unknown reply {id}", self.name()),
@@ -254,11 +248,7 @@ impl BackendLink {
             self.forget_awaiting(sender);
         }
         let route = if detached {
-            let route = self.routes.remove(&sender);
-            self.status
-                .handles
-                .store(self.routes.len() as u64, Ordering::Relaxed);
-            route
+            self.remove_route(sender)
         } else {
             self.routes.get(&sender).cloned()
         };

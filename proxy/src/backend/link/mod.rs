@@ -40,6 +40,7 @@ use super::liveness::{keepalive_every, Check, Liveness};
 use super::reclaim::{Decision, GiveUp, Loss, ReclaimPolicy, Reclaimer};
 use super::transactions::{backend_transaction, split_transaction, TransactionTable};
 use crate::config::BackendConfig;
+use crate::messages::adoption::AdoptionBook;
 use crate::messages::{
     BackendFrame, BackendIncoming, LinkPhase, LinkRequest, LinkStatus, ReplyRoute, Route,
     UnrouteHandle,
@@ -166,6 +167,8 @@ pub struct BackendLink {
     was_ready: bool,
     credentials: BackendCredentials,
     tls: Arc<rustls::ClientConfig>,
+    /// Where the backend handles it holds are recorded for a survivor (docs/adoption.md).
+    adoption: Option<Arc<dyn AdoptionBook>>,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -195,6 +198,7 @@ impl BackendLink {
             was_ready: false,
             credentials: BackendCredentials::default(),
             tls,
+            adoption: None,
             status,
             pending: TransactionTable::new(config.request_timeout()),
             awaiting_event: config.event_timeout().map(TransactionTable::new),
@@ -222,6 +226,21 @@ impl BackendLink {
     /// Sends the backend's own secret/token with every request.
     pub fn with_credentials(mut self, credentials: BackendCredentials) -> Self {
         self.credentials = credentials;
+        self
+    }
+
+    /// Records the backend handles it holds, for a survivor that adopts this proxy's sessions.
+    pub fn with_adoption(mut self, adoption: Option<Arc<dyn AdoptionBook>>) -> Self {
+        self.adoption = adoption;
+        self
+    }
+
+    /// A link that starts by claiming backend session `session` (a dead proxy's, adopted)
+    /// rather than creating one, trying until `deadline`. It is retired once it holds its
+    /// adopted handles ([`AdoptRoute`], then [`RetireLink`]): it takes no new handles and
+    /// destroys the session when the last one is gone.
+    pub fn adopting(mut self, session: u64, deadline: Instant) -> Self {
+        self.reclaim.adopt(session, deadline, Instant::now());
         self
     }
 
@@ -256,6 +275,34 @@ impl BackendLink {
                 event,
             });
         }
+    }
+
+    /// A route was added (`live`) or removed: recorded for a survivor.
+    fn note_handle(&self, handle: u64, live: bool) {
+        if let Some(book) = &self.adoption {
+            book.backend_handle(&self.status.name, handle, live);
+        }
+    }
+
+    /// Routes `handle`'s events to `route`.
+    fn add_route(&mut self, handle: u64, route: Route) {
+        self.routes.insert(handle, route);
+        self.note_handle(handle, true);
+        self.status
+            .handles
+            .store(self.routes.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Stops routing `handle`'s events.
+    fn remove_route(&mut self, handle: u64) -> Option<Route> {
+        let route = self.routes.remove(&handle);
+        if route.is_some() {
+            self.note_handle(handle, false);
+        }
+        self.status
+            .handles
+            .store(self.routes.len() as u64, Ordering::Relaxed);
+        route
     }
 
     fn set_error(&self, why: &str) {
@@ -373,6 +420,22 @@ impl Handler<ServerDown> for BackendLink {
         if let Decision::GiveUp(why) = self.reclaim.sentinel(msg.0) {
             self.follow(ctx, Decision::GiveUp(why));
         }
+    }
+}
+
+/// An adopted backend handle's events go to `route` (see [`BackendLink::adopting`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdoptRoute {
+    pub handle: u64,
+    pub route: Route,
+}
+
+impl Handler<AdoptRoute> for BackendLink {
+    type Result = ();
+
+    fn handle(&mut self, msg: AdoptRoute, _: &mut Context<Self>) {
+        self.add_route(msg.handle, msg.route);
     }
 }
 

@@ -238,11 +238,8 @@ impl Handler<UnrouteHandle> for BackendLink {
     type Result = ();
 
     fn handle(&mut self, msg: UnrouteHandle, ctx: &mut Context<Self>) {
-        self.routes.remove(&msg.0);
+        self.remove_route(msg.0);
         self.forget_awaiting(msg.0);
-        self.status
-            .handles
-            .store(self.routes.len() as u64, Ordering::Relaxed);
         self.stop_if_retired(ctx);
     }
 }

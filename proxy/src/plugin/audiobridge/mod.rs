@@ -96,6 +96,7 @@ impl Plugin for AudioBridgePlugin {
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
+                backend_handle: None,
             })
         })
     }

@@ -38,6 +38,18 @@ impl BackendLeg {
         }
     }
 
+    /// A dead proxy's backend handle `handle`, adopted on `link` (not a placement of the
+    /// registry's: nothing to give back when it ends).
+    pub fn adopted(server: String, link: LinkPort, handle: u64) -> Self {
+        BackendLeg {
+            server,
+            epoch: 0,
+            link,
+            handle: Some(handle),
+            placed: false,
+        }
+    }
+
     /// Attaches `package` on the backend; the reply (and then every event of the new backend
     /// handle) goes to `route`.
     pub fn attach(&self, package: &str, opaque_id: Option<&str>, route: impl Into<Route>) {

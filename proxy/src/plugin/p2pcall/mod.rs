@@ -103,6 +103,7 @@ impl Plugin for P2pCallPlugin {
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
+                backend_handle: None,
             })
         })
     }

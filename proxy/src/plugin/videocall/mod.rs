@@ -87,6 +87,7 @@ impl Plugin for VideoCallPlugin {
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
+                backend_handle: None,
             })
         })
     }

@@ -140,6 +140,7 @@ impl Plugin for VideoRoomPlugin {
             Ok(AttachedHandle {
                 commands: handle.recipient(),
                 backend: None,
+                backend_handle: None,
             })
         })
     }

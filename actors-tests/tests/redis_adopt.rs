@@ -1,0 +1,380 @@
+//! Adopting a dead proxy's sessions (issue 21, docs/adoption.md): real Redis, a real Janus
+//! that keeps a session whose socket closed (`reclaim_session_timeout = 60`), proxy A as a
+//! process (kill -9) and proxy B in-process.
+//!
+//! A client on A has a session with an echotest handle. A dies. The client reconnects to B
+//! and sends Janus's `claim` with its session id, as janus.js's `reconnect()` does: it gets its
+//! session back with the same ids, and its handle works end to end (Janus's events reach it
+//! again), while A's backend session was never destroyed. A client that does not come back
+//! within `store.adopt_window_s` loses its session as before: A's backend session is
+//! destroyed, and a late claim is answered 458.
+
+use std::time::{Duration, Instant};
+
+use actors_tests::proxy_process::ProxyProcess;
+use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::scenario::{echotest_ok, peer_on};
+use actors_tests::{
+    init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig, ProxyUnderTest,
+};
+use anyhow::{bail, ensure, Context as _};
+use serde_json::{json, Value};
+
+const ECHOTEST: &str = "janus.plugin.echotest";
+const WAIT: Duration = Duration::from_secs(10);
+const SYNC_MS: u64 = 200;
+const TTL_S: u64 = 2;
+
+fn skip() -> bool {
+    if redis_server::available() {
+        return false;
+    }
+    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
+    true
+}
+
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Proxy A, the one that dies: a process.
+fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str) -> String {
+    format!(
+        "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
+         [plugins]\nrelay = [\"{ECHOTEST}\"]\n\n\
+         [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
+         heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n",
+        janus.ws_url(),
+        redis.url()
+    )
+}
+
+/// Proxy B, the survivor.
+fn survivor(redis: &RedisServer, janus: &JanusServer, id: &str, window_s: u64) -> ProxyConfig {
+    let mut config = proxy_config(&[("j1", janus.ws_url())]);
+    config.plugins.relay = vec![ECHOTEST.into()];
+    config.store.url = redis.url();
+    config.store.proxy_id = id.to_owned();
+    config.store.sync_interval_ms = SYNC_MS;
+    config.store.heartbeat_ttl_s = TTL_S;
+    config.store.timeout_ms = 500;
+    config.store.adopt_window_s = window_s;
+    config
+}
+
+async fn janus() -> anyhow::Result<JanusServer> {
+    JanusServer::start_with(JanusOptions {
+        reclaim_session_timeout: Some(60),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Polls `check` until it holds (bounded by `limit`).
+async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The sessions Janus holds (Admin API `list_sessions`).
+async fn janus_sessions(janus: &JanusServer) -> anyhow::Result<Vec<u64>> {
+    let mut admin =
+        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
+            .await?;
+    let reply = admin
+        .request(json!({"janus": "list_sessions", "transaction": "ls"}))
+        .await?;
+    reply["sessions"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_u64).collect())
+        .with_context(|| format!("list_sessions: {reply}"))
+}
+
+/// A's backend session on j1, as A recorded it.
+fn recorded_backend_session(redis: &RedisServer, id: &str) -> anyhow::Result<Option<u64>> {
+    let text = redis.cli(&["GET", &format!("januscloud:proxy_sessions:{id}")])?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let record: Value = serde_json::from_str(text.trim()).context("sessions record")?;
+    Ok(record["sessions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|s| s["server"] == "j1")
+        .and_then(|s| s["session_id"].as_u64()))
+}
+
+/// The client session record proxy `id` wrote for `session`.
+fn client_record(redis: &RedisServer, id: &str, session: u64) -> anyhow::Result<Option<Value>> {
+    let key = format!("januscloud:proxy_client_sessions:{id}");
+    let text = redis.cli(&["HGET", &key, &session.to_string()])?;
+    match text.trim() {
+        "" => Ok(None),
+        text => Ok(Some(serde_json::from_str(text).context("client record")?)),
+    }
+}
+
+/// A and B on one Redis and one Janus, alice on A with an echotest handle that works, A's
+/// records written; then A killed.
+struct Setup {
+    redis: RedisServer,
+    janus: JanusServer,
+    b: ProxyUnderTest,
+    a_session: u64,
+    session: u64,
+    handle: u64,
+    killed: Instant,
+}
+
+async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let a_id = format!("adopt-a-{}", unique());
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id),
+    )?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
+    a.wait_ready(WAIT).await?;
+    wait_for("two live proxies", WAIT, || async {
+        Ok(b.state.store.status().proxies == 2)
+    })
+    .await?;
+
+    let mut alice = peer_on(&a.url(), ECHOTEST).await?;
+    echotest_ok(&mut alice.client, alice.session, alice.handle, "before").await?;
+    let (session, handle) = (alice.session, alice.handle);
+    // A's records: its backend session, and alice's session with her handle.
+    let mut a_session = None;
+    wait_for("A's records", WAIT, || {
+        let found = (|| {
+            a_session = recorded_backend_session(&redis, &a_id)?;
+            let record = client_record(&redis, &a_id, session)?;
+            Ok(a_session.is_some() && record.is_some_and(|r| r["handles"][0]["id"] == handle))
+        })();
+        async move { found }
+    })
+    .await?;
+    let a_session = a_session.context("recorded")?;
+    ensure!(janus_sessions(&janus).await?.contains(&a_session));
+
+    a.kill();
+    let killed = Instant::now();
+    // alice's socket to A is gone with A; janus.js would now reconnect.
+    drop(alice);
+    Ok(Setup {
+        redis,
+        janus,
+        b,
+        a_session,
+        session,
+        handle,
+        killed,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_dead_proxy_claims_its_session_on_a_survivor_and_carries_on(
+) -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let s = alice_on_a_then_a_dies(30).await?;
+    // At once, as janus.js does: the claim waits for A to be found dead and adopted.
+    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
+        .await?;
+    let claimed = s.killed.elapsed();
+    println!("claimed on the survivor {claimed:?} after kill -9 (heartbeat TTL {TTL_S} s)");
+    ensure!(
+        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
+        "claim: {reply}"
+    );
+    ensure!(
+        claimed < Duration::from_secs(5),
+        "claimed after {claimed:?}"
+    );
+    // A's backend session was claimed, not destroyed: Janus still has it.
+    ensure!(janus_sessions(&s.janus).await?.contains(&s.a_session));
+    // The same handle works end to end: request, ack, Janus's event.
+    echotest_ok(&mut alice, s.session, s.handle, "after").await?;
+    let ack = alice
+        .request(json!({"janus": "keepalive", "session_id": s.session, "transaction": "ka"}))
+        .await?;
+    ensure!(ack["janus"] == "ack", "keepalive: {ack}");
+    // The survivor recorded the session as its own (so it can be adopted again).
+    ensure!(
+        client_record(&s.redis, "adopt-b", s.session)?
+            .is_some_and(|r| r["handles"][0]["id"] == s.handle),
+        "B's record of the adopted session"
+    );
+    // Ending the session ends the adopted backend session with its last handle.
+    let done = alice
+        .request(json!({"janus": "destroy", "session_id": s.session, "transaction": "end"}))
+        .await?;
+    ensure!(done["janus"] == "success", "destroy: {done}");
+    wait_for("A's backend session destroyed", WAIT, || async {
+        Ok(!janus_sessions(&s.janus).await?.contains(&s.a_session))
+    })
+    .await?;
+    ensure!(client_record(&s.redis, "adopt-b", s.session)?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_not_claimed_within_the_window_is_torn_down_as_before() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let window = 2;
+    let s = alice_on_a_then_a_dies(window).await?;
+    // Held for the window, then destroyed (Janus would keep it 60 s).
+    wait_for(
+        "A's backend session destroyed",
+        WAIT + Duration::from_secs(window),
+        || async { Ok(!janus_sessions(&s.janus).await?.contains(&s.a_session)) },
+    )
+    .await?;
+    let gone = s.killed.elapsed();
+    println!("A's backend session destroyed {gone:?} after kill -9 (window {window} s)");
+    ensure!(
+        gone >= Duration::from_secs(window),
+        "destroyed before the window ended: {gone:?}"
+    );
+    let mut late = JanusClient::connect(&s.b.ws_url()).await?;
+    let reply = late
+        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "late"}))
+        .await?;
+    ensure!(reply["error"]["code"] == 458, "late claim: {reply}");
+    // A session nobody recorded is answered at once, not after a wait.
+    let asked = Instant::now();
+    let reply = late
+        .request(json!({"janus": "claim", "session_id": 424242, "transaction": "none"}))
+        .await?;
+    ensure!(reply["error"]["code"] == 458, "unknown claim: {reply}");
+    ensure!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    Ok(())
+}
+
+/// The handles Janus holds in `session` (Admin API `list_handles`).
+async fn janus_handles(janus: &JanusServer, session: u64) -> anyhow::Result<Vec<u64>> {
+    let mut admin =
+        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
+            .await?;
+    let reply = admin
+        .request(json!({"janus": "list_handles", "session_id": session, "transaction": "lh"}))
+        .await?;
+    reply["handles"]
+        .as_array()
+        .map(|s| s.iter().filter_map(Value::as_u64).collect())
+        .with_context(|| format!("list_handles: {reply}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let a_id = format!("adopt-a-{}", unique());
+    // A also runs the proxy-side AudioBridge (its participants' state is A's alone).
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id)
+            .replace("[plugins]\n", "[plugins]\naudiobridge = true\n"),
+    )?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
+    a.wait_ready(WAIT).await?;
+    wait_for("two live proxies", WAIT, || async {
+        Ok(b.state.store.status().proxies == 2)
+    })
+    .await?;
+
+    let echo = peer_on(&a.url(), ECHOTEST).await?;
+    let mut bridge = peer_on(&a.url(), "janus.plugin.audiobridge").await?;
+    let room = 7_000_000 + u64::from(std::process::id() % 100_000);
+    let created = bridge
+        .client
+        .request(json!({"janus": "message", "session_id": bridge.session,
+            "handle_id": bridge.handle, "transaction": "create",
+            "body": {"request": "create", "room": room}}))
+        .await?;
+    ensure!(
+        created["plugindata"]["data"]["audiobridge"] == "created",
+        "create: {created}"
+    );
+    bridge
+        .client
+        .send(&json!({"janus": "message", "session_id": bridge.session,
+            "handle_id": bridge.handle, "transaction": "join",
+            "body": {"request": "join", "room": room, "display": "alice"}}))
+        .await?;
+    bridge
+        .client
+        .recv_until(WAIT, |f| {
+            f["plugindata"]["data"]["audiobridge"] == "joined" && f["transaction"] == "join"
+        })
+        .await?;
+    // A's records: the echotest handle (adoptable) and every backend handle of A's session.
+    let mut echo_backend = None;
+    let mut a_session = None;
+    wait_for("A's records", WAIT, || {
+        let found = (|| {
+            a_session = recorded_backend_session(&redis, &a_id)?;
+            echo_backend = client_record(&redis, &a_id, echo.session)?
+                .and_then(|r| r["handles"][0]["backend_handle"].as_u64());
+            let held =
+                redis.cli(&["SCARD", &format!("januscloud:proxy_backend_handles:{a_id}")])?;
+            let held: u64 = held.trim().parse().unwrap_or(0);
+            Ok(a_session.is_some() && echo_backend.is_some() && held >= 2)
+        })();
+        async move { found }
+    })
+    .await?;
+    let (a_session, echo_backend) = (
+        a_session.context("recorded")?,
+        echo_backend.context("recorded")?,
+    );
+    let before = janus_handles(&janus, a_session).await?;
+    ensure!(
+        before.len() >= 2 && before.contains(&echo_backend),
+        "A's backend handles before: {before:?}"
+    );
+
+    a.kill();
+    // The AudioBridge participant is detached (its peers hear `leaving` at once, as without
+    // adoption); the echotest handle is held for its client, well within the window.
+    wait_for("only the echotest handle held", WAIT, || async {
+        Ok(janus_handles(&janus, a_session).await? == vec![echo_backend])
+    })
+    .await?;
+    Ok(())
+}

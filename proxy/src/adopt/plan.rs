@@ -1,0 +1,174 @@
+//! What to do with a dead proxy's sessions: a plain function of what the store read and of
+//! which plugins can rebuild a handle, tested without a runtime; the [`super::Adopter`] carries
+//! it out.
+
+use std::collections::{BTreeSet, HashSet};
+
+use crate::messages::adoption::{AdoptDead, BackendSession, HandleRecord};
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Backend sessions to claim and hold: those with at least one handle to adopt.
+    pub hold: Vec<BackendSession>,
+    /// Backend sessions to destroy at once (nothing on them to adopt), as before adoption.
+    pub reap: Vec<BackendSession>,
+    /// The client sessions to rebuild, each with the handles to rebuild (on held sessions).
+    pub sessions: Vec<(u64, Vec<HandleRecord>)>,
+    /// Backend handles on held sessions that nobody adopts (proxy-side plugins' legs,
+    /// handles whose client session is taken here already): detached once claimed, so that
+    /// their peers are told at once, as before.
+    pub detach: Vec<(String, u64)>,
+}
+
+/// The plan for `dead`; `adoptable(plugin)` says whether a plugin here can rebuild a handle;
+/// `taken(session)` whether a client session id is in use here already.
+pub fn plan(
+    dead: &AdoptDead,
+    adoptable: impl Fn(&str) -> bool,
+    taken: impl Fn(u64) -> bool,
+) -> Plan {
+    let backend: HashSet<&str> = dead.backend.iter().map(|b| b.server.as_str()).collect();
+    let mut sessions = Vec::new();
+    let mut held_servers: BTreeSet<String> = BTreeSet::new();
+    for (id, record) in &dead.sessions {
+        if taken(*id) {
+            log::warn!(
+                "adopt: session {id} of proxy {} is in use here; not adopted",
+                dead.proxy
+            );
+            continue;
+        }
+        let handles: Vec<HandleRecord> = record
+            .handles
+            .iter()
+            .filter(|h| backend.contains(h.server.as_str()) && adoptable(&h.plugin))
+            .cloned()
+            .collect();
+        held_servers.extend(handles.iter().map(|h| h.server.clone()));
+        sessions.push((*id, handles));
+    }
+    let (hold, reap): (Vec<BackendSession>, Vec<BackendSession>) = dead
+        .backend
+        .iter()
+        .cloned()
+        .partition(|b| held_servers.contains(&b.server));
+    let adopted: HashSet<(&str, u64)> = sessions
+        .iter()
+        .flat_map(|(_, handles)| handles.iter())
+        .map(|h| (h.server.as_str(), h.backend_handle))
+        .collect();
+    let detach = dead
+        .held
+        .iter()
+        .filter(|(server, handle)| {
+            held_servers.contains(server) && !adopted.contains(&(server.as_str(), *handle))
+        })
+        .cloned()
+        .collect();
+    Plan {
+        hold,
+        reap,
+        sessions,
+        detach,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::adoption::SessionRecord;
+
+    fn backend(server: &str, session_id: u64) -> BackendSession {
+        BackendSession {
+            server: server.into(),
+            url: format!("ws://{server}"),
+            session_id,
+        }
+    }
+
+    fn handle(id: u64, plugin: &str, server: &str, backend_handle: u64) -> HandleRecord {
+        HandleRecord {
+            id,
+            plugin: plugin.into(),
+            opaque_id: None,
+            server: server.into(),
+            backend_handle,
+        }
+    }
+
+    const ECHO: &str = "janus.plugin.echotest";
+    const ROOM: &str = "janus.plugin.videoroom";
+
+    #[test]
+    fn relayed_handles_are_held_the_rest_detached_and_empty_servers_reaped() {
+        let dead = AdoptDead {
+            proxy: "p1".into(),
+            backend: vec![backend("j1", 11), backend("j2", 22), backend("j3", 33)],
+            sessions: vec![
+                (
+                    1,
+                    SessionRecord {
+                        handles: vec![handle(10, ECHO, "j1", 100), handle(11, ROOM, "j2", 200)],
+                    },
+                ),
+                (2, SessionRecord::default()),
+                // Its server is not among the dead proxy's backend sessions (a stale record).
+                (
+                    3,
+                    SessionRecord {
+                        handles: vec![handle(30, ECHO, "j9", 900)],
+                    },
+                ),
+                // Taken here already.
+                (
+                    4,
+                    SessionRecord {
+                        handles: vec![handle(40, ECHO, "j1", 400)],
+                    },
+                ),
+            ],
+            held: vec![
+                ("j1".into(), 100),
+                ("j1".into(), 101), // a videoroom leg of the dead proxy's
+                ("j1".into(), 400),
+                ("j2".into(), 200),
+                ("j3".into(), 300),
+            ],
+        };
+        let p = plan(&dead, |plugin| plugin == ECHO, |id| id == 4);
+        assert_eq!(p.hold, vec![backend("j1", 11)]);
+        assert_eq!(p.reap, vec![backend("j2", 22), backend("j3", 33)]);
+        assert_eq!(
+            p.sessions,
+            vec![
+                (1, vec![handle(10, ECHO, "j1", 100)]),
+                (2, vec![]),
+                (3, vec![]),
+            ]
+        );
+        assert_eq!(
+            p.detach,
+            vec![("j1".to_owned(), 101), ("j1".to_owned(), 400)]
+        );
+    }
+
+    #[test]
+    fn nothing_adoptable_reaps_everything() {
+        let dead = AdoptDead {
+            proxy: "p1".into(),
+            backend: vec![backend("j1", 11)],
+            sessions: vec![(
+                1,
+                SessionRecord {
+                    handles: vec![handle(10, ROOM, "j1", 100)],
+                },
+            )],
+            held: vec![("j1".into(), 100)],
+        };
+        let p = plan(&dead, |_| false, |_| false);
+        assert!(p.hold.is_empty() && p.detach.is_empty());
+        assert_eq!(p.reap, vec![backend("j1", 11)]);
+        // The session itself is still claimed back (without the handle).
+        assert_eq!(p.sessions, vec![(1, vec![])]);
+    }
+}

@@ -1,0 +1,140 @@
+//! Adopting a dead proxy's client sessions (docs/adoption.md): what each proxy records in the
+//! shared store so that a survivor can take its sessions over, and the messages between the
+//! store (which finds a proxy dead), the adopter (which takes its sessions over) and the client
+//! connections (whose `claim` may wait for an adoption).
+//!
+//! The record is per client session: its handles that a survivor can rebuild (today the
+//! relayed ones: a backend handle on one server, nothing kept in the proxy), with the backend
+//! server and handle. Besides, each proxy records every backend handle its links hold (by
+//! server), so that the adopter can detach what it does not adopt: the handles of proxy-side
+//! plugins, whose peers must be told as before.
+
+use actix::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::cluster::StoreFuture;
+
+/// A client handle a survivor can rebuild.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandleRecord {
+    pub id: u64,
+    pub plugin: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque_id: Option<String>,
+    pub server: String,
+    pub backend_handle: u64,
+}
+
+/// A client session as a survivor needs it: its adoptable handles (none is fine: the session
+/// itself is claimed back).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    #[serde(default)]
+    pub handles: Vec<HandleRecord>,
+}
+
+impl SessionRecord {
+    /// The record in a Redis value; None (logged) for something else.
+    pub fn parse(session: &str, text: &str) -> Option<SessionRecord> {
+        serde_json::from_str(text)
+            .map_err(|e| log::warn!("store: session {session}'s record is not one ({e}); ignored"))
+            .ok()
+    }
+
+    pub fn to_json(&self) -> String {
+        // Strings and integers always serialise.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// One backend session of a proxy: on which server (its name and URL), which id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendSession {
+    pub server: String,
+    pub url: String,
+    pub session_id: u64,
+}
+
+/// A dead proxy, as the survivor that cleans up after it read it from the store. Answered
+/// with the backend sessions the adopter did not take: they are destroyed at once, as before.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Vec<BackendSession>")]
+pub struct AdoptDead {
+    pub proxy: String,
+    /// Its backend sessions, one per server.
+    pub backend: Vec<BackendSession>,
+    /// Its client sessions by id.
+    pub sessions: Vec<(u64, SessionRecord)>,
+    /// Every backend handle its links held, as (server, handle).
+    pub held: Vec<(String, u64)>,
+}
+
+/// A client wants to `claim` session `0`, unknown here: resolves to true once it is (adopted
+/// here), false when it will not be (no proxy had it, or another one adopts it).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "bool")]
+pub struct AwaitAdoption(pub u64);
+
+/// What sessions and links write about themselves for a survivor, and what a `claim` asks.
+/// The in-memory store (one proxy) has none.
+pub trait AdoptionBook: Send + Sync {
+    /// Client session `id` now is `record` (None: it ended).
+    fn session(&self, id: u64, record: Option<&SessionRecord>);
+    /// A link holds (`live`) or no longer holds backend handle `handle` on `server`.
+    fn backend_handle(&self, server: &str, handle: u64, live: bool);
+    /// The proxy whose record has client session `id`, if one has.
+    fn whose(&self, id: u64) -> StoreFuture<Option<String>>;
+    /// This proxy's id in the store.
+    fn own_id(&self) -> &str;
+}
+
+/// `<server>/<handle>` members of the backend handle set, parsed (a bad one is skipped).
+pub fn parse_held(members: &[String]) -> Vec<(String, u64)> {
+    members
+        .iter()
+        .filter_map(|m| {
+            let (server, handle) = m.rsplit_once('/')?;
+            Some((server.to_owned(), handle.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_record_survives_its_json_and_stays_small() {
+        let record = SessionRecord {
+            handles: vec![HandleRecord {
+                id: 7,
+                plugin: "janus.plugin.echotest".into(),
+                opaque_id: None,
+                server: "j1".into(),
+                backend_handle: 8_000_000_000_000_001,
+            }],
+        };
+        let text = record.to_json();
+        assert!(!text.contains("opaque_id"), "{text}");
+        assert_eq!(SessionRecord::parse("1", &text), Some(record));
+        assert_eq!(
+            SessionRecord::parse("1", "{}"),
+            Some(SessionRecord::default())
+        );
+        assert_eq!(SessionRecord::parse("1", "[1]"), None);
+    }
+
+    #[test]
+    fn held_members_parse_and_bad_ones_are_skipped() {
+        let members = vec![
+            "j1/5".to_owned(),
+            "a/b/6".to_owned(),
+            "x".to_owned(),
+            "j2/notanumber".to_owned(),
+        ];
+        assert_eq!(
+            parse_held(&members),
+            vec![("j1".to_owned(), 5), ("a/b".to_owned(), 6)]
+        );
+    }
+}
