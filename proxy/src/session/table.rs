@@ -101,8 +101,21 @@ impl<A: Clone> SessionTable<A> {
     /// A request for the session arrived: refreshes its activity.
     pub fn touch(&mut self, id: u64, now: Instant) -> Option<A> {
         let entry = self.entries.get_mut(&id)?;
-        entry.last_activity = now;
+        // Never earlier: an adopted session's window is not shortened by a request.
+        entry.last_activity = entry.last_activity.max(now);
         Some(entry.addr.clone())
+    }
+
+    /// A keepalive for the session arrived: refreshes its activity; whether it exists. (No
+    /// address cloned: an actor address's clone allocates.)
+    pub fn refresh(&mut self, id: u64, now: Instant) -> bool {
+        match self.entries.get_mut(&id) {
+            Some(entry) => {
+                entry.last_activity = entry.last_activity.max(now);
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn get(&self, id: u64) -> Option<A> {

@@ -170,6 +170,27 @@ impl ClientConnection {
             Target::Session {
                 session_id,
                 handle_id: 0,
+            } if incoming.is("keepalive") => {
+                // Answered here, as Janus's core does: all a keepalive does is keep the
+                // session alive (no hop to the session and back: idle clients send little
+                // else, and it is most of what an idle proxy does).
+                let alive = self
+                    .state
+                    .session
+                    .sessions
+                    .lock()
+                    .refresh(session_id, Instant::now());
+                let reply = match alive {
+                    true => ServerMessage::ack(session_id, &incoming.transaction),
+                    false => ServerMessage::error(
+                        &incoming.error(ApiError::no_such_session(session_id)),
+                    ),
+                };
+                self.send(&reply);
+            }
+            Target::Session {
+                session_id,
+                handle_id: 0,
             } if incoming.is("claim") && self.state.session.adopter.get().is_some() => {
                 self.claim(ctx, incoming, session_id)
             }
