@@ -33,7 +33,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actors_tests::netns::{
-    janus_reports, poll_until, proxy_binary, skip, Daemon, JanusInNs, MediaTest, ProxyInNs,
+    janus_reports, poll_until, proxy_binary, skip, tail, Daemon, JanusInNs, MediaTest, ProxyInNs,
     ScriptRun,
 };
 use actors_tests::webinar::{admin_get, janus_admin_arg, wait_listening, Backend, ADMIN_TOKEN};
@@ -225,7 +225,7 @@ impl<'a> Cluster<'a> {
                 media.ns.exec(&["bash", "-c", &probe]).is_ok()
             }),
             "{test}: HAProxy does not listen on {FRONT}\n{}",
-            Path::new(&media.path().join("haproxy.log")).display()
+            tail(&media.path().join("haproxy.log"), 20)
         );
     }
 
@@ -234,7 +234,7 @@ impl<'a> Cluster<'a> {
     /// one, with the page's handle), kills it (-9) and tells the driver when (the file
     /// `--killed`). Returns the run and the index of the killed proxy (None: not killed, the
     /// run says why).
-    fn kill_the_holder_under(&mut self, label: &str, mode: &str) -> (ScriptRun, Option<usize>) {
+    fn run_and_kill_the_holder(&mut self, label: &str, mode: &str) -> (ScriptRun, Option<usize>) {
         let media = self.media;
         let killed_file = media.path().join(format!("killed-{label}.json"));
         let stdout = media.path().join(format!("adopt-{label}.stdout"));
@@ -585,7 +585,7 @@ fn a_client_whose_proxy_dies_claims_its_session_on_the_survivor_and_media_goes_o
 
     // ---- through HAProxy: the holder killed, the session claimed on the survivor -----------
     cluster.start_proxies(30);
-    let (run, killed) = cluster.kill_the_holder_under("proxy", "adopt");
+    let (run, killed) = cluster.run_and_kill_the_holder("proxy", "adopt");
     let summary = run.expect_success(check_adopt).unwrap_or_else(|diag| {
         eprintln!("{TEST}: work dir kept: {}", media.path().display());
         panic!(
@@ -627,7 +627,7 @@ fn a_client_that_does_not_reconnect_is_torn_down_after_the_window() {
     let started = Instant::now();
     let mut cluster = Cluster::start_janus(&media);
     cluster.start_proxies(3);
-    let (run, killed) = cluster.kill_the_holder_under("abandoned", "abandon");
+    let (run, killed) = cluster.run_and_kill_the_holder("abandoned", "abandon");
     // The survivors hold the dead proxy's backend sessions for the window, then tear them
     // down (without the key: at once, as before issue 21).
     let held_ms = if window_configured() { 3000 } else { 0 };
