@@ -378,3 +378,65 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     .await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_through_the_adopter(
+) -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let a_id = format!("adopt-a-{}", unique());
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id),
+    )?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
+    let c = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-c", 30)).await?;
+    a.wait_ready(WAIT).await?;
+    wait_for("three live proxies", WAIT, || async {
+        Ok([&b, &c].iter().all(|p| p.state.store.status().proxies == 3))
+    })
+    .await?;
+    let mut alice = peer_on(&a.url(), ECHOTEST).await?;
+    echotest_ok(&mut alice.client, alice.session, alice.handle, "before").await?;
+    let (session, handle) = (alice.session, alice.handle);
+    wait_for("A's record", WAIT, || {
+        let found = client_record(&redis, &a_id, session).map(|r| r.is_some());
+        async move { found }
+    })
+    .await?;
+    a.kill();
+    drop(alice);
+
+    // One survivor adopts; the client comes back through the other one.
+    let held = |p: &ProxyUnderTest| p.state.session().sessions.lock().get(session).is_some();
+    wait_for("adopted by B or C", WAIT, || async {
+        Ok(held(&b) || held(&c))
+    })
+    .await?;
+    let (holder, other) = if held(&b) { (b, c) } else { (c, b) };
+    let mut alice = JanusClient::connect(&other.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(
+        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
+        "claim through the other survivor: {reply}"
+    );
+    ensure!(!held(&other), "relayed, not adopted twice");
+    // Requests, Janus's events and keepalives go through the holder, with the same ids.
+    echotest_ok(&mut alice, session, handle, "relayed").await?;
+    let ack = alice
+        .request(json!({"janus": "keepalive", "session_id": session, "transaction": "ka"}))
+        .await?;
+    ensure!(ack["janus"] == "ack", "keepalive: {ack}");
+    // The holder goes too: the client's socket is closed so that it reconnects and claims
+    // again.
+    drop(holder);
+    let code = alice.closed_with(WAIT + Duration::from_secs(TTL_S)).await?;
+    ensure!(code == Some(1001), "closed with {code:?}");
+    Ok(())
+}

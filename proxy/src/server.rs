@@ -267,11 +267,14 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     )
     .map(Actor::start);
     if let Some(adopter) = &adopter {
-        let _ = state
-            .transport
-            .session
-            .adopter
-            .set(adopter.clone().recipient());
+        let session = &state.transport.session;
+        let _ = session.adopter.set(adopter.clone().recipient());
+        // A claim that lands on a proxy other than the one holding the session is served
+        // through the holder (session::remote).
+        if let Some(bus) = state.store.bus() {
+            let relay = crate::session::remote::SessionRelay::register(session, bus);
+            let _ = session.relay.set(relay);
+        }
     }
     let reaper = reaper.with_adopter(adopter.map(Addr::recipient));
     crate::admin::sampler::spawn_sampler(&state);

@@ -24,11 +24,15 @@ use tokio::sync::oneshot;
 use crate::backend::link::{AdoptRoute, BackendLink, RetireLink};
 use crate::backend::supervisor::CredentialBook;
 use crate::config::{BackendConfig, ProxyConfig};
-use crate::messages::adoption::{AdoptDead, AdoptionBook, AwaitAdoption, BackendSession};
+use crate::messages::adoption::{
+    AdoptDead, AdoptionBook, AwaitAdoption, BackendSession, ClaimOutcome,
+};
+use crate::messages::cluster::ClusterBus;
 use crate::messages::{LinkPort, LinkStatus};
 use crate::plugin::kit::{BackendLeg, SessionPort};
 use crate::plugin::{AdoptContext, AttachContext};
 use crate::session::env::SessionEnv;
+use crate::session::remote::SessionRelay;
 use crate::session::ClientSession;
 
 /// How long an adopting link tries to claim a dead proxy's backend session.
@@ -219,40 +223,86 @@ impl Handler<AdoptDead> for Adopter {
 }
 
 impl Handler<AwaitAdoption> for Adopter {
-    type Result = ResponseFuture<bool>;
+    type Result = ResponseFuture<ClaimOutcome>;
 
     fn handle(&mut self, msg: AwaitAdoption, _: &mut Context<Self>) -> Self::Result {
-        let id = msg.0;
-        let (env, book, waiting, limit) = (
-            self.env.clone(),
-            self.book.clone(),
-            self.waiting.clone(),
-            self.claim_wait,
-        );
-        Box::pin(async move {
-            let here = || env.sessions.lock().get(id).is_some();
-            if here() {
-                return true;
-            }
-            // Waiting before asking: an adoption between the two is not missed.
-            let (tx, rx) = oneshot::channel();
-            waiting.lock().entry(id).or_default().push(tx);
-            let owner = book.whose(id).await;
-            log::debug!("adopt: claim of session {id}, recorded by {owner:?}");
+        let claim = Claim {
+            id: msg.0,
+            env: self.env.clone(),
+            book: self.book.clone(),
+            bus: self.env.plugin_env.cluster.bus.clone(),
+            waiting: self.waiting.clone(),
+        };
+        Box::pin(claim.outcome(Instant::now() + self.claim_wait))
+    }
+}
+
+/// A client's `claim` of a session unknown here, looked for.
+struct Claim {
+    id: u64,
+    env: Arc<SessionEnv>,
+    book: Arc<dyn AdoptionBook>,
+    bus: Option<Arc<dyn ClusterBus>>,
+    waiting: Waiters,
+}
+
+/// How often a waiting claim asks again which proxy recorded its session (it moves to the
+/// adopter's record once adopted).
+const ASK_AGAIN: Duration = Duration::from_millis(500);
+
+impl Claim {
+    fn here(&self) -> bool {
+        self.env.sessions.lock().get(self.id).is_some()
+    }
+
+    /// Here, held by a live proxy, or nowhere; a session recorded by a proxy that does not
+    /// answer (dead, not cleaned up yet) is waited for until `deadline`: adopted here, or its
+    /// record moved to the proxy that adopted it.
+    async fn outcome(self, deadline: Instant) -> ClaimOutcome {
+        if self.here() {
+            return ClaimOutcome::Here;
+        }
+        // Waiting before asking: an adoption here in between is not missed.
+        let (tx, mut adopted) = oneshot::channel();
+        self.waiting.lock().entry(self.id).or_default().push(tx);
+        let mut asked: Option<String> = None;
+        loop {
+            let owner = self.book.whose(self.id).await;
+            log::debug!("adopt: claim of session {}, recorded by {owner:?}", self.id);
             match owner {
-                // Nobody had it (or Redis does not answer): Janus's 458.
-                None => false,
-                Some(owner) if owner == book.own_id() => here(),
-                // Another proxy's: adopted here once it is found dead.
-                Some(_) => {
-                    here()
-                        || tokio::time::timeout(limit, rx)
-                            .await
-                            .ok()
-                            .and_then(Result::ok)
-                            .unwrap_or(false)
+                None => return self.here_or_unknown(),
+                Some(owner) if owner == self.book.own_id() => return self.here_or_unknown(),
+                Some(owner) if asked.as_ref() != Some(&owner) => {
+                    if let Some(bus) = &self.bus {
+                        let holds = SessionRelay::holds(bus.clone(), owner.clone(), self.id);
+                        tokio::pin!(holds);
+                        tokio::select! {
+                            held = &mut holds => if held {
+                                return ClaimOutcome::Held(owner);
+                            },
+                            _ = &mut adopted => return self.here_or_unknown(),
+                        }
+                    }
+                    asked = Some(owner);
                 }
+                Some(_) => {}
             }
-        })
+            let now = Instant::now();
+            if now >= deadline {
+                return self.here_or_unknown();
+            }
+            let pause = tokio::time::sleep(ASK_AGAIN.min(deadline - now));
+            tokio::select! {
+                _ = pause => {}
+                _ = &mut adopted => return self.here_or_unknown(),
+            }
+        }
+    }
+
+    fn here_or_unknown(&self) -> ClaimOutcome {
+        match self.here() {
+            true => ClaimOutcome::Here,
+            false => ClaimOutcome::Unknown,
+        }
     }
 }

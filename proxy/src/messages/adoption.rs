@@ -69,11 +69,21 @@ pub struct AdoptDead {
     pub held: Vec<(String, u64)>,
 }
 
-/// A client wants to `claim` session `0`, unknown here: resolves to true once it is (adopted
-/// here), false when it will not be (no proxy had it, or another one adopts it).
+/// A client wants to `claim` session `0`, unknown here: where it is, once known (a dead
+/// proxy's being adopted here or elsewhere).
 #[derive(Message, Debug, Clone, Copy)]
-#[rtype(result = "bool")]
+#[rtype(result = "ClaimOutcome")]
 pub struct AwaitAdoption(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// In this proxy's session table.
+    Here,
+    /// Held by this other proxy: the client is served through the session relay.
+    Held(String),
+    /// Nobody has it: Janus's 458.
+    Unknown,
+}
 
 /// What sessions and links write about themselves for a survivor, and what a `claim` asks.
 /// The in-memory store (one proxy) has none.

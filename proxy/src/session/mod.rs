@@ -4,6 +4,7 @@
 
 pub mod env;
 pub mod info;
+pub mod remote;
 pub mod settings;
 pub mod table;
 
@@ -525,6 +526,30 @@ impl Handler<OwnerGone> for ClientSession {
             if msg.destroy {
                 self.close(ctx);
             }
+        }
+    }
+}
+
+/// Connection `conn_id` closed: the sessions it owned wait to be reclaimed
+/// (`reclaim_session_timeout`) or end.
+pub fn release_owned(env: &SessionEnv, conn_id: u64, owned: impl IntoIterator<Item = u64>) {
+    let reclaim = env.general.reclaim_session_timeout > 0;
+    for session_id in owned {
+        let mut sessions = env.sessions.lock();
+        if !sessions.orphan(session_id, conn_id) {
+            continue;
+        }
+        let addr = if reclaim {
+            sessions.get(session_id)
+        } else {
+            sessions.remove(session_id)
+        };
+        drop(sessions);
+        if let Some(addr) = addr {
+            addr.do_send(OwnerGone {
+                conn_id,
+                destroy: !reclaim,
+            });
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod stream;
 pub mod upgrade;
 pub mod wsio;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
@@ -25,15 +25,16 @@ use actix_http::ws::{CloseCode, CloseReason, Frame, Message, ProtocolError};
 use actix_web::{web, HttpRequest, HttpResponse};
 use janus_protocol::{ApiError, ErrorCode, Incoming, RootRequest, ServerMessage, Target};
 
-use crate::session::{ClientSession, OwnerGone, SessionRequest};
+use crate::session::{ClientSession, SessionRequest};
 use crate::wsframes::MessageAssembler;
 use env::TransportEnv;
 use stream::ClientStream;
 use wsio::WsIo;
 
-use crate::messages::adoption::AwaitAdoption;
+use crate::messages::adoption::{AwaitAdoption, ClaimOutcome};
 pub use crate::messages::{ClientFrame, ReplyTo};
 use crate::messages::{ConnPort, SessionOwnership};
+use crate::session::remote::RelayLost;
 
 /// How long a closing connection may take to write its last frames (its close frame) before
 /// it is dropped: actix-http's `client_disconnect_timeout`, as before.
@@ -56,7 +57,15 @@ pub struct ClientConnection {
     /// A close frame is sent (or the client is gone): nothing more is read or written but
     /// what is queued, then the actor stops.
     closing: bool,
+    /// Sessions another proxy holds, with that proxy (see `session::remote`); None for
+    /// almost every connection.
+    relayed: Option<Box<Relayed>>,
 }
+
+/// A connection's sessions held by other proxies, with the proxy holding each (boxed: a
+/// pointer on every connection rather than a map).
+#[derive(Default)]
+struct Relayed(HashMap<u64, String>);
 
 impl ClientConnection {
     pub fn new(
@@ -74,6 +83,7 @@ impl ClientConnection {
             port: None,
             io,
             closing: false,
+            relayed: None,
             state,
         }
     }
@@ -149,6 +159,13 @@ impl ClientConnection {
                 return self.send(&ServerMessage::error(&err));
             }
         }
+        if let (Target::Session { session_id, .. }, Some(relayed)) = (&target, &self.relayed) {
+            if let (Some(holder), Some(relay)) =
+                (relayed.0.get(session_id), self.state.session.relay.get())
+            {
+                return relay.forward(holder, self.id, &incoming);
+            }
+        }
         match target {
             Target::Root(RootRequest::Ping) => {
                 self.send(&ServerMessage::pong(&incoming.transaction))
@@ -182,9 +199,9 @@ impl ClientConnection {
                     .refresh(session_id, Instant::now());
                 let reply = match alive {
                     true => ServerMessage::ack(session_id, &incoming.transaction),
-                    false => ServerMessage::error(
-                        &incoming.error(ApiError::no_such_session(session_id)),
-                    ),
+                    false => {
+                        ServerMessage::error(&incoming.error(ApiError::no_such_session(session_id)))
+                    }
                 };
                 self.send(&reply);
             }
@@ -237,12 +254,26 @@ impl ClientConnection {
             return;
         };
         let asked = adopter.send(AwaitAdoption(session_id));
-        ctx.spawn(asked.into_actor(self).map(move |adopted, act, ctx| {
-            match adopted
-                .unwrap_or(false)
-                .then(|| touch(&act.state))
-                .flatten()
+        ctx.spawn(asked.into_actor(self).map(move |outcome, act, ctx| {
+            let outcome = outcome.unwrap_or(ClaimOutcome::Unknown);
+            if let (ClaimOutcome::Held(holder), Some(relay)) =
+                (&outcome, act.state.session.relay.get())
             {
+                let addr = ctx.address();
+                relay.near(act.id, holder, addr.clone().recipient(), addr.recipient());
+                act.relayed
+                    .get_or_insert_with(Box::default)
+                    .0
+                    .insert(session_id, holder.clone());
+                log::debug!(
+                    session_id;
+                    "client connection {}: session {session_id} is held by proxy {holder}",
+                    act.id
+                );
+                return relay.forward(holder, act.id, &incoming);
+            }
+            let here = (outcome == ClaimOutcome::Here).then(|| touch(&act.state));
+            match here.flatten() {
                 Some(session) => session.do_send(SessionRequest {
                     incoming,
                     conn: act.port(ctx),
@@ -311,23 +342,10 @@ impl Actor for ClientConnection {
         if let Some(ip) = self.peer {
             self.state.connections.close(ip);
         }
-        let reclaim = self.state.session.general.reclaim_session_timeout > 0;
-        for session_id in self.owned.drain() {
-            let mut sessions = self.state.session.sessions.lock();
-            if !sessions.orphan(session_id, self.id) {
-                continue;
-            }
-            let addr = if reclaim {
-                sessions.get(session_id)
-            } else {
-                sessions.remove(session_id)
-            };
-            drop(sessions);
-            if let Some(addr) = addr {
-                addr.do_send(OwnerGone {
-                    conn_id: self.id,
-                    destroy: !reclaim,
-                });
+        crate::session::release_owned(&self.state.session, self.id, self.owned.drain());
+        if self.relayed.is_some() {
+            if let Some(relay) = self.state.session.relay.get() {
+                relay.gone(self.id);
             }
         }
     }
@@ -449,6 +467,20 @@ impl Handler<ClientFrame> for ClientConnection {
 
     fn handle(&mut self, msg: ClientFrame, _: &mut Self::Context) {
         self.text(msg.0);
+    }
+}
+
+impl Handler<RelayLost> for ClientConnection {
+    type Result = ();
+
+    /// The proxy holding a session of this client died: closing the socket makes janus.js
+    /// reconnect and claim it again (from the proxy that adopts it).
+    fn handle(&mut self, _: RelayLost, ctx: &mut Self::Context) {
+        let reason = CloseReason {
+            code: CloseCode::Away,
+            description: Some("the proxy holding the session is gone".into()),
+        };
+        self.close(ctx, Some(reason));
     }
 }
 
