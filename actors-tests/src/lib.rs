@@ -93,6 +93,24 @@ pub struct JanusServer {
     conf: janus_conf::JanusConfFolder,
 }
 
+/// Polls `check` (every 20 ms) until it holds; an error naming `what` after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if check().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 impl JanusServer {
     pub async fn start() -> anyhow::Result<JanusServer> {
         Self::start_with(JanusOptions::default()).await
@@ -190,6 +208,38 @@ impl JanusServer {
         }
         let _ = admin.close().await;
         Ok(total)
+    }
+
+    /// The sessions this Janus holds (admin API `list_sessions`).
+    pub async fn admin_sessions(&self) -> anyhow::Result<Vec<u64>> {
+        let reply = self
+            .admin_request(serde_json::json!({"janus": "list_sessions", "transaction": "ls"}))
+            .await?;
+        reply["sessions"]
+            .as_array()
+            .map(|s| s.iter().filter_map(Value::as_u64).collect())
+            .with_context(|| format!("list_sessions: {reply}"))
+    }
+
+    /// The handles this Janus holds in `session` (admin API `list_handles`).
+    pub async fn admin_handles(&self, session: u64) -> anyhow::Result<Vec<u64>> {
+        let reply = self
+            .admin_request(serde_json::json!({"janus": "list_handles",
+                "session_id": session, "transaction": "lh"}))
+            .await?;
+        reply["handles"]
+            .as_array()
+            .map(|s| s.iter().filter_map(Value::as_u64).collect())
+            .with_context(|| format!("list_handles: {reply}"))
+    }
+
+    async fn admin_request(&self, request: Value) -> anyhow::Result<Value> {
+        let mut admin =
+            JanusClient::connect_with_protocol(&self.admin_url(), Some("janus-admin-protocol"))
+                .await?;
+        let reply = admin.request(request).await?;
+        let _ = admin.close().await;
+        Ok(reply)
     }
 
     pub fn log(&self) -> String {

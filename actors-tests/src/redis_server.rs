@@ -88,6 +88,27 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The backend session on `server` that proxy `proxy_id` recorded (`proxy_sessions`,
+    /// key prefix `januscloud`), if any.
+    pub fn recorded_backend_session(
+        &self,
+        proxy_id: &str,
+        server: &str,
+    ) -> anyhow::Result<Option<u64>> {
+        let text = self.cli(&["GET", &format!("januscloud:proxy_sessions:{proxy_id}")])?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let record: serde_json::Value =
+            serde_json::from_str(text.trim()).context("sessions record")?;
+        Ok(record["sessions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["server"] == server)
+            .and_then(|s| s["session_id"].as_u64()))
+    }
+
     /// `redis-cli` against this server; its output.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
         let output = Command::new("redis-cli")

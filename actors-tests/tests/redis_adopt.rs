@@ -15,9 +15,10 @@ use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{echotest_ok, peer_on};
 use actors_tests::{
-    init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig, ProxyUnderTest,
+    init_logging, proxy_config, wait_until, JanusClient, JanusOptions, JanusServer, ProxyConfig,
+    ProxyUnderTest,
 };
-use anyhow::{bail, ensure, Context as _};
+use anyhow::{ensure, Context as _};
 use serde_json::{json, Value};
 
 const ECHOTEST: &str = "janus.plugin.echotest";
@@ -76,53 +77,6 @@ async fn janus() -> anyhow::Result<JanusServer> {
     .await
 }
 
-/// Polls `check` until it holds (bounded by `limit`).
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The sessions Janus holds (Admin API `list_sessions`).
-async fn janus_sessions(janus: &JanusServer) -> anyhow::Result<Vec<u64>> {
-    let mut admin =
-        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
-            .await?;
-    let reply = admin
-        .request(json!({"janus": "list_sessions", "transaction": "ls"}))
-        .await?;
-    reply["sessions"]
-        .as_array()
-        .map(|s| s.iter().filter_map(Value::as_u64).collect())
-        .with_context(|| format!("list_sessions: {reply}"))
-}
-
-/// A's backend session on j1, as A recorded it.
-fn recorded_backend_session(redis: &RedisServer, id: &str) -> anyhow::Result<Option<u64>> {
-    let text = redis.cli(&["GET", &format!("januscloud:proxy_sessions:{id}")])?;
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let record: Value = serde_json::from_str(text.trim()).context("sessions record")?;
-    Ok(record["sessions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["server"] == "j1")
-        .and_then(|s| s["session_id"].as_u64()))
-}
-
 /// The client session record proxy `id` wrote for `session`.
 fn client_record(redis: &RedisServer, id: &str, session: u64) -> anyhow::Result<Option<Value>> {
     let key = format!("januscloud:proxy_client_sessions:{id}");
@@ -155,7 +109,7 @@ async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
     )?;
     let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
     a.wait_ready(WAIT).await?;
-    wait_for("two live proxies", WAIT, || async {
+    wait_until("two live proxies", WAIT, || async {
         Ok(b.state.store.status().proxies == 2)
     })
     .await?;
@@ -165,9 +119,9 @@ async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
     let (session, handle) = (alice.session, alice.handle);
     // A's records: its backend session, and alice's session with her handle.
     let mut a_session = None;
-    wait_for("A's records", WAIT, || {
+    wait_until("A's records", WAIT, || {
         let found = (|| {
-            a_session = recorded_backend_session(&redis, &a_id)?;
+            a_session = redis.recorded_backend_session(&a_id, "j1")?;
             let record = client_record(&redis, &a_id, session)?;
             Ok(a_session.is_some() && record.is_some_and(|r| r["handles"][0]["id"] == handle))
         })();
@@ -175,7 +129,7 @@ async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
     })
     .await?;
     let a_session = a_session.context("recorded")?;
-    ensure!(janus_sessions(&janus).await?.contains(&a_session));
+    ensure!(janus.admin_sessions().await?.contains(&a_session));
 
     a.kill();
     let killed = Instant::now();
@@ -216,7 +170,7 @@ async fn a_client_of_a_dead_proxy_claims_its_session_on_a_survivor_and_carries_o
         "claimed after {claimed:?}"
     );
     // A's backend session was claimed, not destroyed: Janus still has it.
-    ensure!(janus_sessions(&s.janus).await?.contains(&s.a_session));
+    ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
     // The same handle works end to end: request, ack, Janus's event.
     echotest_ok(&mut alice, s.session, s.handle, "after").await?;
     let ack = alice
@@ -234,8 +188,8 @@ async fn a_client_of_a_dead_proxy_claims_its_session_on_a_survivor_and_carries_o
         .request(json!({"janus": "destroy", "session_id": s.session, "transaction": "end"}))
         .await?;
     ensure!(done["janus"] == "success", "destroy: {done}");
-    wait_for("A's backend session destroyed", WAIT, || async {
-        Ok(!janus_sessions(&s.janus).await?.contains(&s.a_session))
+    wait_until("A's backend session destroyed", WAIT, || async {
+        Ok(!s.janus.admin_sessions().await?.contains(&s.a_session))
     })
     .await?;
     ensure!(client_record(&s.redis, "adopt-b", s.session)?.is_none());
@@ -251,10 +205,10 @@ async fn a_session_not_claimed_within_the_window_is_torn_down_as_before() -> any
     let window = 2;
     let s = alice_on_a_then_a_dies(window).await?;
     // Held for the window, then destroyed (Janus would keep it 60 s).
-    wait_for(
+    wait_until(
         "A's backend session destroyed",
         WAIT + Duration::from_secs(window),
-        || async { Ok(!janus_sessions(&s.janus).await?.contains(&s.a_session)) },
+        || async { Ok(!s.janus.admin_sessions().await?.contains(&s.a_session)) },
     )
     .await?;
     let gone = s.killed.elapsed();
@@ -282,20 +236,6 @@ async fn a_session_not_claimed_within_the_window_is_torn_down_as_before() -> any
     Ok(())
 }
 
-/// The handles Janus holds in `session` (Admin API `list_handles`).
-async fn janus_handles(janus: &JanusServer, session: u64) -> anyhow::Result<Vec<u64>> {
-    let mut admin =
-        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
-            .await?;
-    let reply = admin
-        .request(json!({"janus": "list_handles", "session_id": session, "transaction": "lh"}))
-        .await?;
-    reply["handles"]
-        .as_array()
-        .map(|s| s.iter().filter_map(Value::as_u64).collect())
-        .with_context(|| format!("list_handles: {reply}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow::Result<()> {
     init_logging();
@@ -313,7 +253,7 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     )?;
     let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
     a.wait_ready(WAIT).await?;
-    wait_for("two live proxies", WAIT, || async {
+    wait_until("two live proxies", WAIT, || async {
         Ok(b.state.store.status().proxies == 2)
     })
     .await?;
@@ -346,9 +286,9 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     // A's records: the echotest handle (adoptable) and every backend handle of A's session.
     let mut echo_backend = None;
     let mut a_session = None;
-    wait_for("A's records", WAIT, || {
+    wait_until("A's records", WAIT, || {
         let found = (|| {
-            a_session = recorded_backend_session(&redis, &a_id)?;
+            a_session = redis.recorded_backend_session(&a_id, "j1")?;
             echo_backend = client_record(&redis, &a_id, echo.session)?
                 .and_then(|r| r["handles"][0]["backend_handle"].as_u64());
             let held =
@@ -363,7 +303,7 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
         a_session.context("recorded")?,
         echo_backend.context("recorded")?,
     );
-    let before = janus_handles(&janus, a_session).await?;
+    let before = janus.admin_handles(a_session).await?;
     ensure!(
         before.len() >= 2 && before.contains(&echo_backend),
         "A's backend handles before: {before:?}"
@@ -372,8 +312,8 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     a.kill();
     // The AudioBridge participant is detached (its peers hear `leaving` at once, as without
     // adoption); the echotest handle is held for its client, well within the window.
-    wait_for("only the echotest handle held", WAIT, || async {
-        Ok(janus_handles(&janus, a_session).await? == vec![echo_backend])
+    wait_until("only the echotest handle held", WAIT, || async {
+        Ok(janus.admin_handles(a_session).await? == vec![echo_backend])
     })
     .await?;
     Ok(())
@@ -396,14 +336,14 @@ async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_thro
     let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
     let c = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-c", 30)).await?;
     a.wait_ready(WAIT).await?;
-    wait_for("three live proxies", WAIT, || async {
+    wait_until("three live proxies", WAIT, || async {
         Ok([&b, &c].iter().all(|p| p.state.store.status().proxies == 3))
     })
     .await?;
     let mut alice = peer_on(&a.url(), ECHOTEST).await?;
     echotest_ok(&mut alice.client, alice.session, alice.handle, "before").await?;
     let (session, handle) = (alice.session, alice.handle);
-    wait_for("A's record", WAIT, || {
+    wait_until("A's record", WAIT, || {
         let found = client_record(&redis, &a_id, session).map(|r| r.is_some());
         async move { found }
     })
@@ -413,7 +353,7 @@ async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_thro
 
     // One survivor adopts; the client comes back through the other one.
     let held = |p: &ProxyUnderTest| p.state.session().sessions.lock().get(session).is_some();
-    wait_for("adopted by B or C", WAIT, || async {
+    wait_until("adopted by B or C", WAIT, || async {
         Ok(held(&b) || held(&c))
     })
     .await?;

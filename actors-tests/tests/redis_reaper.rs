@@ -17,10 +17,10 @@ use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{peer_on, Peer};
 use actors_tests::{
-    init_logging, proxy_config, JanusClient, JanusOptions, JanusServer, ProxyConfig, ProxyUnderTest,
+    init_logging, proxy_config, wait_until, JanusOptions, JanusServer, ProxyConfig, ProxyUnderTest,
 };
-use anyhow::{bail, ensure, Context as _};
-use serde_json::{json, Value};
+use anyhow::{ensure, Context as _};
+use serde_json::json;
 
 const AUDIOBRIDGE: &str = "janus.plugin.audiobridge";
 const VIDEOCALL: &str = "janus.plugin.videocall";
@@ -87,55 +87,8 @@ fn rand_small() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Polls `check` until it holds (bounded by `limit`).
-async fn wait_for<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// The backend session proxy `id` recorded for server j1, if any.
-fn recorded_session(redis: &RedisServer, id: &str) -> anyhow::Result<Option<u64>> {
-    let text = redis.cli(&["GET", &format!("januscloud:proxy_sessions:{id}")])?;
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let record: Value = serde_json::from_str(text.trim()).context("sessions record")?;
-    Ok(record["sessions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|s| s["server"] == "j1")
-        .and_then(|s| s["session_id"].as_u64()))
-}
-
 fn exists(redis: &RedisServer, key: &str) -> anyhow::Result<bool> {
     Ok(redis.cli(&["EXISTS", key])?.trim() == "1")
-}
-
-/// The sessions Janus holds (Admin API `list_sessions`).
-async fn janus_sessions(janus: &JanusServer) -> anyhow::Result<Vec<u64>> {
-    let mut admin =
-        JanusClient::connect_with_protocol(&janus.admin_url(), Some("janus-admin-protocol"))
-            .await?;
-    let reply = admin
-        .request(json!({"janus": "list_sessions", "transaction": "ls"}))
-        .await?;
-    reply["sessions"]
-        .as_array()
-        .map(|s| s.iter().filter_map(Value::as_u64).collect())
-        .with_context(|| format!("list_sessions: {reply}"))
 }
 
 /// `create` an AudioBridge room (relayed to Janus as is).
@@ -211,7 +164,7 @@ async fn kill_9_of_a_proxy_its_backend_session_is_reaped_by_exactly_one_survivor
     let b = ProxyUnderTest::start(in_process_config(&redis, &janus, "reaper-b", ttl)).await?;
     let c = ProxyUnderTest::start(in_process_config(&redis, &janus, "reaper-c", ttl)).await?;
     a.wait_ready(WAIT).await?;
-    wait_for("three live proxies", WAIT, || async {
+    wait_until("three live proxies", WAIT, || async {
         Ok([&b, &c].iter().all(|p| p.state.store.status().proxies == 3))
     })
     .await?;
@@ -219,8 +172,8 @@ async fn kill_9_of_a_proxy_its_backend_session_is_reaped_by_exactly_one_survivor
     let (_alice, mut bob, alice_id) = alice_and_bob(&a.url(), &b.ws_url()).await?;
     // A's backend session, as A recorded it, is one Janus holds.
     let mut a_session = None;
-    wait_for("A's sessions record", WAIT, || {
-        let found = recorded_session(&redis, &a_id);
+    wait_until("A's sessions record", WAIT, || {
+        let found = redis.recorded_backend_session(&a_id, "j1");
         let found = found.map(|s| {
             a_session = s;
             s.is_some()
@@ -229,7 +182,7 @@ async fn kill_9_of_a_proxy_its_backend_session_is_reaped_by_exactly_one_survivor
     })
     .await?;
     let a_session = a_session.context("recorded")?;
-    ensure!(janus_sessions(&janus).await?.contains(&a_session));
+    ensure!(janus.admin_sessions().await?.contains(&a_session));
 
     a.kill();
     let killed = Instant::now();
@@ -239,14 +192,14 @@ async fn kill_9_of_a_proxy_its_backend_session_is_reaped_by_exactly_one_survivor
     let after = heard.duration_since(killed);
     println!("bob heard alice leave {after:?} after kill -9 of her proxy (heartbeat TTL {ttl} s)");
     ensure!(after < Duration::from_secs(ttl + 5), "too late: {after:?}");
-    wait_for("A's session gone from Janus", WAIT, || async {
-        Ok(!janus_sessions(&janus).await?.contains(&a_session))
+    wait_until("A's session gone from Janus", WAIT, || async {
+        Ok(!janus.admin_sessions().await?.contains(&a_session))
     })
     .await?;
 
     // Exactly one survivor reaped: the one holding the lock; the record is gone.
     let record = format!("januscloud:proxy_sessions:{a_id}");
-    wait_for("A's record deleted", WAIT, || async {
+    wait_until("A's record deleted", WAIT, || async {
         Ok(!exists(&redis, &record)?)
     })
     .await?;
@@ -289,7 +242,7 @@ async fn sigterm_destroys_the_backend_session_and_leaves_the_store_at_once() -> 
     )?;
     let b = ProxyUnderTest::start(in_process_config(&redis, &janus, "graceful-b", ttl)).await?;
     a.wait_ready(WAIT).await?;
-    wait_for("two live proxies", WAIT, || async {
+    wait_until("two live proxies", WAIT, || async {
         Ok(b.state.store.status().proxies == 2)
     })
     .await?;
@@ -316,8 +269,8 @@ async fn sigterm_destroys_the_backend_session_and_leaves_the_store_at_once() -> 
     let record = format!("januscloud:proxy_sessions:{a_id}");
     let user = format!("januscloud:videocall_users:{carol}");
     let mut a_session = None;
-    wait_for("A's sessions record and carol's key", WAIT, || {
-        let found = recorded_session(&redis, &a_id).and_then(|s| {
+    wait_until("A's sessions record and carol's key", WAIT, || {
+        let found = redis.recorded_backend_session(&a_id, "j1").and_then(|s| {
             a_session = s;
             Ok(s.is_some() && exists(&redis, &user)?)
         });
@@ -325,11 +278,11 @@ async fn sigterm_destroys_the_backend_session_and_leaves_the_store_at_once() -> 
     })
     .await?;
     let a_session = a_session.context("recorded")?;
-    ensure!(janus_sessions(&janus).await?.contains(&a_session));
+    ensure!(janus.admin_sessions().await?.contains(&a_session));
 
     a.terminate()?;
     let sent = Instant::now();
-    wait_for("A's heartbeat deleted", WAIT, || async {
+    wait_until("A's heartbeat deleted", WAIT, || async {
         Ok(!exists(&redis, &heartbeat)?)
     })
     .await?;
@@ -344,12 +297,12 @@ async fn sigterm_destroys_the_backend_session_and_leaves_the_store_at_once() -> 
     ensure!(heard < Duration::from_secs(3), "leaving after {heard:?}");
     ensure!(!exists(&redis, &record)?, "sessions record left");
     ensure!(!exists(&redis, &user)?, "carol's key left");
-    ensure!(!janus_sessions(&janus).await?.contains(&a_session));
+    ensure!(!janus.admin_sessions().await?.contains(&a_session));
     let status = a.wait_exit(WAIT).await?;
     ensure!(status.success(), "exit status {status}");
     println!("A exited {:?} after SIGTERM", sent.elapsed());
     // B sees A gone at its next rounds, not after the heartbeat's 10 s.
-    wait_for("B sees one proxy", Duration::from_secs(3), || async {
+    wait_until("B sees one proxy", Duration::from_secs(3), || async {
         Ok(b.state.store.status().proxies == 1)
     })
     .await?;
@@ -370,8 +323,8 @@ async fn an_in_process_proxy_stopped_with_its_system_leaves_too() -> anyhow::Res
     let proxy = ProxyUnderTest::start(in_process_config(&redis, &janus, &id, 10)).await?;
     let _peer = peer_on(&proxy.ws_url(), "janus.plugin.echotest").await?;
     let mut session = None;
-    wait_for("the sessions record", WAIT, || {
-        let found = recorded_session(&redis, &id).map(|s| {
+    wait_until("the sessions record", WAIT, || {
+        let found = redis.recorded_backend_session(&id, "j1").map(|s| {
             session = s;
             s.is_some()
         });
@@ -379,7 +332,7 @@ async fn an_in_process_proxy_stopped_with_its_system_leaves_too() -> anyhow::Res
     })
     .await?;
     let session = session.context("recorded")?;
-    ensure!(janus_sessions(&janus).await?.contains(&session));
+    ensure!(janus.admin_sessions().await?.contains(&session));
 
     // System::stop, as the harness does when a proxy is dropped: done when drop returns.
     let stopping = Instant::now();
@@ -387,7 +340,7 @@ async fn an_in_process_proxy_stopped_with_its_system_leaves_too() -> anyhow::Res
     println!("system stop took {:?}", stopping.elapsed());
     ensure!(!exists(&redis, &format!("januscloud:proxies:{id}"))?);
     ensure!(!exists(&redis, &format!("januscloud:proxy_sessions:{id}"))?);
-    ensure!(!janus_sessions(&janus).await?.contains(&session));
+    ensure!(!janus.admin_sessions().await?.contains(&session));
     Ok(())
 }
 
@@ -409,8 +362,8 @@ async fn a_proxy_restarted_with_its_id_reaps_its_previous_runs_session() -> anyh
     first.wait_ready(WAIT).await?;
     let (_alice, mut bob, alice_id) = alice_and_bob(&first.url(), &janus.ws_url()).await?;
     let mut old = None;
-    wait_for("the first run's record", WAIT, || {
-        let found = recorded_session(&redis, &id).map(|s| {
+    wait_until("the first run's record", WAIT, || {
+        let found = redis.recorded_backend_session(&id, "j1").map(|s| {
             old = s;
             s.is_some()
         });
@@ -426,17 +379,21 @@ async fn a_proxy_restarted_with_its_id_reaps_its_previous_runs_session() -> anyh
     let after = heard.duration_since(restarted);
     println!("restart: bob heard alice leave {after:?} after the second run started");
     ensure!(after < Duration::from_secs(5), "too late: {after:?}");
-    wait_for("the old session gone from Janus", WAIT, || async {
-        Ok(!janus_sessions(&janus).await?.contains(&old))
+    wait_until("the old session gone from Janus", WAIT, || async {
+        Ok(!janus.admin_sessions().await?.contains(&old))
     })
     .await?;
     // The second run's own session is recorded and alive.
     second.wait_ready(WAIT).await?;
-    wait_for("the second run's record", WAIT, || async {
-        Ok(recorded_session(&redis, &id)?.is_some_and(|s| s != old))
+    wait_until("the second run's record", WAIT, || async {
+        Ok(redis
+            .recorded_backend_session(&id, "j1")?
+            .is_some_and(|s| s != old))
     })
     .await?;
-    let new = recorded_session(&redis, &id)?.context("recorded")?;
-    ensure!(janus_sessions(&janus).await?.contains(&new));
+    let new = redis
+        .recorded_backend_session(&id, "j1")?
+        .context("recorded")?;
+    ensure!(janus.admin_sessions().await?.contains(&new));
     Ok(())
 }

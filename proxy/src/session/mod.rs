@@ -408,7 +408,8 @@ impl Handler<SessionRequest> for ClientSession {
                     if let Some(old) = self.owner.take() {
                         old.ownership.do_send(SessionOwnership::Released(self.id));
                     }
-                    self.state.sessions.lock().set_owner(self.id, port.id);
+                    let now = std::time::Instant::now();
+                    self.state.sessions.lock().set_owner(self.id, port.id, now);
                     port.ownership.do_send(SessionOwnership::Claimed(self.id));
                     self.owner = Some(port);
                     self.client_ip = client_ip;

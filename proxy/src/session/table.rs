@@ -126,9 +126,11 @@ impl<A: Clone> SessionTable<A> {
         self.entries.remove(&id).map(|e| e.addr)
     }
 
-    /// `claim`: the session now belongs to `owner`; returns the previous owner.
-    pub fn set_owner(&mut self, id: u64, owner: u64) -> Option<u64> {
+    /// `claim` at `now`: the session now belongs to `owner`, and its activity counts from
+    /// now (an adopted session's window is over); returns the previous owner.
+    pub fn set_owner(&mut self, id: u64, owner: u64, now: Instant) -> Option<u64> {
         let entry = self.entries.get_mut(&id)?;
+        entry.last_activity = now;
         entry.owner.replace(owner)
     }
 
@@ -255,7 +257,7 @@ mod tests {
         assert_eq!(gone, vec![(5, "a", Expiry::NotReclaimed)]);
         // Claimed within the window: kept, and its session timeout counts from the claim.
         t.insert_adopted(7, t0, 30 * S, 10 * S, |_| "d").unwrap();
-        assert_eq!(t.set_owner(7, 1), None);
+        assert_eq!(t.set_owner(7, 1, t0 + 2 * S), None);
         assert_eq!(t.touch(7, t0 + 2 * S), Some("d"));
         assert!(t.sweep(t0 + 61 * S, Some(60 * S), 10 * S).is_empty());
         assert_eq!(t.sweep(t0 + 62 * S, Some(60 * S), 10 * S).len(), 1);
@@ -275,7 +277,7 @@ mod tests {
         assert!(!t.orphan(id, 2), "connection 2 does not own it");
         assert!(t.orphan(id, 1));
         assert!(t.sweep(t0 + 5 * S, Some(60 * S), 10 * S).is_empty());
-        assert_eq!(t.set_owner(id, 3), None);
+        assert_eq!(t.set_owner(id, 3, t0 + 5 * S), None);
         assert_eq!(t.owner(id), Some(3));
         assert!(
             t.sweep(t0 + 20 * S, Some(60 * S), 10 * S).is_empty(),
