@@ -273,7 +273,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
         // through the holder (session::remote).
         if let Some(bus) = state.store.bus() {
             let relay = crate::session::remote::SessionRelay::register(session, bus);
-            let _ = session.relay.set(relay);
+            let _ = state.transport.relay.set(relay);
         }
     }
     let reaper = reaper.with_adopter(adopter.map(Addr::recipient));

@@ -79,7 +79,6 @@ impl ProxyState {
             metrics: metrics.clone(),
             adoption: store.adoption(),
             adopter: std::sync::OnceLock::new(),
-            relay: std::sync::OnceLock::new(),
         });
         // `start` validated the configuration: the ranges parse.
         let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();

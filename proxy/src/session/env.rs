@@ -34,8 +34,6 @@ pub struct SessionEnv {
     /// Asked when a client claims a session unknown here: it may be a dead proxy's being
     /// adopted (set once the adopter runs).
     pub adopter: OnceLock<Recipient<AwaitAdoption>>,
-    /// Sessions held by other proxies, relayed over the bus (with a shared store).
-    pub relay: OnceLock<Arc<super::remote::SessionRelay>>,
 }
 
 impl SessionEnv {

@@ -3,12 +3,13 @@
 //! shutting down.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::settings::{LimitsConfig, WsConfig};
 use crate::client_addr::TrustedProxies;
 use crate::limits::ConnectionCounter;
 use crate::session::env::SessionEnv;
+use crate::session::remote::SessionRelay;
 
 pub struct TransportEnv {
     pub session: Arc<SessionEnv>,
@@ -20,6 +21,8 @@ pub struct TransportEnv {
     pub trusted_proxies: TrustedProxies,
     /// Shutting down: `/readyz` says 503 so load balancers send new clients elsewhere.
     pub draining: AtomicBool,
+    /// Sessions held by other proxies, relayed over the bus (with adoption on).
+    pub relay: OnceLock<Arc<SessionRelay>>,
     next_connection: AtomicU64,
 }
 
@@ -37,6 +40,7 @@ impl TransportEnv {
             connections: ConnectionCounter::default(),
             trusted_proxies,
             draining: AtomicBool::new(false),
+            relay: OnceLock::new(),
             next_connection: AtomicU64::new(1),
         }
     }

@@ -160,8 +160,7 @@ impl ClientConnection {
             }
         }
         if let (Target::Session { session_id, .. }, Some(relayed)) = (&target, &self.relayed) {
-            if let (Some(holder), Some(relay)) =
-                (relayed.0.get(session_id), self.state.session.relay.get())
+            if let (Some(holder), Some(relay)) = (relayed.0.get(session_id), self.state.relay.get())
             {
                 return relay.forward(holder, self.id, &incoming);
             }
@@ -256,9 +255,7 @@ impl ClientConnection {
         let asked = adopter.send(AwaitAdoption(session_id));
         ctx.spawn(asked.into_actor(self).map(move |outcome, act, ctx| {
             let outcome = outcome.unwrap_or(ClaimOutcome::Unknown);
-            if let (ClaimOutcome::Held(holder), Some(relay)) =
-                (&outcome, act.state.session.relay.get())
-            {
+            if let (ClaimOutcome::Held(holder), Some(relay)) = (&outcome, act.state.relay.get()) {
                 let addr = ctx.address();
                 relay.near(act.id, holder, addr.clone().recipient(), addr.recipient());
                 act.relayed
@@ -344,7 +341,7 @@ impl Actor for ClientConnection {
         }
         crate::session::release_owned(&self.state.session, self.id, self.owned.drain());
         if self.relayed.is_some() {
-            if let Some(relay) = self.state.session.relay.get() {
+            if let Some(relay) = self.state.relay.get() {
                 relay.gone(self.id);
             }
         }
