@@ -50,7 +50,8 @@ fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str) -> String {
         "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
          [plugins]\nrelay = [\"{ECHOTEST}\"]\n\n\
          [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-         heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n",
+         heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n\n\
+         [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
         janus.ws_url(),
         redis.url()
     )
@@ -99,7 +100,20 @@ struct Setup {
     killed: Instant,
 }
 
+/// How proxy A goes.
+#[derive(Clone, Copy, PartialEq)]
+enum Ending {
+    /// `kill -9`: it dies.
+    Kill,
+    /// SIGTERM: a graceful stop, which hands its sessions over.
+    Term,
+}
+
 async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
+    alice_on_a_then_a_goes(window_s, Ending::Kill).await
+}
+
+async fn alice_on_a_then_a_goes(window_s: u64, ending: Ending) -> anyhow::Result<Setup> {
     let redis = RedisServer::start().await?;
     let janus = janus().await?;
     let a_id = format!("adopt-a-{}", unique());
@@ -131,9 +145,16 @@ async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
     let a_session = a_session.context("recorded")?;
     ensure!(janus.admin_sessions().await?.contains(&a_session));
 
-    a.kill();
     let killed = Instant::now();
-    // alice's socket to A is gone with A; janus.js would now reconnect.
+    match ending {
+        Ending::Kill => a.kill(),
+        Ending::Term => {
+            a.terminate()?;
+            // A closes alice's socket (what janus.js reconnects on).
+            alice.client.closed_with(WAIT).await?;
+        }
+    }
+    // alice's socket to A is gone; janus.js would now reconnect.
     drop(alice);
     Ok(Setup {
         redis,
@@ -378,5 +399,28 @@ async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_thro
     drop(holder);
     let code = alice.closed_with(WAIT + Duration::from_secs(TTL_S)).await?;
     ensure!(code == Some(1001), "closed with {code:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_stopped_gracefully_hands_its_sessions_over() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    // A rolling restart: SIGTERM closes alice's socket; she claims her session on B.
+    let s = alice_on_a_then_a_goes(30, Ending::Term).await?;
+    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
+        .await?;
+    println!("claimed on B {:?} after SIGTERM of A", s.killed.elapsed());
+    ensure!(
+        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
+        "claim after a graceful stop: {reply}"
+    );
+    // A left its backend session to be claimed, and its handle with it.
+    ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
+    echotest_ok(&mut alice, s.session, s.handle, "after").await?;
     Ok(())
 }

@@ -42,7 +42,11 @@ pub struct RunningProxy {
 /// the peers of its clients' handles at once instead of after `reclaim_session_timeout`, and
 /// leaves the shared store (heartbeat, sessions record, videocall users), so the other proxies
 /// see it gone at their next round instead of after `heartbeat_ttl_s` (both kept until then:
-/// the proxy is alive while it serves); the admin listener closes last.
+/// the proxy is alive while it serves); the admin listener closes last. With adoption on
+/// (a shared store, `store.adopt_window_s` > 0) the sessions are handed over instead: left
+/// as they are, only the heartbeat deleted, so that a survivor adopts them at its next round
+/// and janus.js clients reconnect and claim them (docs/adoption.md): a rolling restart
+/// loses no session.
 #[derive(Clone)]
 pub struct ShutdownHandle {
     state: Arc<ProxyState>,
@@ -75,9 +79,24 @@ impl ShutdownHandle {
         if !plan.drain.is_zero() {
             tokio::time::sleep(plan.drain).await;
         }
+        // With adoption on, the sessions are handed over to a survivor rather than ended
+        // (docs/adoption.md): their records stay as they are now, nothing of them is
+        // released as their sockets close, the backend sessions are left to be claimed.
+        let store = &self.state.store;
+        // Only to someone: a proxy alone ends its sessions as before.
+        let hand_over = store.adoption().is_some() && store.status().proxies > 1;
+        if hand_over {
+            store.freeze_adoption();
+            let session = &self.state.transport.session;
+            session.handing_over.store(true, Ordering::Relaxed);
+        }
         // Recorded before the clients go: with one client worker the links live on its
         // thread and stop with it.
-        let mut sessions = self.reaper.live();
+        let mut sessions = if hand_over {
+            Vec::new()
+        } else {
+            self.reaper.live()
+        };
         log::info!(
             "janus-proxy: client listener closed; {}",
             if plan.wait_for_clients {
@@ -89,24 +108,32 @@ impl ShutdownHandle {
         // Closes the listener at once (a new connection is refused); with `true`, the workers
         // wait for their connections up to the listener's shutdown timeout, then drop them.
         self.ws_server.stop(plan.wait_for_clients).await;
-        for session in self.reaper.live() {
-            if !sessions.contains(&session) {
-                sessions.push(session);
+        if !hand_over {
+            for session in self.reaper.live() {
+                if !sessions.contains(&session) {
+                    sessions.push(session);
+                }
             }
         }
         let reap = self.reaper.reap("this proxy", &sessions, STOP_LIMIT);
-        let store = &self.state.store;
         let leave = async {
             // No heartbeat may be written after the exit deletes it.
             store.stop_syncing().await;
             if let Some(task) = &self.store_task {
                 task.abort();
             }
-            if let Some(exit) = store.exit() {
-                match exit.run().await {
+            match (store.exit(), hand_over) {
+                (Some(exit), true) => match exit.hand_over().await {
+                    Ok(()) => log::info!(
+                        "janus-proxy: sessions handed over to the other proxies (adoption)"
+                    ),
+                    Err(e) => log::warn!("janus-proxy: could not hand the sessions over: {e}"),
+                },
+                (Some(exit), false) => match exit.run().await {
                     Ok(()) => log::info!("janus-proxy: left the shared store"),
                     Err(e) => log::warn!("janus-proxy: could not leave the shared store: {e}"),
-                }
+                },
+                (None, _) => {}
             }
         };
         match tokio::time::timeout(FINAL_LIMIT, futures_util::future::join(reap, leave)).await {

@@ -79,6 +79,7 @@ impl ProxyState {
             metrics: metrics.clone(),
             adoption: store.adoption(),
             adopter: std::sync::OnceLock::new(),
+            handing_over: Default::default(),
         });
         // `start` validated the configuration: the ranges parse.
         let trusted_proxies = config.limits.trusted_proxies().unwrap_or_default();

@@ -1,6 +1,7 @@
 //! What client sessions share: the session table, the plugins, authentication, the
 //! `[general]` settings, the metrics. Built once when the proxy starts.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use actix::{Addr, Recipient};
@@ -34,9 +35,17 @@ pub struct SessionEnv {
     /// Asked when a client claims a session unknown here: it may be a dead proxy's being
     /// adopted (set once the adopter runs).
     pub adopter: OnceLock<Recipient<AwaitAdoption>>,
+    /// A graceful stop hands the sessions over to a survivor (docs/adoption.md): they are
+    /// left as they are, backend handles and all, when their sockets close and the proxy
+    /// exits.
+    pub handing_over: AtomicBool,
 }
 
 impl SessionEnv {
+    pub fn is_handing_over(&self) -> bool {
+        self.handing_over.load(Ordering::Relaxed)
+    }
+
     /// Unix time in seconds (for signed tokens).
     pub fn unix_now() -> i64 {
         janus_cloud_common::unix_now_secs()

@@ -353,6 +353,10 @@ impl Actor for ClientSession {
     }
 
     fn stopping(&mut self, _: &mut Self::Context) -> Running {
+        if self.state.is_handing_over() {
+            // The backend handles are a survivor's to adopt.
+            return Running::Stop;
+        }
         // Also reached when the system shuts down: release the backend handles.
         for (_, handle) in std::mem::take(&mut self.handles.0) {
             self.state.metrics.handles.dec();
@@ -534,7 +538,8 @@ impl Handler<OwnerGone> for ClientSession {
 /// Connection `conn_id` closed: the sessions it owned wait to be reclaimed
 /// (`reclaim_session_timeout`) or end.
 pub fn release_owned(env: &SessionEnv, conn_id: u64, owned: impl IntoIterator<Item = u64>) {
-    let reclaim = env.general.reclaim_session_timeout > 0;
+    // Handing over: kept for the survivor, whatever the reclaim timeout.
+    let reclaim = env.general.reclaim_session_timeout > 0 || env.is_handing_over();
     for session_id in owned {
         let mut sessions = env.sessions.lock();
         if !sessions.orphan(session_id, conn_id) {

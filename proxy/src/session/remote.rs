@@ -160,10 +160,9 @@ impl Topic for SessionRelay {
         match body["op"].as_str() {
             Some("holds") => {
                 let session = body["session"].as_u64().unwrap_or(0);
-                let held = self
-                    .env
-                    .upgrade()
-                    .is_some_and(|env| env.sessions.lock().get(session).is_some());
+                let held = self.env.upgrade().is_some_and(|env| {
+                    !env.is_handing_over() && env.sessions.lock().get(session).is_some()
+                });
                 if let Some(reply) = reply {
                     reply.send(json!({"held": held}));
                 }

@@ -43,6 +43,16 @@ impl StoreExit {
         self.timeout
     }
 
+    /// A graceful stop that hands the sessions over (docs/adoption.md): only the heartbeat
+    /// goes, so that the others find this proxy gone at their next round and one of them
+    /// adopts its sessions from its records, as after a death.
+    pub async fn hand_over(&self) -> Result<(), String> {
+        let conn = StoreConn::new(self.target.clone(), self.timeout);
+        let mut del = redis::cmd("DEL");
+        del.arg(self.keys.proxy(&self.proxy_id));
+        conn.query::<i64>("hand over", &del).await.map(|_| ())
+    }
+
     pub async fn run(&self) -> Result<(), String> {
         let conn = StoreConn::new(self.target.clone(), self.timeout);
         let notify = Notify::new(&self.keys, &self.proxy_id);

@@ -82,6 +82,9 @@ pub struct StoreHandle {
     claim_limit: Duration,
     /// `store.adopt_window_s` > 0: sessions write their records for a survivor.
     adopt: bool,
+    /// The records are a survivor's now (a graceful stop hands the sessions over): no more
+    /// writes, whatever the sessions and links do while the proxy exits.
+    adoption_frozen: AtomicBool,
 }
 
 use crate::messages::adoption::{AdoptionBook, SessionRecord};
@@ -258,6 +261,7 @@ impl StoreHandle {
             exit: None,
             claim_limit: Duration::ZERO,
             adopt: false,
+            adoption_frozen: AtomicBool::new(false),
         }
     }
 
@@ -314,7 +318,15 @@ impl StoreHandle {
         (self.shared && self.adopt).then(|| self.clone() as Arc<dyn AdoptionBook>)
     }
 
+    /// Stops writing the adoption records: they stay as they are for a survivor.
+    pub fn freeze_adoption(&self) {
+        self.adoption_frozen.store(true, Ordering::Relaxed);
+    }
+
     fn write_adoption(&self, write: AdoptionWrite) {
+        if self.adoption_frozen.load(Ordering::Relaxed) {
+            return;
+        }
         if let Some(tx) = &self.writer {
             let _ = tx.send(WriterCommand::Adoption(write));
         }
@@ -583,6 +595,7 @@ pub fn open(
             exit: Some(exit),
             claim_limit,
             adopt: config.adopt_window_s > 0,
+            adoption_frozen: AtomicBool::new(false),
         },
         Some(syncer),
     ))
