@@ -123,8 +123,12 @@ async fn alice_on_a_then_a_goes(window_s: u64, ending: Ending) -> anyhow::Result
     )?;
     let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
     a.wait_ready(WAIT).await?;
-    wait_until("two live proxies", WAIT, || async {
-        Ok(b.state.store.status().proxies == 2)
+    // Both see both (A hands its sessions over only to someone).
+    let (a_admin, b_ref) = (a.admin_addr(), &b);
+    wait_until("two live proxies", WAIT, || async move {
+        let a_sees =
+            actors_tests::http::get(a_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
+        Ok(a_sees && b_ref.state.store.status().proxies == 2)
     })
     .await?;
 
