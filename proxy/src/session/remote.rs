@@ -12,6 +12,7 @@
 //! holder that dies closes the client's socket, so that it reconnects and claims again.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use actix::prelude::*;
@@ -50,6 +51,8 @@ pub struct SessionRelay {
     far: Mutex<HashMap<(String, u64), Addr<FarConnection>>>,
     /// Client side: by connection id.
     near: Mutex<HashMap<u64, Near>>,
+    /// The next far connection's number.
+    next_far: AtomicU64,
 }
 
 /// Far connection ids: apart from this proxy's own connections' (which count up from 1).
@@ -63,6 +66,7 @@ impl SessionRelay {
             bus: bus.clone(),
             far: Mutex::default(),
             near: Mutex::default(),
+            next_far: AtomicU64::new(FAR_IDS),
         });
         let topic = relay.clone() as Arc<dyn Topic>;
         bus.register(TOPIC, Box::new(move || topic));
@@ -132,7 +136,7 @@ impl SessionRelay {
             .lock()
             .entry((from.clone(), conn))
             .or_insert_with(|| {
-                let id = FAR_IDS | rand::random::<u32>() as u64;
+                let id = self.next_far.fetch_add(1, Ordering::Relaxed);
                 FarConnection {
                     id,
                     env: env.clone(),
