@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use actors_tests::proxy_process::ProxyProcess;
 use actors_tests::redis_server::{self, RedisServer};
 use actors_tests::scenario::{echotest_ok, peer_on};
+use actors_tests::{audiobridge_client, videoroom_client};
 use actors_tests::{
     init_logging, proxy_config, wait_until, JanusClient, JanusOptions, JanusServer, ProxyConfig,
     ProxyUnderTest,
@@ -270,7 +271,7 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     let redis = RedisServer::start().await?;
     let janus = janus().await?;
     let a_id = format!("adopt-a-{}", unique());
-    // A also runs the proxy-side AudioBridge (its participants' state is A's alone).
+    // A also runs the proxy-side VideoRoom.
     let mut a = ProxyProcess::start(
         env!("CARGO_BIN_EXE_proxy-under-test"),
         &process_toml(&redis, &janus, &a_id)
@@ -284,30 +285,18 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     .await?;
 
     let echo = peer_on(&a.url(), ECHOTEST).await?;
-    let mut bridge = peer_on(&a.url(), "janus.plugin.audiobridge").await?;
+    // A videoroom publisher: its state (room, roster, legs) is A's alone, not adopted.
+    let mut publisher = videoroom_client::user(&a.url()).await?;
     let room = 7_000_000 + u64::from(std::process::id() % 100_000);
-    let created = bridge
-        .client
-        .request(json!({"janus": "message", "session_id": bridge.session,
-            "handle_id": bridge.handle, "transaction": "create",
-            "body": {"request": "create", "room": room}}))
-        .await?;
-    ensure!(
-        created["plugindata"]["data"]["audiobridge"] == "created",
-        "create: {created}"
-    );
-    bridge
-        .client
-        .send(&json!({"janus": "message", "session_id": bridge.session,
-            "handle_id": bridge.handle, "transaction": "join",
-            "body": {"request": "join", "room": room, "display": "alice"}}))
-        .await?;
-    bridge
-        .client
-        .recv_until(WAIT, |f| {
-            f["plugindata"]["data"]["audiobridge"] == "joined" && f["transaction"] == "join"
-        })
-        .await?;
+    let created = videoroom_client::answer(
+        &mut publisher,
+        "create",
+        json!({"request": "create", "room": room}),
+        false,
+    )
+    .await?;
+    ensure!(created["videoroom"] == "created", "create: {created}");
+    videoroom_client::join_publisher(&mut publisher, room, 1).await?;
     // A's records: the echotest handle (adoptable) and every backend handle of A's session.
     let mut echo_backend = None;
     let mut a_session = None;
@@ -335,7 +324,7 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     );
 
     a.kill();
-    // The AudioBridge participant is detached (its peers hear `leaving` at once, as without
+    // The videoroom publisher is detached (its peers hear `leaving` at once, as without
     // adoption); the echotest handle is held for its client, well within the window.
     wait_until("only the echotest handle held", WAIT, || async {
         Ok(janus.admin_handles(a_session).await? == vec![echo_backend])
@@ -426,5 +415,95 @@ async fn a_proxy_stopped_gracefully_hands_its_sessions_over() -> anyhow::Result<
     // A left its backend session to be claimed, and its handle with it.
     ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
     echotest_ok(&mut alice, s.session, s.handle, "after").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audiobridge_participant_of_a_dead_proxy_stays_in_its_room() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let a_id = format!("adopt-a-{}", unique());
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id),
+    )?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
+    a.wait_ready(WAIT).await?;
+    wait_until("two live proxies", WAIT, || async {
+        Ok(b.state.store.status().proxies == 2)
+    })
+    .await?;
+    // alice on A and bob on B in one AudioBridge room (the proxy's plugin: mixed on j1).
+    let room = audiobridge_client::room_ids()[0] + 7;
+    let mut alice = audiobridge_client::user(&a.url()).await?;
+    let created = alice
+        .client
+        .request(json!({"janus": "message", "session_id": alice.session,
+            "handle_id": alice.handle, "transaction": "create",
+            "body": {"request": "create", "room": room}}))
+        .await?;
+    ensure!(
+        created["plugindata"]["data"]["audiobridge"] == "created",
+        "create: {created}"
+    );
+    let joined = |tx: &'static str| {
+        move |f: &Value| {
+            f["plugindata"]["data"]["audiobridge"] == "joined" && f["transaction"] == tx
+        }
+    };
+    let join = |peer: &actors_tests::scenario::Peer, display: &str| {
+        json!({"janus": "message", "session_id": peer.session, "handle_id": peer.handle,
+            "transaction": "join", "body": {"request": "join", "room": room, "display": display}})
+    };
+    alice.client.send(&join(&alice, "alice")).await?;
+    let frames = alice.client.recv_until(WAIT, joined("join")).await?;
+    let alice_id = frames[frames.len() - 1]["plugindata"]["data"]["id"].clone();
+    let mut bob = audiobridge_client::user(&b.ws_url()).await?;
+    bob.client.send(&join(&bob, "bob")).await?;
+    bob.client.recv_until(WAIT, joined("join")).await?;
+    // A recorded alice's participation for a survivor.
+    wait_until("alice's record", WAIT, || {
+        let found = client_record(&redis, &a_id, alice.session)
+            .map(|r| r.is_some_and(|r| r["handles"][0]["state"]["id"] == alice_id));
+        async move { found }
+    })
+    .await?;
+
+    a.kill();
+    let (session, handle) = (alice.session, alice.handle);
+    drop(alice);
+    let mut alice = JanusClient::connect(&b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(reply["janus"] == "success", "claim: {reply}");
+    // The same participant in the same room: her `configure` reaches Janus, and bob hears of
+    // it (muted) without ever hearing her leave.
+    let configured = alice
+        .request(
+            json!({"janus": "message", "session_id": session, "handle_id": handle,
+            "transaction": "mute", "body": {"request": "configure", "muted": true}}),
+        )
+        .await?;
+    ensure!(configured["janus"] == "ack", "configure: {configured}");
+    let frames = bob
+        .client
+        .recv_until(WAIT, |f| {
+            let data = &f["plugindata"]["data"];
+            data["participants"]
+                .as_array()
+                .is_some_and(|p| p.iter().any(|p| p["id"] == alice_id && p["muted"] == true))
+        })
+        .await?;
+    ensure!(
+        !frames
+            .iter()
+            .any(|f| f["plugindata"]["data"]["leaving"] == alice_id),
+        "bob heard alice leave: {frames:?}"
+    );
     Ok(())
 }

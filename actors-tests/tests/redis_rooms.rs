@@ -336,7 +336,8 @@ async fn rooms_span_two_proxies_and_survive_kill_9_of_one() -> anyhow::Result<()
     ensure!(participant_ids(&mut ivan, vroom).await? == [22, 23]);
     let mut judy = user(&b_url, AUDIOBRIDGE).await?;
     join_audiobridge(&mut judy, aroom, 14, "judy").await?;
-    ensure!(participant_ids(&mut judy, aroom).await? == [13, 14]);
+    let ids = participant_ids(&mut judy, aroom).await?;
+    ensure!(ids == [13, 14], "{ids:?}");
     // A's participants leave Redis once its heartbeat expired (2 s).
     wait_hlen(&c.redis, &participants_key, 2).await?;
     let fields = c.redis.cli(&["HKEYS", &participants_key])?;

@@ -80,33 +80,27 @@ impl Adopter {
         })
     }
 
-    /// Claims `session` on a link of its own, which holds it for the adopted handles.
-    fn hold(&self, session: &BackendSession) -> (Addr<BackendLink>, LinkPort) {
+    /// Claims `session` on a link of its own, which holds it for the adopted handles; the
+    /// receiver says whether the claim succeeded.
+    fn hold(&self, session: &BackendSession) -> (Held, oneshot::Receiver<bool>) {
+        let (claimed, answer) = oneshot::channel();
         let status = Arc::new(LinkStatus::new(&session.server, &session.url));
         let addr = BackendLink::new(status.clone(), self.config.clone(), self.tls.clone())
             .with_credentials(self.credentials.get(&session.server).clone())
-            .adopting(session.session_id, Instant::now() + CLAIM_LIMIT)
+            .adopting(session.session_id, Instant::now() + CLAIM_LIMIT, claimed)
             .start();
         let port = LinkPort {
             requests: addr.clone().recipient(),
             unroute: addr.clone().recipient(),
             status,
         };
-        (addr, port)
+        (Held { addr, port }, answer)
     }
 
-    fn adopt(&mut self, dead: AdoptDead) -> Vec<BackendSession> {
+    /// Rebuilds the dead proxy's sessions, with their handles on the backend sessions
+    /// `claimed` (each link tried to claim its own; a session Janus no longer had is not).
+    fn rebuild(&mut self, proxy: &str, plan: plan::Plan, links: HashMap<String, Held>) {
         let env = self.env.clone();
-        let plan = plan::plan(
-            &dead,
-            |package| env.plugins.get(package).is_some_and(|p| p.adoptable()),
-            |id| env.sessions.lock().get(id).is_some(),
-        );
-        let links: HashMap<String, (Addr<BackendLink>, LinkPort)> = plan
-            .hold
-            .iter()
-            .map(|s| (s.server.clone(), self.hold(s)))
-            .collect();
         let (now, reclaim) = (
             Instant::now(),
             Duration::from_secs(env.general.reclaim_session_timeout),
@@ -122,7 +116,7 @@ impl Adopter {
                 };
                 let mut handles = Vec::new();
                 for record in records {
-                    let (Some(plugin), Some((addr, link))) =
+                    let (Some(plugin), Some(held)) =
                         (env.plugins.get(&record.plugin), links.get(&record.server))
                     else {
                         continue;
@@ -137,12 +131,13 @@ impl Adopter {
                             opaque_id: record.opaque_id.clone(),
                         },
                         server: record.server.clone(),
-                        link: link.clone(),
+                        link: held.port.clone(),
                         backend_handle: record.backend_handle,
+                        state: record.state.clone(),
                     });
                     match rebuilt {
                         Some(rebuilt) => {
-                            addr.do_send(AdoptRoute {
+                            held.addr.do_send(AdoptRoute {
                                 handle: record.backend_handle,
                                 route: rebuilt.route,
                             });
@@ -168,20 +163,18 @@ impl Adopter {
             }
         }
         for (server, handle) in detach {
-            if let Some((_, link)) = links.get(&server) {
-                // Sent after the claim (the link queues it meanwhile).
-                BackendLeg::detach(link, handle);
+            if let Some(held) = links.get(&server) {
+                BackendLeg::detach(&held.port, handle);
             }
         }
-        for (addr, _) in links.values() {
+        for held in links.values() {
             // After the routes: a retiring link destroys its session once the last is gone.
-            addr.do_send(RetireLink);
+            held.addr.do_send(RetireLink);
         }
         log::info!(
-            "adopt: proxy {} is gone; {} of its sessions ({handles_adopted} handles, on {} \
+            "adopt: proxy {proxy} is gone; {} of its sessions ({handles_adopted} handles, on {} \
              backend sessions held) wait {:?} for their clients to claim them; {} backend \
              sessions destroyed at once",
-            dead.proxy,
             adopted.len(),
             links.len(),
             self.window,
@@ -193,8 +186,13 @@ impl Adopter {
                 let _ = waiter.send(true);
             }
         }
-        plan.reap
     }
+}
+
+/// A backend session being claimed, held once claimed.
+struct Held {
+    addr: Addr<BackendLink>,
+    port: LinkPort,
 }
 
 impl Actor for Adopter {
@@ -212,13 +210,45 @@ impl Actor for Adopter {
 }
 
 impl Handler<AdoptDead> for Adopter {
-    type Result = MessageResult<AdoptDead>;
+    type Result = ResponseActFuture<Self, Vec<BackendSession>>;
 
-    fn handle(&mut self, msg: AdoptDead, _: &mut Context<Self>) -> Self::Result {
+    /// Claims the backend sessions first, then rebuilds on those claimed; answers with the
+    /// backend sessions to destroy at once.
+    fn handle(&mut self, dead: AdoptDead, _: &mut Context<Self>) -> Self::Result {
         if self.window.is_zero() {
-            return MessageResult(msg.backend);
+            return Box::pin(actix::fut::ready(dead.backend));
         }
-        MessageResult(self.adopt(msg))
+        let env = self.env.clone();
+        let mut plan = plan::plan(
+            &dead,
+            |package| env.plugins.get(package).is_some_and(|p| p.adoptable()),
+            |id| env.sessions.lock().get(id).is_some(),
+        );
+        let mut links = HashMap::new();
+        let mut claims = Vec::new();
+        for session in std::mem::take(&mut plan.hold) {
+            let (held, claimed) = self.hold(&session);
+            links.insert(session.server.clone(), held);
+            claims.push(async move {
+                let claimed = tokio::time::timeout(CLAIM_LIMIT, claimed).await;
+                (session.server, matches!(claimed, Ok(Ok(true))))
+            });
+        }
+        let proxy = dead.proxy;
+        let claimed = futures_util::future::join_all(claims);
+        Box::pin(claimed.into_actor(self).map(move |claimed, act, _| {
+            for (server, ok) in claimed {
+                if !ok {
+                    log::warn!("adopt: proxy {proxy}'s session on {server} is gone already");
+                    if let Some(held) = links.remove(&server) {
+                        held.addr.do_send(RetireLink);
+                    }
+                }
+            }
+            let reap = plan.reap.clone();
+            act.rebuild(&proxy, plan, links);
+            reap
+        }))
     }
 }
 

@@ -93,6 +93,7 @@ mod tests {
             opaque_id: None,
             server: server.into(),
             backend_handle,
+            state: serde_json::Value::Null,
         }
     }
 

@@ -23,6 +23,18 @@ pub struct HandleRecord {
     pub opaque_id: Option<String>,
     pub server: String,
     pub backend_handle: u64,
+    /// The plugin's own state of the handle (the relay's: none).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub state: serde_json::Value,
+}
+
+/// A handle's adoptable state as its plugin gives it: its backend handle and whatever else
+/// the plugin needs to rebuild it (`HandleRecord::state`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdoptableState {
+    pub server: String,
+    pub backend_handle: u64,
+    pub state: serde_json::Value,
 }
 
 /// A client session as a survivor needs it: its adoptable handles (none is fine: the session
@@ -122,6 +134,7 @@ mod tests {
                 opaque_id: None,
                 server: "j1".into(),
                 backend_handle: 8_000_000_000_000_001,
+                state: serde_json::Value::Null,
             }],
         };
         let text = record.to_json();

@@ -6,7 +6,7 @@
 //! (these messages) ← `registry`, `backend`, `store`.
 //!
 //! * Client side: [`ClientFrame`] to a connection, [`SessionClaimed`]/[`SessionReleased`] about
-//!   it, [`Deliver`] and [`HandleGone`] to a session, [`HandleCommand`] to a handle.
+//!   it, [`Deliver`] and [`HandleNews`] to a session, [`HandleCommand`] to a handle.
 //! * Backend side: [`LinkRequest`] to a link, answered by [`BackendIncoming`] tagged with the
 //!   asker's token, or through a one-shot [`ReplyRoute::Once`]; [`UnrouteHandle`].
 //! * Servers: [`SelectServer`], [`PlaceOn`], [`PlacementEnded`] to the registry, which answers
@@ -80,10 +80,16 @@ pub struct ConnPort {
 #[rtype(result = "()")]
 pub struct Deliver(pub String);
 
-/// A handle ended on its own (detached by the backend, backend lost).
+/// What a handle tells its session.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct HandleGone(pub u64);
+pub enum HandleNews {
+    /// It ended on its own (detached by the backend, backend lost).
+    Gone(u64),
+    /// What a survivor needs to rebuild it now (None: nothing; see `adoption`), for plugins
+    /// whose handles gain and lose their backend handle over their life.
+    Adoptable(u64, Option<Box<adoption::AdoptableState>>),
+}
 
 /// A request for one handle. Replies go to `reply_to` (the connection that asked); events go
 /// to the session's owner.

@@ -56,6 +56,8 @@ pub struct AdoptContext {
     pub server: String,
     pub link: crate::messages::LinkPort,
     pub backend_handle: u64,
+    /// The plugin's own state of the handle, as it recorded it (`HandleRecord::state`).
+    pub state: Value,
 }
 
 /// A rebuilt handle, and where its link sends its backend handle's events.

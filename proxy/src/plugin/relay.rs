@@ -116,6 +116,7 @@ impl Plugin for RelayPlugin {
             server,
             link,
             backend_handle,
+            ..
         } = ctx;
         let core = HandleCore::new(
             ctx.session_id,

@@ -16,9 +16,9 @@ use actix::prelude::*;
 use janus_protocol::{ApiError, Incoming, ServerMessage, SessionVerb, MAX_ID};
 use serde::Serialize;
 
-use crate::messages::adoption::{HandleRecord, SessionRecord};
+use crate::messages::adoption::{AdoptableState, HandleRecord, SessionRecord};
 use crate::messages::{ClientFrame, ConnPort, ReplyTo, SessionOwnership};
-pub use crate::messages::{Deliver, HandleGone};
+pub use crate::messages::{Deliver, HandleNews};
 use crate::plugin::{AttachContext, AttachedHandle, HandleCommand, Plugin};
 use env::SessionEnv;
 use table::Expiry;
@@ -83,8 +83,9 @@ struct HandleEntry {
 pub type AdoptedEntry = (u64, Arc<dyn Plugin>, AttachedHandle, Option<String>);
 
 struct AdoptInfo {
-    backend_handle: u64,
     opaque_id: Option<String>,
+    /// Its backend handle and the plugin's state now (None: nothing to adopt now).
+    now: Option<AdoptableState>,
 }
 
 impl HandleEntry {
@@ -94,13 +95,18 @@ impl HandleEntry {
         opaque_id: Option<String>,
         recorded: bool,
     ) -> Self {
-        let adopt = match (recorded, attached.backend_handle) {
-            (true, Some(backend_handle)) => Some(Box::new(AdoptInfo {
+        // A relayed handle is adoptable from its attach on; another adoptable plugin's handle
+        // says when it is (`HandleNews::Adoptable`).
+        let now = match (&attached.backend, attached.backend_handle) {
+            (Some(server), Some(backend_handle)) => Some(AdoptableState {
+                server: server.clone(),
                 backend_handle,
-                opaque_id,
-            })),
+                state: serde_json::Value::Null,
+            }),
             _ => None,
         };
+        let adopt = (recorded && (now.is_some() || plugin.adoptable()))
+            .then(|| Box::new(AdoptInfo { opaque_id, now }));
         HandleEntry {
             commands: attached.commands,
             plugin,
@@ -111,12 +117,14 @@ impl HandleEntry {
 
     fn record(&self, id: u64) -> Option<HandleRecord> {
         let adopt = self.adopt.as_ref()?;
+        let now = adopt.now.as_ref()?;
         Some(HandleRecord {
             id,
             plugin: self.plugin.package().to_owned(),
             opaque_id: adopt.opaque_id.clone(),
-            server: self.backend.clone()?,
-            backend_handle: adopt.backend_handle,
+            server: now.server.clone(),
+            backend_handle: now.backend_handle,
+            state: now.state.clone(),
         })
     }
 }
@@ -471,14 +479,25 @@ impl Handler<Deliver> for ClientSession {
     }
 }
 
-impl Handler<HandleGone> for ClientSession {
+impl Handler<HandleNews> for ClientSession {
     type Result = ();
 
-    fn handle(&mut self, msg: HandleGone, _: &mut Context<Self>) {
-        if let Some(handle) = self.handles.remove(msg.0) {
-            self.state.metrics.handles.dec();
-            if handle.adopt.is_some() {
-                self.write_record();
+    fn handle(&mut self, msg: HandleNews, _: &mut Context<Self>) {
+        match msg {
+            HandleNews::Gone(id) => {
+                if let Some(handle) = self.handles.remove(id) {
+                    self.state.metrics.handles.dec();
+                    if handle.adopt.is_some() {
+                        self.write_record();
+                    }
+                }
+            }
+            HandleNews::Adoptable(id, now) => {
+                let entry = self.handles.0.iter_mut().find(|(k, _)| *k == id);
+                if let Some(adopt) = entry.and_then(|(_, h)| h.adopt.as_mut()) {
+                    adopt.now = now.map(|n| *n);
+                    self.write_record();
+                }
             }
         }
     }

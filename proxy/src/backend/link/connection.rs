@@ -202,6 +202,9 @@ impl BackendLink {
 
     /// The backend session could not be claimed: the handles are lost, queued requests fail.
     pub(super) fn give_up(&mut self, why: GiveUp) {
+        if let Some(adopting) = self.adopting.take() {
+            let _ = adopting.send(false);
+        }
         self.status.set_backend_session(None);
         if why != GiveUp::NoSession {
             log::warn!(

@@ -150,6 +150,9 @@ impl BackendLink {
                     return;
                 };
                 if success {
+                    if let Some(adopting) = self.adopting.take() {
+                        let _ = adopting.send(true);
+                    }
                     self.reclaim.claimed();
                     if let Some(conn) = self.conn.as_mut() {
                         conn.session_id = Some(session_id);
@@ -174,10 +177,16 @@ impl BackendLink {
                         self.name(),
                         frame.get("error").map(Value::to_string).unwrap_or_default()
                     );
-                    // The socket is fine: a new session on it.
+                    let adopting = self.adopting.is_some();
                     if let Decision::GiveUp(why) = self.reclaim.claim_refused() {
                         self.give_up(why);
                     }
+                    if adopting {
+                        // Nothing to adopt here: no session of its own either.
+                        self.stop_if_retired(ctx);
+                        return;
+                    }
+                    // The socket is fine: a new session on it.
                     self.send_internal(Internal::CreateSession, json!({"janus": "create"}));
                 }
             }

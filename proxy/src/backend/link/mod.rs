@@ -169,6 +169,8 @@ pub struct BackendLink {
     tls: Arc<rustls::ClientConfig>,
     /// Where the backend handles it holds are recorded for a survivor (docs/adoption.md).
     adoption: Option<Arc<dyn AdoptionBook>>,
+    /// An adopting link: told whether the dead proxy's session was claimed.
+    adopting: Option<oneshot::Sender<bool>>,
 }
 
 const TICK: Duration = Duration::from_millis(100);
@@ -199,6 +201,7 @@ impl BackendLink {
             credentials: BackendCredentials::default(),
             tls,
             adoption: None,
+            adopting: None,
             status,
             pending: TransactionTable::new(config.request_timeout()),
             awaiting_event: config.event_timeout().map(TransactionTable::new),
@@ -236,11 +239,19 @@ impl BackendLink {
     }
 
     /// A link that starts by claiming backend session `session` (a dead proxy's, adopted)
-    /// rather than creating one, trying until `deadline`. It is retired once it holds its
-    /// adopted handles ([`AdoptRoute`], then [`RetireLink`]): it takes no new handles and
-    /// destroys the session when the last one is gone.
-    pub fn adopting(mut self, session: u64, deadline: Instant) -> Self {
+    /// rather than creating one, trying until `deadline`; `claimed` is told whether it did
+    /// (a session Janus no longer has is not adopted: the link creates none and stops once
+    /// retired). It is retired once it holds its adopted handles ([`AdoptRoute`], then
+    /// [`RetireLink`]): it takes no new handles and destroys the session when the last one is
+    /// gone.
+    pub fn adopting(
+        mut self,
+        session: u64,
+        deadline: Instant,
+        claimed: oneshot::Sender<bool>,
+    ) -> Self {
         self.reclaim.adopt(session, deadline, Instant::now());
+        self.adopting = Some(claimed);
         self
     }
 

@@ -32,7 +32,9 @@ use futures_util::future::LocalBoxFuture;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
+use super::kit::BackendLeg;
+use super::{AdoptContext, AdoptedHandle, AttachContext, AttachResult, AttachedHandle, Plugin};
+use crate::messages::Route;
 use book::RoomBook;
 use handle::AudioBridgeHandle;
 
@@ -98,6 +100,35 @@ impl Plugin for AudioBridgePlugin {
                 backend: None,
                 backend_handle: None,
             })
+        })
+    }
+
+    fn adoptable(&self) -> bool {
+        true
+    }
+
+    /// A participant (joined, with its leg) is rebuilt on its leg; nothing else is kept.
+    fn adopt(&self, ctx: AdoptContext) -> Option<AdoptedHandle> {
+        let AdoptContext {
+            attach,
+            server,
+            link,
+            backend_handle,
+            state,
+        } = ctx;
+        let leg = BackendLeg::adopted(server.clone(), link, backend_handle);
+        let (handle, token) = AudioBridgeHandle::adopted(attach, self.rooms.clone(), leg, &state)?;
+        let addr = handle.start();
+        Some(AdoptedHandle {
+            route: Route {
+                to: addr.clone().recipient(),
+                token,
+            },
+            handle: AttachedHandle {
+                commands: addr.recipient(),
+                backend: Some(server),
+                backend_handle: Some(backend_handle),
+            },
         })
     }
 }

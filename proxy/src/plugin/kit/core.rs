@@ -10,7 +10,7 @@ use janus_protocol::{JsonMap, PluginData, ServerMessage};
 use serde_json::Value;
 
 use super::error::PluginError;
-use crate::messages::{ClientFrame, Deliver, HandleGone, ReplyTo};
+use crate::messages::{ClientFrame, Deliver, HandleNews, ReplyTo};
 use crate::metrics::Metrics;
 
 /// Reason of the `hangup` a client gets when the backend server of its handle goes away.
@@ -37,7 +37,7 @@ pub struct SessionPort {
     /// Frames for whoever owns the session now.
     pub deliver: Recipient<Deliver>,
     /// The handle ended on its own.
-    pub gone: Recipient<HandleGone>,
+    pub gone: Recipient<HandleNews>,
 }
 
 pub struct HandleCore {
@@ -181,9 +181,15 @@ impl HandleCore {
         self.send(&frame, None);
     }
 
+    /// Tells the session what a survivor needs to rebuild the handle now (docs/adoption.md).
+    pub fn adoptable(&self, now: Option<crate::messages::adoption::AdoptableState>) {
+        let news = HandleNews::Adoptable(self.handle_id, now.map(Box::new));
+        self.session.gone.do_send(news);
+    }
+
     /// Tells the session the handle ended on its own.
     pub fn gone(&self) {
-        self.session.gone.do_send(HandleGone(self.handle_id));
+        self.session.gone.do_send(HandleNews::Gone(self.handle_id));
     }
 
     /// The backend server went away: `hangup`, `detached`, and the session forgets the handle.

@@ -68,7 +68,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::messages::{ClientFrame, Deliver, HandleGone};
+    use crate::messages::{ClientFrame, Deliver, HandleNews};
     use crate::plugin::kit::{Frames, SessionPort};
 
     /// What a session and a connection got.
@@ -101,9 +101,9 @@ mod tests {
         }
     }
 
-    impl Handler<HandleGone> for Sink {
+    impl Handler<HandleNews> for Sink {
         type Result = ();
-        fn handle(&mut self, _: HandleGone, _: &mut Context<Self>) {}
+        fn handle(&mut self, _: HandleNews, _: &mut Context<Self>) {}
     }
 
     #[actix::test]
@@ -130,7 +130,7 @@ mod tests {
         core.ok("t1", &ReplyTo::new(sink.clone().recipient()));
         // Every frame went through the sink's mailbox, in order: one more round trip to it
         // and they are all there.
-        sink.send(HandleGone(0)).await.expect("sink alive");
+        sink.send(HandleNews::Gone(0)).await.expect("sink alive");
         assert_eq!(
             *got.0.lock(),
             [

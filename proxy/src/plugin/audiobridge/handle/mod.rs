@@ -39,14 +39,17 @@ use std::sync::Arc;
 use actix::fut::LocalBoxActorFuture;
 use actix::prelude::*;
 use janus_protocol::JsonMap;
-use serde_json::Value;
+use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
 use super::{errors, SharedRoomBook, PACKAGE};
+use crate::messages::adoption::AdoptableState;
 use crate::messages::cluster::RoomKind;
 use crate::messages::{BackendFrame, ReplyRoute, ReplyTo, ServersPort};
 use crate::plugin::env::PluginEnv;
-use crate::plugin::kit::{CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs};
+use crate::plugin::kit::{
+    BackendLeg, CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs,
+};
 use crate::plugin::rewrite::IdMap;
 use crate::plugin::AttachContext;
 
@@ -141,6 +144,8 @@ pub struct AudioBridgeHandle {
     shared_participant: Option<(u64, Value)>,
     /// The display name of the handle's last `join` (for the shared store's views).
     display: Option<String>,
+    /// What the session was last told a survivor needs to rebuild this handle.
+    adoptable: Option<AdoptableState>,
 }
 
 impl AudioBridgeHandle {
@@ -170,7 +175,44 @@ impl AudioBridgeHandle {
             unplaced: None,
             shared_participant: None,
             display: None,
+            adoptable: None,
         }
+    }
+
+    /// A dead proxy's participant, rebuilt on its live leg (docs/adoption.md): `state` is
+    /// what [`AudioBridgeHandle::adoptable_now`] recorded. None if the state is not one.
+    pub fn adopted(
+        ctx: AttachContext,
+        book: SharedRoomBook,
+        leg: BackendLeg,
+        state: &Value,
+    ) -> Option<(Self, u64)> {
+        let server = leg.server.clone();
+        let room = state.get("room").filter(|r| r.is_u64())?.clone();
+        let mut handle = AudioBridgeHandle::new(ctx, book);
+        let token = handle.legs.adopted(leg);
+        handle.participant = Some(Participant {
+            server: server.clone(),
+            room,
+            id: state.get("id").cloned(),
+        });
+        handle.display = state.get("display").and_then(Value::as_str).map(Into::into);
+        if state.get("media") == Some(&Value::Bool(true)) {
+            handle.media = Some(server);
+        }
+        Some((handle, token))
+    }
+
+    /// What a survivor needs to rebuild this handle: a participant's room, id and leg.
+    fn adoptable_now(&self) -> Option<AdoptableState> {
+        let p = self.participant.as_ref()?;
+        let backend_handle = self.legs.on(&p.server)?.backend.handle?;
+        Some(AdoptableState {
+            server: p.server.clone(),
+            backend_handle,
+            state: json!({"room": p.room, "id": p.id, "display": self.display,
+                "media": self.media.as_deref() == Some(p.server.as_str())}),
+        })
     }
 
     fn is_live(&self) -> bool {
@@ -248,6 +290,11 @@ impl AudioBridgeHandle {
     /// Records this handle's participation (or its end) in the room book (the operators'
     /// view) and in the shared store.
     fn share_participant(&mut self) {
+        let adoptable = self.adoptable_now();
+        if adoptable != self.adoptable {
+            self.core.adoptable(adoptable.clone());
+            self.adoptable = adoptable;
+        }
         let joined = self
             .participant
             .as_ref()
@@ -285,6 +332,13 @@ impl AudioBridgeHandle {
 
 impl Actor for AudioBridgeHandle {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Self::Context) {
+        if self.participant.is_some() {
+            // Adopted: recorded as this proxy's participant, and for a survivor again.
+            self.share_participant();
+        }
+    }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Also reached when the system shuts down.

@@ -102,6 +102,21 @@ impl Legs {
         (token, open)
     }
 
+    /// A dead proxy's backend handle, adopted (see `adopt`): a ready leg; its token.
+    pub fn adopted(&mut self, leg: BackendLeg) -> u64 {
+        self.next += 1;
+        let token = self.next;
+        self.legs.insert(
+            token,
+            Leg {
+                token,
+                backend: leg,
+                state: LegState::Ready,
+            },
+        );
+        token
+    }
+
     pub fn get(&self, token: u64) -> Option<&Leg> {
         self.legs.get(&token)
     }

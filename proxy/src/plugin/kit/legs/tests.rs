@@ -9,7 +9,7 @@ use tokio::sync::oneshot;
 
 use super::*;
 use crate::messages::{
-    Deliver, HandleGone, LinkPort, LinkRequest, LinkStatus, PlacementEnded, ReplyRoute,
+    Deliver, HandleNews, LinkPort, LinkRequest, LinkStatus, PlacementEnded, ReplyRoute,
     UnrouteHandle,
 };
 use crate::metrics::Metrics;
@@ -89,9 +89,9 @@ impl Handler<Deliver> for Fake {
     fn handle(&mut self, _: Deliver, _: &mut Context<Self>) {}
 }
 
-impl Handler<HandleGone> for Fake {
+impl Handler<HandleNews> for Fake {
     type Result = ();
-    fn handle(&mut self, _: HandleGone, _: &mut Context<Self>) {}
+    fn handle(&mut self, _: HandleNews, _: &mut Context<Self>) {}
 }
 
 /// A handle with legs: `Do::Open` opens one on the fake link, `Do::Release` lets it go,
