@@ -61,6 +61,8 @@ targets:
   --proxy-log FILTER            --spawn: RUST_LOG of the proxy (warn)
   --proxy-workers N             --spawn: ws.workers of the proxy (its default: 1; 0 = one
                                 per core)
+  --proxy-config FILE           --spawn: more of the proxy's configuration (TOML sections,
+                                e.g. a [store] to measure with Redis)
   --janus-conf DIR              --spawn: Janus config templates (actors-tests/janus-conf)
   --janus-event-loops N         --spawn: Janus event_loops (0 = Janus default, a thread per
                                 handle; set it for tens of thousands of handles)
@@ -183,6 +185,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
         proxy_log: "warn".into(),
         proxy_workers: None,
         janus_event_loops: 0,
+        proxy_config: None,
     };
     let mut it = args[1..].iter();
     while let Some(arg) = it.next() {
@@ -228,6 +231,7 @@ fn parse(args: &[String]) -> anyhow::Result<Opts> {
             "--proxy-bin" => sp.proxy_bin = PathBuf::from(v),
             "--proxy-log" => sp.proxy_log = v,
             "--proxy-workers" => sp.proxy_workers = Some(num(&v)?),
+            "--proxy-config" => sp.proxy_config = Some(PathBuf::from(v)),
             "--janus-event-loops" => sp.janus_event_loops = num(&v)?,
             "--janus-conf" => sp.janus_conf = PathBuf::from(v),
             "--load" => {

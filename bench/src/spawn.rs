@@ -23,6 +23,9 @@ pub struct SpawnOptions {
     pub proxy_workers: Option<usize>,
     /// Janus `event_loops` (0: Janus's default, one thread per handle).
     pub janus_event_loops: usize,
+    /// More of the proxy's configuration (TOML sections other than `[ws]`, `[admin]`,
+    /// `[limits]`, `[[backend.servers]]`), e.g. a `[store]` to measure with Redis.
+    pub proxy_config: Option<PathBuf>,
 }
 
 impl SpawnOptions {
@@ -247,6 +250,12 @@ async fn start_proxy(
             "[[backend.servers]]\nname = \"{}\"\nurl = \"{}\"\n",
             j.label, j.url
         ));
+    }
+    if let Some(extra) = &opts.proxy_config {
+        let extra = std::fs::read_to_string(extra)
+            .map_err(|e| anyhow::anyhow!("--proxy-config {}: {e}", extra.display()))?;
+        config.push('\n');
+        config.push_str(&extra);
     }
     let config_path = base.join("janus-proxy.toml");
     std::fs::write(&config_path, config)?;
