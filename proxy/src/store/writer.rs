@@ -255,39 +255,22 @@ impl Writer {
                     self.conn.pipe::<()>("publish", &pipe).await.map(|()| n)
                 }
                 Pending::Adoption(_) => {
-                    // Every record change waiting, in one round trip.
-                    let mut pipe = redis::pipe();
-                    let mut n = 0;
-                    let (sessions, handles) = (
-                        self.keys.adoptable(&self.proxy_id),
-                        self.keys.backend_handles(&self.proxy_id),
+                    // Every record change waiting, in one round trip, each record and member
+                    // in its last state (a session that came and went meanwhile is one HDEL).
+                    let writes: Vec<&AdoptionWrite> = self
+                        .pending
+                        .iter()
+                        .map_while(|p| match p {
+                            Pending::Adoption(write) => Some(write),
+                            _ => None,
+                        })
+                        .collect();
+                    let n = writes.len();
+                    let last = Coalesced::of(writes);
+                    let pipe = last.commands(
+                        &self.keys.adoptable(&self.proxy_id),
+                        &self.keys.backend_handles(&self.proxy_id),
                     );
-                    for p in &self.pending {
-                        let Pending::Adoption(write) = p else {
-                            break;
-                        };
-                        match write {
-                            AdoptionWrite::Session {
-                                id,
-                                record: Some(record),
-                            } => pipe.hset(&sessions, id, record).ignore(),
-                            AdoptionWrite::Session { id, record: None } => {
-                                pipe.hdel(&sessions, id).ignore()
-                            }
-                            AdoptionWrite::BackendHandle {
-                                server,
-                                handle,
-                                live,
-                            } => {
-                                let member = format!("{server}/{handle}");
-                                match live {
-                                    true => pipe.sadd(&handles, member).ignore(),
-                                    false => pipe.srem(&handles, member).ignore(),
-                                }
-                            }
-                        };
-                        n += 1;
-                    }
                     self.conn.pipe::<()>("adoption", &pipe).await.map(|()| n)
                 }
                 Pending::UserUp { topic, name } => {
@@ -342,5 +325,112 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+/// Adoption record changes in their last state per record and member.
+#[derive(Debug, Default, PartialEq)]
+struct Coalesced {
+    put: Vec<(u64, String)>,
+    delete: Vec<u64>,
+    live: Vec<String>,
+    gone: Vec<String>,
+}
+
+impl Coalesced {
+    fn of(writes: Vec<&AdoptionWrite>) -> Coalesced {
+        let mut sessions: HashMap<u64, Option<&String>> = HashMap::new();
+        let mut members: HashMap<String, bool> = HashMap::new();
+        for write in writes {
+            match write {
+                AdoptionWrite::Session { id, record } => {
+                    sessions.insert(*id, record.as_ref());
+                }
+                AdoptionWrite::BackendHandle {
+                    server,
+                    handle,
+                    live,
+                } => {
+                    members.insert(format!("{server}/{handle}"), *live);
+                }
+            }
+        }
+        let mut last = Coalesced::default();
+        for (id, record) in sessions {
+            match record {
+                Some(record) => last.put.push((id, record.clone())),
+                None => last.delete.push(id),
+            }
+        }
+        for (member, live) in members {
+            match live {
+                true => last.live.push(member),
+                false => last.gone.push(member),
+            }
+        }
+        last
+    }
+
+    /// At most four commands, whatever the number of changes.
+    fn commands(&self, sessions: &str, handles: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        if !self.put.is_empty() {
+            pipe.hset_multiple(sessions, &self.put).ignore();
+        }
+        if !self.delete.is_empty() {
+            pipe.hdel(sessions, &self.delete).ignore();
+        }
+        if !self.live.is_empty() {
+            pipe.sadd(handles, &self.live).ignore();
+        }
+        if !self.gone.is_empty() {
+            pipe.srem(handles, &self.gone).ignore();
+        }
+        pipe
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adoption_writes_keep_the_last_state_of_each_record_and_member() {
+        let session = |id, record: Option<&str>| AdoptionWrite::Session {
+            id,
+            record: record.map(str::to_owned),
+        };
+        let handle = |handle, live| AdoptionWrite::BackendHandle {
+            server: "j1".into(),
+            handle,
+            live,
+        };
+        let writes = [
+            // Session 1 came, got a handle, went: one delete.
+            session(1, Some("{}")),
+            handle(10, true),
+            session(1, Some("{\"handles\":[1]}")),
+            handle(10, false),
+            session(1, None),
+            // Session 2 stays with its last record.
+            session(2, Some("{}")),
+            session(2, Some("{\"handles\":[2]}")),
+            handle(20, true),
+        ];
+        let last = Coalesced::of(writes.iter().collect());
+        assert_eq!(
+            last,
+            Coalesced {
+                put: vec![(2, "{\"handles\":[2]}".into())],
+                delete: vec![1],
+                live: vec!["j1/20".into()],
+                gone: vec!["j1/10".into()],
+            }
+        );
+        assert_eq!(last.commands("s", "h").cmd_iter().count(), 4);
+        assert_eq!(
+            Coalesced::default().commands("s", "h").cmd_iter().count(),
+            0
+        );
     }
 }
