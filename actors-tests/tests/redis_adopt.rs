@@ -101,6 +101,42 @@ struct Setup {
     killed: Instant,
 }
 
+/// Redis, a Janus, proxy A (a process, with `a_plugins` added to its `[plugins]`) and proxy
+/// B (in-process, `adopt_window_s = window_s`), both counting both.
+struct Pair {
+    redis: RedisServer,
+    janus: JanusServer,
+    a_id: String,
+    a: ProxyProcess,
+    b: ProxyUnderTest,
+}
+
+async fn pair(window_s: u64, a_plugins: &str) -> anyhow::Result<Pair> {
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let a_id = format!("adopt-a-{}", unique());
+    let toml = process_toml(&redis, &janus, &a_id)
+        .replace("[plugins]\n", &format!("[plugins]\n{a_plugins}"));
+    let a = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy-under-test"), &toml)?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
+    a.wait_ready(WAIT).await?;
+    // Both see both (A hands its sessions over only to someone).
+    let (a_admin, b_ref) = (a.admin_addr(), &b);
+    wait_until("two live proxies", WAIT, || async move {
+        let a_sees =
+            actors_tests::http::get(a_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
+        Ok(a_sees && b_ref.state.store.status().proxies == 2)
+    })
+    .await?;
+    Ok(Pair {
+        redis,
+        janus,
+        a_id,
+        a,
+        b,
+    })
+}
+
 /// How proxy A goes.
 #[derive(Clone, Copy, PartialEq)]
 enum Ending {
@@ -115,23 +151,13 @@ async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
 }
 
 async fn alice_on_a_then_a_goes(window_s: u64, ending: Ending) -> anyhow::Result<Setup> {
-    let redis = RedisServer::start().await?;
-    let janus = janus().await?;
-    let a_id = format!("adopt-a-{}", unique());
-    let mut a = ProxyProcess::start(
-        env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id),
-    )?;
-    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
-    a.wait_ready(WAIT).await?;
-    // Both see both (A hands its sessions over only to someone).
-    let (a_admin, b_ref) = (a.admin_addr(), &b);
-    wait_until("two live proxies", WAIT, || async move {
-        let a_sees =
-            actors_tests::http::get(a_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
-        Ok(a_sees && b_ref.state.store.status().proxies == 2)
-    })
-    .await?;
+    let Pair {
+        redis,
+        janus,
+        a_id,
+        mut a,
+        b,
+    } = pair(window_s, "").await?;
 
     let mut alice = peer_on(&a.url(), ECHOTEST).await?;
     echotest_ok(&mut alice.client, alice.session, alice.handle, "before").await?;
@@ -268,21 +294,14 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     if skip() {
         return Ok(());
     }
-    let redis = RedisServer::start().await?;
-    let janus = janus().await?;
-    let a_id = format!("adopt-a-{}", unique());
-    // A also runs the proxy-side VideoRoom.
-    let mut a = ProxyProcess::start(
-        env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id)
-            .replace("[plugins]\n", "[plugins]\naudiobridge = true\n"),
-    )?;
-    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
-    a.wait_ready(WAIT).await?;
-    wait_until("two live proxies", WAIT, || async {
-        Ok(b.state.store.status().proxies == 2)
-    })
-    .await?;
+    // A runs the proxy-side VideoRoom too.
+    let Pair {
+        redis,
+        janus,
+        a_id,
+        mut a,
+        b: _b,
+    } = pair(30, "videoroom = true\n").await?;
 
     let echo = peer_on(&a.url(), ECHOTEST).await?;
     // A videoroom publisher: its state (room, roster, legs) is A's alone, not adopted.
@@ -340,16 +359,14 @@ async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_thro
     if skip() {
         return Ok(());
     }
-    let redis = RedisServer::start().await?;
-    let janus = janus().await?;
-    let a_id = format!("adopt-a-{}", unique());
-    let mut a = ProxyProcess::start(
-        env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id),
-    )?;
-    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
+    let Pair {
+        redis,
+        janus,
+        a_id,
+        mut a,
+        b,
+    } = pair(30, "").await?;
     let c = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-c", 30)).await?;
-    a.wait_ready(WAIT).await?;
     wait_until("three live proxies", WAIT, || async {
         Ok([&b, &c].iter().all(|p| p.state.store.status().proxies == 3))
     })
@@ -424,19 +441,13 @@ async fn an_audiobridge_participant_of_a_dead_proxy_stays_in_its_room() -> anyho
     if skip() {
         return Ok(());
     }
-    let redis = RedisServer::start().await?;
-    let janus = janus().await?;
-    let a_id = format!("adopt-a-{}", unique());
-    let mut a = ProxyProcess::start(
-        env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id),
-    )?;
-    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", 30)).await?;
-    a.wait_ready(WAIT).await?;
-    wait_until("two live proxies", WAIT, || async {
-        Ok(b.state.store.status().proxies == 2)
-    })
-    .await?;
+    let Pair {
+        redis,
+        janus: _janus,
+        a_id,
+        mut a,
+        b,
+    } = pair(30, "").await?;
     // alice on A and bob on B in one AudioBridge room (the proxy's plugin: mixed on j1).
     let room = audiobridge_client::room_ids()[0] + 7;
     let mut alice = audiobridge_client::user(&a.url()).await?;

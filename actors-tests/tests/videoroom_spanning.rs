@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use actors_tests::plugin_script::cluster_with;
 use actors_tests::scenario::Peer as User;
 use actors_tests::videoroom_client::{answer, exists_on, join_publisher, user, STEP_LIMIT};
-use actors_tests::{init_logging, proxy_config, JanusServer, ProxyUnderTest};
-use anyhow::{bail, ensure, Context};
+use actors_tests::{init_logging, proxy_config, wait_until, JanusServer, ProxyUnderTest};
+use anyhow::{ensure, Context};
 use serde_json::{json, Value};
 
 /// The description of `room` as this Janus lists it (asked directly).
@@ -32,24 +32,6 @@ async fn description_on(url: &str, room: u64) -> anyhow::Result<Option<String>> 
             .find(|r| r["room"] == room)
             .and_then(|r| r["description"].as_str().map(str::to_owned))
     }))
-}
-
-/// Polls `check` until it holds, within `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if check().await? {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("{what}: not within {limit:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,7 +120,7 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
     .await?;
     ensure!(edited["videoroom"] == "edited", "{edited}");
     for url in [a.ws_url(), b.ws_url()] {
-        eventually("description on both", STEP_LIMIT, || {
+        wait_until("description on both", STEP_LIMIT, || {
             let url = url.clone();
             async move {
                 let description = description_on(&url, 51).await?;
@@ -164,7 +146,7 @@ async fn a_room_spans_servers_and_room_wide_requests_reach_every_one() -> anyhow
             .await?;
     }
     for url in [a.ws_url(), b.ws_url()] {
-        eventually("backend rooms destroyed", STEP_LIMIT, || {
+        wait_until("backend rooms destroyed", STEP_LIMIT, || {
             let url = url.clone();
             async move { Ok(!exists_on(&url, 51).await?) }
         })
