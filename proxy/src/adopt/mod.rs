@@ -108,7 +108,7 @@ impl Adopter {
         let mut detach = plan.detach;
         let mut adopted = Vec::new();
         let mut handles_adopted = 0;
-        for (id, records) in plan.sessions {
+        for (id, records, mut lost) in plan.sessions {
             let session = ClientSession::create(|ctx| {
                 let port = SessionPort {
                     deliver: ctx.address().recipient(),
@@ -119,6 +119,7 @@ impl Adopter {
                     let (Some(plugin), Some(held)) =
                         (env.plugins.get(&record.plugin), links.get(&record.server))
                     else {
+                        lost.push(record.id);
                         continue;
                     };
                     let rebuilt = plugin.adopt(AdoptContext {
@@ -148,11 +149,14 @@ impl Adopter {
                                 record.opaque_id,
                             ));
                         }
-                        None => detach.push((record.server, record.backend_handle)),
+                        None => {
+                            lost.push(record.id);
+                            detach.push((record.server, record.backend_handle));
+                        }
                     }
                 }
                 handles_adopted += handles.len();
-                ClientSession::adopted(id, env.clone(), handles)
+                ClientSession::adopted(id, env.clone(), handles, lost)
             });
             let inserted =
                 env.sessions

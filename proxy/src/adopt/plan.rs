@@ -12,8 +12,9 @@ pub struct Plan {
     pub hold: Vec<BackendSession>,
     /// Backend sessions to destroy at once (nothing on them to adopt), as before adoption.
     pub reap: Vec<BackendSession>,
-    /// The client sessions to rebuild, each with the handles to rebuild (on held sessions).
-    pub sessions: Vec<(u64, Vec<HandleRecord>)>,
+    /// The client sessions to rebuild, each with the handles to rebuild (on held sessions)
+    /// and the ids of those it loses.
+    pub sessions: Vec<(u64, Vec<HandleRecord>, Vec<u64>)>,
     /// Backend handles on held sessions that nobody adopts (proxy-side plugins' legs,
     /// handles whose client session is taken here already): detached once claimed, so that
     /// their peers are told at once, as before.
@@ -38,14 +39,15 @@ pub fn plan(
             );
             continue;
         }
-        let handles: Vec<HandleRecord> = record
+        let (handles, lost): (Vec<HandleRecord>, Vec<HandleRecord>) = record
             .handles
             .iter()
-            .filter(|h| backend.contains(h.server.as_str()) && adoptable(&h.plugin))
             .cloned()
-            .collect();
+            .partition(|h| backend.contains(h.server.as_str()) && adoptable(&h.plugin));
         held_servers.extend(handles.iter().map(|h| h.server.clone()));
-        sessions.push((*id, handles));
+        let mut lost: Vec<u64> = lost.iter().map(|h| h.id).collect();
+        lost.extend(&record.others);
+        sessions.push((*id, handles, lost));
     }
     let (hold, reap): (Vec<BackendSession>, Vec<BackendSession>) = dead
         .backend
@@ -54,7 +56,7 @@ pub fn plan(
         .partition(|b| held_servers.contains(&b.server));
     let adopted: HashSet<(&str, u64)> = sessions
         .iter()
-        .flat_map(|(_, handles)| handles.iter())
+        .flat_map(|(_, handles, _)| handles.iter())
         .map(|h| (h.server.as_str(), h.backend_handle))
         .collect();
     let detach = dead
@@ -110,6 +112,7 @@ mod tests {
                     1,
                     SessionRecord {
                         handles: vec![handle(10, ECHO, "j1", 100), handle(11, ROOM, "j2", 200)],
+                        others: vec![12],
                     },
                 ),
                 (2, SessionRecord::default()),
@@ -118,6 +121,7 @@ mod tests {
                     3,
                     SessionRecord {
                         handles: vec![handle(30, ECHO, "j9", 900)],
+                        others: vec![],
                     },
                 ),
                 // Taken here already.
@@ -125,6 +129,7 @@ mod tests {
                     4,
                     SessionRecord {
                         handles: vec![handle(40, ECHO, "j1", 400)],
+                        others: vec![],
                     },
                 ),
             ],
@@ -142,9 +147,9 @@ mod tests {
         assert_eq!(
             p.sessions,
             vec![
-                (1, vec![handle(10, ECHO, "j1", 100)]),
-                (2, vec![]),
-                (3, vec![]),
+                (1, vec![handle(10, ECHO, "j1", 100)], vec![11, 12]),
+                (2, vec![], vec![]),
+                (3, vec![], vec![30]),
             ]
         );
         assert_eq!(
@@ -162,6 +167,7 @@ mod tests {
                 1,
                 SessionRecord {
                     handles: vec![handle(10, ROOM, "j1", 100)],
+                    others: vec![],
                 },
             )],
             held: vec![("j1".into(), 100)],
@@ -170,6 +176,6 @@ mod tests {
         assert!(p.hold.is_empty() && p.detach.is_empty());
         assert_eq!(p.reap, vec![backend("j1", 11)]);
         // The session itself is still claimed back (without the handle).
-        assert_eq!(p.sessions, vec![(1, vec![])]);
+        assert_eq!(p.sessions, vec![(1, vec![], vec![10])]);
     }
 }

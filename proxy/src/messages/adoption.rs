@@ -43,6 +43,10 @@ pub struct AdoptableState {
 pub struct SessionRecord {
     #[serde(default)]
     pub handles: Vec<HandleRecord>,
+    /// The session's other handles (a survivor cannot rebuild them): their client is told
+    /// they are gone (`detached`) when it claims the session.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<u64>,
 }
 
 impl SessionRecord {
@@ -136,6 +140,7 @@ mod tests {
                 backend_handle: 8_000_000_000_000_001,
                 state: serde_json::Value::Null,
             }],
+            others: vec![9],
         };
         let text = record.to_json();
         assert!(!text.contains("opaque_id"), "{text}");

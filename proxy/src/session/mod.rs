@@ -175,6 +175,9 @@ pub struct ClientSession {
     /// Handle ids of attaches still waiting for their backend (emptied, and freed, when
     /// they are done).
     attaching: Vec<u64>,
+    /// An adopted session's handles that could not be rebuilt: the client that claims it
+    /// gets their `detached`.
+    lost: Vec<u64>,
 }
 
 impl ClientSession {
@@ -191,11 +194,18 @@ impl ClientSession {
             client_ip,
             handles: Handles::default(),
             attaching: Vec::new(),
+            lost: Vec::new(),
         }
     }
 
-    /// A dead proxy's session rebuilt here (see `adopt`): no owner until a client claims it.
-    pub fn adopted(id: u64, state: Arc<SessionEnv>, handles: Vec<AdoptedEntry>) -> Self {
+    /// A dead proxy's session rebuilt here (see `adopt`): no owner until a client claims it;
+    /// `lost`, its handles that could not be rebuilt.
+    pub fn adopted(
+        id: u64,
+        state: Arc<SessionEnv>,
+        handles: Vec<AdoptedEntry>,
+        lost: Vec<u64>,
+    ) -> Self {
         let recorded = state.adoption.is_some();
         let mut table = Handles::default();
         for (handle_id, plugin, attached, opaque_id) in handles {
@@ -212,16 +222,20 @@ impl ClientSession {
             client_ip: None,
             handles: table,
             attaching: Vec::new(),
+            lost,
         }
     }
 
     /// Writes the session's record for a survivor (when records are written).
     fn write_record(&self) {
         if let Some(book) = &self.state.adoption {
-            let handles = self.handles.0.iter().filter_map(|(id, h)| h.record(*id));
-            let record = SessionRecord {
-                handles: handles.collect(),
-            };
+            let mut record = SessionRecord::default();
+            for (id, h) in &self.handles.0 {
+                match h.record(*id) {
+                    Some(handle) => record.handles.push(handle),
+                    None => record.others.push(*id),
+                }
+            }
             book.session(self.id, Some(&record));
         }
     }
@@ -427,6 +441,10 @@ impl Handler<SessionRequest> for ClientSession {
                     self.client_ip = client_ip;
                 }
                 self.reply(&conn, &ServerMessage::success(self.id, &transaction));
+                // Adopted without some of its handles: they are gone, as Janus tells.
+                for handle in std::mem::take(&mut self.lost) {
+                    self.reply(&conn, &ServerMessage::detached(self.id, handle, None));
+                }
             }
             (SessionVerb::Detach, Some(_)) => {
                 if let Some(handle) = self.handles.remove(handle_id) {
@@ -436,9 +454,7 @@ impl Handler<SessionRequest> for ClientSession {
                         self.id
                     );
                     self.state.metrics.handles.dec();
-                    if handle.adopt.is_some() {
-                        self.write_record();
-                    }
+                    self.write_record();
                     handle.commands.do_send(HandleCommand::Detach {
                         transaction,
                         reply_to: conn,
@@ -485,11 +501,9 @@ impl Handler<HandleNews> for ClientSession {
     fn handle(&mut self, msg: HandleNews, _: &mut Context<Self>) {
         match msg {
             HandleNews::Gone(id) => {
-                if let Some(handle) = self.handles.remove(id) {
+                if self.handles.remove(id).is_some() {
                     self.state.metrics.handles.dec();
-                    if handle.adopt.is_some() {
-                        self.write_record();
-                    }
+                    self.write_record();
                 }
             }
             HandleNews::Adoptable(id, now) => {
