@@ -28,12 +28,11 @@
 //          [--later-ms 3000] [--settle-ms 1000] [--gone-ms 15000] [--step-ms 30000] [--timeout-ms 90000] [--out DIR]
 // stdout: the `ready` line (adopt, abandon), then one JSON summary line (media_adopt.rs).
 
-import http from 'node:http';
 import net from 'node:net';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, serveFiles } from './browser.mjs';
 import { delay, startScript, superviseRun } from './lib.mjs';
 import { janusHandles, pairs } from './janus-raw.mjs';
 
@@ -115,21 +114,6 @@ function tcpRelay(target) {
   });
 }
 
-function serve() {
-  const server = http.createServer((req, res) => {
-    const f = FILES[new URL(req.url, 'http://x').pathname];
-    if (!f) { res.writeHead(404); res.end(); return; }
-    fs.readFile(f[0], (err, body) => {
-      if (err) { res.writeHead(500); res.end(String(err)); return; }
-      res.writeHead(200, { 'content-type': f[1] });
-      res.end(body);
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
 
 // Every RTCPeerConnection the page makes (janus.js makes one per handle).
 const RECORD_PCS = () => {
@@ -296,18 +280,10 @@ async function run() {
     done(ok, reason);
   };
   try {
-    server = await serve();
+    server = await serveFiles(FILES);
     if (opts.cut) relay = await tcpRelay(opts.url);
     const url = relay ? relay.url : opts.url;
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      timeout: opts.stepMs,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-        '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
-        '--disable-backgrounding-occluded-windows'],
-    });
+    browser = await launchChromium(opts.stepMs);
     log(`chromium ${browser.version()} up`);
     const context = await browser.newContext();
     await context.addInitScript(RECORD_PCS);

@@ -23,7 +23,7 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { format } from 'node:util';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './browser.mjs';
 
 const log = (...a) => process.stderr.write(`[demos +${Date.now() - T0}ms] ${format(...a)}\n`);
 const T0 = Date.now();
@@ -447,14 +447,7 @@ async function main() {
       servers.push(s.server);
       bases[label] = s.url;
     }
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      timeout: opts.stepMs,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-        '--disable-background-timer-throttling', '--disable-renderer-backgrounding', '--disable-backgrounding-occluded-windows'],
-    });
+    browser = await launchChromium(opts.stepMs);
     log(`chromium ${browser.version()} up; ${opts.runs.length} runs, ${opts.parallel} at a time`);
     const queue = opts.runs.slice();
     const worker = async () => {

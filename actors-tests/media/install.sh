@@ -19,6 +19,9 @@ command -v ip >/dev/null 2>&1 || apt_pkgs+=(iproute2)
 command -v node >/dev/null 2>&1 || apt_pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(npm)
 [ -x /usr/bin/chromium ] || apt_pkgs+=(chromium)
+# janus.js and adapter.js for the test pages of our own (media_adopt.rs, webinar pages).
+[ -f /usr/share/javascript/janus-gateway/janus.js ] || apt_pkgs+=(libjs-janus-gateway)
+[ -f /usr/share/javascript/webrtc-adapter/adapter.js ] || apt_pkgs+=(libjs-webrtc-adapter)
 
 if [ "${#apt_pkgs[@]}" -gt 0 ]; then
   echo "media/install.sh: apt-get install ${apt_pkgs[*]}"

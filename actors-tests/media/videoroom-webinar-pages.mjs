@@ -12,11 +12,10 @@
 //          [--frames 30] [--step-ms 30000] [--timeout-ms 150000] [--out DIR]
 // stdout: one JSON summary line (media_videoroom_webinar.rs asserts on it).
 
-import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { launchChromium, serveFiles } from './browser.mjs';
 import { delay, startScript, superviseRun } from './lib.mjs';
 import { janusHandles, pairs } from './janus-raw.mjs';
 
@@ -60,21 +59,6 @@ const missing = () => {
 };
 const { failed, done } = superviseRun(script, state, missing);
 
-function serve() {
-  const server = http.createServer((req, res) => {
-    const f = FILES[new URL(req.url, 'http://x').pathname];
-    if (!f) { res.writeHead(404); res.end(); return; }
-    fs.readFile(f[0], (err, body) => {
-      if (err) { res.writeHead(500); res.end(String(err)); return; }
-      res.writeHead(200, { 'content-type': f[1] });
-      res.end(body);
-    });
-  });
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve(server));
-  });
-}
 
 /** Polls `fn(arg)` in `page` until truthy (step budget), naming `what` on a timeout. */
 async function until(page, what, fn, arg) {
@@ -127,20 +111,9 @@ async function run() {
     done(ok, reason);
   };
   try {
-    server = await serve();
+    server = await serveFiles(FILES);
     const base = `http://127.0.0.1:${server.address().port}`;
-    browser = await chromium.launch({
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      timeout: opts.stepMs,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--use-fake-device-for-media-stream',
-        '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required',
-        '--disable-background-timer-throttling', '--disable-renderer-backgrounding',
-        '--disable-backgrounding-occluded-windows',
-        // Viewers never ask for the camera: without this their host candidates would be
-        // mDNS names, which Janus cannot resolve (ICE would rely on peer-reflexive ones).
-        '--disable-features=WebRtcHideLocalIpsWithMdns'],
-    });
+    browser = await launchChromium(opts.stepMs);
     log(`chromium ${browser.version()} up`);
 
     const pub = await openPage(browser, 'publisher', base);

@@ -20,8 +20,6 @@
 //!   stay on its Janus for the window (3 s) and then be gone from both Janus (their Admin API),
 //!   within 15 s of the kill.
 //!
-//! `MEDIA_E2E_NO_ADOPT_WINDOW=1` leaves `adopt_window_s` out of the proxies' configuration
-//! (a proxy without the feature refuses the key): the harness against today's behaviour.
 //! Prints the time from the kill to the claim and the frames decoded (BENCHMARKS.md). Needs
 //! root, iproute2, janus, redis-server, haproxy, chromium, libjs-janus-gateway,
 //! libjs-webrtc-adapter, node and `actors-tests/media/install.sh`; prints `SKIP: ...` without
@@ -36,7 +34,9 @@ use actors_tests::netns::{
     janus_reports, poll_until, proxy_binary, skip, tail, Daemon, JanusInNs, MediaTest, ProxyInNs,
     ScriptRun,
 };
-use actors_tests::webinar::{admin_get, janus_admin_arg, wait_listening, Backend, ADMIN_TOKEN};
+use actors_tests::webinar::{
+    self, admin_get, janus_admin_arg, wait_listening, Backend, ADMIN_TOKEN,
+};
 use actors_tests::{haproxy, redis_server};
 use serde_json::Value;
 
@@ -55,19 +55,8 @@ const NEEDED: [(&str, &str); 4] = [
 /// Two browsers, four Janus and four proxies on two cores: one test of this file at a time.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-/// The two Janus (ports free inside a fresh namespace).
-const BACKENDS: [Backend; 2] = [
-    Backend {
-        name: "janus-a",
-        ws: 8188,
-        admin_ws: 7188,
-    },
-    Backend {
-        name: "janus-b",
-        ws: 8190,
-        admin_ws: 7190,
-    },
-];
+/// The two Janus: the webinar tests' first two (ports free inside a fresh namespace).
+const BACKENDS: &[Backend] = webinar::BACKENDS.split_at(2).0;
 
 /// One proxy process: its name (daemon and files), store id and ports.
 struct ProxySpec {
@@ -146,7 +135,7 @@ impl<'a> Cluster<'a> {
             })
             .collect();
         assert!(
-            wait_listening(media, &BACKENDS, Duration::from_secs(20)),
+            wait_listening(media, BACKENDS, Duration::from_secs(20)),
             "{}: the Janus servers do not listen\n{}",
             media.test,
             janus_reports(&mut janus)
@@ -161,17 +150,12 @@ impl<'a> Cluster<'a> {
         }
     }
 
-    /// Redis, the two proxies (`adopt_window_s = window_s` unless MEDIA_E2E_NO_ADOPT_WINDOW=1)
-    /// until both see each other and both backends, then HAProxy until it listens.
+    /// Redis, the two proxies (`adopt_window_s = window_s`) until both see each other and both backends, then HAProxy until it listens.
     fn start_proxies(&mut self, window_s: u64) {
         let media = self.media;
         let test = media.test;
         self.redis = Some(media.spawn_redis(REDIS_PORT));
-        let window = if window_configured() {
-            format!("adopt_window_s = {window_s}\n")
-        } else {
-            String::new()
-        };
+        let window = format!("adopt_window_s = {window_s}\n");
         let bin = proxy_binary(option_env!("CARGO_BIN_EXE_proxy-under-test"))
             .unwrap_or_else(|| panic!("{test}: no proxy binary (set MEDIA_E2E_PROXY_BIN)"));
         for spec in &PROXIES {
@@ -188,12 +172,7 @@ impl<'a> Cluster<'a> {
         });
         for proxy in self.proxies.iter_mut() {
             if proxy.daemon.exited().is_some() {
-                panic!(
-                    "{test}: a proxy exited at start-up (a proxy without issue 21's feature \
-                     refuses store.adopt_window_s: MEDIA_E2E_NO_ADOPT_WINDOW=1 runs the harness \
-                     without it)\n{}",
-                    proxy.report()
-                );
+                panic!("{test}: a proxy exited at start-up\n{}", proxy.report());
             }
         }
         assert!(
@@ -238,7 +217,7 @@ impl<'a> Cluster<'a> {
         let media = self.media;
         let killed_file = media.path().join(format!("killed-{label}.json"));
         let stdout = media.path().join(format!("adopt-{label}.stdout"));
-        let janus_admin = janus_admin_arg(&BACKENDS);
+        let janus_admin = janus_admin_arg(BACKENDS);
         let proxy_admin = PROXIES
             .iter()
             .map(|p| format!("{}=http://127.0.0.1:{}", p.name, p.admin))
@@ -416,7 +395,7 @@ fn spawn_proxy(media: &MediaTest, bin: &str, spec: &ProxySpec, window: &str) -> 
         spec.admin,
         redis_server::store_section(&format!("redis://127.0.0.1:{REDIS_PORT}/0"), spec.id),
     );
-    for b in &BACKENDS {
+    for b in BACKENDS {
         text.push_str(&format!(
             "[[backend.servers]]\nname = \"{}\"\nurl = \"{}\"\n",
             b.name,
@@ -440,11 +419,6 @@ fn spawn_proxy(media: &MediaTest, bin: &str, spec: &ProxySpec, window: &str) -> 
         bin: bin.to_owned(),
         conf,
     }
-}
-
-/// Whether the proxies get `store.adopt_window_s` (not with MEDIA_E2E_NO_ADOPT_WINDOW=1).
-fn window_configured() -> bool {
-    std::env::var("MEDIA_E2E_NO_ADOPT_WINDOW").map_or(true, |v| v != "1")
 }
 
 /// The driver's `ready` line, once printed.
@@ -629,8 +603,8 @@ fn a_client_that_does_not_reconnect_is_torn_down_after_the_window() {
     cluster.start_proxies(3);
     let (run, killed) = cluster.run_and_kill_the_holder("abandoned", "abandon");
     // The survivors hold the dead proxy's backend sessions for the window, then tear them
-    // down (without the key: at once, as before issue 21).
-    let held_ms = if window_configured() { 3000 } else { 0 };
+    // down.
+    let held_ms = 3000;
     let summary = run
         .expect_success(|s| match s["gone_ms"].as_u64() {
             Some(ms) if ms >= held_ms => Vec::new(),

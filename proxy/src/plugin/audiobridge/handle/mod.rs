@@ -203,16 +203,34 @@ impl AudioBridgeHandle {
         Some((handle, token))
     }
 
-    /// What a survivor needs to rebuild this handle: a participant's room, id and leg.
-    fn adoptable_now(&self) -> Option<AdoptableState> {
-        let p = self.participant.as_ref()?;
-        let backend_handle = self.legs.on(&p.server)?.backend.handle?;
-        Some(AdoptableState {
+    /// What a survivor needs to rebuild this handle: a participant's room, id and leg; built
+    /// only when it differs from what the session was last told (`share_participant` runs on
+    /// every event of a leg, `talking` ones included).
+    fn adoptable_if_changed(&self) -> Option<Option<AdoptableState>> {
+        let now = self.participant.as_ref().and_then(|p| {
+            let handle = self.legs.on(&p.server)?.backend.handle?;
+            Some((p, handle, self.media.as_deref() == Some(p.server.as_str())))
+        });
+        let same = match (&now, &self.adoptable) {
+            (None, None) => true,
+            (Some((p, handle, media)), Some(sent)) => {
+                sent.server == p.server
+                    && sent.backend_handle == *handle
+                    && sent.state["room"] == p.room
+                    && sent.state["id"] == *p.id.as_ref().unwrap_or(&Value::Null)
+                    && sent.state["display"].as_str() == self.display.as_deref()
+                    && sent.state["media"] == *media
+            }
+            _ => false,
+        };
+        if same {
+            return None;
+        }
+        Some(now.map(|(p, backend_handle, media)| AdoptableState {
             server: p.server.clone(),
             backend_handle,
-            state: json!({"room": p.room, "id": p.id, "display": self.display,
-                "media": self.media.as_deref() == Some(p.server.as_str())}),
-        })
+            state: json!({"room": p.room, "id": p.id, "display": self.display, "media": media}),
+        }))
     }
 
     fn is_live(&self) -> bool {
@@ -290,8 +308,7 @@ impl AudioBridgeHandle {
     /// Records this handle's participation (or its end) in the room book (the operators'
     /// view) and in the shared store.
     fn share_participant(&mut self) {
-        let adoptable = self.adoptable_now();
-        if adoptable != self.adoptable {
+        if let Some(adoptable) = self.adoptable_if_changed() {
             self.core.adoptable(adoptable.clone());
             self.adoptable = adoptable;
         }

@@ -193,28 +193,26 @@ impl VideoRoomHandle {
         let room = self.owed.as_ref().map_or(0, |o| o.req.room);
         let server = self.legs.get(token).map(|l| l.server().to_owned());
         let server = server.unwrap_or_default();
-        let (created, create) = {
+        // The `create` request only for a room not created there yet.
+        let create = {
             let rooms = self.shared.rooms.lock();
             match rooms.get(room) {
-                None => (false, None),
+                None => Err(NoWay::RoomDestroyed(room)),
+                Some(_) if rooms.is_created_on(room, &server) => Ok(None),
                 Some(r) => {
                     let settings = &self.shared.env.settings;
-                    (
-                        rooms.is_created_on(room, &server),
-                        Some(r.create_request(
-                            &settings.backend_room_mark,
-                            &settings.backend_room_secret,
-                        )),
-                    )
+                    Ok(Some(r.create_request(
+                        &settings.backend_room_mark,
+                        &settings.backend_room_secret,
+                    )))
                 }
             }
         };
-        let Some(mut create) = create else {
-            return fut::ready(Err(NoWay::RoomDestroyed(room))).boxed_local();
+        let mut create = match create {
+            Ok(Some(create)) => create,
+            Ok(None) => return fut::ready(Ok(token)).boxed_local(),
+            Err(no_way) => return fut::ready(Err(no_way)).boxed_local(),
         };
-        if created {
-            return fut::ready(Ok(token)).boxed_local();
-        }
         // Backends that have the same `admin_key` (harmless for those without one).
         let key = &self.shared.env.settings.videoroom_admin_key;
         if !key.is_empty() {
