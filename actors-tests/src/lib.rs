@@ -1,6 +1,7 @@
 //! Test harness: real Janus processes on free loopback ports, the proxy in-process, and a plain
 //! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
 
+pub mod adopt_cluster;
 pub mod audiobridge_client;
 pub mod compare;
 pub mod fake_janus;
