@@ -144,6 +144,8 @@ enum Ending {
     Kill,
     /// SIGTERM: a graceful stop, which hands its sessions over.
     Term,
+    /// Redis loses everything (`FLUSHALL`) first; once A wrote its records again, kill -9.
+    KillAfterRedisLoss,
 }
 
 async fn alice_on_a_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
@@ -175,10 +177,27 @@ async fn alice_on_a_then_a_goes(window_s: u64, ending: Ending) -> anyhow::Result
     .await?;
     let a_session = a_session.context("recorded")?;
     ensure!(janus.admin_sessions().await?.contains(&a_session));
+    if ending == Ending::KillAfterRedisLoss {
+        redis.cli(&["FLUSHALL"])?;
+        // Nothing of alice's session changes: A writes its records again because Redis
+        // came back without them.
+        let handles = format!("januscloud:proxy_backend_handles:{a_id}");
+        wait_until("A's records written again", WAIT, || {
+            let found = (|| {
+                let record = client_record(&redis, &a_id, session)?;
+                let held = redis.cli(&["SCARD", &handles])?;
+                Ok(record.is_some_and(|r| r["handles"][0]["id"] == handle)
+                    && held.trim() != "0"
+                    && redis.recorded_backend_session(&a_id, "j1")? == Some(a_session))
+            })();
+            async move { found }
+        })
+        .await?;
+    }
 
     let killed = Instant::now();
     match ending {
-        Ending::Kill => a.kill(),
+        Ending::Kill | Ending::KillAfterRedisLoss => a.kill(),
         Ending::Term => {
             a.terminate()?;
             // A closes alice's socket (what janus.js reconnects on).
@@ -245,6 +264,27 @@ async fn a_client_of_a_dead_proxy_claims_its_session_on_a_survivor_and_carries_o
     })
     .await?;
     ensure!(client_record(&s.redis, "adopt-b", s.session)?.is_none());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_lost_by_redis_are_written_again_and_the_session_still_adopted(
+) -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let s = alice_on_a_then_a_goes(30, Ending::KillAfterRedisLoss).await?;
+    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
+        .await?;
+    ensure!(
+        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
+        "claim: {reply}"
+    );
+    ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
+    echotest_ok(&mut alice, s.session, s.handle, "after").await?;
     Ok(())
 }
 

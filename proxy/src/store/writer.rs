@@ -3,7 +3,9 @@
 //! a task of their own so that none waits behind a sync round. What cannot be written while
 //! Redis is away waits (the latest per server, every user name), and is written again as it is
 //! held here when Redis returns or is found to have lost it; bus messages do not wait
-//! (signalling that comes late is worse than none).
+//! (signalling that comes late is worse than none). Adoption records are not queued while
+//! Redis is away either: the writer keeps each record's last state and, when Redis answers
+//! again, replaces the proxy's records there with them in one transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -42,8 +44,8 @@ pub(super) enum WriterCommand {
     Recovered { lost: bool },
 }
 
-/// A change of this proxy's adoption records. Not kept while Redis is away: a record is
-/// written again with the next change of its session (docs/adoption.md, "Limits").
+/// A change of this proxy's adoption records. Not queued while Redis is away: the records'
+/// last states ([`OwnRecords`]) are written again, whole, when it answers.
 #[derive(Debug)]
 pub(super) enum AdoptionWrite {
     /// Client session `id` is `record` now (None: it ended).
@@ -61,10 +63,80 @@ pub(super) enum AdoptionWrite {
 enum Pending {
     Report(Box<SharedReport>),
     Remove(String),
-    UserUp { topic: String, name: String },
-    UserDown { topic: String, name: String },
-    Publish { channel: String, payload: String },
+    UserUp {
+        topic: String,
+        name: String,
+    },
+    UserDown {
+        topic: String,
+        name: String,
+    },
+    Publish {
+        channel: String,
+        payload: String,
+    },
     Adoption(AdoptionWrite),
+    /// Replace this proxy's adoption records in Redis with [`OwnRecords`] (after a gap).
+    AdoptionAll,
+}
+
+/// This proxy's adoption records in their last state: client sessions' records by id, and
+/// the backend handles its links hold (`<server>/<handle>`). About the size of the records
+/// themselves (a relayed session's is ~120 bytes); kept only when adoption is on.
+#[derive(Debug, Default)]
+struct OwnRecords {
+    sessions: HashMap<u64, String>,
+    held: HashSet<String>,
+}
+
+impl OwnRecords {
+    fn take(&mut self, write: &AdoptionWrite) {
+        match write {
+            AdoptionWrite::Session { id, record } => match record {
+                Some(record) => {
+                    self.sessions.insert(*id, record.clone());
+                }
+                None => {
+                    self.sessions.remove(id);
+                }
+            },
+            AdoptionWrite::BackendHandle {
+                server,
+                handle,
+                live,
+            } => {
+                let member = member(server, *handle);
+                match live {
+                    true => self.held.insert(member),
+                    false => self.held.remove(&member),
+                };
+            }
+        }
+    }
+
+    /// Both keys deleted and written again, atomically (what ended during a gap goes too).
+    fn commands(&self, sessions: &str, handles: &str) -> redis::Pipeline {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        pipe.del(sessions).ignore().del(handles).ignore();
+        if !self.sessions.is_empty() {
+            let all: Vec<(&u64, &String)> = self.sessions.iter().collect();
+            pipe.hset_multiple(sessions, &all).ignore();
+        }
+        if !self.held.is_empty() {
+            let all: Vec<&String> = self.held.iter().collect();
+            pipe.sadd(handles, all).ignore();
+        }
+        pipe
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sessions.is_empty() && self.held.is_empty()
+    }
+}
+
+fn member(server: &str, handle: u64) -> String {
+    format!("{server}/{handle}")
 }
 
 /// The user names this proxy holds, (topic, name): written again after a gap; the follow
@@ -84,6 +156,7 @@ pub(super) struct Writer {
     pending: Vec<Pending>,
     /// A write failed since Redis last answered a round: do not try before it does.
     known_down: bool,
+    own_records: OwnRecords,
 }
 
 impl Writer {
@@ -104,6 +177,7 @@ impl Writer {
             own_reports: HashMap::new(),
             pending: Vec::new(),
             known_down: false,
+            own_records: OwnRecords::default(),
         }
     }
 
@@ -147,6 +221,7 @@ impl Writer {
                 }
             }
             WriterCommand::Adoption(write) => {
+                self.own_records.take(&write);
                 if !self.known_down {
                     self.pending.push(Pending::Adoption(write));
                 }
@@ -232,6 +307,12 @@ impl Writer {
         for (topic, name) in users {
             self.pending.push(Pending::UserUp { topic, name });
         }
+        // Changes dropped during the gap, or records Redis lost: every record as it is now.
+        // (Changes queued since Redis answered are in `own_records` already.)
+        self.pending.retain(|p| !matches!(p, Pending::Adoption(_)));
+        if !self.own_records.is_empty() {
+            self.pending.push(Pending::AdoptionAll);
+        }
     }
 
     /// Writes what waits, in order; what fails stays (but bus messages).
@@ -272,6 +353,18 @@ impl Writer {
                         &self.keys.backend_handles(&self.proxy_id),
                     );
                     self.conn.pipe::<()>("adoption", &pipe).await.map(|()| n)
+                }
+                Pending::AdoptionAll => {
+                    let pipe = self.own_records.commands(
+                        &self.keys.adoptable(&self.proxy_id),
+                        &self.keys.backend_handles(&self.proxy_id),
+                    );
+                    log::info!(
+                        "store: adoption records written again ({} sessions, {} backend handles)",
+                        self.own_records.sessions.len(),
+                        self.own_records.held.len()
+                    );
+                    self.conn.pipe::<()>("adoption", &pipe).await.map(|()| 1)
                 }
                 Pending::UserUp { topic, name } => {
                     let cmd = self.claim_cmd(topic, name);
@@ -351,7 +444,7 @@ impl Coalesced {
                     handle,
                     live,
                 } => {
-                    members.insert(format!("{server}/{handle}"), *live);
+                    members.insert(member(server, *handle), *live);
                 }
             }
         }
@@ -432,5 +525,65 @@ mod tests {
             Coalesced::default().commands("s", "h").cmd_iter().count(),
             0
         );
+    }
+
+    #[test]
+    fn own_records_keep_each_record_and_member_in_its_last_state_and_rewrite_them_whole() {
+        let mut own = OwnRecords::default();
+        for write in [
+            AdoptionWrite::Session {
+                id: 1,
+                record: Some("{}".into()),
+            },
+            AdoptionWrite::Session {
+                id: 2,
+                record: Some("{}".into()),
+            },
+            AdoptionWrite::Session {
+                id: 1,
+                record: Some("{\"handles\":[1]}".into()),
+            },
+            AdoptionWrite::Session {
+                id: 2,
+                record: None,
+            },
+            AdoptionWrite::BackendHandle {
+                server: "j1".into(),
+                handle: 10,
+                live: true,
+            },
+            AdoptionWrite::BackendHandle {
+                server: "j1".into(),
+                handle: 20,
+                live: true,
+            },
+            AdoptionWrite::BackendHandle {
+                server: "j1".into(),
+                handle: 20,
+                live: false,
+            },
+        ] {
+            own.take(&write);
+        }
+        assert_eq!(
+            own.sessions,
+            HashMap::from([(1, "{\"handles\":[1]}".to_owned())])
+        );
+        assert_eq!(own.held, HashSet::from(["j1/10".to_owned()]));
+        // Both keys deleted, then the session and the member written.
+        let packed = String::from_utf8_lossy(&own.commands("s", "h").get_packed_pipeline())
+            .replace("\r\n", " ");
+        for command in [
+            "MULTI",
+            "DEL $1 s",
+            "DEL $1 h",
+            "HMSET $1 s $1 1 $15 {\"handles\":[1]}",
+            "SADD $1 h $5 j1/10",
+            "EXEC",
+        ] {
+            assert!(packed.contains(command), "{command} in {packed}");
+        }
+        assert!(!own.is_empty());
+        assert!(OwnRecords::default().is_empty());
     }
 }
