@@ -582,3 +582,87 @@ async fn an_audiobridge_participant_of_a_dead_proxy_stays_in_its_room() -> anyho
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_survivor_holding_adopted_sessions_passes_them_on_when_it_goes() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    // A and B are processes; alice starts on A.
+    let redis = RedisServer::start().await?;
+    let janus = janus().await?;
+    let (a_id, b_id) = (
+        format!("adopt-a-{}", unique()),
+        format!("adopt-b-{}", unique()),
+    );
+    let bin = env!("CARGO_BIN_EXE_proxy-under-test");
+    let mut a = ProxyProcess::start(bin, &process_toml(&redis, &janus, &a_id))?;
+    let mut b = ProxyProcess::start(bin, &process_toml(&redis, &janus, &b_id))?;
+    a.wait_ready(WAIT).await?;
+    b.wait_ready(WAIT).await?;
+    let mut alice = peer_on(&a.url(), ECHOTEST).await?;
+    echotest_ok(&mut alice.client, alice.session, alice.handle, "on A").await?;
+    let (session, handle) = (alice.session, alice.handle);
+    let mut a_session = None;
+    wait_until("A's records", WAIT, || {
+        let found = (|| {
+            a_session = redis.recorded_backend_session(&a_id, "j1")?;
+            Ok(a_session.is_some() && client_record(&redis, &a_id, session)?.is_some())
+        })();
+        async move { found }
+    })
+    .await?;
+    let a_session = a_session.context("A's backend session")?;
+
+    // A dies; B adopts; alice claims on B.
+    a.kill();
+    drop(alice);
+    let mut alice = JanusClient::connect(&b.url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(reply["janus"] == "success", "claim on B: {reply}");
+    echotest_ok(&mut alice, session, handle, "on B").await?;
+    // B records the adopted backend session as its own, beside its own session on j1, and
+    // the handle in it.
+    let b_sessions = format!("januscloud:proxy_sessions:{b_id}");
+    let b_handles = format!("januscloud:proxy_backend_handles:{b_id}");
+    wait_until("B's record of the adopted session", WAIT, || {
+        let found = (|| {
+            let record = redis.cli(&["GET", &b_sessions])?;
+            let members = redis.cli(&["SMEMBERS", &b_handles])?;
+            Ok(record.contains(&format!("\"session_id\":{a_session}"))
+                && members.contains(&format!("j1/{a_session}/"))
+                && client_record(&redis, &b_id, session)?.is_some())
+        })();
+        async move { found }
+    })
+    .await?;
+
+    // C joins; B stops gracefully (a rolling restart): C adopts what B held, A's session
+    // included, and alice claims it there.
+    let c = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-c", 30)).await?;
+    let (b_admin, c_ref) = (b.admin_addr(), &c);
+    wait_until("B and C see each other", WAIT, || async move {
+        let b_sees =
+            actors_tests::http::get(b_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
+        Ok(b_sees && c_ref.state.store.status().proxies == 2)
+    })
+    .await?;
+    b.terminate()?;
+    alice.closed_with(WAIT).await?;
+    drop(alice);
+    let mut alice = JanusClient::connect(&c.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(
+        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
+        "claim on C: {reply}"
+    );
+    // The same backend session, adopted twice, still carries the handle.
+    ensure!(janus.admin_sessions().await?.contains(&a_session));
+    echotest_ok(&mut alice, session, handle, "on C").await?;
+    Ok(())
+}

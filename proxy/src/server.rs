@@ -287,10 +287,12 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
     let pending = Arc::new(parking_lot::Mutex::new(Some((rx, registry_actor))));
     let pending_registry = colocated.then(|| pending.clone());
     // Dead proxies' sessions, for their clients to claim (docs/adoption.md).
+    let adopted_links = crate::messages::adoption::AdoptedLinks::default();
     let adopter = crate::adopt::Adopter::new(
         &state.config,
         state.transport.session.clone(),
         backend_tls.clone(),
+        adopted_links.clone(),
     )
     .map(Actor::start);
     if let Some(adopter) = &adopter {
@@ -303,7 +305,7 @@ pub fn start(config: ProxyConfig) -> Result<RunningProxy, ProxyError> {
             let _ = state.transport.relay.set(relay);
         }
     }
-    let reaper = reaper.with_adopter(adopter.map(Addr::recipient));
+    let reaper = reaper.with_adopter(adopter.map(Addr::recipient), adopted_links);
     crate::admin::sampler::spawn_sampler(&state);
 
     let ws_config = &state.config.ws;

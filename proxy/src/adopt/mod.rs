@@ -25,7 +25,7 @@ use crate::backend::link::{AdoptRoute, BackendLink, RetireLink};
 use crate::backend::supervisor::CredentialBook;
 use crate::config::{BackendConfig, ProxyConfig};
 use crate::messages::adoption::{
-    AdoptDead, AdoptionBook, AwaitAdoption, BackendSession, ClaimOutcome,
+    AdoptDead, AdoptedLinks, AdoptionBook, AwaitAdoption, BackendSession, ClaimOutcome, HeldHandle,
 };
 use crate::messages::cluster::ClusterBus;
 use crate::messages::{LinkPort, LinkStatus};
@@ -40,6 +40,9 @@ const CLAIM_LIMIT: Duration = Duration::from_secs(10);
 
 type Waiters = Arc<Mutex<HashMap<u64, Vec<oneshot::Sender<bool>>>>>;
 
+/// A backend session held by an adopting link: (server, backend session).
+type HeldKey = (String, u64);
+
 pub struct Adopter {
     env: Arc<SessionEnv>,
     book: Arc<dyn AdoptionBook>,
@@ -53,6 +56,10 @@ pub struct Adopter {
     claim_wait: Duration,
     /// Claims waiting for a session to be adopted, by session id.
     waiting: Waiters,
+    /// The adopting links that still run, and their statuses for the store's record of this
+    /// proxy's backend sessions (so that they are adopted again if this proxy dies).
+    running: Vec<(Addr<BackendLink>, Arc<LinkStatus>)>,
+    adopted_links: AdoptedLinks,
 }
 
 impl Adopter {
@@ -62,6 +69,7 @@ impl Adopter {
         config: &ProxyConfig,
         env: Arc<SessionEnv>,
         tls: Arc<rustls::ClientConfig>,
+        adopted_links: AdoptedLinks,
     ) -> Option<Adopter> {
         let book = env.adoption.clone()?;
         let store = &config.store;
@@ -77,18 +85,23 @@ impl Adopter {
             window: Duration::from_secs(store.adopt_window_s),
             claim_wait,
             waiting: Waiters::default(),
+            running: Vec::new(),
+            adopted_links,
         })
     }
 
     /// Claims `session` on a link of its own, which holds it for the adopted handles; the
     /// receiver says whether the claim succeeded.
-    fn hold(&self, session: &BackendSession) -> (Held, oneshot::Receiver<bool>) {
+    fn hold(&mut self, session: &BackendSession) -> (Held, oneshot::Receiver<bool>) {
         let (claimed, answer) = oneshot::channel();
         let status = Arc::new(LinkStatus::new(&session.server, &session.url));
         let addr = BackendLink::new(status.clone(), self.config.clone(), self.tls.clone())
             .with_credentials(self.credentials.get(&session.server).clone())
+            .with_adoption(Some(self.book.clone()))
             .adopting(session.session_id, Instant::now() + CLAIM_LIMIT, claimed)
             .start();
+        self.running.push((addr.clone(), status.clone()));
+        self.adopted_links.lock().push(status.clone());
         let port = LinkPort {
             requests: addr.clone().recipient(),
             unroute: addr.clone().recipient(),
@@ -99,7 +112,7 @@ impl Adopter {
 
     /// Rebuilds the dead proxy's sessions, with their handles on the backend sessions
     /// `claimed` (each link tried to claim its own; a session Janus no longer had is not).
-    fn rebuild(&mut self, proxy: &str, plan: plan::Plan, links: HashMap<String, Held>) {
+    fn rebuild(&mut self, proxy: &str, plan: plan::Plan, links: HashMap<HeldKey, Held>) {
         let env = self.env.clone();
         let (now, reclaim) = (
             Instant::now(),
@@ -116,9 +129,11 @@ impl Adopter {
                 };
                 let mut handles = Vec::new();
                 for record in records {
-                    let (Some(plugin), Some(held)) =
-                        (env.plugins.get(&record.plugin), links.get(&record.server))
-                    else {
+                    let held = plan
+                        .on
+                        .get(&(record.server.clone(), record.backend_handle))
+                        .and_then(|session| links.get(&(record.server.clone(), *session)));
+                    let (Some(plugin), Some(held)) = (env.plugins.get(&record.plugin), held) else {
                         lost.push(record.id);
                         continue;
                     };
@@ -151,7 +166,15 @@ impl Adopter {
                         }
                         None => {
                             lost.push(record.id);
-                            detach.push((record.server, record.backend_handle));
+                            if let Some(session) =
+                                plan.on.get(&(record.server.clone(), record.backend_handle))
+                            {
+                                detach.push(HeldHandle {
+                                    server: record.server,
+                                    session: *session,
+                                    handle: record.backend_handle,
+                                });
+                            }
                         }
                     }
                 }
@@ -166,9 +189,9 @@ impl Adopter {
                 adopted.push(id);
             }
         }
-        for (server, handle) in detach {
-            if let Some(held) = links.get(&server) {
-                BackendLeg::detach(&held.port, handle);
+        for h in detach {
+            if let Some(held) = links.get(&(h.server, h.session)) {
+                BackendLeg::detach(&held.port, h.handle);
             }
         }
         for held in links.values() {
@@ -203,12 +226,18 @@ impl Actor for Adopter {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        // Waiters whose claim gave up.
         ctx.run_interval(Duration::from_secs(5), |act, _| {
+            // Waiters whose claim gave up.
             act.waiting.lock().retain(|_, w| {
                 w.retain(|tx| !tx.is_closed());
                 !w.is_empty()
             });
+            // Adopting links that ended (their last handle gone, or their claim refused).
+            let before = act.running.len();
+            act.running.retain(|(link, _)| link.connected());
+            if act.running.len() != before {
+                *act.adopted_links.lock() = act.running.iter().map(|(_, s)| s.clone()).collect();
+            }
         });
     }
 }
@@ -232,19 +261,23 @@ impl Handler<AdoptDead> for Adopter {
         let mut claims = Vec::new();
         for session in std::mem::take(&mut plan.hold) {
             let (held, claimed) = self.hold(&session);
-            links.insert(session.server.clone(), held);
+            let key = (session.server.clone(), session.session_id);
+            links.insert(key.clone(), held);
             claims.push(async move {
                 let claimed = tokio::time::timeout(CLAIM_LIMIT, claimed).await;
-                (session.server, matches!(claimed, Ok(Ok(true))))
+                (key, matches!(claimed, Ok(Ok(true))))
             });
         }
         let proxy = dead.proxy;
         let claimed = futures_util::future::join_all(claims);
         Box::pin(claimed.into_actor(self).map(move |claimed, act, _| {
-            for (server, ok) in claimed {
+            for (key, ok) in claimed {
                 if !ok {
-                    log::warn!("adopt: proxy {proxy}'s session on {server} is gone already");
-                    if let Some(held) = links.remove(&server) {
+                    let (server, session) = &key;
+                    log::warn!(
+                        "adopt: proxy {proxy}'s session {session} on {server} is gone already"
+                    );
+                    if let Some(held) = links.remove(&key) {
                         held.addr.do_send(RetireLink);
                     }
                 }

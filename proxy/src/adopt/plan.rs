@@ -2,9 +2,9 @@
 //! which plugins can rebuild a handle, tested without a runtime; the [`super::Adopter`] carries
 //! it out.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::messages::adoption::{AdoptDead, BackendSession, HandleRecord};
+use crate::messages::adoption::{AdoptDead, BackendSession, HandleRecord, HeldHandle};
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -18,7 +18,10 @@ pub struct Plan {
     /// Backend handles on held sessions that nobody adopts (proxy-side plugins' legs,
     /// handles whose client session is taken here already): detached once claimed, so that
     /// their peers are told at once, as before.
-    pub detach: Vec<(String, u64)>,
+    pub detach: Vec<HeldHandle>,
+    /// The backend session of each handle to rebuild, by (server, backend handle): a proxy
+    /// that adopted another's sessions before it died holds several on one server.
+    pub on: HashMap<(String, u64), u64>,
 }
 
 /// The plan for `dead`; `adoptable(plugin)` says whether a plugin here can rebuild a handle;
@@ -28,9 +31,31 @@ pub fn plan(
     adoptable: impl Fn(&str) -> bool,
     taken: impl Fn(u64) -> bool,
 ) -> Plan {
-    let backend: HashSet<&str> = dead.backend.iter().map(|b| b.server.as_str()).collect();
+    let mut sessions_on: HashMap<&str, Vec<u64>> = HashMap::new();
+    for b in &dead.backend {
+        sessions_on
+            .entry(b.server.as_str())
+            .or_default()
+            .push(b.session_id);
+    }
+    let held_in: HashMap<(&str, u64), u64> = dead
+        .held
+        .iter()
+        .map(|h| ((h.server.as_str(), h.handle), h.session))
+        .collect();
+    // A handle's backend session: as its link recorded it; else the server's only one.
+    let session_of = |h: &HandleRecord| -> Option<u64> {
+        let on_server = sessions_on.get(h.server.as_str())?;
+        match held_in.get(&(h.server.as_str(), h.backend_handle)) {
+            Some(session) => on_server.contains(session).then_some(*session),
+            None => match on_server[..] {
+                [only] => Some(only),
+                _ => None,
+            },
+        }
+    };
     let mut sessions = Vec::new();
-    let mut held_servers: BTreeSet<String> = BTreeSet::new();
+    let mut on = HashMap::new();
     for (id, record) in &dead.sessions {
         if taken(*id) {
             log::warn!(
@@ -39,31 +64,36 @@ pub fn plan(
             );
             continue;
         }
-        let (handles, lost): (Vec<HandleRecord>, Vec<HandleRecord>) = record
-            .handles
-            .iter()
-            .cloned()
-            .partition(|h| backend.contains(h.server.as_str()) && adoptable(&h.plugin));
-        held_servers.extend(handles.iter().map(|h| h.server.clone()));
-        let mut lost: Vec<u64> = lost.iter().map(|h| h.id).collect();
+        let mut handles = Vec::new();
+        let mut lost = Vec::new();
+        for h in &record.handles {
+            match session_of(h).filter(|_| adoptable(&h.plugin)) {
+                Some(session) => {
+                    on.insert((h.server.clone(), h.backend_handle), session);
+                    handles.push(h.clone());
+                }
+                None => lost.push(h.id),
+            }
+        }
         lost.extend(&record.others);
         sessions.push((*id, handles, lost));
     }
+    let held_sessions: BTreeSet<(&str, u64)> = on
+        .iter()
+        .map(|((server, _), session)| (server.as_str(), *session))
+        .collect();
     let (hold, reap): (Vec<BackendSession>, Vec<BackendSession>) = dead
         .backend
         .iter()
         .cloned()
-        .partition(|b| held_servers.contains(&b.server));
-    let adopted: HashSet<(&str, u64)> = sessions
-        .iter()
-        .flat_map(|(_, handles, _)| handles.iter())
-        .map(|h| (h.server.as_str(), h.backend_handle))
-        .collect();
+        .partition(|b| held_sessions.contains(&(b.server.as_str(), b.session_id)));
+    let adopted: HashSet<&(String, u64)> = on.keys().collect();
     let detach = dead
         .held
         .iter()
-        .filter(|(server, handle)| {
-            held_servers.contains(server) && !adopted.contains(&(server.as_str(), *handle))
+        .filter(|h| {
+            held_sessions.contains(&(h.server.as_str(), h.session))
+                && !adopted.contains(&(h.server.clone(), h.handle))
         })
         .cloned()
         .collect();
@@ -72,6 +102,7 @@ pub fn plan(
         reap,
         sessions,
         detach,
+        on,
     }
 }
 
@@ -96,6 +127,14 @@ mod tests {
             server: server.into(),
             backend_handle,
             state: serde_json::Value::Null,
+        }
+    }
+
+    fn held(server: &str, session: u64, handle: u64) -> HeldHandle {
+        HeldHandle {
+            server: server.into(),
+            session,
+            handle,
         }
     }
 
@@ -134,11 +173,11 @@ mod tests {
                 ),
             ],
             held: vec![
-                ("j1".into(), 100),
-                ("j1".into(), 101), // a videoroom leg of the dead proxy's
-                ("j1".into(), 400),
-                ("j2".into(), 200),
-                ("j3".into(), 300),
+                held("j1", 11, 100),
+                held("j1", 11, 101), // a videoroom leg of the dead proxy's
+                held("j1", 11, 400),
+                held("j2", 22, 200),
+                held("j3", 33, 300),
             ],
         };
         let p = plan(&dead, |plugin| plugin == ECHO, |id| id == 4);
@@ -152,10 +191,65 @@ mod tests {
                 (3, vec![], vec![30]),
             ]
         );
+        assert_eq!(p.detach, vec![held("j1", 11, 101), held("j1", 11, 400)]);
+        assert_eq!(p.on, HashMap::from([(("j1".to_owned(), 100), 11)]));
+    }
+
+    #[test]
+    fn a_proxy_that_had_adopted_has_two_sessions_on_a_server_each_handle_on_its_own() {
+        let dead = AdoptDead {
+            proxy: "p2".into(),
+            // Its own session on j1 and the one it adopted from p1.
+            backend: vec![backend("j1", 11), backend("j1", 77)],
+            sessions: vec![
+                (
+                    1,
+                    SessionRecord {
+                        handles: vec![handle(10, ECHO, "j1", 100)],
+                        others: vec![],
+                    },
+                ),
+                (
+                    2,
+                    SessionRecord {
+                        handles: vec![handle(20, ECHO, "j1", 700)],
+                        others: vec![],
+                    },
+                ),
+                // Its handle's session is not known (no link recorded it): with two sessions
+                // on the server, it cannot be told which.
+                (
+                    3,
+                    SessionRecord {
+                        handles: vec![handle(30, ECHO, "j1", 999)],
+                        others: vec![],
+                    },
+                ),
+            ],
+            held: vec![
+                held("j1", 11, 100),
+                held("j1", 77, 700),
+                held("j1", 77, 701),
+            ],
+        };
+        let p = plan(&dead, |plugin| plugin == ECHO, |_| false);
+        assert_eq!(p.hold, vec![backend("j1", 11), backend("j1", 77)]);
+        assert!(p.reap.is_empty());
         assert_eq!(
-            p.detach,
-            vec![("j1".to_owned(), 101), ("j1".to_owned(), 400)]
+            p.on,
+            HashMap::from([(("j1".to_owned(), 100), 11), (("j1".to_owned(), 700), 77)])
         );
+        assert_eq!(p.detach, vec![held("j1", 77, 701)]);
+        assert_eq!(p.sessions[2], (3, vec![], vec![30]));
+        // With one session on the server, an unrecorded handle is on that one.
+        let one = AdoptDead {
+            backend: vec![backend("j1", 11)],
+            held: vec![],
+            ..dead
+        };
+        let p = plan(&one, |plugin| plugin == ECHO, |_| false);
+        assert_eq!(p.on.get(&("j1".to_owned(), 999)), Some(&11));
+        assert_eq!(p.hold, vec![backend("j1", 11)]);
     }
 
     #[test]
@@ -170,7 +264,7 @@ mod tests {
                     others: vec![],
                 },
             )],
-            held: vec![("j1".into(), 100)],
+            held: vec![held("j1", 11, 100)],
         };
         let p = plan(&dead, |_| false, |_| false);
         assert!(p.hold.is_empty() && p.detach.is_empty());

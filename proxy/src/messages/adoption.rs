@@ -81,8 +81,24 @@ pub struct AdoptDead {
     pub backend: Vec<BackendSession>,
     /// Its client sessions by id.
     pub sessions: Vec<(u64, SessionRecord)>,
-    /// Every backend handle its links held, as (server, handle).
-    pub held: Vec<(String, u64)>,
+    /// Every backend handle its links held.
+    pub held: Vec<HeldHandle>,
+}
+
+/// A backend handle a proxy's link held: on which server, in which backend session (a proxy
+/// that adopted another's sessions holds more than one per server).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HeldHandle {
+    pub server: String,
+    pub session: u64,
+    pub handle: u64,
+}
+
+impl HeldHandle {
+    /// Its member of the backend handle set: `<server>/<session>/<handle>`.
+    pub fn member(&self) -> String {
+        format!("{}/{}/{}", self.server, self.session, self.handle)
+    }
 }
 
 /// A client wants to `claim` session `0`, unknown here: where it is, once known (a dead
@@ -106,24 +122,35 @@ pub enum ClaimOutcome {
 pub trait AdoptionBook: Send + Sync {
     /// Client session `id` now is `record` (None: it ended).
     fn session(&self, id: u64, record: Option<&SessionRecord>);
-    /// A link holds (`live`) or no longer holds backend handle `handle` on `server`.
-    fn backend_handle(&self, server: &str, handle: u64, live: bool);
+    /// A link holds backend handle `handle` on `server` in backend session `Some(session)`,
+    /// or (None) no longer holds it.
+    fn backend_handle(&self, server: &str, handle: u64, session: Option<u64>);
     /// The proxy whose record has client session `id`, if one has.
     fn whose(&self, id: u64) -> StoreFuture<Option<String>>;
     /// This proxy's id in the store.
     fn own_id(&self) -> &str;
 }
 
-/// `<server>/<handle>` members of the backend handle set, parsed (a bad one is skipped).
-pub fn parse_held(members: &[String]) -> Vec<(String, u64)> {
+/// The backend handle set's members (see [`HeldHandle::member`]), parsed (a bad one is
+/// skipped).
+pub fn parse_held(members: &[String]) -> Vec<HeldHandle> {
     members
         .iter()
         .filter_map(|m| {
-            let (server, handle) = m.rsplit_once('/')?;
-            Some((server.to_owned(), handle.parse().ok()?))
+            let (rest, handle) = m.rsplit_once('/')?;
+            let (server, session) = rest.rsplit_once('/')?;
+            Some(HeldHandle {
+                server: server.to_owned(),
+                session: session.parse().ok()?,
+                handle: handle.parse().ok()?,
+            })
         })
         .collect()
 }
+
+/// The links this proxy holds adopted backend sessions on (its own are the registry's): their
+/// sessions are recorded with its own, so that they are adopted again if this proxy dies.
+pub type AdoptedLinks = std::sync::Arc<parking_lot::Mutex<Vec<std::sync::Arc<super::LinkStatus>>>>;
 
 #[cfg(test)]
 mod tests {
@@ -154,15 +181,22 @@ mod tests {
 
     #[test]
     fn held_members_parse_and_bad_ones_are_skipped() {
+        let held = |server: &str, session, handle| HeldHandle {
+            server: server.into(),
+            session,
+            handle,
+        };
         let members = vec![
-            "j1/5".to_owned(),
-            "a/b/6".to_owned(),
+            held("j1", 4, 5).member(),
+            "a/b/7/6".to_owned(), // a server name with a slash
+            "j1/5".to_owned(),    // no session
             "x".to_owned(),
-            "j2/notanumber".to_owned(),
+            "j2/1/notanumber".to_owned(),
         ];
+        assert_eq!(members[0], "j1/4/5");
         assert_eq!(
             parse_held(&members),
-            vec![("j1".to_owned(), 5), ("a/b".to_owned(), 6)]
+            vec![held("j1", 4, 5), held("a/b", 7, 6)]
         );
     }
 }

@@ -54,7 +54,7 @@ impl Keys {
         format!("{}:proxy_client_sessions:{id}", self.prefix)
     }
 
-    /// The backend handles a proxy's links hold: a set of `<server>/<handle>`.
+    /// The backend handles a proxy's links hold: a set of `<server>/<backend session>/<handle>`.
     pub fn backend_handles(&self, id: &str) -> String {
         format!("{}:proxy_backend_handles:{id}", self.prefix)
     }

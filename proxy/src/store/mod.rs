@@ -175,11 +175,11 @@ impl AdoptionBook for StoreHandle {
         self.write_adoption(AdoptionWrite::Session { id, record });
     }
 
-    fn backend_handle(&self, server: &str, handle: u64, live: bool) {
+    fn backend_handle(&self, server: &str, handle: u64, session: Option<u64>) {
         self.write_adoption(AdoptionWrite::BackendHandle {
             server: server.to_owned(),
             handle,
-            live,
+            session,
         });
     }
 

@@ -55,7 +55,7 @@ use super::StoreHealth;
 use crate::backend::connector::backend_client;
 use crate::backend::{BackendCredentials, CredentialBook};
 use crate::config::BackendConfig;
-use crate::messages::adoption::{parse_held, AdoptDead, SessionRecord};
+use crate::messages::adoption::{parse_held, AdoptDead, AdoptedLinks, SessionRecord};
 use crate::registry::LinkTable;
 
 /// How long a dead proxy's record stays after its last heartbeat write would have expired:
@@ -113,6 +113,8 @@ pub struct SessionReaper {
     /// Takes a dead proxy's sessions over for its clients, when they are recorded
     /// (docs/adoption.md); what it does not take is destroyed at once.
     adopter: Option<Recipient<AdoptDead>>,
+    /// The links holding the sessions it adopted: this proxy's too.
+    adopted_links: AdoptedLinks,
 }
 
 impl SessionReaper {
@@ -127,20 +129,30 @@ impl SessionReaper {
             tls,
             connect_timeout: Duration::from_millis(config.connect_timeout_ms),
             adopter: None,
+            adopted_links: AdoptedLinks::default(),
         }
     }
 
-    /// Dead proxies' sessions go to `adopter` first.
-    pub fn with_adopter(mut self, adopter: Option<Recipient<AdoptDead>>) -> Self {
+    /// Dead proxies' sessions go to `adopter` first; the sessions it holds on
+    /// `adopted_links` are this proxy's too.
+    pub fn with_adopter(
+        mut self,
+        adopter: Option<Recipient<AdoptDead>>,
+        adopted_links: AdoptedLinks,
+    ) -> Self {
         self.adopter = adopter;
+        self.adopted_links = adopted_links;
         self
     }
 
-    /// This proxy's backend sessions now.
+    /// This proxy's backend sessions now: its links' and those it adopted (several on one
+    /// server, then).
     pub fn live(&self) -> Vec<BackendSession> {
+        let adopted = self.adopted_links.lock().clone();
         self.links
             .all()
             .iter()
+            .chain(&adopted)
             .filter_map(|link| {
                 Some(BackendSession {
                     server: link.name.clone(),

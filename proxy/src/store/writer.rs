@@ -20,6 +20,7 @@ use super::forget::release_user;
 use super::keys::Keys;
 use super::scripts::{self, Notify};
 use super::{Claim, StoreHealth};
+use crate::messages::adoption::HeldHandle;
 use crate::registry::SharedReport;
 
 #[derive(Debug)]
@@ -50,11 +51,12 @@ pub(super) enum WriterCommand {
 pub(super) enum AdoptionWrite {
     /// Client session `id` is `record` now (None: it ended).
     Session { id: u64, record: Option<String> },
-    /// A link holds (`live`) or no longer holds backend handle `handle` on `server`.
+    /// A link holds backend handle `handle` on `server` in backend `session` (None: no
+    /// longer holds it).
     BackendHandle {
         server: String,
         handle: u64,
-        live: bool,
+        session: Option<u64>,
     },
 }
 
@@ -75,41 +77,55 @@ enum Pending {
         channel: String,
         payload: String,
     },
-    Adoption(AdoptionWrite),
+    Adoption(AdoptionChange),
     /// Replace this proxy's adoption records in Redis with [`OwnRecords`] (after a gap).
     AdoptionAll,
 }
 
+/// A change of the records in Redis: a client session's record, or a member of the backend
+/// handle set.
+#[derive(Debug, PartialEq)]
+enum AdoptionChange {
+    Session { id: u64, record: Option<String> },
+    Member { member: String, live: bool },
+}
+
 /// This proxy's adoption records in their last state: client sessions' records by id, and
-/// the backend handles its links hold (`<server>/<handle>`). About the size of the records
-/// themselves (a relayed session's is ~120 bytes); kept only when adoption is on.
+/// the backend handles its links hold ((server, handle) → backend session). About the size
+/// of the records themselves (a relayed session's is ~120 bytes); kept only when adoption is
+/// on.
 #[derive(Debug, Default)]
 struct OwnRecords {
     sessions: HashMap<u64, String>,
-    held: HashSet<String>,
+    held: HashMap<(String, u64), u64>,
 }
 
 impl OwnRecords {
-    fn take(&mut self, write: &AdoptionWrite) {
+    /// Takes `write` in; returns the change to make in Redis (a handle is removed with the
+    /// session it was added with; None: the removal of a handle never recorded).
+    fn take(&mut self, write: AdoptionWrite) -> Option<AdoptionChange> {
         match write {
-            AdoptionWrite::Session { id, record } => match record {
-                Some(record) => {
-                    self.sessions.insert(*id, record.clone());
-                }
-                None => {
-                    self.sessions.remove(id);
-                }
-            },
+            AdoptionWrite::Session { id, record } => {
+                match &record {
+                    Some(record) => self.sessions.insert(id, record.clone()),
+                    None => self.sessions.remove(&id),
+                };
+                Some(AdoptionChange::Session { id, record })
+            }
             AdoptionWrite::BackendHandle {
                 server,
                 handle,
-                live,
+                session,
             } => {
-                let member = member(server, *handle);
-                match live {
-                    true => self.held.insert(member),
-                    false => self.held.remove(&member),
+                let (session, live) = match session {
+                    Some(session) => {
+                        self.held.insert((server.clone(), handle), session);
+                        (session, true)
+                    }
+                    None => (self.held.remove(&(server.clone(), handle))?, false),
                 };
+                let member = member(&server, session, handle);
+                Some(AdoptionChange::Member { member, live })
             }
         }
     }
@@ -124,7 +140,11 @@ impl OwnRecords {
             pipe.hset_multiple(sessions, &all).ignore();
         }
         if !self.held.is_empty() {
-            let all: Vec<&String> = self.held.iter().collect();
+            let all: Vec<String> = self
+                .held
+                .iter()
+                .map(|((server, handle), session)| member(server, *session, *handle))
+                .collect();
             pipe.sadd(handles, all).ignore();
         }
         pipe
@@ -135,8 +155,13 @@ impl OwnRecords {
     }
 }
 
-fn member(server: &str, handle: u64) -> String {
-    format!("{server}/{handle}")
+fn member(server: &str, session: u64, handle: u64) -> String {
+    HeldHandle {
+        server: server.to_owned(),
+        session,
+        handle,
+    }
+    .member()
 }
 
 /// The user names this proxy holds, (topic, name): written again after a gap; the follow
@@ -221,9 +246,11 @@ impl Writer {
                 }
             }
             WriterCommand::Adoption(write) => {
-                self.own_records.take(&write);
+                let Some(change) = self.own_records.take(write) else {
+                    return;
+                };
                 if !self.known_down {
-                    self.pending.push(Pending::Adoption(write));
+                    self.pending.push(Pending::Adoption(change));
                 }
             }
             WriterCommand::Recovered { lost } => {
@@ -338,7 +365,7 @@ impl Writer {
                 Pending::Adoption(_) => {
                     // Every record change waiting, in one round trip, each record and member
                     // in its last state (a session that came and went meanwhile is one HDEL).
-                    let writes: Vec<&AdoptionWrite> = self
+                    let writes: Vec<&AdoptionChange> = self
                         .pending
                         .iter()
                         .map_while(|p| match p {
@@ -431,20 +458,16 @@ struct Coalesced {
 }
 
 impl Coalesced {
-    fn of(writes: Vec<&AdoptionWrite>) -> Coalesced {
+    fn of(writes: Vec<&AdoptionChange>) -> Coalesced {
         let mut sessions: HashMap<u64, Option<&String>> = HashMap::new();
-        let mut members: HashMap<String, bool> = HashMap::new();
+        let mut members: HashMap<&String, bool> = HashMap::new();
         for write in writes {
             match write {
-                AdoptionWrite::Session { id, record } => {
+                AdoptionChange::Session { id, record } => {
                     sessions.insert(*id, record.as_ref());
                 }
-                AdoptionWrite::BackendHandle {
-                    server,
-                    handle,
-                    live,
-                } => {
-                    members.insert(member(server, *handle), *live);
+                AdoptionChange::Member { member, live } => {
+                    members.insert(member, *live);
                 }
             }
         }
@@ -457,8 +480,8 @@ impl Coalesced {
         }
         for (member, live) in members {
             match live {
-                true => last.live.push(member),
-                false => last.gone.push(member),
+                true => last.live.push(member.clone()),
+                false => last.gone.push(member.clone()),
             }
         }
         last
@@ -487,17 +510,24 @@ impl Coalesced {
 mod tests {
     use super::*;
 
-    #[test]
-    fn adoption_writes_keep_the_last_state_of_each_record_and_member() {
-        let session = |id, record: Option<&str>| AdoptionWrite::Session {
+    fn session(id: u64, record: Option<&str>) -> AdoptionWrite {
+        AdoptionWrite::Session {
             id,
             record: record.map(str::to_owned),
-        };
-        let handle = |handle, live| AdoptionWrite::BackendHandle {
+        }
+    }
+
+    /// Backend handle `handle` on j1, held in backend session 5 (`live`) or no longer.
+    fn handle(handle: u64, live: bool) -> AdoptionWrite {
+        AdoptionWrite::BackendHandle {
             server: "j1".into(),
             handle,
-            live,
-        };
+            session: live.then_some(5),
+        }
+    }
+
+    #[test]
+    fn adoption_writes_keep_the_last_state_of_each_record_and_member() {
         let writes = [
             // Session 1 came, got a handle, went: one delete.
             session(1, Some("{}")),
@@ -509,15 +539,20 @@ mod tests {
             session(2, Some("{}")),
             session(2, Some("{\"handles\":[2]}")),
             handle(20, true),
+            // Never recorded: nothing to remove.
+            handle(30, false),
         ];
-        let last = Coalesced::of(writes.iter().collect());
+        let mut own = OwnRecords::default();
+        let changes: Vec<AdoptionChange> = writes.into_iter().filter_map(|w| own.take(w)).collect();
+        assert_eq!(changes.len(), 8);
+        let last = Coalesced::of(changes.iter().collect());
         assert_eq!(
             last,
             Coalesced {
                 put: vec![(2, "{\"handles\":[2]}".into())],
                 delete: vec![1],
-                live: vec!["j1/20".into()],
-                gone: vec!["j1/10".into()],
+                live: vec!["j1/5/20".into()],
+                gone: vec!["j1/5/10".into()],
             }
         );
         assert_eq!(last.commands("s", "h").cmd_iter().count(), 4);
@@ -531,45 +566,21 @@ mod tests {
     fn own_records_keep_each_record_and_member_in_its_last_state_and_rewrite_them_whole() {
         let mut own = OwnRecords::default();
         for write in [
-            AdoptionWrite::Session {
-                id: 1,
-                record: Some("{}".into()),
-            },
-            AdoptionWrite::Session {
-                id: 2,
-                record: Some("{}".into()),
-            },
-            AdoptionWrite::Session {
-                id: 1,
-                record: Some("{\"handles\":[1]}".into()),
-            },
-            AdoptionWrite::Session {
-                id: 2,
-                record: None,
-            },
-            AdoptionWrite::BackendHandle {
-                server: "j1".into(),
-                handle: 10,
-                live: true,
-            },
-            AdoptionWrite::BackendHandle {
-                server: "j1".into(),
-                handle: 20,
-                live: true,
-            },
-            AdoptionWrite::BackendHandle {
-                server: "j1".into(),
-                handle: 20,
-                live: false,
-            },
+            session(1, Some("{}")),
+            session(2, Some("{}")),
+            session(1, Some("{\"handles\":[1]}")),
+            session(2, None),
+            handle(10, true),
+            handle(20, true),
+            handle(20, false),
         ] {
-            own.take(&write);
+            own.take(write);
         }
         assert_eq!(
             own.sessions,
             HashMap::from([(1, "{\"handles\":[1]}".to_owned())])
         );
-        assert_eq!(own.held, HashSet::from(["j1/10".to_owned()]));
+        assert_eq!(own.held, HashMap::from([(("j1".to_owned(), 10), 5)]));
         // Both keys deleted, then the session and the member written.
         let packed = String::from_utf8_lossy(&own.commands("s", "h").get_packed_pipeline())
             .replace("\r\n", " ");
@@ -578,7 +589,7 @@ mod tests {
             "DEL $1 s",
             "DEL $1 h",
             "HMSET $1 s $1 1 $15 {\"handles\":[1]}",
-            "SADD $1 h $5 j1/10",
+            "SADD $1 h $7 j1/5/10",
             "EXEC",
         ] {
             assert!(packed.contains(command), "{command} in {packed}");

@@ -157,6 +157,8 @@ impl BackendLink {
                     if let Some(conn) = self.conn.as_mut() {
                         conn.session_id = Some(session_id);
                     }
+                    // An adopting link's session is recorded with this proxy's own.
+                    self.status.set_backend_session(Some(session_id));
                     log::info!(
                         server = self.name();
                         "backend {}: session {session_id} reclaimed, {} handles kept",

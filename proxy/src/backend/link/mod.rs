@@ -291,7 +291,12 @@ impl BackendLink {
     /// A route was added (`live`) or removed: recorded for a survivor.
     fn note_handle(&self, handle: u64, live: bool) {
         if let Some(book) = &self.adoption {
-            book.backend_handle(&self.status.name, handle, live);
+            let session = self.status.backend_session().filter(|_| live);
+            if live && session.is_none() {
+                // Routes are added on a backend session; nothing to record without one.
+                return;
+            }
+            book.backend_handle(&self.status.name, handle, session);
         }
     }
 
