@@ -598,7 +598,7 @@ async fn a_survivor_holding_adopted_sessions_passes_them_on_when_it_goes() -> an
     );
     let bin = env!("CARGO_BIN_EXE_proxy-under-test");
     let mut a = ProxyProcess::start(bin, &process_toml(&redis, &janus, &a_id))?;
-    let mut b = ProxyProcess::start(bin, &process_toml(&redis, &janus, &b_id))?;
+    let b = ProxyProcess::start(bin, &process_toml(&redis, &janus, &b_id))?;
     a.wait_ready(WAIT).await?;
     b.wait_ready(WAIT).await?;
     let mut alice = peer_on(&a.url(), ECHOTEST).await?;
