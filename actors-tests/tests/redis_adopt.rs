@@ -89,6 +89,19 @@ fn client_record(redis: &RedisServer, id: &str, session: u64) -> anyhow::Result<
     }
 }
 
+/// A client of `url` that claimed `session` (Janus's exact `success`; `what` names the step).
+async fn claimed(url: &str, session: u64, what: &str) -> anyhow::Result<JanusClient> {
+    let mut client = JanusClient::connect(url).await?;
+    let reply = client
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(
+        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
+        "{what}: {reply}"
+    );
+    Ok(client)
+}
+
 /// A and B on one Redis and one Janus, alice on A with an echotest handle that works, A's
 /// records written; then A killed.
 struct Setup {
@@ -226,16 +239,9 @@ async fn a_client_of_a_dead_proxy_claims_its_session_on_a_survivor_and_carries_o
     }
     let s = alice_on_a_then_a_dies(30).await?;
     // At once, as janus.js does: the claim waits for A to be found dead and adopted.
-    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
-        .await?;
+    let mut alice = claimed(&s.b.ws_url(), s.session, "claim").await?;
     let claimed = s.killed.elapsed();
     println!("claimed on the survivor {claimed:?} after kill -9 (heartbeat TTL {TTL_S} s)");
-    ensure!(
-        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
-        "claim: {reply}"
-    );
     ensure!(
         claimed < Duration::from_secs(5),
         "claimed after {claimed:?}"
@@ -275,14 +281,7 @@ async fn records_lost_by_redis_are_written_again_and_the_session_still_adopted(
         return Ok(());
     }
     let s = alice_on_a_then_a_goes(30, Ending::KillAfterRedisLoss).await?;
-    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
-        .await?;
-    ensure!(
-        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
-        "claim: {reply}"
-    );
+    let mut alice = claimed(&s.b.ws_url(), s.session, "claim").await?;
     ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
     echotest_ok(&mut alice, s.session, s.handle, "after").await?;
     Ok(())
@@ -400,11 +399,7 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     // (janus.js drops it), the echotest one works.
     let session = echo.session;
     drop(echo);
-    let mut client = JanusClient::connect(&b.ws_url()).await?;
-    let reply = client
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(reply["janus"] == "success", "claim: {reply}");
+    let mut client = claimed(&b.ws_url(), session, "claim").await?;
     let detached = client.recv_within(WAIT).await?;
     ensure!(
         detached
@@ -451,14 +446,7 @@ async fn with_three_proxies_a_claim_on_the_one_that_did_not_adopt_is_served_thro
     })
     .await?;
     let (holder, other) = if held(&b) { (b, c) } else { (c, b) };
-    let mut alice = JanusClient::connect(&other.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(
-        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
-        "claim through the other survivor: {reply}"
-    );
+    let mut alice = claimed(&other.ws_url(), session, "claim through the other survivor").await?;
     ensure!(!held(&other), "relayed, not adopted twice");
     // Requests, Janus's events and keepalives go through the holder, with the same ids.
     echotest_ok(&mut alice, session, handle, "relayed").await?;
@@ -482,15 +470,8 @@ async fn a_proxy_stopped_gracefully_hands_its_sessions_over() -> anyhow::Result<
     }
     // A rolling restart: SIGTERM closes alice's socket; she claims her session on B.
     let s = alice_on_a_then_a_goes(30, Ending::Term).await?;
-    let mut alice = JanusClient::connect(&s.b.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": s.session, "transaction": "claim"}))
-        .await?;
+    let mut alice = claimed(&s.b.ws_url(), s.session, "claim after a graceful stop").await?;
     println!("claimed on B {:?} after SIGTERM of A", s.killed.elapsed());
-    ensure!(
-        reply == json!({"janus": "success", "session_id": s.session, "transaction": "claim"}),
-        "claim after a graceful stop: {reply}"
-    );
     // A left its backend session to be claimed, and its handle with it.
     ensure!(s.janus.admin_sessions().await?.contains(&s.a_session));
     echotest_ok(&mut alice, s.session, s.handle, "after").await?;
@@ -549,11 +530,7 @@ async fn an_audiobridge_participant_of_a_dead_proxy_stays_in_its_room() -> anyho
     a.kill();
     let (session, handle) = (alice.session, alice.handle);
     drop(alice);
-    let mut alice = JanusClient::connect(&b.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(reply["janus"] == "success", "claim: {reply}");
+    let mut alice = claimed(&b.ws_url(), session, "claim").await?;
     // The same participant in the same room: her `configure` reaches Janus, and bob hears of
     // it (muted) without ever hearing her leave.
     let configured = alice
@@ -618,11 +595,7 @@ async fn a_survivor_holding_adopted_sessions_passes_them_on_when_it_goes() -> an
     // A dies; B adopts; alice claims on B.
     a.kill();
     drop(alice);
-    let mut alice = JanusClient::connect(&b.url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(reply["janus"] == "success", "claim on B: {reply}");
+    let mut alice = claimed(&b.url(), session, "claim on B").await?;
     echotest_ok(&mut alice, session, handle, "on B").await?;
     // B records the adopted backend session as its own, beside its own session on j1, and
     // the handle in it.
@@ -653,14 +626,7 @@ async fn a_survivor_holding_adopted_sessions_passes_them_on_when_it_goes() -> an
     b.terminate()?;
     alice.closed_with(WAIT).await?;
     drop(alice);
-    let mut alice = JanusClient::connect(&c.ws_url()).await?;
-    let reply = alice
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(
-        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
-        "claim on C: {reply}"
-    );
+    let mut alice = claimed(&c.ws_url(), session, "claim on C").await?;
     // The same backend session, adopted twice, still carries the handle.
     ensure!(janus.admin_sessions().await?.contains(&a_session));
     echotest_ok(&mut alice, session, handle, "on C").await?;
