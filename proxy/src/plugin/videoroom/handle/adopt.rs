@@ -50,7 +50,7 @@ impl Participation {
             room: j.room,
             publisher: j.publisher,
             id: j.feed,
-            private_id: j.private_id,
+            private_id: j.private_id.filter(|_| j.publisher),
             display: j.display.clone(),
             media: j.media,
             active: j.active,
