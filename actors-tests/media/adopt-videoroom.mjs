@@ -5,8 +5,9 @@
 // every page decodes both remote videos, what follows depends on --mode:
 //
 //   control  (directly against one Janus) frames decoded grow on every page over --later-ms,
-//            a bitrate request on the first page's publisher answers `configured: ok`, and no
-//            page saw anyone leave or stop publishing.
+//            a bitrate request on the first page's publisher answers `configured: ok`, its
+//            subscription pauses and starts again, and no page saw anyone leave or stop
+//            publishing.
 //   adopt    (through the load balancer; --proxy-admin) the pages must be spread over both
 //            proxies (each proxy's `GET /sessions`); the `ready` line names the first page's
 //            session and publisher handle; the driver waits for the file --killed, which the
@@ -16,7 +17,8 @@
 //            PeerConnection, both still connected); on every page both remote videos must
 //            keep decoding (before the kill < --settle-ms after the kill < --later-ms later);
 //            no page may see `leaving`/`unpublished`; the first page's bitrate request must
-//            answer; a live proxy must list its session with the same publisher handle id.
+//            answer, its subscription `pause` and `start` too (and its videos decode again);
+//            a live proxy must list its session with the same publisher handle id.
 //
 // Usage: node adopt-videoroom.mjs --url ws://SERVER --mode control|adopt [--room N]
 //          [--proxy-admin NAME=URL,... --admin-token T --killed FILE] [--claim-ms 5000]
@@ -66,7 +68,8 @@ const state = {
   label: opts.label, mode: opts.mode, room: opts.room, step: null, steps: [],
   pages: NAMES.map((name, i) => ({ name, feed: FEEDS[i], session: null, publisher: null, proxy: null,
     frames: { before: null, after_claim: null, later: null }, claim_ms: null, session_after: null, pcs: null, left: [] })),
-  killed_at: null, killed_proxy: null, reconnected: [], request_ok: false, holder_after: null, errors: [],
+  killed_at: null, killed_proxy: null, reconnected: [], request_ok: false, subscription_ok: false, holder_after: null,
+  errors: [],
 };
 const missing = () => (state.step ? [state.step] : []);
 const { failed, done } = superviseRun(script, state, missing);
@@ -162,6 +165,21 @@ async function framesGrowAndNobodyLeft(pages, since) {
     await pages[0].evaluate(() => window.capBitrate(256000));
     await until(pages[0], 'an event `configured: ok` for the bitrate request', (n) => window.state.configured > n, before);
     state.request_ok = true;
+  });
+  await step('the first page\'s subscription pauses and starts again', async () => {
+    const page = pages[0];
+    const seen = await page.evaluate(() => window.state.subscription.length);
+    await page.evaluate(() => window.subscription('pause'));
+    await until(page, 'an event `paused: ok`', (n) => window.state.subscription.slice(n).includes('paused'), seen);
+    await page.evaluate(() => window.subscription('start'));
+    await until(page, 'an event `started: ok`', (n) => window.state.subscription.slice(n).includes('started'), seen);
+    const before = await frames(page);
+    await until(page, 'both remote videos decoding again', async (b) => {
+      const f = await window.framesDecoded();
+      const now = Object.keys(f).sort().map((mid) => f[mid]);
+      return now.length === 2 && now.every((n, i) => n > b[i]);
+    }, before);
+    state.subscription_ok = true;
   });
   await step('no page saw anyone leave or stop publishing', async () => {
     for (const [i, page] of pages.entries()) {

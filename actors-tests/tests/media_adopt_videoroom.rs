@@ -14,7 +14,8 @@
 //! session; every page of that proxy must claim its session within 5 s of the kill with the
 //! same session id and no new PeerConnection; on every page both remote videos keep decoding
 //! (before the kill < after the claim < 3 s later); no page sees `leaving`/`unpublished`; the
-//! first page's bitrate `configure` is answered; the survivor lists its session with the same
+//! first page's bitrate `configure` is answered, its subscription's `pause` and `start` too
+//! (and both its remote videos decode again); the survivor lists its session with the same
 //! publisher handle id.
 //!
 //! Prints the time from the kill to each claim. Needs root, iproute2, janus, redis-server,
@@ -58,6 +59,9 @@ fn check_adopt(s: &Value) -> Vec<String> {
     }
     if s["request_ok"] != true {
         bad.push("the request after the claim was not answered".to_owned());
+    }
+    if s["subscription_ok"] != true {
+        bad.push("the subscription's pause and start after the claim did not work".to_owned());
     }
     bad
 }
