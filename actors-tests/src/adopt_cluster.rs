@@ -96,6 +96,8 @@ impl<'a> Cluster<'a> {
                     &format!("conf-{}", b.name),
                     b.ws,
                     &[
+                        // The videoroom pages' plugin (media_adopt_videoroom.rs).
+                        ("libjanus_videoroom.so,", ""),
                         ("janus-media-test", b.name),
                         (
                             "reclaim_session_timeout = 0",

@@ -348,7 +348,8 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
         .client
         .attach(echo.session, videoroom_client::VIDEOROOM)
         .await?;
-    // A videoroom publisher: its state (room, roster, legs) is A's alone, not adopted.
+    // A videoroom handle with a leg on j1 but in no room (it asked for a room's participants):
+    // nothing a survivor rebuilds (a joined participant would be: redis_adopt_videoroom.rs).
     let mut publisher = videoroom_client::user(&a.url()).await?;
     let room = 7_000_000 + u64::from(std::process::id() % 100_000);
     let created = videoroom_client::answer(
@@ -359,7 +360,14 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     )
     .await?;
     ensure!(created["videoroom"] == "created", "create: {created}");
-    videoroom_client::join_publisher(&mut publisher, room, 1).await?;
+    let listed = videoroom_client::answer(
+        &mut publisher,
+        "list",
+        json!({"request": "listparticipants", "room": room}),
+        false,
+    )
+    .await?;
+    ensure!(listed["videoroom"] == "participants", "list: {listed}");
     // A's records: the echotest handle (adoptable) and every backend handle of A's session.
     let mut echo_backend = None;
     let mut a_session = None;
@@ -389,8 +397,8 @@ async fn what_cannot_be_adopted_is_detached_at_once_what_can_is_held() -> anyhow
     );
 
     a.kill();
-    // The videoroom publisher is detached (its peers hear `leaving` at once, as without
-    // adoption); the echotest handle is held for its client, well within the window.
+    // The videoroom leg is detached at once, as without adoption; the echotest handle is held
+    // for its client, well within the window.
     wait_until("only the echotest handle held", WAIT, || async {
         Ok(janus.admin_handles(a_session).await? == vec![echo_backend])
     })

@@ -39,7 +39,9 @@ use parking_lot::Mutex;
 use serde_json::{json, Value};
 
 use super::env::PluginEnv;
-use super::{AttachContext, AttachResult, AttachedHandle, Plugin};
+use super::kit::BackendLeg;
+use super::{AdoptContext, AdoptedHandle, AttachContext, AttachResult, AttachedHandle, Plugin};
+use crate::messages::Route;
 use coordinator::RoomCoordinator;
 use handle::VideoRoomHandle;
 use room_book::RoomBook;
@@ -98,6 +100,24 @@ impl VideoRoomPlugin {
         Self::default()
     }
 
+    /// What a new handle shares with the others (the bus registered at the first).
+    fn shared(&self, env: &Arc<PluginEnv>) -> Shared {
+        let shared = Shared {
+            env: env.clone(),
+            rooms: self.rooms.clone(),
+            coordinators: self.coordinators.clone(),
+        };
+        if shared.spans() {
+            shared.rooms.lock().spans_servers = true;
+            // Spanning rooms with several proxies: the coordinators talk over the bus.
+            self.remote.get_or_init(|| {
+                let bus = shared.env.cluster.bus.clone()?;
+                Some(remote::VrRemote::register(&bus, &shared))
+            });
+        }
+        shared
+    }
+
     pub fn rooms(&self) -> SharedRoomBook {
         self.rooms.clone()
     }
@@ -122,19 +142,7 @@ impl Plugin for VideoRoomPlugin {
 
     /// A videoroom handle needs no backend until it needs a room: attaching always works.
     fn attach(&self, ctx: AttachContext) -> LocalBoxFuture<'static, AttachResult> {
-        let shared = Shared {
-            env: ctx.env.clone(),
-            rooms: self.rooms.clone(),
-            coordinators: self.coordinators.clone(),
-        };
-        if shared.spans() {
-            shared.rooms.lock().spans_servers = true;
-            // Spanning rooms with several proxies: the coordinators talk over the bus.
-            self.remote.get_or_init(|| {
-                let bus = shared.env.cluster.bus.clone()?;
-                Some(remote::VrRemote::register(&bus, &shared))
-            });
-        }
+        let shared = self.shared(&ctx.env);
         Box::pin(async move {
             let handle = VideoRoomHandle::new(ctx, shared).start();
             Ok(AttachedHandle {
@@ -142,6 +150,43 @@ impl Plugin for VideoRoomPlugin {
                 backend: None,
                 backend_handle: None,
             })
+        })
+    }
+
+    fn adoptable(&self) -> bool {
+        true
+    }
+
+    /// A joined participant (publisher or subscriber, with its leg) of a room on one server is
+    /// rebuilt on its leg, in its room; anything else is not (docs/adoption.md, Limits).
+    fn adopt(&self, ctx: AdoptContext) -> Option<AdoptedHandle> {
+        let AdoptContext {
+            attach,
+            server,
+            link,
+            backend_handle,
+            state,
+        } = ctx;
+        let room = state.get("room").and_then(Value::as_u64)?;
+        let servers = self.rooms.lock().servers(room);
+        if servers.iter().any(|s| *s != server) {
+            log::info!("videoroom: room {room} spans {servers:?}: its participant not adopted");
+            return None;
+        }
+        let shared = self.shared(&attach.env);
+        let leg = BackendLeg::adopted(server.clone(), link, backend_handle);
+        let (handle, token) = VideoRoomHandle::adopted(attach, shared, leg, &state)?;
+        let addr = handle.start();
+        Some(AdoptedHandle {
+            route: Route {
+                to: addr.clone().recipient(),
+                token,
+            },
+            handle: AttachedHandle {
+                commands: addr.recipient(),
+                backend: Some(server),
+                backend_handle: Some(backend_handle),
+            },
         })
     }
 }

@@ -39,6 +39,8 @@ impl Handler<BackendIncoming> for VideoRoomHandle {
             BackendIncoming::Event { token, frame } => self.on_event(ctx, token, frame.into_map()),
             BackendIncoming::LinkLost { token } => self.on_leg_lost(ctx, token, true),
         }
+        // Joined, left, publishing or not: a survivor's record follows.
+        self.share_adoptable();
     }
 }
 
@@ -254,6 +256,7 @@ impl VideoRoomHandle {
                     let (room, server) = (j.room, j.server.clone());
                     let feed = j.feed.unwrap_or(0);
                     let private_id = data.get("private_id").and_then(Value::as_u64);
+                    j.private_id = private_id;
                     let mut rooms = self.shared.rooms.lock();
                     rooms.publisher_joined(room, handle_id, &server, feed);
                     rooms.participant_owner(room, handle_id, session_id, private_id);

@@ -34,8 +34,10 @@
 //!
 //! The actor is split by where its messages come from: [`client`] (the client's requests),
 //! [`placement`] (getting a room request to its room's server), [`backend`] (its legs' replies
-//! and events), [`peers`] (the room's coordinator).
+//! and events), [`peers`] (the room's coordinator); [`adopt`] rebuilds a dead proxy's
+//! participant (docs/adoption.md).
 
+mod adopt;
 mod backend;
 mod client;
 mod peers;
@@ -49,6 +51,7 @@ use serde_json::Value;
 
 use super::routing::Verb;
 use super::{Shared, KEY};
+use crate::messages::adoption::AdoptableState;
 use crate::messages::{ReplyTo, ServersPort};
 use crate::plugin::kit::{CommandQueue, HandleCore, Legs, PluginError, Trickles, WithLegs};
 use crate::plugin::AttachContext;
@@ -85,6 +88,8 @@ struct Joined {
     /// Spanning rooms: the room's coordinator counts this participant (it tells it what
     /// happens on the room's other servers).
     in_roster: bool,
+    /// A publisher's private id (from `joined`), for a survivor (adoption).
+    private_id: Option<u64>,
 }
 
 /// A room request on its way to its room's server (placing the room, attaching a leg there,
@@ -123,6 +128,8 @@ pub struct VideoRoomHandle {
     /// The audio-level RTP extension id of the client's last offer (spanning rooms: its
     /// mirrors' targets need it for their `talking` events).
     audio_level_ext: Option<u64>,
+    /// What the session was last told a survivor needs to rebuild this handle.
+    adoptable: Option<AdoptableState>,
 }
 
 impl VideoRoomHandle {
@@ -150,6 +157,7 @@ impl VideoRoomHandle {
             display_changes: HashMap::new(),
             looked_up: None,
             audio_level_ext: None,
+            adoptable: None,
         }
     }
 
@@ -223,6 +231,11 @@ impl VideoRoomHandle {
 
 impl Actor for VideoRoomHandle {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Only an adopted handle starts in a room.
+        self.settle_adopted(ctx);
+    }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Also reached when the system shuts down.

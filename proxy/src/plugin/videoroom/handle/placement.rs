@@ -363,6 +363,7 @@ impl VideoRoomHandle {
                 streams: Value::Null,
                 active: false,
                 in_roster: false,
+                private_id: None,
             });
         } else if verb.changes_the_room() {
             // The room book keeps the client's description and secret; the backend's differ.
