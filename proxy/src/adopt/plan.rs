@@ -39,12 +39,14 @@ pub fn plan(
             );
             continue;
         }
-        let (handles, lost): (Vec<HandleRecord>, Vec<HandleRecord>) = record
-            .handles
-            .iter()
-            .cloned()
-            .partition(|h| backend.contains(h.server.as_str()) && adoptable(&h.plugin));
-        held_servers.extend(handles.iter().map(|h| h.server.clone()));
+        let (handles, lost): (Vec<HandleRecord>, Vec<HandleRecord>) =
+            record.handles.iter().cloned().partition(|h| {
+                // A handle with no backend handle needs no backend session.
+                let placed = h.backend_handle.is_none() || backend.contains(h.server.as_str());
+                placed && adoptable(&h.plugin)
+            });
+        let bound = handles.iter().filter(|h| h.backend_handle.is_some());
+        held_servers.extend(bound.map(|h| h.server.clone()));
         let mut lost: Vec<u64> = lost.iter().map(|h| h.id).collect();
         lost.extend(&record.others);
         sessions.push((*id, handles, lost));
@@ -57,7 +59,7 @@ pub fn plan(
     let adopted: HashSet<(&str, u64)> = sessions
         .iter()
         .flat_map(|(_, handles, _)| handles.iter())
-        .map(|h| (h.server.as_str(), h.backend_handle))
+        .filter_map(|h| Some((h.server.as_str(), h.backend_handle?)))
         .collect();
     let detach = dead
         .held
@@ -94,8 +96,20 @@ mod tests {
             plugin: plugin.into(),
             opaque_id: None,
             server: server.into(),
-            backend_handle,
+            backend_handle: Some(backend_handle),
             state: serde_json::Value::Null,
+        }
+    }
+
+    /// A handle with no backend handle (only the plugin's state).
+    fn unbound(id: u64, plugin: &str) -> HandleRecord {
+        HandleRecord {
+            id,
+            plugin: plugin.into(),
+            opaque_id: None,
+            server: String::new(),
+            backend_handle: None,
+            state: serde_json::json!({"username": "alice"}),
         }
     }
 
@@ -177,5 +191,44 @@ mod tests {
         assert_eq!(p.reap, vec![backend("j1", 11)]);
         // The session itself is still claimed back (without the handle).
         assert_eq!(p.sessions, vec![(1, vec![], vec![10])]);
+    }
+
+    #[test]
+    fn a_handle_without_a_backend_handle_is_kept_and_holds_no_backend_session() {
+        const CALL: &str = "janus.plugin.videocall";
+        let dead = AdoptDead {
+            proxy: "p1".into(),
+            backend: vec![backend("j1", 11), backend("j2", 22)],
+            sessions: vec![
+                (
+                    1,
+                    SessionRecord {
+                        handles: vec![unbound(10, CALL), unbound(11, ROOM)],
+                        others: vec![],
+                    },
+                ),
+                // A user in a call: her leg is held.
+                (
+                    2,
+                    SessionRecord {
+                        handles: vec![handle(20, CALL, "j2", 200)],
+                        others: vec![],
+                    },
+                ),
+            ],
+            held: vec![("j1".into(), 100), ("j2".into(), 200), ("j2".into(), 201)],
+        };
+        let p = plan(&dead, |plugin| plugin == CALL, |_| false);
+        // j1 has nothing bound to adopt: reaped (its legs go with it), as before.
+        assert_eq!(p.hold, vec![backend("j2", 22)]);
+        assert_eq!(p.reap, vec![backend("j1", 11)]);
+        assert_eq!(
+            p.sessions,
+            vec![
+                (1, vec![unbound(10, CALL)], vec![11]),
+                (2, vec![handle(20, CALL, "j2", 200)], vec![]),
+            ]
+        );
+        assert_eq!(p.detach, vec![("j2".to_owned(), 201)]);
     }
 }

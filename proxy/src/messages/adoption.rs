@@ -21,8 +21,13 @@ pub struct HandleRecord {
     pub plugin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opaque_id: Option<String>,
+    /// Its backend handle's server ("" when it has none).
+    #[serde(default)]
     pub server: String,
-    pub backend_handle: u64,
+    /// None: a handle whose state is all in the proxy (a videocall user not in a call),
+    /// rebuilt from `state` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_handle: Option<u64>,
     /// The plugin's own state of the handle (the relay's: none).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub state: serde_json::Value,
@@ -33,7 +38,8 @@ pub struct HandleRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdoptableState {
     pub server: String,
-    pub backend_handle: u64,
+    /// None: nothing on a backend to keep, only `state`.
+    pub backend_handle: Option<u64>,
     pub state: serde_json::Value,
 }
 
@@ -137,7 +143,7 @@ mod tests {
                 plugin: "janus.plugin.echotest".into(),
                 opaque_id: None,
                 server: "j1".into(),
-                backend_handle: 8_000_000_000_000_001,
+                backend_handle: Some(8_000_000_000_000_001),
                 state: serde_json::Value::Null,
             }],
             others: vec![9],
