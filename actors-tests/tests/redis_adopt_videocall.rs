@@ -366,3 +366,79 @@ async fn a_videocall_user_who_does_not_claim_is_hung_up_after_the_window() -> an
     ensure!(listed(&list) == ["bob"], "list on B: {list}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_videocall_user_not_in_a_call_keeps_her_name() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = JanusServer::start_with(JanusOptions {
+        reclaim_session_timeout: Some(60),
+        ..Default::default()
+    })
+    .await?;
+    let a_id = format!("adopt-vc-a-{}", unique());
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id),
+    )?;
+    let b = ProxyUnderTest::start(survivor(&redis, &janus, 30)).await?;
+    a.wait_ready(WAIT).await?;
+    let b_ref = &b;
+    wait_until("B counts two proxies", WAIT, || async move {
+        Ok(b_ref.state.store.status().proxies == 2)
+    })
+    .await?;
+    let alice = registered(&a.url(), "alice").await?;
+    let mut bob = registered(&b.ws_url(), "bob").await?;
+    let (session, handle) = (alice.session, alice.handle);
+    // Her record: her name, no backend handle (she has no leg).
+    wait_until("A's record of alice", WAIT, || {
+        let found = client_record(&redis, &a_id, session).map(|r| {
+            r.is_some_and(|r| {
+                let h = &r["handles"][0];
+                h["id"] == handle
+                    && h["state"] == json!({"username": "alice"})
+                    && h.get("backend_handle").is_none()
+            })
+        });
+        async move { found }
+    })
+    .await?;
+    a.kill();
+    drop(alice);
+    let mut alice = JanusClient::connect(&b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(reply["janus"] == "success", "claim: {reply}");
+    // Same handle: listed, her name B's, and bob can call her there.
+    let list = request_event(
+        &mut alice,
+        (session, handle),
+        json!({"request": "list"}),
+        None,
+    )
+    .await?;
+    ensure!(listed(&list) == ["alice", "bob"], "list on B: {list}");
+    wait_until("alice's name B's", WAIT, || {
+        let owner = user_owner(&redis, "alice");
+        async move { Ok(owner? == B_ID) }
+    })
+    .await?;
+    let ev = ask(
+        &mut bob,
+        json!({"request": "call", "username": "alice"}),
+        Some("offer"),
+    )
+    .await?;
+    ensure!(
+        result_event(&ev) == Some("calling"),
+        "bob calls alice: {ev}"
+    );
+    let incoming = wait_event(&mut alice, "incomingcall", WAIT).await?;
+    ensure!(incoming["sender"] == handle, "{incoming}");
+    Ok(())
+}
