@@ -442,3 +442,114 @@ async fn a_registered_videocall_user_not_in_a_call_keeps_her_name() -> anyhow::R
     ensure!(incoming["sender"] == handle, "{incoming}");
     Ok(())
 }
+
+/// Three proxies: alice on A (killed), bob on B, C a third survivor that finds A dead first
+/// (faster sync rounds), so that most runs have C adopt alice, not bob's proxy. Either way her
+/// claim on B works (through C's session relay if C holds it) and the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_adopted_by_a_third_proxy_goes_on() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let redis = RedisServer::start().await?;
+    let janus = JanusServer::start_with(JanusOptions {
+        reclaim_session_timeout: Some(60),
+        ..Default::default()
+    })
+    .await?;
+    let a_id = format!("adopt-vc-a-{}", unique());
+    let mut a = ProxyProcess::start(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &process_toml(&redis, &janus, &a_id),
+    )?;
+    let mut b_config = survivor(&redis, &janus, 30);
+    b_config.store.sync_interval_ms = 1000;
+    let b = ProxyUnderTest::start(b_config).await?;
+    let c_id = "adopt-vc-c";
+    let mut c_config = survivor(&redis, &janus, 30);
+    c_config.store.proxy_id = c_id.to_owned();
+    c_config.store.sync_interval_ms = 100;
+    let c = ProxyUnderTest::start(c_config).await?;
+    a.wait_ready(WAIT).await?;
+    let (b_ref, c_ref) = (&b, &c);
+    wait_until("B and C count three proxies", WAIT, || async move {
+        Ok(b_ref.state.store.status().proxies == 3 && c_ref.state.store.status().proxies == 3)
+    })
+    .await?;
+
+    let mut alice = registered(&a.url(), "alice").await?;
+    let mut bob = registered(&b.ws_url(), "bob").await?;
+    let deadline = Instant::now() + WAIT;
+    while !listed(&ask(&mut alice, json!({"request": "list"}), None).await?).contains(&"bob".into())
+    {
+        ensure!(Instant::now() < deadline, "bob never listed on A");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ev = ask(
+        &mut alice,
+        json!({"request": "call", "username": "bob"}),
+        Some("offer"),
+    )
+    .await?;
+    ensure!(result_event(&ev) == Some("calling"), "{ev}");
+    wait_event(&mut bob.client, "incomingcall", WAIT).await?;
+    let ev = ask(&mut bob, json!({"request": "accept"}), Some("answer")).await?;
+    ensure!(result_event(&ev) == Some("accepted"), "{ev}");
+    wait_event(&mut alice.client, "accepted", WAIT).await?;
+    let (session, handle) = (alice.session, alice.handle);
+    wait_until("A's record of alice's call", WAIT, || {
+        let found = client_record(&redis, &a_id, session)
+            .map(|r| r.is_some_and(|r| r["handles"][0]["state"]["call"]["peer"] == "bob"));
+        async move { found }
+    })
+    .await?;
+    a.kill();
+    drop(alice);
+
+    // Whoever adopts her records her session as its own.
+    let mut adopter = String::new();
+    wait_until("alice's session adopted", WAIT, || {
+        let found = (|| {
+            for id in [B_ID, c_id] {
+                if client_record(&redis, id, session)?.is_some() {
+                    adopter = id.to_owned();
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })();
+        async move { found }
+    })
+    .await?;
+    println!("alice's call adopted by {adopter} (bob is on {B_ID})");
+    let mut alice = JanusClient::connect(&b.ws_url()).await?;
+    let reply = alice
+        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
+        .await?;
+    ensure!(reply["janus"] == "success", "claim on B: {reply}");
+    wait_until("B and C count two proxies", WAIT, || async move {
+        Ok(b_ref.state.store.status().proxies == 2 && c_ref.state.store.status().proxies == 2)
+    })
+    .await?;
+    no_hangup_for(&mut bob.client, "bob", Duration::from_secs(1)).await?;
+    let set = request_event(
+        &mut alice,
+        (session, handle),
+        json!({"request": "set", "bitrate": 128000}),
+        None,
+    )
+    .await?;
+    ensure!(result_event(&set) == Some("set"), "set: {set}");
+    let ev = request_event(
+        &mut alice,
+        (session, handle),
+        json!({"request": "hangup"}),
+        None,
+    )
+    .await?;
+    ensure!(result_event(&ev) == Some("hangup"), "alice's hangup: {ev}");
+    let bobs = wait_event(&mut bob.client, "hangup", WAIT).await?;
+    ensure!(bobs["sender"] == bob.handle, "bob's hangup: {bobs}");
+    Ok(())
+}
