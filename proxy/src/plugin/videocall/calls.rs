@@ -90,6 +90,11 @@ impl<T: Clone> RemoteCalls<T> {
             .collect()
     }
 
+    /// Some call waits for its peer's adoption.
+    pub fn any_orphaned(&self) -> bool {
+        self.calls.values().any(|e| e.orphaned.is_some())
+    }
+
     pub fn len(&self) -> usize {
         self.calls.len()
     }
@@ -129,7 +134,9 @@ mod tests {
         calls.insert(1, "bob", "a");
         calls.insert(2, "dave", "a");
         // a is gone: both wait.
+        assert!(!calls.any_orphaned());
         assert!(calls.proxies_alive(&alive(&["b"]), t0, wait).is_empty());
+        assert!(calls.any_orphaned());
         // Call 1 is adopted by c; c is alive.
         assert_eq!(calls.moved(1, "c"), Some("bob"));
         let later = t0 + Duration::from_secs(9);

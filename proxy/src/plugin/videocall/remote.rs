@@ -113,6 +113,9 @@ pub struct VideoCallRemote {
     /// How long a call whose peer's proxy died waits for its adoption (zero: adoption off,
     /// hung up at once).
     adoption_wait: Duration,
+    /// The live proxies as last told (the store tells only changes): orphaned calls are
+    /// swept against it once their wait is over.
+    alive: Mutex<HashSet<String>>,
 }
 
 impl VideoCallRemote {
@@ -128,6 +131,7 @@ impl VideoCallRemote {
             users: users.clone(),
             calls: Mutex::new(RemoteCalls::default()),
             adoption_wait,
+            alive: Mutex::new(HashSet::new()),
         });
         let topic = remote.clone();
         bus.register(TOPIC, Box::new(move || topic));
@@ -342,10 +346,29 @@ impl Topic for VideoCallRemote {
     }
 
     fn proxies_alive(&self, alive: &HashSet<String>) {
+        alive.clone_into(&mut self.alive.lock());
+        self.sweep();
+        let orphaned = self.calls.lock().any_orphaned();
+        if let (true, Some(me)) = (orphaned, self.me.upgrade()) {
+            // The store says nothing more until the live proxies change: the calls still
+            // waiting then are swept once their wait is over.
+            let wait = self.adoption_wait;
+            actix_rt::spawn(async move {
+                tokio::time::sleep(wait).await;
+                me.sweep();
+            });
+        }
+    }
+}
+
+impl VideoCallRemote {
+    /// Hangs up the calls whose peer's proxy is gone and whose wait is over.
+    fn sweep(&self) {
+        let alive = self.alive.lock().clone();
         let dead = {
             let mut calls = self.calls.lock();
             calls.retain(|addr| addr.connected());
-            calls.proxies_alive(alive, Instant::now(), self.adoption_wait)
+            calls.proxies_alive(&alive, Instant::now(), self.adoption_wait)
         };
         for (call, addr) in dead {
             log::info!("videocall: the peer's proxy of call {call} is gone; hanging up");
