@@ -159,6 +159,17 @@ mod tests {
     }
 
     #[test]
+    fn a_handle_record_may_have_no_backend_handle() {
+        let text =
+            r#"{"handles":[{"id":3,"plugin":"janus.plugin.videocall","state":{"username":"a"}}]}"#;
+        let record = SessionRecord::parse("1", text).expect("a record");
+        let handle = &record.handles[0];
+        assert_eq!((handle.server.as_str(), handle.backend_handle), ("", None));
+        assert_eq!(handle.state, serde_json::json!({"username": "a"}));
+        assert!(!record.to_json().contains("backend_handle"));
+    }
+
+    #[test]
     fn held_members_parse_and_bad_ones_are_skipped() {
         let members = vec![
             "j1/5".to_owned(),
