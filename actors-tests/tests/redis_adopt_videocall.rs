@@ -553,3 +553,29 @@ async fn a_call_adopted_by_a_third_proxy_goes_on() -> anyhow::Result<()> {
     ensure!(bobs["sender"] == bob.handle, "bob's hangup: {bobs}");
     Ok(())
 }
+
+/// Nobody adopts alice's call (A's record of its backend sessions is lost: the survivor finds
+/// nothing to claim, and Janus keeps the call up): bob's proxy waits for an adoption for the
+/// window and the time to find the death, then hangs bob up itself, as without adoption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_nobody_adopts_is_hung_up_when_the_wait_is_over() -> anyhow::Result<()> {
+    init_logging();
+    if skip() {
+        return Ok(());
+    }
+    let window = Duration::from_secs(3);
+    let mut s = call_then_a_dies(window.as_secs()).await?;
+    let key = format!("januscloud:proxy_sessions:{}", s.a_id);
+    s.redis.cli(&["DEL", &key])?;
+    // Not at once, as it would be without adoption.
+    no_hangup_for(&mut s.bob.client, "bob", window).await?;
+    let ev = wait_event(&mut s.bob.client, "hangup", WAIT * 2).await?;
+    let after = s.killed.elapsed();
+    println!("bob hung up {after:?} after kill -9 (nobody adopted; window {window:?})");
+    ensure!(
+        ev["plugindata"]["data"]["result"]["reason"] == "Remote WebRTC hangup"
+            && ev["sender"] == s.bob.handle,
+        "bob's hangup: {ev}"
+    );
+    Ok(())
+}
