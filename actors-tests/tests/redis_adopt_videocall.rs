@@ -7,7 +7,9 @@
 //! as janus.js's `reconnect()` does, and carries on with the same handle: B lists her, her
 //! `set` is answered by Janus, her `hangup` reaches bob as Janus's `hangup` event. If alice
 //! does not come back within `store.adopt_window_s`, bob gets his `hangup` then, and her name is
-//! freed.
+//! freed. Also: a registered user not in a call keeps her name (a record without a backend
+//! handle); a third proxy adopts the call (bob's proxy is told where it lives); a call nobody
+//! adopts is hung up by bob's proxy once its wait is over.
 
 use std::time::{Duration, Instant};
 
