@@ -85,6 +85,13 @@ pub struct Cluster<'a> {
 impl<'a> Cluster<'a> {
     /// Both Janus, with their Admin API and `reclaim_session_timeout = 60`, listening.
     pub fn start_janus(media: &'a MediaTest) -> Cluster<'a> {
+        Self::start_janus_with(media, &[])
+    }
+
+    /// [`Cluster::start_janus`] with Janus plugins the template disables enabled too (e.g.
+    /// `libjanus_videocall.so`, for a control run directly against Janus).
+    pub fn start_janus_with(media: &'a MediaTest, enable: &[&str]) -> Cluster<'a> {
+        let enabled: Vec<String> = enable.iter().map(|so| format!("{so},")).collect();
         let mut janus: Vec<JanusInNs> = BACKENDS
             .iter()
             .map(|b| {
@@ -92,20 +99,18 @@ impl<'a> Cluster<'a> {
                     "admin_ws = true\n\tadmin_ws_ip = \"127.0.0.1\"\n\tadmin_ws_port = {}",
                     b.admin_ws
                 );
-                let conf = media.write_janus_config(
-                    &format!("conf-{}", b.name),
-                    b.ws,
-                    &[
-                        // The videoroom pages' plugin (media_adopt_videoroom.rs).
-                        ("libjanus_videoroom.so,", ""),
-                        ("janus-media-test", b.name),
-                        (
-                            "reclaim_session_timeout = 0",
-                            "reclaim_session_timeout = 60",
-                        ),
-                        ("admin_ws = false", &admin),
-                    ],
-                );
+                let mut edits = vec![
+                    // The videoroom pages' plugin (media_adopt_videoroom.rs).
+                    ("libjanus_videoroom.so,", ""),
+                    ("janus-media-test", b.name),
+                    (
+                        "reclaim_session_timeout = 0",
+                        "reclaim_session_timeout = 60",
+                    ),
+                    ("admin_ws = false", admin.as_str()),
+                ];
+                edits.extend(enabled.iter().map(|so| (so.as_str(), "")));
+                let conf = media.write_janus_config(&format!("conf-{}", b.name), b.ws, &edits);
                 let text = fs::read_to_string(conf.join("janus.jcfg")).unwrap_or_default();
                 assert!(
                     text.contains("reclaim_session_timeout = 60"),

@@ -68,6 +68,10 @@ impl ProxyState {
             request_timeout: config.backend.request_timeout(),
             sync_interval: std::time::Duration::from_millis(config.store.sync_interval_ms),
             heartbeat_ttl: std::time::Duration::from_secs(config.store.heartbeat_ttl_s),
+            adopt_window: match store.adoption() {
+                Some(_) => std::time::Duration::from_secs(config.store.adopt_window_s),
+                None => std::time::Duration::ZERO,
+            },
         });
         let session = Arc::new(SessionEnv {
             general: config.general.clone(),

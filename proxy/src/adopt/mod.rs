@@ -129,32 +129,47 @@ impl Adopter {
                 };
                 let mut handles = Vec::new();
                 for record in records {
+                    let attach = AttachContext {
+                        env: env.plugin_env.clone(),
+                        session_port: port.clone(),
+                        session_id: id,
+                        handle_id: record.id,
+                        package: record.plugin.clone(),
+                        opaque_id: record.opaque_id.clone(),
+                    };
+                    let Some(plugin) = env.plugins.get(&record.plugin) else {
+                        lost.push(record.id);
+                        continue;
+                    };
+                    let Some(backend_handle) = record.backend_handle else {
+                        // Nothing on a backend: the plugin's state is all there is.
+                        match plugin.adopt_unbound(attach, record.state.clone()) {
+                            Some(handle) => {
+                                handles.push((record.id, plugin.clone(), handle, record.opaque_id))
+                            }
+                            None => lost.push(record.id),
+                        }
+                        continue;
+                    };
                     let held = plan
                         .on
-                        .get(&(record.server.clone(), record.backend_handle))
+                        .get(&(record.server.clone(), backend_handle))
                         .and_then(|session| links.get(&(record.server.clone(), *session)));
-                    let (Some(plugin), Some(held)) = (env.plugins.get(&record.plugin), held) else {
+                    let Some(held) = held else {
                         lost.push(record.id);
                         continue;
                     };
                     let rebuilt = plugin.adopt(AdoptContext {
-                        attach: AttachContext {
-                            env: env.plugin_env.clone(),
-                            session_port: port.clone(),
-                            session_id: id,
-                            handle_id: record.id,
-                            package: record.plugin.clone(),
-                            opaque_id: record.opaque_id.clone(),
-                        },
+                        attach,
                         server: record.server.clone(),
                         link: held.port.clone(),
-                        backend_handle: record.backend_handle,
+                        backend_handle,
                         state: record.state.clone(),
                     });
                     match rebuilt {
                         Some(rebuilt) => {
                             held.addr.do_send(AdoptRoute {
-                                handle: record.backend_handle,
+                                handle: backend_handle,
                                 route: rebuilt.route,
                             });
                             handles.push((
@@ -167,12 +182,12 @@ impl Adopter {
                         None => {
                             lost.push(record.id);
                             if let Some(session) =
-                                plan.on.get(&(record.server.clone(), record.backend_handle))
+                                plan.on.get(&(record.server.clone(), backend_handle))
                             {
                                 detach.push(HeldHandle {
                                     server: record.server,
                                     session: *session,
-                                    handle: record.backend_handle,
+                                    handle: backend_handle,
                                 });
                             }
                         }

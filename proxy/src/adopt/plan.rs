@@ -44,9 +44,9 @@ pub fn plan(
         .map(|h| ((h.server.as_str(), h.handle), h.session))
         .collect();
     // A handle's backend session: as its link recorded it; else the server's only one.
-    let session_of = |h: &HandleRecord| -> Option<u64> {
-        let on_server = sessions_on.get(h.server.as_str())?;
-        match held_in.get(&(h.server.as_str(), h.backend_handle)) {
+    let session_of = |server: &str, backend_handle: u64| -> Option<u64> {
+        let on_server = sessions_on.get(server)?;
+        match held_in.get(&(server, backend_handle)) {
             Some(session) => on_server.contains(session).then_some(*session),
             None => match on_server[..] {
                 [only] => Some(only),
@@ -67,9 +67,18 @@ pub fn plan(
         let mut handles = Vec::new();
         let mut lost = Vec::new();
         for h in &record.handles {
-            match session_of(h).filter(|_| adoptable(&h.plugin)) {
+            if !adoptable(&h.plugin) {
+                lost.push(h.id);
+                continue;
+            }
+            let Some(backend_handle) = h.backend_handle else {
+                // A handle with no backend handle needs no backend session.
+                handles.push(h.clone());
+                continue;
+            };
+            match session_of(&h.server, backend_handle) {
                 Some(session) => {
-                    on.insert((h.server.clone(), h.backend_handle), session);
+                    on.insert((h.server.clone(), backend_handle), session);
                     handles.push(h.clone());
                 }
                 None => lost.push(h.id),
@@ -125,7 +134,7 @@ mod tests {
             plugin: plugin.into(),
             opaque_id: None,
             server: server.into(),
-            backend_handle,
+            backend_handle: Some(backend_handle),
             state: serde_json::Value::Null,
         }
     }
@@ -135,6 +144,18 @@ mod tests {
             server: server.into(),
             session,
             handle,
+        }
+    }
+
+    /// A handle with no backend handle (only the plugin's state).
+    fn unbound(id: u64, plugin: &str) -> HandleRecord {
+        HandleRecord {
+            id,
+            plugin: plugin.into(),
+            opaque_id: None,
+            server: String::new(),
+            backend_handle: None,
+            state: serde_json::json!({"username": "alice"}),
         }
     }
 
@@ -271,5 +292,48 @@ mod tests {
         assert_eq!(p.reap, vec![backend("j1", 11)]);
         // The session itself is still claimed back (without the handle).
         assert_eq!(p.sessions, vec![(1, vec![], vec![10])]);
+    }
+
+    #[test]
+    fn a_handle_without_a_backend_handle_is_kept_and_holds_no_backend_session() {
+        const CALL: &str = "janus.plugin.videocall";
+        let dead = AdoptDead {
+            proxy: "p1".into(),
+            backend: vec![backend("j1", 11), backend("j2", 22)],
+            sessions: vec![
+                (
+                    1,
+                    SessionRecord {
+                        handles: vec![unbound(10, CALL), unbound(11, ROOM)],
+                        others: vec![],
+                    },
+                ),
+                // A user in a call: her leg is held.
+                (
+                    2,
+                    SessionRecord {
+                        handles: vec![handle(20, CALL, "j2", 200)],
+                        others: vec![],
+                    },
+                ),
+            ],
+            held: vec![
+                held("j1", 11, 100),
+                held("j2", 22, 200),
+                held("j2", 22, 201),
+            ],
+        };
+        let p = plan(&dead, |plugin| plugin == CALL, |_| false);
+        // j1 has nothing bound to adopt: reaped (its legs go with it), as before.
+        assert_eq!(p.hold, vec![backend("j2", 22)]);
+        assert_eq!(p.reap, vec![backend("j1", 11)]);
+        assert_eq!(
+            p.sessions,
+            vec![
+                (1, vec![unbound(10, CALL)], vec![11]),
+                (2, vec![handle(20, CALL, "j2", 200)], vec![]),
+            ]
+        );
+        assert_eq!(p.detach, vec![held("j2", 22, 201)]);
     }
 }

@@ -21,8 +21,13 @@ pub struct HandleRecord {
     pub plugin: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub opaque_id: Option<String>,
+    /// Its backend handle's server ("" when it has none).
+    #[serde(default)]
     pub server: String,
-    pub backend_handle: u64,
+    /// None: a handle whose state is all in the proxy (a videocall user not in a call),
+    /// rebuilt from `state` alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_handle: Option<u64>,
     /// The plugin's own state of the handle (the relay's: none).
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub state: serde_json::Value,
@@ -33,7 +38,8 @@ pub struct HandleRecord {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdoptableState {
     pub server: String,
-    pub backend_handle: u64,
+    /// None: nothing on a backend to keep, only `state`.
+    pub backend_handle: Option<u64>,
     pub state: serde_json::Value,
 }
 
@@ -164,7 +170,7 @@ mod tests {
                 plugin: "janus.plugin.echotest".into(),
                 opaque_id: None,
                 server: "j1".into(),
-                backend_handle: 8_000_000_000_000_001,
+                backend_handle: Some(8_000_000_000_000_001),
                 state: serde_json::Value::Null,
             }],
             others: vec![9],
@@ -177,6 +183,17 @@ mod tests {
             Some(SessionRecord::default())
         );
         assert_eq!(SessionRecord::parse("1", "[1]"), None);
+    }
+
+    #[test]
+    fn a_handle_record_may_have_no_backend_handle() {
+        let text =
+            r#"{"handles":[{"id":3,"plugin":"janus.plugin.videocall","state":{"username":"a"}}]}"#;
+        let record = SessionRecord::parse("1", text).expect("a record");
+        let handle = &record.handles[0];
+        assert_eq!((handle.server.as_str(), handle.backend_handle), ("", None));
+        assert_eq!(handle.state, serde_json::json!({"username": "a"}));
+        assert!(!record.to_json().contains("backend_handle"));
     }
 
     #[test]

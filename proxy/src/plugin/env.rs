@@ -33,4 +33,7 @@ pub struct PluginEnv {
     /// (a room's coordination is renewed at it, and lapses after a heartbeat lifetime).
     pub sync_interval: Duration,
     pub heartbeat_ttl: Duration,
+    /// `store.adopt_window_s` when a dead proxy's sessions are adopted (docs/adoption.md);
+    /// zero when they are not (no shared store, or adoption off).
+    pub adopt_window: Duration,
 }

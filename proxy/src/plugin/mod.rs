@@ -88,6 +88,12 @@ pub trait Plugin: Send + Sync {
     fn adopt(&self, _ctx: AdoptContext) -> Option<AdoptedHandle> {
         None
     }
+
+    /// Rebuilds a dead proxy's client handle that had no backend handle, from the plugin's
+    /// own `state` alone (a videocall user not in a call: her name), or None if it cannot.
+    fn adopt_unbound(&self, _attach: AttachContext, _state: Value) -> Option<AttachedHandle> {
+        None
+    }
 }
 
 /// The plugins clients can attach to, by package.

@@ -100,7 +100,7 @@ impl HandleEntry {
         let now = match (&attached.backend, attached.backend_handle) {
             (Some(server), Some(backend_handle)) => Some(AdoptableState {
                 server: server.clone(),
-                backend_handle,
+                backend_handle: Some(backend_handle),
                 state: serde_json::Value::Null,
             }),
             _ => None,

@@ -12,18 +12,23 @@
 //!   registry or configured under the same name on both).
 //! * A proxy that dies: every local handle in a call with one of its users gets
 //!   [`LeftCause::ProxyGone`] and hangs its call up, so the client gets `hangup` within a
-//!   heartbeat lifetime.
+//!   heartbeat lifetime. With adoption on (docs/adoption.md, "Videocall") the call waits
+//!   instead ([`super::calls`]): the survivor that rebuilds the dead proxy's user with her
+//!   call says where the call lives now (`moved`), and later messages go there; only a call
+//!   nobody adopted within the wait is hung up.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use actix::Addr;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::calls::RemoteCalls;
 use super::handle::peers::{
-    IncomingCall, IsBusy, LeftCause, Peer, PeerLeft, PeerLegReady, Ringing, Unreachable,
+    IncomingCall, IsBusy, LeftCause, Peer, PeerLeft, PeerLegReady, PeerMoved, Ringing, Unreachable,
 };
 use super::{handle::VideoCallHandle, SharedUserBook};
 use crate::messages::cluster::{BusReply, ClusterBus, Topic};
@@ -60,6 +65,9 @@ enum Wire {
         #[serde(default)]
         why: String,
     },
+    /// The sender adopted the peer of call `call` (a dead proxy's user): the call lives there
+    /// now.
+    Moved { call: u64 },
 }
 
 /// [`LeftCause`] on the wire (a dead proxy sends nothing: its peers find out themselves).
@@ -100,22 +108,52 @@ pub struct VideoCallRemote {
     me: Weak<VideoCallRemote>,
     bus: Arc<dyn ClusterBus>,
     users: SharedUserBook,
-    /// Calls with a peer on another proxy: call id → (local handle, peer's proxy).
-    calls: Mutex<HashMap<u64, (Addr<VideoCallHandle>, String)>>,
+    /// Calls with a peer on another proxy: call id → local handle, peer's proxy.
+    calls: Mutex<RemoteCalls<Addr<VideoCallHandle>>>,
+    /// How long a call whose peer's proxy died waits for its adoption (zero: adoption off,
+    /// hung up at once).
+    adoption_wait: Duration,
+    /// The live proxies as last told (the store tells only changes): orphaned calls are
+    /// swept against it once their wait is over.
+    alive: Mutex<HashSet<String>>,
 }
 
 impl VideoCallRemote {
     /// The plugin's remote side, registered on `bus` (once per proxy: the plugin keeps it).
-    pub fn register(bus: &Arc<dyn ClusterBus>, users: &SharedUserBook) -> Arc<VideoCallRemote> {
+    pub fn register(
+        bus: &Arc<dyn ClusterBus>,
+        users: &SharedUserBook,
+        adoption_wait: Duration,
+    ) -> Arc<VideoCallRemote> {
         let remote = Arc::new_cyclic(|me| VideoCallRemote {
             me: me.clone(),
             bus: bus.clone(),
             users: users.clone(),
-            calls: Mutex::new(HashMap::new()),
+            calls: Mutex::new(RemoteCalls::default()),
+            adoption_wait,
+            alive: Mutex::new(HashSet::new()),
         });
         let topic = remote.clone();
         bus.register(TOPIC, Box::new(move || topic));
         remote
+    }
+
+    /// This proxy's id in the store.
+    pub fn own_id(&self) -> &str {
+        self.bus.proxy_id()
+    }
+
+    /// Local handle `handle` now holds call `call` (adopted here), whose peer is on `proxy`:
+    /// that proxy is told where the call lives now.
+    pub fn adopted_call(&self, call: u64, handle: Addr<VideoCallHandle>, proxy: &str) {
+        self.calls.lock().insert(call, handle, proxy);
+        self.send(proxy, &Wire::Moved { call });
+    }
+
+    /// The local handle in call `call` with a peer elsewhere, taken out of the table: the
+    /// peer was adopted here.
+    pub fn take_call(&self, call: u64) -> Option<Addr<VideoCallHandle>> {
+        self.calls.lock().remove(call)
     }
 
     fn local(&self, username: &str) -> Option<Addr<VideoCallHandle>> {
@@ -164,7 +202,7 @@ impl VideoCallRemote {
         msg: IncomingCall,
         caller: Addr<VideoCallHandle>,
     ) -> Result<Ringing, Unreachable> {
-        self.calls.lock().insert(msg.call, (caller, proxy.clone()));
+        self.calls.lock().insert(msg.call, caller, &proxy);
         let message = Wire::Ring {
             username,
             call: msg.call,
@@ -182,7 +220,7 @@ impl VideoCallRemote {
             Ok(RingState::Gone) | Err(_) => Err(Unreachable),
         };
         if ringing != Ok(Ringing::Yes) {
-            self.calls.lock().remove(&msg.call);
+            self.calls.lock().remove(msg.call);
         }
         ringing
     }
@@ -192,7 +230,7 @@ impl VideoCallRemote {
     }
 
     pub fn left(&self, proxy: &str, call: u64, cause: &LeftCause) {
-        self.calls.lock().remove(&call);
+        self.calls.lock().remove(call);
         let (cause, why) = match cause {
             LeftCause::Gone | LeftCause::ProxyGone => (WireCause::Gone, String::new()),
             LeftCause::Failed(why) => (WireCause::Failed, why.clone()),
@@ -223,7 +261,7 @@ impl VideoCallRemote {
         actix_rt::spawn(async move {
             let ringing = match target {
                 Some(addr) => {
-                    self.calls.lock().insert(call, (addr.clone(), from.clone()));
+                    self.calls.lock().insert(call, addr.clone(), &from);
                     let incoming = IncomingCall {
                         call,
                         caller: Peer::Remote {
@@ -242,7 +280,7 @@ impl VideoCallRemote {
                 None => RingState::Gone,
             };
             if ringing != RingState::Yes {
-                self.calls.lock().remove(&call);
+                self.calls.lock().remove(call);
             }
             match serde_json::to_value(RingAnswer { ringing }) {
                 Ok(answer) => reply.send(answer),
@@ -275,8 +313,19 @@ impl Topic for VideoCallRemote {
                 }
             }
             (Wire::Ready { call }, _) => {
-                if let Some((addr, _)) = self.calls.lock().get(&call) {
+                if let Some(addr) = self.calls.lock().get(call) {
                     addr.do_send(PeerLegReady { call });
+                }
+            }
+            (Wire::Moved { call }, _) => {
+                let moved = self.calls.lock().moved(call, &from);
+                if let (Some(addr), Some(me)) = (moved, self.me.upgrade()) {
+                    log::info!("videocall: call {call}'s peer was adopted by proxy {from}");
+                    let peer = Peer::Remote {
+                        remote: me,
+                        proxy: from,
+                    };
+                    addr.do_send(PeerMoved { call, peer });
                 }
             }
             (Wire::Left { call, cause, why }, _) => {
@@ -286,7 +335,7 @@ impl Topic for VideoCallRemote {
                     WireCause::Ended => LeftCause::Ended,
                     WireCause::Gone => LeftCause::Gone,
                 };
-                if let Some((addr, _)) = self.calls.lock().remove(&call) {
+                if let Some(addr) = self.calls.lock().remove(call) {
                     addr.do_send(PeerLeft { call, cause });
                 }
             }
@@ -297,17 +346,29 @@ impl Topic for VideoCallRemote {
     }
 
     fn proxies_alive(&self, alive: &HashSet<String>) {
-        let dead: Vec<(u64, Addr<VideoCallHandle>)> = {
+        alive.clone_into(&mut self.alive.lock());
+        self.sweep();
+        let orphaned = self.calls.lock().any_orphaned();
+        if let (true, Some(me)) = (orphaned, self.me.upgrade()) {
+            // The store says nothing more until the live proxies change: the calls still
+            // waiting then are swept once their wait is over.
+            let wait = self.adoption_wait;
+            actix_rt::spawn(async move {
+                tokio::time::sleep(wait).await;
+                me.sweep();
+            });
+        }
+    }
+}
+
+impl VideoCallRemote {
+    /// Hangs up the calls whose peer's proxy is gone and whose wait is over.
+    fn sweep(&self) {
+        let alive = self.alive.lock().clone();
+        let dead = {
             let mut calls = self.calls.lock();
-            calls.retain(|_, (addr, _)| addr.connected());
-            let dead: Vec<u64> = calls
-                .iter()
-                .filter(|(_, (_, proxy))| !alive.contains(proxy))
-                .map(|(id, _)| *id)
-                .collect();
-            dead.into_iter()
-                .filter_map(|id| calls.remove(&id).map(|(addr, _)| (id, addr)))
-                .collect()
+            calls.retain(|addr| addr.connected());
+            calls.proxies_alive(&alive, Instant::now(), self.adoption_wait)
         };
         for (call, addr) in dead {
             log::info!("videocall: the peer's proxy of call {call} is gone; hanging up");
@@ -399,7 +460,8 @@ mod tests {
     fn remote() -> (Arc<RecordingBus>, Arc<VideoCallRemote>) {
         let bus = Arc::new(RecordingBus::default());
         let dynamic: Arc<dyn ClusterBus> = bus.clone();
-        let remote = VideoCallRemote::register(&dynamic, &SharedUserBook::default());
+        let remote =
+            VideoCallRemote::register(&dynamic, &SharedUserBook::default(), Duration::ZERO);
         (bus, remote)
     }
 
@@ -412,6 +474,8 @@ mod tests {
             json!({"t": "ready", "call": "x"}),
             json!({"t": "busy", "username": "x"}),
             json!({"t": "whatever", "call": 1}),
+            json!({"t": "moved", "call": 7}),
+            json!({"t": "moved"}),
             json!(3),
         ] {
             remote.deliver("two".into(), body, None);

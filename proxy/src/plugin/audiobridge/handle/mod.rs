@@ -215,7 +215,7 @@ impl AudioBridgeHandle {
             (None, None) => true,
             (Some((p, handle, media)), Some(sent)) => {
                 sent.server == p.server
-                    && sent.backend_handle == *handle
+                    && sent.backend_handle == Some(*handle)
                     && sent.state["room"] == p.room
                     && sent.state["id"] == *p.id.as_ref().unwrap_or(&Value::Null)
                     && sent.state["display"].as_str() == self.display.as_deref()
@@ -228,7 +228,7 @@ impl AudioBridgeHandle {
         }
         Some(now.map(|(p, backend_handle, media)| AdoptableState {
             server: p.server.clone(),
-            backend_handle,
+            backend_handle: Some(backend_handle),
             state: json!({"room": p.room, "id": p.id, "display": self.display, "media": media}),
         }))
     }

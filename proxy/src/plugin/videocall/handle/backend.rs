@@ -188,6 +188,7 @@ impl VideoCallHandle {
             held.reply_to,
         );
         self.flush_trickles();
+        self.share_adoptable();
         self.resume(ctx);
     }
 
@@ -319,5 +320,6 @@ impl Handler<BackendIncoming> for VideoCallHandle {
             BackendIncoming::Event { frame, .. } => self.on_leg_event(ctx, frame),
             BackendIncoming::LinkLost { .. } => self.on_leg_lost(ctx),
         }
+        self.share_adoptable();
     }
 }

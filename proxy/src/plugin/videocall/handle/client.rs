@@ -228,6 +228,7 @@ impl VideoCallHandle {
                 Err(errors::taken(&username))
             } else {
                 act.username = Some(username);
+                act.share_adoptable();
                 Ok(registered)
             };
             act.event_of(&transaction, &reply_to, outcome);

@@ -23,7 +23,11 @@
 //!
 //! The peer handle is told when this side cannot go on ([`peers::PeerLeft`]); when the backend
 //! is lost both sides get the `hangup` event.
+//!
+//! With adoption on, the handle tells its session what a survivor needs ([`adopt`]): its
+//! name, and its live call with its leg; a survivor rebuilds it from that.
 
+mod adopt;
 mod backend;
 mod client;
 pub mod peers;
@@ -166,6 +170,10 @@ pub struct VideoCallHandle {
     pending_set: JsonMap,
     /// Trickles that arrived before the call reached the backend, in order.
     trickles: Vec<Trickle>,
+    /// What the session was last told a survivor needs to rebuild this handle.
+    adoptable: Option<crate::messages::adoption::AdoptableState>,
+    /// Rebuilt from a dead proxy's record: what is left to do once started.
+    adopted: Option<adopt::Restored>,
 }
 
 impl VideoCallHandle {
@@ -187,6 +195,8 @@ impl VideoCallHandle {
             leg: None,
             pending_set: JsonMap::new(),
             trickles: Vec::new(),
+            adoptable: None,
+            adopted: None,
         }
     }
 
@@ -381,6 +391,12 @@ impl WithLegs for VideoCallHandle {
 
 impl Actor for VideoCallHandle {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(restored) = self.adopted.take() {
+            self.restored(ctx, restored);
+        }
+    }
 
     fn stopped(&mut self, _: &mut Self::Context) {
         // Done already when the handle left; this covers the system shutting down.

@@ -53,6 +53,14 @@ pub struct PeerLeft {
     pub cause: LeftCause,
 }
 
+/// The other side of call `call` was adopted (its proxy died): it is `peer` now.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PeerMoved {
+    pub call: u64,
+    pub peer: Peer,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeftCause {
     /// Its handle went away (detach, session destroyed or timed out, socket closed).
@@ -63,7 +71,8 @@ pub enum LeftCause {
     BackendLost,
     /// The backend ended the call (it tells both legs itself).
     Ended,
-    /// The peer's proxy died (its heartbeat expired): the backend may not know for a while.
+    /// The peer's proxy died (its heartbeat expired) and, with adoption on, nobody adopted
+    /// the call in time: the backend may not know for a while.
     ProxyGone,
 }
 
@@ -190,10 +199,28 @@ impl Handler<PeerLegReady> for VideoCallHandle {
     }
 }
 
+impl Handler<PeerMoved> for VideoCallHandle {
+    type Result = ();
+
+    fn handle(&mut self, msg: PeerMoved, _: &mut Context<Self>) {
+        if let Some(call) = self.call.as_mut().filter(|c| c.id == msg.call) {
+            call.peer = msg.peer;
+        }
+        self.share_adoptable();
+    }
+}
+
 impl Handler<PeerLeft> for VideoCallHandle {
     type Result = ();
 
     fn handle(&mut self, msg: PeerLeft, ctx: &mut Context<Self>) {
+        self.peer_left(ctx, msg);
+        self.share_adoptable();
+    }
+}
+
+impl VideoCallHandle {
+    fn peer_left(&mut self, ctx: &mut Context<Self>, msg: PeerLeft) {
         let Some(call) = self.call.as_ref().filter(|c| c.id == msg.call) else {
             return;
         };

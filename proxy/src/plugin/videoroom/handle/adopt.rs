@@ -123,7 +123,7 @@ impl VideoRoomHandle {
         let state = serde_json::to_value(Participation::of(j)?).ok()?;
         Some(AdoptableState {
             server: j.server.clone(),
-            backend_handle,
+            backend_handle: Some(backend_handle),
             state,
         })
     }
