@@ -2,6 +2,7 @@
 //! WebSocket client that speaks the Janus API (tokio-tungstenite, independent of our code).
 
 pub mod adopt_cluster;
+pub mod adopt_pair;
 pub mod audiobridge_client;
 pub mod compare;
 pub mod fake_janus;

@@ -11,95 +11,37 @@
 
 use std::time::{Duration, Instant};
 
+use actors_tests::adopt_pair::{
+    self, claimed, client_record, janus, process_toml, skip, unique, Pair, TTL_S, WAIT,
+};
 use actors_tests::proxy_process::ProxyProcess;
-use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::redis_server::RedisServer;
 use actors_tests::scenario::{echotest_ok, peer_on};
 use actors_tests::{audiobridge_client, videoroom_client};
 use actors_tests::{
-    init_logging, proxy_config, wait_until, JanusClient, JanusOptions, JanusServer, ProxyConfig,
-    ProxyUnderTest,
+    init_logging, wait_until, JanusClient, JanusServer, ProxyConfig, ProxyUnderTest,
 };
 use anyhow::{ensure, Context as _};
 use serde_json::{json, Value};
 
 const ECHOTEST: &str = "janus.plugin.echotest";
-const WAIT: Duration = Duration::from_secs(10);
-const SYNC_MS: u64 = 200;
-const TTL_S: u64 = 2;
+const RELAY: &str = "relay = [\"janus.plugin.echotest\"]\n";
 
-fn skip() -> bool {
-    if redis_server::available() {
-        return false;
-    }
-    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
-    true
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Proxy A, the one that dies: a process.
-fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str) -> String {
-    format!(
-        "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
-         [plugins]\nrelay = [\"{ECHOTEST}\"]\n\n\
-         [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-         heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n\n\
-         [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
-        janus.ws_url(),
-        redis.url()
-    )
-}
-
-/// Proxy B, the survivor.
+/// Proxy B, the survivor, relaying the echotest.
 fn survivor(redis: &RedisServer, janus: &JanusServer, id: &str, window_s: u64) -> ProxyConfig {
-    let mut config = proxy_config(&[("j1", janus.ws_url())]);
+    let mut config = adopt_pair::survivor(redis, janus, id, window_s);
     config.plugins.relay = vec![ECHOTEST.into()];
-    config.store.url = redis.url();
-    config.store.proxy_id = id.to_owned();
-    config.store.sync_interval_ms = SYNC_MS;
-    config.store.heartbeat_ttl_s = TTL_S;
-    config.store.timeout_ms = 500;
-    config.store.adopt_window_s = window_s;
     config
 }
 
-async fn janus() -> anyhow::Result<JanusServer> {
-    JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(60),
-        ..Default::default()
-    })
+/// Proxy A (with `a_plugins` added to its `[plugins]`) and B (`adopt_window_s = window_s`).
+async fn pair(window_s: u64, a_plugins: &str) -> anyhow::Result<Pair> {
+    adopt_pair::pair(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        &format!("{RELAY}{a_plugins}"),
+        |redis, janus| survivor(redis, janus, "adopt-b", window_s),
+    )
     .await
-}
-
-/// The client session record proxy `id` wrote for `session`.
-fn client_record(redis: &RedisServer, id: &str, session: u64) -> anyhow::Result<Option<Value>> {
-    let key = format!("januscloud:proxy_client_sessions:{id}");
-    let text = redis.cli(&["HGET", &key, &session.to_string()])?;
-    match text.trim() {
-        "" => Ok(None),
-        text => Ok(Some(serde_json::from_str(text).context("client record")?)),
-    }
-}
-
-/// A client of `url` that claimed `session` (Janus's exact `success`; `what` names the step).
-async fn claimed(url: &str, session: u64, what: &str) -> anyhow::Result<JanusClient> {
-    let mut client = JanusClient::connect(url).await?;
-    let reply = client
-        .request(json!({"janus": "claim", "session_id": session, "transaction": "claim"}))
-        .await?;
-    ensure!(
-        reply == json!({"janus": "success", "session_id": session, "transaction": "claim"}),
-        "{what}: {reply}"
-    );
-    Ok(client)
 }
 
 /// A and B on one Redis and one Janus, alice on A with an echotest handle that works, A's
@@ -112,42 +54,6 @@ struct Setup {
     session: u64,
     handle: u64,
     killed: Instant,
-}
-
-/// Redis, a Janus, proxy A (a process, with `a_plugins` added to its `[plugins]`) and proxy
-/// B (in-process, `adopt_window_s = window_s`), both counting both.
-struct Pair {
-    redis: RedisServer,
-    janus: JanusServer,
-    a_id: String,
-    a: ProxyProcess,
-    b: ProxyUnderTest,
-}
-
-async fn pair(window_s: u64, a_plugins: &str) -> anyhow::Result<Pair> {
-    let redis = RedisServer::start().await?;
-    let janus = janus().await?;
-    let a_id = format!("adopt-a-{}", unique());
-    let toml = process_toml(&redis, &janus, &a_id)
-        .replace("[plugins]\n", &format!("[plugins]\n{a_plugins}"));
-    let a = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy-under-test"), &toml)?;
-    let b = ProxyUnderTest::start(survivor(&redis, &janus, "adopt-b", window_s)).await?;
-    a.wait_ready(WAIT).await?;
-    // Both see both (A hands its sessions over only to someone).
-    let (a_admin, b_ref) = (a.admin_addr(), &b);
-    wait_until("two live proxies", WAIT, || async move {
-        let a_sees =
-            actors_tests::http::get(a_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
-        Ok(a_sees && b_ref.state.store.status().proxies == 2)
-    })
-    .await?;
-    Ok(Pair {
-        redis,
-        janus,
-        a_id,
-        a,
-        b,
-    })
 }
 
 /// How proxy A goes.
@@ -582,8 +488,8 @@ async fn a_survivor_holding_adopted_sessions_passes_them_on_when_it_goes() -> an
         format!("adopt-b-{}", unique()),
     );
     let bin = env!("CARGO_BIN_EXE_proxy-under-test");
-    let mut a = ProxyProcess::start(bin, &process_toml(&redis, &janus, &a_id))?;
-    let b = ProxyProcess::start(bin, &process_toml(&redis, &janus, &b_id))?;
+    let mut a = ProxyProcess::start(bin, &process_toml(&redis, &janus, &a_id, RELAY))?;
+    let b = ProxyProcess::start(bin, &process_toml(&redis, &janus, &b_id, RELAY))?;
     a.wait_ready(WAIT).await?;
     b.wait_ready(WAIT).await?;
     let mut alice = peer_on(&a.url(), ECHOTEST).await?;

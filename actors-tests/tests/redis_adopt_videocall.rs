@@ -13,12 +13,14 @@
 
 use std::time::{Duration, Instant};
 
+use actors_tests::adopt_pair::{
+    self, client_record, janus, process_toml, skip, unique, TTL_S, WAIT,
+};
 use actors_tests::proxy_process::ProxyProcess;
-use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::redis_server::RedisServer;
 use actors_tests::scenario::{peer_on, Peer};
 use actors_tests::{
-    init_logging, proxy_config, wait_until, JanusClient, JanusOptions, JanusServer, ProxyConfig,
-    ProxyUnderTest,
+    init_logging, wait_until, JanusClient, JanusServer, ProxyConfig, ProxyUnderTest,
 };
 use anyhow::{bail, ensure, Context as _};
 use serde_json::{json, Value};
@@ -26,51 +28,11 @@ use serde_json::{json, Value};
 const VIDEOCALL: &str = "janus.plugin.videocall";
 const OFFER: &str = include_str!("data/videocall-offer.sdp");
 const ANSWER: &str = include_str!("data/videocall-answer.sdp");
-const WAIT: Duration = Duration::from_secs(10);
-const SYNC_MS: u64 = 200;
-const TTL_S: u64 = 2;
 const B_ID: &str = "adopt-vc-b";
-
-fn skip() -> bool {
-    if redis_server::available() {
-        return false;
-    }
-    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
-    true
-}
-
-fn unique() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(1);
-    format!(
-        "{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Proxy A, the one that dies: a process (adoption on: `adopt_window_s` defaults to 30).
-fn process_toml(redis: &RedisServer, janus: &JanusServer, id: &str) -> String {
-    format!(
-        "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n\
-         [store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-         heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n\n\
-         [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
-        janus.ws_url(),
-        redis.url()
-    )
-}
 
 /// Proxy B, bob's and the survivor.
 fn survivor(redis: &RedisServer, janus: &JanusServer, window_s: u64) -> ProxyConfig {
-    let mut config = proxy_config(&[("j1", janus.ws_url())]);
-    config.store.url = redis.url();
-    config.store.proxy_id = B_ID.to_owned();
-    config.store.sync_interval_ms = SYNC_MS;
-    config.store.heartbeat_ttl_s = TTL_S;
-    config.store.timeout_ms = 500;
-    config.store.adopt_window_s = window_s;
-    config
+    adopt_pair::survivor(redis, janus, B_ID, window_s)
 }
 
 fn result_event(f: &Value) -> Option<&str> {
@@ -153,16 +115,6 @@ async fn registered(url: &str, name: &str) -> anyhow::Result<Peer> {
     Ok(u)
 }
 
-/// The record proxy `id` wrote of client session `session`.
-fn client_record(redis: &RedisServer, id: &str, session: u64) -> anyhow::Result<Option<Value>> {
-    let key = format!("januscloud:proxy_client_sessions:{id}");
-    let text = redis.cli(&["HGET", &key, &session.to_string()])?;
-    match text.trim() {
-        "" => Ok(None),
-        text => Ok(Some(serde_json::from_str(text).context("client record")?)),
-    }
-}
-
 /// Which proxy holds videocall user `name` in Redis ("" for nobody).
 fn user_owner(redis: &RedisServer, name: &str) -> anyhow::Result<String> {
     let key = format!("januscloud:videocall_users:{name}");
@@ -182,13 +134,9 @@ struct Setup {
 
 async fn call_then_a_dies(window_s: u64) -> anyhow::Result<Setup> {
     let redis = RedisServer::start().await?;
-    let janus = JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(60),
-        ..Default::default()
-    })
-    .await?;
+    let janus = janus().await?;
     let a_id = format!("adopt-vc-a-{}", unique());
-    let toml = process_toml(&redis, &janus, &a_id);
+    let toml = process_toml(&redis, &janus, &a_id, "");
     let mut a = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy-under-test"), &toml)?;
     let b = ProxyUnderTest::start(survivor(&redis, &janus, window_s)).await?;
     a.wait_ready(WAIT).await?;
@@ -376,15 +324,11 @@ async fn a_registered_videocall_user_not_in_a_call_keeps_her_name() -> anyhow::R
         return Ok(());
     }
     let redis = RedisServer::start().await?;
-    let janus = JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(60),
-        ..Default::default()
-    })
-    .await?;
+    let janus = janus().await?;
     let a_id = format!("adopt-vc-a-{}", unique());
     let mut a = ProxyProcess::start(
         env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id),
+        &process_toml(&redis, &janus, &a_id, ""),
     )?;
     let b = ProxyUnderTest::start(survivor(&redis, &janus, 30)).await?;
     a.wait_ready(WAIT).await?;
@@ -455,15 +399,11 @@ async fn a_call_adopted_by_a_third_proxy_goes_on() -> anyhow::Result<()> {
         return Ok(());
     }
     let redis = RedisServer::start().await?;
-    let janus = JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(60),
-        ..Default::default()
-    })
-    .await?;
+    let janus = janus().await?;
     let a_id = format!("adopt-vc-a-{}", unique());
     let mut a = ProxyProcess::start(
         env!("CARGO_BIN_EXE_proxy-under-test"),
-        &process_toml(&redis, &janus, &a_id),
+        &process_toml(&redis, &janus, &a_id, ""),
     )?;
     let mut b_config = survivor(&redis, &janus, 30);
     b_config.store.sync_interval_ms = 1000;

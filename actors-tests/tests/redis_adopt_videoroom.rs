@@ -13,32 +13,21 @@
 
 use std::time::{Duration, Instant};
 
+use actors_tests::adopt_pair::{client_record, pair, skip, survivor, Pair, WAIT};
 use actors_tests::proxy_process::ProxyProcess;
-use actors_tests::redis_server::{self, RedisServer};
+use actors_tests::redis_server::RedisServer;
 use actors_tests::scenario::Peer;
 use actors_tests::videoroom_client::{self, answer, join_publisher};
-use actors_tests::{
-    init_logging, proxy_config, wait_until, JanusClient, JanusOptions, JanusServer, ProxyUnderTest,
-};
-use anyhow::{ensure, Context as _};
+use actors_tests::{init_logging, wait_until, JanusClient, JanusServer, ProxyUnderTest};
+use anyhow::ensure;
 use serde_json::{json, Value};
 
-const WAIT: Duration = Duration::from_secs(10);
-const SYNC_MS: u64 = 200;
-const TTL_S: u64 = 2;
-
-fn skip() -> bool {
-    if redis_server::available() {
-        return false;
-    }
-    println!("SKIP: redis-server is not installed (apt-get install redis-server)");
-    true
-}
-
-fn unique() -> u64 {
+/// A room number no other test of this process uses.
+fn room_number() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(1);
-    u64::from(std::process::id()) * 100 + N.fetch_add(1, Ordering::Relaxed)
+    8_000_000
+        + (u64::from(std::process::id()) * 100 + N.fetch_add(1, Ordering::Relaxed)) % 1_000_000
 }
 
 /// Redis, a Janus, proxy A (a process) and proxy B (in-process, `adopt_window_s`), both
@@ -58,45 +47,20 @@ const ALICE: u64 = 1;
 const BOB: u64 = 2;
 
 async fn alice_on_a_bob_on_b(window_s: u64) -> anyhow::Result<Room> {
-    let redis = RedisServer::start().await?;
-    let janus = JanusServer::start_with(JanusOptions {
-        reclaim_session_timeout: Some(60),
-        ..Default::default()
-    })
-    .await?;
-    let a_id = format!("vr-adopt-a-{}", unique());
-    let store = |id: &str| {
-        format!(
-            "[store]\nurl = \"{}\"\nproxy_id = \"{id}\"\nsync_interval_ms = {SYNC_MS}\n\
-             heartbeat_ttl_s = {TTL_S}\ntimeout_ms = 500\n",
-            redis.url()
-        )
-    };
-    let toml = format!(
-        "[[backend.servers]]\nname = \"j1\"\nurl = \"{}\"\n\n{}\n\
-         [shutdown]\ndrain_s = 0\ngrace_s = 5\n",
-        janus.ws_url(),
-        store(&a_id)
-    );
-    let a = ProxyProcess::start(env!("CARGO_BIN_EXE_proxy-under-test"), &toml)?;
-    let mut config = proxy_config(&[("j1", janus.ws_url())]);
-    config.store.url = redis.url();
-    config.store.proxy_id = "vr-adopt-b".into();
-    config.store.sync_interval_ms = SYNC_MS;
-    config.store.heartbeat_ttl_s = TTL_S;
-    config.store.timeout_ms = 500;
-    config.store.adopt_window_s = window_s;
-    let b = ProxyUnderTest::start(config).await?;
-    a.wait_ready(WAIT).await?;
-    let (a_admin, b_ref) = (a.admin_addr(), &b);
-    wait_until("two live proxies", WAIT, || async move {
-        let a_sees =
-            actors_tests::http::get(a_admin, "/readyz").await?.json()["store"]["proxies"] == 2;
-        Ok(a_sees && b_ref.state.store.status().proxies == 2)
-    })
+    let Pair {
+        redis,
+        janus,
+        a_id,
+        a,
+        b,
+    } = pair(
+        env!("CARGO_BIN_EXE_proxy-under-test"),
+        "",
+        |redis, janus| survivor(redis, janus, "vr-adopt-b", window_s),
+    )
     .await?;
 
-    let room = 8_000_000 + unique() % 1_000_000;
+    let room = room_number();
     let mut alice = videoroom_client::user(&a.url()).await?;
     let created = answer(
         &mut alice,
@@ -110,14 +74,11 @@ async fn alice_on_a_bob_on_b(window_s: u64) -> anyhow::Result<Room> {
     let mut bob = videoroom_client::user(&b.ws_url()).await?;
     join_publisher(&mut bob, room, BOB).await?;
     // A recorded alice's participation for a survivor: her room, id and leg.
-    let key = format!("januscloud:proxy_client_sessions:{a_id}");
     let (session, handle) = (alice.session, alice.handle);
     wait_until("alice's record", WAIT, || {
         let found = (|| {
-            let text = redis.cli(&["HGET", &key, &session.to_string()])?;
-            let record: Value = match text.trim() {
-                "" => return Ok(false),
-                text => serde_json::from_str(text).context("client record")?,
+            let Some(record) = client_record(&redis, &a_id, session)? else {
+                return Ok(false);
             };
             let h = &record["handles"][0];
             Ok(h["id"] == handle && h["state"]["id"] == ALICE && h["state"]["room"] == room)
