@@ -352,6 +352,67 @@ impl<'a> Cluster<'a> {
     }
 
     /// Everything but the killed proxy must be alive; then every process is stopped.
+    /// The control: `script` (label `control`, `args`, then `--out <work dir>`) directly
+    /// against the first Janus; its summary, or a panic that blames the environment.
+    pub fn run_control(
+        &mut self,
+        script: &str,
+        args: &[&str],
+        check: impl FnOnce(&Value) -> Vec<String>,
+    ) -> Value {
+        let media = self.media;
+        let out = media.path().to_str().unwrap_or(".").to_owned();
+        let args: Vec<&str> = args.iter().copied().chain(["--out", &out]).collect();
+        let url = BACKENDS[0].ws_url();
+        let control =
+            media.run_script_with(script, "control", &url, SCRIPT_TIMEOUT_MS, 10_000, &args);
+        control.expect_success(check).unwrap_or_else(|diag| {
+            panic!(
+                "{}: the page(s) DIRECTLY against one Janus failed at step {:?}, so the \
+                 environment (Janus / Chromium / janus.js / the namespace) is broken, not the \
+                 proxies.\n{diag}\n{}",
+                media.test,
+                failed_step(&control),
+                janus_reports(&mut self.janus)
+            )
+        })
+    }
+
+    /// [`Cluster::run_script_and_kill`], which must pass `check`: its summary and the index of
+    /// the killed proxy, or a panic with every process's report (the work dir kept).
+    pub fn run_through_and_kill(
+        &mut self,
+        script: &str,
+        label: &str,
+        extra: &[&str],
+        check: impl FnOnce(&Value) -> Vec<String>,
+    ) -> (Value, usize) {
+        let test = self.media.test;
+        let (run, killed) = self.run_script_and_kill(script, label, extra);
+        let summary = run.expect_success(check).unwrap_or_else(|diag| {
+            eprintln!("{test}: work dir kept: {}", self.media.path().display());
+            panic!(
+                "{test}: FAILED AT STEP {:?} through HAProxy (the control passed).\n{diag}\n{}",
+                failed_step(&run),
+                self.reports()
+            )
+        });
+        let killed = killed.expect("a passing run had its proxy killed");
+        (summary, killed)
+    }
+
+    /// After a passing run: the killed proxy must not be the one listing the session
+    /// (`holder_after`), everything else alive; then every process is stopped.
+    pub fn finish(&mut self, killed: usize, summary: &Value) {
+        if summary["holder_after"]["proxy"] == PROXIES[killed].name {
+            panic!(
+                "{}: the killed proxy still lists the session: {summary}",
+                self.media.test
+            );
+        }
+        self.assert_alive_and_stop(killed);
+    }
+
     pub fn assert_alive_and_stop(&mut self, killed: usize) {
         for (i, proxy) in self.proxies.iter_mut().enumerate() {
             if i != killed {

@@ -28,10 +28,8 @@
 use std::time::Instant;
 
 use actors_tests::adopt_cluster::{
-    failed_step, start, Cluster, BACKENDS, CLAIM_MS, LATER_MS, ONE_AT_A_TIME, PROXIES,
-    SCRIPT_TIMEOUT_MS, STEP_MS,
+    failed_step, start, Cluster, BACKENDS, CLAIM_MS, LATER_MS, ONE_AT_A_TIME, PROXIES, STEP_MS,
 };
-use actors_tests::netns::janus_reports;
 use actors_tests::webinar::janus_admin_arg;
 use serde_json::Value;
 
@@ -77,14 +75,9 @@ fn a_client_whose_proxy_dies_claims_its_session_on_the_survivor_and_media_goes_o
     let mut cluster = Cluster::start_janus(&media);
 
     // ---- the control: the same page directly against one Janus, nothing killed -----------
-    let out = media.path().to_str().unwrap_or(".").to_owned();
     let direct_admin = janus_admin_arg(&BACKENDS[..1]);
-    let control = media.run_script_with(
+    let summary = cluster.run_control(
         "adopt",
-        "control",
-        &BACKENDS[0].ws_url(),
-        SCRIPT_TIMEOUT_MS,
-        10_000,
         &[
             "--mode",
             "control",
@@ -98,21 +91,9 @@ fn a_client_whose_proxy_dies_claims_its_session_on_the_survivor_and_media_goes_o
             LATER_MS,
             "--step-ms",
             STEP_MS,
-            "--out",
-            &out,
         ],
+        |_| Vec::new(),
     );
-    let summary = control
-        .expect_success(|_| Vec::new())
-        .unwrap_or_else(|diag| {
-            panic!(
-                "{TEST}: the page DIRECTLY against one Janus failed at step {:?}, so the \
-             environment (Janus / Chromium / janus.js / the namespace) is broken, not the \
-             proxies.\n{diag}\n{}",
-                failed_step(&control),
-                janus_reports(&mut cluster.janus)
-            )
-        });
     println!(
         "{TEST}: [control] frames decoded {} -> {} in {LATER_MS} ms, request answered; socket \
          to Janus cut: claimed on Janus {} ms after the cut, frames decoded {} -> {} -> {}",
@@ -126,16 +107,8 @@ fn a_client_whose_proxy_dies_claims_its_session_on_the_survivor_and_media_goes_o
 
     // ---- through HAProxy: the holder killed, the session claimed on the survivor -----------
     cluster.start_proxies(PROXY_BIN, 30);
-    let (run, killed) = cluster.run_and_kill_the_holder("proxy", "adopt");
-    let summary = run.expect_success(check_adopt).unwrap_or_else(|diag| {
-        eprintln!("{TEST}: work dir kept: {}", media.path().display());
-        panic!(
-            "{TEST}: FAILED AT STEP {:?} through HAProxy (the control passed).\n{diag}\n{}",
-            failed_step(&run),
-            cluster.reports()
-        )
-    });
-    let killed = killed.expect("a passing run had its proxy killed");
+    let (summary, killed) =
+        cluster.run_through_and_kill("adopt", "proxy", &["--mode", "adopt"], check_adopt);
     println!(
         "{TEST}: killed {}; claimed on {} {} ms after the kill (session {}, handle {}, Janus {}); \
          frames decoded before the kill {}, after the claim {}, {LATER_MS} ms later {}",
@@ -149,10 +122,7 @@ fn a_client_whose_proxy_dies_claims_its_session_on_the_survivor_and_media_goes_o
         summary["frames"]["after_claim"],
         summary["frames"]["later"]
     );
-    if summary["holder_after"]["proxy"] == PROXIES[killed].name {
-        panic!("{TEST}: the killed proxy still lists the session: {summary}");
-    }
-    cluster.assert_alive_and_stop(killed);
+    cluster.finish(killed, &summary);
     drop(cluster);
     let took = media.passed();
     println!("{TEST}: passed in {:.1} s", took.as_secs_f64());

@@ -20,10 +20,8 @@
 //! `media_adopt.rs` needs; prints `SKIP: ...` without it. On a failure the work dir is kept.
 
 use actors_tests::adopt_cluster::{
-    failed_step, start, Cluster, BACKENDS, CLAIM_MS, LATER_MS, ONE_AT_A_TIME, PROXIES,
-    SCRIPT_TIMEOUT_MS, STEP_MS,
+    start, Cluster, CLAIM_MS, LATER_MS, ONE_AT_A_TIME, PROXIES, STEP_MS,
 };
-use actors_tests::netns::janus_reports;
 use serde_json::Value;
 
 const PROXY_BIN: &str = env!("CARGO_BIN_EXE_proxy-under-test");
@@ -76,13 +74,8 @@ fn a_videocall_whose_callers_proxy_dies_goes_on_once_the_caller_claims_on_the_su
     let mut cluster = Cluster::start_janus_with(&media, &["libjanus_videocall.so"]);
 
     // ---- the control: both pages directly against one Janus, the caller's socket cut -------
-    let out = media.path().to_str().unwrap_or(".").to_owned();
-    let control = media.run_script_with(
+    let summary = cluster.run_control(
         DRIVER,
-        "control",
-        &BACKENDS[0].ws_url(),
-        SCRIPT_TIMEOUT_MS,
-        10_000,
         &[
             "--mode",
             "control",
@@ -94,19 +87,9 @@ fn a_videocall_whose_callers_proxy_dies_goes_on_once_the_caller_claims_on_the_su
             LATER_MS,
             "--step-ms",
             STEP_MS,
-            "--out",
-            &out,
         ],
+        check,
     );
-    let summary = control.expect_success(check).unwrap_or_else(|diag| {
-        panic!(
-            "{TEST}: the pages DIRECTLY against one Janus failed at step {:?}, so the \
-             environment (Janus / Chromium / janus.js / the namespace) is broken, not the \
-             proxies.\n{diag}\n{}",
-            failed_step(&control),
-            janus_reports(&mut cluster.janus)
-        )
-    });
     println!(
         "{TEST}: [control] caller's socket to Janus cut: claimed on Janus {} ms after the cut; \
          frames decoded alice {}, bob {}",
@@ -115,16 +98,8 @@ fn a_videocall_whose_callers_proxy_dies_goes_on_once_the_caller_claims_on_the_su
 
     // ---- through HAProxy: the caller's proxy killed, her session claimed on the survivor ---
     cluster.start_proxies(PROXY_BIN, 30);
-    let (run, killed) = cluster.run_script_and_kill(DRIVER, "adopt", &["--mode", "adopt"]);
-    let summary = run.expect_success(check).unwrap_or_else(|diag| {
-        eprintln!("{TEST}: work dir kept: {}", media.path().display());
-        panic!(
-            "{TEST}: FAILED AT STEP {:?} through HAProxy (the control passed).\n{diag}\n{}",
-            failed_step(&run),
-            cluster.reports()
-        )
-    });
-    let killed = killed.expect("a passing run had its proxy killed");
+    let (summary, killed) =
+        cluster.run_through_and_kill(DRIVER, "adopt", &["--mode", "adopt"], check);
     println!(
         "{TEST}: pages on {} (caller) and {} (callee, page opened {} more times); killed {}; \
          the caller claimed on {} {} ms after the kill (session {}, handle {}); frames decoded \
@@ -140,10 +115,7 @@ fn a_videocall_whose_callers_proxy_dies_goes_on_once_the_caller_claims_on_the_su
         summary["frames"]["alice"],
         summary["frames"]["bob"]
     );
-    if summary["holder_after"]["proxy"] == PROXIES[killed].name {
-        panic!("{TEST}: the killed proxy still lists the session: {summary}");
-    }
-    cluster.assert_alive_and_stop(killed);
+    cluster.finish(killed, &summary);
     drop(cluster);
     let took = media.passed();
     println!("{TEST}: passed in {:.1} s", took.as_secs_f64());

@@ -23,11 +23,7 @@
 //! `actors-tests/media/install.sh`; prints `SKIP: ...` without them. On a failure the work dir
 //! is kept (every log, the pages' screenshots and consoles).
 
-use actors_tests::adopt_cluster::{
-    failed_step, start, Cluster, BACKENDS, LATER_MS, ONE_AT_A_TIME, PROXIES, SCRIPT_TIMEOUT_MS,
-    STEP_MS,
-};
-use actors_tests::netns::janus_reports;
+use actors_tests::adopt_cluster::{start, Cluster, LATER_MS, ONE_AT_A_TIME, PROXIES, STEP_MS};
 use serde_json::Value;
 
 const PROXY_BIN: &str = env!("CARGO_BIN_EXE_proxy-under-test");
@@ -76,13 +72,8 @@ fn three_pages_in_a_room_carry_on_when_the_proxy_of_one_dies() {
     let mut cluster = Cluster::start_janus(&media);
 
     // ---- the control: the same pages directly against one Janus, nothing killed -----------
-    let out = media.path().to_str().unwrap_or(".").to_owned();
-    let control = media.run_script_with(
+    let summary = cluster.run_control(
         SCRIPT,
-        "control",
-        &BACKENDS[0].ws_url(),
-        SCRIPT_TIMEOUT_MS,
-        10_000,
         &[
             "--mode",
             "control",
@@ -92,21 +83,9 @@ fn three_pages_in_a_room_carry_on_when_the_proxy_of_one_dies() {
             LATER_MS,
             "--step-ms",
             STEP_MS,
-            "--out",
-            &out,
         ],
+        |_| Vec::new(),
     );
-    let summary = control
-        .expect_success(|_| Vec::new())
-        .unwrap_or_else(|diag| {
-            panic!(
-                "{TEST}: the pages DIRECTLY against one Janus failed at step {:?}, so the \
-                 environment (Janus / Chromium / janus.js / the namespace) is broken, not the \
-                 proxies.\n{diag}\n{}",
-                failed_step(&control),
-                janus_reports(&mut cluster.janus)
-            )
-        });
     for p in summary["pages"].as_array().into_iter().flatten() {
         println!(
             "{TEST}: [control] {}: frames decoded {} -> {} -> {}",
@@ -116,17 +95,12 @@ fn three_pages_in_a_room_carry_on_when_the_proxy_of_one_dies() {
 
     // ---- through HAProxy: the first page's proxy killed, its pages claim on the survivor ----
     cluster.start_proxies(PROXY_BIN, 30);
-    let (run, killed) =
-        cluster.run_script_and_kill(SCRIPT, "proxy", &["--mode", "adopt", "--room", "4322"]);
-    let summary = run.expect_success(check_adopt).unwrap_or_else(|diag| {
-        eprintln!("{TEST}: work dir kept: {}", media.path().display());
-        panic!(
-            "{TEST}: FAILED AT STEP {:?} through HAProxy (the control passed).\n{diag}\n{}",
-            failed_step(&run),
-            cluster.reports()
-        )
-    });
-    let killed = killed.expect("a passing run had its proxy killed");
+    let (summary, killed) = cluster.run_through_and_kill(
+        SCRIPT,
+        "proxy",
+        &["--mode", "adopt", "--room", "4322"],
+        check_adopt,
+    );
     println!("{TEST}: killed {}", PROXIES[killed].name);
     for p in summary["pages"].as_array().into_iter().flatten() {
         let claim = match p["claim_ms"].as_u64() {
@@ -143,10 +117,7 @@ fn three_pages_in_a_room_carry_on_when_the_proxy_of_one_dies() {
             p["frames"]["later"]
         );
     }
-    if summary["holder_after"]["proxy"] == PROXIES[killed].name {
-        panic!("{TEST}: the killed proxy still lists the session: {summary}");
-    }
-    cluster.assert_alive_and_stop(killed);
+    cluster.finish(killed, &summary);
     drop(cluster);
     let took = media.passed();
     println!("{TEST}: passed in {:.1} s", took.as_secs_f64());
